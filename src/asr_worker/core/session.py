@@ -1,0 +1,636 @@
+"""The session core: one call's state machine, with no I/O and no clock of its own.
+
+It is driven the way the websockets library's sans-I/O protocol is: the edges feed it inputs
+(`on_audio`, `end`, `on_stream_opened`, `on_stream_event`, `on_stream_closed`, source attach
+and detach), each with the current monotonic time, then call `poll(now)` to collect the
+actions to carry out (open a provider stream, send audio, send a keep-alive, end or abort a
+stream, emit an event) and `next_deadline()` to know when to poll again if nothing else
+happens.
+
+The invariants of the contract's section 3 live here and nowhere else:
+
+* single flight: a stream is opened only from the IDLE/BACKOFF states, so however many
+  sources deliver first frames before the provider answers, exactly one open happens;
+* continuous forwarding: once connected, no byte waits longer than `max_buffer_ms`;
+* no lost audio: bytes stay in the retained buffer until a final result covers them, and a
+  new stream after a drop starts by replaying them; call time = stream time + stream base;
+* no repeated words: words a channel has already finalized are filtered from later results;
+* finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
+  only after the provider confirmed its last results (or a bounded wait ran out).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from .audio import AudioFormat
+from .provider_events import (
+    ProviderError,
+    ProviderEvent,
+    SpeechStarted,
+    StreamMetadata,
+    TranscriptResult,
+    UtteranceEnd,
+    Word,
+)
+
+Event = dict[str, object]
+
+_EPSILON_S: Final = 1e-6
+
+
+class Phase(StrEnum):
+    ACTIVE = "active"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+class Link(StrEnum):
+    """The state of the (at most one) provider stream."""
+
+    IDLE = "idle"  # no audio yet, so no stream wanted
+    CONNECTING = "connecting"  # an open is in flight; everyone else waits for it
+    CONNECTED = "connected"
+    BACKOFF = "backoff"  # the last stream dropped or failed to open; retrying at `retry_at`
+    CLOSING = "closing"  # end sent; waiting for the provider's last results and clean close
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    max_buffer_ms: int = 100
+    send_chunk_ms: int = 50
+    max_message_ms: int = 250
+    keepalive_s: float = 3.0
+    grace_s: float = 10.0
+    finalize_timeout_s: float = 5.0
+    max_retained_s: float = 60.0
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 8.0
+
+
+# --- actions: what the driver must do --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    conn_id: int
+    reconnect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendAudio:
+    conn_id: int
+    data: bytes
+    waited_s: float  # how long the oldest byte of `data` sat in the worker
+
+
+@dataclass(frozen=True, slots=True)
+class SendKeepAlive:
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndStream:
+    """Flush and close: Deepgram's Finalize then CloseStream."""
+
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbortStream:
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    event: Event
+
+
+Action = OpenStream | SendAudio | SendKeepAlive | EndStream | AbortStream | Emit
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters the metrics endpoint sums over sessions; plain integers, cheap to bump."""
+
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_reused: int = 0
+    bytes_out: int = 0
+    bytes_replayed: int = 0
+    bytes_dropped: int = 0
+    frames_rejected: int = 0
+    streams_opened: int = 0
+    open_failures: int = 0
+    drops: int = 0
+    reconnects: int = 0
+    keepalives: int = 0
+    interims: int = 0
+    finals: int = 0
+    words_deduplicated: int = 0
+
+
+@dataclass(slots=True)
+class _Arrival:
+    end_offset: int
+    at: float
+
+
+@dataclass(slots=True)
+class SessionCore:
+    interaction_id: str
+    tenant_id: str | None
+    fmt: AudioFormat
+    provider: str
+    config: SessionConfig
+    created_at: float
+    wall_ms_at_create: int
+    rng: random.Random = field(default_factory=random.Random)
+
+    phase: Phase = Phase.ACTIVE
+    link: Link = Link.IDLE
+    conn_id: int = 0
+    end_reason: str | None = None
+    stats: SessionStats = field(default_factory=SessionStats)
+
+    # Call byte offsets: buf[0] is call offset `_base`; everything before `_covered` is
+    # finalized, everything before `_sent` went out on the current stream.
+    _buf: bytearray = field(default_factory=bytearray)
+    _base: int = 0
+    _received: int = 0
+    _sent: int = 0
+    _covered: int = 0
+    _stream_base: int = 0  # call offset of the current stream's first byte
+    _covered_s: dict[int, float] = field(default_factory=dict)  # per channel, call seconds
+    _pending_since: float | None = None
+    _last_sent_at: float = 0.0
+    _arrivals: deque[_Arrival] = field(default_factory=deque)
+
+    _failures: int = 0
+    _retry_at: float | None = None
+    _ever_connected: bool = False
+    _grace_at: float | None = None
+    _end_deadline: float | None = None
+    _dropping: bool = False
+    _sources: set[str] = field(default_factory=set)
+    _seq: int = 0
+    _wall_offset_s: float = 0.0
+    _outbox: list[Action] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # A session nobody feeds ends after the grace period like one whose sources left.
+        self._grace_at = self.created_at + self.config.grace_s
+        self._emit(
+            self.created_at,
+            {"type": "session_started", "provider": self.provider, **self.fmt.describe()},
+        )
+
+    # --- inputs from sources --------------------------------------------------------------
+
+    def attach_source(self, source_id: str, now: float) -> None:
+        self._sources.add(source_id)
+        self._grace_at = None
+
+    def detach_source(self, source_id: str, now: float) -> None:
+        self._sources.discard(source_id)
+        if not self._sources and self.phase is Phase.ACTIVE:
+            self._grace_at = now + self.config.grace_s
+
+    @property
+    def source_count(self) -> int:
+        return len(self._sources)
+
+    def on_audio(self, data: bytes, now: float) -> bool:
+        """Take one message of audio. False (with an `error` event) if it was refused."""
+        if self.phase is not Phase.ACTIVE:
+            self.stats.frames_rejected += 1
+            self.emit_error("session_ending", "the call is ending; audio after `end` is not taken", now)
+            return False
+        if len(data) % self.fmt.frame_bytes:
+            self.stats.frames_rejected += 1
+            self.emit_error(
+                "bad_audio",
+                f"a message of {len(data)} bytes is not whole {self.fmt.encoding} samples "
+                f"({self.fmt.frame_bytes} bytes per sample over {self.fmt.channels} channel(s)); dropped",
+                now,
+            )
+            return False
+        if not data:
+            return True
+        stats = self.stats
+        stats.frames_in += 1
+        stats.bytes_in += len(data)
+        if self.link is Link.IDLE:
+            self._open()
+        else:
+            stats.frames_reused += 1
+        self._buf += data
+        self._received += len(data)
+        self._arrivals.append(_Arrival(self._received, now))
+        if self._pending_since is None:
+            self._pending_since = now
+        if self._received - self._base > self._max_retained_bytes:
+            self._shed_oldest(now)
+        return True
+
+    def end(self, reason: str, now: float) -> None:
+        """The call is over: flush, end the stream, emit `session_ended` once it confirmed."""
+        if self.phase is not Phase.ACTIVE:
+            return
+        self.phase = Phase.ENDING
+        self.end_reason = reason
+        self._grace_at = None
+        self._end_deadline = now + self.config.finalize_timeout_s
+        if self.link is Link.IDLE:
+            self._finish(now)
+        elif self.link is Link.CONNECTED:
+            self._flush(now)
+            self._end_stream()
+
+    def fail(self, code: str, message: str, now: float) -> None:
+        """End the call at once, without waiting for the provider (a fault, or a forced stop)."""
+        if self.phase is Phase.ENDED:
+            return
+        self.emit_error(code, message, now)
+        self.end_reason = code
+        self._finish(now)
+
+    def emit_error(self, code: str, message: str, now: float) -> None:
+        self._emit(now, {"type": "error", "code": code, "message": message})
+
+    # --- inputs from the provider stream --------------------------------------------------
+
+    def on_stream_opened(self, conn_id: int, now: float) -> bool:
+        """The open for `conn_id` succeeded. False means the core no longer wants that stream
+        (the call ended meanwhile) and the driver must close it."""
+        if conn_id != self.conn_id or self.link is not Link.CONNECTING:
+            return False
+        self.link = Link.CONNECTED
+        self.stats.streams_opened += 1
+        if self._ever_connected:
+            self.stats.reconnects += 1
+        self._ever_connected = True
+        self._failures = 0
+        self._retry_at = None
+        # Replay: the new stream starts at the first byte no final has covered.
+        self._stream_base = self._covered
+        if self._sent > self._covered:
+            self.stats.bytes_replayed += self._sent - self._covered
+        self._sent = self._covered
+        self._last_sent_at = now
+        if self._received > self._sent:
+            self._flush(now)
+        if self.phase is Phase.ENDING:
+            self._end_stream()
+        return True
+
+    def on_stream_failed(self, conn_id: int, error: ProviderError, now: float) -> None:
+        """The open for `conn_id` failed."""
+        if conn_id != self.conn_id or self.link is not Link.CONNECTING:
+            return
+        self.stats.open_failures += 1
+        self._lost_stream(error, now)
+
+    def on_stream_closed(self, conn_id: int, error: ProviderError | None, now: float) -> None:
+        """The stream `conn_id` ended: cleanly (`error` None) or not."""
+        if conn_id != self.conn_id or self.link not in (Link.CONNECTED, Link.CLOSING):
+            return
+        if error is None and self.link is Link.CLOSING:
+            self._finish(now)
+            return
+        if error is None:
+            error = ProviderError("closed", "the provider closed the stream unasked", retryable=True)
+        self.stats.drops += 1
+        self._lost_stream(error, now)
+
+    def on_stream_event(self, conn_id: int, event: ProviderEvent, now: float) -> None:
+        if conn_id != self.conn_id or self.link not in (Link.CONNECTED, Link.CLOSING):
+            return
+        base_s = self.fmt.seconds(self._stream_base)
+        if isinstance(event, TranscriptResult):
+            self._on_result(event, base_s, now)
+        elif isinstance(event, UtteranceEnd):
+            self._emit(
+                now,
+                {
+                    "type": "utterance_end",
+                    "channel": event.channel,
+                    "last_word_end": round(base_s + event.last_word_end, 3),
+                    "provider": self.provider,
+                },
+            )
+        elif isinstance(event, SpeechStarted):
+            self._emit(
+                now,
+                {
+                    "type": "speech_started",
+                    "channel": event.channel,
+                    "timestamp": round(base_s + event.timestamp, 3),
+                    "provider": self.provider,
+                },
+            )
+        elif isinstance(event, StreamMetadata):
+            pass  # summarized by session_ended; the provider client logs its request id
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def poll(self, now: float) -> list[Action]:
+        """Run what is due at `now` and hand over every pending action."""
+        if self.phase is Phase.ACTIVE and _due(now, self._grace_at):
+            self.end("grace_timeout", now)
+        if self.phase is Phase.ENDING and _due(now, self._end_deadline):
+            self._give_up(now)
+        if self.link is Link.BACKOFF and _due(now, self._retry_at):
+            self._open()
+        if self.link is Link.CONNECTED:
+            pending = self._received - self._sent
+            if pending and (
+                pending >= self._chunk_bytes
+                or self._pending_since is None
+                or _due(now, self._pending_since + self._max_wait_s)
+            ):
+                self._flush(now)
+            elif _due(now, self._last_sent_at + self.config.keepalive_s):
+                self.stats.keepalives += 1
+                self._last_sent_at = now
+                self._outbox.append(SendKeepAlive(self.conn_id))
+        actions, self._outbox = self._outbox, []
+        return actions
+
+    def next_deadline(self) -> float | None:
+        """When `poll` has timed work to do next, if no input arrives first."""
+        if self._outbox:
+            return float("-inf")
+        candidates: list[float] = []
+        if self.phase is Phase.ACTIVE and self._grace_at is not None:
+            candidates.append(self._grace_at)
+        if self.phase is Phase.ENDING and self._end_deadline is not None:
+            candidates.append(self._end_deadline)
+        if self.link is Link.BACKOFF and self._retry_at is not None:
+            candidates.append(self._retry_at)
+        if self.link is Link.CONNECTED:
+            if self._received > self._sent and self._pending_since is not None:
+                candidates.append(self._pending_since + self._max_wait_s)
+            candidates.append(self._last_sent_at + self.config.keepalive_s)
+        return min(candidates) if candidates else None
+
+    @property
+    def ended(self) -> bool:
+        return self.phase is Phase.ENDED and not self._outbox
+
+    # --- views ----------------------------------------------------------------------------
+
+    @property
+    def audio_s(self) -> float:
+        return self.fmt.seconds(self._received)
+
+    @property
+    def retained_bytes(self) -> int:
+        return len(self._buf)
+
+    @property
+    def unsent_bytes(self) -> int:
+        return self._received - self._sent
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        return {
+            "interaction_id": self.interaction_id,
+            "tenant_id": self.tenant_id,
+            "phase": str(self.phase),
+            "provider_state": str(self.link),
+            "provider": self.provider,
+            **self.fmt.describe(),
+            "sources": len(self._sources),
+            "audio_s": round(self.audio_s, 3),
+            "covered_s": round(self.fmt.seconds(self._covered), 3),
+            "buffered_ms": round(self.fmt.seconds(len(self._buf)) * 1000),
+            "reconnects": self.stats.reconnects,
+            "finals": self.stats.finals,
+            "age_s": round(now - self.created_at, 3),
+            "last_seq": self._seq,
+        }
+
+    # --- internals ------------------------------------------------------------------------
+
+    @property
+    def _chunk_bytes(self) -> int:
+        return max(self.fmt.frame_bytes, self.fmt.bytes_for(self.config.send_chunk_ms / 1000))
+
+    @property
+    def _max_wait_s(self) -> float:
+        return self.config.max_buffer_ms / 1000
+
+    @property
+    def _max_retained_bytes(self) -> int:
+        return self.fmt.bytes_for(self.config.max_retained_s)
+
+    def _open(self) -> None:
+        self.conn_id += 1
+        self.link = Link.CONNECTING
+        self._retry_at = None
+        self._outbox.append(OpenStream(self.conn_id, reconnect=self._ever_connected))
+
+    def _flush(self, now: float) -> None:
+        """Send everything not yet sent on the current stream, in messages of bounded size."""
+        start, stop = self._sent - self._base, self._received - self._base
+        if stop <= start:
+            return
+        waited = 0.0 if self._pending_since is None else max(0.0, now - self._pending_since)
+        step = max(self.fmt.frame_bytes, self.fmt.bytes_for(self.config.max_message_ms / 1000))
+        view = memoryview(self._buf)
+        try:
+            for i in range(start, stop, step):
+                self._outbox.append(SendAudio(self.conn_id, bytes(view[i : min(i + step, stop)]), waited))
+        finally:
+            view.release()
+        self.stats.bytes_out += stop - start
+        self._sent = self._received
+        self._pending_since = None
+        self._last_sent_at = now
+
+    def _end_stream(self) -> None:
+        self.link = Link.CLOSING
+        self._outbox.append(EndStream(self.conn_id))
+
+    def _lost_stream(self, error: ProviderError, now: float) -> None:
+        if not error.retryable:
+            self._outbox.append(AbortStream(self.conn_id))
+            self.link = Link.IDLE
+            self.emit_error(error.code, error.message, now)
+            self.end_reason = "provider_error"
+            self._finish(now)
+            return
+        self._outbox.append(AbortStream(self.conn_id))
+        self._failures += 1
+        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (self._failures - 1))
+        # Full jitter on the upper half, so calls that dropped together do not return together.
+        self._retry_at = now + delay * (0.5 + self.rng.random() / 2)
+        self.link = Link.BACKOFF
+        if self._pending_since is None and self._received > self._covered:
+            self._pending_since = now
+
+    def _on_result(self, result: TranscriptResult, base_s: float, now: float) -> None:
+        channel = result.channel
+        start_s, end_s = base_s + result.start, base_s + result.end
+        words, text = result.words, result.text
+        done_s = self._covered_s.get(channel, 0.0)
+        if start_s < done_s - _EPSILON_S:
+            # A replayed stream re-heard audio this channel already finalized: only new words count.
+            kept = tuple(w for w in words if base_s + w.start >= done_s - _EPSILON_S)
+            if len(kept) != len(words):
+                self.stats.words_deduplicated += len(words) - len(kept)
+                words, text = kept, _join(kept)
+            start_s = max(start_s, done_s)
+        if result.is_final:
+            self.stats.finals += 1
+            self._cover(channel, end_s, result.channels)
+        else:
+            self.stats.interims += 1
+        if not text and not result.from_finalize:
+            return  # silence: it advanced coverage above, but is not news to anyone
+        self._emit(
+            now,
+            {
+                "type": "transcript",
+                "channel": channel,
+                "is_final": result.is_final,
+                "speech_final": result.speech_final,
+                "from_finalize": result.from_finalize,
+                "text": text,
+                "confidence": round(result.confidence, 4),
+                "start": round(start_s, 3),
+                "end": round(max(start_s, end_s), 3),
+                "words": [_word_event(w, base_s) for w in words],
+                "provider": self.provider,
+                "latency_ms": self._latency_ms(end_s, now),
+            },
+        )
+
+    def _cover(self, channel: int, end_s: float, channels: int) -> None:
+        """A final covered `channel` up to `end_s`; free what every channel has covered."""
+        if end_s > self._covered_s.get(channel, 0.0):
+            self._covered_s[channel] = end_s
+        known = [self._covered_s.get(c, 0.0) for c in range(max(channels, 1))]
+        covered = min(self._sent, max(self._covered, self.fmt.bytes_for(min(known))))
+        if covered <= self._covered:
+            return
+        self._covered = covered
+        drop = covered - self._base
+        if drop > 0:
+            del self._buf[:drop]
+            self._base = covered
+        arrivals = self._arrivals
+        while len(arrivals) > 1 and arrivals[0].end_offset <= covered:
+            arrivals.popleft()
+
+    def _latency_ms(self, end_s: float, now: float) -> int:
+        """From the arrival of the audio a result ends at, to now."""
+        target = self.fmt.bytes_for(end_s)
+        arrived = None
+        for arrival in reversed(self._arrivals):
+            if arrival.end_offset < target:
+                break
+            arrived = arrival.at
+        if arrived is None:
+            return 0 if not self._arrivals else max(0, round((now - self._arrivals[-1].at) * 1000))
+        return max(0, round((now - arrived) * 1000))
+
+    def _shed_oldest(self, now: float) -> None:
+        """The retained buffer is full: drop its oldest audio, counting what that costs."""
+        excess = self._received - self._base - self._max_retained_bytes
+        excess -= excess % self.fmt.frame_bytes
+        if excess <= 0:
+            return
+        new_base = self._base + excess
+        del self._buf[:excess]
+        self._base = new_base
+        self._covered = max(self._covered, new_base)  # can no longer be replayed
+        if new_base > self._sent:
+            lost = new_base - self._sent
+            self.stats.bytes_dropped += lost
+            self._sent = new_base
+            if self.link in (Link.CONNECTED, Link.CLOSING):
+                # The live stream would get audio with a hole in it; start a fresh one instead.
+                self._lost_stream(ProviderError("stalled", "provider not taking audio", retryable=True), now)
+            if not self._dropping:
+                self._dropping = True
+                self.emit_error(
+                    "audio_dropped",
+                    f"the provider is not taking audio; keeping only the last "
+                    f"{self.config.max_retained_s:g} s, older audio is lost",
+                    now,
+                )
+        else:
+            self._dropping = False
+        while len(self._arrivals) > 1 and self._arrivals[0].end_offset <= new_base:
+            self._arrivals.popleft()
+
+    def _give_up(self, now: float) -> None:
+        untranscribed = self.fmt.seconds(self._received - self._covered)
+        self.emit_error(
+            "finalize_timeout",
+            f"the provider did not confirm the last results within {self.config.finalize_timeout_s:g} s; "
+            f"{untranscribed:.2f} s of audio may be untranscribed",
+            now,
+        )
+        self._finish(now)
+
+    def _finish(self, now: float) -> None:
+        if self.link is not Link.IDLE:
+            self._outbox.append(AbortStream(self.conn_id))
+        self.link = Link.IDLE
+        self.phase = Phase.ENDED
+        self._end_deadline = None
+        self._retry_at = None
+        self._emit(
+            now,
+            {
+                "type": "session_ended",
+                "reason": self.end_reason or "end",
+                "audio_s": round(self.audio_s, 3),
+                "reconnects": self.stats.reconnects,
+                "finals": self.stats.finals,
+            },
+        )
+        self._buf.clear()
+        self._arrivals.clear()
+
+    def _emit(self, now: float, body: Event) -> None:
+        self._seq += 1
+        event: Event = {
+            "type": body.pop("type"),
+            "interaction_id": self.interaction_id,
+            "tenant_id": self.tenant_id,
+            "seq": self._seq,
+            **body,
+            "timestamp_ms": self.wall_ms_at_create + round((now - self.created_at) * 1000),
+        }
+        self._outbox.append(Emit(event))
+
+
+def _due(now: float, deadline: float | None) -> bool:
+    """Deadlines are met to within a nanosecond, so a timer set for `deadline` never wakes
+    a hair early and finds nothing to do."""
+    return deadline is not None and now + 1e-9 >= deadline
+
+
+def _join(words: tuple[Word, ...]) -> str:
+    return " ".join(w.punctuated_word or w.word for w in words)
+
+
+def _word_event(w: Word, base_s: float) -> Event:
+    event: Event = {
+        "word": w.word,
+        "start": round(base_s + w.start, 3),
+        "end": round(base_s + w.end, 3),
+        "confidence": round(w.confidence, 4),
+    }
+    if w.punctuated_word:
+        event["punctuated_word"] = w.punctuated_word
+    if w.speaker is not None:
+        event["speaker"] = w.speaker
+    return event
