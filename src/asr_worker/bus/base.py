@@ -1,0 +1,28 @@
+"""The bus seam. A bus publishes every call event (in order, without blocking the session)
+and may bring calls in (Redis Streams hands calls out as jobs). `run` does both until
+cancelled; `healthy` feeds /health and /ready."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..runtime.manager import SessionManager
+
+Event = dict[str, object]
+
+
+class Bus(Protocol):
+    name: str
+
+    def publish(self, event: Event) -> None:
+        """Queue one event for the bus; never blocks."""
+
+    async def run(self, manager: SessionManager) -> None:
+        """Take calls in and publish events until cancelled."""
+
+    def healthy(self) -> bool: ...
+
+    def status(self) -> dict[str, object]:
+        """Figures for /health."""
+        ...

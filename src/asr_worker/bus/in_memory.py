@@ -1,0 +1,33 @@
+"""The embedded bus: events go only to this process's watchers (sockets, SSE, the page),
+which the event hub already serves, and calls come in only over the ingest endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .base import Event
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..runtime.manager import SessionManager
+
+
+class InMemoryBus:
+    name = "in_memory"
+
+    def publish(self, event: Event) -> None:
+        return None
+
+    async def run(self, manager: SessionManager) -> None:
+        await asyncio.Future()  # nothing to do; runs until cancelled
+
+    def healthy(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, object]:
+        return {"adapter": self.name, "ok": True}
+
+
+def create(settings: Settings) -> InMemoryBus:
+    return InMemoryBus()

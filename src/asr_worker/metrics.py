@@ -1,0 +1,139 @@
+"""Prometheus metrics, one registry per worker (so tests can run several workers in a process).
+
+Counters that change on every audio frame are not bumped per frame: sessions count them in
+plain integers (`SessionStats`) and the collector sums live sessions plus the totals of ended
+ones at scrape time. Histograms are observed where the thing happens (a send, a result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# `_created` series double the output and no dashboard uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(slots=True)
+class LiveTotals:
+    """What the collector reads at scrape time; the session manager fills it in."""
+
+    sessions_active: int = 0
+    sources_active: int = 0
+    connections_active: int = 0
+    buffered_audio_s: float = 0.0
+    unsent_audio_s: float = 0.0
+    counters: dict[str, float] = field(default_factory=dict)
+
+
+# name -> help, for the counters summed from SessionStats.
+SESSION_COUNTERS: dict[str, str] = {
+    "asr_audio_in_seconds": "Audio received from sources, seconds.",
+    "asr_audio_out_seconds": "Audio sent to the provider, seconds, replays included.",
+    "asr_audio_replayed_seconds": "Audio re-sent to a new provider connection after a drop, seconds.",
+    "asr_audio_dropped_seconds": "Audio dropped because the retained buffer was full, seconds.",
+    "asr_audio_frames_in": "Audio messages received from sources.",
+    "asr_audio_frames_rejected": "Audio messages refused (not whole samples, after end).",
+    "asr_provider_connections_created": "Provider connections opened.",
+    "asr_provider_connections_reused": (
+        "Audio messages that found their call's provider connection already open or opening."
+    ),
+    "asr_provider_connections_reconnected": "Provider connections opened to replace a dropped one.",
+    "asr_provider_keepalives": "Keep-alive messages sent to the provider.",
+    "asr_transcripts_interim": "Interim results received.",
+    "asr_transcripts_final": "Final results received.",
+    "asr_words_deduplicated": "Words dropped because a replayed stream repeated already-final words.",
+}
+
+
+class WorkerMetrics:
+    def __init__(self, live: Callable[[], LiveTotals], provider: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.provider = provider
+        reg = self.registry
+        self.sessions_started = Counter("asr_sessions_started", "Sessions started.", registry=reg)
+        self.sessions_ended = Counter(
+            "asr_sessions_ended", "Sessions ended, by reason.", ["reason"], registry=reg
+        )
+        self.sessions_refused = Counter(
+            "asr_sessions_refused", "Sessions or sources refused, by reason.", ["reason"], registry=reg
+        )
+        self.connections_failed = Counter(
+            "asr_provider_connections_failed",
+            "Provider connections that failed to open or dropped, by reason.",
+            ["provider", "reason"],
+            registry=reg,
+        )
+        self.errors = Counter("asr_errors", "Error events emitted, by code.", ["code"], registry=reg)
+        self.forward_wait = Histogram(
+            "asr_forward_wait_seconds",
+            "How long audio waited in the worker before it was sent to the provider.",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.send_gap = Histogram(
+            "asr_send_gap_seconds",
+            "Time between consecutive audio sends on one provider connection.",
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.transcript_latency = Histogram(
+            "asr_transcript_latency_seconds",
+            "From the arrival of the audio a result ends at to the result's event.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.events_published = Counter("asr_events_published", "Events published.", registry=reg)
+        reg.register(_LiveCollector(live, provider))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    def __init__(self, live: Callable[[], LiveTotals], provider: str) -> None:
+        self._live = live
+        self._provider = provider
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        live = self._live()
+        yield GaugeMetricFamily(
+            "asr_sessions_active", "Calls with a live session.", value=live.sessions_active
+        )
+        yield GaugeMetricFamily(
+            "asr_sources_active", "Audio sources attached to sessions.", value=live.sources_active
+        )
+        conns = GaugeMetricFamily(
+            "asr_provider_connections_active", "Open provider connections.", labels=["provider"]
+        )
+        conns.add_metric([self._provider], live.connections_active)
+        yield conns
+        yield GaugeMetricFamily(
+            "asr_audio_buffered_seconds",
+            "Audio held by sessions (unsent, or sent but not yet covered by a final), seconds.",
+            value=live.buffered_audio_s,
+        )
+        yield GaugeMetricFamily(
+            "asr_audio_unsent_seconds",
+            "Audio received but not yet sent to a provider, seconds.",
+            value=live.unsent_audio_s,
+        )
+        for name, help_text in SESSION_COUNTERS.items():
+            if name.startswith("asr_provider_"):
+                family = CounterMetricFamily(name, help_text, labels=["provider"])
+                family.add_metric([self._provider], live.counters.get(name, 0.0))
+            else:
+                family = CounterMetricFamily(name, help_text, value=live.counters.get(name, 0.0))
+            yield family

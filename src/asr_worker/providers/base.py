@@ -1,0 +1,63 @@
+"""The provider seam: something you open a stream on, push audio into, finalize, and read
+events from. Deepgram, the local engine and the mock each fit it in one module.
+
+A provider raises `ProviderError` (from the core) for every failure, with `retryable` telling
+the session whether to reconnect or fail the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..core.audio import AudioFormat
+from ..core.provider_events import ProviderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    interaction_id: str
+    tenant_id: str | None
+    fmt: AudioFormat
+    reconnect: bool = False  # a replacement for a dropped stream of the same call
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    ok: bool
+    detail: str = ""
+
+
+class ProviderStream(Protocol):
+    async def send_audio(self, data: bytes) -> None:
+        """Send audio in the request's format, byte for byte."""
+
+    async def keepalive(self) -> None:
+        """Tell the provider the call is alive though no audio is flowing."""
+
+    async def finalize(self) -> None:
+        """Ask for final results for all audio sent so far; the stream stays open."""
+
+    async def close_stream(self) -> None:
+        """Flush, then let the provider close; `events()` ends cleanly after the last result."""
+
+    async def abort(self) -> None:
+        """Drop the stream now without waiting for anything. Safe to call twice."""
+
+    def events(self) -> AsyncIterator[ProviderEvent]:
+        """Results in order; ends after a clean close, raises `ProviderError` on a fault."""
+        ...
+
+
+class Provider(Protocol):
+    name: str
+
+    async def open(self, request: StreamRequest) -> ProviderStream:
+        """Open one stream for one call. Raises `ProviderError`."""
+        ...
+
+    def health(self) -> ProviderHealth: ...
+
+    async def aclose(self) -> None:
+        """Release what the provider shares between calls (models, pools)."""

@@ -1,0 +1,288 @@
+"""The mock provider: deterministic words from the audio it receives, and switches for faults.
+
+Every `word_ms` of a stream's audio is one window. A silent window (peak below
+`silence_peak`) is a pause; any other window is a word, chosen from a fixed vocabulary by a
+checksum of the window's bytes. So the same audio always gives the same words, a test can
+compute the words a call must produce (`expected_words`), and a replayed stream that starts
+on a window boundary hears exactly the words the dropped one would have.
+
+Results follow Deepgram's shape: an interim after each word, a final every
+`words_per_final` words or at a pause (`speech_final`), empty finals through long silences
+so finals tile the timeline, and a `from_finalize` final on Finalize/CloseStream.
+
+Faults, for tests: `fail_opens` (the next N opens fail; fatally with `fail_fatal`),
+`open_delay_ms`, `drop_after_ms` (each stream fails after that much audio, for the first
+`drop_streams` streams, 0 meaning all), `hang_close` (never confirms CloseStream).
+Options come from `ASR_MOCK`, e.g. `ASR_MOCK="word_ms=200,drop_after_ms=3000"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.audio import AudioFormat
+from ..core.codecs import to_linear16
+from ..core.provider_events import ProviderError, ProviderEvent, TranscriptResult, Word
+from .base import ProviderHealth, StreamRequest
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+VOCABULARY = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+]
+
+_SILENCE_FINAL_S = 1.0
+
+
+@dataclass
+class MockOptions:
+    word_ms: int = 200
+    words_per_final: int = 5
+    silence_peak: int = 500
+    fail_opens: int = 0
+    fail_fatal: bool = False
+    open_delay_ms: int = 0
+    drop_after_ms: int = 0
+    drop_streams: int = 0
+    hang_close: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> MockOptions:
+        """`k=v,k=v` with the field names above; raises ValueError naming a bad key or value."""
+        options = cls()
+        known = {f.name: f for f in fields(cls)}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise ValueError(f"unknown mock option {key!r}; known: {', '.join(known)}")
+            if isinstance(getattr(options, key), bool):
+                setattr(options, key, value.strip().lower() in ("1", "true", "yes", "on"))
+            else:
+                try:
+                    setattr(options, key, int(value))
+                except ValueError:
+                    raise ValueError(f"mock option {key} must be a whole number, not {value!r}") from None
+        return options
+
+
+def word_for(window: bytes, fmt: AudioFormat, silence_peak: int) -> str | None:
+    """The word a window of audio stands for, or None if it is silence."""
+    samples = to_linear16(window, fmt)
+    if samples.size == 0 or int(np.abs(samples.astype(np.int32)).max()) < silence_peak:
+        return None
+    return VOCABULARY[zlib.crc32(window) % len(VOCABULARY)]
+
+
+def expected_words(audio: bytes, fmt: AudioFormat, options: MockOptions | None = None) -> list[str]:
+    """The words a whole call's audio must come out as, for tests."""
+    opts = options or MockOptions()
+    step = fmt.bytes_for(opts.word_ms / 1000)
+    words = (word_for(audio[i : i + step], fmt, opts.silence_peak) for i in range(0, len(audio), step))
+    return [w for w in words if w]
+
+
+class MockStream:
+    def __init__(self, provider: MockProvider, request: StreamRequest, index: int) -> None:
+        self.request = request
+        self.index = index
+        self.received = bytearray()
+        self.controls: list[str] = []
+        self._opts = provider.options
+        self._fmt = request.fmt
+        self._window_bytes = self._fmt.bytes_for(self._opts.word_ms / 1000)
+        self._pending = bytearray()
+        self._done_bytes = 0  # bytes of completed windows
+        self._final_end = 0.0
+        self._utterance: list[Word] = []
+        drops = self._opts.drop_streams
+        self._drop_at = (
+            self._fmt.bytes_for(self._opts.drop_after_ms / 1000)
+            if self._opts.drop_after_ms and (drops == 0 or index < drops)
+            else 0
+        )
+        self._queue: asyncio.Queue[ProviderEvent | ProviderError | None] = asyncio.Queue(maxsize=10_000)
+        self._failed: ProviderError | None = None
+        self._closed = False
+
+    # --- the ProviderStream interface ---------------------------------------------------------
+
+    async def send_audio(self, data: bytes) -> None:
+        self._check_open()
+        if self._drop_at and len(self.received) + len(data) >= self._drop_at:
+            take = self._drop_at - len(self.received)
+            take -= take % self._fmt.frame_bytes
+            await self._take(data[:take])
+            error = ProviderError("mock_drop", "mock stream dropped", retryable=True)
+            await self._fail(error)
+            raise error
+        await self._take(data)
+
+    async def keepalive(self) -> None:
+        self._check_open()
+        self.controls.append("KeepAlive")
+
+    async def finalize(self) -> None:
+        self._check_open()
+        self.controls.append("Finalize")
+        if self._pending:
+            await self._window(bytes(self._pending))
+            self._pending.clear()
+        await self._final(self._seconds(self._done_bytes), speech_final=True, from_finalize=True)
+
+    async def close_stream(self) -> None:
+        self._check_open()
+        self.controls.append("CloseStream")
+        if not self._opts.hang_close:
+            self._closed = True
+            await self._queue.put(None)
+
+    async def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.controls.append("abort")
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, ProviderError):
+                raise item
+            yield item
+
+    # --- the mock recognizer ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+        if self._closed:
+            raise ProviderError("closed", "mock stream is closed", retryable=True)
+
+    async def _fail(self, error: ProviderError) -> None:
+        self._failed = error
+        await self._queue.put(error)
+
+    def _seconds(self, n_bytes: int) -> float:
+        return self._fmt.seconds(n_bytes)
+
+    async def _take(self, data: bytes) -> None:
+        self.received += data
+        self._pending += data
+        while len(self._pending) >= self._window_bytes:
+            window = bytes(self._pending[: self._window_bytes])
+            del self._pending[: self._window_bytes]
+            await self._window(window)
+
+    async def _window(self, window: bytes) -> None:
+        start = self._seconds(self._done_bytes)
+        self._done_bytes += len(window)
+        end = self._seconds(self._done_bytes)
+        word = word_for(window, self._fmt, self._opts.silence_peak)
+        if word is not None:
+            self._utterance.append(Word(word, start, end, 0.9))
+            await self._result(self._final_end, end, is_final=False, speech_final=False)
+            if len(self._utterance) >= self._opts.words_per_final:
+                await self._final(end, speech_final=False)
+        elif self._utterance or end - self._final_end >= _SILENCE_FINAL_S:
+            await self._final(end, speech_final=bool(self._utterance))
+
+    async def _final(self, end: float, *, speech_final: bool, from_finalize: bool = False) -> None:
+        await self._result(
+            self._final_end, end, is_final=True, speech_final=speech_final, finalize=from_finalize
+        )
+        self._final_end = end
+        self._utterance = []
+
+    async def _result(
+        self, start: float, end: float, *, is_final: bool, speech_final: bool, finalize: bool = False
+    ) -> None:
+        words = tuple(self._utterance)
+        await self._queue.put(
+            TranscriptResult(
+                channel=0,
+                is_final=is_final,
+                speech_final=speech_final,
+                text=" ".join(w.word for w in words),
+                confidence=0.9 if words else 0.0,
+                start=start,
+                duration=max(0.0, end - start),
+                words=words,
+                from_finalize=finalize,
+            )
+        )
+
+
+@dataclass
+class MockProvider:
+    options: MockOptions = field(default_factory=MockOptions)
+    name: str = "mock"
+    opens: int = 0
+    open_attempts: int = 0
+    # The most recent streams, for tests to inspect; bounded so a long-running mock stays small.
+    streams: deque[MockStream] = field(default_factory=lambda: deque(maxlen=1024))
+
+    async def open(self, request: StreamRequest) -> MockStream:
+        self.open_attempts += 1
+        if self.options.open_delay_ms:
+            await asyncio.sleep(self.options.open_delay_ms / 1000)
+        if self.options.fail_opens > 0:
+            self.options.fail_opens -= 1
+            if self.options.fail_fatal:
+                raise ProviderError(
+                    "unauthorized", "mock provider refused the credentials", retryable=False, status=401
+                )
+            raise ProviderError("unavailable", "mock provider is unavailable", retryable=True, status=503)
+        stream = MockStream(self, request, self.opens)
+        self.opens += 1
+        self.streams.append(stream)
+        return stream
+
+    def health(self) -> ProviderHealth:
+        return ProviderHealth(ok=True)
+
+    async def aclose(self) -> None:
+        return None
+
+    def streams_for(self, interaction_id: str) -> list[MockStream]:
+        return [s for s in self.streams if s.request.interaction_id == interaction_id]
+
+
+def create(settings: Settings) -> MockProvider:
+    return MockProvider(MockOptions.parse(settings.mock))

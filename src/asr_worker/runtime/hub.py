@@ -1,0 +1,134 @@
+"""In-process fan-out of call events to whoever watches: ingest sockets, SSE streams, the page.
+
+Publishing never blocks and never grows without bound: each subscriber has a bounded queue,
+and a subscriber too slow to keep up loses its oldest events and is told so by an
+`events_dropped` marker in their place. The last events of each call are kept so that an
+SSE client reconnecting with `Last-Event-ID` can resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+
+Event = dict[str, object]
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, interaction_id: str | None, max_queued: int) -> None:
+        self.interaction_id = interaction_id
+        self._hub = hub
+        self._queue: deque[Event] = deque()
+        self._max_queued = max_queued
+        self._dropped = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def push(self, event: Event) -> None:
+        if self._closed:
+            return
+        if len(self._queue) >= self._max_queued:
+            self._queue.popleft()
+            self._dropped += 1
+            self._hub.events_dropped += 1
+        self._queue.append(event)
+        self._wake()
+
+    def close(self) -> None:
+        """Stop receiving; a pending `get` returns None."""
+        if not self._closed:
+            self._closed = True
+            self._hub._unsubscribe(self)
+            self._wake()
+
+    async def get(self) -> Event | None:
+        """The next event (or a drop marker); None once closed and drained."""
+        while True:
+            if self._dropped:
+                marker: Event = {
+                    "type": "events_dropped",
+                    "interaction_id": self.interaction_id,
+                    "count": self._dropped,
+                }
+                self._dropped = 0
+                return marker
+            if self._queue:
+                return self._queue.popleft()
+            if self._closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while (event := await self.get()) is not None:
+            yield event
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+
+class EventHub:
+    def __init__(
+        self, max_queued: int = 1000, history_per_call: int = 500, history_calls: int = 1000
+    ) -> None:
+        self._max_queued = max_queued
+        self._history_per_call = history_per_call
+        self._history_calls = history_calls
+        self._by_call: dict[str | None, set[Subscription]] = {}
+        self._history: OrderedDict[str, deque[Event]] = OrderedDict()
+        self.events_published = 0
+        self.events_dropped = 0
+
+    def publish(self, event: Event) -> None:
+        call = event.get("interaction_id")
+        if not isinstance(call, str):
+            return
+        self.events_published += 1
+        history = self._history.get(call)
+        if history is None or event.get("type") == "session_started":
+            history = self._history[call] = deque(maxlen=self._history_per_call)
+            while len(self._history) > self._history_calls:
+                self._history.popitem(last=False)
+        self._history.move_to_end(call)
+        history.append(event)
+        for key in (call, None):
+            for sub in self._by_call.get(key, ()):
+                sub.push(event)
+
+    def subscribe(self, interaction_id: str | None, after_seq: int | None = None) -> Subscription:
+        """Events of one call (or of every call, with None) from now on; with `after_seq`, first
+        the kept events of that call whose seq is greater."""
+        sub = Subscription(self, interaction_id, self._max_queued)
+        if interaction_id is not None and after_seq is not None:
+            for event in self._history.get(interaction_id, ()):
+                seq = event.get("seq")
+                if isinstance(seq, int) and seq > after_seq:
+                    sub.push(event)
+        self._by_call.setdefault(interaction_id, set()).add(sub)
+        return sub
+
+    def recent(self, interaction_id: str) -> list[Event]:
+        return list(self._history.get(interaction_id, ()))
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._by_call.get(sub.interaction_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_call[sub.interaction_id]
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._by_call.values())

@@ -1,0 +1,205 @@
+"""The session registry: one runner per call, owned by one TaskGroup, with limits and draining.
+
+`open_session` is synchronous, so "is there a session for this call?" and "create it" can
+never be split by another coroutine: that, not a lock, is what keeps one session (and so one
+provider connection) per call however many sources arrive at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+
+from ..core.audio import AudioFormat
+from ..core.clock import Clock
+from ..core.session import Event, Link, Phase, SessionConfig, SessionCore, SessionStats
+from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
+from ..providers.base import Provider
+from .runner import SessionRunner
+
+log = logging.getLogger("asr_worker.sessions")
+
+
+class SessionRefused(Exception):
+    """A call or source the worker will not take now; `code` is stable, `message` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class SessionManager:
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        config: SessionConfig,
+        max_sessions: int,
+        publish: Callable[[Event], None],
+        metrics: WorkerMetrics,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.provider = provider
+        self.config = config
+        self.max_sessions = max_sessions
+        self._publish = publish
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sessions: dict[str, SessionRunner] = {}
+        self._tasks: dict[SessionRunner, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._ended_counters: dict[str, float] = dict.fromkeys(SESSION_COUNTERS, 0.0)
+        self.accepting = True
+
+    async def __aenter__(self) -> SessionManager:
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is None:
+            await self.drain()
+        else:
+            self.accepting = False
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        await tg.__aexit__(et, exc, tb)
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def open_session(self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat) -> SessionRunner:
+        """The live session for this call, created if there is none. Raises SessionRefused."""
+        runner = self._sessions.get(interaction_id)
+        if runner is not None:
+            core = runner.core
+            if core.phase is not Phase.ACTIVE:
+                raise SessionRefused("session_ending", "this call is ending; try again when it has ended")
+            if core.fmt != fmt:
+                raise SessionRefused(
+                    "format_mismatch",
+                    f"this call's audio is {_describe(core.fmt)}; a source may not send {_describe(fmt)}",
+                )
+            return runner
+        if not self.accepting or self._tg is None:
+            self._metrics.sessions_refused.labels("draining").inc()
+            raise SessionRefused("draining", "the worker is shutting down; send the call to another worker")
+        if len(self._sessions) >= self.max_sessions:
+            self._metrics.sessions_refused.labels("capacity").inc()
+            raise SessionRefused("capacity", f"the worker is at its limit of {self.max_sessions} calls")
+        now = self._clock.monotonic()
+        core = SessionCore(
+            interaction_id=interaction_id,
+            tenant_id=tenant_id,
+            fmt=fmt,
+            provider=self.provider.name,
+            config=self.config,
+            created_at=now,
+            wall_ms_at_create=self._clock.wall_ms(),
+            rng=random.Random(self._rng.random()),
+        )
+        runner = SessionRunner(core, self.provider, self._publish, self._metrics, self._clock)
+        self._sessions[interaction_id] = runner
+        self._empty.clear()
+        self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{interaction_id}")
+        return runner
+
+    def get(self, interaction_id: str) -> SessionRunner | None:
+        return self._sessions.get(interaction_id)
+
+    @property
+    def sessions(self) -> list[SessionRunner]:
+        return list(self._sessions.values())
+
+    @property
+    def at_capacity(self) -> bool:
+        return len(self._sessions) >= self.max_sessions
+
+    async def _run(self, runner: SessionRunner) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            runner.abandon("shutdown_timeout", "the call did not finish finalizing before shutdown")
+            raise
+        except Exception:
+            log.exception("session failed", extra={"interaction_id": runner.interaction_id})
+            runner.abandon("internal_error", "the worker failed this call")
+        finally:
+            self._retire(runner)
+
+    def _retire(self, runner: SessionRunner) -> None:
+        self._tasks.pop(runner, None)
+        if self._sessions.get(runner.interaction_id) is runner:
+            del self._sessions[runner.interaction_id]
+        for name, value in _counter_values(runner.core).items():
+            self._ended_counters[name] += value
+        if not self._sessions:
+            self._empty.set()
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Refuse new calls, finalize every session, wait (bounded) until all have ended."""
+        self.accepting = False
+        for runner in list(self._sessions.values()):
+            runner.end("shutdown")
+        limit = timeout_s if timeout_s is not None else self.config.finalize_timeout_s + 2.0
+        try:
+            await asyncio.wait_for(self._empty.wait(), limit)
+        except TimeoutError:
+            log.error(
+                "sessions did not end in time; cancelling them", extra={"sessions": len(self._sessions)}
+            )
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+
+    # --- state for /health, /metrics, /v1/sessions -----------------------------------------
+
+    def live_totals(self) -> LiveTotals:
+        totals = LiveTotals(counters=dict(self._ended_counters))
+        for runner in self._sessions.values():
+            core = runner.core
+            totals.sessions_active += 1
+            totals.sources_active += core.source_count
+            if core.link in (Link.CONNECTED, Link.CLOSING):
+                totals.connections_active += 1
+            totals.buffered_audio_s += core.fmt.seconds(core.retained_bytes)
+            totals.unsent_audio_s += core.fmt.seconds(core.unsent_bytes)
+            for name, value in _counter_values(core).items():
+                totals.counters[name] += value
+        return totals
+
+
+def _counter_values(core: SessionCore) -> dict[str, float]:
+    s: SessionStats = core.stats
+    sec = core.fmt.seconds
+    return {
+        "asr_audio_in_seconds": sec(s.bytes_in),
+        "asr_audio_out_seconds": sec(s.bytes_out),
+        "asr_audio_replayed_seconds": sec(s.bytes_replayed),
+        "asr_audio_dropped_seconds": sec(s.bytes_dropped),
+        "asr_audio_frames_in": s.frames_in,
+        "asr_audio_frames_rejected": s.frames_rejected,
+        "asr_provider_connections_created": s.streams_opened,
+        "asr_provider_connections_reused": s.frames_reused,
+        "asr_provider_connections_reconnected": s.reconnects,
+        "asr_provider_keepalives": s.keepalives,
+        "asr_transcripts_interim": s.interims,
+        "asr_transcripts_final": s.finals,
+        "asr_words_deduplicated": s.words_deduplicated,
+    }
+
+
+def _describe(fmt: AudioFormat) -> str:
+    return f"{fmt.encoding} {fmt.sample_rate} Hz x{fmt.channels}"

@@ -1,0 +1,290 @@
+"""Drives one `SessionCore` with asyncio: the only place a call's provider I/O happens.
+
+Sources call the synchronous `feed`/`end`/`attach`/`detach` (no await, so no interleaving
+can split a check from its update) and wake the runner; the runner's loop polls the core,
+carries out its actions in order, and sleeps until the core's next deadline or the next
+wake. Opening a stream and reading its events run as child tasks of the runner's TaskGroup;
+they report back to the core, never act on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+
+from ..core.clock import Clock
+from ..core.provider_events import ProviderError
+from ..core.session import (
+    AbortStream,
+    Action,
+    Emit,
+    EndStream,
+    Event,
+    OpenStream,
+    SendAudio,
+    SendKeepAlive,
+    SessionCore,
+)
+from ..metrics import WorkerMetrics
+from ..providers.base import Provider, ProviderStream, StreamRequest
+
+log = logging.getLogger("asr_worker.session")
+
+_source_ids = itertools.count(1)
+
+
+class Waker:
+    """A reusable wake-up: cheaper than an asyncio.Event plus wait_for per frame."""
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+        self._pending = False
+
+    def wake(self) -> None:
+        self._pending = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    async def wait(self, timeout_s: float | None) -> None:
+        if self._pending:
+            self._pending = False
+            return
+        loop = asyncio.get_running_loop()
+        self._future = loop.create_future()
+        timer = None if timeout_s is None else loop.call_later(max(0.0, timeout_s), self.wake)
+        try:
+            await self._future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._future = None
+            self._pending = False
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        core: SessionCore,
+        provider: Provider,
+        publish: Callable[[Event], None],
+        metrics: WorkerMetrics,
+        clock: Clock,
+    ) -> None:
+        self.core = core
+        self._provider = provider
+        self._publish = publish
+        self._metrics = metrics
+        self._clock = clock
+        self._waker = Waker()
+        self._streams: dict[int, ProviderStream] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._last_send: dict[int, float] = {}
+        self._live: set[int] = set()  # streams whose end the core has not yet been told of
+        self.done = asyncio.Event()
+
+    @property
+    def interaction_id(self) -> str:
+        return self.core.interaction_id
+
+    # --- the source side: synchronous, then wake the loop -----------------------------------
+
+    def attach(self) -> str:
+        source_id = f"src-{next(_source_ids)}"
+        self.core.attach_source(source_id, self._clock.monotonic())
+        self._waker.wake()
+        return source_id
+
+    def detach(self, source_id: str) -> None:
+        self.core.detach_source(source_id, self._clock.monotonic())
+        self._waker.wake()
+
+    def feed(self, data: bytes) -> bool:
+        accepted = self.core.on_audio(data, self._clock.monotonic())
+        self._waker.wake()
+        return accepted
+
+    def end(self, reason: str) -> None:
+        self.core.end(reason, self._clock.monotonic())
+        self._waker.wake()
+
+    def error(self, code: str, message: str) -> None:
+        """An error in what a source sent; it goes to everyone watching the call."""
+        self.core.emit_error(code, message, self._clock.monotonic())
+        self._waker.wake()
+
+    def abandon(self, code: str, message: str) -> None:
+        """End the call at once, without the provider (a fault, or shutdown ran out of time)."""
+        self.core.fail(code, message, self._clock.monotonic())
+        for action in self.core.poll(self._clock.monotonic()):
+            if isinstance(action, Emit):
+                self._emit(action.event)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                try:
+                    await self._loop(tg)
+                finally:
+                    for conn_id in list(self._streams):
+                        await self._abort(conn_id)
+                    for task in self._tasks.values():
+                        task.cancel()
+        finally:
+            self.done.set()
+
+    async def _loop(self, tg: asyncio.TaskGroup) -> None:
+        clock = self._clock
+        while True:
+            for action in self.core.poll(clock.monotonic()):
+                await self._do(action, tg)
+            if self.core.ended:
+                return
+            deadline = self.core.next_deadline()
+            await self._waker.wait(None if deadline is None else deadline - clock.monotonic())
+
+    async def _do(self, action: Action, tg: asyncio.TaskGroup) -> None:
+        if isinstance(action, SendAudio):
+            await self._send(action)
+        elif isinstance(action, Emit):
+            self._emit(action.event)
+        elif isinstance(action, OpenStream):
+            self._tasks[action.conn_id] = tg.create_task(self._open_and_read(action))
+        elif isinstance(action, SendKeepAlive):
+            await self._call(action.conn_id, "keepalive")
+        elif isinstance(action, EndStream):
+            await self._call(action.conn_id, "finalize")
+            await self._call(action.conn_id, "close_stream")
+        elif isinstance(action, AbortStream):
+            await self._abort(action.conn_id)
+
+    async def _send(self, action: SendAudio) -> None:
+        stream = self._streams.get(action.conn_id)
+        if stream is None:
+            return
+        now = self._clock.monotonic()
+        last = self._last_send.get(action.conn_id)
+        if last is not None:
+            self._metrics.send_gap.observe(now - last)
+        self._last_send[action.conn_id] = now
+        self._metrics.forward_wait.observe(action.waited_s)
+        try:
+            await stream.send_audio(action.data)
+        except Exception as exc:
+            self._stream_closed(action.conn_id, _as_provider_error(exc, self.interaction_id))
+
+    async def _call(self, conn_id: int, method: str) -> None:
+        stream = self._streams.get(conn_id)
+        if stream is None:
+            return
+        try:
+            await getattr(stream, method)()
+        except Exception as exc:
+            self._stream_closed(conn_id, _as_provider_error(exc, self.interaction_id))
+
+    async def _abort(self, conn_id: int) -> None:
+        stream = self._streams.pop(conn_id, None)
+        self._live.discard(conn_id)
+        self._last_send.pop(conn_id, None)
+        task = self._tasks.pop(conn_id, None)
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await stream.abort()
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _open_and_read(self, action: OpenStream) -> None:
+        conn_id, core = action.conn_id, self.core
+        request = StreamRequest(core.interaction_id, core.tenant_id, core.fmt, reconnect=action.reconnect)
+        try:
+            stream = await self._provider.open(request)
+        except Exception as exc:
+            exc = _as_provider_error(exc, self.interaction_id)
+            self._count_failure(exc)
+            core.on_stream_failed(conn_id, exc, self._clock.monotonic())
+            self._waker.wake()
+            return
+        if not core.on_stream_opened(conn_id, self._clock.monotonic()):
+            with contextlib.suppress(Exception):
+                await stream.abort()
+            return
+        self._streams[conn_id] = stream
+        self._live.add(conn_id)
+        self._waker.wake()
+        error: ProviderError | None = None
+        try:
+            async for event in stream.events():
+                core.on_stream_event(conn_id, event, self._clock.monotonic())
+                self._waker.wake()
+        except Exception as exc:
+            error = _as_provider_error(exc, self.interaction_id)
+        self._stream_closed(conn_id, error)
+
+    def _stream_closed(self, conn_id: int, error: ProviderError | None) -> None:
+        """Tell the core once that a stream ended; the core then asks for it to be aborted."""
+        if conn_id not in self._live:
+            return  # already reported (the reader and a send both saw the fault), or aborted
+        self._live.discard(conn_id)
+        if error is not None:
+            self._count_failure(error)
+            log.warning(
+                "provider stream lost",
+                extra={"interaction_id": self.interaction_id, "code": error.code, "detail": error.message},
+            )
+        self.core.on_stream_closed(conn_id, error, self._clock.monotonic())
+        self._waker.wake()
+
+    def _count_failure(self, error: ProviderError) -> None:
+        self._metrics.connections_failed.labels(self._metrics.provider, error.code).inc()
+
+    def _emit(self, event: Event) -> None:
+        kind = event["type"]
+        metrics = self._metrics
+        if kind == "transcript":
+            latency = event.get("latency_ms")
+            if isinstance(latency, int):
+                metrics.transcript_latency.labels("final" if event.get("is_final") else "interim").observe(
+                    latency / 1000
+                )
+        elif kind == "error":
+            metrics.errors.labels(str(event.get("code"))).inc()
+            log.warning(
+                "call error",
+                extra={
+                    "interaction_id": self.interaction_id,
+                    "code": event.get("code"),
+                    "detail": event.get("message"),
+                },
+            )
+        elif kind == "session_ended":
+            metrics.sessions_ended.labels(str(event.get("reason"))).inc()
+            log.info(
+                "session ended",
+                extra={
+                    "interaction_id": self.interaction_id,
+                    "reason": event.get("reason"),
+                    "audio_s": event.get("audio_s"),
+                    "reconnects": event.get("reconnects"),
+                },
+            )
+        elif kind == "session_started":
+            metrics.sessions_started.inc()
+            log.info("session started", extra={"interaction_id": self.interaction_id})
+        metrics.events_published.inc()
+        self._publish(event)
+
+
+def _as_provider_error(exc: Exception, interaction_id: str) -> ProviderError:
+    """Providers raise ProviderError; anything else is a bug in one, logged once and retried."""
+    if isinstance(exc, ProviderError):
+        return exc
+    log.error(
+        "provider raised an unexpected exception",
+        exc_info=exc,
+        extra={"interaction_id": interaction_id},
+    )
+    return ProviderError("provider_fault", type(exc).__name__, retryable=True)
