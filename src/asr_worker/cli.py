@@ -1,0 +1,137 @@
+"""The `asr-worker` command. Each subcommand is a small function here that parses its own flags
+and calls into the package; configuration flags come from `config.OPTIONS`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__, logs
+from .config import ConfigError, Settings, add_arguments, load_settings
+
+log = logging.getLogger("asr_worker")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except ConfigError as exc:
+        print(f"asr-worker: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asr-worker",
+        description="Live call transcription: one streaming speech-to-text session per call.",
+    )
+    parser.add_argument("--version", action="version", version=f"asr-worker {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the worker: HTTP and WebSocket server, sessions, provider, bus",
+        description="Run the worker. Every option is also an environment variable.",
+    )
+    add_arguments(serve)
+    serve.set_defaults(command=_serve)
+
+    stream = commands.add_parser(
+        "stream",
+        help="play an audio file into a running worker at real time and print the events",
+        description="Play FILE into a running worker over the ingest WebSocket at real time.",
+    )
+    stream.add_argument("file", help="a WAV file (PCM16, mu-law or A-law), or raw audio with --encoding")
+    stream.add_argument("--url", required=True, help="ws://HOST:PORT or ws://HOST:PORT/v1/audio/ID")
+    stream.add_argument("--calls", type=int, default=1, help="parallel calls (ids get -1..-N)")
+    stream.add_argument("--chunk-ms", type=int, default=20, help="audio per message, ms [20]")
+    stream.add_argument("--speed", type=float, default=1.0, help="1 = real time, 0 = as fast as possible")
+    stream.add_argument("--json", action="store_true", help="print events as JSON lines")
+    stream.add_argument("--token", default=None, help="bearer token [env ASR_WORKER_TOKEN]")
+    _raw_format_arguments(stream)
+    stream.set_defaults(command=_stream)
+    return parser
+
+
+def _raw_format_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoding", default=None, help="raw audio: linear16, mulaw or alaw")
+    parser.add_argument("--sample-rate", default=None, help="raw audio: samples per second")
+    parser.add_argument("--channels", default="1", help="raw audio: 1 or 2")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(os.environ, args)
+    logs.configure(settings.log_level)
+    for secret in (settings.deepgram_api_key, settings.worker_token):
+        if secret is not None:
+            logs.register_secret(secret.reveal())
+    return asyncio.run(_serve_until_signalled(settings))
+
+
+async def _serve_until_signalled(settings: Settings) -> int:
+    from .worker import Worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        worker = Worker(settings)
+    except (ValueError, ImportError) as exc:
+        print(f"asr-worker: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await worker.serve(stop)
+    except OSError as exc:
+        print(
+            f"asr-worker: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from .core.audio import AudioFormat
+    from .tools.audio_files import AudioFileError, read_audio
+    from .tools.stream import stream_calls, summary
+
+    try:
+        raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None
+        audio = read_audio(args.file, raw)
+    except (AudioFileError, ValueError) as exc:
+        print(f"asr-worker stream: {exc}", file=sys.stderr)
+        return 2
+    if args.calls < 1:
+        print("asr-worker stream: --calls must be at least 1", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("ASR_WORKER_TOKEN") or None
+    try:
+        results = asyncio.run(
+            stream_calls(
+                audio,
+                args.url,
+                calls=args.calls,
+                chunk_ms=args.chunk_ms,
+                speed=args.speed,
+                as_json=args.json,
+                token=token,
+            )
+        )
+    except ValueError as exc:
+        print(f"asr-worker stream: {exc}", file=sys.stderr)
+        return 2
+    print(summary(results), file=sys.stderr)
+    return 0 if all(r.ended is not None for r in results) else 1

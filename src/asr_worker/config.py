@@ -1,0 +1,295 @@
+"""Configuration: every setting is an environment variable and a command-line flag.
+
+One table (`OPTIONS`) names each setting once: its variable, its flag, its default, how to
+parse it and what it means. The CLI builds `--help` from it, and `load_settings` reads flags
+over environment over defaults, failing with one line that names the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the variable and says what is allowed."""
+
+
+class Secret:
+    """A value that must never be printed: its repr and str hide it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+PROVIDERS: Final = ("deepgram", "local", "mock")
+BUSES: Final = ("in_memory", "redis_streams")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 3001
+    provider: str = "mock"  # becomes "local" when the embedded engine lands (issue 4)
+    deepgram_api_key: Secret | None = None
+    deepgram_url: str = "wss://api.deepgram.com/v1/listen"
+    deepgram_model: str = "nova-3"
+    deepgram_language: str = "en-US"
+    pubsub_adapter: str = "in_memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    worker_token: Secret | None = None
+    max_sessions: int = 1000
+    max_buffer_ms: int = 100
+    keepalive_s: float = 3.0
+    session_grace_s: float = 10.0
+    send_chunk_ms: int = 50
+    finalize_timeout_s: float = 5.0
+    max_retained_s: float = 60.0
+    claim_idle_s: float = 15.0
+    log_level: str = "info"
+    mock: str = ""
+
+
+# --- parsers: text -> value, raising ValueError with what is allowed --------------------------
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be a whole number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"must be a number of seconds from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be a number of seconds from {lo:g} to {hi:g}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _host(text: str) -> str:
+    value = text.strip()
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("must be a host name or IP address")
+    return value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL")
+        return value
+
+    return parse
+
+
+def _secret(text: str) -> Secret | None:
+    value = text.strip()
+    return Secret(value) if value else None
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _mock_options(text: str) -> str:
+    from .providers.mock import MockOptions  # validated here so a typo fails at start
+
+    MockOptions.parse(text)
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Option:
+    field: str
+    env: str
+    help: str
+    parse: Callable[[str], object]
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option("host", "HOST", "listen address", _host),
+    Option("port", "PORT", "listen port (0 picks a free one)", _int_range(0, 65535)),
+    Option("provider", "ASR_PROVIDER", "speech provider: " + ", ".join(PROVIDERS), _choice(*PROVIDERS)),
+    Option("deepgram_api_key", "DEEPGRAM_API_KEY", "Deepgram API key (never logged)", _secret, secret=True),
+    Option("deepgram_url", "DEEPGRAM_URL", "Deepgram live endpoint", _url("ws", "wss")),
+    Option("deepgram_model", "DEEPGRAM_MODEL", "Deepgram model", _text),
+    Option("deepgram_language", "DEEPGRAM_LANGUAGE", "Deepgram language", _text),
+    Option("pubsub_adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), _choice(*BUSES)),
+    Option("redis_url", "REDIS_URL", "Redis for the redis_streams bus", _url("redis", "rediss", "unix")),
+    Option(
+        "worker_token",
+        "ASR_WORKER_TOKEN",
+        "bearer token required on every endpoint but /health and /metrics",
+        _secret,
+        secret=True,
+    ),
+    Option(
+        "max_sessions",
+        "ASR_MAX_SESSIONS",
+        "most concurrent calls; more are refused",
+        _int_range(1, 1_000_000),
+    ),
+    Option(
+        "max_buffer_ms",
+        "ASR_MAX_BUFFER_MS",
+        "longest any audio waits in the worker before it is sent",
+        _int_range(1, 10_000),
+    ),
+    Option(
+        "keepalive_s",
+        "ASR_KEEPALIVE_S",
+        "send a KeepAlive after this many seconds without audio",
+        _seconds(0.1, 9.0),
+    ),
+    Option(
+        "session_grace_s",
+        "ASR_SESSION_GRACE_S",
+        "wait this long for a source to come back before finalizing",
+        _seconds(0.0, 3600.0),
+    ),
+    Option(
+        "send_chunk_ms",
+        "ASR_SEND_CHUNK_MS",
+        "send as soon as this much audio is waiting",
+        _int_range(1, 1000),
+    ),
+    Option(
+        "finalize_timeout_s",
+        "ASR_FINALIZE_TIMEOUT_S",
+        "longest wait for a provider's last results at call end",
+        _seconds(0.1, 120.0),
+    ),
+    Option(
+        "max_retained_s",
+        "ASR_MAX_RETAINED_S",
+        "most audio a call keeps for replay while its provider is away",
+        _seconds(1.0, 3600.0),
+    ),
+    Option(
+        "claim_idle_s",
+        "ASR_CLAIM_IDLE_S",
+        "take over a dead worker's calls after this many idle seconds",
+        _seconds(1.0, 3600.0),
+    ),
+    Option(
+        "log_level",
+        "ASR_LOG_LEVEL",
+        "debug, info, warning or error",
+        _choice("debug", "info", "warning", "error"),
+    ),
+    Option(
+        "mock",
+        "ASR_MOCK",
+        "mock provider options, e.g. word_ms=200,drop_after_ms=3000 (tests)",
+        _mock_options,
+    ),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per option; its help names the variable and the default."""
+    defaults = Settings()
+    group = parser.add_argument_group("configuration (flag, or environment variable)")
+    for opt in OPTIONS:
+        default = getattr(defaults, opt.field)
+        shown = "none" if default is None or default == "" else default
+        group.add_argument(
+            opt.flag,
+            dest=f"cfg_{opt.field}",
+            default=None,
+            metavar=opt.env,
+            help=f"{opt.help} [env {opt.env}; default {shown}]",
+        )
+
+
+def load_settings(env: Mapping[str, str], flags: argparse.Namespace | None = None) -> Settings:
+    values: dict[str, object] = {}
+    for opt in OPTIONS:
+        raw = getattr(flags, f"cfg_{opt.field}", None) if flags is not None else None
+        source = opt.flag
+        if raw is None:
+            raw = env.get(opt.env)
+            source = opt.env
+        if raw is None:
+            continue
+        try:
+            values[opt.field] = opt.parse(raw)
+        except ValueError as exc:
+            shown = "(hidden)" if opt.secret else repr(raw[:60])
+            raise ConfigError(f"{source} {exc}, not {shown}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check_combination(settings)
+    return settings
+
+
+def _check_combination(s: Settings) -> None:
+    if s.provider == "deepgram" and s.deepgram_api_key is None and _is_deepgram_cloud(s.deepgram_url):
+        raise ConfigError("DEEPGRAM_API_KEY is required when ASR_PROVIDER=deepgram uses api.deepgram.com")
+    if s.send_chunk_ms > s.max_buffer_ms:
+        raise ConfigError(
+            f"ASR_SEND_CHUNK_MS ({s.send_chunk_ms}) must not exceed ASR_MAX_BUFFER_MS ({s.max_buffer_ms})"
+        )
+
+
+def _is_deepgram_cloud(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "deepgram.com" or host.endswith(".deepgram.com")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

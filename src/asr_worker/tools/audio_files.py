@@ -1,0 +1,105 @@
+"""Reading audio files for the command-line tools: WAV (PCM16, mu-law, A-law) and raw audio.
+
+WAV is parsed by hand (RIFF chunks) because the standard `wave` module reads only PCM,
+and telephone recordings are often G.711 WAV files.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.audio import AudioFormat, Encoding
+
+_WAV_TAGS = {1: Encoding.LINEAR16, 6: Encoding.ALAW, 7: Encoding.MULAW}
+_EXTENSIBLE = 0xFFFE
+
+
+class AudioFileError(ValueError):
+    """A file the tools cannot read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    path: Path
+    fmt: AudioFormat
+    data: bytes
+
+    @property
+    def duration_s(self) -> float:
+        return self.fmt.seconds(len(self.data))
+
+
+def read_audio(path: str | Path, raw_format: AudioFormat | None = None) -> AudioFile:
+    """A WAV file, or with `raw_format` a headerless file in that format."""
+    p = Path(path)
+    try:
+        blob = p.read_bytes()
+    except OSError as exc:
+        raise AudioFileError(f"{p}: {exc.strerror or exc}") from None
+    if raw_format is not None:
+        usable = len(blob) - len(blob) % raw_format.frame_bytes
+        return AudioFile(p, raw_format, blob[:usable])
+    if blob[:4] == b"RIFF" and blob[8:12] == b"WAVE":
+        return _read_wav(p, blob)
+    raise AudioFileError(f"{p}: not a WAV file; for raw audio give --encoding, --sample-rate and --channels")
+
+
+def _read_wav(path: Path, blob: bytes) -> AudioFile:
+    pos = 12
+    fmt: AudioFormat | None = None
+    while pos + 8 <= len(blob):
+        chunk_id = blob[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", blob, pos + 4)
+        body = blob[pos + 8 : pos + 8 + size]
+        if chunk_id == b"fmt ":
+            fmt = _wav_format(path, body)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise AudioFileError(f"{path}: WAV data chunk before its fmt chunk")
+            usable = len(body) - len(body) % fmt.frame_bytes
+            return AudioFile(path, fmt, body[:usable])
+        pos += 8 + size + (size & 1)
+    raise AudioFileError(f"{path}: WAV file without a data chunk")
+
+
+def _wav_format(path: Path, body: bytes) -> AudioFormat:
+    if len(body) < 16:
+        raise AudioFileError(f"{path}: WAV fmt chunk too short")
+    tag, channels, rate, _byte_rate, _align, bits = struct.unpack_from("<HHIIHH", body)
+    if tag == _EXTENSIBLE and len(body) >= 26:
+        (tag,) = struct.unpack_from("<H", body, 24)
+    encoding = _WAV_TAGS.get(tag)
+    if encoding is None:
+        raise AudioFileError(f"{path}: WAV format tag {tag} is not PCM, mu-law or A-law")
+    expected_bits = 16 if encoding is Encoding.LINEAR16 else 8
+    if bits != expected_bits:
+        raise AudioFileError(f"{path}: {bits}-bit {encoding} WAV; the worker takes {expected_bits}-bit")
+    try:
+        return AudioFormat.parse(encoding, rate, channels)
+    except ValueError as exc:
+        raise AudioFileError(f"{path}: {exc}") from None
+
+
+def write_wav(path: str | Path, data: bytes, fmt: AudioFormat) -> None:
+    """Write audio as a WAV file (tests and tools make fixtures with it)."""
+    tag = {v: k for k, v in _WAV_TAGS.items()}[fmt.encoding]
+    bits = fmt.bytes_per_sample * 8
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(data),
+        b"WAVE",
+        b"fmt ",
+        16,
+        tag,
+        fmt.channels,
+        fmt.sample_rate,
+        fmt.bytes_per_second,
+        fmt.frame_bytes,
+        bits,
+        b"data",
+        len(data),
+    )
+    Path(path).write_bytes(header + data)

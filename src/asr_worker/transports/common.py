@@ -1,0 +1,56 @@
+"""What every WebSocket transport needs: id rules, JSON framing, refusals that say why."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final
+
+from aiohttp import WSCloseCode, web
+
+from ..core.session import Event
+
+_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# Close codes: 1008 policy (bad input), 1013 try again later (capacity, draining, ending).
+CLOSE_BAD_INPUT: Final = int(WSCloseCode.POLICY_VIOLATION)
+CLOSE_TRY_LATER: Final = int(WSCloseCode.TRY_AGAIN_LATER)
+CLOSE_NORMAL: Final = int(WSCloseCode.OK)
+REFUSAL_CLOSE_CODES: Final = {
+    "capacity": CLOSE_TRY_LATER,
+    "draining": CLOSE_TRY_LATER,
+    "session_ending": CLOSE_TRY_LATER,
+}
+
+
+class BadRequest(ValueError):
+    """Input a transport refuses; the message is safe to show the client."""
+
+
+def check_id(value: str | None, name: str) -> str:
+    if value is None or not _ID.fullmatch(value):
+        shown = "missing" if value is None else repr(value[:40])
+        raise BadRequest(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ : - ({shown})")
+    return value
+
+
+def check_optional_id(value: str | None, name: str) -> str | None:
+    return None if value in (None, "") else check_id(value, name)
+
+
+def dumps(event: Event) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_event(code: str, message: str, interaction_id: str | None = None) -> Event:
+    event: Event = {"type": "error", "code": code, "message": message}
+    if interaction_id is not None:
+        event["interaction_id"] = interaction_id
+    return event
+
+
+async def refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
+    """Tell the client why (an `error` event), then close with a code and a short reason."""
+    if not ws.closed:
+        await ws.send_str(dumps(error_event(code, message)))
+        await ws.close(code=close_code, message=message.encode()[:120])

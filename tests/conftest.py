@@ -1,0 +1,64 @@
+"""Fixtures: a real worker on a free port, and clients that talk to it over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from asr_worker.config import Settings
+from asr_worker.providers.base import Provider
+from asr_worker.providers.mock import MockOptions, MockProvider
+from asr_worker.worker import Worker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def running_worker(provider: Provider | None = None, **overrides: Any) -> AsyncIterator[Worker]:
+    """A worker serving on a free loopback port until the block ends (then drained)."""
+    settings = Settings(**{"port": 0, "provider": "mock", **overrides})
+    worker = Worker(settings, provider=provider)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(worker.serve(stop))
+    started = asyncio.create_task(worker.started.wait())
+    done, _ = await asyncio.wait({serving, started}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if serving in done:
+        started.cancel()
+        await serving  # raises whatever stopped it
+    assert started in done, "worker did not start"
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
+
+
+@pytest.fixture
+def mock_provider() -> MockProvider:
+    return MockProvider(MockOptions())
+
+
+@pytest.fixture
+async def worker(mock_provider: MockProvider) -> AsyncIterator[Worker]:
+    async with running_worker(mock_provider) as w:
+        yield w
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        yield session
+
+
+def base_url(worker: Worker, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{worker.port}"

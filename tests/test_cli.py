@@ -1,0 +1,178 @@
+"""The `asr-worker` command as a user runs it: a real process, real signals, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from asr_worker.tools.audio_files import write_wav
+from tests.conftest import free_port
+from tests.support.audio import PCM8K, frames, silence, speechlike
+from tests.support.client import CallClient
+
+CLI = [sys.executable, "-m", "asr_worker"]
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"PORT": "abc"}, "PORT must be a whole number from 0 to 65535, not 'abc'"),
+        ({"ASR_PROVIDER": "whisperx"}, "ASR_PROVIDER must be one of deepgram, local, mock"),
+        ({"PUBSUB_ADAPTER": "kafka"}, "PUBSUB_ADAPTER must be one of in_memory, redis_streams"),
+        ({"ASR_MAX_BUFFER_MS": "0"}, "ASR_MAX_BUFFER_MS must be a whole number from 1"),
+        ({"ASR_KEEPALIVE_S": "12"}, "ASR_KEEPALIVE_S must be a number of seconds from 0.1 to 9"),
+        ({"DEEPGRAM_URL": "http://x"}, "DEEPGRAM_URL must be a ws:// or wss:// URL"),
+        ({"ASR_PROVIDER": "deepgram"}, "DEEPGRAM_API_KEY is required"),
+        ({"ASR_MOCK": "volume=11"}, "ASR_MOCK unknown mock option 'volume'"),
+    ],
+)
+def test_invalid_configuration_fails_with_one_line_naming_the_variable(
+    env: dict[str, str], names: str
+) -> None:
+    result = run_cli("serve", env={"DEEPGRAM_API_KEY": "", **env})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
+
+
+def test_flags_override_the_environment_and_secrets_are_not_echoed() -> None:
+    result = run_cli("serve", "--port", "70000", env={"PORT": "3001"})
+    assert result.returncode == 2 and "--port must be a whole number" in result.stderr
+    result = run_cli("serve", "--worker-token", "s3cret-token", "--port", "x")
+    assert "s3cret-token" not in result.stderr + result.stdout
+
+
+def test_help_documents_flags_and_variables() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for text in ("--max-buffer-ms", "ASR_MAX_BUFFER_MS", "--provider", "ASR_PROVIDER", "DEEPGRAM_API_KEY"):
+        assert text in result.stdout
+
+
+@asynccontextmanager
+async def served(
+    http: aiohttp.ClientSession, **env: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        env={**os.environ, "PORT": str(port), "ASR_PROVIDER": "mock", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with asyncio.timeout(20):
+            while True:  # poll until it answers; each try is bounded by the connection refusal
+                try:
+                    async with http.get(f"{url}/health") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        yield process, url
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigterm_finalizes_every_session_then_exits_zero(http: aiohttp.ClientSession) -> None:
+    async with served(http) as (process, url):
+        ws_url = url.replace("http", "ws")
+        calls = [CallClient(await http.ws_connect(f"{ws_url}/v1/audio/drain-{i}")) for i in range(3)]
+        for call in calls:
+            await call.send_frames(frames(speechlike(1.0)))
+            await call.next_event("transcript")
+        process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(call.collect() for call in calls))
+        code = await asyncio.wait_for(process.wait(), 20)
+        stderr = (await process.stderr.read()).decode() if process.stderr else ""
+    assert code == 0, stderr
+    for call in calls:
+        ended = call.of("session_ended")[0]
+        assert ended["reason"] == "shutdown" and ended["audio_s"] == 1.0
+        assert call.final_words(), "the last words were finalized, not dropped"
+        assert call.close_code == 1000
+    assert '"msg":"draining"' in stderr and '"msg":"stopped"' in stderr
+
+
+async def test_while_draining_the_worker_is_not_ready_and_refuses_new_calls(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with served(http, ASR_MOCK="hang_close=1", ASR_FINALIZE_TIMEOUT_S="3") as (process, url):
+        ws_url = url.replace("http", "ws")
+        call = CallClient(await http.ws_connect(f"{ws_url}/v1/audio/slow"))
+        await call.send_frames(frames(speechlike(0.4)))
+        await call.next_event("transcript")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            while True:
+                async with http.get(f"{url}/ready") as response:
+                    if response.status == 503:
+                        assert (await response.json())["reason"] == "draining"
+                        break
+                await asyncio.sleep(0.02)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{ws_url}/v1/audio/late")
+        assert refused.value.status == 503
+        await call.collect()
+        assert [e["code"] for e in call.of("error")] == ["finalize_timeout"]
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+async def test_stream_command_plays_a_file_and_prints_the_events(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    wav = tmp_path / "call.wav"
+    write_wav(wav, speechlike(0.8) + silence(0.4) + speechlike(0.6, seed=5), PCM8K)
+    async with served(http) as (_, url):
+        ws_url = url.replace("http", "ws")
+        result = await asyncio.create_subprocess_exec(
+            *CLI,
+            "stream",
+            str(wav),
+            "--url",
+            f"{ws_url}/v1/audio/smoke",
+            "--calls",
+            "2",
+            "--speed",
+            "4",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(result.communicate(), 30)
+    text = out.decode()
+    assert result.returncode == 0, err.decode()
+    assert "[smoke-1] final" in text and "[smoke-2] final" in text
+    assert text.count("session_ended") == 2
+    assert "calls 2, ended 2" in err.decode()
+
+
+def test_stream_command_explains_a_bad_file(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello")
+    result = run_cli("stream", str(bogus), "--url", "ws://127.0.0.1:9/v1/audio/x")
+    assert result.returncode == 2 and "not a WAV file" in result.stderr
