@@ -66,6 +66,11 @@ class Settings:
     finalize_timeout_s: float = 5.0
     max_retained_s: float = 60.0
     claim_idle_s: float = 15.0
+    max_frames_per_s: int = 500
+    max_sources_per_call: int = 8
+    max_buffered_audio_s: float = 3600.0
+    max_message_bytes: int = 1 << 20
+    allow_unauthenticated: bool = False
     log_level: str = "info"
     mock: str = ""
 
@@ -127,6 +132,15 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _secret(text: str) -> Secret | None:
     value = text.strip()
     return Secret(value) if value else None
@@ -150,6 +164,7 @@ class Option:
     help: str
     parse: Callable[[str], object]
     secret: bool = False
+    switch: bool = False  # a flag without a value (--allow-unauthenticated)
 
     @property
     def flag(self) -> str:
@@ -222,6 +237,37 @@ OPTIONS: Final[tuple[Option, ...]] = (
         _seconds(1.0, 3600.0),
     ),
     Option(
+        "max_frames_per_s",
+        "ASR_MAX_FRAMES_PER_S",
+        "most audio messages a second per call; the excess is dropped with an error (0 = no limit)",
+        _int_range(0, 100_000),
+    ),
+    Option(
+        "max_sources_per_call",
+        "ASR_MAX_SOURCES_PER_CALL",
+        "most sockets feeding one call",
+        _int_range(1, 1000),
+    ),
+    Option(
+        "max_buffered_audio_s",
+        "ASR_MAX_BUFFERED_AUDIO_S",
+        "new calls are refused while the worker holds more audio than this, seconds",
+        _seconds(1.0, 10_000_000.0),
+    ),
+    Option(
+        "max_message_bytes",
+        "ASR_MAX_MESSAGE_BYTES",
+        "largest WebSocket message taken",
+        _int_range(1024, 64 << 20),
+    ),
+    Option(
+        "allow_unauthenticated",
+        "ASR_ALLOW_UNAUTHENTICATED",
+        "serve on a non-loopback address without ASR_WORKER_TOKEN (say so on purpose)",
+        _bool,
+        switch=True,
+    ),
+    Option(
         "log_level",
         "ASR_LOG_LEVEL",
         "debug, info, warning or error",
@@ -243,6 +289,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for opt in OPTIONS:
         default = getattr(defaults, opt.field)
         shown = "none" if default is None or default == "" else default
+        if opt.switch:
+            group.add_argument(
+                opt.flag,
+                dest=f"cfg_{opt.field}",
+                action="store_const",
+                const="1",
+                default=None,
+                help=f"{opt.help} [env {opt.env}=1]",
+            )
+            continue
         group.add_argument(
             opt.flag,
             dest=f"cfg_{opt.field}",
@@ -275,6 +331,11 @@ def load_settings(env: Mapping[str, str], flags: argparse.Namespace | None = Non
 def _check_combination(s: Settings) -> None:
     if s.provider == "deepgram" and s.deepgram_api_key is None and _is_deepgram_cloud(s.deepgram_url):
         raise ConfigError("DEEPGRAM_API_KEY is required when ASR_PROVIDER=deepgram uses api.deepgram.com")
+    if s.worker_token is None and not s.allow_unauthenticated and not is_loopback(s.host):
+        raise ConfigError(
+            f"HOST {s.host} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
+            "or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to serve without one on purpose"
+        )
     if s.send_chunk_ms > s.max_buffer_ms:
         raise ConfigError(
             f"ASR_SEND_CHUNK_MS ({s.send_chunk_ms}) must not exceed ASR_MAX_BUFFER_MS ({s.max_buffer_ms})"

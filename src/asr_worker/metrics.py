@@ -42,6 +42,9 @@ SESSION_COUNTERS: dict[str, str] = {
     "asr_audio_dropped_seconds": "Audio dropped because the retained buffer was full, seconds.",
     "asr_audio_frames_in": "Audio messages received from sources.",
     "asr_audio_frames_rejected": "Audio messages refused (not whole samples, after end).",
+    "asr_audio_frames_rate_limited": (
+        "Audio messages dropped because a call sent more than ASR_MAX_FRAMES_PER_S."
+    ),
     "asr_provider_connections_created": "Provider connections opened.",
     "asr_provider_connections_reused": (
         "Audio messages that found their call's provider connection already open or opening."

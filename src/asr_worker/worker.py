@@ -42,6 +42,7 @@ def session_config(settings: Settings) -> SessionConfig:
         grace_s=settings.session_grace_s,
         finalize_timeout_s=settings.finalize_timeout_s,
         max_retained_s=settings.max_retained_s,
+        max_frames_per_s=settings.max_frames_per_s,
     )
 
 
@@ -64,6 +65,8 @@ class Worker:
             provider=self.provider,
             config=session_config(settings),
             max_sessions=settings.max_sessions,
+            max_sources_per_call=settings.max_sources_per_call,
+            max_buffered_audio_s=settings.max_buffered_audio_s,
             publish=self.publish,
             metrics=self.metrics,
             clock=self.clock,
@@ -143,6 +146,8 @@ class Worker:
             return False, "draining"
         if self.manager.at_capacity:
             return False, "at_capacity"
+        if self.manager.overloaded:
+            return False, "overloaded"
         if not self.bus.healthy():
             return False, "bus_down"
         return True, "ready"

@@ -77,7 +77,7 @@ async def test_200_concurrent_first_frames_for_one_call_create_one_provider_stre
     http: aiohttp.ClientSession,
 ) -> None:
     provider = MockProvider(MockOptions(open_delay_ms=300))
-    async with running_worker(provider) as worker:
+    async with running_worker(provider, max_sources_per_call=200) as worker:
         clients = await asyncio.gather(*(connect(http, worker, "busy-call") for _ in range(200)))
         frame = speechlike(0.02)
         await asyncio.gather(*(c.ws.send_bytes(frame) for c in clients))
@@ -107,7 +107,7 @@ async def test_a_refused_provider_reaches_every_source_once_and_the_next_call_tr
     http: aiohttp.ClientSession,
 ) -> None:
     provider = MockProvider(MockOptions(fail_opens=1, fail_fatal=True, open_delay_ms=100))
-    async with running_worker(provider) as worker:
+    async with running_worker(provider, max_sources_per_call=20) as worker:
         clients = await asyncio.gather(*(connect(http, worker, "doomed") for _ in range(20)))
         await asyncio.gather(*(c.ws.send_bytes(speechlike(0.02)) for c in clients))
         await asyncio.gather(*(c.collect() for c in clients))

@@ -70,6 +70,7 @@ class SessionConfig:
     max_retained_s: float = 60.0
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 8.0
+    max_frames_per_s: float = 0.0  # audio messages per second per call; 0 = unlimited
 
 
 # --- actions: what the driver must do --------------------------------------------------------
@@ -124,6 +125,7 @@ class SessionStats:
     bytes_replayed: int = 0
     bytes_dropped: int = 0
     frames_rejected: int = 0
+    frames_rate_limited: int = 0
     streams_opened: int = 0
     open_failures: int = 0
     drops: int = 0
@@ -176,6 +178,9 @@ class SessionCore:
     _grace_at: float | None = None
     _end_deadline: float | None = None
     _dropping: bool = False
+    _rate_tokens: float = 0.0
+    _rate_at: float = 0.0
+    _rate_warned_at: float = float("-inf")
     _sources: set[str] = field(default_factory=set)
     _seq: int = 0
     _wall_offset_s: float = 0.0
@@ -184,6 +189,7 @@ class SessionCore:
     def __post_init__(self) -> None:
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
+        self._rate_tokens, self._rate_at = self.config.max_frames_per_s, self.created_at
         self._emit(
             self.created_at,
             {"type": "session_started", "provider": self.provider, **self.fmt.describe()},
@@ -221,6 +227,8 @@ class SessionCore:
             return False
         if not data:
             return True
+        if self.config.max_frames_per_s and not self._take_rate_token(now):
+            return False
         stats = self.stats
         stats.frames_in += 1
         stats.bytes_in += len(data)
@@ -236,6 +244,25 @@ class SessionCore:
         if self._received - self._base > self._max_retained_bytes:
             self._shed_oldest(now)
         return True
+
+    def _take_rate_token(self, now: float) -> bool:
+        """A token bucket of one second's worth of messages: a source flooding the call loses
+        the excess (one `error` event a second says so); normal bursts pass."""
+        rate = self.config.max_frames_per_s
+        self._rate_tokens = min(rate, self._rate_tokens + (now - self._rate_at) * rate)
+        self._rate_at = now
+        if self._rate_tokens >= 1.0:
+            self._rate_tokens -= 1.0
+            return True
+        self.stats.frames_rate_limited += 1
+        if now - self._rate_warned_at >= 1.0:
+            self._rate_warned_at = now
+            self.emit_error(
+                "rate_limited",
+                f"more than {rate:g} audio messages a second for this call; the excess is dropped",
+                now,
+            )
+        return False
 
     def end(self, reason: str, now: float) -> None:
         """The call is over: flush, end the stream, emit `session_ended` once it confirmed."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from ..metrics import CONTENT_TYPE
+from .auth import auth_middleware
 from .keys import WORKER
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ async def sessions(request: web.Request) -> web.Response:
 
 
 def build_app(worker: Worker) -> web.Application:
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(
+        client_max_size=1 << 20, middlewares=[auth_middleware(worker.settings.worker_token)]
+    )
     app[WORKER] = worker
     app.add_routes(
         [

@@ -39,6 +39,8 @@ class SessionManager:
         provider: Provider,
         config: SessionConfig,
         max_sessions: int,
+        max_sources_per_call: int = 8,
+        max_buffered_audio_s: float = 3600.0,
         publish: Callable[[Event], None],
         metrics: WorkerMetrics,
         clock: Clock,
@@ -47,6 +49,8 @@ class SessionManager:
         self.provider = provider
         self.config = config
         self.max_sessions = max_sessions
+        self.max_sources_per_call = max_sources_per_call
+        self.max_buffered_audio_s = max_buffered_audio_s
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
@@ -78,7 +82,9 @@ class SessionManager:
     # --- calls ------------------------------------------------------------------------------
 
     def open_session(self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat) -> SessionRunner:
-        """The live session for this call, created if there is none. Raises SessionRefused."""
+        """The live session for a source about to attach to this call, created if there is none.
+
+        Raises SessionRefused (with a stable code) when the worker will not take it."""
         runner = self._sessions.get(interaction_id)
         if runner is not None:
             core = runner.core
@@ -89,6 +95,11 @@ class SessionManager:
                     "format_mismatch",
                     f"this call's audio is {_describe(core.fmt)}; a source may not send {_describe(fmt)}",
                 )
+            if core.source_count >= self.max_sources_per_call:
+                self._metrics.sessions_refused.labels("too_many_sources").inc()
+                raise SessionRefused(
+                    "too_many_sources", f"this call already has {core.source_count} sources, the limit"
+                )
             return runner
         if not self.accepting or self._tg is None:
             self._metrics.sessions_refused.labels("draining").inc()
@@ -96,6 +107,13 @@ class SessionManager:
         if len(self._sessions) >= self.max_sessions:
             self._metrics.sessions_refused.labels("capacity").inc()
             raise SessionRefused("capacity", f"the worker is at its limit of {self.max_sessions} calls")
+        if self.overloaded:
+            self._metrics.sessions_refused.labels("overloaded").inc()
+            raise SessionRefused(
+                "overloaded",
+                f"the worker holds more than {self.max_buffered_audio_s:g} s of audio its providers have "
+                "not taken; send the call to another worker",
+            )
         now = self._clock.monotonic()
         core = SessionCore(
             interaction_id=interaction_id,
@@ -123,6 +141,16 @@ class SessionManager:
     @property
     def at_capacity(self) -> bool:
         return len(self._sessions) >= self.max_sessions
+
+    @property
+    def overloaded(self) -> bool:
+        """Too much audio held across calls (providers not keeping up): take no new calls."""
+        held_s = 0.0
+        for runner in self._sessions.values():
+            held_s += runner.core.fmt.seconds(runner.core.retained_bytes)
+            if held_s > self.max_buffered_audio_s:
+                return True
+        return False
 
     async def _run(self, runner: SessionRunner) -> None:
         try:
@@ -191,6 +219,7 @@ def _counter_values(core: SessionCore) -> dict[str, float]:
         "asr_audio_dropped_seconds": sec(s.bytes_dropped),
         "asr_audio_frames_in": s.frames_in,
         "asr_audio_frames_rejected": s.frames_rejected,
+        "asr_audio_frames_rate_limited": s.frames_rate_limited,
         "asr_provider_connections_created": s.streams_opened,
         "asr_provider_connections_reused": s.frames_reused,
         "asr_provider_connections_reconnected": s.reconnects,

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Final
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WebSocketError, WSCloseCode, web
 
 from ..core.session import Event
 
@@ -18,6 +18,8 @@ CLOSE_TRY_LATER: Final = int(WSCloseCode.TRY_AGAIN_LATER)
 CLOSE_NORMAL: Final = int(WSCloseCode.OK)
 REFUSAL_CLOSE_CODES: Final = {
     "capacity": CLOSE_TRY_LATER,
+    "overloaded": CLOSE_TRY_LATER,
+    "too_many_sources": CLOSE_TRY_LATER,
     "draining": CLOSE_TRY_LATER,
     "session_ending": CLOSE_TRY_LATER,
 }
@@ -54,3 +56,12 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str, close_code:
     if not ws.closed:
         await ws.send_str(dumps(error_event(code, message)))
         await ws.close(code=close_code, message=message.encode()[:120])
+
+
+def socket_error(ws: web.WebSocketResponse, data: object) -> tuple[str, str]:
+    """What went wrong on a socket that failed mid-call (the ERROR message's data), as an error
+    code and message."""
+    exc = data if isinstance(data, BaseException) else ws.exception()
+    if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
+        return "message_too_large", f"{exc!s:.160}; the socket is closed, the call goes on"
+    return "socket_error", f"the socket failed: {exc!s:.160}"

@@ -29,11 +29,11 @@ from .common import (
     check_optional_id,
     dumps,
     refuse,
+    socket_error,
 )
 
 log = logging.getLogger("asr_worker.ingest")
 
-MAX_MESSAGE_BYTES: Final = 1 << 20
 _END_TYPES: Final = frozenset({"end", "closestream"})
 _IGNORED_TYPES: Final = frozenset({"keepalive"})
 
@@ -44,7 +44,7 @@ def routes() -> list[web.RouteDef]:
 
 async def audio_socket(request: web.Request) -> web.StreamResponse:
     worker = request.app[WORKER]
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=None)
+    ws = web.WebSocketResponse(max_msg_size=worker.settings.max_message_bytes, heartbeat=None)
     if not ws.can_prepare(request).ok:
         return web.json_response(
             {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"}, status=426
@@ -93,24 +93,48 @@ async def _receive(ws: web.WebSocketResponse, runner: SessionRunner) -> None:
         elif msg.type is WSMsgType.TEXT:
             _control(msg.data, runner)
         elif msg.type is WSMsgType.ERROR:
-            runner.error("bad_message", f"the socket failed: {ws.exception()!s:.200}")
+            code, message = socket_error(ws, msg.data)
+            runner.error(code, message)
             return
+
+
+class ControlError(ValueError):
+    """A text message the ingest socket does not take; `code` and `message` go in the error event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_control(text: str) -> str:
+    """A text message to the command it carries ("end" or "keepalive"), or ControlError."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ControlError(
+            "bad_message", 'a text message must be JSON such as {"type": "end"}; ignored'
+        ) from None
+    kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str):
+        raise ControlError(
+            "bad_message", "a text message must be a JSON object with a string `type`; ignored"
+        )
+    if kind.lower() in _END_TYPES:
+        return "end"
+    if kind.lower() in _IGNORED_TYPES:
+        return "keepalive"
+    raise ControlError("unknown_message", f"unknown message type {kind[:40]!r}; known: end; ignored")
 
 
 def _control(text: str, runner: SessionRunner) -> None:
     try:
-        message = json.loads(text)
-    except (ValueError, RecursionError):
-        runner.error("bad_message", 'a text message must be JSON such as {"type": "end"}; ignored')
+        command = parse_control(text)
+    except ControlError as exc:
+        runner.error(exc.code, exc.message)
         return
-    kind = message.get("type") if isinstance(message, dict) else None
-    if not isinstance(kind, str):
-        runner.error("bad_message", "a text message must be a JSON object with a string `type`; ignored")
-        return
-    if kind.lower() in _END_TYPES:
+    if command == "end":
         runner.end("end")
-    elif kind.lower() not in _IGNORED_TYPES:
-        runner.error("unknown_message", f"unknown message type {kind[:40]!r}; known: end; ignored")
 
 
 async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) -> None:

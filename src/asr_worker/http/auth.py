@@ -1,0 +1,76 @@
+"""Bearer-token authentication for everything but /health and /metrics.
+
+Accepted forms (contract section 2): `Authorization: Bearer TOKEN`; HTTP Basic with TOKEN as
+the password (telephony platforms such as Exotel dial `wss://KEY:TOKEN@host/...`); and
+`?token=TOKEN` on GET requests, because browsers cannot set headers on WebSockets or
+EventSource. Comparison is constant-time; the token is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ..config import Secret
+
+log = logging.getLogger("asr_worker.auth")
+
+OPEN_PATHS: Final = frozenset({"/health", "/metrics"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def presented_tokens(request: web.Request) -> list[str]:
+    """Every credential the request carries, in the accepted forms."""
+    tokens: list[str] = []
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        tokens.append(value.strip())
+    elif scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        _, sep, password = decoded.partition(":")
+        if sep:
+            tokens.append(password)
+    if request.method == "GET" and "token" in request.query:
+        tokens.append(request.query["token"])
+    return tokens
+
+
+def token_matches(expected: Secret, presented: list[str]) -> bool:
+    want = expected.reveal().encode()
+    # compare against every presented form, without stopping early, in constant time each
+    results = [hmac.compare_digest(want, candidate.encode()) for candidate in presented]
+    return any(results)
+
+
+def auth_middleware(token: Secret | None) -> Middleware:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is None or request.path in OPEN_PATHS:
+            return await handler(request)
+        presented = presented_tokens(request)
+        if token_matches(token, presented):
+            return await handler(request)
+        reason = "a bearer token is required" if not presented else "the token is not valid"
+        log.info("unauthorized", extra={"path": request.path[:200], "reason": reason, "peer": request.remote})
+        return web.json_response(
+            {
+                "error": "unauthorized",
+                "message": f"{reason}: send Authorization: Bearer TOKEN (or ?token= on GET)",
+            },
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="asr-worker"'},
+        )
+
+    return check
