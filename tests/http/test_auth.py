@@ -47,9 +47,8 @@ async def test_open_paths_stay_open_and_the_rest_need_the_token(
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await http.ws_connect(f"{ws_url}/bad-token?token=nope")
         by_query = CallClient(await http.ws_connect(f"{ws_url}/by-query?token={TOKEN}"))
-        by_basic = CallClient(
-            await http.ws_connect(f"{ws_url}/by-basic", auth=aiohttp.BasicAuth("acct", TOKEN))
-        )
+        basic = "Basic " + base64.b64encode(f"acct:{TOKEN}".encode()).decode()
+        by_basic = CallClient(await http.ws_connect(f"{ws_url}/by-basic", headers={"Authorization": basic}))
         by_bearer = CallClient(
             await http.ws_connect(f"{ws_url}/by-bearer", headers={"Authorization": f"Bearer {TOKEN}"})
         )
