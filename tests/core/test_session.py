@@ -417,3 +417,13 @@ def test_stale_stream_reports_are_ignored(clock: FakeClock) -> None:
     rec.poll()
     assert rec.link() is Link.CONNECTED and rec.core.conn_id == 2
     assert not rec.events("transcript")
+
+
+def test_audio_after_end_is_refused_with_one_error_not_one_per_frame(clock: FakeClock) -> None:
+    rec = connected(clock)
+    rec.core.end("end", clock.monotonic())
+    for _ in range(50):
+        assert not rec.core.on_audio(b"\x01\x00" * 160, clock.monotonic())
+    rec.poll()
+    assert [e["code"] for e in rec.events("error")] == ["session_ending"]
+    assert rec.core.stats.frames_rejected == 50

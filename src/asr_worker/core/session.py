@@ -178,6 +178,7 @@ class SessionCore:
     _grace_at: float | None = None
     _end_deadline: float | None = None
     _dropping: bool = False
+    _told_ending: bool = False
     _rate_tokens: float = 0.0
     _rate_at: float = 0.0
     _rate_warned_at: float = float("-inf")
@@ -214,7 +215,9 @@ class SessionCore:
         """Take one message of audio. False (with an `error` event) if it was refused."""
         if self.phase is not Phase.ACTIVE:
             self.stats.frames_rejected += 1
-            self.emit_error("session_ending", "the call is ending; audio after `end` is not taken", now)
+            if not self._told_ending:
+                self._told_ending = True  # once: a source still streaming must not flood watchers
+                self.emit_error("session_ending", "the call is ending; audio after `end` is not taken", now)
             return False
         if len(data) % self.fmt.frame_bytes:
             self.stats.frames_rejected += 1
