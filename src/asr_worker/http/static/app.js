@@ -1,6 +1,6 @@
 // The live page: active calls and their transcripts as they arrive, and the worker's health.
-// Plain JavaScript, no build step. Every piece of text goes in with textContent, never
-// innerHTML, so nothing a call carries can become markup.
+// Plain JavaScript, no build step. Every piece of text goes in with textContent (no HTML
+// parsing anywhere), so nothing a call carries can become markup.
 "use strict";
 
 const LINGER_MS = 4000;       // an ended call stays visible this long, then leaves
@@ -257,7 +257,11 @@ function connect() {
   const source = new EventSource(apiUrl("v1/events", { replay: "200" }));
   const setLink = (state, text) => { linkEl.dataset.state = state; setText(linkEl, text); };
   source.onopen = () => setLink("live", "live");
-  source.onerror = () => setLink("retrying", "reconnecting…");
+  // A call's `error` events arrive as SSE events named "error", which EventSource also hands
+  // to onerror: only a dropped connection (no longer OPEN) means reconnecting.
+  source.onerror = () => {
+    if (source.readyState !== EventSource.OPEN) setLink("retrying", "reconnecting…");
+  };
   for (const type of EVENT_TYPES) {
     source.addEventListener(type, (message) => {
       let event;
