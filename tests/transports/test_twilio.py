@@ -79,6 +79,13 @@ async def test_a_both_tracks_call_is_one_two_channel_session_end_to_end(
     finals = [w for e in watcher.of("transcript") if e["is_final"] for w in str(e["text"]).split()]
     assert finals == expected_words(call_audio, STEREO)
     assert [e.id for e in watcher.events] == [str(i) for i in range(1, len(watcher.events) + 1)]
+    async with http.get(f"http://127.0.0.1:{worker.port}/metrics") as response:
+        metrics = await response.text()
+    media_messages = 2 * len(frames(inbound, TRACK))
+    assert f'asr_telephony_messages_total{{event="media",platform="twilio"}} {media_messages}.0' in metrics
+    assert 'asr_telephony_messages_total{event="dtmf",platform="twilio"} 1.0' in metrics
+    assert 'asr_telephony_silence_filled_seconds_total{platform="twilio"} 0.0' in metrics  # aligned tracks
+    assert 'asr_telephony_interleave_pending_seconds{platform="twilio"} 0.0' in metrics
 
 
 async def test_the_call_sid_is_the_id_when_no_interaction_id_is_given_and_one_track_is_mono(
@@ -271,3 +278,21 @@ async def test_a_reconnect_in_another_format_is_refused_and_the_call_goes_on(
     assert runner is not None and runner.core.phase == "active" and runner.core.source_count == 1
     await first.send_str(twilio_stop())
     await assert_nothing_sent_back(first)
+
+
+async def test_a_call_ended_by_shutdown_closes_its_socket_instead_of_refusing_each_message(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with running_worker(MockProvider()) as worker:
+        watcher = await open_sse(http, worker, "/v1/calls/draining-call/events")
+        ws = await http.ws_connect(ws_url(worker, "/v1/twilio"))
+        await ws.send_str(twilio_start(interaction_id="draining-call", tracks=("inbound",)))
+        for i, chunk in enumerate(frames(speechlike(0.4, TRACK), TRACK)):
+            await ws.send_str(twilio_media("inbound", i + 1, 20 * i, chunk))
+        await watcher.until("transcript")
+        await worker.manager.drain()  # what SIGTERM does first
+        await ws.send_str(twilio_media("inbound", 99, 2000, b"\xff" * 160))  # Twilio keeps streaming
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1001
+        await watcher.rest()
+    assert watcher.of("session_ended")[0]["reason"] == "shutdown" and not watcher.of("error")

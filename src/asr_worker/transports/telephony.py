@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat
+from ..core.session import Phase
 from ..http.keys import WORKER
 from ..runtime.manager import SessionRefused
 from ..runtime.runner import SessionRunner
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from ..worker import Worker
 
 log = logging.getLogger("asr_worker.telephony")
+
+CLOSE_GOING_AWAY: Final = int(WSCloseCode.GOING_AWAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,9 @@ class _MediaStream:
         self._source_id = runner.attach()
         if channels == 2:
             self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._worker.settings.max_buffer_ms)
+            metrics = self._worker.metrics  # the series exist (at 0) from the first two-track call on
+            metrics.telephony_silence.labels(self._platform.name)
+            metrics.telephony_pending.labels(self._platform.name)
         log.info(
             "telephony stream started",
             extra={
@@ -196,6 +202,12 @@ class _MediaStream:
         runner, fmt = self._runner, self._fmt
         if runner is None or fmt is None:
             return await self._problem("bad_message", "`media` before `start`")
+        if runner.core.phase is not Phase.ACTIVE:
+            # The call ended without this socket's `stop` (shutdown, a provider that refused it):
+            # close rather than answer every 20 ms message with an error.
+            going_away = self._worker.draining or runner.core.end_reason == "shutdown"
+            await self._close(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL, "the call has ended")
+            return True
         channel = self._platform.channel_of_track.get(media.track, -1)
         if not 0 <= channel < fmt.channels:
             runner.error(
