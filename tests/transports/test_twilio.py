@@ -296,3 +296,19 @@ async def test_a_call_ended_by_shutdown_closes_its_socket_instead_of_refusing_ea
         assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1001
         await watcher.rest()
     assert watcher.of("session_ended")[0]["reason"] == "shutdown" and not watcher.of("error")
+
+
+async def test_an_outbound_only_stream_is_channel_1_with_a_silent_channel_0(
+    worker: Worker, http: aiohttp.ClientSession, mock_provider: MockProvider
+) -> None:
+    outbound = speechlike(0.4, TRACK, seed=71)
+    ws = await http.ws_connect(ws_url(worker, "/v1/twilio"))
+    await ws.send_str(twilio_start(interaction_id="agent-only", tracks=("outbound",)))
+    for i, chunk in enumerate(frames(outbound, TRACK)):
+        await ws.send_str(twilio_media("outbound", i + 1, 20 * i, chunk))
+    await ws.send_str(twilio_stop())
+    await assert_nothing_sent_back(ws)
+    await wait_until(lambda: worker.manager.get("agent-only") is None)
+    received = bytes(mock_provider.streams_for("agent-only")[0].received)
+    assert mock_provider.streams_for("agent-only")[0].request.fmt == STEREO
+    assert received[1::2] == outbound and set(received[0::2]) == {0xFF}
