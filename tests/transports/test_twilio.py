@@ -312,3 +312,13 @@ async def test_an_outbound_only_stream_is_channel_1_with_a_silent_channel_0(
     received = bytes(mock_provider.streams_for("agent-only")[0].received)
     assert mock_provider.streams_for("agent-only")[0].request.fmt == STEREO
     assert received[1::2] == outbound and set(received[0::2]) == {0xFF}
+
+
+async def test_a_close_reason_quoting_non_ascii_input_stays_valid_utf8(
+    worker: Worker, http: aiohttp.ClientSession
+) -> None:
+    ws = await http.ws_connect(ws_url(worker, "/v1/twilio"))
+    await ws.send_str(twilio_start(interaction_id="é" * 30))
+    msg = await asyncio.wait_for(ws.receive(), 5)
+    assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1008
+    assert "interaction_id must be" in str(msg.extra)

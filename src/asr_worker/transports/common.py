@@ -49,8 +49,13 @@ def error_event(code: str, message: str, interaction_id: str | None = None) -> E
     return event
 
 
+def close_reason(message: str) -> bytes:
+    """A WebSocket close reason: at most 123 bytes of UTF-8, so cut on a character boundary."""
+    return message.encode()[:120].decode(errors="ignore").encode()
+
+
 async def refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
     """Tell the client why (an `error` event), then close with a code and a short reason."""
     if not ws.closed:
         await ws.send_str(dumps(error_event(code, message)))
-        await ws.close(code=close_code, message=message.encode()[:120])
+        await ws.close(code=close_code, message=close_reason(message))

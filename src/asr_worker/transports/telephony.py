@@ -31,6 +31,7 @@ from .common import (
     BadRequest,
     check_id,
     check_optional_id,
+    close_reason,
 )
 from .interleave import TrackInterleaver
 from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, ParseError, Start, Stop
@@ -285,4 +286,4 @@ class _MediaStream:
 
     async def _close(self, code: int, reason: str) -> None:
         if not self._ws.closed:
-            await self._ws.close(code=code, message=reason.encode()[:120])
+            await self._ws.close(code=code, message=close_reason(reason))
