@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -96,6 +103,28 @@ class WorkerMetrics:
             registry=reg,
         )
         self.events_published = Counter("asr_events_published", "Events published.", registry=reg)
+        # Telephony media streams and event streams (transports/telephony.py, transports/sse.py).
+        self.telephony_messages = Counter(
+            "asr_telephony_messages",
+            "Telephony media-stream messages received, by platform and event (`invalid` if unparsable).",
+            ["platform", "event"],
+            registry=reg,
+        )
+        self.telephony_silence = Counter(
+            "asr_telephony_silence_filled_seconds",
+            "Silence inserted to keep two telephony tracks aligned (gaps, a lagging track), seconds.",
+            ["platform"],
+            registry=reg,
+        )
+        self.telephony_pending = Gauge(
+            "asr_telephony_interleave_pending_seconds",
+            "Audio of a leading track waiting for the other track, summed over calls, seconds.",
+            ["platform"],
+            registry=reg,
+        )
+        self.sse_streams = Gauge(
+            "asr_sse_streams_active", "Open Server-Sent Events streams.", ["path"], registry=reg
+        )
         reg.register(_LiveCollector(live, provider))
 
     def render(self) -> bytes:

@@ -106,6 +106,7 @@ class Worker:
                 self.draining = True
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
+                self.hub.close()  # every call has ended: let event streams finish
                 bus_task.cancel()
         finally:
             await runner.cleanup()

@@ -51,3 +51,13 @@ def test_encode_decode_error_is_within_g711_quantization(encoding: Encoding) -> 
     assert int(error.max()) <= 1024
     quiet = np.abs(samples.astype(np.int32)) < 256
     assert int(error[quiet].max()) <= 16
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("encoding", [Encoding.MULAW, Encoding.ALAW])
+def test_every_code_decodes_as_audioop_did_where_it_still_exists(encoding: Encoding) -> None:
+    """Python 3.11 and 3.12 still ship audioop (gone in 3.13): the tables match it for all 256 codes."""
+    audioop = pytest.importorskip("audioop")
+    codes = bytes(range(256))
+    reference = audioop.ulaw2lin(codes, 2) if encoding is Encoding.MULAW else audioop.alaw2lin(codes, 2)
+    assert decode_g711(codes, encoding).tolist() == np.frombuffer(reference, dtype="<i2").tolist()

@@ -24,10 +24,10 @@ async def test_open_paths_stay_open_and_the_rest_need_the_token(
     caplog.set_level(logging.DEBUG)
     async with running_worker(MockProvider(), worker_token=Secret(TOKEN)) as worker:
         url = f"http://127.0.0.1:{worker.port}"
-        for path in ("/health", "/metrics"):
+        for path in ("/health", "/metrics", "/", "/static/app.js"):
             async with http.get(url + path) as response:
                 assert response.status == 200
-        for path in ("/ready", "/v1/sessions"):
+        for path in ("/ready", "/v1/sessions", "/v1/events", "/v1/calls/x/events"):
             async with http.get(url + path) as response:
                 assert response.status == 401
                 assert response.headers["WWW-Authenticate"].startswith("Bearer")

@@ -45,3 +45,14 @@ async def test_closing_ends_iteration() -> None:
     sub.close()
     assert [e async for e in sub] == [_event("a", 1)]
     assert hub.subscribers == 0
+
+
+async def test_close_ends_every_subscription_after_what_it_holds_and_refuses_new_ones() -> None:
+    hub = EventHub()
+    one, everything = hub.subscribe("c1"), hub.subscribe(None)
+    hub.publish({"type": "session_started", "interaction_id": "c1", "seq": 1})
+    hub.close()
+    assert (await one.get() or {}).get("seq") == 1 and await one.get() is None
+    assert (await everything.get() or {}).get("seq") == 1 and await everything.get() is None
+    late = hub.subscribe("c1", after_seq=0)
+    assert await late.get() is None and hub.subscribers == 0

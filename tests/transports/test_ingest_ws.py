@@ -231,3 +231,13 @@ async def test_a_call_whose_socket_drops_finalizes_after_the_grace_period(
                     assert event["reason"] == "grace_timeout"
                     break
     assert provider.streams[0].controls[-2:] == ["Finalize", "CloseStream"]
+
+
+async def test_a_refusal_quoting_non_ascii_input_closes_with_a_valid_reason(
+    worker: Worker, http: aiohttp.ClientSession
+) -> None:
+    ws = await http.ws_connect(audio_url(worker, "ok-id", "encoding=linear16&tenant_id=" + "%C3%A9" * 50))
+    error = json.loads((await ws.receive()).data)
+    assert error["code"] == "bad_request" and "tenant_id must be" in error["message"]
+    msg = await ws.receive()
+    assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1008

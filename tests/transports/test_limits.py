@@ -63,7 +63,7 @@ async def test_an_oversized_message_closes_that_socket_with_a_reason_only(
         await big.collect()
         assert big.close_code == 1009
         error = await steady.next_event("error")
-        assert error["code"] == "message_too_large"
+        assert error["code"] == "too_large"
         audio = speechlike(0.6)
         await steady.send_frames(frames(audio))
         await steady.end()

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
     from ..worker import Worker
 
 # One line per transport; each module has `routes() -> list[web.RouteDef]`.
-TRANSPORTS: Final = ("asr_worker.transports.ingest_ws",)
+TRANSPORTS: Final = (
+    "asr_worker.transports.ingest_ws",
+    "asr_worker.transports.twilio",
+    "asr_worker.transports.exotel",
+    "asr_worker.transports.sse",
+    "asr_worker.http.page",
+)
 
 
 async def health(request: web.Request) -> web.Response:

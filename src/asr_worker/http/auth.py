@@ -1,4 +1,4 @@
-"""Bearer-token authentication for everything but /health and /metrics.
+"""Bearer-token authentication for everything but /health, /metrics and the page's shell.
 
 Accepted forms (contract section 2): `Authorization: Bearer TOKEN`; HTTP Basic with TOKEN as
 the password (telephony platforms such as Exotel dial `wss://KEY:TOKEN@host/...`); and
@@ -22,7 +22,10 @@ from ..config import Secret
 
 log = logging.getLogger("asr_worker.auth")
 
-OPEN_PATHS: Final = frozenset({"/health", "/metrics"})
+# Health and metrics are for probes and scrapers; the page's shell and assets hold no call
+# data (everything it shows comes from the API, which needs the token it carries along).
+OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/"})
+OPEN_PREFIXES: Final = ("/static/",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -57,7 +60,7 @@ def token_matches(expected: Secret, presented: list[str]) -> bool:
 def auth_middleware(token: Secret | None) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or request.path in OPEN_PATHS:
+        if token is None or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         presented = presented_tokens(request)
         if token_matches(token, presented):

@@ -90,6 +90,7 @@ class EventHub:
         self._history: OrderedDict[str, deque[Event]] = OrderedDict()
         self.events_published = 0
         self.events_dropped = 0
+        self._closed = False
 
     def publish(self, event: Event) -> None:
         call = event.get("interaction_id")
@@ -111,6 +112,9 @@ class EventHub:
         """Events of one call (or of every call, with None) from now on; with `after_seq`, first
         the kept events of that call whose seq is greater."""
         sub = Subscription(self, interaction_id, self._max_queued)
+        if self._closed:
+            sub.close()
+            return sub
         if interaction_id is not None and after_seq is not None:
             for event in self._history.get(interaction_id, ()):
                 seq = event.get("seq")
@@ -118,6 +122,14 @@ class EventHub:
                     sub.push(event)
         self._by_call.setdefault(interaction_id, set()).add(sub)
         return sub
+
+    def close(self) -> None:
+        """End every subscription (their `get` returns None once drained), and refuse new ones:
+        at shutdown, so long-lived watchers such as SSE streams finish instead of being cut."""
+        self._closed = True
+        for subs in list(self._by_call.values()):
+            for sub in list(subs):
+                sub.close()
 
     def recent(self, interaction_id: str) -> list[Event]:
         return list(self._history.get(interaction_id, ()))

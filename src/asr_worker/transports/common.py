@@ -51,11 +51,16 @@ def error_event(code: str, message: str, interaction_id: str | None = None) -> E
     return event
 
 
+def close_reason(message: str) -> bytes:
+    """A WebSocket close reason: at most 123 bytes of UTF-8, so cut on a character boundary."""
+    return message.encode()[:120].decode(errors="ignore").encode()
+
+
 async def refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
     """Tell the client why (an `error` event), then close with a code and a short reason."""
     if not ws.closed:
         await ws.send_str(dumps(error_event(code, message)))
-        await ws.close(code=close_code, message=message.encode()[:120])
+        await ws.close(code=close_code, message=close_reason(message))
 
 
 def socket_error(ws: web.WebSocketResponse, data: object) -> tuple[str, str]:
@@ -63,5 +68,5 @@ def socket_error(ws: web.WebSocketResponse, data: object) -> tuple[str, str]:
     code and message."""
     exc = data if isinstance(data, BaseException) else ws.exception()
     if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
-        return "message_too_large", f"{exc!s:.160}; the socket is closed, the call goes on"
+        return "too_large", f"{exc!s:.160}; the socket is closed, the call goes on"
     return "socket_error", f"the socket failed: {exc!s:.160}"

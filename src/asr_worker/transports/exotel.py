@@ -1,0 +1,28 @@
+"""`GET /v1/exotel`: Exotel AgentStream via the Stream and Voicebot applets (contract section 4).
+
+Set the applet's URL to `wss://HOST/v1/exotel` (add `?sample-rate=16000` for wideband, and
+`interaction_id=...` as a custom parameter to choose the call's id, else the call_sid).
+The audio is one track of 16-bit PCM: channel 0.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import exotel_messages
+from .telephony import Platform, media_stream
+
+PLATFORM = Platform(
+    name="exotel",
+    parse=exotel_messages.parse,
+    max_message_chars=exotel_messages.MAX_MESSAGE_CHARS,
+    channel_of_track={"inbound": 0},
+)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/v1/exotel", exotel_socket)]
+
+
+async def exotel_socket(request: web.Request) -> web.StreamResponse:
+    return await media_stream(request, PLATFORM)

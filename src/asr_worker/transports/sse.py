@@ -1,0 +1,150 @@
+"""Server-Sent Events: a call's events (`GET /v1/calls/{interaction_id}/events`) and every
+call's (`GET /v1/events`, what the live page reads), for browsers and `curl -N`.
+
+Each event is `id: <seq>`, `event: <type>`, `data: <json>`. A call's stream first replays the
+events the worker still keeps for it (the whole call so far, up to the hub's history) and
+then follows it live; `Last-Event-ID` (or `?last_event_id=`, for clients that cannot set
+headers) resumes after that `seq`. It ends after `session_ended`, and a reconnect after the
+end gets 204 No Content, which tells an EventSource to stop retrying. A stream for a call
+that has not started yet waits for it. A comment line keeps idle streams open through
+proxies every `KEEPALIVE_S`. A reader too slow to keep up gets `events_dropped` in place of
+what it lost (the hub's bounded queue), never an unbounded buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import web
+
+from ..core.session import Event
+from ..http.keys import WORKER
+from ..runtime.hub import Subscription
+from .common import BadRequest, check_id
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+KEEPALIVE_S: Final = 15.0
+RETRY_MS: Final = 2000
+DEFAULT_REPLAY: Final = 100  # per active call, on /v1/events
+MAX_REPLAY: Final = 500
+_TYPE: Final = re.compile(r"[a-z_]{1,40}")
+_HEADERS: Final = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: do not hold events back
+}
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/calls/{interaction_id}/events", call_events),
+        web.get("/v1/events", all_events),
+    ]
+
+
+def format_event(event: Event, *, with_id: bool = True) -> bytes:
+    """One event as an SSE block. JSON escapes newlines, so `data` is always one line."""
+    lines = []
+    seq = event.get("seq")
+    if with_id and isinstance(seq, int) and not isinstance(seq, bool):
+        lines.append(f"id: {seq}")
+    kind = event.get("type")
+    if isinstance(kind, str) and _TYPE.fullmatch(kind):
+        lines.append(f"event: {kind}")
+    lines.append("data: " + json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"error": "bad_request", "message": message}, status=400)
+
+
+def _resume_after(request: web.Request) -> int | None:
+    """The seq to resume after, from `Last-Event-ID` or `?last_event_id=`; BadRequest if junk."""
+    value = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if value is None or value.strip() == "":
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise BadRequest(f"Last-Event-ID must be an event seq (a whole number), not {text[:20]!r}")
+    return int(text)
+
+
+async def call_events(request: web.Request) -> web.StreamResponse:
+    worker = request.app[WORKER]
+    try:
+        interaction_id = check_id(request.match_info.get("interaction_id"), "interaction_id")
+        after = _resume_after(request)
+    except BadRequest as exc:
+        return _bad_request(str(exc))
+    kept = worker.hub.recent(interaction_id)
+    last = kept[-1] if kept else None
+    if (
+        after is not None
+        and last is not None
+        and last.get("type") == "session_ended"
+        and isinstance(last.get("seq"), int)
+        and after >= int(str(last.get("seq")))
+        and worker.manager.get(interaction_id) is None
+    ):
+        return web.Response(status=204)  # the call is over and the client has seen all of it
+    subscription = worker.hub.subscribe(interaction_id, after_seq=0 if after is None else after)
+    return await _stream(request, worker, subscription, [], ends_with_call=True, with_ids=True)
+
+
+async def all_events(request: web.Request) -> web.StreamResponse:
+    """Every call's events, live, after the last `replay` kept events of each active call (the
+    page's view). No ids: seqs are per call, so a reconnect simply replays again."""
+    worker = request.app[WORKER]
+    replay_text = request.query.get("replay", str(DEFAULT_REPLAY)).strip()
+    if not replay_text.isascii() or not replay_text.isdigit() or int(replay_text) > MAX_REPLAY:
+        return _bad_request(f"replay must be a whole number from 0 to {MAX_REPLAY}")
+    replay = int(replay_text)
+    # No await between reading the history and subscribing: nothing is missed or repeated.
+    backlog: list[Event] = []
+    if replay:
+        for runner in worker.manager.sessions:
+            backlog.extend(worker.hub.recent(runner.interaction_id)[-replay:])
+    subscription = worker.hub.subscribe(None)
+    return await _stream(request, worker, subscription, backlog, ends_with_call=False, with_ids=False)
+
+
+async def _stream(
+    request: web.Request,
+    worker: Worker,
+    subscription: Subscription,
+    backlog: list[Event],
+    *,
+    ends_with_call: bool,
+    with_ids: bool,
+) -> web.StreamResponse:
+    gauge = worker.metrics.sse_streams.labels("call" if ends_with_call else "all")
+    gauge.inc()
+    response = web.StreamResponse(headers=_HEADERS)
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        for kept in backlog:
+            await response.write(format_event(kept, with_id=with_ids))
+        while True:
+            try:
+                event = await asyncio.wait_for(subscription.get(), KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if event is None:
+                break  # the worker is shutting down
+            await response.write(format_event(event, with_id=with_ids))
+            if ends_with_call and event.get("type") == "session_ended":
+                break
+    except ConnectionError:
+        pass  # the client went away
+    finally:
+        subscription.close()
+        gauge.dec()
+    return response

@@ -1,0 +1,289 @@
+"""What the Twilio and Exotel endpoints share: one media-stream socket feeding one call.
+
+The socket says `start` (which call, which format, which tracks), then `media` until `stop`.
+The worker sends nothing back (contract section 4). `stop` ends the call; a socket that drops
+without `stop` only detaches, so the session waits `ASR_SESSION_GRACE_S` for the same call to
+come back, and a new socket for it continues the same session on the same provider connection.
+
+Bad input never crashes anything: before `start` there is no call to tell, so the worker logs
+one line and closes the socket with a reason; after it, the problem becomes an `error` event
+for the call's watchers and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..core.audio import AudioFormat
+from ..core.session import Phase
+from ..http.keys import WORKER
+from ..runtime.manager import SessionRefused
+from ..runtime.runner import SessionRunner
+from .common import (
+    CLOSE_BAD_INPUT,
+    CLOSE_NORMAL,
+    REFUSAL_CLOSE_CODES,
+    BadRequest,
+    check_id,
+    check_optional_id,
+    close_reason,
+)
+from .interleave import TrackInterleaver
+from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, ParseError, Start, Stop
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+log = logging.getLogger("asr_worker.telephony")
+
+CLOSE_GOING_AWAY: Final = int(WSCloseCode.GOING_AWAY)
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    name: str  # "twilio", "exotel": metric label and log field
+    parse: Callable[[str], Message]
+    max_message_chars: int
+    channel_of_track: Mapping[str, int]  # track name -> channel (inbound 0 = customer, outbound 1 = agent)
+
+
+def _event_name(message: Message) -> str:
+    return type(message).__name__.lower()
+
+
+async def media_stream(request: web.Request, platform: Platform) -> web.StreamResponse:
+    """Serve one telephony media-stream WebSocket until `stop` or the socket goes away."""
+    worker = request.app[WORKER]
+    # aiohttp refuses (and closes with 1009) a message over this; the parser has tighter limits.
+    ws = web.WebSocketResponse(max_msg_size=platform.max_message_chars * 4, heartbeat=None)
+    if not ws.can_prepare(request).ok:
+        return web.json_response(
+            {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"}, status=426
+        )
+    if worker.draining:
+        return web.json_response(
+            {"error": "draining", "message": "the worker is shutting down; use another worker"}, status=503
+        )
+    await ws.prepare(request)
+    stream = _MediaStream(worker, ws, platform)
+    try:
+        await stream.run()
+    finally:
+        stream.release()
+    return ws
+
+
+class _MediaStream:
+    def __init__(self, worker: Worker, ws: web.WebSocketResponse, platform: Platform) -> None:
+        self._worker = worker
+        self._ws = ws
+        self._platform = platform
+        self._messages = worker.metrics.telephony_messages
+        self._runner: SessionRunner | None = None
+        self._source_id: str | None = None
+        self._fmt: AudioFormat | None = None
+        self._interleaver: TrackInterleaver | None = None
+        self._stream_sid: str | None = None
+        self._filled_samples = 0
+        self._pending_s = 0.0
+
+    async def run(self) -> None:
+        async for msg in self._ws:
+            if msg.type is WSMsgType.TEXT:
+                try:
+                    message = self._platform.parse(msg.data)
+                except ParseError as exc:
+                    self._messages.labels(self._platform.name, "invalid").inc()
+                    if await self._problem(exc.code, exc.message):
+                        return
+                    continue
+                self._messages.labels(self._platform.name, _event_name(message)).inc()
+                if await self._handle(message):
+                    return
+            elif msg.type is WSMsgType.BINARY:
+                if await self._problem(
+                    "bad_message", "binary messages are not part of this protocol; ignored"
+                ):
+                    return
+            elif msg.type is WSMsgType.ERROR:
+                failure = self._ws.exception()
+                too_big = getattr(failure, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                await self._problem(
+                    "too_large" if too_big else "bad_message",
+                    f"the socket failed: {failure!s:.200}",
+                    fatal=True,
+                )
+                return
+
+    def release(self) -> None:
+        """The socket is gone (after `stop`, or dropped): hand over what is buffered, detach."""
+        runner = self._runner
+        if runner is None or self._source_id is None:
+            return
+        if self._interleaver is not None:
+            self._feed(self._interleaver.flush())
+            self._account()
+        runner.detach(self._source_id)
+        self._source_id = None
+        metric = self._worker.metrics.telephony_pending.labels(self._platform.name)
+        metric.dec(self._pending_s)
+        self._pending_s = 0.0
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def _handle(self, message: Message) -> bool:
+        """Act on one message; True when the socket is done."""
+        if isinstance(message, Media):
+            return await self._media(message)
+        if isinstance(message, Start):
+            return await self._start(message)
+        if isinstance(message, Stop):
+            return await self._stop(message)
+        if isinstance(message, Connected):
+            return False
+        if self._runner is None:
+            return await self._problem("bad_message", f"`{_event_name(message)}` before `start`")
+        if isinstance(message, Dtmf | Mark | Clear):
+            log.debug(
+                "telephony control message",
+                extra={"platform": self._platform.name, "event": _event_name(message)},
+            )
+        return False
+
+    async def _start(self, start: Start) -> bool:
+        if self._runner is not None:
+            self._runner.error("bad_message", "a second `start` on one stream; ignored")
+            return False
+        params = start.custom_parameters
+        try:
+            interaction_id = check_id(params.get("interaction_id") or start.call_sid, "interaction_id")
+            tenant_id = check_optional_id(params.get("tenant_id"), "tenant_id")
+        except BadRequest as exc:
+            return await self._problem("bad_request", str(exc))
+        channel_map = self._platform.channel_of_track
+        channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
+        fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
+        try:
+            runner = self._worker.manager.open_session(interaction_id, tenant_id, fmt)
+        except SessionRefused as exc:
+            log.info(
+                "telephony stream refused",
+                extra={"platform": self._platform.name, "interaction_id": interaction_id, "reason": exc.code},
+            )
+            await self._close(REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT), exc.message)
+            return True
+        self._runner, self._fmt, self._stream_sid = runner, fmt, start.stream_sid
+        self._source_id = runner.attach()
+        if channels == 2:
+            self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._worker.settings.max_buffer_ms)
+            metrics = self._worker.metrics  # the series exist (at 0) from the first two-track call on
+            metrics.telephony_silence.labels(self._platform.name)
+            metrics.telephony_pending.labels(self._platform.name)
+        log.info(
+            "telephony stream started",
+            extra={
+                "platform": self._platform.name,
+                "interaction_id": interaction_id,
+                "stream_sid": start.stream_sid,
+                "tracks": ",".join(start.tracks),
+                "encoding": str(fmt.encoding),
+                "sample_rate": fmt.sample_rate,
+                "channels": channels,
+                "resumed": runner.core.source_count > 1 or runner.core.audio_s > 0,
+            },
+        )
+        return False
+
+    async def _media(self, media: Media) -> bool:
+        runner, fmt = self._runner, self._fmt
+        if runner is None or fmt is None:
+            return await self._problem("bad_message", "`media` before `start`")
+        if runner.core.phase is not Phase.ACTIVE:
+            # The call ended without this socket's `stop` (shutdown, a provider that refused it):
+            # close rather than answer every 20 ms message with an error.
+            going_away = self._worker.draining or runner.core.end_reason == "shutdown"
+            await self._close(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL, "the call has ended")
+            return True
+        channel = self._platform.channel_of_track.get(media.track, -1)
+        if not 0 <= channel < fmt.channels:
+            runner.error(
+                "bad_message", f"media for track {media.track!r}, which `start` did not announce; dropped"
+            )
+            return False
+        if self._interleaver is None:
+            runner.feed(media.payload)
+            return False
+        if len(media.payload) % fmt.bytes_per_sample:
+            runner.error(
+                "bad_audio", f"a payload of {len(media.payload)} bytes is not whole samples; dropped"
+            )
+            return False
+        self._feed(self._interleaver.push(channel, media.payload, media.timestamp_ms))
+        self._account()
+        return False
+
+    async def _stop(self, stop: Stop) -> bool:
+        runner = self._runner
+        if runner is None:
+            log.info("telephony stream stopped before start", extra={"platform": self._platform.name})
+            await self._close(CLOSE_NORMAL, "stop")
+            return True
+        self.release()
+        runner.end("stop")
+        log.info(
+            "telephony stream stopped",
+            extra={
+                "platform": self._platform.name,
+                "interaction_id": runner.interaction_id,
+                "reason": stop.reason,
+            },
+        )
+        await self._close(CLOSE_NORMAL, "stop")
+        return True
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if data and self._runner is not None:
+            self._runner.feed(data)
+
+    def _account(self) -> None:
+        """Move the interleaver's silence and pending figures into the metrics."""
+        interleaver = self._interleaver
+        if interleaver is None or self._fmt is None:
+            return
+        metrics = self._worker.metrics
+        filled = interleaver.stats.silence_filled_samples
+        if filled > self._filled_samples:
+            metrics.telephony_silence.labels(self._platform.name).inc(
+                (filled - self._filled_samples) / self._fmt.sample_rate
+            )
+            self._filled_samples = filled
+        pending_s = interleaver.pending_ms / 1000
+        if pending_s != self._pending_s:
+            metrics.telephony_pending.labels(self._platform.name).inc(pending_s - self._pending_s)
+            self._pending_s = pending_s
+
+    async def _problem(self, code: str, message: str, *, fatal: bool = False) -> bool:
+        """Bad input. With a call: an `error` event to its watchers (and go on unless fatal).
+        Without: one log line and a close that says why. True when the socket is done."""
+        if self._runner is not None:
+            self._runner.error(code, message)
+            if fatal:
+                await self._close(CLOSE_BAD_INPUT, message)
+            return fatal
+        log.info(
+            "telephony stream refused",
+            extra={"platform": self._platform.name, "code": code, "reason": message},
+        )
+        await self._close(CLOSE_BAD_INPUT, message)
+        return True
+
+    async def _close(self, code: int, reason: str) -> None:
+        if not self._ws.closed:
+            await self._ws.close(code=code, message=close_reason(reason))

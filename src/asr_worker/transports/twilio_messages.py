@@ -1,0 +1,111 @@
+"""Twilio Media Streams messages (twilio.com/docs/voice/media-streams/websocket-messages),
+parsed into the shared telephony messages.
+
+Twilio writes camelCase, sends numbers inside `media` as strings, and always streams
+`audio/x-mulaw` at 8000 Hz, one channel per track, 20 ms a message. `tracks` in `start` is
+`["inbound"]`, `["outbound"]` or both; `media.track` says which one a message belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ..core.audio import AudioFormat, AudioFormatError, Encoding
+from .telephony_messages import (
+    Clear,
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    Message,
+    ParseError,
+    Start,
+    Stop,
+    audio_payload,
+    count,
+    load_object,
+    obj,
+    optional_text,
+    parameters,
+    text,
+)
+
+# A 20 ms message is about 400 characters; a `start` with custom parameters a few KB.
+MAX_MESSAGE_CHARS: Final = 64 * 1024
+# 2 s of 8 kHz mu-law in one message is already far from Twilio's 20 ms; more is refused.
+MAX_PAYLOAD_BYTES: Final = 16_000
+TRACKS: Final = ("inbound", "outbound")
+_ENCODINGS: Final = {"audio/x-mulaw": Encoding.MULAW, "audio/x-alaw": Encoding.ALAW}
+
+
+def parse(raw: str) -> Message:
+    """One Twilio text message; raises ParseError with a reason."""
+    event, body = load_object(raw, MAX_MESSAGE_CHARS)
+    if event == "media":
+        media = obj(body, "media", "media")
+        track = optional_text(media, "track", max_chars=32) or "inbound"
+        if track not in TRACKS:
+            raise ParseError(
+                "bad_message", f"media: unknown track {track[:20]!r}; Twilio's are inbound, outbound"
+            )
+        return Media(
+            payload=audio_payload(media, "media", MAX_PAYLOAD_BYTES),
+            track=track,
+            chunk=count(media, "chunk", "media"),
+            timestamp_ms=count(media, "timestamp", "media"),
+        )
+    if event == "start":
+        return _start(obj(body, "start", "start"))
+    if event == "connected":
+        return Connected(
+            optional_text(body, "protocol", max_chars=64), optional_text(body, "version", max_chars=32)
+        )
+    if event == "stop":
+        stop = body.get("stop")
+        return Stop(optional_text(stop, "reason", max_chars=64) if isinstance(stop, dict) else None)
+    if event == "dtmf":
+        dtmf = obj(body, "dtmf", "dtmf")
+        return Dtmf(text(dtmf, "digit", "dtmf", max_chars=8), optional_text(dtmf, "track", max_chars=32))
+    if event == "mark":
+        return Mark(text(obj(body, "mark", "mark"), "name", "mark"))
+    if event == "clear":
+        return Clear()
+    raise ParseError(
+        "unknown_message",
+        f"unknown event {event[:40]!r}; Twilio's are connected, start, media, dtmf, mark, stop",
+    )
+
+
+def _start(start: dict[str, object]) -> Start:
+    tracks_value = start.get("tracks", ["inbound"])
+    if (
+        not isinstance(tracks_value, list)
+        or not tracks_value
+        or any(t not in TRACKS for t in tracks_value)
+        or len(set(tracks_value)) != len(tracks_value)
+    ):
+        raise ParseError("bad_message", "start: `tracks` must be a list of inbound and/or outbound")
+    media_format = obj(start, "mediaFormat", "start")
+    encoding_name = media_format.get("encoding")
+    encoding = _ENCODINGS.get(encoding_name) if isinstance(encoding_name, str) else None
+    if encoding is None:
+        raise ParseError(
+            "bad_format", f"start: mediaFormat.encoding {str(encoding_name)[:40]!r} is not audio/x-mulaw"
+        )
+    channels = count(media_format, "channels", "start.mediaFormat") or 1
+    if channels != 1:
+        raise ParseError("bad_format", f"start: mediaFormat.channels must be 1 per track, not {channels}")
+    try:
+        fmt = AudioFormat.parse(
+            encoding, count(media_format, "sampleRate", "start.mediaFormat", required=True)
+        )
+    except AudioFormatError as exc:
+        raise ParseError("bad_format", f"start: {exc}") from None
+    return Start(
+        stream_sid=text(start, "streamSid", "start"),
+        call_sid=text(start, "callSid", "start"),
+        fmt=fmt,
+        tracks=tuple(str(t) for t in tracks_value),
+        account_sid=optional_text(start, "accountSid"),
+        custom_parameters=parameters(start, "customParameters", "start"),
+    )
