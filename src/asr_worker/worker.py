@@ -25,7 +25,7 @@ from .config import Settings
 from .core.clock import Clock, SystemClock
 from .core.session import Event, SessionConfig
 from .metrics import LiveTotals, WorkerMetrics
-from .providers import Provider, make_provider
+from .providers import BackgroundProvider, InstrumentedProvider, Provider, make_provider
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 
@@ -60,6 +60,8 @@ class Worker:
         self.bus = bus or make_bus(settings)
         self.hub = EventHub()
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
+        if isinstance(self.provider, InstrumentedProvider):
+            self.provider.register_metrics(self.metrics.registry)
         self.manager = SessionManager(
             provider=self.provider,
             config=session_config(settings),
@@ -85,6 +87,11 @@ class Worker:
         try:
             async with self.manager, asyncio.TaskGroup() as tg:
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
+                provider_task = (
+                    tg.create_task(self.provider.run(), name="provider")
+                    if isinstance(self.provider, BackgroundProvider)
+                    else None
+                )
                 site = web.TCPSite(runner, self.settings.host, self.settings.port)
                 await site.start()
                 self.port = _bound_port(runner, self.settings.port)
@@ -104,6 +111,8 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
                 bus_task.cancel()
+                if provider_task is not None:
+                    provider_task.cancel()
         finally:
             await runner.cleanup()
             await self.provider.aclose()
@@ -145,6 +154,8 @@ class Worker:
             return False, "at_capacity"
         if not self.bus.healthy():
             return False, "bus_down"
+        if not self.provider.health().ready:
+            return False, "provider_not_ready"
         return True, "ready"
 
 
