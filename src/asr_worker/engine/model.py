@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -188,7 +187,3 @@ def resolve_model(choice: ModelChoice, root: Path | None = None) -> str:
         return choice.size
     return str(ensure_packaged_model(root))
 
-
-def clear_cache(root: Path | None = None) -> None:
-    """Remove assembled models (a tool for people; the worker never calls it)."""
-    shutil.rmtree(root or cache_root(), ignore_errors=True)
