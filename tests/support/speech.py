@@ -114,7 +114,7 @@ def interleave(left: CallAudio, right: CallAudio) -> bytes:
 
 def normalize(text: str) -> str:
     """Lower case, no punctuation (an apostrophe inside a word stays), single spaces."""
-    words = re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+    words = re.sub(r"[^a-z0-9' ]+", " ", re.sub(r"(?<=\w)-(?=\w)", "", text.lower())).split()
     return " ".join(w.strip("'") for w in words)
 
 

@@ -186,4 +186,3 @@ def resolve_model(choice: ModelChoice, root: Path | None = None) -> str:
     if choice.size is not None:
         return choice.size
     return str(ensure_packaged_model(root))
-

@@ -38,8 +38,7 @@ _MAX_LENGTH: Final = 448
 # and its own words are improbable.
 _NO_SPEECH_THRESHOLD: Final = 0.6
 _LOG_PROB_THRESHOLD: Final = -1.0
-_PREPEND_PUNCTUATION: Final = "\"'“¿([{-"
-_APPEND_PUNCTUATION: Final = "\"'.。,，!！?？:：”)]}、"
+_PREPEND_PUNCTUATION: Final = frozenset("\"'“¿([{-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,22 +207,24 @@ class WhisperDecoder:
 
 
 def _merge_punctuation(words: list[DecodedWord]) -> list[DecodedWord]:
-    """Whisper's aligner gives punctuation as words of its own: attach it to its neighbour."""
+    """Whisper's aligner splits at spaces and at punctuation: glue a piece that does not start
+    with a space to the word before it ("sub" "-scription", "calling" ","), and opening
+    punctuation to the word after it."""
     merged: list[DecodedWord] = []
-    pending_prefix = ""
+    prefix = ""
     for w in words:
         text = w.text.strip()
         if not text:
             continue
-        if text in _APPEND_PUNCTUATION and merged and not w.text.startswith(" "):
+        if merged and not prefix and not w.text.startswith(" "):
             last = merged[-1]
-            merged[-1] = DecodedWord(last.text + text, last.start, last.end, last.probability)
-            continue
-        if text in _PREPEND_PUNCTUATION:
-            pending_prefix += text
-            continue
-        merged.append(DecodedWord(pending_prefix + text, w.start, w.end, w.probability))
-        pending_prefix = ""
+            probability = min(last.probability, w.probability)
+            merged[-1] = DecodedWord(last.text + text, last.start, max(last.end, w.end), probability)
+        elif text in _PREPEND_PUNCTUATION:
+            prefix += text
+        else:
+            merged.append(DecodedWord(prefix + text, w.start, w.end, w.probability))
+            prefix = ""
     return merged
 
 

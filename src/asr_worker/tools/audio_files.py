@@ -107,12 +107,10 @@ def write_wav(path: str | Path, data: bytes, fmt: AudioFormat) -> None:
 
 
 def decode_audio(path: str | Path, raw_format: AudioFormat | None = None) -> AudioFile:
-    """WAV or raw as `read_audio` reads them (byte for byte), anything else decoded by PyAV
-    (FFmpeg, which faster-whisper brings) to 16-bit PCM at its own rate, or 16 kHz when that
-    rate is outside 8-48 kHz, mono or stereo (more channels are mixed down to mono)."""
+    """A WAV file as `read_audio` reads it (byte for byte); else, with `raw_format`, raw audio;
+    else whatever PyAV (FFmpeg, which faster-whisper brings) decodes, as 16-bit PCM at its own
+    rate (16 kHz when that is outside 8-48 kHz), mono or stereo (more channels mixed to mono)."""
     p = Path(path)
-    if raw_format is not None:
-        return read_audio(p, raw_format)
     try:
         with p.open("rb") as f:
             head = f.read(12)
@@ -120,6 +118,8 @@ def decode_audio(path: str | Path, raw_format: AudioFormat | None = None) -> Aud
         raise AudioFileError(f"{p}: {exc.strerror or exc}") from None
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return read_audio(p)
+    if raw_format is not None:
+        return read_audio(p, raw_format)
     return _decode_with_av(p)
 
 
