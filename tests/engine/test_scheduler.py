@@ -180,3 +180,14 @@ async def test_a_failing_decode_is_reported_to_its_jobs() -> None:
         await until(lambda: bool(results))
         runner.cancel()
     assert isinstance(results[0], RuntimeError)
+
+
+def test_interims_wait_while_finals_decode_and_keep_to_their_share_of_time() -> None:
+    s = Scheduler(interim_slots=1, interim_share=0.5)
+    s.want_interim("a", 0.0, lambda: job(JobKind.INTERIM, "a", 0.0))
+    assert s.next_batch(0, finals_running=1, now=10.0) == [], "a final is decoding: no interim starts"
+    s.interim_batch_done(now=10.0, elapsed_s=0.4)  # the last interim batch took 0.4 s
+    assert s.next_batch(0, now=10.3) == [], "rests as long as it worked (share 0.5)"
+    assert keys(s.next_batch(0, now=10.4)) == ["a"]
+    s.add_final(job(JobKind.FINAL, "b", 10.5))
+    assert keys(s.next_batch(0, now=10.5)) == ["b"], "finals never rest"

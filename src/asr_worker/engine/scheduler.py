@@ -6,12 +6,15 @@
   by more than the batch already running;
 * fair across calls: a final batch takes the oldest waiting final of each channel (one per
   channel, oldest channels first), so a talkative call cannot starve a quiet one;
-* interims fill spare capacity only: at most `interim_slots` batches of interims run at once
-  (one fewer than the workers, so a worker is always free for a final), and a channel that
-  wants an interim is remembered once, not queued: when the engine falls behind, channels wait
-  longer for their next interim (the most overdue go first) and interim frequency drops, while
-  finals keep their latency. The interim's audio is taken when it is dispatched, so it is the
-  newest audio, never a stale copy;
+* interims fill spare capacity only: none starts while a final waits or is being decoded; at
+  most `interim_slots` batches of interims run at once (one fewer than the workers, so a
+  worker is always free for a final); and interims may keep the decoders busy for at most
+  `interim_share` of the time (after an interim batch of T seconds, the next starts no sooner
+  than T * (1 - share) / share later). A channel that wants an interim is remembered once,
+  not queued: as calls multiply, batches grow, the rests grow with them, and each channel
+  waits longer for its next interim (the most overdue go first) - interim frequency drops
+  while finals keep their latency. The interim's audio is taken when it is dispatched, so
+  it is the newest audio, never a stale copy;
 * bounded: the audio of waiting finals may not exceed `max_backlog_s`; beyond it a final is
   refused (`Overloaded`), and `busy` tells the provider to refuse new calls before that.
 
@@ -69,10 +72,12 @@ class Overloaded(Exception):
 class Scheduler:
     max_batch: int = 4
     interim_slots: int = 1
+    interim_share: float = 0.5
     max_backlog_s: float = 120.0
     _finals: dict[Hashable, deque[Job]] = field(default_factory=dict)
     _interims: dict[Hashable, tuple[float, InterimMaker]] = field(default_factory=dict)
     backlog_s: float = 0.0
+    interims_resume_at: float = 0.0
 
     # --- submissions (from the event loop) --------------------------------------------------
 
@@ -100,7 +105,14 @@ class Scheduler:
 
     # --- dispatch -----------------------------------------------------------------------------
 
-    def next_batch(self, interims_running: int, idle_workers: int = 1) -> list[Job]:
+    def interim_batch_done(self, now: float, elapsed_s: float) -> None:
+        """An interim batch took `elapsed_s`: rest so interims keep to their share."""
+        rest = elapsed_s * (1.0 - self.interim_share) / self.interim_share
+        self.interims_resume_at = max(self.interims_resume_at, now + rest)
+
+    def next_batch(
+        self, interims_running: int, idle_workers: int = 1, finals_running: int = 0, now: float = 0.0
+    ) -> list[Job]:
         """The next batch for a free worker, or [] if nothing may run now."""
         if self._finals:
             share = math.ceil(len(self._finals) / max(1, idle_workers))
@@ -115,7 +127,12 @@ class Scheduler:
             if not self._finals:
                 self.backlog_s = 0.0
             return batch
-        if not self._interims or interims_running >= self.interim_slots:
+        if (
+            not self._interims
+            or interims_running >= self.interim_slots
+            or finals_running
+            or now < self.interims_resume_at
+        ):
             return []
         share = math.ceil(
             len(self._interims) / max(1, min(idle_workers, self.interim_slots - interims_running))
@@ -232,6 +249,7 @@ class DecodePool:
         self._work = asyncio.Event()
         self._idle = 0
         self._interims_running = 0
+        self._finals_running = 0
         self.busy = 0
 
     def wake(self) -> None:
@@ -255,6 +273,8 @@ class DecodePool:
             kind = batch[0].kind
             if kind is JobKind.INTERIM:
                 self._interims_running += 1
+            else:
+                self._finals_running += 1
             self.busy += 1
             started = self._clock()
             try:
@@ -265,10 +285,16 @@ class DecodePool:
                 continue
             finally:
                 self.busy -= 1
+                elapsed = self._clock() - started
                 if kind is JobKind.INTERIM:
                     self._interims_running -= 1
+                    self.scheduler.interim_batch_done(self._clock(), elapsed)
+                    rest = self.scheduler.interims_resume_at - self._clock()
+                    if rest > 0:
+                        loop.call_later(rest, self._work.set)
+                else:
+                    self._finals_running -= 1
                 self._work.set()  # an interim slot may have freed
-            elapsed = self._clock() - started
             audio_s = sum(j.audio_s for j in batch)
             self.metrics.decode_seconds.labels(kind).observe(elapsed)
             self.metrics.decoded.labels(kind).inc(len(batch))
@@ -281,7 +307,9 @@ class DecodePool:
         self._idle += 1
         try:
             while True:
-                batch = self.scheduler.next_batch(self._interims_running, self._idle)
+                batch = self.scheduler.next_batch(
+                    self._interims_running, self._idle, self._finals_running, self._clock()
+                )
                 if batch:
                     return batch
                 self._work.clear()
