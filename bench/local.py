@@ -3,8 +3,10 @@
 1. Decode speed: real-time factor of the engine alone (one utterance at a time, and four in one
    batch), and of the whole pipeline (`transcribe`-style, a call fed as fast as it goes).
 2. Capacity: a real worker (`asr-worker serve`, default settings, as its own process) takes N
-   concurrent real-time calls over the ingest WebSocket, for N rising; each call plays the same
-   espeak-ng telephone audio (8 kHz mu-law) at 1x in 20 ms frames, its start staggered. For each
+   concurrent real-time calls over the ingest WebSocket, for N rising; each call plays espeak-ng
+   telephone audio (8 kHz mu-law) at 1x in 20 ms frames: four sentences, call i starting at
+   sentence i of ten, its start delayed by up to 5 s (independent calls do not all stop talking
+   at the same instant; the same audio started together would be a worst-case burst). For each
    N: end-of-speech-to-final latency p50/p95/max (from the client sending the last sound of a
    sentence to receiving the final that covers it), word error rate, interims per utterance,
    and the engine's own mean decode RTF. N is sustained while p95 <= 1.5 s, no final is
@@ -155,16 +157,29 @@ async def one_call(
     return run
 
 
-async def metric_sums(http: aiohttp.ClientSession, port: int, name: str) -> tuple[float, float]:
+async def scrape(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
+    """The engine's counters and histogram sums, by series name."""
     async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
         text = await response.text()
-    sums = [re.search(rf"^{name}_{kind} ([0-9.e+-]+)$", text, re.M) for kind in ("sum", "count")]
-    total, count = (float(m.group(1)) if m else 0.0 for m in sums)
-    return total, count
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r"^(asr_local_[a-z_]+(?:_sum|_count|_total)(?:\{[^}]*\})?) ([0-9.e+-]+)$", text, re.M
+        )
+    }
 
 
-async def capacity(speech: Speech, steps: list[int], sentences: int) -> str:
-    call = speech.call(list(SENTENCES[:sentences]), 8000, Encoding.MULAW, gap_s=1.0)
+def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
+
+
+def rotated(speech: Speech, i: int, sentences: int) -> CallAudio:
+    texts = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(sentences)]
+    return speech.call(texts, 8000, Encoding.MULAW, gap_s=1.0)
+
+
+async def capacity(speech: Speech, steps: list[int], sentences: int, stagger_s: float) -> str:
+    calls = [rotated(speech, i, sentences) for i in range(len(SENTENCES))]
     port = free_port()
     env = {**os.environ, "PORT": str(port), "ASR_LOG_LEVEL": "warning", "ASR_MAX_SESSIONS": "1000"}
     env.pop("ASR_PROVIDER", None)
@@ -176,17 +191,22 @@ async def capacity(speech: Speech, steps: list[int], sentences: int) -> str:
             await wait_ready(http, port)
             rng = random.Random(4)
             for n in steps:
-                rtf_before = await metric_sums(http, port, "asr_local_decode_rtf")
+                before = await scrape(http, port)
                 load_before = os.getloadavg()[0]
                 async with asyncio.TaskGroup() as tg:
                     tasks = [
-                        tg.create_task(one_call(http, port, f"bench-{n}-{i}", call, rng.uniform(0, 1.0)))
+                        tg.create_task(
+                            one_call(
+                                http, port, f"bench-{n}-{i}", calls[i % len(calls)], rng.uniform(0, stagger_s)
+                            )
+                        )
                         for i in range(n)
                     ]
                 runs = [t.result() for t in tasks]
-                rtf_after = await metric_sums(http, port, "asr_local_decode_rtf")
+                after = await scrape(http, port)
                 latencies, missing, wers = [], 0, []
-                for run in runs:
+                for i, run in enumerate(runs):
+                    call = calls[i % len(calls)]
                     for spoken in call.spoken:
                         covering = next((f for f in run.finals if f[1] >= spoken.end_s - 0.05), None)
                         if covering is None:
@@ -197,8 +217,18 @@ async def capacity(speech: Speech, steps: list[int], sentences: int) -> str:
                 p95 = percentile(latencies, 95)
                 wer = statistics.mean(wers)
                 ok = p95 <= LATENCY_GOAL_S and missing == 0 and wer <= WER_GOAL and all(r.ended for r in runs)
-                decodes = rtf_after[1] - rtf_before[1]
-                mean_rtf = (rtf_after[0] - rtf_before[0]) / decodes if decodes else float("nan")
+                decodes = delta(after, before, "asr_local_decode_rtf_count")
+                mean_rtf = (
+                    delta(after, before, "asr_local_decode_rtf_sum") / decodes if decodes else float("nan")
+                )
+                final = '{kind="final"}'
+                final_batches = delta(after, before, f"asr_local_decode_seconds_count{final}")
+                final_s = delta(after, before, f"asr_local_decode_seconds_sum{final}") / max(
+                    1.0, final_batches
+                )
+                per_batch = delta(after, before, f"asr_local_decoded_utterances_total{final}") / max(
+                    1.0, final_batches
+                )
                 rows.append(
                     [
                         str(n),
@@ -207,8 +237,9 @@ async def capacity(speech: Speech, steps: list[int], sentences: int) -> str:
                         f"{max(latencies, default=float('nan')):.2f}",
                         str(missing),
                         f"{wer:.3f}",
-                        f"{sum(r.interims for r in runs) / (n * len(call.spoken)):.1f}",
+                        f"{sum(r.interims for r in runs) / (n * sentences):.1f}",
                         f"{mean_rtf:.3f}",
+                        f"{final_s:.2f} / {per_batch:.1f}",
                         f"{max(load_before, os.getloadavg()[0]):.1f}",
                         "yes" if ok else "NO",
                     ]
@@ -220,9 +251,10 @@ async def capacity(speech: Speech, steps: list[int], sentences: int) -> str:
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 30)
-    call_s = call.fmt.seconds(len(call.data))
+    call_s = statistics.mean(c.fmt.seconds(len(c.data)) for c in calls)
     return (
-        f"{sentences} sentences per call, {call_s:.1f} s of 8 kHz mu-law audio, real time, 20 ms frames\n"
+        f"{sentences} sentences per call, {call_s:.1f} s of 8 kHz mu-law audio on average, real time, "
+        f"20 ms frames, starts staggered over {stagger_s:g} s\n"
         + table(HEADERS, rows)
         + f"\n\nconcurrent real-time calls sustained (p95 <= {LATENCY_GOAL_S} s, none missing, "
         f"WER <= {WER_GOAL:.0%}): {best}"
@@ -238,6 +270,7 @@ HEADERS = [
     "WER",
     "interims/utt",
     "decode RTF",
+    "final batch s / size",
     "load",
     "sustained",
 ]
@@ -267,6 +300,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.local", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", default="1,2,4,6,8,10,12,14,16", help="concurrent calls to try, in order")
     parser.add_argument("--sentences", type=int, default=4, help="sentences per call")
+    parser.add_argument("--stagger-s", type=float, default=5.0, help="call starts spread over this long")
     parser.add_argument("--skip-speed", action="store_true", help="only the capacity ramp")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
@@ -280,7 +314,10 @@ def main() -> None:
                 + decode_speed(speech, settings)
                 + "\n"
             )
-        print("Concurrent real-time calls\n" + asyncio.run(capacity(speech, steps, args.sentences)))
+        print(
+            "Concurrent real-time calls\n"
+            + asyncio.run(capacity(speech, steps, args.sentences, args.stagger_s))
+        )
 
 
 if __name__ == "__main__":
