@@ -73,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     transcribe.add_argument(
-        "files", nargs="+", metavar="FILE", help="wav, flac, mp3 (anything FFmpeg reads), or raw with --encoding"
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="wav, flac, mp3 (anything FFmpeg reads), or raw with --encoding",
     )
     transcribe.add_argument("--json", action="store_true", help="print every event as a JSON line")
     transcribe.add_argument("--realtime", action="store_true", help="feed at 1x, as a live call would arrive")
