@@ -15,6 +15,7 @@ from asr_worker.config import Settings
 from asr_worker.providers.base import Provider
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.worker import Worker
+from tests.support.speech import Speech
 
 
 def free_port() -> int:
@@ -62,3 +63,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def base_url(worker: Worker, scheme: str = "http") -> str:
     return f"{scheme}://127.0.0.1:{worker.port}"
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
+    """espeak-ng sentences, synthesized once per test session."""
+    return Speech(tmp_path_factory.mktemp("speech"))

@@ -44,6 +44,9 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Comp
         ({"DEEPGRAM_URL": "http://x"}, "DEEPGRAM_URL must be a ws:// or wss:// URL"),
         ({"ASR_PROVIDER": "deepgram"}, "DEEPGRAM_API_KEY is required"),
         ({"ASR_MOCK": "volume=11"}, "ASR_MOCK unknown mock option 'volume'"),
+        ({"ASR_LOCAL_MODEL": "/no/such/model"}, "ASR_LOCAL_MODEL must be empty (the packaged Whisper base)"),
+        ({"ASR_LOCAL_COMPUTE_TYPE": "int4"}, "ASR_LOCAL_COMPUTE_TYPE must be one of default, auto, int8"),
+        ({"ASR_LOCAL_NUM_WORKERS": "-1"}, "ASR_LOCAL_NUM_WORKERS must be a whole number from 0 to 256"),
     ],
 )
 def test_invalid_configuration_fails_with_one_line_naming_the_variable(

@@ -62,6 +62,27 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--token", default=None, help="bearer token [env ASR_WORKER_TOKEN]")
     _raw_format_arguments(stream)
     stream.set_defaults(command=_stream)
+
+    transcribe = commands.add_parser(
+        "transcribe",
+        help="transcribe audio files through the session pipeline (the local engine by default)",
+        description=(
+            "Transcribe audio files through the same session pipeline as a live call, without a "
+            "server. Finals go to stdout; on a terminal the current interim and a progress bar "
+            "show on stderr. Every configuration option is also an environment variable."
+        ),
+    )
+    transcribe.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="wav, flac, mp3 (anything FFmpeg reads), or raw with --encoding",
+    )
+    transcribe.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    transcribe.add_argument("--realtime", action="store_true", help="feed at 1x, as a live call would arrive")
+    _raw_format_arguments(transcribe)
+    add_arguments(transcribe)
+    transcribe.set_defaults(command=_transcribe)
     return parser
 
 
@@ -135,3 +156,24 @@ def _stream(args: argparse.Namespace) -> int:
         return 2
     print(summary(results), file=sys.stderr)
     return 0 if all(r.ended is not None for r in results) else 1
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .core.audio import AudioFormat
+    from .tools.audio_files import AudioFileError, decode_audio
+    from .tools.transcribe import transcribe_files
+
+    settings = load_settings(os.environ, args)
+    logs.configure("warning" if settings.log_level == "info" else settings.log_level)
+    try:
+        raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None
+        files = [decode_audio(path, raw) for path in args.files]
+    except (AudioFileError, ValueError) as exc:
+        print(f"asr-worker transcribe: {exc}", file=sys.stderr)
+        return 2
+    try:
+        results = asyncio.run(transcribe_files(files, settings, realtime=args.realtime, as_json=args.json))
+    except (RuntimeError, ImportError, ValueError) as exc:
+        print(f"asr-worker transcribe: cannot start: {exc}", file=sys.stderr)
+        return 2
+    return 0 if all(r.ok for r in results) else 1

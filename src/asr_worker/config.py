@@ -50,7 +50,7 @@ BUSES: Final = ("in_memory", "redis_streams")
 class Settings:
     host: str = "127.0.0.1"
     port: int = 3001
-    provider: str = "mock"  # becomes "local" when the embedded engine lands (issue 4)
+    provider: str = "local"
     deepgram_api_key: Secret | None = None
     deepgram_url: str = "wss://api.deepgram.com/v1/listen"
     deepgram_model: str = "nova-3"
@@ -73,6 +73,11 @@ class Settings:
     allow_unauthenticated: bool = False
     log_level: str = "info"
     mock: str = ""
+    local_model: str = ""
+    local_compute_type: str = "int8"
+    local_cpu_threads: int = 1
+    local_num_workers: int = 0
+    local_language: str = "en"
 
 
 # --- parsers: text -> value, raising ValueError with what is allowed --------------------------
@@ -155,6 +160,35 @@ def _mock_options(text: str) -> str:
 
     MockOptions.parse(text)
     return text.strip()
+
+
+def _local_model(text: str) -> str:
+    from .engine.model import ModelChoice  # validated here so a typo fails at start
+
+    ModelChoice.parse(text)
+    return text.strip()
+
+
+# CTranslate2's compute types (https://opennmt.net/CTranslate2/quantization.html).
+COMPUTE_TYPES: Final = (
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+
+
+def _language(text: str) -> str:
+    value = text.strip().lower()
+    if not (2 <= len(value) <= 3 and value.isalpha()) and value not in ("haw", "yue"):
+        raise ValueError("must be a Whisper language code such as en, de or es")
+    return value
 
 
 @dataclass(frozen=True)
@@ -278,6 +312,37 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "ASR_MOCK",
         "mock provider options, e.g. word_ms=200,drop_after_ms=3000 (tests)",
         _mock_options,
+    ),
+    Option(
+        "local_model",
+        "ASR_LOCAL_MODEL",
+        "local engine model: empty for the packaged Whisper base, a faster-whisper model "
+        "directory, or a size such as small.en (downloaded by faster-whisper)",
+        _local_model,
+    ),
+    Option(
+        "local_compute_type",
+        "ASR_LOCAL_COMPUTE_TYPE",
+        "local engine CTranslate2 compute type: " + ", ".join(COMPUTE_TYPES),
+        _choice(*COMPUTE_TYPES),
+    ),
+    Option(
+        "local_cpu_threads",
+        "ASR_LOCAL_CPU_THREADS",
+        "local engine threads per decode (faster-whisper's cpu_threads; 0 = CTranslate2's default)",
+        _int_range(0, 256),
+    ),
+    Option(
+        "local_num_workers",
+        "ASR_LOCAL_NUM_WORKERS",
+        "local engine decodes in parallel (faster-whisper's num_workers; 0 = one per core)",
+        _int_range(0, 256),
+    ),
+    Option(
+        "local_language",
+        "ASR_LOCAL_LANGUAGE",
+        "local engine language (a Whisper language code)",
+        _language,
     ),
 )
 

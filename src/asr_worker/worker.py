@@ -25,7 +25,7 @@ from .config import Settings
 from .core.clock import Clock, SystemClock
 from .core.session import Event, SessionConfig
 from .metrics import LiveTotals, WorkerMetrics
-from .providers import Provider, make_provider
+from .providers import BackgroundProvider, InstrumentedProvider, Provider, make_provider
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 
@@ -61,6 +61,8 @@ class Worker:
         self.bus = bus or make_bus(settings)
         self.hub = EventHub()
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
+        if isinstance(self.provider, InstrumentedProvider):
+            self.provider.register_metrics(self.metrics.registry)
         self.manager = SessionManager(
             provider=self.provider,
             config=session_config(settings),
@@ -88,6 +90,11 @@ class Worker:
         try:
             async with self.manager, asyncio.TaskGroup() as tg:
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
+                provider_task = (
+                    tg.create_task(self.provider.run(), name="provider")
+                    if isinstance(self.provider, BackgroundProvider)
+                    else None
+                )
                 site = web.TCPSite(runner, self.settings.host, self.settings.port)
                 await site.start()
                 self.port = _bound_port(runner, self.settings.port)
@@ -108,6 +115,8 @@ class Worker:
                     await self.manager.drain()
                 self.hub.close()  # every call has ended: let event streams finish
                 bus_task.cancel()
+                if provider_task is not None:
+                    provider_task.cancel()
         finally:
             await runner.cleanup()
             await self.provider.aclose()
@@ -151,6 +160,8 @@ class Worker:
             return False, "overloaded"
         if not self.bus.healthy():
             return False, "bus_down"
+        if not self.provider.health().ready:
+            return False, "provider_not_ready"
         return True, "ready"
 
 

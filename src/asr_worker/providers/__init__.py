@@ -5,7 +5,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .base import Provider, ProviderHealth, ProviderStream, StreamRequest
+from .base import (
+    BackgroundProvider,
+    InstrumentedProvider,
+    Provider,
+    ProviderHealth,
+    ProviderStream,
+    StreamRequest,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -23,4 +30,13 @@ def make_provider(settings: Settings) -> Provider:
     return provider
 
 
-__all__ = ["PROVIDERS", "Provider", "ProviderHealth", "ProviderStream", "StreamRequest", "make_provider"]
+__all__ = [
+    "PROVIDERS",
+    "BackgroundProvider",
+    "InstrumentedProvider",
+    "Provider",
+    "ProviderHealth",
+    "ProviderStream",
+    "StreamRequest",
+    "make_provider",
+]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat
 from ..core.provider_events import ProviderEvent
@@ -27,6 +29,7 @@ class StreamRequest:
 class ProviderHealth:
     ok: bool
     detail: str = ""
+    ready: bool = True  # False while it cannot take calls yet (a model loading): /ready is 503
 
 
 class ProviderStream(Protocol):
@@ -61,3 +64,19 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release what the provider shares between calls (models, pools)."""
+
+
+# Optional extras: the worker calls them when a provider has them (checked with isinstance).
+
+
+@runtime_checkable
+class BackgroundProvider(Protocol):
+    async def run(self) -> None:
+        """Work the provider shares between calls (load a model, run decoders), started with the
+        worker and cancelled after its sessions have drained."""
+
+
+@runtime_checkable
+class InstrumentedProvider(Protocol):
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Put the provider's own Prometheus collectors on the worker's registry."""

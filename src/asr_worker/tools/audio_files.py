@@ -1,4 +1,5 @@
-"""Reading audio files for the command-line tools: WAV (PCM16, mu-law, A-law) and raw audio.
+"""Reading audio files for the command-line tools: WAV (PCM16, mu-law, A-law) and raw audio;
+`decode_audio` adds every container and codec FFmpeg knows (flac, mp3, ogg...) through PyAV.
 
 WAV is parsed by hand (RIFF chunks) because the standard `wave` module reads only PCM,
 and telephone recordings are often G.711 WAV files.
@@ -10,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.audio import AudioFormat, Encoding
+from ..core.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioFormat, Encoding
 
 _WAV_TAGS = {1: Encoding.LINEAR16, 6: Encoding.ALAW, 7: Encoding.MULAW}
 _EXTENSIBLE = 0xFFFE
@@ -103,3 +104,48 @@ def write_wav(path: str | Path, data: bytes, fmt: AudioFormat) -> None:
         len(data),
     )
     Path(path).write_bytes(header + data)
+
+
+def decode_audio(path: str | Path, raw_format: AudioFormat | None = None) -> AudioFile:
+    """A WAV file as `read_audio` reads it (byte for byte); else, with `raw_format`, raw audio;
+    else whatever PyAV (FFmpeg, which faster-whisper brings) decodes, as 16-bit PCM at its own
+    rate (16 kHz when that is outside 8-48 kHz), mono or stereo (more channels mixed to mono)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        raise AudioFileError(f"{p}: {exc.strerror or exc}") from None
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return read_audio(p)
+    if raw_format is not None:
+        return read_audio(p, raw_format)
+    return _decode_with_av(p)
+
+
+def _decode_with_av(path: Path) -> AudioFile:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioFileError(f"{path}: no audio stream in it")
+            stream = container.streams.audio[0]
+            rate = stream.rate or 16000
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                rate = 16000
+            channels = 2 if stream.channels == 2 else 1
+            resampler = av.AudioResampler(
+                format="s16", layout="stereo" if channels == 2 else "mono", rate=rate
+            )
+            chunks: list[bytes] = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(bytes(out.planes[0])[: out.samples * 2 * channels])
+            for out in resampler.resample(None):
+                chunks.append(bytes(out.planes[0])[: out.samples * 2 * channels])
+    except AudioFileError:
+        raise
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise AudioFileError(f"{path}: not an audio file this tool can decode ({exc})") from None
+    return AudioFile(path, AudioFormat(Encoding.LINEAR16, rate, channels), b"".join(chunks))

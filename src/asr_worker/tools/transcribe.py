@@ -1,0 +1,228 @@
+"""`asr-worker transcribe FILE...`: files through the same session pipeline as a live call.
+
+No HTTP: a `SessionManager` with the configured provider (the local engine by default), one
+session per file, fed as fast as the engine keeps up (or at 1x with `--realtime`), ended, and
+its events printed. Feeding runs at most `LOOKAHEAD_S` of audio ahead of the finals, so a long
+file never fills the session's replay buffer or the engine's queue.
+
+Output: each final as a line `start-end text` on stdout. On a terminal, the interim of the
+utterance being heard is shown on a status line (stderr) that it keeps overwriting, with a
+progress bar; off a terminal, stdout gets only finals (a clean transcript) and stderr nothing
+but errors. `--json` prints every event as a JSON line instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from typing import Final, TextIO
+
+from ..config import Settings
+from ..core.clock import SystemClock
+from ..core.session import Event
+from ..metrics import LiveTotals, WorkerMetrics
+from ..providers import BackgroundProvider, Provider, make_provider
+from ..runtime.manager import SessionManager
+from ..worker import session_config
+from .audio_files import AudioFile
+
+LOOKAHEAD_S: Final = 15.0
+FAST_CHUNK_S: Final = 0.1
+REALTIME_CHUNK_S: Final = 0.02
+_READY_TIMEOUT_S: Final = 300.0
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+@dataclass
+class FileResult:
+    name: str
+    duration_s: float
+    covered_s: float = 0.0
+    finals: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    ended: Event | None = None
+    progressed: asyncio.Event = field(default_factory=asyncio.Event)  # a final or the end arrived
+
+    @property
+    def ok(self) -> bool:
+        return self.ended is not None and self.ended.get("reason") == "end" and not self.errors
+
+
+class Display:
+    """Where events go: JSON lines, or finals on stdout plus a live status line on a terminal."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, as_json: bool) -> None:
+        self.out = out
+        self.err = err
+        self.as_json = as_json
+        self.live = err.isatty() and not as_json
+        self._status = ""
+        self._interim = ""
+        self.broken = False
+
+    def _print(self, text: str, stream: TextIO) -> None:
+        """A reader that went away (`| head`) ends the output, not the transcription."""
+        if self.broken:
+            return
+        try:
+            print(text, file=stream, flush=True)
+        except BrokenPipeError:
+            self.broken = True
+            with contextlib.suppress(OSError, ValueError):  # no second error at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+    def event(self, result: FileResult, event: Event, many: bool) -> None:
+        if self.as_json:
+            self._print(json.dumps(event), self.out)
+            return
+        kind = event.get("type")
+        prefix = f"{result.name}: " if many else ""
+        if kind == "transcript":
+            channel = f"ch{event.get('channel')} " if event.get("channel") else ""
+            if event.get("is_final"):
+                self._interim = ""
+                if event.get("text"):
+                    self._clear()
+                    self._print(
+                        f"{prefix}{channel}{event.get('start', 0.0):7.2f}-{event.get('end', 0.0):<7.2f} "
+                        f"{event.get('text')}",
+                        self.out,
+                    )
+            else:
+                self._interim = f"{channel}{event.get('text')}"
+        elif kind == "error":
+            self._clear()
+            self._print(f"{prefix}error {event.get('code')}: {event.get('message')}", self.err)
+
+    def progress(self, result: FileResult) -> None:
+        if not self.live:
+            return
+        width = shutil.get_terminal_size((80, 20)).columns
+        fraction = min(1.0, result.covered_s / result.duration_s) if result.duration_s else 1.0
+        filled = round(fraction * 20)
+        bar = f"{result.name[:24]} [{'#' * filled}{'.' * (20 - filled)}] {fraction * 100:3.0f}% "
+        line = (bar + self._interim)[: max(10, width - 1)]
+        if line != self._status:
+            self.err.write("\r\x1b[K" + line)
+            self.err.flush()
+            self._status = line
+
+    def done(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        if self.live and self._status:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+            self._status = ""
+
+
+async def transcribe_files(
+    files: list[AudioFile],
+    settings: Settings,
+    *,
+    realtime: bool = False,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    provider: Provider | None = None,
+) -> list[FileResult]:
+    provider = provider or make_provider(settings)
+    display = Display(out, err, as_json=as_json)
+    results: dict[str, FileResult] = {}
+    many = len(files) > 1
+
+    def publish(event: Event) -> None:
+        result = results.get(str(event.get("interaction_id")))
+        if result is None:
+            return
+        kind = event.get("type")
+        if kind == "transcript" and event.get("is_final"):
+            end = event.get("end")
+            if isinstance(end, float | int):
+                result.covered_s = max(result.covered_s, float(end))
+            if event.get("text"):
+                result.finals.append(str(event["text"]))
+        elif kind == "error":
+            result.errors.append(f"{event.get('code')}: {event.get('message')}")
+        elif kind == "session_ended":
+            result.ended = event
+        result.progressed.set()
+        display.event(result, event, many)
+        display.progress(result)
+
+    manager = SessionManager(
+        provider=provider,
+        config=session_config(settings),
+        max_sessions=max(1, len(files)),
+        publish=publish,
+        metrics=WorkerMetrics(LiveTotals, provider.name),
+        clock=SystemClock(),
+    )
+    async with asyncio.TaskGroup() as tg:
+        background = tg.create_task(provider.run()) if isinstance(provider, BackgroundProvider) else None
+        try:
+            await _wait_ready(provider)
+            async with manager:
+                for index, audio in enumerate(files):
+                    call_id = _call_id(audio, index)
+                    result = results[call_id] = FileResult(audio.path.name, audio.duration_s)
+                    await _feed(manager, call_id, audio, result, display, realtime)
+        finally:
+            display.done()
+            if background is not None:
+                background.cancel()
+    return [results[k] for k in results]
+
+
+async def _wait_ready(provider: Provider) -> None:
+    async with asyncio.timeout(_READY_TIMEOUT_S):
+        while not (health := provider.health()).ready:
+            if not health.ok:
+                raise RuntimeError(health.detail)
+            await asyncio.sleep(0.05)
+
+
+async def _feed(
+    manager: SessionManager,
+    call_id: str,
+    audio: AudioFile,
+    result: FileResult,
+    display: Display,
+    realtime: bool,
+) -> None:
+    runner = manager.open_session(call_id, None, audio.fmt)
+    source = runner.attach()
+    loop = asyncio.get_running_loop()
+    chunk_s = REALTIME_CHUNK_S if realtime else FAST_CHUNK_S
+    step = max(audio.fmt.frame_bytes, audio.fmt.bytes_for(chunk_s))
+    started = loop.time()
+    try:
+        for n, i in enumerate(range(0, len(audio.data), step)):
+            if runner.done.is_set():
+                break
+            runner.feed(audio.data[i : i + step])
+            fed_s = audio.fmt.seconds(i + step)
+            if realtime:
+                await asyncio.sleep(max(0.0, started + (n + 1) * chunk_s - loop.time()))
+            else:
+                await asyncio.sleep(0)
+                while fed_s - result.covered_s > LOOKAHEAD_S and result.ended is None:
+                    result.progressed.clear()
+                    await result.progressed.wait()
+            display.progress(result)
+        runner.end("end")
+        await runner.done.wait()
+    finally:
+        runner.detach(source)
+
+
+def _call_id(audio: AudioFile, index: int) -> str:
+    stem = _ID_UNSAFE.sub("_", audio.path.stem)[:100] or "file"
+    return f"{stem}.{index + 1}"

@@ -1,0 +1,138 @@
+"""The real engine on real speech, end to end: espeak-ng sentences streamed at real-time pace
+into a real worker (default `local` provider, the packaged Whisper base) over the ingest
+WebSocket, several calls at once, at 16 kHz and as 8 kHz telephone audio (mu-law, and two
+channels). Each call must come back with word error rate at most 10%, interims before each
+final, and each final within 1.5 s of the end of its sentence's speech."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+
+from asr_worker.config import Settings
+from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.providers import make_provider
+from asr_worker.worker import Worker
+from tests.conftest import base_url, running_worker
+from tests.support.speech import SENTENCES, Speech, Spoken, interleave, word_error_rate
+
+FRAME_S = 0.02
+MAX_WER = 0.10
+MAX_FINAL_LATENCY_S = 1.5
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+async def local_worker(http: aiohttp.ClientSession) -> AsyncIterator[Worker]:
+    settings = Settings()
+    assert settings.provider == "local", "the embedded default"
+    async with running_worker(make_provider(settings)) as worker:
+        async with asyncio.timeout(120):  # the first run on a machine assembles the model
+            while True:
+                async with http.get(f"{base_url(worker)}/ready") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield worker
+
+
+@dataclass
+class Received:
+    at: float  # loop time the event arrived
+    event: dict[str, object]
+
+
+@dataclass
+class Call:
+    name: str
+    fmt: AudioFormat
+    data: bytes
+    spoken: dict[int, tuple[Spoken, ...]]  # per channel
+    started_at: float = 0.0
+    received: list[Received] = field(default_factory=list)
+
+    def transcripts(self, channel: int) -> list[Received]:
+        return [r for r in self.received if r.event["type"] == "transcript" and r.event["channel"] == channel]
+
+
+async def run_call(http: aiohttp.ClientSession, worker: Worker, call: Call) -> None:
+    query = f"encoding={call.fmt.encoding}&sample_rate={call.fmt.sample_rate}&channels={call.fmt.channels}"
+    loop = asyncio.get_running_loop()
+    async with http.ws_connect(f"ws://127.0.0.1:{worker.port}/v1/audio/{call.name}?{query}") as ws:
+
+        async def play() -> None:
+            step = call.fmt.bytes_for(FRAME_S)
+            call.started_at = loop.time()
+            for n, i in enumerate(range(0, len(call.data), step)):
+                await ws.send_bytes(call.data[i : i + step])
+                await asyncio.sleep(max(0.0, call.started_at + (n + 1) * FRAME_S - loop.time()))
+            await ws.send_str(json.dumps({"type": "end"}))
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(play())
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    call.received.append(Received(loop.time(), json.loads(msg.data)))
+
+
+async def test_real_speech_streamed_at_real_time_is_transcribed_accurately_and_promptly(
+    local_worker: Worker, http: aiohttp.ClientSession, speech: Speech
+) -> None:
+    wide = speech.call(SENTENCES[0:3], 16000)
+    phone = speech.call(SENTENCES[3:6], 8000, Encoding.MULAW)
+    left = speech.call(SENTENCES[6:8], 8000)
+    right = speech.call(SENTENCES[8:10], 8000, lead_s=2.5)
+    calls = [
+        Call("wideband-16k", wide.fmt, wide.data, {0: wide.spoken}),
+        Call("phone-8k-mulaw", phone.fmt, phone.data, {0: phone.spoken}),
+        Call(
+            "phone-8k-stereo",
+            AudioFormat(Encoding.LINEAR16, 8000, 2),
+            interleave(left, right),
+            {0: left.spoken, 1: right.spoken},
+        ),
+    ]
+    async with asyncio.TaskGroup() as tg:
+        for call in calls:
+            tg.create_task(run_call(http, local_worker, call))
+
+    report = []
+    for call in calls:
+        ended = [r.event for r in call.received if r.event["type"] == "session_ended"]
+        assert ended and ended[0]["reason"] == "end", call.name
+        assert not [r.event for r in call.received if r.event["type"] == "error"], call.name
+        for channel, spoken in call.spoken.items():
+            transcripts = call.transcripts(channel)
+            finals = [r for r in transcripts if r.event["is_final"] and r.event["text"]]
+            hypothesis = " ".join(str(r.event["text"]) for r in finals)
+            reference = " ".join(s.text for s in spoken)
+            wer = word_error_rate(reference, hypothesis)
+            latencies = [final_latency(call, finals, s) for s in spoken]
+            report.append(f"{call.name} ch{channel}: WER {wer:.2f} latencies {latencies} | {hypothesis}")
+            assert wer <= MAX_WER, report[-1]
+            assert all(latency <= MAX_FINAL_LATENCY_S for latency in latencies), report[-1]
+            assert_interims_before_each_final(transcripts, call.name)
+    print("\n".join(report))
+
+
+def final_latency(call: Call, finals: list[Received], spoken: Spoken) -> float:
+    """From the moment the client sent the end of the sentence's speech to the final that covers it."""
+    covering = next((r for r in finals if float(str(r.event["end"])) >= spoken.end_s - 0.05), None)
+    assert covering is not None, f"no final covers {spoken.text!r} in {call.name}"
+    return round(covering.at - (call.started_at + spoken.end_s), 2)
+
+
+def assert_interims_before_each_final(transcripts: list[Received], name: str) -> None:
+    interims_since_final = 0
+    for r in transcripts:
+        if not r.event["is_final"]:
+            interims_since_final += 1
+        elif r.event["text"]:
+            assert interims_since_final > 0, f"{name}: a final with no interim before it: {r.event['text']}"
+            interims_since_final = 0

@@ -1,0 +1,151 @@
+"""`asr-worker transcribe`: files through the session pipeline, as a user runs it (a real
+process). The mock provider checks the plumbing fast; one run uses the real engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.providers.mock import expected_words
+from asr_worker.tools.audio_files import decode_audio, write_wav
+from asr_worker.tools.transcribe import Display, FileResult
+from tests.support.audio import PCM8K, silence, speechlike
+from tests.support.speech import SENTENCES, Speech, word_error_rate
+
+CLI = [sys.executable, "-m", "asr_worker", "transcribe"]
+
+
+def transcribe(*args: str, provider: str = "mock", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env={**os.environ, "ASR_PROVIDER": provider},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def encode(path: Path, pcm: np.ndarray, rate: int, codec: str) -> None:
+    """Write int16 mono audio with FFmpeg's encoders (flac, mp3), as a user's file would be."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def call_audio() -> bytes:
+    return speechlike(0.8) + silence(0.6) + speechlike(1.0, seed=3) + silence(0.4)
+
+
+def test_a_wav_file_prints_its_finals(tmp_path: Path) -> None:
+    wav = tmp_path / "call.wav"
+    audio = call_audio()
+    write_wav(wav, audio, PCM8K)
+    result = transcribe(str(wav))
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(line.split(maxsplit=1)[1] for line in result.stdout.splitlines())
+    assert printed.split() == expected_words(audio, PCM8K)
+    assert result.stderr == "", "off a terminal: no progress bar, no interims on stderr"
+
+
+def test_json_prints_every_event_of_every_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.wav", tmp_path / "b.raw"
+    write_wav(first, call_audio(), PCM8K)
+    second.write_bytes(call_audio())
+    result = transcribe("--json", "--encoding", "linear16", "--sample-rate", "8000", str(first), str(second))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    by_call: dict[str, list[str]] = {}
+    for event in events:
+        by_call.setdefault(event["interaction_id"], []).append(event["type"])
+    assert list(by_call) == ["a.1", "b.2"]
+    for kinds in by_call.values():
+        assert kinds[0] == "session_started" and kinds[-1] == "session_ended" and "transcript" in kinds
+
+
+def test_compressed_files_are_decoded(tmp_path: Path) -> None:
+    flac = tmp_path / "call.flac"
+    pcm = np.frombuffer(call_audio(), dtype="<i2")
+    encode(flac, pcm, 8000, "flac")
+    decoded = decode_audio(flac)
+    assert decoded.fmt == PCM8K and decoded.data == pcm.tobytes(), "flac is lossless"
+    result = transcribe(str(flac))
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def test_a_file_it_cannot_read_is_one_clear_line(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("not audio")
+    result = transcribe(str(bogus))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"asr-worker transcribe: {bogus}: not an audio file this tool can decode"
+        + result.stderr.split("decode", 1)[1].strip("\n")
+    ]
+    assert transcribe(str(tmp_path / "missing.wav")).returncode == 2
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_interim_and_progress_overwrite_one_status_line() -> None:
+    out, err = io.StringIO(), Terminal()
+    display = Display(out, err, as_json=False)
+    result = FileResult("call.wav", duration_s=10.0)
+    base = {"type": "transcript", "channel": 0, "start": 0.0}
+    display.event(result, {**base, "is_final": False, "text": "how can", "end": 1.0}, many=False)
+    display.progress(result)
+    display.event(result, {**base, "is_final": False, "text": "how can I help", "end": 2.0}, many=False)
+    result.covered_s = 5.0
+    display.progress(result)
+    display.event(result, {**base, "is_final": True, "text": "How can I help?", "end": 2.5}, many=False)
+    display.done()
+    assert out.getvalue() == "   0.00-2.50    How can I help?\n"
+    assert err.getvalue() == (
+        "\r\x1b[Kcall.wav [....................]   0% how can"
+        "\r\x1b[Kcall.wav [##########..........]  50% how can I help"
+        "\r\x1b[K"  # cleared for the final's line, which goes to stdout
+    )
+
+
+@pytest.mark.timeout(180)
+def test_the_real_engine_transcribes_flac_and_mp3(tmp_path: Path, speech: Speech) -> None:
+    files = []
+    for name, codec, texts in (("first.flac", "flac", SENTENCES[:2]), ("second.mp3", "mp3", SENTENCES[6:8])):
+        call = speech.call(texts, 16000)
+        path = tmp_path / name
+        encode(path, np.frombuffer(call.data, dtype="<i2"), 16000, codec)
+        files.append((path, call.text))
+    result = transcribe(*(str(p) for p, _ in files), provider="local")
+    assert result.returncode == 0, result.stderr
+    for (path, reference), prefix in zip(files, ("first.flac: ", "second.mp3: "), strict=True):
+        lines = [line.removeprefix(prefix) for line in result.stdout.splitlines() if line.startswith(prefix)]
+        hypothesis = " ".join(line.split(maxsplit=1)[1] for line in lines)
+        assert word_error_rate(reference, hypothesis) <= 0.10, (path.name, hypothesis)
+
+
+def test_raw_audio_needs_its_format(tmp_path: Path) -> None:
+    raw = tmp_path / "call.ulaw"
+    raw.write_bytes(b"\xff" * 800)
+    result = transcribe(str(raw))
+    assert result.returncode == 2 and "not an audio file" in result.stderr
+    mulaw = AudioFormat(Encoding.MULAW, 8000, 1)
+    assert decode_audio(raw, mulaw).fmt == mulaw
