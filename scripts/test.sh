@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use for real parts (servers, speech synthesis, a browser).
-DEBIAN_PACKAGES=()
+DEBIAN_PACKAGES=(redis-server)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
