@@ -60,6 +60,7 @@ class Worker:
         self.bus = bus or make_bus(settings)
         self.hub = EventHub()
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
+        self.bus.register_metrics(self.metrics.registry)
         self.manager = SessionManager(
             provider=self.provider,
             config=session_config(settings),

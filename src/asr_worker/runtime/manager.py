@@ -15,7 +15,7 @@ from types import TracebackType
 
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
-from ..core.session import Event, Link, Phase, SessionConfig, SessionCore, SessionStats
+from ..core.session import Event, Link, Phase, Resume, SessionConfig, SessionCore, SessionStats
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import Provider
 from .runner import SessionRunner
@@ -77,8 +77,11 @@ class SessionManager:
 
     # --- calls ------------------------------------------------------------------------------
 
-    def open_session(self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat) -> SessionRunner:
-        """The live session for this call, created if there is none. Raises SessionRefused."""
+    def open_session(
+        self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat, resume: Resume | None = None
+    ) -> SessionRunner:
+        """The live session for this call, created if there is none. Raises SessionRefused.
+        `resume` continues a call another worker began (it applies only to a new session)."""
         runner = self._sessions.get(interaction_id)
         if runner is not None:
             core = runner.core
@@ -106,6 +109,7 @@ class SessionManager:
             created_at=now,
             wall_ms_at_create=self._clock.wall_ms(),
             rng=random.Random(self._rng.random()),
+            resume=resume,
         )
         runner = SessionRunner(core, self.provider, self._publish, self._metrics, self._clock)
         self._sessions[interaction_id] = runner
