@@ -34,7 +34,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def logs(self) -> list[dict[str, object]]:
-        self.log_file.flush()
+        """Its JSON log lines so far (the process writes the file; readable after it ended)."""
         lines = []
         for line in self.log_path.read_text().splitlines():
             if line.startswith("{"):

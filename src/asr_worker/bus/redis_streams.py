@@ -628,6 +628,7 @@ class RedisStreamsBus:
         delay = BACKOFF_INITIAL_S
         first = True
         while True:
+            honour_cancel()
             await self._down.wait()
             await self.client.connection_pool.disconnect()
             try:
@@ -642,9 +643,10 @@ class RedisStreamsBus:
             down_for = time.monotonic() - (self._down_since or time.monotonic())
             self._down.clear()
             self._down_since = None
-            # Live owners get a refresh in before this worker claims anything idle: after an
-            # outage every entry looks idle, though its owner may be alive and reconnecting too.
-            self._claims_allowed_at = time.monotonic() + self.refresh_interval_s * 2
+            if not first:
+                # Live owners get a refresh in before this worker claims anything idle: after an
+                # outage every entry looks idle, though its owner may be alive and reconnecting too.
+                self._claims_allowed_at = time.monotonic() + self.refresh_interval_s * 2
             self._drop_logged = False
             self._up.set()
             self._wake_writer.set()
@@ -676,13 +678,12 @@ class RedisStreamsBus:
 
     async def _wait_for_capacity(self) -> None:
         self._capacity_freed.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.5):  # sessions of other sources end without telling us
-                await self._capacity_freed.wait()
+        await _wake_or_timeout(self._capacity_freed, 0.5)  # other sources' sessions end unannounced
 
     async def _intake(self) -> None:
         """New calls, one at a time, only while this worker has room for another."""
         while True:
+            honour_cancel()
             await self._up.wait()
             if self._capacity() <= 0:
                 await self._wait_for_capacity()
@@ -707,6 +708,7 @@ class RedisStreamsBus:
         cursor = "0-0"
         next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
         while True:
+            honour_cancel()
             await asyncio.sleep(self.claim_scan_interval_s)
             await self._up.wait()
             now = time.monotonic()
@@ -886,6 +888,7 @@ class RedisStreamsBus:
     async def _read_audio(self) -> None:
         """One blocking XREAD over every call this worker reads, each from its own cursor."""
         while True:
+            honour_cancel()
             await self._up.wait()
             calls = []
             for call in self._calls.values():
@@ -895,9 +898,7 @@ class RedisStreamsBus:
                     call.silent_since = None  # not asked for audio, so not silent either
             if not calls:
                 self._calls_changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(AUDIO_BLOCK_MS / 1000):
-                        await self._calls_changed.wait()
+                await _wake_or_timeout(self._calls_changed, AUDIO_BLOCK_MS / 1000)
                 continue
             streams: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
                 call.audio_key: call.read_after for call in calls
@@ -978,13 +979,12 @@ class RedisStreamsBus:
     async def _write(self) -> None:
         next_refresh = next_progress = time.monotonic()
         while True:
+            honour_cancel()
             now = time.monotonic()
             wait_s = max(0.0, min(next_refresh, next_progress) - now)
             if not self._outbox and wait_s > 0:
                 self._wake_writer.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait_s):
-                        await self._wake_writer.wait()
+                await _wake_or_timeout(self._wake_writer, wait_s)
             await self._up.wait()
             try:
                 await self._flush_events()
@@ -1196,6 +1196,26 @@ class RedisStreamsBus:
             self._link_failed(exc)
         except ResponseError as exc:
             log.warning("housekeeping refused", extra={"error": str(exc)[:200]})
+
+
+def honour_cancel() -> None:
+    """Raise CancelledError if this task was asked to stop. redis-py sends every command with
+    `asyncio.wait_for`, which on Python 3.11 loses a cancel that arrives as the send completes
+    (fixed in 3.12); the request still shows in `cancelling()`, so every loop of this bus
+    checks it each turn, or a worker could never finish shutting down."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _wake_or_timeout(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for `event`, at most `timeout_s` (cheaper than a timeout context per wait)."""
+    honour_cancel()
+    handle = asyncio.get_running_loop().call_later(timeout_s, event.set)
+    try:
+        await event.wait()
+    finally:
+        handle.cancel()
 
 
 def _int(value: str) -> int:

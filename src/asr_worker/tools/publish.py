@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..bus.redis_streams import CALLS_KEY, audio_key, transcript_key
+from ..bus.redis_streams import CALLS_KEY, audio_key, honour_cancel, transcript_key
 from ..core.audio import Encoding
 from .audio_files import AudioFile
 
@@ -121,6 +121,7 @@ async def publish_call(
         t0_ms = time.time_ns() // 1_000_000
         offset_ms = 0.0
         for n, chunk in enumerate(chunks):
+            honour_cancel()  # redis-py can lose a cancel on Python 3.11 (see the bus)
             if speed > 0:
                 due = started + offset_ms / 1000 / speed
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
