@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from asr_worker.bus.redis_streams import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
+from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.publish import publish_call
@@ -42,13 +42,22 @@ def received(provider: MockProvider, interaction_id: str) -> bytes:
 
 
 async def test_a_call_on_the_bus_is_transcribed_in_order_then_cleaned_up(
-    redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider
+    redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider, http: aiohttp.ClientSession
 ) -> None:
     audio = call_audio(2.4, seed=1)
-    async with running_worker(mock_provider, **bus(redis_server)):
+    async with running_worker(mock_provider, **bus(redis_server)) as worker:
         result = await publish_call(audio, redis_server.url, "bus-1", tenant_id="acme", speed=0)
         events = (await wait_for_calls_to_end(r, ["bus-1"]))["bus-1"]
-        await asyncio.sleep(0)  # let nothing else happen: the checks below are of what is there
+        async with http.get(f"{base_url(worker)}/metrics") as response:
+            metrics = await response.text()
+        async with http.get(f"{base_url(worker)}/health") as response:
+            health = await response.json()
+    assert 'asr_bus_calls_taken_total{how="new"} 1.0' in metrics
+    assert "asr_bus_up 1.0" in metrics and "asr_bus_events_queued 0.0" in metrics
+    assert f"asr_bus_audio_entries_total {result.frames + 1}.0" in metrics  # the frames and the end
+    bus_status = health["checks"]["bus"]
+    assert bus_status["ok"] is True and bus_status["adapter"] == "redis_streams"
+    assert "password" not in json.dumps(bus_status) and bus_status["redis"].startswith("127.0.0.1:")
     assert received(mock_provider, "bus-1") == audio.data  # every frame, byte for byte, once
     assert final_words(events) == expected_words(audio.data, PCM8K)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

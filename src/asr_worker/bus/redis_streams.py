@@ -35,8 +35,6 @@ transcript stream is the consumers': it is never trimmed, and expires a day afte
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -55,18 +53,38 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from .. import logs
-from ..core.audio import AudioFormat, AudioFormatError
+from ..core.audio import AudioFormat
 from ..core.session import Link, Phase, Resume
 from ..runtime.manager import SessionRefused
-from ..transports.common import BadRequest, check_id, check_optional_id
 from .base import Event
+from .redis_wire import (
+    CALLS_KEY,
+    CLAIM_OWN_SCRIPT,
+    GROUP,
+    REDIS_ERRORS,
+    SAVE_SCRIPT,
+    START_SCRIPT,
+    WRITE_SCRIPT,
+    Fields,
+    audio_key,
+    entries,
+    honour_cancel,
+    id_key,
+    int_or,
+    json_object,
+    next_id,
+    parse_announcement,
+    parse_frame,
+    progress_key,
+    redis_client,
+    streams,
+    text,
+    to_int,
+    transcript_key,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -76,22 +94,6 @@ if TYPE_CHECKING:
     from ..runtime.runner import SessionRunner
 
 log = logging.getLogger("asr_worker.bus")
-
-CALLS_KEY: Final = "asr:calls"
-GROUP: Final = "asr-workers"
-
-
-def audio_key(interaction_id: str) -> str:
-    return f"asr:audio:{interaction_id}"
-
-
-def progress_key(interaction_id: str) -> str:
-    return f"asr:progress:{interaction_id}"
-
-
-def transcript_key(interaction_id: str) -> str:
-    return f"transcript.{interaction_id}"
-
 
 MAX_QUEUED_EVENTS: Final = 10_000  # events waiting for Redis, all calls together
 WRITE_BATCH: Final = 256
@@ -112,246 +114,6 @@ BACKOFF_MAX_S: Final = 2.0
 # A session ended by these reasons did not end the call: the call goes to another worker.
 _HANDOVER_REASONS: Final = frozenset({"shutdown", "shutdown_timeout"})
 _LOST_REASON: Final = "ownership_lost"
-
-REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
-
-# --- scripts: each checks ownership and acts in one step -------------------------------------
-
-_HOLDER = """
-local function holder(calls, group, id)
-  local p = redis.call('XPENDING', calls, group, id, id, 1)
-  if #p == 0 then return false end
-  return p[1][2]
-end
-"""
-
-# KEYS: asr:calls, asr:progress:{ID}, transcript.{ID}; ARGV: group, consumer, call entry id.
-_START = (
-    _HOLDER
-    + """
-if holder(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return {'lost'} end
-local h = {}
-local flat = redis.call('HGETALL', KEYS[2])
-for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-if h['call'] and h['call'] ~= ARGV[3] then
-  if holder(KEYS[1], ARGV[1], h['call']) then return {'duplicate', h['call']} end
-  redis.call('DEL', KEYS[2])
-  h = {}
-end
-if h['call'] == ARGV[3] then
-  return {'resume', h['mark'] or '0-0', h['after'] or '0-0', h['next'] or '', h['skip'] or '0',
-          h['offset'] or '0'}
-end
-local mark = '0-0'
-local tail = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-if #tail > 0 then mark = tail[1][1] end
-redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', mark, 'after', '0-0', 'next', '', 'skip', '0',
-           'offset', '0')
-return {'new', mark}
-"""
-)
-
-# KEYS: transcript.{ID}, asr:calls, asr:progress:{ID}, asr:audio:{ID}
-# ARGV: group, consumer, call entry id or '', finish ('ack', 'expire' or ''), ttl, then
-# (seq, fresh, json) per event. Returns the last seq in the transcript, or -1 if another worker
-# holds the call. Events whose seq is not above the last written one were written already (a
-# retried batch); a fresh session_started restarts the numbering (a new call with an old id).
-_WRITE = (
-    _HOLDER
-    + """
-if ARGV[3] ~= '' then
-  local who = holder(KEYS[2], ARGV[1], ARGV[3])
-  if who and who ~= ARGV[2] then return -1 end
-end
-local last = 0
-local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #tail > 0 then
-  local ok, ev = pcall(cjson.decode, tail[1][2][2])
-  if ok and type(ev) == 'table' and type(ev['seq']) == 'number' then last = ev['seq'] end
-end
-for i = 6, #ARGV, 3 do
-  local seq = tonumber(ARGV[i])
-  if ARGV[i + 1] == '1' then last = seq - 1 end
-  if seq > last then
-    redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 2])
-    last = seq
-  end
-end
-if ARGV[4] ~= '' then
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  if ARGV[4] == 'ack' then
-    redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
-    redis.call('DEL', KEYS[3], KEYS[4])
-  end
-end
-return last
-"""
-)
-
-# KEYS: asr:calls, asr:progress:{ID}, asr:audio:{ID}
-# ARGV: group, consumer, call entry id, mark, after, next, skip, offset, trim min id or ''.
-# Returns 1 when saved, 0 when nobody holds the entry, -1 when another worker does.
-_SAVE = (
-    _HOLDER
-    + """
-local who = holder(KEYS[1], ARGV[1], ARGV[3])
-if not who then return 0 end
-if who ~= ARGV[2] then return -1 end
-redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', ARGV[4], 'after', ARGV[5], 'next', ARGV[6],
-           'skip', ARGV[7], 'offset', ARGV[8])
-if ARGV[9] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[9]) end
-return 1
-"""
-)
-
-# KEYS: asr:calls; ARGV: group, consumer, idle ms, call entry ids. Resets the idle time of the
-# entries this consumer still holds (0: keep them; large: hand them to the next XAUTOCLAIM).
-# Returns the entries it does not hold, each followed by 'taken' or 'gone'.
-_CLAIM_OWN = (
-    _HOLDER
-    + """
-local out = {}
-for i = 4, #ARGV do
-  local who = holder(KEYS[1], ARGV[1], ARGV[i])
-  if not who then
-    table.insert(out, ARGV[i]); table.insert(out, 'gone')
-  elseif who ~= ARGV[2] then
-    table.insert(out, ARGV[i]); table.insert(out, 'taken')
-  else
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-  end
-end
-return out
-"""
-)
-
-
-# --- parsing what Redis and producers send -----------------------------------------------------
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-Fields = dict[bytes, bytes]
-
-
-def _entries(raw: object) -> list[tuple[str, Fields]]:
-    """[(id, {field: value})] from an XRANGE/XREAD/XAUTOCLAIM list of entries."""
-    out: list[tuple[str, Fields]] = []
-    if not isinstance(raw, list | tuple):
-        return out
-    for item in raw:
-        if not isinstance(item, list | tuple) or len(item) != 2:
-            continue
-        entry_id, fields = item
-        parsed: Fields = {}
-        if isinstance(fields, dict):
-            parsed = {k: v for k, v in fields.items() if isinstance(k, bytes) and isinstance(v, bytes)}
-        out.append((_text(entry_id), parsed))
-    return out
-
-
-def _streams(raw: object) -> list[tuple[str, list[tuple[str, Fields]]]]:
-    """[(stream, entries)] from an XREAD/XREADGROUP reply (RESP2 list or RESP3 map)."""
-    if isinstance(raw, dict):
-        return [(_text(k), _entries(v)) for k, v in raw.items()]
-    if isinstance(raw, list | tuple):
-        return [
-            (_text(item[0]), _entries(item[1]))
-            for item in raw
-            if isinstance(item, list | tuple) and len(item) == 2
-        ]
-    return []
-
-
-def _json_object(raw: bytes | None) -> dict[str, object] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def next_id(entry_id: str) -> str:
-    """The smallest stream id after `entry_id`."""
-    ms, _, seq = entry_id.partition("-")
-    return f"{ms}-{int(seq or 0) + 1}"
-
-
-@dataclass(frozen=True, slots=True)
-class Announcement:
-    interaction_id: str
-    tenant_id: str | None
-    fmt: AudioFormat
-
-
-def parse_announcement(raw: bytes | None) -> tuple[Announcement | None, str | None, str]:
-    """(announcement, interaction_id if readable, problem)."""
-    body = _json_object(raw)
-    if body is None:
-        return None, None, "the `data` field is not a JSON object"
-    iid = body.get("interaction_id")
-    readable = iid if isinstance(iid, str) and _valid_id(iid) else None
-    try:
-        interaction_id = check_id(iid if isinstance(iid, str) else None, "interaction_id")
-        tenant = body.get("tenant_id")
-        tenant_id = check_optional_id(tenant if isinstance(tenant, str) else None, "tenant_id")
-        fmt = AudioFormat.parse(
-            body.get("encoding", "linear16"), body.get("sample_rate", 8000), body.get("channels", 1)
-        )
-    except (BadRequest, AudioFormatError) as exc:
-        return None, readable, str(exc)
-    return Announcement(interaction_id, tenant_id, fmt), interaction_id, ""
-
-
-def _valid_id(value: str) -> bool:
-    try:
-        check_id(value, "interaction_id")
-    except BadRequest:
-        return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    audio: bytes = b""
-    end: bool = False
-
-
-def parse_frame(raw: bytes | None, fmt: AudioFormat) -> Frame | str:
-    """An audio entry of the seed system's shape, or what is wrong with it."""
-    body = _json_object(raw)
-    if body is None:
-        return "the `data` field is not a JSON object"
-    if body.get("end") is True:
-        return Frame(end=True)
-    audio = body.get("audio")
-    if not isinstance(audio, str):
-        return "no base64 `audio`"
-    if "encoding" in body or "sample_rate" in body:
-        try:
-            declared = AudioFormat.parse(
-                body.get("encoding", fmt.encoding), body.get("sample_rate", fmt.sample_rate), fmt.channels
-            )
-        except AudioFormatError as exc:
-            return str(exc)
-        if declared != fmt:
-            return (
-                f"its audio is {declared.encoding} {declared.sample_rate} Hz; "
-                f"the call is {fmt.encoding} {fmt.sample_rate} Hz"
-            )
-    try:
-        return Frame(audio=base64.b64decode(audio, validate=True))
-    except (binascii.Error, ValueError):
-        return "`audio` is not valid base64"
-
-
-# --- one call this worker owns -------------------------------------------------------------
 
 
 class CallState(StrEnum):
@@ -470,7 +232,6 @@ class RedisStreamsBus:
         self._where = f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self._claim_idle_s = settings.claim_idle_s
-        self._grace_s = settings.session_grace_s
         self._feed_limit_s = settings.max_retained_s / 2
         self.counters = BusCounters()
         self._outbox: deque[_Outgoing] = deque()
@@ -540,19 +301,24 @@ class RedisStreamsBus:
         self._wake_writer.set()
 
     def _drop_one(self, incoming: _Outgoing) -> None:
-        """The queue is full (Redis away too long): an incoming interim is dropped first (a final
-        follows it), else the oldest queued event; counted, and logged once per outage."""
+        """The queue is full (Redis away too long). An incoming interim is dropped (the final
+        that follows says more), else the oldest queued event that does not end a call (an
+        end must reach Redis, or the call is never acknowledged); counted, logged once per
+        outage."""
         if not self._drop_logged:
             self._drop_logged = True
             log.error(
                 "bus queue full; dropping events until redis answers", extra={"queued": len(self._outbox)}
             )
-        self.counters.events_dropped += 1
-        if '"is_final":false' in incoming.data:
-            victim = incoming
-        else:
-            victim = self._outbox.popleft()
+        victim: _Outgoing | None = incoming
+        if '"is_final":false' not in incoming.data:
+            victim = next((item for item in self._outbox if not item.finish), None)
+            if victim is not None:
+                self._outbox.remove(victim)
             self._outbox.append(incoming)
+        if victim is None:
+            return  # the queue holds nothing but call ends: keep them all
+        self.counters.events_dropped += 1
         if victim.call is not None:
             victim.call.written_seq = max(victim.call.written_seq, victim.seq)
 
@@ -580,13 +346,7 @@ class RedisStreamsBus:
 
     async def run(self, manager: SessionManager) -> None:
         self._manager = manager
-        self._client = aioredis.Redis.from_url(
-            self._url,
-            retry=Retry(NoBackoff(), 0),  # this module retries, knowing what is safe to repeat
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=2.0,
-            client_name=self.consumer,
-        )
+        self._client = redis_client(self._url, name=self.consumer, socket_timeout_s=SOCKET_TIMEOUT_S)
         self._scripts_obj = _Scripts(self._client)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -693,7 +453,7 @@ class RedisStreamsBus:
                 reply: object = await self.client.xreadgroup(
                     GROUP, self.consumer, {CALLS_KEY: ">"}, count=1, block=INTAKE_BLOCK_MS
                 )
-                for _, entries in _streams(reply):
+                for _, entries in streams(reply):
                     for entry_id, fields in entries:
                         await self._take(entry_id, fields, claimed=False)
             except REDIS_ERRORS as exc:
@@ -724,8 +484,8 @@ class RedisStreamsBus:
                     CALLS_KEY, GROUP, self.consumer, self.claim_min_idle_ms, cursor, count=room
                 )
                 if isinstance(reply, list | tuple) and len(reply) >= 2:
-                    cursor = _text(reply[0])
-                    for entry_id, fields in _entries(reply[1]):
+                    cursor = text(reply[0])
+                    for entry_id, fields in entries(reply[1]):
                         await self._take(entry_id, fields, claimed=True)
                     if len(reply) > 2 and reply[2]:
                         log.warning(
@@ -759,6 +519,7 @@ class RedisStreamsBus:
             if iid is not None:
                 error = {"type": "error", "interaction_id": iid, "code": "bad_call", "message": problem}
                 await client.xadd(transcript_key(iid), {"data": json.dumps(error)})
+                await client.expire(transcript_key(iid), TRANSCRIPT_TTL_S)
             await client.xack(CALLS_KEY, GROUP, entry_id)
             return
         iid = announcement.interaction_id
@@ -805,7 +566,7 @@ class RedisStreamsBus:
         resume: Resume | None = None
         if verdict == "resume" and len(reply) >= 6:
             resume = await self._resume_point(
-                call, after=reply[2], next_entry=reply[3], skip=_int(reply[4]), offset=_int(reply[5])
+                call, after=reply[2], next_entry=reply[3], skip=to_int(reply[4]), offset=to_int(reply[5])
             )
         self._calls[iid] = call
         try:
@@ -850,7 +611,7 @@ class RedisStreamsBus:
         lower = "-" if call.mark == "0-0" else f"({call.mark}"
         scanned = 0
         while scanned < TAIL_SCAN_LIMIT and (last_seq is None or None in finalized):
-            page = _entries(
+            page = entries(
                 await self.client.xrevrange(transcript_key(call.interaction_id), upper, lower, count=200)
             )
             if not page:
@@ -858,7 +619,7 @@ class RedisStreamsBus:
             for entry_id, fields in page:
                 scanned += 1
                 upper = f"({entry_id}"
-                event = _json_object(fields.get(b"data"))
+                event = json_object(fields.get(b"data"))
                 if event is None:
                     continue
                 seq = event.get("seq")
@@ -900,24 +661,24 @@ class RedisStreamsBus:
                 self._calls_changed.clear()
                 await _wake_or_timeout(self._calls_changed, AUDIO_BLOCK_MS / 1000)
                 continue
-            streams: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
+            cursors: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
                 call.audio_key: call.read_after for call in calls
             }
             try:
                 reply: object = await self.client.xread(
-                    streams, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS
+                    cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS
                 )
             except REDIS_ERRORS as exc:
                 self._link_failed(exc)
                 continue
             by_key = {call.audio_key: call for call in calls}
             heard: set[str] = set()
-            for key, entries in _streams(reply):
+            for key, batch in streams(reply):
                 reader = by_key.get(key)
                 if reader is None:
                     continue
                 heard.add(key)
-                for entry_id, fields in entries:
+                for entry_id, fields in batch:
                     self._feed(reader, entry_id, fields)
             now = time.monotonic()
             for call in calls:
@@ -1172,18 +933,18 @@ class RedisStreamsBus:
                 name = group.get("name")
                 last = group.get("last-delivered-id")
                 if last is not None:
-                    keep.append(next_id(_text(last)))
-                summary: object = await client.xpending(CALLS_KEY, _text(name))
+                    keep.append(next_id(text(last)))
+                summary: object = await client.xpending(CALLS_KEY, text(name))
                 if isinstance(summary, dict) and summary.get("pending") and summary.get("min") is not None:
-                    keep.append(_text(summary["min"]))
+                    keep.append(text(summary["min"]))
             if keep:
-                await client.xtrim(CALLS_KEY, minid=min(keep, key=_id_key), approximate=True)
+                await client.xtrim(CALLS_KEY, minid=min(keep, key=id_key), approximate=True)
             dead_after_ms = max(60_000, round(self._claim_idle_s * 10_000))
             consumers: object = await client.xinfo_consumers(CALLS_KEY, GROUP)
             for consumer in consumers if isinstance(consumers, list) else []:
                 if not isinstance(consumer, dict):
                     continue
-                name = _text(consumer.get("name"))
+                name = text(consumer.get("name"))
                 idle = consumer.get("idle")
                 if (
                     name != self.consumer
@@ -1198,16 +959,6 @@ class RedisStreamsBus:
             log.warning("housekeeping refused", extra={"error": str(exc)[:200]})
 
 
-def honour_cancel() -> None:
-    """Raise CancelledError if this task was asked to stop. redis-py sends every command with
-    `asyncio.wait_for`, which on Python 3.11 loses a cancel that arrives as the send completes
-    (fixed in 3.12); the request still shows in `cancelling()`, so every loop of this bus
-    checks it each turn, or a worker could never finish shutting down."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 async def _wake_or_timeout(event: asyncio.Event, timeout_s: float) -> None:
     """Wait for `event`, at most `timeout_s` (cheaper than a timeout context per wait)."""
     honour_cancel()
@@ -1218,33 +969,21 @@ async def _wake_or_timeout(event: asyncio.Event, timeout_s: float) -> None:
         handle.cancel()
 
 
-def _int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 class _Scripts:
     """The Lua scripts, typed: each returns what its caller needs, parsed."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._start = client.register_script(_START)
-        self._write = client.register_script(_WRITE)
-        self._save = client.register_script(_SAVE)
-        self._claim_own = client.register_script(_CLAIM_OWN)
+        self._start = client.register_script(START_SCRIPT)
+        self._write = client.register_script(WRITE_SCRIPT)
+        self._save = client.register_script(SAVE_SCRIPT)
+        self._claim_own = client.register_script(CLAIM_OWN_SCRIPT)
 
     async def start(self, iid: str, consumer: str, entry_id: str) -> list[str]:
         raw: object = await self._start(
             keys=[CALLS_KEY, progress_key(iid), transcript_key(iid)], args=[GROUP, consumer, entry_id]
         )
-        return [_text(v) for v in raw] if isinstance(raw, list) else []
+        return [text(v) for v in raw] if isinstance(raw, list) else []
 
     async def write_events(
         self, consumer: str, groups: list[list[_Outgoing]], *, retry: bool
@@ -1274,7 +1013,7 @@ class _Scripts:
         for value in out:
             if isinstance(value, REDIS_ERRORS):
                 raise value
-        return [v if isinstance(v, Exception) else _int_or(v) for v in out]
+        return [v if isinstance(v, Exception) else int_or(v) for v in out]
 
     async def save(self, consumer: str, call: OwnedCall, sample: _Sample, trim: str) -> int:
         iid = call.interaction_id
@@ -1292,20 +1031,11 @@ class _Scripts:
                 trim,
             ],
         )
-        return _int_or(raw)
+        return int_or(raw)
 
     async def claim_own(self, consumer: str, entry_ids: list[str], *, idle_ms: int) -> list[str]:
         raw: object = await self._claim_own(keys=[CALLS_KEY], args=[GROUP, consumer, idle_ms, *entry_ids])
-        return [_text(v) for v in raw] if isinstance(raw, list) else []
-
-
-def _int_or(value: object, default: int = 0) -> int:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, bytes | str):
-        with contextlib.suppress(ValueError):
-            return int(value)
-    return default
+        return [text(v) for v in raw] if isinstance(raw, list) else []
 
 
 class _BusCollector(Collector):

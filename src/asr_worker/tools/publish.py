@@ -21,19 +21,14 @@ from dataclasses import dataclass
 from typing import TextIO, TypeVar
 
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
-from ..bus.redis_streams import CALLS_KEY, audio_key, honour_cancel, transcript_key
+from ..bus.redis_wire import CALLS_KEY, REDIS_ERRORS, audio_key, honour_cancel, redis_client, transcript_key
 from ..core.audio import Encoding
 from .audio_files import AudioFile
 
 T = TypeVar("T")
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 # The seed system names linear16 "pcm16" on the bus.
 _BUS_ENCODING = {Encoding.LINEAR16: "pcm16", Encoding.MULAW: "mulaw", Encoding.ALAW: "alaw"}
 
@@ -52,13 +47,6 @@ class PublishResult:
     outage_retries: int
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """A client that fails fast instead of retrying by itself: callers know what is safe to repeat."""
-    return aioredis.Redis.from_url(
-        url, retry=Retry(NoBackoff(), 0), socket_timeout=5.0, socket_connect_timeout=2.0
-    )
-
-
 class _Retrier:
     """Retries an operation while Redis is unreachable, with backoff, up to `give_up_s`."""
 
@@ -75,7 +63,7 @@ class _Retrier:
         while True:
             try:
                 return await op(retrying)
-            except _RETRYABLE as exc:
+            except REDIS_ERRORS as exc:
                 if time.monotonic() - started > self.give_up_s:
                     raise PublishError(f"redis unreachable for {self.give_up_s:g} s: {exc}") from None
                 self.retries += 1
@@ -193,7 +181,7 @@ async def follow_transcript(
             while True:
                 try:
                     reply: object = await redis.xread({key: cursor}, count=100, block=500)
-                except _RETRYABLE:
+                except REDIS_ERRORS:
                     await redis.connection_pool.disconnect()
                     await asyncio.sleep(0.5)
                     continue
