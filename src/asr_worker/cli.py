@@ -178,12 +178,18 @@ def _publish(args: argparse.Namespace) -> int:
 async def _publish_and_follow(
     args: argparse.Namespace, audio: AudioFile, url: str, interaction_id: str, tenant_id: str | None
 ) -> int:
+    from redis.exceptions import RedisError
+
     from .tools.publish import PublishError, follow_transcript, publish_call, transcript_end
 
+    try:
+        after = await transcript_end(url, interaction_id)  # and Redis answers: fail fast if not
+    except (RedisError, OSError) as exc:
+        print(f"asr-worker publish: cannot use Redis: {exc}", file=sys.stderr)
+        return 1
     problem, code = "", 0
     follower = None
     try:
-        after = await transcript_end(url, interaction_id) if args.follow else ""
         async with asyncio.TaskGroup() as tg:
             if args.follow:
                 follower = tg.create_task(follow_transcript(url, interaction_id, sys.stdout, after=after))
@@ -196,7 +202,7 @@ async def _publish_and_follow(
                 f"(call entry {result.call_entry})",
                 file=sys.stderr,
             )
-    except* PublishError as group:
+    except* (PublishError, RedisError) as group:
         problem, code = str(group.exceptions[0]), 1
     except* (ValueError, OSError) as group:
         problem, code = str(group.exceptions[0]), 2

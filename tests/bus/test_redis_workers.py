@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import AudioFile, write_wav
 from asr_worker.tools.publish import publish_call
+from tests.conftest import free_port
 from tests.support.audio import PCM8K
 from tests.support.redis_server import RedisServer, final_words, transcript, until, wait_for_calls_to_end
 from tests.support.workers import CLI, WorkerProcess, worker_processes
@@ -224,3 +225,7 @@ def test_publish_command_explains_bad_input(tmp_path: Path) -> None:
     write_wav(wav, b"\x00\x00" * 80, PCM8K)
     result = run_cli("publish", str(wav), "--interaction-id", "bad id!")
     assert result.returncode == 2 and "--interaction-id must be" in result.stderr
+    closed = f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0"
+    result = run_cli("publish", str(wav), "--interaction-id", "x", "--redis-url", closed)
+    assert result.returncode == 1 and "cannot use Redis" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "pw-s3cret" not in result.stderr
