@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
-from asr_worker.providers.mock import MockProvider, expected_words
+from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.publish import publish_call
 from asr_worker.worker import Worker
@@ -36,6 +38,20 @@ def bus(server: RedisServer, **overrides: object) -> dict[str, object]:
     return {"pubsub_adapter": "redis_streams", "redis_url": server.url, "claim_idle_s": 1.0, **overrides}
 
 
+@asynccontextmanager
+async def bus_worker(
+    provider: MockProvider, server: RedisServer, **overrides: object
+) -> AsyncIterator[Worker]:
+    """A worker on the Redis bus, once its bus is connected (the group exists)."""
+    async with running_worker(provider, **bus(server, **overrides)) as worker:
+
+        async def connected() -> bool:
+            return worker.bus.healthy()
+
+        await until(connected)
+        yield worker
+
+
 def received(provider: MockProvider, interaction_id: str) -> bytes:
     """What the provider got for a call, stream after stream (for a call without replays)."""
     return b"".join(bytes(s.received) for s in provider.streams_for(interaction_id))
@@ -45,7 +61,7 @@ async def test_a_call_on_the_bus_is_transcribed_in_order_then_cleaned_up(
     redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider, http: aiohttp.ClientSession
 ) -> None:
     audio = call_audio(2.4, seed=1)
-    async with running_worker(mock_provider, **bus(redis_server)) as worker:
+    async with bus_worker(mock_provider, redis_server) as worker:
         result = await publish_call(audio, redis_server.url, "bus-1", tenant_id="acme", speed=0)
         events = (await wait_for_calls_to_end(r, ["bus-1"]))["bus-1"]
         async with http.get(f"{base_url(worker)}/metrics") as response:
@@ -83,7 +99,7 @@ async def test_bad_entries_give_error_events_and_disturb_nothing_else(
         body["audio"] = base64.b64encode(audio).decode()
         return {"data": json.dumps(body)}
 
-    async with running_worker(mock_provider, **bus(redis_server)):
+    async with bus_worker(mock_provider, redis_server):
         announcement = {"interaction_id": "bad-1", "encoding": "pcm16", "sample_rate": 8000}
         await r.xadd(CALLS_KEY, {"data": json.dumps(announcement)})
         half = len(good) // 2
@@ -109,7 +125,7 @@ async def test_bad_entries_give_error_events_and_disturb_nothing_else(
 async def test_a_bad_announcement_is_acknowledged_with_an_error_event(
     redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider
 ) -> None:
-    async with running_worker(mock_provider, **bus(redis_server)) as worker:
+    async with bus_worker(mock_provider, redis_server) as worker:
         await r.xadd(CALLS_KEY, {"data": json.dumps({"interaction_id": "odd-1", "encoding": "opus"})})
         await r.xadd(CALLS_KEY, {"data": b"[]"})
 
@@ -132,7 +148,7 @@ async def test_audio_is_trimmed_only_behind_what_finals_covered(
     audio = call_audio(6.0, seed=7)
     key = audio_key("trim-1")
     smallest_left: list[int] = []
-    async with running_worker(mock_provider, **bus(redis_server)), asyncio.TaskGroup() as tg:
+    async with bus_worker(mock_provider, redis_server), asyncio.TaskGroup() as tg:
         publishing = tg.create_task(publish_call(audio, redis_server.url, "trim-1", speed=3))
         while not publishing.done():
             left = await entries(r, key)
@@ -192,7 +208,7 @@ async def test_redis_restarted_mid_call_loses_no_frame(
     server.start()
     audio = call_audio(5.0, seed=11)
     try:
-        async with running_worker(mock_provider, **bus(server)) as worker, asyncio.TaskGroup() as tg:
+        async with bus_worker(mock_provider, server) as worker, asyncio.TaskGroup() as tg:
             r = aioredis.Redis.from_url(server.url)
             publishing = tg.create_task(publish_call(audio, server.url, "restart-1", speed=1))
             await until(lambda: has_final(r, "restart-1"))  # mid-call: some finals are out
@@ -235,7 +251,7 @@ async def test_a_call_taken_away_is_not_written_and_comes_back_when_its_taker_di
             await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
             await asyncio.sleep(0.1)
 
-    async with running_worker(mock_provider, **bus(redis_server)) as worker, asyncio.TaskGroup() as tg:
+    async with bus_worker(mock_provider, redis_server) as worker, asyncio.TaskGroup() as tg:
         tg.create_task(publish_call(audio, redis_server.url, "stolen-1", speed=2))
         await until(lambda: has_final(r, "stolen-1"))
         ((entry_id, _),) = await entries(r, CALLS_KEY)
@@ -272,8 +288,36 @@ async def test_audio_frames_need_not_be_20_ms(
     redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider
 ) -> None:
     audio = AudioFile(Path("x.wav"), PCM8K, speechlike(1.4, seed=9))
-    async with running_worker(mock_provider, **bus(redis_server)):
+    async with bus_worker(mock_provider, redis_server):
         await publish_call(audio, redis_server.url, "chunky", chunk_ms=100, speed=0)
         events = (await wait_for_calls_to_end(r, ["chunky"]))["chunky"]
     assert received(mock_provider, "chunky") == audio.data
+    assert final_words(events) == expected_words(audio.data, PCM8K)
+
+
+async def test_while_the_provider_is_away_the_audio_waits_in_redis_and_none_is_shed(
+    redis_server: RedisServer, r: aioredis.Redis
+) -> None:
+    provider = MockProvider(MockOptions(fail_opens=1_000_000))  # the provider is down
+    audio = call_audio(8.0, seed=12)
+    async with bus_worker(provider, redis_server, max_retained_s=4.0) as worker:
+        await publish_call(audio, redis_server.url, "away-1", speed=0)  # all of it is in Redis now
+
+        async def reading_stopped() -> bool:
+            runner = worker.manager.get("away-1")
+            return runner is not None and runner.core.retained_bytes >= PCM8K.bytes_for(2.0)
+
+        await until(reading_stopped)
+        runner = worker.manager.get("away-1")
+        assert runner is not None
+        for _ in range(10):  # it stays stopped: half of ASR_MAX_RETAINED_S, plus one read at most
+            assert runner.core.retained_bytes <= PCM8K.bytes_for(3.0)
+            await asyncio.sleep(0.05)
+        assert runner.core.audio_s <= 3.0  # read so far; the rest waits in the stream, untrimmed
+        assert len(await entries(r, audio_key("away-1"))) == len(frames(audio.data)) + 1
+        provider.options.fail_opens = 0  # the provider is back
+        events = (await wait_for_calls_to_end(r, ["away-1"]))["away-1"]
+    assert runner.core.stats.bytes_dropped == 0
+    assert not [e for e in events if e["type"] == "error"]
+    assert received(provider, "away-1") == audio.data
     assert final_words(events) == expected_words(audio.data, PCM8K)
