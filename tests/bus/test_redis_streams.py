@@ -15,6 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
+from asr_worker.bus import redis_streams
+from asr_worker.bus.redis_streams import RedisStreamsBus
 from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.tools.audio_files import AudioFile
@@ -321,3 +323,30 @@ async def test_while_the_provider_is_away_the_audio_waits_in_redis_and_none_is_s
     assert not [e for e in events if e["type"] == "error"]
     assert received(provider, "away-1") == audio.data
     assert final_words(events) == expected_words(audio.data, PCM8K)
+
+
+async def test_housekeeping_trims_finished_calls_and_forgets_dead_consumers(
+    redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bus_worker(mock_provider, redis_server, max_sessions=1) as worker:
+        for i in range(3):
+            await publish_call(call_audio(0.6, seed=30 + i), redis_server.url, f"old-{i}", speed=0)
+            await wait_for_calls_to_end(r, [f"old-{i}"])
+        await r.xgroup_createconsumer(CALLS_KEY, GROUP, "long-gone-worker")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(publish_call(call_audio(2.0, seed=40), redis_server.url, "live", speed=1))
+            await until(lambda: has_final(r, "live"))
+            # a call waiting for room: announced, not yet delivered to anyone
+            await r.xadd(CALLS_KEY, {"data": json.dumps({"interaction_id": "waiting", "sample_rate": 8000})})
+            bus_under_test = worker.bus
+            assert isinstance(bus_under_test, RedisStreamsBus)
+            bus_under_test._claim_idle_s = 0.001
+            monkeypatch.setattr(redis_streams, "DEAD_CONSUMER_MIN_S", 0.001)  # "long gone" is old enough
+            await asyncio.sleep(0.01)
+            await bus_under_test._housekeeping()
+            left = [json.loads(f[b"data"])["interaction_id"] for _, f in await entries(r, CALLS_KEY)]
+            assert left == ["live", "waiting"], "only finished calls were trimmed"
+            consumers = [c["name"] for c in await r.xinfo_consumers(CALLS_KEY, GROUP)]
+            assert consumers == [bus_under_test.consumer.encode()], "the dead one is gone, not this one"
+        await r.xadd(audio_key("waiting"), {b"data": json.dumps({"end": True}).encode()})
+        await wait_for_calls_to_end(r, ["live", "waiting"])

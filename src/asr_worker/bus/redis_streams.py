@@ -106,6 +106,7 @@ PRODUCER_SILENT_S: Final = 2.0  # no audio entry this long: the producer counts 
 TRANSCRIPT_TTL_S: Final = 86_400
 TAIL_SCAN_LIMIT: Final = 2_000
 HOUSEKEEPING_INTERVAL_S: Final = 30.0
+DEAD_CONSUMER_MIN_S = 60.0  # a consumer with nothing pending, idle this long (or 10 claim times), is gone
 FINAL_FLUSH_S: Final = 3.0
 SOCKET_TIMEOUT_S: Final = 5.0
 BACKOFF_INITIAL_S: Final = 0.1
@@ -938,8 +939,8 @@ class RedisStreamsBus:
                 if isinstance(summary, dict) and summary.get("pending") and summary.get("min") is not None:
                     keep.append(text(summary["min"]))
             if keep:
-                await client.xtrim(CALLS_KEY, minid=min(keep, key=id_key), approximate=True)
-            dead_after_ms = max(60_000, round(self._claim_idle_s * 10_000))
+                await client.xtrim(CALLS_KEY, minid=min(keep, key=id_key), approximate=False)
+            dead_after_ms = round(max(DEAD_CONSUMER_MIN_S, self._claim_idle_s * 10) * 1000)
             consumers: object = await client.xinfo_consumers(CALLS_KEY, GROUP)
             for consumer in consumers if isinstance(consumers, list) else []:
                 if not isinstance(consumer, dict):
