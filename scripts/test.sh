@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use for real parts (servers, speech synthesis, a browser).
-DEBIAN_PACKAGES=(chromium espeak-ng)
+DEBIAN_PACKAGES=(chromium espeak-ng redis-server)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

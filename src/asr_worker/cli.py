@@ -10,9 +10,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__, logs
 from .config import ConfigError, Settings, add_arguments, load_settings
+
+if TYPE_CHECKING:
+    from .tools.audio_files import AudioFile
 
 log = logging.getLogger("asr_worker")
 
@@ -83,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
     _raw_format_arguments(transcribe)
     add_arguments(transcribe)
     transcribe.set_defaults(command=_transcribe)
+
+    publish = commands.add_parser(
+        "publish",
+        help="put a file on the Redis bus as a live call (asr:calls, asr:audio:{ID})",
+        description="Announce FILE as a call on the Redis bus and write its audio at real time.",
+    )
+    publish.add_argument("file", help="a WAV file (PCM16, mu-law or A-law), or raw audio with --encoding")
+    publish.add_argument("--interaction-id", required=True, help="the call's id")
+    publish.add_argument("--tenant-id", default=None, help="the call's tenant")
+    publish.add_argument(
+        "--redis-url", default=None, help="Redis [env REDIS_URL; default redis://127.0.0.1:6379/0]"
+    )
+    publish.add_argument("--chunk-ms", type=int, default=20, help="audio per frame, ms [20]")
+    publish.add_argument("--speed", type=float, default=1.0, help="1 = real time, 0 = as fast as possible")
+    publish.add_argument("--follow", action="store_true", help="print the call's transcript until it ends")
+    _raw_format_arguments(publish)
+    publish.set_defaults(command=_publish)
     return parser
 
 
@@ -177,3 +198,57 @@ def _transcribe(args: argparse.Namespace) -> int:
         print(f"asr-worker transcribe: cannot start: {exc}", file=sys.stderr)
         return 2
     return 0 if all(r.ok for r in results) else 1
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .core.audio import AudioFormat
+    from .tools.audio_files import AudioFileError, read_audio
+    from .transports.common import BadRequest, check_id, check_optional_id
+
+    try:
+        raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None
+        audio = read_audio(args.file, raw)
+        interaction_id = check_id(args.interaction_id, "--interaction-id")
+        tenant_id = check_optional_id(args.tenant_id, "--tenant-id")
+    except (AudioFileError, BadRequest, ValueError) as exc:
+        print(f"asr-worker publish: {exc}", file=sys.stderr)
+        return 2
+    url = args.redis_url or os.environ.get("REDIS_URL") or Settings().redis_url
+    return asyncio.run(_publish_and_follow(args, audio, url, interaction_id, tenant_id))
+
+
+async def _publish_and_follow(
+    args: argparse.Namespace, audio: AudioFile, url: str, interaction_id: str, tenant_id: str | None
+) -> int:
+    from redis.exceptions import RedisError
+
+    from .tools.publish import PublishError, follow_transcript, publish_call, transcript_end
+
+    try:
+        after = await transcript_end(url, interaction_id)  # and Redis answers: fail fast if not
+    except (RedisError, OSError) as exc:
+        print(f"asr-worker publish: cannot use Redis: {exc}", file=sys.stderr)
+        return 1
+    problem, code = "", 0
+    follower = None
+    try:
+        async with asyncio.TaskGroup() as tg:
+            if args.follow:
+                follower = tg.create_task(follow_transcript(url, interaction_id, sys.stdout, after=after))
+            result = await publish_call(
+                audio, url, interaction_id, tenant_id=tenant_id, chunk_ms=args.chunk_ms, speed=args.speed
+            )
+            print(
+                f"published {result.interaction_id}: {result.frames} frames, "
+                f"{audio.fmt.seconds(result.audio_bytes):.2f} s of audio in {result.seconds:.2f} s "
+                f"(call entry {result.call_entry})",
+                file=sys.stderr,
+            )
+    except* (PublishError, RedisError) as group:
+        problem, code = str(group.exceptions[0]), 1
+    except* (ValueError, OSError) as group:
+        problem, code = str(group.exceptions[0]), 2
+    if code:
+        print(f"asr-worker publish: {problem}", file=sys.stderr)
+        return code
+    return 0 if follower is None or follower.result() is not None else 1

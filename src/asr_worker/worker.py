@@ -63,6 +63,7 @@ class Worker:
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
         if isinstance(self.provider, InstrumentedProvider):
             self.provider.register_metrics(self.metrics.registry)
+        self.bus.register_metrics(self.metrics.registry)
         self.manager = SessionManager(
             provider=self.provider,
             config=session_config(settings),

@@ -10,7 +10,7 @@ import pytest
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
-from asr_worker.core.session import Link, OpenStream, Phase, SendAudio, SendKeepAlive
+from asr_worker.core.session import Link, OpenStream, Phase, Resume, SendAudio, SendKeepAlive
 from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.sim import Recorder, make_core
 
@@ -427,3 +427,81 @@ def test_audio_after_end_is_refused_with_one_error_not_one_per_frame(clock: Fake
     rec.poll()
     assert [e["code"] for e in rec.events("error")] == ["session_ending"]
     assert rec.core.stats.frames_rejected == 50
+
+
+# --- resuming a call another worker began (the Redis bus) ---------------------------------------
+
+
+def resumed(clock: FakeClock, resume: Resume, **config: Any) -> Recorder:
+    return Recorder(make_core(clock, resume=resume, **config), clock)
+
+
+def test_a_resumed_session_continues_the_call_timeline_and_numbering(clock: FakeClock) -> None:
+    rec = resumed(clock, Resume(offset=PCM8K.bytes_for(2.0), seq=41))
+    rec.poll()
+    (started,) = rec.events("session_started")
+    assert started["seq"] == 42 and started["resumed"] is True and started["offset_s"] == 2.0
+    assert rec.core.covered_offset == PCM8K.bytes_for(2.0) and rec.core.last_seq == 42
+    audio = speechlike(1.0)
+    rec.core.on_audio(audio, clock.monotonic())
+    rec.poll()
+    rec.core.on_stream_opened(1, clock.monotonic())
+    rec.poll()
+    assert rec.sent_bytes(1) == audio  # the stream starts at the first byte this session got
+    rec.core.on_stream_event(1, final(0.0, 0.6, [("resumed", 0.1, 0.5)]), clock.monotonic())
+    rec.poll()
+    (result,) = rec.events("transcript")
+    assert result["seq"] == 43 and result["start"] == 2.0 and result["end"] == 2.6
+    assert result["words"] == [{"word": "resumed", "start": 2.1, "end": 2.5, "confidence": 0.9}]
+    assert rec.core.covered_offset == PCM8K.bytes_for(2.6)
+    rec.core.end("end", clock.monotonic())
+    rec.poll()
+    rec.core.on_stream_closed(1, None, clock.monotonic())
+    rec.poll()
+    (ended,) = rec.events("session_ended")
+    assert ended["audio_s"] == 3.0  # call time: the audio before the resume point counts
+    assert [e["seq"] for e in rec.events()] == [42, 43, 44]
+
+
+def test_a_resumed_session_does_not_repeat_words_already_published_as_final(clock: FakeClock) -> None:
+    # Resumed at 1.0 s, but the previous owner had published finals up to 1.6 s.
+    rec = resumed(clock, Resume(offset=PCM8K.bytes_for(1.0), seq=9, finalized_s=(1.6,)))
+    rec.core.on_audio(speechlike(2.0), clock.monotonic())
+    rec.poll()
+    rec.core.on_stream_opened(1, clock.monotonic())
+    rec.poll()
+    rec.core.on_stream_event(1, final(0.0, 1.2, [("old", 0.1, 0.5), ("new", 0.7, 1.1)]), clock.monotonic())
+    rec.poll()
+    (result,) = rec.events("transcript")
+    assert result["text"] == "new" and result["start"] == 1.6 and result["end"] == 2.2
+    assert rec.core.stats.words_deduplicated == 1
+    # a replayed final wholly inside the published part says nothing
+    rec.core.on_stream_event(1, final(0.0, 0.5, [("old", 0.1, 0.5)]), clock.monotonic())
+    rec.poll()
+    assert len(rec.events("transcript")) == 1
+
+
+def test_a_resumed_session_replays_from_its_resume_point_after_a_drop(clock: FakeClock) -> None:
+    rec = resumed(clock, Resume(offset=PCM8K.bytes_for(5.0), seq=3))
+    audio = speechlike(2.0)
+    rec.core.on_audio(audio, clock.monotonic())
+    rec.poll()
+    rec.core.on_stream_opened(1, clock.monotonic())
+    rec.core.on_stream_event(1, final(0.0, 0.5, []), clock.monotonic())
+    rec.core.on_stream_closed(1, ProviderError("abnormal", "1006", retryable=True), clock.monotonic())
+    rec.run_until(clock.monotonic() + 5)
+    rec.core.on_stream_opened(2, clock.monotonic())
+    rec.poll()
+    assert rec.sent_bytes(2) == audio[PCM8K.bytes_for(0.5) :]
+    assert rec.core.covered_offset == PCM8K.bytes_for(5.5)
+
+
+def test_a_resume_point_that_is_not_whole_samples_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="not whole samples"):
+        resumed(clock, Resume(offset=3, seq=1))
+
+
+def test_a_fresh_session_covers_nothing_and_numbers_from_one(clock: FakeClock) -> None:
+    rec = connected(clock)
+    assert rec.core.covered_offset == 0 and rec.core.last_seq == 1
+    assert "resumed" not in rec.events("session_started")[0]

@@ -17,6 +17,7 @@ from asr_worker.core.session import (
     Link,
     OpenStream,
     Phase,
+    Resume,
     SendAudio,
     SendKeepAlive,
     SessionConfig,
@@ -27,7 +28,12 @@ from .audio import PCM8K
 
 
 def make_core(
-    clock: FakeClock, *, fmt: AudioFormat = PCM8K, interaction_id: str = "call-1", **config: Any
+    clock: FakeClock,
+    *,
+    fmt: AudioFormat = PCM8K,
+    interaction_id: str = "call-1",
+    resume: Resume | None = None,
+    **config: Any,
 ) -> SessionCore:
     import random
 
@@ -40,6 +46,7 @@ def make_core(
         created_at=clock.monotonic(),
         wall_ms_at_create=clock.wall_ms(),
         rng=random.Random(7),
+        resume=resume,
     )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ..runtime.manager import SessionManager
 
 Event = dict[str, object]
@@ -26,3 +28,6 @@ class Bus(Protocol):
     def status(self) -> dict[str, object]:
         """Figures for /health."""
         ...
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Add the bus's own metrics (queues, calls, Redis state) to the worker's registry."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from .base import Event
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ..config import Settings
     from ..runtime.manager import SessionManager
 
@@ -27,6 +29,9 @@ class InMemoryBus:
 
     def status(self) -> dict[str, object]:
         return {"adapter": self.name, "ok": True}
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        return None  # nothing of its own: the event hub's figures are the worker's
 
 
 def create(settings: Settings) -> InMemoryBus:

@@ -73,6 +73,22 @@ class SessionConfig:
     max_frames_per_s: float = 0.0  # audio messages per second per call; 0 = unlimited
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a call that another worker began continues (the Redis bus hands calls over).
+
+    `offset` is the call byte offset of the first byte this session will receive: the point
+    final results had covered, so the call's timeline (and every event time) continues from
+    there. `seq` is the last event seq already published for the call; numbering continues
+    after it. `finalized_s` is, per channel, how far (call seconds) words were already
+    published as final: the provider re-hears that audio, and those words are not repeated.
+    """
+
+    offset: int
+    seq: int
+    finalized_s: tuple[float, ...] = ()
+
+
 # --- actions: what the driver must do --------------------------------------------------------
 
 
@@ -152,6 +168,7 @@ class SessionCore:
     created_at: float
     wall_ms_at_create: int
     rng: random.Random = field(default_factory=random.Random)
+    resume: Resume | None = None
 
     phase: Phase = Phase.ACTIVE
     link: Link = Link.IDLE
@@ -191,10 +208,24 @@ class SessionCore:
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
         self._rate_tokens, self._rate_at = self.config.max_frames_per_s, self.created_at
-        self._emit(
-            self.created_at,
-            {"type": "session_started", "provider": self.provider, **self.fmt.describe()},
-        )
+        started: Event = {"type": "session_started", "provider": self.provider, **self.fmt.describe()}
+        if self.resume is not None:
+            self._start_from(self.resume)
+            started["resumed"] = True
+            started["offset_s"] = round(self.fmt.seconds(self.resume.offset), 3)
+        self._emit(self.created_at, started)
+
+    def _start_from(self, resume: Resume) -> None:
+        """Every call offset starts at `resume.offset` instead of 0; nothing before it is held."""
+        if resume.offset < 0 or resume.offset % self.fmt.frame_bytes or resume.seq < 0:
+            raise ValueError(f"cannot resume at byte {resume.offset}, seq {resume.seq}: not whole samples")
+        offset = resume.offset
+        self._base = self._received = self._sent = self._covered = self._stream_base = offset
+        at_offset = self.fmt.seconds(offset)
+        for channel in range(self.fmt.channels):
+            done = resume.finalized_s[channel] if channel < len(resume.finalized_s) else 0.0
+            self._covered_s[channel] = max(at_offset, done)
+        self._seq = resume.seq
 
     # --- inputs from sources --------------------------------------------------------------
 
@@ -425,6 +456,17 @@ class SessionCore:
     @property
     def unsent_bytes(self) -> int:
         return self._received - self._sent
+
+    @property
+    def covered_offset(self) -> int:
+        """Call byte offset up to which final results cover the audio (or it was given up):
+        a session resumed elsewhere at this offset loses no audio that is not yet final."""
+        return self._covered
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest event this session has emitted."""
+        return self._seq
 
     def snapshot(self, now: float) -> dict[str, object]:
         return {

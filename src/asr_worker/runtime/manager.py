@@ -15,7 +15,7 @@ from types import TracebackType
 
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
-from ..core.session import Event, Link, Phase, SessionConfig, SessionCore, SessionStats
+from ..core.session import Event, Link, Phase, Resume, SessionConfig, SessionCore, SessionStats
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import Provider
 from .runner import SessionRunner
@@ -81,10 +81,13 @@ class SessionManager:
 
     # --- calls ------------------------------------------------------------------------------
 
-    def open_session(self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat) -> SessionRunner:
+    def open_session(
+        self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat, resume: Resume | None = None
+    ) -> SessionRunner:
         """The live session for a source about to attach to this call, created if there is none.
 
-        Raises SessionRefused (with a stable code) when the worker will not take it."""
+        Raises SessionRefused (with a stable code) when the worker will not take it. `resume`
+        continues a call another worker began (it applies only to a new session)."""
         runner = self._sessions.get(interaction_id)
         if runner is not None:
             core = runner.core
@@ -124,6 +127,7 @@ class SessionManager:
             created_at=now,
             wall_ms_at_create=self._clock.wall_ms(),
             rng=random.Random(self._rng.random()),
+            resume=resume,
         )
         runner = SessionRunner(core, self.provider, self._publish, self._metrics, self._clock)
         self._sessions[interaction_id] = runner

@@ -1,0 +1,323 @@
+"""What the Redis Streams bus looks like in Redis: key names, the entries producers write
+(contract section 5), the Lua scripts that act on a call only while its worker holds it,
+and a client that never retries by itself. Shared by the bus and `asr-worker publish`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Final
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..core.audio import AudioFormat, AudioFormatError
+from ..transports.common import BadRequest, check_id, check_optional_id
+
+CALLS_KEY: Final = "asr:calls"
+GROUP: Final = "asr-workers"
+
+
+def audio_key(interaction_id: str) -> str:
+    return f"asr:audio:{interaction_id}"
+
+
+def progress_key(interaction_id: str) -> str:
+    return f"asr:progress:{interaction_id}"
+
+
+def transcript_key(interaction_id: str) -> str:
+    return f"transcript.{interaction_id}"
+
+
+REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def redis_client(url: str, *, name: str | None = None, socket_timeout_s: float = 5.0) -> aioredis.Redis:
+    """A client that fails fast instead of retrying on its own: its callers know which
+    commands are safe to repeat (and repeat them after a reconnect)."""
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=2.0,
+        client_name=name,
+    )
+
+
+def honour_cancel() -> None:
+    """Raise CancelledError if this task was asked to stop. redis-py sends every command with
+    `asyncio.wait_for`, which on Python 3.11 loses a cancel that arrives as the send completes
+    (fixed in 3.12); the request still shows in `cancelling()`, so every loop of this bus
+    checks it each turn, or a worker could never finish shutting down."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+# --- scripts: each checks ownership and acts in one step -------------------------------------
+
+HOLDER = """
+local function holder(calls, group, id)
+  local p = redis.call('XPENDING', calls, group, id, id, 1)
+  if #p == 0 then return false end
+  return p[1][2]
+end
+"""
+
+# KEYS: asr:calls, asr:progress:{ID}, transcript.{ID}; ARGV: group, consumer, call entry id.
+START_SCRIPT = (
+    HOLDER
+    + """
+if holder(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return {'lost'} end
+local h = {}
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+if h['call'] and h['call'] ~= ARGV[3] then
+  if holder(KEYS[1], ARGV[1], h['call']) then return {'duplicate', h['call']} end
+  redis.call('DEL', KEYS[2])
+  h = {}
+end
+if h['call'] == ARGV[3] then
+  return {'resume', h['mark'] or '0-0', h['after'] or '0-0', h['next'] or '', h['skip'] or '0',
+          h['offset'] or '0'}
+end
+local mark = '0-0'
+local tail = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if #tail > 0 then mark = tail[1][1] end
+redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', mark, 'after', '0-0', 'next', '', 'skip', '0',
+           'offset', '0')
+return {'new', mark}
+"""
+)
+
+# KEYS: transcript.{ID}, asr:calls, asr:progress:{ID}, asr:audio:{ID}
+# ARGV: group, consumer, call entry id or '', finish ('ack', 'expire' or ''), ttl, then
+# (seq, fresh, json) per event (seq -1: an event without one, always written). Returns the last
+# seq in the transcript, or -1 if another worker holds the call. Events whose seq is not above
+# the last written one were written already (a retried batch); a fresh session_started
+# restarts the numbering (a new call with an old id).
+WRITE_SCRIPT = (
+    HOLDER
+    + """
+if ARGV[3] ~= '' then
+  local who = holder(KEYS[2], ARGV[1], ARGV[3])
+  if who and who ~= ARGV[2] then return -1 end
+end
+local last = 0
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #tail > 0 then
+  local ok, ev = pcall(cjson.decode, tail[1][2][2])
+  if ok and type(ev) == 'table' and type(ev['seq']) == 'number' then last = ev['seq'] end
+end
+for i = 6, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if ARGV[i + 1] == '1' then last = seq - 1 end
+  if seq < 0 or seq > last then
+    redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 2])
+    if seq >= 0 then last = seq end
+  end
+end
+if ARGV[4] ~= '' then
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  if ARGV[4] == 'ack' then
+    redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
+    redis.call('DEL', KEYS[3], KEYS[4])
+  end
+end
+return last
+"""
+)
+
+# KEYS: asr:calls, asr:progress:{ID}, asr:audio:{ID}
+# ARGV: group, consumer, call entry id, mark, after, next, skip, offset, trim min id or ''.
+# Returns 1 when saved, 0 when nobody holds the entry, -1 when another worker does.
+SAVE_SCRIPT = (
+    HOLDER
+    + """
+local who = holder(KEYS[1], ARGV[1], ARGV[3])
+if not who then return 0 end
+if who ~= ARGV[2] then return -1 end
+redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', ARGV[4], 'after', ARGV[5], 'next', ARGV[6],
+           'skip', ARGV[7], 'offset', ARGV[8])
+if ARGV[9] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[9]) end
+return 1
+"""
+)
+
+# KEYS: asr:calls; ARGV: group, consumer, idle ms, call entry ids. Resets the idle time of the
+# entries this consumer still holds (0: keep them; large: hand them to the next XAUTOCLAIM).
+# Returns the entries it does not hold, each followed by 'taken' or 'gone'.
+CLAIM_OWN_SCRIPT = (
+    HOLDER
+    + """
+local out = {}
+for i = 4, #ARGV do
+  local who = holder(KEYS[1], ARGV[1], ARGV[i])
+  if not who then
+    table.insert(out, ARGV[i]); table.insert(out, 'gone')
+  elseif who ~= ARGV[2] then
+    table.insert(out, ARGV[i]); table.insert(out, 'taken')
+  else
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+  end
+end
+return out
+"""
+)
+
+
+# --- parsing what Redis and producers send -----------------------------------------------------
+
+
+def text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+Fields = dict[bytes, bytes]
+
+
+def entries(raw: object) -> list[tuple[str, Fields]]:
+    """[(id, {field: value})] from an XRANGE/XREAD/XAUTOCLAIM list of entries."""
+    out: list[tuple[str, Fields]] = []
+    if not isinstance(raw, list | tuple):
+        return out
+    for item in raw:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            continue
+        entry_id, fields = item
+        parsed: Fields = {}
+        if isinstance(fields, dict):
+            parsed = {k: v for k, v in fields.items() if isinstance(k, bytes) and isinstance(v, bytes)}
+        out.append((text(entry_id), parsed))
+    return out
+
+
+def streams(raw: object) -> list[tuple[str, list[tuple[str, Fields]]]]:
+    """[(stream, entries)] from an XREAD/XREADGROUP reply (RESP2 list or RESP3 map)."""
+    if isinstance(raw, dict):
+        return [(text(k), entries(v)) for k, v in raw.items()]
+    if isinstance(raw, list | tuple):
+        return [
+            (text(item[0]), entries(item[1]))
+            for item in raw
+            if isinstance(item, list | tuple) and len(item) == 2
+        ]
+    return []
+
+
+def json_object(raw: bytes | None) -> dict[str, object] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def next_id(entry_id: str) -> str:
+    """The smallest stream id after `entry_id`."""
+    ms, _, seq = entry_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    interaction_id: str
+    tenant_id: str | None
+    fmt: AudioFormat
+
+
+def parse_announcement(raw: bytes | None) -> tuple[Announcement | None, str | None, str]:
+    """(announcement, interaction_id if readable, problem)."""
+    body = json_object(raw)
+    if body is None:
+        return None, None, "the `data` field is not a JSON object"
+    iid = body.get("interaction_id")
+    readable = iid if isinstance(iid, str) and _valid_id(iid) else None
+    try:
+        interaction_id = check_id(iid if isinstance(iid, str) else None, "interaction_id")
+        tenant = body.get("tenant_id")
+        tenant_id = check_optional_id(tenant if isinstance(tenant, str) else None, "tenant_id")
+        fmt = AudioFormat.parse(
+            body.get("encoding", "linear16"), body.get("sample_rate", 8000), body.get("channels", 1)
+        )
+    except (BadRequest, AudioFormatError) as exc:
+        return None, readable, str(exc)
+    return Announcement(interaction_id, tenant_id, fmt), interaction_id, ""
+
+
+def _valid_id(value: str) -> bool:
+    try:
+        check_id(value, "interaction_id")
+    except BadRequest:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    audio: bytes = b""
+    end: bool = False
+
+
+def parse_frame(raw: bytes | None, fmt: AudioFormat) -> Frame | str:
+    """An audio entry of the seed system's shape, or what is wrong with it."""
+    body = json_object(raw)
+    if body is None:
+        return "the `data` field is not a JSON object"
+    if body.get("end") is True:
+        return Frame(end=True)
+    audio = body.get("audio")
+    if not isinstance(audio, str):
+        return "no base64 `audio`"
+    if "encoding" in body or "sample_rate" in body:
+        try:
+            declared = AudioFormat.parse(
+                body.get("encoding", fmt.encoding), body.get("sample_rate", fmt.sample_rate), fmt.channels
+            )
+        except AudioFormatError as exc:
+            return str(exc)
+        if declared != fmt:
+            return (
+                f"its audio is {declared.encoding} {declared.sample_rate} Hz; "
+                f"the call is {fmt.encoding} {fmt.sample_rate} Hz"
+            )
+    try:
+        return Frame(audio=base64.b64decode(audio, validate=True))
+    except (binascii.Error, ValueError):
+        return "`audio` is not valid base64"
+
+
+# --- one call this worker owns -------------------------------------------------------------
+
+
+def to_int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def int_or(value: object, default: int = 0) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, bytes | str):
+        with contextlib.suppress(ValueError):
+            return int(value)
+    return default
