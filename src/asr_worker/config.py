@@ -55,6 +55,7 @@ class Settings:
     deepgram_url: str = "wss://api.deepgram.com/v1/listen"
     deepgram_model: str = "nova-3"
     deepgram_language: str = "en-US"
+    deepgram_params: str = ""
     pubsub_adapter: str = "in_memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     worker_token: Secret | None = None
@@ -143,6 +144,13 @@ def _mock_options(text: str) -> str:
     return text.strip()
 
 
+def _deepgram_params(text: str) -> str:
+    from .providers.deepgram import parse_extra_params  # validated here so a typo fails at start
+
+    parse_extra_params(text)
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Option:
     field: str
@@ -164,6 +172,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("deepgram_url", "DEEPGRAM_URL", "Deepgram live endpoint", _url("ws", "wss")),
     Option("deepgram_model", "DEEPGRAM_MODEL", "Deepgram model", _text),
     Option("deepgram_language", "DEEPGRAM_LANGUAGE", "Deepgram language", _text),
+    Option(
+        "deepgram_params",
+        "DEEPGRAM_PARAMS",
+        "extra Deepgram query parameters, e.g. smart_format=true&endpointing=500",
+        _deepgram_params,
+    ),
     Option("pubsub_adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), _choice(*BUSES)),
     Option("redis_url", "REDIS_URL", "Redis for the redis_streams bus", _url("redis", "rediss", "unix")),
     Option(

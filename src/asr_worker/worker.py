@@ -26,6 +26,7 @@ from .core.clock import Clock, SystemClock
 from .core.session import Event, SessionConfig
 from .metrics import LiveTotals, WorkerMetrics
 from .providers import Provider, make_provider
+from .providers.base import ExportsMetrics
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 
@@ -60,6 +61,8 @@ class Worker:
         self.bus = bus or make_bus(settings)
         self.hub = EventHub()
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
+        if isinstance(self.provider, ExportsMetrics):
+            self.metrics.registry.register(self.provider.metrics_collector())
         self.manager = SessionManager(
             provider=self.provider,
             config=session_config(settings),

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..core.audio import AudioFormat
 from ..core.provider_events import ProviderEvent
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +64,11 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release what the provider shares between calls (models, pools)."""
+
+
+@runtime_checkable
+class ExportsMetrics(Protocol):
+    """A provider with series of its own (Deepgram's handshakes, garbage, breaker): the worker
+    adds its collector to the worker's registry, so /metrics shows them."""
+
+    def metrics_collector(self) -> Collector: ...
