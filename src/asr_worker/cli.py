@@ -10,9 +10,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__, logs
-from .config import ConfigError, Settings, add_arguments, load_settings
+from .config import ConfigError, Settings, add_arguments, load_settings, parse_options
+
+if TYPE_CHECKING:
+    from .dgserver.settings import DgServerSettings
 
 log = logging.getLogger("asr_worker")
 
@@ -62,7 +66,51 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--token", default=None, help="bearer token [env ASR_WORKER_TOKEN]")
     _raw_format_arguments(stream)
     stream.set_defaults(command=_stream)
+
+    dg_server = commands.add_parser(
+        "dg-server",
+        help="serve Deepgram's live /v1/listen protocol from the local engine (for SDKs and tests)",
+        description="A local server that speaks Deepgram's live /v1/listen protocol, backed by the "
+        "speech engine ASR_PROVIDER names, with fault-injection flags. The official Deepgram SDKs "
+        "can talk to it. Every option is also an environment variable.",
+    )
+    from .dgserver.settings import DG_OPTIONS, DgServerSettings
+
+    add_arguments(
+        dg_server,
+        DG_OPTIONS,
+        DgServerSettings(),
+        title="dg-server (flag, or environment variable)",
+        dest_prefix="dg_",
+    )
+    add_arguments(dg_server, title="speech engine (flag, or environment variable)", exclude=_WORKER_ONLY)
+    dg_server.set_defaults(command=_dg_server)
     return parser
+
+
+# Worker settings that mean nothing to dg-server (it has its own address and key).
+_WORKER_ONLY = frozenset(
+    {
+        "host",
+        "port",
+        "worker_token",
+        "pubsub_adapter",
+        "redis_url",
+        "claim_idle_s",
+        "deepgram_api_key",
+        "deepgram_url",
+        "deepgram_model",
+        "deepgram_language",
+        "deepgram_params",
+        "max_sessions",
+        "max_buffer_ms",
+        "keepalive_s",
+        "session_grace_s",
+        "send_chunk_ms",
+        "finalize_timeout_s",
+        "max_retained_s",
+    }
+)
 
 
 def _raw_format_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +145,40 @@ async def _serve_until_signalled(settings: Settings) -> int:
     except OSError as exc:
         print(
             f"asr-worker: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _dg_server(args: argparse.Namespace) -> int:
+    from .dgserver.settings import DG_OPTIONS, DgServerSettings
+
+    dg = DgServerSettings(**parse_options(DG_OPTIONS, os.environ, args, "dg_"))  # type: ignore[arg-type]
+    settings = load_settings(os.environ, args)
+    if settings.provider == "deepgram":
+        raise ConfigError("ASR_PROVIDER=deepgram makes no sense for dg-server: it serves a local engine")
+    logs.configure(settings.log_level)
+    if dg.api_key is not None:
+        logs.register_secret(dg.api_key.reveal())
+    return asyncio.run(_dg_server_until_signalled(settings, dg))
+
+
+async def _dg_server_until_signalled(settings: Settings, dg: DgServerSettings) -> int:
+    from .dgserver.main import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await serve(settings, dg, stop)
+    except (ValueError, ImportError) as exc:
+        print(f"asr-worker dg-server: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"asr-worker dg-server: cannot listen on {dg.host}:{dg.port}: {exc.strerror or exc}",
             file=sys.stderr,
         )
         return 1

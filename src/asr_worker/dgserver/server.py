@@ -52,6 +52,7 @@ class HandshakeRecord:
     request_id: str
     query: list[tuple[str, str]]
     headers: dict[str, str]
+    at: float  # loop time of arrival
     status: int = 0  # 101 when accepted
 
 
@@ -172,7 +173,9 @@ class DeepgramServer:
 
     async def _listen(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
-        record = HandshakeRecord(request_id, list(request.query.items()), dict(request.headers))
+        record = HandshakeRecord(
+            request_id, list(request.query.items()), dict(request.headers), asyncio.get_running_loop().time()
+        )
         self.handshakes.append(record)
         faults = self.faults
         if faults.handshake_delay_ms:

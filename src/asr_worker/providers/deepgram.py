@@ -55,6 +55,10 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 log = logging.getLogger("asr_worker.deepgram")
+# websockets logs every handshake header at DEBUG, the Authorization header (the key) among
+# them: its logger for our connections never goes below INFO, whatever ASR_LOG_LEVEL says.
+_wire_log = logging.getLogger("asr_worker.deepgram.wire")
+_wire_log.setLevel(logging.INFO)
 
 # Query keys that describe the audio: they always come from the call, never from configuration.
 AUDIO_KEYS: Final = frozenset({"encoding", "sample_rate", "channels", "multichannel"})
@@ -182,7 +186,7 @@ class DeepgramProvider:
 
     async def open(self, request: StreamRequest) -> DeepgramStream:
         now = self._clock.monotonic()
-        if not request.reconnect and not self.breaker.allow_new(now):
+        if request.attempt == 1 and not self.breaker.allow_new(now):
             self.metrics.failed_fast.inc()
             raise ProviderError(
                 "provider_unavailable",
@@ -208,6 +212,7 @@ class DeepgramProvider:
                 close_timeout=self.options.close_timeout_s,
                 max_size=1 << 22,
                 max_queue=64,
+                logger=_wire_log,
             )
         except InvalidStatus as exc:
             raise self._refused(exc.response) from None
@@ -423,21 +428,7 @@ class DeepgramStream:
             (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (protocol.CLOSE_ABNORMAL, "")
         )
         self._metrics.closes.labels(str(code)).inc()
-        shown = f"{code} {reason[:200]}".strip()
-        if code in protocol.NON_RETRYABLE_CLOSE_CODES:
-            return ProviderError(
-                "provider_rejected",
-                f"Deepgram refused the stream ({shown}); the same audio sent again would fail the same way",
-                retryable=False,
-                status=code,
-            )
-        if code == protocol.CLOSE_ABNORMAL:
-            return ProviderError(
-                "connection_lost", "the connection to Deepgram dropped without a close frame", retryable=True
-            )
-        if code == protocol.CLOSE_INTERNAL and "net0001" in reason.lower():
-            return ProviderError("idle_timeout", f"Deepgram closed an idle stream ({shown})", retryable=True)
-        return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
+        return close_error(code, reason)
 
     def _garbage(self, exc: ProtocolViolation) -> None:
         self._metrics.garbage.labels(exc.kind).inc()
@@ -447,6 +438,25 @@ class DeepgramStream:
                 "deepgram sent a message that is not valid protocol; skipping such messages",
                 extra={"interaction_id": self._interaction_id, "kind": exc.kind, "detail": exc.detail[:200]},
             )
+
+
+def close_error(code: int, reason: str) -> ProviderError:
+    """What a close the worker did not ask for means for the call."""
+    shown = f"{code} {reason[:200]}".strip()
+    if code in protocol.NON_RETRYABLE_CLOSE_CODES:
+        return ProviderError(
+            "provider_rejected",
+            f"Deepgram refused the stream ({shown}); the same audio sent again would fail the same way",
+            retryable=False,
+            status=code,
+        )
+    if code == protocol.CLOSE_ABNORMAL:
+        return ProviderError(
+            "connection_lost", "the connection to Deepgram dropped without a close frame", retryable=True
+        )
+    if code == protocol.CLOSE_INTERNAL and "net0001" in reason.lower():
+        return ProviderError("idle_timeout", f"Deepgram closed an idle stream ({shown})", retryable=True)
+    return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
 
 
 def _close_of(conn: ClientConnection) -> tuple[int, str]:

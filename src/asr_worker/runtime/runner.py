@@ -199,7 +199,9 @@ class SessionRunner:
 
     async def _open_and_read(self, action: OpenStream) -> None:
         conn_id, core = action.conn_id, self.core
-        request = StreamRequest(core.interaction_id, core.tenant_id, core.fmt, reconnect=action.reconnect)
+        request = StreamRequest(
+            core.interaction_id, core.tenant_id, core.fmt, reconnect=action.reconnect, attempt=conn_id
+        )
         try:
             stream = await self._provider.open(request)
         except Exception as exc:
