@@ -139,7 +139,7 @@ class ListenParams:
         if endpointing_text in ("false", "true"):
             endpointing = None if endpointing_text == "false" else 10
         else:
-            endpointing = _int_param(query, "endpointing", None, 0, 60_000)
+            endpointing = _int_param(query, "endpointing", 10, 0, 60_000)
         utterance_end = query.get("utterance_end_ms")
         return cls(
             encoding=encoding,
