@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__, logs
@@ -119,13 +119,24 @@ def _raw_format_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", default="1", help="raw audio: 1 or 2")
 
 
+def run_loop(main: Coroutine[object, object, int]) -> int:
+    """Run a server on uvloop where it is installed (Linux and macOS wheels): sockets, timers
+    and callbacks are about half of the worker's CPU, and uvloop does them in C."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(os.environ, args)
     logs.configure(settings.log_level)
     for secret in (settings.deepgram_api_key, settings.worker_token):
         if secret is not None:
             logs.register_secret(secret.reveal())
-    return asyncio.run(_serve_until_signalled(settings))
+    return run_loop(_serve_until_signalled(settings))
 
 
 async def _serve_until_signalled(settings: Settings) -> int:
@@ -161,7 +172,7 @@ def _dg_server(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     if dg.api_key is not None:
         logs.register_secret(dg.api_key.reveal())
-    return asyncio.run(_dg_server_until_signalled(settings, dg))
+    return run_loop(_dg_server_until_signalled(settings, dg))
 
 
 async def _dg_server_until_signalled(settings: Settings, dg: DgServerSettings) -> int:

@@ -148,7 +148,7 @@ class DeepgramServer:
         runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = web.TCPSite(runner, host, port, backlog=1024)
             await site.start()
             self.port = _bound_port(runner, port)
             yield self
