@@ -16,7 +16,7 @@ from array import array
 import numpy as np
 
 from asr_worker.dgserver import ConnectionRecord, DeepgramServer
-from asr_worker.providers.mock import MockProvider
+from asr_worker.providers.mock import MockOptions, MockProvider
 
 from .common import FRAME_BYTES, MAGIC, STAMP
 
@@ -66,7 +66,10 @@ async def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     arrivals = Arrivals()
-    server = DeepgramServer(MockProvider(), record_audio=False, max_records=10, audio_hook=arrivals)
+    # Results at about Deepgram's own pace: an interim every 0.5 s of speech, a final every 2 s
+    # (the mock's default, a result every 0.2 s, would make every client parse 2.5x more).
+    provider = MockProvider(MockOptions(word_ms=500, words_per_final=4))
+    server = DeepgramServer(provider, record_audio=False, max_records=10, audio_hook=arrivals)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
