@@ -319,12 +319,13 @@ class _Connection:
             if msg.type is WSMsgType.BINARY:
                 data: bytes = msg.data
                 if not data:  # the legacy end-of-stream signal: same as CloseStream
-                    record.messages.append(("audio", 0))
+                    if record.record_audio:
+                        record.messages.append(("audio", 0))
                     await self._control("CloseStream", stream)
                     continue
                 record.bytes_received += len(data)
-                record.messages.append(("audio", len(data)))
-                if record.record_audio:
+                if record.record_audio:  # tests; a long-running server keeps nothing per message
+                    record.messages.append(("audio", len(data)))
                     record.audio += data
                 self._sha.update(data)
                 if hook is not None:
@@ -336,7 +337,8 @@ class _Connection:
                 except ProviderError:
                     return  # the writer sees the same failure from events() and closes
             elif msg.type is WSMsgType.TEXT:
-                record.messages.append(("text", msg.data))
+                if record.record_audio:
+                    record.messages.append(("text", msg.data))
                 try:
                     message = json.loads(msg.data)
                     kind = message.get("type") if isinstance(message, dict) else None
