@@ -55,3 +55,11 @@ def proc_sample(pid: int, at: float) -> ProcSample:
     with open(f"/proc/{pid}/statm") as f:
         rss = int(f.read().split()[1]) * PAGE_BYTES
     return ProcSample(at, cpu, rss)
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ProcSample, proc_sample
+from .common import ProcSample, machine_busy_s, proc_sample
 
 WARMUP_S = 2.0  # after the first frame: connections settle, first results flow
 COOLDOWN_S = 0.5  # before the last frame
@@ -70,7 +70,9 @@ class Sampler:
             self.samples[name].append(proc_sample(pid, time.monotonic()))
 
     def _run(self) -> None:
+        self.samples["machine"] = []
         while not self._stop.wait(self.every_s):
+            self.samples["machine"].append(ProcSample(time.monotonic(), machine_busy_s(), 0))
             for name, pid in list(self._pids.items()):
                 self._sample(name, pid)
 
@@ -104,6 +106,7 @@ class Run:
     cores: float = float("nan")  # of the process under test
     driver_cores: float = float("nan")
     sink_cores: float = float("nan")
+    other_cores: float = float("nan")  # every other process on the machine: other work's load
     rss_per_call: float = float("nan")
     latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     max_gap_ms: float = float("nan")
@@ -219,6 +222,10 @@ def run_phase(mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict
     run.driver_cores = sampler.cpu_cores("driver", t0, t1)
     under_test = {"worker": "worker", "sdk": "driver", "pace": "driver"}[mode]
     run.cores = sampler.cpu_cores(under_test, t0, t1)
+    ours = sum(
+        sampler.cpu_cores(name, t0, t1) for name in ("worker", "driver", "sink") if name in sampler.samples
+    )
+    run.other_cores = max(0.0, sampler.cpu_cores("machine", t0, t1) - ours)
     baseline = (
         sampler.rss_before("worker", driver_started) if mode == "worker" else int(drive["rss_start"][0])
     )
@@ -285,6 +292,7 @@ def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
             f"{cores(worker.driver_cores)} / {cores(worker.sink_cores)}",
             f"- / {cores(sdk.sink_cores)}" if sdk else "n/a",
         ),
+        ("other processes' cores", cores(worker.other_cores), cores(sdk.other_cores) if sdk else "n/a"),
     ]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
@@ -341,6 +349,7 @@ def main() -> None:
                         if len(run.latencies_ms)
                         else None,
                         "max_gap_ms": run.max_gap_ms,
+                        "other_cores": run.other_cores,
                         "missing_frames": run.missing_frames,
                         "ended": run.ended,
                     }
