@@ -311,6 +311,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--no-sdk", action="store_true", help="measure the worker only")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep", help="keep the raw send and arrival records (.npz) in this directory")
     parser.add_argument(
         "--worker-env",
         action="append",
@@ -322,7 +323,9 @@ def main() -> None:
     worker_env = dict(item.split("=", 1) for item in args.worker_env)
     load_before = os.getloadavg()
     runs: dict[str, Run] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-dg-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-dg-") as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         phases = ["worker"] if args.no_sdk else ["worker", "sdk", "pace"]
         for mode in phases:
             print(f"running {mode}: {args.calls} calls x {args.seconds:g} s ...", file=sys.stderr, flush=True)
