@@ -12,10 +12,12 @@ Three runs, each process on its own, CPU and memory read from /proc every 0.5 s:
    per call, in the driver process;
 3. pace: the driver's pacing and stamping alone, no sockets, to take out of the SDK's figure.
 
-Printed: CPU seconds per call-second (steady state, ramp-up and end excluded), p50/p99/max
-forward latency (a frame's send at the driver to its arrival at the sink, both on the
-machine's one monotonic clock), the largest gap between a connection's audio messages at the
-sink, memory per call (RSS growth / N), and the worker's CPU as a ratio to the bare SDK's.
+Printed: CPU seconds per call-second and p50/p99/max forward latency over the steady state
+(all calls in; the first 2 s and the last 0.5 s, when calls ramp up and all end at once, left
+out; the whole run's p99 and max are printed too). Forward latency is a frame's send at the
+driver to its arrival at the sink, both on the machine's one monotonic clock. Also: the largest
+gap between a connection's audio messages at the sink, memory per call (RSS growth / N), the
+other processes' load during the window, and the worker's CPU as a ratio to the bare SDK's.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class Run:
     sink_cores: float = float("nan")
     other_cores: float = float("nan")  # every other process on the machine: other work's load
     rss_per_call: float = float("nan")
-    latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # frames sent in the window
+    all_latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # every frame
     max_gap_ms: float = float("nan")
     missing_frames: int = 0
     results: int = 0
@@ -240,7 +243,9 @@ def run_phase(mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]  # a replayed frame counts at its first arrival
         keys, times = keys[first], times[first]
-        run.latencies_ms = (times - sent_at.reshape(-1)[keys]) * 1000
+        sent = sent_at.reshape(-1)[keys]
+        run.all_latencies_ms = (times - sent) * 1000
+        run.latencies_ms = run.all_latencies_ms[(sent >= t0) & (sent <= t1)]
         run.missing_frames = int(np.count_nonzero(~np.isnan(sent_at))) - len(keys)
         gaps = sink["max_gaps"]
         run.max_gap_ms = float(gaps.max() * 1000) if len(gaps) else float("nan")
@@ -259,10 +264,11 @@ def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
     def cores(value: float | None) -> str:
         return "n/a" if value is None or np.isnan(value) else f"{value:.2f}"
 
-    def pct(run: Run | None, q: float) -> str:
-        if run is None or not len(run.latencies_ms):
+    def pct(run: Run | None, q: float, whole: bool = False) -> str:
+        values = None if run is None else run.all_latencies_ms if whole else run.latencies_ms
+        if values is None or not len(values):
             return "n/a"
-        return f"{np.percentile(run.latencies_ms, q):.1f} ms"
+        return f"{np.percentile(values, q):.1f} ms"
 
     def kib(run: Run | None) -> str:
         return "n/a" if run is None else f"{run.rss_per_call / 1024:.0f} KiB"
@@ -283,6 +289,11 @@ def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
         ("forward latency p50", pct(worker, 50), pct(sdk, 50)),
         ("forward latency p99", pct(worker, 99), pct(sdk, 99)),
         ("forward latency max", pct(worker, 100), pct(sdk, 100)),
+        (
+            "  whole run p99 / max",
+            f"{pct(worker, 99, True)} / {pct(worker, 100, True)}",
+            f"{pct(sdk, 99, True)} / {pct(sdk, 100, True)}" if sdk else "n/a",
+        ),
         ("largest send gap", f"{worker.max_gap_ms:.0f} ms", f"{sdk.max_gap_ms:.0f} ms" if sdk else "n/a"),
         ("memory per call", kib(worker), kib(sdk)),
         ("frames lost", str(worker.missing_frames), str(sdk.missing_frames) if sdk else "n/a"),
@@ -352,6 +363,9 @@ def main() -> None:
                         if len(run.latencies_ms)
                         else None,
                         "max_gap_ms": run.max_gap_ms,
+                        "whole_run_p99_ms": float(np.percentile(run.all_latencies_ms, 99))
+                        if len(run.all_latencies_ms)
+                        else None,
                         "other_cores": run.other_cores,
                         "missing_frames": run.missing_frames,
                         "ended": run.ended,
