@@ -158,8 +158,21 @@ def wait_http(url: str, timeout_s: float = 20.0) -> None:
             time.sleep(0.05)
 
 
-def run_phase(mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict[str, str]) -> Run:
+def pin(pid: int, cpu: int | None) -> None:
+    """Keep a process on one CPU (when the machine has two or more and --pin is on)."""
+    if cpu is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def run_phase(
+    mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict[str, str], pinned: bool
+) -> Run:
+    """One measured run. With `pinned`, the process under test (the worker, or the SDK's
+    driver) has CPU 0 and the harness (sink, worker-mode driver) CPU 1: "N calls on one core",
+    without the harness taking turns on it. Other work on the machine is not pinned."""
     py = sys.executable
+    under_test_cpu, harness_cpu = (0, 1) if pinned else (None, None)
     run = Run(mode, calls)
     drive_out, sink_out = tmp / f"{mode}-drive.npz", tmp / f"{mode}-sink.npz"
     with contextlib.ExitStack() as stack, Sampler() as sampler:
@@ -172,6 +185,7 @@ def run_phase(mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict
                     wait_line="ready",
                 )
             )
+            pin(sink.pid, harness_cpu)
             sampler.watch("sink", sink.pid)
             url = f"ws://127.0.0.1:{sink_port}"
         if mode == "worker":
@@ -190,6 +204,7 @@ def run_phase(mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict
                     },
                 )
             )
+            pin(worker.pid, under_test_cpu)
             wait_http(f"http://127.0.0.1:{port}/health")
             sampler.watch("worker", worker.pid)
             url = f"ws://127.0.0.1:{port}"
@@ -213,6 +228,7 @@ def run_phase(mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict
             stdout=subprocess.PIPE,
             text=True,
         )
+        pin(driver.pid, harness_cpu if mode == "worker" else under_test_cpu)
         sampler.watch("driver", driver.pid)
         out, _ = driver.communicate(timeout=seconds + 120)
         if driver.returncode != 0:
@@ -321,6 +337,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--no-sdk", action="store_true", help="measure the worker only")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the process under test to CPU 0, the harness to CPU 1",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", help="keep the raw send and arrival records (.npz) in this directory")
     parser.add_argument(
@@ -332,6 +353,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    pinned = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     load_before = os.getloadavg()
     runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="bench-dg-") as scratch:
@@ -340,11 +362,12 @@ def main() -> None:
         phases = ["worker"] if args.no_sdk else ["worker", "sdk", "pace"]
         for mode in phases:
             print(f"running {mode}: {args.calls} calls x {args.seconds:g} s ...", file=sys.stderr, flush=True)
-            runs[mode] = run_phase(mode, args.calls, args.seconds, Path(tmp), worker_env)
+            runs[mode] = run_phase(mode, args.calls, args.seconds, Path(tmp), worker_env, pinned)
     print(
         f"python -m bench.deepgram --calls {args.calls} --seconds {args.seconds:g}"
         + "".join(f" --worker-env {e}" for e in args.worker_env)
-        + f"   (load average before: {load_before[0]:.2f}, {os.cpu_count()} cores)"
+        + f"   (load average before: {load_before[0]:.2f}, {os.cpu_count()} cores"
+        + (", the process under test on CPU 0, the harness on CPU 1)" if pinned else ")")
     )
     print(table(runs, args.calls, args.seconds))
     if args.json:
