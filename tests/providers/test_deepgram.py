@@ -136,8 +136,13 @@ async def test_a_dropped_connection_loses_no_audio_and_repeats_no_word(
         await call.end()
         await call.collect()
         reconnected = await _metric(http, worker, "asr_provider_connections_reconnected_total")
+        reason = "connection_lost" if fault == "drop_after_ms" else "provider_closed"
+        failed = await _metric(
+            http, worker, f'asr_provider_connections_failed_total{{provider="deepgram",reason="{reason}"}}'
+        )
+        replayed = await _metric(http, worker, "asr_audio_replayed_seconds_total")
     first, second = server.connections[0], server.connections[1]
-    assert len(server.connections) == 2 and reconnected == 1
+    assert len(server.connections) == 2 and reconnected == 1 and failed == 1
     assert first.closed_by in ("abort", "server") and first.close_code in (1006, 1011)
     covered = _covered_bytes(first)
     assert 0 < covered < len(first.audio), "the drop left audio no final had covered"
@@ -145,6 +150,7 @@ async def test_a_dropped_connection_loses_no_audio_and_repeats_no_word(
     # connection's finals covered, then the second connection from exactly that byte on.
     assert bytes(first.audio[:covered]) + bytes(second.audio) == audio
     assert bytes(first.audio) == audio[: len(first.audio)]
+    assert replayed == pytest.approx(PCM8K.seconds(len(first.audio) - covered))
     # ... and the call's final words are complete and unrepeated, with call-relative times.
     assert call.final_words() == expected_words(audio, PCM8K)
     finals = [e for e in call.of("transcript") if e["is_final"] and e["words"]]

@@ -2,8 +2,8 @@
 everyone, new calls fail at once instead of each one piling up retries against it.
 
 CLOSED: everything goes through; `threshold` connection failures in a row open it.
-OPEN: new calls are refused (`allow_new` is False) for `cooldown_s`; calls already live keep
-reconnecting with their own backoff, and each of their attempts is a probe.
+OPEN: new calls are refused (`allow_new` is False) for `cooldown_s`; calls already admitted keep
+retrying with their own backoff, and each of their attempts is a probe.
 HALF_OPEN (after the cooldown): the next attempt goes through; success closes the breaker,
 failure opens it for another cooldown.
 

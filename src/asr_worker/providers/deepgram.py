@@ -14,7 +14,9 @@ whose `retryable` flag is the decision the core needs:
   counted, logged once per stream, skipped.
 
 A circuit breaker shared by all calls fails *new* calls at once while Deepgram is failing for
-everyone (and `/health` says so); live calls keep reconnecting with their own backoff.
+everyone (and `/health` says so): a call's first connection attempt (`StreamRequest.attempt`
+1) is refused; calls already admitted keep retrying with their own backoff, and those
+attempts are the probes that close it again.
 The API key goes into the `Authorization` header and nowhere else: no message, log line or
 metric label built here contains a request header.
 """
