@@ -302,3 +302,17 @@ async def test_dg_server_refuses_a_bad_flag_with_one_line() -> None:
     lines = stderr.decode().strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1
     assert "--faults fault drop_after_ms must be a whole number" in lines[0]
+
+
+async def test_an_engine_that_never_finishes_is_closed_1011_after_close_stream() -> None:
+    async with (
+        running_dg_server(idle_timeout_s=0.5, hang_close=True) as server,
+        connect(server.url + QUERY) as ws,
+    ):
+        await ws.send(speechlike(0.2))
+        await ws.send(protocol.CLOSE_STREAM)
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(5):
+                async for _ in ws:
+                    pass
+        assert ws.close_code == 1011 and ws.close_reason == protocol.NET0000_REASON

@@ -389,6 +389,7 @@ class _Connection:
         return False
 
     async def _idle_watch(self) -> None:
+        """Deepgram's idle close; and, after CloseStream, a bound on the engine's last results."""
         loop = asyncio.get_running_loop()
         timeout = self.server.idle_timeout_s
         while not self._close_requested:
@@ -397,6 +398,8 @@ class _Connection:
                 await self.close(protocol.CLOSE_INTERNAL, protocol.NET0001_REASON)
                 return
             await asyncio.sleep(remaining)
+        await asyncio.sleep(timeout)  # the writer closes long before this, unless the engine hangs
+        await self.close(protocol.CLOSE_INTERNAL, protocol.NET0000_REASON)
 
     # --- output ---------------------------------------------------------------------------
 
