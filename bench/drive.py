@@ -95,10 +95,9 @@ class Calls:
                     return
 
     async def _open_sdk(self, i: int, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> Send:
+        from deepgram import AsyncDeepgramClient
         from deepgram.core.events import EventType
         from deepgram.environment import DeepgramClientEnvironment
-
-        from deepgram import AsyncDeepgramClient
 
         base = self.url.replace("ws://", "http://")
         client = AsyncDeepgramClient(

@@ -243,6 +243,8 @@ async def dg_server_process(*args: str) -> AsyncIterator[int]:
         assert process.returncode == 0, stderr.decode()
 
 
+# deepgram-sdk 7.x uses websockets' legacy client, which warns that it is deprecated.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 async def test_the_official_deepgram_sdk_streams_a_file_through_dg_server(tmp_path: Path) -> None:
     from deepgram import AsyncDeepgramClient
     from deepgram.core.events import EventType
