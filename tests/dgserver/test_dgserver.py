@@ -318,3 +318,28 @@ async def test_an_engine_that_never_finishes_is_closed_1011_after_close_stream()
                 async for _ in ws:
                     pass
         assert ws.close_code == 1011 and ws.close_reason == protocol.NET0000_REASON
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["dg-server"], {"ASR_PROVIDER": "deepgram"}, "makes no sense for dg-server"),
+        (["serve"], {"DEEPGRAM_PARAMS": "sample_rate=16000"}, "DEEPGRAM_PARAMS may not set sample_rate"),
+        (["serve"], {"DEEPGRAM_PARAMS": "==&"}, "DEEPGRAM_PARAMS must be query parameters"),
+    ],
+)
+async def test_bad_deepgram_settings_fail_at_start_with_one_line(
+    args: list[str], env: dict[str, str], says: str
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asr_worker",
+        *args,
+        env={**os.environ, "DEEPGRAM_API_KEY": "k", **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    lines = stderr.decode().strip().splitlines()
+    assert process.returncode == 2 and len(lines) == 1 and says in lines[0], lines
