@@ -343,3 +343,14 @@ async def test_bad_deepgram_settings_fail_at_start_with_one_line(
     _, stderr = await asyncio.wait_for(process.communicate(), 20)
     lines = stderr.decode().strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1 and says in lines[0], lines
+
+
+async def test_an_engine_failure_closes_the_stream_1011_with_its_reason() -> None:
+    async with running_dg_server(drop_after_ms=300) as server, connect(server.url + QUERY) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            for chunk in frames(speechlike(1.0), ms=100):
+                await ws.send(chunk)
+            async with asyncio.timeout(5):
+                async for _ in ws:
+                    pass
+        assert ws.close_code == 1011 and "mock stream dropped" in (ws.close_reason or "")

@@ -282,10 +282,13 @@ class _Connection:
                 idle = tg.create_task(self._idle_watch())
                 await self._read(stream)
                 idle.cancel()
-                if self._close_requested and not writer.done():
-                    # The writer is sending the last results and Metadata, then closes; bounded.
+                if not writer.done() and not (self._closed or self.ws.closed):
+                    # The socket is open but the reader stopped (CloseStream, or the engine
+                    # failed): the writer sends what is left, then closes with the right code.
                     await asyncio.wait({writer}, timeout=2.0)
                 writer.cancel()
+            if not (self._closed or self.ws.closed):
+                await self.close(protocol.CLOSE_INTERNAL, "the speech engine stopped")
         finally:
             with contextlib.suppress(Exception):
                 await stream.abort()

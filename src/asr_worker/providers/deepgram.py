@@ -255,7 +255,9 @@ class DeepgramProvider:
             )
         if self._refusal is not None:
             return ProviderHealth(False, self._refusal)
-        return ProviderHealth(True, "connected" if self.breaker.failures == 0 else self._last_failure)
+        return ProviderHealth(
+            True, "ok" if self.breaker.failures == 0 else f"recovering: {self._last_failure}"
+        )
 
     async def aclose(self) -> None:
         return None  # every connection belongs to a stream, which its session closes
