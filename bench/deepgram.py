@@ -293,7 +293,7 @@ def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
         ("", "asr-worker", "deepgram-sdk direct"),
         ("calls x seconds", f"{calls} x {seconds:g}", f"{calls} x {seconds:g}" if sdk else "n/a"),
         (
-            "CPU per call-second",
+            "CPU time per call-second",
             per_call_s(worker.cores),
             per_call_s(sdk_net) + " (net of pacing)" if sdk_net is not None else "n/a",
         ),

@@ -18,7 +18,7 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for row in ("CPU per call-second", "forward latency p99", "largest send gap", "memory per call"):
+    for row in ("CPU time per call-second", "forward latency p99", "largest send gap", "memory per call"):
         assert row in result.stdout
     assert "asr-worker CPU / deepgram-sdk CPU" in result.stdout
     data = json.loads(figures.read_text())
