@@ -276,7 +276,7 @@ async def test_the_circuit_breaker_fails_new_calls_fast_while_deepgram_is_down(
         async with deepgram_worker(server, provider=provider, max_retained_s=30.0) as worker:
             live = await connect(http, worker, "live")
             await live.send_frames(frames(speechlike(0.4)))
-            await _wait_for(lambda: len(server.handshakes) >= 3)
+            await _wait_for(lambda: provider.breaker.opened_at is not None)  # 3 refusals in a row
             async with http.get(f"{base_url(worker)}/health") as response:
                 down = await response.json()
             started = asyncio.get_running_loop().time()
