@@ -188,7 +188,7 @@ async def test_a_silent_caller_is_kept_alive_with_keepalives(
         assert call.of("session_ended")[0]["reconnects"] == 0
     else:
         assert first.close_code == 1011 and first.close_reason == protocol.NET0001_REASON
-        assert len(server.connections) == 2  # the worker reconnected; nothing was lost either
+        assert len(server.connections) >= 2  # the worker reconnected; nothing was lost either
     assert call.final_words() == expected_words(speech_1 + speech_2, PCM8K)
 
 
