@@ -302,7 +302,8 @@ class _Connection:
         self._closed = True
         self.record.close_code, self.record.close_reason, self.record.closed_by = code, reason, "server"
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=code, message=reason.encode()[:123])
+            # A close reason fits in 123 bytes; cut on a character boundary.
+            await self.ws.close(code=code, message=reason.encode()[:123].decode("utf-8", "ignore").encode())
 
     def _abort(self) -> None:
         """End the TCP connection with no close frame, as a network fault does."""
