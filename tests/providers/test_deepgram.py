@@ -14,11 +14,14 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
+from asr_worker.core.provider_events import ProviderError
 from asr_worker.deepgram import protocol
 from asr_worker.dgserver import ConnectionRecord, Faults
+from asr_worker.providers.base import StreamRequest
+from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider
 from asr_worker.providers.mock import expected_words
 from asr_worker.worker import Worker
-from tests.conftest import base_url
+from tests.conftest import base_url, free_port
 from tests.support.audio import PCM8K, frames, silence, speechlike
 from tests.support.client import CallClient, connect
 from tests.support.dg_server import deepgram_provider, deepgram_worker, running_dg_server
@@ -329,3 +332,17 @@ async def test_two_channel_calls_ask_for_multichannel(http: aiohttp.ClientSessio
         await call.collect()
     query = dict(server.connections[0].query)
     assert query["channels"] == "2" and query["multichannel"] == "true"
+
+
+async def test_a_silent_server_times_out_and_a_closed_port_fails_both_retryably() -> None:
+    request = StreamRequest("call-1", None, PCM8K)
+    async with running_dg_server(faults=Faults(handshake_delay_ms=800)) as server:
+        provider = deepgram_provider(server, open_timeout_s=0.3)
+        with pytest.raises(ProviderError) as timed_out:
+            await provider.open(request)
+    assert timed_out.value.code == "connect_timeout" and timed_out.value.retryable
+    nobody = DeepgramProvider(DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key="k"))
+    with pytest.raises(ProviderError) as refused:
+        await nobody.open(request)
+    assert refused.value.code == "connect_failed" and refused.value.retryable
+    assert "k" not in refused.value.message.split()
