@@ -346,3 +346,27 @@ async def test_a_silent_server_times_out_and_a_closed_port_fails_both_retryably(
         await nobody.open(request)
     assert refused.value.code == "connect_failed" and refused.value.retryable
     assert "k" not in refused.value.message.split()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "err_code"),
+    [
+        (400, "bad_request", "Bad Request"),
+        (402, "payment_required", "ASR_PAYMENT_REQUIRED"),
+        (403, "forbidden", "FORBIDDEN"),
+    ],
+)
+async def test_every_fatal_refusal_fails_the_call_once_with_deepgrams_words(
+    http: aiohttp.ClientSession, status: int, code: str, err_code: str
+) -> None:
+    async with (
+        running_dg_server(faults=Faults(reject_status=status)) as server,
+        deepgram_worker(server) as worker,
+    ):
+        call = await connect(http, worker, f"refused-{status}")
+        with contextlib.suppress(ConnectionError):
+            await call.send_frames(frames(speechlike(0.5)))
+        await call.collect()
+    errors = call.of("error")
+    assert [e["code"] for e in errors] == [code] and err_code in str(errors[0]["message"])
+    assert len(server.handshakes) == 1
