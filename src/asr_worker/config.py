@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -55,6 +55,7 @@ class Settings:
     deepgram_url: str = "wss://api.deepgram.com/v1/listen"
     deepgram_model: str = "nova-3"
     deepgram_language: str = "en-US"
+    deepgram_params: str = ""
     pubsub_adapter: str = "in_memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     worker_token: Secret | None = None
@@ -191,6 +192,13 @@ def _language(text: str) -> str:
     return value
 
 
+def _deepgram_params(text: str) -> str:
+    from .providers.deepgram import parse_extra_params  # validated here so a typo fails at start
+
+    parse_extra_params(text)
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Option:
     field: str
@@ -213,6 +221,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("deepgram_url", "DEEPGRAM_URL", "Deepgram live endpoint", _url("ws", "wss")),
     Option("deepgram_model", "DEEPGRAM_MODEL", "Deepgram model", _text),
     Option("deepgram_language", "DEEPGRAM_LANGUAGE", "Deepgram language", _text),
+    Option(
+        "deepgram_params",
+        "DEEPGRAM_PARAMS",
+        "extra Deepgram query parameters, e.g. smart_format=true&endpointing=500",
+        _deepgram_params,
+    ),
     Option("pubsub_adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), _choice(*BUSES)),
     Option("redis_url", "REDIS_URL", "Redis for the redis_streams bus", _url("redis", "rediss", "unix")),
     Option(
@@ -347,11 +361,21 @@ OPTIONS: Final[tuple[Option, ...]] = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    options: Sequence[Option] = OPTIONS,
+    defaults: object | None = None,
+    *,
+    title: str = "configuration (flag, or environment variable)",
+    dest_prefix: str = "cfg_",
+    exclude: Collection[str] = (),
+) -> None:
     """One flag per option; its help names the variable and the default."""
-    defaults = Settings()
-    group = parser.add_argument_group("configuration (flag, or environment variable)")
-    for opt in OPTIONS:
+    defaults = Settings() if defaults is None else defaults
+    group = parser.add_argument_group(title)
+    for opt in options:
+        if opt.field in exclude:
+            continue
         default = getattr(defaults, opt.field)
         shown = "none" if default is None or default == "" else default
         if opt.switch:
@@ -366,17 +390,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         group.add_argument(
             opt.flag,
-            dest=f"cfg_{opt.field}",
+            dest=f"{dest_prefix}{opt.field}",
             default=None,
             metavar=opt.env,
             help=f"{opt.help} [env {opt.env}; default {shown}]",
         )
 
 
-def load_settings(env: Mapping[str, str], flags: argparse.Namespace | None = None) -> Settings:
+def parse_options(
+    options: Sequence[Option],
+    env: Mapping[str, str],
+    flags: argparse.Namespace | None = None,
+    dest_prefix: str = "cfg_",
+) -> dict[str, object]:
+    """Flags over environment over defaults: {field: parsed value} for the options given."""
     values: dict[str, object] = {}
-    for opt in OPTIONS:
-        raw = getattr(flags, f"cfg_{opt.field}", None) if flags is not None else None
+    for opt in options:
+        raw = getattr(flags, f"{dest_prefix}{opt.field}", None) if flags is not None else None
         source = opt.flag
         if raw is None:
             raw = env.get(opt.env)
@@ -388,7 +418,11 @@ def load_settings(env: Mapping[str, str], flags: argparse.Namespace | None = Non
         except ValueError as exc:
             shown = "(hidden)" if opt.secret else repr(raw[:60])
             raise ConfigError(f"{source} {exc}, not {shown}") from None
-    settings = Settings(**values)  # type: ignore[arg-type]
+    return values
+
+
+def load_settings(env: Mapping[str, str], flags: argparse.Namespace | None = None) -> Settings:
+    settings = Settings(**parse_options(OPTIONS, env, flags))  # type: ignore[arg-type]
     _check_combination(settings)
     return settings
 

@@ -203,8 +203,20 @@ class SessionCore:
     _seq: int = 0
     _wall_offset_s: float = 0.0
     _outbox: list[Action] = field(default_factory=list)
+    # Sizes derived from the (frozen) format and config, computed once: they are read per frame.
+    _frame_bytes: int = field(init=False, default=0)
+    _chunk_bytes: int = field(init=False, default=0)
+    _max_wait_s: float = field(init=False, default=0.0)
+    _max_retained_bytes: int = field(init=False, default=0)
+    _message_bytes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
+        fmt, config = self.fmt, self.config
+        self._frame_bytes = fmt.frame_bytes
+        self._chunk_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000))
+        self._max_wait_s = config.max_buffer_ms / 1000
+        self._max_retained_bytes = fmt.bytes_for(config.max_retained_s)
+        self._message_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000))
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
         self._rate_tokens, self._rate_at = self.config.max_frames_per_s, self.created_at
@@ -250,7 +262,7 @@ class SessionCore:
                 self._told_ending = True  # once: a source still streaming must not flood watchers
                 self.emit_error("session_ending", "the call is ending; audio after `end` is not taken", now)
             return False
-        if len(data) % self.fmt.frame_bytes:
+        if len(data) % self._frame_bytes:
             self.stats.frames_rejected += 1
             self.emit_error(
                 "bad_audio",
@@ -488,18 +500,6 @@ class SessionCore:
 
     # --- internals ------------------------------------------------------------------------
 
-    @property
-    def _chunk_bytes(self) -> int:
-        return max(self.fmt.frame_bytes, self.fmt.bytes_for(self.config.send_chunk_ms / 1000))
-
-    @property
-    def _max_wait_s(self) -> float:
-        return self.config.max_buffer_ms / 1000
-
-    @property
-    def _max_retained_bytes(self) -> int:
-        return self.fmt.bytes_for(self.config.max_retained_s)
-
     def _open(self) -> None:
         self.conn_id += 1
         self.link = Link.CONNECTING
@@ -512,7 +512,7 @@ class SessionCore:
         if stop <= start:
             return
         waited = 0.0 if self._pending_since is None else max(0.0, now - self._pending_since)
-        step = max(self.fmt.frame_bytes, self.fmt.bytes_for(self.config.max_message_ms / 1000))
+        step = self._message_bytes
         view = memoryview(self._buf)
         try:
             for i in range(start, stop, step):
@@ -614,7 +614,7 @@ class SessionCore:
     def _shed_oldest(self, now: float) -> None:
         """The retained buffer is full: drop its oldest audio, counting what that costs."""
         excess = self._received - self._base - self._max_retained_bytes
-        excess -= excess % self.fmt.frame_bytes
+        excess -= excess % self._frame_bytes
         if excess <= 0:
             return
         new_base = self._base + excess

@@ -23,6 +23,7 @@ class StreamRequest:
     tenant_id: str | None
     fmt: AudioFormat
     reconnect: bool = False  # a replacement for a dropped stream of the same call
+    attempt: int = 1  # the call's nth open attempt (1: the call is new; more: it is retrying)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,404 @@
+"""Benchmark: N concurrent real-time calls through the worker into a Deepgram-protocol server,
+against the official deepgram-sdk live client doing the same calls directly.
+
+    python -m bench.deepgram --calls 500 --seconds 30
+
+Three runs, each process on its own, CPU and memory read from /proc every 0.5 s:
+
+1. worker: the driver (`bench.drive --mode worker`) plays N calls of stamped 8 kHz linear16
+   audio in 20 ms frames into `asr-worker serve` (ASR_PROVIDER=deepgram), which forwards
+   them to the sink (`bench.dg_sink`: dg-server over the mock engine) in another process;
+2. sdk: the same calls from `deepgram-sdk`'s live client straight to a fresh sink, one client
+   per call, in the driver process;
+3. pace: the driver's pacing and stamping alone, no sockets, to take out of the SDK's figure.
+
+Printed: CPU seconds per call-second and p50/p99/max forward latency over the steady state
+(all calls in; the first 2 s and the last 0.5 s, when calls ramp up and all end at once, left
+out; the whole run's p99 and max are printed too). Forward latency is a frame's send at the
+driver to its arrival at the sink, both on the machine's one monotonic clock. Also: the largest
+gap between a connection's audio messages at the sink, memory per call (RSS growth / N), the
+other processes' load during the window, and the worker's CPU as a ratio to the bare SDK's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .common import ProcSample, machine_busy_s, proc_sample
+
+WARMUP_S = 2.0  # after the first frame: connections settle, first results flow
+COOLDOWN_S = 0.5  # before the last frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sampler:
+    """Samples the CPU time and RSS of some processes every `every_s`, in a thread."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self.samples: dict[str, list[ProcSample]] = {}
+        self._pids: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        self._pids[name] = pid
+        self.samples.setdefault(name, [])
+        self._sample(name, pid)
+
+    def _sample(self, name: str, pid: int) -> None:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            self.samples[name].append(proc_sample(pid, time.monotonic()))
+
+    def _run(self) -> None:
+        self.samples["machine"] = []
+        while not self._stop.wait(self.every_s):
+            self.samples["machine"].append(ProcSample(time.monotonic(), machine_busy_s(), 0))
+            for name, pid in list(self._pids.items()):
+                self._sample(name, pid)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_cores(self, name: str, t0: float, t1: float) -> float:
+        """Average cores used between t0 and t1 (the samples nearest inside the window)."""
+        inside = [s for s in self.samples[name] if t0 <= s.at <= t1]
+        if len(inside) < 2:
+            return float("nan")
+        return (inside[-1].cpu_s - inside[0].cpu_s) / (inside[-1].at - inside[0].at)
+
+    def rss_before(self, name: str, t: float) -> int:
+        before = [s.rss_bytes for s in self.samples[name] if s.at <= t]
+        return before[-1] if before else 0
+
+    def rss_peak(self, name: str, t0: float, t1: float) -> int:
+        return max((s.rss_bytes for s in self.samples[name] if t0 <= s.at <= t1), default=0)
+
+
+@dataclass
+class Run:
+    name: str
+    calls: int
+    cores: float = float("nan")  # of the process under test
+    driver_cores: float = float("nan")
+    sink_cores: float = float("nan")
+    other_cores: float = float("nan")  # every other process on the machine: other work's load
+    rss_per_call: float = float("nan")
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # frames sent in the window
+    all_latencies_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # every frame
+    max_gap_ms: float = float("nan")
+    missing_frames: int = 0
+    results: int = 0
+    ended: int = 0
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str], env: dict[str, str] | None = None, wait_line: str | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE if wait_line else subprocess.DEVNULL,
+        stderr=None,
+        text=True,
+    )
+    try:
+        if wait_line and proc.stdout is not None:
+            for line in proc.stdout:
+                if wait_line in line:
+                    break
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_http(url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def pin(pid: int, cpu: int | None) -> None:
+    """Keep a process on one CPU (when the machine has two or more and --pin is on)."""
+    if cpu is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def run_phase(
+    mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict[str, str], pinned: bool
+) -> Run:
+    """One measured run. With `pinned`, the process under test (the worker, or the SDK's
+    driver) has CPU 0 and the harness (sink, worker-mode driver) CPU 1: "N calls on one core",
+    without the harness taking turns on it. Other work on the machine is not pinned."""
+    py = sys.executable
+    under_test_cpu, harness_cpu = (0, 1) if pinned else (None, None)
+    run = Run(mode, calls)
+    drive_out, sink_out = tmp / f"{mode}-drive.npz", tmp / f"{mode}-sink.npz"
+    with contextlib.ExitStack() as stack, Sampler() as sampler:
+        url = ""
+        if mode != "pace":
+            sink_port = free_port()
+            sink = stack.enter_context(
+                process(
+                    [py, "-m", "bench.dg_sink", "--port", str(sink_port), "--out", str(sink_out)],
+                    wait_line="ready",
+                )
+            )
+            pin(sink.pid, harness_cpu)
+            sampler.watch("sink", sink.pid)
+            url = f"ws://127.0.0.1:{sink_port}"
+        if mode == "worker":
+            port = free_port()
+            worker = stack.enter_context(
+                process(
+                    [py, "-m", "asr_worker", "serve"],
+                    env={
+                        "PORT": str(port),
+                        "ASR_PROVIDER": "deepgram",
+                        "DEEPGRAM_URL": f"{url}/v1/listen",
+                        "DEEPGRAM_API_KEY": "bench-key",
+                        "ASR_MAX_SESSIONS": str(calls + 10),
+                        "ASR_LOG_LEVEL": "warning",
+                        **worker_env,
+                    },
+                )
+            )
+            pin(worker.pid, under_test_cpu)
+            wait_http(f"http://127.0.0.1:{port}/health")
+            sampler.watch("worker", worker.pid)
+            url = f"ws://127.0.0.1:{port}"
+        driver_started = time.monotonic()
+        driver = subprocess.Popen(
+            [
+                py,
+                "-m",
+                "bench.drive",
+                "--mode",
+                mode,
+                "--url",
+                url,
+                "--calls",
+                str(calls),
+                "--seconds",
+                str(seconds),
+                "--out",
+                str(drive_out),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        pin(driver.pid, harness_cpu if mode == "worker" else under_test_cpu)
+        sampler.watch("driver", driver.pid)
+        out, _ = driver.communicate(timeout=seconds + 120)
+        if driver.returncode != 0:
+            raise SystemExit(f"the {mode} driver failed:\n{out}")
+        stack.close()  # stop the worker, then the sink (which writes its arrivals)
+    drive = np.load(drive_out)
+    t_start, t_end = (float(x) for x in drive["window"])
+    t0, t1 = t_start + min(WARMUP_S, (t_end - t_start) / 3), t_end - COOLDOWN_S
+    run.results, run.ended = (int(x) for x in drive["counts"])
+    run.driver_cores = sampler.cpu_cores("driver", t0, t1)
+    under_test = {"worker": "worker", "sdk": "driver", "pace": "driver"}[mode]
+    run.cores = sampler.cpu_cores(under_test, t0, t1)
+    ours = sum(
+        sampler.cpu_cores(name, t0, t1) for name in ("worker", "driver", "sink") if name in sampler.samples
+    )
+    run.other_cores = max(0.0, sampler.cpu_cores("machine", t0, t1) - ours)
+    baseline = (
+        sampler.rss_before("worker", driver_started) if mode == "worker" else int(drive["rss_start"][0])
+    )
+    run.rss_per_call = (sampler.rss_peak(under_test, t0, t1) - baseline) / calls
+    if mode != "pace":
+        run.sink_cores = sampler.cpu_cores("sink", t0, t1)
+        sink = np.load(sink_out)
+        sent_at = drive["sent_at"]
+        keys = sink["calls"].astype(np.int64) * sent_at.shape[1] + sink["frames"]
+        order = np.lexsort((sink["times"], keys))
+        keys, times = keys[order], sink["times"][order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]  # a replayed frame counts at its first arrival
+        keys, times = keys[first], times[first]
+        sent = sent_at.reshape(-1)[keys]
+        run.all_latencies_ms = (times - sent) * 1000
+        run.latencies_ms = run.all_latencies_ms[(sent >= t0) & (sent <= t1)]
+        run.missing_frames = int(np.count_nonzero(~np.isnan(sent_at))) - len(keys)
+        gaps = sink["max_gaps"]
+        run.max_gap_ms = float(gaps.max() * 1000) if len(gaps) else float("nan")
+    return run
+
+
+def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
+    worker, sdk, pace = runs["worker"], runs.get("sdk"), runs.get("pace")
+    sdk_net = None
+    if sdk is not None and pace is not None:
+        sdk_net = sdk.cores - pace.cores
+
+    def per_call_s(cores: float | None) -> str:
+        return "n/a" if cores is None or np.isnan(cores) else f"{cores / calls * 1000:.3f} ms"
+
+    def cores(value: float | None) -> str:
+        return "n/a" if value is None or np.isnan(value) else f"{value:.2f}"
+
+    def pct(run: Run | None, q: float, whole: bool = False) -> str:
+        values = None if run is None else run.all_latencies_ms if whole else run.latencies_ms
+        if values is None or not len(values):
+            return "n/a"
+        return f"{np.percentile(values, q):.1f} ms"
+
+    def kib(run: Run | None) -> str:
+        return "n/a" if run is None else f"{run.rss_per_call / 1024:.0f} KiB"
+
+    rows = [
+        ("", "asr-worker", "deepgram-sdk direct"),
+        ("calls x seconds", f"{calls} x {seconds:g}", f"{calls} x {seconds:g}" if sdk else "n/a"),
+        (
+            "CPU time per call-second",
+            per_call_s(worker.cores),
+            per_call_s(sdk_net) + " (net of pacing)" if sdk_net is not None else "n/a",
+        ),
+        (
+            "cores for all calls",
+            cores(worker.cores),
+            f"{cores(sdk.cores)} ({cores(pace.cores)} pacing)" if sdk and pace else "n/a",
+        ),
+        ("forward latency p50", pct(worker, 50), pct(sdk, 50)),
+        ("forward latency p99", pct(worker, 99), pct(sdk, 99)),
+        ("forward latency max", pct(worker, 100), pct(sdk, 100)),
+        (
+            "  whole run p99 / max",
+            f"{pct(worker, 99, True)} / {pct(worker, 100, True)}",
+            f"{pct(sdk, 99, True)} / {pct(sdk, 100, True)}" if sdk else "n/a",
+        ),
+        ("largest send gap", f"{worker.max_gap_ms:.0f} ms", f"{sdk.max_gap_ms:.0f} ms" if sdk else "n/a"),
+        ("memory per call", kib(worker), kib(sdk)),
+        ("frames lost", str(worker.missing_frames), str(sdk.missing_frames) if sdk else "n/a"),
+        ("calls ended", f"{worker.ended}/{calls}", f"{sdk.ended}/{calls}" if sdk else "n/a"),
+        (
+            "driver / sink cores",
+            f"{cores(worker.driver_cores)} / {cores(worker.sink_cores)}",
+            f"- / {cores(sdk.sink_cores)}" if sdk else "n/a",
+        ),
+        ("other processes' cores", cores(worker.other_cores), cores(sdk.other_cores) if sdk else "n/a"),
+    ]
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    if sdk_net:
+        lines.append("")
+        lines.append(f"asr-worker CPU / deepgram-sdk CPU (per call-second): {worker.cores / sdk_net:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--no-sdk", action="store_true", help="measure the worker only")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the process under test to CPU 0, the harness to CPU 1",
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--keep", help="keep the raw send and arrival records (.npz) in this directory")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra worker settings, e.g. ASR_SEND_CHUNK_MS=100",
+    )
+    args = parser.parse_args()
+    worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    pinned = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+    load_before = os.getloadavg()
+    runs: dict[str, Run] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-dg-") as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        phases = ["worker"] if args.no_sdk else ["worker", "sdk", "pace"]
+        for mode in phases:
+            print(f"running {mode}: {args.calls} calls x {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            runs[mode] = run_phase(mode, args.calls, args.seconds, Path(tmp), worker_env, pinned)
+    print(
+        f"python -m bench.deepgram --calls {args.calls} --seconds {args.seconds:g}"
+        + "".join(f" --worker-env {e}" for e in args.worker_env)
+        + f"   (load average before: {load_before[0]:.2f}, {os.cpu_count()} cores"
+        + (", the process under test on CPU 0, the harness on CPU 1)" if pinned else ")")
+    )
+    print(table(runs, args.calls, args.seconds))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    name: {
+                        "cores": run.cores,
+                        "driver_cores": run.driver_cores,
+                        "sink_cores": run.sink_cores,
+                        "rss_per_call": run.rss_per_call,
+                        "p50_ms": float(np.percentile(run.latencies_ms, 50))
+                        if len(run.latencies_ms)
+                        else None,
+                        "p99_ms": float(np.percentile(run.latencies_ms, 99))
+                        if len(run.latencies_ms)
+                        else None,
+                        "max_gap_ms": run.max_gap_ms,
+                        "whole_run_p99_ms": float(np.percentile(run.all_latencies_ms, 99))
+                        if len(run.all_latencies_ms)
+                        else None,
+                        "other_cores": run.other_cores,
+                        "missing_frames": run.missing_frames,
+                        "ended": run.ended,
+                    }
+                    for name, run in runs.items()
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The benchmark's callers: N concurrent real-time calls of stamped 8 kHz linear16 audio in
+20 ms frames, in a process of their own.
+
+* `--mode worker`: each call is an ingest WebSocket into the worker (`/v1/audio/{id}`),
+  ended with `{"type": "end"}`; the driver waits for every `session_ended`.
+* `--mode sdk`: each call is the official `deepgram-sdk` live client used directly against
+  the sink, one client per call as its documentation shows (`listen.v1.connect`, an
+  `EventType.MESSAGE` handler, `start_listening`, `send_media`, then Finalize/CloseStream).
+* `--mode pace`: the same pacing and stamping with no socket at all: the cost every mode pays
+  that is not the client's.
+
+One ticker sends each call's frame every 20 ms; calls are spread over 10 slots so their
+frames do not all leave in the same instant. Send times are saved to `--out` (.npz).
+
+    python -m bench.drive --mode worker --url ws://127.0.0.1:3001 --calls 500 --seconds 30 --out d.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Final
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from .common import FRAME_MS, QUERY, frame_pool, proc_sample, stamped
+
+SLOTS: Final = 10
+SDK_OPTIONS: Final[dict[str, object]] = {
+    "model": "nova-3",
+    "language": "en-US",
+    "encoding": "linear16",
+    "sample_rate": 8000,
+    "channels": 1,
+    "interim_results": "true",
+    "punctuate": "true",
+    "smart_format": "false",
+    "endpointing": 300,
+    "utterance_end_ms": 1000,
+    "vad_events": "true",
+}
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+class Calls:
+    """The calls of one run: how to send a frame to each, and how to end them all."""
+
+    def __init__(self, mode: str, url: str, calls: int) -> None:
+        self.mode, self.url, self.count = mode, url, calls
+        self.senders: list[Send] = []
+        self.ended = 0
+        self.results = 0
+        self._done = asyncio.Event()
+        self._enders: dict[int, Callable[[], Coroutine[object, object, None]]] = {}
+        self._tasks: list[asyncio.Task[object]] = []
+
+    async def open(self, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> None:
+        """Connect the calls 25 at a time, in order (a call's index is its place in `senders`)."""
+        for first in range(0, self.count, 25):
+            batch = range(first, min(first + 25, self.count))
+            if self.mode == "worker":
+                opened = await asyncio.gather(*(self._open_ingest(i, stack, tg) for i in batch))
+            elif self.mode == "sdk":
+                opened = await asyncio.gather(*(self._open_sdk(i, stack, tg) for i in batch))
+            else:
+                opened = [_discard for _ in batch]
+            self.senders.extend(opened)
+            await asyncio.sleep(0.05)
+
+    async def _open_ingest(self, i: int, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> Send:
+        ws = await stack.enter_async_context(
+            connect(f"{self.url}/v1/audio/bench-{i}?{QUERY}", compression=None, max_size=1 << 22)
+        )
+
+        async def end() -> None:
+            await ws.send(json.dumps({"type": "end"}))
+
+        self._enders[i] = end
+        self._tasks.append(tg.create_task(self._read_events(ws)))
+        return ws.send
+
+    async def _read_events(self, ws: ClientConnection) -> None:
+        async for message in ws:
+            if isinstance(message, str):
+                self.results += 1
+                if '"session_ended"' in message:
+                    self._call_ended()
+                    return
+
+    async def _open_sdk(self, i: int, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> Send:
+        from deepgram import AsyncDeepgramClient
+        from deepgram.core.events import EventType
+        from deepgram.environment import DeepgramClientEnvironment
+
+        base = self.url.replace("ws://", "http://")
+        client = AsyncDeepgramClient(
+            api_key="bench-key",
+            environment=DeepgramClientEnvironment(
+                base=base, production=self.url, agent=self.url, agent_rest=base
+            ),
+        )
+        connection = await stack.enter_async_context(client.listen.v1.connect(**SDK_OPTIONS))
+
+        def on_message(message: object) -> None:
+            self.results += 1
+
+        connection.on(EventType.MESSAGE, on_message)
+        connection.on(EventType.CLOSE, lambda _: self._call_ended())
+        self._tasks.append(tg.create_task(connection.start_listening()))
+
+        async def end() -> None:
+            await connection.send_finalize()
+            await connection.send_close_stream()
+
+        self._enders[i] = end
+        send: Send = connection.send_media
+        return send
+
+    def _call_ended(self) -> None:
+        self.ended += 1
+        if self.ended >= self.count:
+            self._done.set()
+
+    def end(self, c: int, tg: asyncio.TaskGroup) -> None:
+        """A call that has sent all its audio ends at once, as a real one would."""
+        if self._enders:
+            self._tasks.append(tg.create_task(self._enders[c]()))
+
+    async def wait_ended(self, timeout_s: float) -> None:
+        if self._enders:
+            try:
+                await asyncio.wait_for(self._done.wait(), timeout_s)
+            except TimeoutError:
+                print(
+                    f"warning: only {self.ended} of {self.count} calls ended in {timeout_s:g} s", flush=True
+                )
+        for task in self._tasks:
+            task.cancel()
+
+
+async def _discard(_frame: bytes) -> None:
+    return None
+
+
+async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None:
+    """Each call starts sending the moment it is connected (a phone call does not wait for
+    the others), and sends `seconds` of audio; the steady window starts once all are in."""
+    pool = frame_pool()
+    frames = round(seconds * 1000 / FRAME_MS)
+    sent_at = np.full((calls, frames), np.nan)
+    next_frame = [0] * calls
+    if mode == "sdk":
+        import deepgram.listen.v1.socket_client  # noqa: F401  (its import is not a per-call cost)
+    rss_start = proc_sample(os.getpid(), time.monotonic()).rss_bytes
+    cpu_before = time.process_time()
+    async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+        group = Calls(mode, url, calls)
+        opening = tg.create_task(group.open(stack, tg))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slot_s = FRAME_MS / 1000 / SLOTS
+        senders = group.senders
+        all_in_mono = 0.0
+        tick = 0
+        while True:
+            slot = tick % SLOTS
+            await asyncio.sleep(max(0.0, start + tick * slot_s - loop.time()))
+            tick += 1
+            if not all_in_mono and len(senders) == calls:
+                all_in_mono = time.monotonic()
+            busy = False
+            for c in range(slot, len(senders), SLOTS):
+                n = next_frame[c]
+                if n >= frames:
+                    continue
+                busy = True
+                frame = stamped(pool[(n + c) % len(pool)], c, n)
+                sent_at[c, n] = time.monotonic()
+                await senders[c](frame)
+                next_frame[c] = n + 1
+                if n + 1 == frames:
+                    group.end(c, tg)
+            if not busy and opening.done() and slot == SLOTS - 1 and all(n >= frames for n in next_frame):
+                break
+        ended_mono = time.monotonic()
+        cpu_audio = time.process_time()
+        await group.wait_ended(timeout_s=30)
+        results = group.results
+        ended_calls = group.ended
+    # The steady window: all calls in, until the first call has sent its last frame.
+    last_frames = np.nanmin(sent_at[:, -1]) if calls else ended_mono
+    np.savez(
+        out,
+        sent_at=sent_at,
+        window=np.array([all_in_mono, float(last_frames)]),
+        cpu=np.array([cpu_before, cpu_audio]),
+        counts=np.array([results, ended_calls]),
+        rss_start=np.array([rss_start]),
+    )
+    print(json.dumps({"results": results, "ended": ended_calls}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mode", choices=("worker", "sdk", "pace"), required=True)
+    parser.add_argument("--url", default="")
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out)
+    if args.mode == "worker":
+        # The worker's callers are harness, not under test: keep them cheap so they leave the
+        # worker its core. The SDK runs as its documentation shows, on asyncio's own loop, and
+        # `pace` measures that loop's pacing cost.
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main_coro)
+    else:
+        asyncio.run(main_coro)
+
+
+if __name__ == "__main__":
+    main()

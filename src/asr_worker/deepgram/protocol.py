@@ -1,0 +1,458 @@
+"""Deepgram's live `/v1/listen` protocol as data: both ends of asr-worker speak it from here.
+
+Read from Deepgram's API reference (AsyncAPI spec of listen.v1), the official Python SDK's
+generated types (deepgram-sdk 7.x) and recorded real responses; see NOTES.md. The client
+(`providers.deepgram`) parses what a server sends with `parse_server_message`; the server
+(`dgserver`) builds what it sends with the `*_message` builders, so the two can be tested
+against each other and against the official SDK.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from ..core.provider_events import (
+    ProviderEvent,
+    SpeechStarted,
+    StreamMetadata,
+    TranscriptResult,
+    UtteranceEnd,
+    Word,
+)
+
+LISTEN_PATH: Final = "/v1/listen"
+
+# Client text messages. JSON, parsed (not compared) by a server; the SDK sends exactly these.
+KEEPALIVE: Final = '{"type": "KeepAlive"}'
+FINALIZE: Final = '{"type": "Finalize"}'
+CLOSE_STREAM: Final = '{"type": "CloseStream"}'
+
+# Close codes and the reasons Deepgram gives with them.
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_ABNORMAL: Final = 1006  # no close frame: the TCP connection just ended
+CLOSE_POLICY: Final = 1008
+CLOSE_INTERNAL: Final = 1011
+NET0001_REASON: Final = (
+    "Deepgram did not receive audio data or a text message within the timeout window. "
+    "See https://dpgr.am/net0001"
+)
+NET0000_REASON: Final = (
+    "Deepgram did not provide a response message within the timeout window. See https://dpgr.am/net0000"
+)
+DATA0000_REASON: Final = "The payload cannot be decoded as audio. See https://dpgr.am/data0000"
+
+# Close codes after which the same request cannot succeed by retrying it: the server refused
+# what was sent (1008 DATA-0000 undecodable audio: the replay would be the same audio), the
+# frames were malformed (1002, 1007) or too big (1009), or the data type was wrong (1003).
+NON_RETRYABLE_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+
+# Handshake refusals that a retry cannot fix: bad request, bad key, no credit, not allowed.
+NON_RETRYABLE_STATUSES: Final = frozenset({400, 401, 402, 403, 404, 405, 410, 413, 414, 415, 422})
+
+RAW_ENCODINGS: Final = frozenset({"linear16", "mulaw", "alaw"})
+
+
+# --- query parameters ----------------------------------------------------------------------
+
+
+class ParamError(ValueError):
+    """A query parameter a server cannot accept; the message names it."""
+
+
+def format_bool(value: bool) -> str:
+    """Deepgram wants lowercase booleans; Python's str() would say True/False."""
+    return "true" if value else "false"
+
+
+def parse_bool(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ParamError(f"{name} must be true or false, not {text[:20]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenParams:
+    """The query of a live request: what the worker asks for, and what a server parses."""
+
+    encoding: str = "linear16"
+    sample_rate: int = 8000
+    channels: int = 1
+    model: str = "nova-3"
+    language: str = "en-US"
+    interim_results: bool = True
+    punctuate: bool = True
+    smart_format: bool = False
+    endpointing_ms: int | None = 300  # None: endpointing=false
+    utterance_end_ms: int | None = 1000  # None: not sent (needs interim_results)
+    vad_events: bool = True
+
+    @property
+    def multichannel(self) -> bool:
+        """Each channel transcribed on its own (a call's two sides), never mixed."""
+        return self.channels > 1
+
+    def query(self) -> list[tuple[str, str]]:
+        pairs = [
+            ("encoding", self.encoding),
+            ("sample_rate", str(self.sample_rate)),
+            ("channels", str(self.channels)),
+        ]
+        if self.multichannel:
+            pairs.append(("multichannel", "true"))
+        pairs += [
+            ("model", self.model),
+            ("language", self.language),
+            ("interim_results", format_bool(self.interim_results)),
+            ("punctuate", format_bool(self.punctuate)),
+            ("smart_format", format_bool(self.smart_format)),
+            ("endpointing", "false" if self.endpointing_ms is None else str(self.endpointing_ms)),
+        ]
+        if self.utterance_end_ms is not None:
+            pairs.append(("utterance_end_ms", str(self.utterance_end_ms)))
+        pairs.append(("vad_events", format_bool(self.vad_events)))
+        return pairs
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ListenParams:
+        """What a server makes of a request's query; Deepgram's defaults where a key is absent.
+        Raises ParamError naming the first bad parameter. Unknown keys are ignored."""
+        encoding = query.get("encoding", "").strip().lower()
+        if encoding not in RAW_ENCODINGS:
+            shown = repr(encoding[:20]) if encoding else "missing"
+            raise ParamError(f"encoding must be one of linear16, mulaw, alaw for raw audio ({shown})")
+        sample_rate = _int_param(query, "sample_rate", None, 8000, 48000)
+        channels = _int_param(query, "channels", 1, 1, 2)
+        multichannel = parse_bool(query.get("multichannel", "false"), "multichannel")
+        if channels > 1 and not multichannel:
+            raise ParamError("channels=2 needs multichannel=true here: the two sides are never mixed")
+        endpointing_text = query.get("endpointing", "10").strip().lower()
+        if endpointing_text in ("false", "true"):
+            endpointing = None if endpointing_text == "false" else 10
+        else:
+            endpointing = _int_param(query, "endpointing", 10, 0, 60_000)
+        utterance_end = query.get("utterance_end_ms")
+        return cls(
+            encoding=encoding,
+            sample_rate=sample_rate,
+            channels=channels,
+            model=query.get("model", "base")[:100],
+            language=query.get("language", "en")[:40],
+            interim_results=parse_bool(query.get("interim_results", "false"), "interim_results"),
+            punctuate=parse_bool(query.get("punctuate", "false"), "punctuate"),
+            smart_format=parse_bool(query.get("smart_format", "false"), "smart_format"),
+            endpointing_ms=endpointing,
+            utterance_end_ms=None
+            if utterance_end is None
+            else _int_param(query, "utterance_end_ms", None, 1000, 5000),
+            vad_events=parse_bool(query.get("vad_events", "false"), "vad_events"),
+        )
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int, hi: int) -> int:
+    text = query.get(name)
+    if text is None:
+        if default is None:
+            raise ParamError(f"{name} is required")
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ParamError(f"{name} must be a whole number, not {text[:20]!r}") from None
+    if not lo <= value <= hi:
+        raise ParamError(f"{name} must be from {lo} to {hi}, not {value}")
+    return value
+
+
+# --- authentication --------------------------------------------------------------------------
+
+
+def credentials(headers: Mapping[str, str]) -> tuple[str | None, bool]:
+    """The key or token a request presents, and whether it came as a WebSocket subprotocol.
+
+    `Authorization: Token KEY` or `Bearer JWT` (any case), or, from browsers that cannot set
+    headers, `Sec-WebSocket-Protocol: token, KEY` (the server must then select `token`)."""
+    auth = headers.get("Authorization", "").strip()
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip(), False
+    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0].lower() in ("token", "bearer") and offered[1]:
+        return offered[1], True
+    return None, False
+
+
+# --- handshake refusals ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    err_code: str
+    err_msg: str
+
+    def body(self, request_id: str) -> dict[str, object]:
+        return {"err_code": self.err_code, "err_msg": self.err_msg, "request_id": request_id}
+
+
+STANDARD_REFUSALS: Final[dict[int, Refusal]] = {
+    400: Refusal(400, "Bad Request", "Bad Request: the request could not be understood."),
+    401: Refusal(401, "INVALID_AUTH", "Invalid credentials."),
+    402: Refusal(402, "ASR_PAYMENT_REQUIRED", "Project does not have enough credits for an ASR request."),
+    403: Refusal(403, "FORBIDDEN", "Insufficient permissions."),
+    429: Refusal(429, "TOO_MANY_REQUESTS", "Too many requests. Please try again later."),
+    500: Refusal(500, "INTERNAL_SERVER_ERROR", "The server encountered an internal error."),
+    502: Refusal(502, "BAD_GATEWAY", "Bad gateway."),
+    503: Refusal(503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
+}
+
+
+def refusal_for(status: int) -> Refusal:
+    return STANDARD_REFUSALS.get(status) or Refusal(status, f"HTTP_{status}", f"HTTP error {status}.")
+
+
+def read_refusal(status: int, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+    """Deepgram's own words for a refused handshake: (err_code, err_msg) from the JSON body,
+    else the `dg-error` header, else the status. Never echoes anything the client sent."""
+    err_code, err_msg = "", ""
+    try:
+        data = json.loads(body.decode("utf-8", "replace")) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err_code = _short(data.get("err_code"))
+        err_msg = _short(data.get("err_msg") or data.get("message") or data.get("reason"))
+    if not err_msg:
+        err_msg = _short(headers.get("dg-error"))
+    return err_code or f"HTTP_{status}", err_msg or f"HTTP {status}"
+
+
+def _short(value: object, limit: int = 300) -> str:
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+# --- server messages: parsing (client side) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    """Deepgram's `Error` message (e.g. a SchemaError about a text message we sent)."""
+
+    variant: str
+    description: str
+
+
+class ProtocolViolation(ValueError):
+    """A message that does not follow the protocol: `kind` is stable, for metrics."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+ServerMessage = ProviderEvent | ServerError
+
+
+def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | None:
+    """One text frame from a Deepgram server, as the worker's provider events. None for a
+    message that is valid but carries nothing for the call. Raises ProtocolViolation."""
+    if isinstance(text, bytes):
+        raise ProtocolViolation("binary", f"a binary message of {len(text)} bytes")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolViolation("not_json", f"{text[:60]!r}") from None
+    if not isinstance(data, dict):
+        raise ProtocolViolation("not_object", f"{text[:60]!r}")
+    kind = data.get("type")
+    try:
+        if kind == "Results":
+            return _results(data, channels)
+        if kind == "UtteranceEnd":
+            return UtteranceEnd(_channel(data["channel"], channels), _seconds(data["last_word_end"]))
+        if kind == "SpeechStarted":
+            return SpeechStarted(_channel(data["channel"], channels), _seconds(data["timestamp"]))
+        if kind == "Metadata":
+            return StreamMetadata(
+                request_id=str(data.get("request_id", "")),
+                duration=_seconds(data.get("duration", 0.0)),
+                extra={k: data[k] for k in ("sha256", "created", "channels") if k in data},
+            )
+        if kind == "Error":
+            return ServerError(
+                str(data.get("variant", ""))[:100],
+                str(data.get("description") or data.get("message") or "")[:300],
+            )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ProtocolViolation("bad_fields", f"{kind} message: {type(exc).__name__} {exc}") from None
+    if kind in ("ConfigureSuccess", "ConfigureFailure"):
+        return None  # answers to Configure, which the worker never sends
+    raise ProtocolViolation("unknown_type", f"type {str(kind)[:40]!r}")
+
+
+def _results(data: dict[str, object], channels: int) -> TranscriptResult:
+    index = data["channel_index"]
+    if not isinstance(index, list) or not index:
+        raise ValueError("channel_index must be a non-empty list")
+    channel = _channel(index, channels)
+    total = int(index[1]) if len(index) > 1 else channels
+    body = data["channel"]
+    if not isinstance(body, dict):
+        raise TypeError("channel must be an object")
+    alternatives = body["alternatives"]
+    if not isinstance(alternatives, list):
+        raise TypeError("alternatives must be a list")
+    best = alternatives[0] if alternatives else {}
+    if not isinstance(best, dict):
+        raise TypeError("an alternative must be an object")
+    raw_words = best.get("words") or []
+    if not isinstance(raw_words, list):
+        raise TypeError("words must be a list")
+    return TranscriptResult(
+        channel=channel,
+        is_final=data.get("is_final") is True,
+        speech_final=data.get("speech_final") is True,
+        text=str(best.get("transcript", "")),
+        confidence=float(best.get("confidence", 0.0)),
+        start=_seconds(data["start"]),
+        duration=_seconds(data["duration"]),
+        words=tuple(_word(w) for w in raw_words),
+        from_finalize=data.get("from_finalize") is True,
+        channels=max(1, total),
+    )
+
+
+def _word(w: object) -> Word:
+    if not isinstance(w, dict):
+        raise TypeError("a word must be an object")
+    punctuated = w.get("punctuated_word")
+    speaker = w.get("speaker")
+    return Word(
+        word=str(w["word"]),
+        start=_seconds(w["start"]),
+        end=_seconds(w["end"]),
+        confidence=float(w.get("confidence", 0.0)),
+        punctuated_word=punctuated if isinstance(punctuated, str) else None,
+        speaker=speaker if isinstance(speaker, int) and not isinstance(speaker, bool) else None,
+    )
+
+
+def _channel(index: object, channels: int) -> int:
+    if not isinstance(index, list) or not index:
+        raise ValueError("channel must be a non-empty list")
+    channel = index[0]
+    if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < channels:
+        raise ValueError(f"channel {channel!r} is not one of this call's {channels}")
+    return channel
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a time must be a number, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a time must be a finite number of seconds >= 0, not {seconds}")
+    return seconds
+
+
+# --- server messages: building (server side) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    version: str
+    arch: str
+    uuid: str
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "arch": self.arch}
+
+
+def _t(seconds: float) -> float:
+    return round(seconds, 6)
+
+
+def results_message(
+    result: TranscriptResult, *, channels: int, request_id: str, model: ModelInfo
+) -> dict[str, object]:
+    """A `Results` message with every field a strict client reads (LiveKit's plugin indexes
+    keys directly and drops a message lacking one)."""
+    return {
+        "type": "Results",
+        "channel_index": [result.channel, channels],
+        "duration": _t(result.duration),
+        "start": _t(result.start),
+        "is_final": result.is_final,
+        "speech_final": result.speech_final,
+        "from_finalize": result.from_finalize,
+        "channel": {
+            "alternatives": [
+                {
+                    "transcript": result.text,
+                    "confidence": round(result.confidence, 6),
+                    "words": [_word_message(w) for w in result.words],
+                }
+            ]
+        },
+        "metadata": {
+            "request_id": request_id,
+            "model_info": model.describe(),
+            "model_uuid": model.uuid,
+        },
+    }
+
+
+def _word_message(w: Word) -> dict[str, object]:
+    out: dict[str, object] = {
+        "word": w.word,
+        "start": _t(w.start),
+        "end": _t(w.end),
+        "confidence": round(w.confidence, 6),
+        "punctuated_word": w.punctuated_word or w.word,
+    }
+    if w.speaker is not None:
+        out["speaker"] = w.speaker
+    return out
+
+
+def metadata_message(
+    *, request_id: str, sha256: str, created: str, duration_s: float, channels: int, model: ModelInfo
+) -> dict[str, object]:
+    return {
+        "type": "Metadata",
+        "transaction_key": "deprecated",
+        "request_id": request_id,
+        "sha256": sha256,
+        "created": created,
+        "duration": _t(duration_s),
+        "channels": channels,
+        "models": [model.uuid],
+        "model_info": {model.uuid: model.describe()},
+    }
+
+
+def utterance_end_message(channel: int, channels: int, last_word_end: float) -> dict[str, object]:
+    return {"type": "UtteranceEnd", "channel": [channel, channels], "last_word_end": _t(last_word_end)}
+
+
+def speech_started_message(channel: int, channels: int, timestamp: float) -> dict[str, object]:
+    return {"type": "SpeechStarted", "channel": [channel, channels], "timestamp": _t(timestamp)}
+
+
+def error_message(variant: str, description: str, message: str = "") -> dict[str, object]:
+    return {"type": "Error", "variant": variant, "description": description, "message": message}
+
+
+def dumps(message: Mapping[str, object] | Iterable[object]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

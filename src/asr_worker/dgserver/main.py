@@ -1,0 +1,42 @@
+"""Running `asr-worker dg-server` until a signal: the provider from the worker's settings, the
+server from its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..config import Settings
+from ..providers import make_provider
+from .faults import Faults
+from .server import DeepgramServer
+from .settings import DgServerSettings
+
+log = logging.getLogger("asr_worker.dgserver")
+
+
+async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -> None:
+    provider = make_provider(settings)
+    server = DeepgramServer(
+        provider,
+        api_key=None if dg.api_key is None else dg.api_key.reveal(),
+        idle_timeout_s=dg.idle_timeout_s,
+        faults=Faults.parse(dg.faults),
+        record_audio=False,  # a long-running server keeps no audio
+        max_records=100,
+    )
+    try:
+        async with server.running(dg.host, dg.port):
+            log.info(
+                "dg-server listening",
+                extra={
+                    "url": f"ws://{dg.host}:{server.port}/v1/listen",
+                    "provider": provider.name,
+                    "key_required": dg.api_key is not None,
+                    "faults": dg.faults or "none",
+                },
+            )
+            await stop.wait()
+            log.info("dg-server stopping", extra={"connections": server.live_connections})
+    finally:
+        await provider.aclose()

@@ -1,0 +1,62 @@
+"""A circuit breaker shared by all calls of one provider: when the provider is down for
+everyone, new calls fail at once instead of each one piling up retries against it.
+
+CLOSED: everything goes through; `threshold` connection failures in a row open it.
+OPEN: new calls are refused (`allow_new` is False) for `cooldown_s`; calls already admitted keep
+retrying with their own backoff, and each of their attempts is a probe.
+HALF_OPEN (after the cooldown): the next attempt goes through; success closes the breaker,
+failure opens it for another cooldown.
+
+Pure: the caller passes the time in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class BreakerState(IntEnum):
+    CLOSED = 0
+    OPEN = 1
+    HALF_OPEN = 2
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    threshold: int = 5
+    cooldown_s: float = 10.0
+    failures: int = 0  # consecutive
+    opened_at: float | None = None
+    trips: int = 0
+    refused: int = 0
+
+    def state(self, now: float) -> BreakerState:
+        if self.opened_at is None:
+            return BreakerState.CLOSED
+        if now - self.opened_at < self.cooldown_s:
+            return BreakerState.OPEN
+        return BreakerState.HALF_OPEN
+
+    def allow_new(self, now: float) -> bool:
+        """May a new call try to connect? Counts the refusals."""
+        if self.state(now) is BreakerState.OPEN:
+            self.refused += 1
+            return False
+        return True
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        state = self.state(now)
+        if state is BreakerState.HALF_OPEN or (
+            state is BreakerState.CLOSED and self.failures >= self.threshold
+        ):
+            self.opened_at = now
+            self.trips += 1
+
+    def retry_in_s(self, now: float) -> float:
+        return 0.0 if self.opened_at is None else max(0.0, self.opened_at + self.cooldown_s - now)

@@ -1,0 +1,488 @@
+"""The Deepgram provider: one live WebSocket (`/v1/listen`) per provider stream.
+
+The session core decides when to open, send, keep alive, finalize, reconnect and replay;
+this module speaks Deepgram's protocol for it and turns every failure into a `ProviderError`
+whose `retryable` flag is the decision the core needs:
+
+* handshake 400/401/402/403 (bad request, bad key, no credit, not allowed): not retryable, with
+  Deepgram's own err_code/err_msg read from the JSON body or the `dg-error` header;
+* handshake 429/5xx, a network error or timeout, a drop without a close frame (1006), 1011
+  (NET-0000, NET-0001): retryable; a Retry-After holds back every call's next attempt;
+* close 1008 (DATA-0000: undecodable audio) and other protocol refusals: not retryable, since
+  the replay would send the very same audio;
+* a server message that is not valid protocol (not JSON, unknown type, missing fields):
+  counted, logged once per stream, skipped.
+
+A circuit breaker shared by all calls fails *new* calls at once while Deepgram is failing for
+everyone (and `/health` says so): a call's first connection attempt (`StreamRequest.attempt`
+1) is refused; calls already admitted keep retrying with their own backoff, and those
+attempts are the probes that close it again.
+The API key goes into the `Authorization` header and nowhere else: no message, log line or
+metric label built here contains a request header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.http11 import Response
+from websockets.protocol import State
+
+from .. import __version__
+from ..core.audio import AudioFormat
+from ..core.clock import Clock, SystemClock
+from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
+from ..deepgram import protocol
+from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
+from .base import ProviderHealth, StreamRequest
+from .breaker import BreakerState, CircuitBreaker
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+log = logging.getLogger("asr_worker.deepgram")
+# websockets logs every handshake header at DEBUG, the Authorization header (the key) among
+# them: its logger for our connections never goes below INFO, whatever ASR_LOG_LEVEL says.
+_wire_log = logging.getLogger("asr_worker.deepgram.wire")
+_wire_log.setLevel(logging.INFO)
+
+# Query keys that describe the audio: they always come from the call, never from configuration.
+AUDIO_KEYS: Final = frozenset({"encoding", "sample_rate", "channels", "multichannel"})
+
+_STATUS_CODES: Final = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "payment_required",
+    403: "forbidden",
+    404: "not_found",
+    429: "rate_limited",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeepgramOptions:
+    url: str = "wss://api.deepgram.com/v1/listen"
+    api_key: str | None = None
+    model: str = "nova-3"
+    language: str = "en-US"
+    extra_params: tuple[tuple[str, str], ...] = ()  # DEEPGRAM_PARAMS, override the defaults
+    open_timeout_s: float = 5.0
+    # websockets' own pings find a dead TCP connection (and a send blocked on it) in <= 20 s.
+    ping_interval_s: float = 10.0
+    ping_timeout_s: float = 10.0
+    close_timeout_s: float = 1.0
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 10.0
+    max_retry_after_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeepgramOptions:
+        key = settings.deepgram_api_key
+        return cls(
+            url=settings.deepgram_url,
+            api_key=None if key is None else key.reveal(),
+            model=settings.deepgram_model,
+            language=settings.deepgram_language,
+            extra_params=parse_extra_params(settings.deepgram_params),
+        )
+
+
+def parse_extra_params(text: str) -> tuple[tuple[str, str], ...]:
+    """`DEEPGRAM_PARAMS`: `k=v&k=v` query parameters added to (or replacing) the worker's own.
+    The audio's own keys are refused: they must describe the audio actually sent."""
+    text = text.strip().lstrip("?")
+    if not text:
+        return ()
+    try:
+        pairs = parse_qsl(text, keep_blank_values=False, strict_parsing=True)
+    except ValueError:
+        raise ValueError("must be query parameters such as smart_format=true&endpointing=500") from None
+    fixed = sorted({k for k, _ in pairs} & AUDIO_KEYS)
+    if fixed:
+        raise ValueError(f"may not set {', '.join(fixed)}: those come from each call's audio format")
+    return tuple(pairs)
+
+
+class DeepgramMetrics:
+    """Deepgram-specific series, in a registry of their own that the worker's registry
+    collects (`register_metrics`), so two workers in one process do not clash."""
+
+    def __init__(self, breaker_state: Callable[[], float]) -> None:
+        reg = self.registry = CollectorRegistry(auto_describe=True)
+        self.handshakes = Counter(
+            "asr_deepgram_handshakes",
+            "Handshakes with Deepgram by outcome: the HTTP status, or network/timeout.",
+            ["status"],
+            registry=reg,
+        )
+        self.handshake_seconds = Histogram(
+            "asr_deepgram_handshake_seconds",
+            "Time to open a Deepgram connection (successful handshakes).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=reg,
+        )
+        self.closes = Counter(
+            "asr_deepgram_closes",
+            "Deepgram connections that ended, by close code (1006: no close frame).",
+            ["code"],
+            registry=reg,
+        )
+        self.garbage = Counter(
+            "asr_deepgram_garbage_messages",
+            "Messages from Deepgram that were not valid protocol and were skipped, by kind.",
+            ["kind"],
+            registry=reg,
+        )
+        self.server_errors = Counter(
+            "asr_deepgram_server_errors",
+            "Error messages Deepgram sent, by variant.",
+            ["variant"],
+            registry=reg,
+        )
+        self.failed_fast = Counter(
+            "asr_deepgram_calls_failed_fast",
+            "New calls failed at once because the circuit breaker was open.",
+            registry=reg,
+        )
+        circuit = Gauge(
+            "asr_deepgram_circuit_state",
+            "The circuit breaker shared by all calls: 0 closed, 1 open, 2 half-open.",
+            registry=reg,
+        )
+        circuit.set_function(breaker_state)
+
+
+class DeepgramProvider:
+    name = "deepgram"
+
+    def __init__(self, options: DeepgramOptions, clock: Clock | None = None) -> None:
+        self.options = options
+        self._clock = clock or SystemClock()
+        self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
+        self.metrics = DeepgramMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
+        self._headers: list[tuple[str, str]] = (
+            [("Authorization", f"Token {options.api_key}")] if options.api_key else []
+        )
+        self._urls: dict[AudioFormat, str] = {}
+        self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
+        self._refusal: str | None = None  # the last non-retryable refusal, for /health
+        self._last_failure = ""
+
+    # --- the Provider interface -----------------------------------------------------------
+
+    async def open(self, request: StreamRequest) -> DeepgramStream:
+        now = self._clock.monotonic()
+        if request.attempt == 1 and not self.breaker.allow_new(now):
+            self.metrics.failed_fast.inc()
+            raise ProviderError(
+                "provider_unavailable",
+                f"Deepgram is failing for every call ({self.breaker.failures} connection failures in a row, "
+                f"last: {self._last_failure}); new calls fail at once for "
+                f"{self.breaker.retry_in_s(now):.0f} s more",
+                retryable=False,
+                status=503,
+            )
+        wait_s = self._not_before - now
+        if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
+            await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
+        started = self._clock.monotonic()
+        try:
+            conn = await connect(
+                self.url_for(request.fmt),
+                additional_headers=self._headers,
+                user_agent_header=f"asr-worker/{__version__}",
+                compression=None,  # audio does not deflate; compressing it only costs CPU
+                open_timeout=self.options.open_timeout_s,
+                ping_interval=self.options.ping_interval_s,
+                ping_timeout=self.options.ping_timeout_s,
+                close_timeout=self.options.close_timeout_s,
+                max_size=1 << 22,
+                max_queue=64,
+                logger=_wire_log,
+            )
+        except InvalidStatus as exc:
+            raise self._refused(exc.response) from None
+        except InvalidURI:
+            raise ProviderError(
+                "bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False
+            ) from None
+        except TimeoutError:
+            raise self._network_failure(
+                "timeout", f"no handshake within {self.options.open_timeout_s:g} s"
+            ) from None
+        except (OSError, InvalidHandshake, ConnectionClosed) as exc:
+            raise self._network_failure("network", _describe_network_error(exc)) from None
+        self.metrics.handshakes.labels("101").inc()
+        self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
+        self.breaker.success()
+        self._refusal = None
+        response = conn.response
+        request_id = response.headers.get("dg-request-id", "") if response is not None else ""
+        log.debug(
+            "deepgram stream opened",
+            extra={"interaction_id": request.interaction_id, "dg_request_id": request_id},
+        )
+        return DeepgramStream(conn, request, request_id, self.metrics)
+
+    def health(self) -> ProviderHealth:
+        now = self._clock.monotonic()
+        state = self.breaker.state(now)
+        if state is BreakerState.OPEN:
+            return ProviderHealth(
+                False,
+                f"circuit open after {self.breaker.failures} connection failures in a row "
+                f"(last: {self._last_failure}); new calls fail fast for {self.breaker.retry_in_s(now):.0f} s",
+            )
+        if state is BreakerState.HALF_OPEN:
+            return ProviderHealth(
+                False, f"circuit half-open: the next connection is a probe ({self._last_failure})"
+            )
+        if self._refusal is not None:
+            return ProviderHealth(False, self._refusal)
+        return ProviderHealth(
+            True, "ok" if self.breaker.failures == 0 else f"recovering: {self._last_failure}"
+        )
+
+    async def aclose(self) -> None:
+        return None  # every connection belongs to a stream, which its session closes
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        registry.register(self.metrics.registry)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def url_for(self, fmt: AudioFormat) -> str:
+        """DEEPGRAM_URL with the call's audio format and the configured options as its query."""
+        url = self._urls.get(fmt)
+        if url is None:
+            url = self._urls[fmt] = self._build_url(fmt)
+        return url
+
+    def _build_url(self, fmt: AudioFormat) -> str:
+        opts = self.options
+        ours = ListenParams(
+            encoding=str(fmt.encoding),
+            sample_rate=fmt.sample_rate,
+            channels=fmt.channels,
+            model=opts.model,
+            language=opts.language,
+        ).query()
+        parts = urlsplit(opts.url)
+        overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
+        overrides += list(opts.extra_params)
+        replaced = {k for k, _ in overrides}
+        query = [(k, v) for k, v in ours if k not in replaced] + overrides
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+    def _refused(self, response: Response) -> ProviderError:
+        status = response.status_code
+        self.metrics.handshakes.labels(str(status)).inc()
+        err_code, err_msg = protocol.read_refusal(status, response.headers, bytes(response.body or b""))
+        request_id = response.headers.get("dg-request-id", "")
+        detail = f"Deepgram refused the connection: HTTP {status} {err_code}: {err_msg}"
+        if request_id:
+            detail += f" (dg-request-id {request_id[:80]})"
+        code = _STATUS_CODES.get(status, f"http_{status}")
+        if status in protocol.NON_RETRYABLE_STATUSES:
+            self._refusal = detail
+            log.error("deepgram refused the connection", extra={"status": status, "err_code": err_code})
+            return ProviderError(code, detail, retryable=False, status=status)
+        retry_after = _retry_after_s(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            self._not_before = max(
+                self._not_before, self._clock.monotonic() + min(retry_after, self.options.max_retry_after_s)
+            )
+        self._count_failure(f"HTTP {status} {err_code}")
+        return ProviderError(code, detail, retryable=True, status=status)
+
+    def _network_failure(self, kind: str, detail: str) -> ProviderError:
+        self.metrics.handshakes.labels(kind).inc()
+        self._count_failure(detail)
+        return ProviderError(
+            "connect_failed" if kind == "network" else "connect_timeout",
+            f"could not connect to Deepgram: {detail}",
+            retryable=True,
+        )
+
+    def _count_failure(self, what: str) -> None:
+        self._last_failure = what
+        was_open = self.breaker.state(self._clock.monotonic()) is BreakerState.OPEN
+        self.breaker.failure(self._clock.monotonic())
+        if not was_open and self.breaker.state(self._clock.monotonic()) is BreakerState.OPEN:
+            log.error(
+                "deepgram circuit open: failing new calls",
+                extra={
+                    "failures": self.breaker.failures,
+                    "cooldown_s": self.breaker.cooldown_s,
+                    "last": what,
+                },
+            )
+
+
+class DeepgramStream:
+    """One live connection. Its methods map every socket failure to a ProviderError."""
+
+    def __init__(
+        self, conn: ClientConnection, request: StreamRequest, request_id: str, metrics: DeepgramMetrics
+    ) -> None:
+        self._conn = conn
+        self._send = conn.send
+        self._channels = request.fmt.channels
+        self._interaction_id = request.interaction_id
+        self.request_id = request_id
+        self._metrics = metrics
+        self._closing = False
+        self._warned = False
+
+    async def send_audio(self, data: bytes) -> None:
+        if not data:
+            return  # an empty binary frame is Deepgram's legacy end-of-stream signal
+        try:
+            await self._send(data)
+        except ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
+
+    async def keepalive(self) -> None:
+        await self._text(protocol.KEEPALIVE)
+
+    async def finalize(self) -> None:
+        await self._text(protocol.FINALIZE)
+
+    async def close_stream(self) -> None:
+        self._closing = True
+        await self._text(protocol.CLOSE_STREAM)
+
+    async def abort(self) -> None:
+        if self._conn.state is not State.CLOSED:
+            self._closing = True
+            try:
+                await self._conn.close(protocol.CLOSE_NORMAL)  # bounded by close_timeout
+            except Exception:  # already broken: nothing to close cleanly
+                self._conn.transport.abort()
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        channels = self._channels
+        try:
+            async for message in self._conn:
+                try:
+                    parsed = protocol.parse_server_message(message, channels)
+                except ProtocolViolation as exc:
+                    self._garbage(exc)
+                    continue
+                if parsed is None:
+                    continue
+                if isinstance(parsed, ServerError):
+                    self._metrics.server_errors.labels(parsed.variant or "unknown").inc()
+                    log.warning(
+                        "deepgram sent an error message",
+                        extra={
+                            "interaction_id": self._interaction_id,
+                            "variant": parsed.variant,
+                            "detail": parsed.description,
+                        },
+                    )
+                    continue
+                if isinstance(parsed, StreamMetadata):
+                    log.info(
+                        "deepgram stream metadata",
+                        extra={
+                            "interaction_id": self._interaction_id,
+                            "dg_request_id": parsed.request_id,
+                            "duration_s": parsed.duration,
+                        },
+                    )
+                yield parsed
+        except ConnectionClosedError as exc:
+            raise self._closed_error(exc) from None
+        code, reason = _close_of(self._conn)
+        self._metrics.closes.labels(str(code)).inc()
+        if not self._closing:
+            raise ProviderError(
+                "closed",
+                f"Deepgram closed the stream ({code} {reason}) before it was asked to",
+                retryable=True,
+            )
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _text(self, message: str) -> None:
+        try:
+            await self._send(message)
+        except ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
+
+    def _closed_error(self, exc: ConnectionClosed) -> ProviderError:
+        code, reason = (
+            (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (protocol.CLOSE_ABNORMAL, "")
+        )
+        self._metrics.closes.labels(str(code)).inc()
+        return close_error(code, reason)
+
+    def _garbage(self, exc: ProtocolViolation) -> None:
+        self._metrics.garbage.labels(exc.kind).inc()
+        if not self._warned:  # once per stream: a broken server must not flood the log
+            self._warned = True
+            log.warning(
+                "deepgram sent a message that is not valid protocol; skipping such messages",
+                extra={"interaction_id": self._interaction_id, "kind": exc.kind, "detail": exc.detail[:200]},
+            )
+
+
+def close_error(code: int, reason: str) -> ProviderError:
+    """What a close the worker did not ask for means for the call."""
+    shown = f"{code} {reason[:200]}".strip()
+    if code in protocol.NON_RETRYABLE_CLOSE_CODES:
+        return ProviderError(
+            "provider_rejected",
+            f"Deepgram refused the stream ({shown}); the same audio sent again would fail the same way",
+            retryable=False,
+            status=code,
+        )
+    if code == protocol.CLOSE_ABNORMAL:
+        return ProviderError(
+            "connection_lost", "the connection to Deepgram dropped without a close frame", retryable=True
+        )
+    if code == protocol.CLOSE_INTERNAL and "net0001" in reason.lower():
+        return ProviderError("idle_timeout", f"Deepgram closed an idle stream ({shown})", retryable=True)
+    return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
+
+
+def _close_of(conn: ClientConnection) -> tuple[int, str]:
+    rcvd = conn.protocol.close_rcvd
+    if rcvd is None:
+        return protocol.CLOSE_ABNORMAL, ""
+    return rcvd.code, rcvd.reason
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP date: rare for Deepgram; the backoff covers it
+    return seconds if seconds >= 0 else None
+
+
+def _describe_network_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def create(settings: Settings) -> DeepgramProvider:
+    return DeepgramProvider(DeepgramOptions.from_settings(settings))
