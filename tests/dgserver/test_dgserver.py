@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.deepgram import protocol
 from asr_worker.dgserver import Faults
 from asr_worker.providers.mock import expected_words
@@ -25,6 +26,7 @@ from asr_worker.tools.audio_files import read_audio, write_wav
 from tests.conftest import free_port
 from tests.support.audio import PCM8K, frames, silence, speechlike
 from tests.support.dg_server import running_dg_server
+from tests.support.speech import SENTENCES, Speech, word_error_rate
 
 QUERY = "?" + "&".join(
     (
@@ -211,7 +213,7 @@ async def test_garbage_fault_sends_every_kind_of_bad_message() -> None:
 
 
 @asynccontextmanager
-async def dg_server_process(*args: str) -> AsyncIterator[int]:
+async def dg_server_process(*args: str, provider: str = "mock") -> AsyncIterator[int]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -221,7 +223,7 @@ async def dg_server_process(*args: str) -> AsyncIterator[int]:
         "--port",
         str(port),
         *args,
-        env={**os.environ, "ASR_PROVIDER": "mock"},
+        env={**os.environ, "ASR_PROVIDER": provider},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -243,43 +245,52 @@ async def dg_server_process(*args: str) -> AsyncIterator[int]:
         assert process.returncode == 0, stderr.decode()
 
 
-# deepgram-sdk 7.x uses websockets' legacy client, which warns that it is deprecated.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-async def test_the_official_deepgram_sdk_streams_a_file_through_dg_server(tmp_path: Path) -> None:
+async def sdk_stream(port: int, fmt: AudioFormat, data: bytes, pace_s: float = 0.0) -> list[object]:
+    """Stream audio through dg-server with the official SDK, as its documentation shows; every
+    message it received, in order."""
     from deepgram import AsyncDeepgramClient
     from deepgram.core.events import EventType
     from deepgram.environment import DeepgramClientEnvironment
 
+    client = AsyncDeepgramClient(
+        api_key="sdk-key",
+        environment=DeepgramClientEnvironment(
+            base=f"http://127.0.0.1:{port}",
+            production=f"ws://127.0.0.1:{port}",
+            agent=f"ws://127.0.0.1:{port}",
+            agent_rest=f"http://127.0.0.1:{port}",
+        ),
+    )
+    received: list[object] = []
+    async with client.listen.v1.connect(
+        model="nova-3",
+        encoding=str(fmt.encoding),
+        sample_rate=fmt.sample_rate,
+        interim_results="true",
+        utterance_end_ms=1000,
+        vad_events="true",
+    ) as connection:
+        connection.on(EventType.MESSAGE, received.append)
+        async with asyncio.TaskGroup() as tg:
+            listening = tg.create_task(connection.start_listening())
+            for chunk in frames(data, fmt, ms=100):
+                await connection.send_media(chunk)
+                if pace_s:
+                    await asyncio.sleep(pace_s)
+            await connection.send_finalize()
+            await connection.send_close_stream()
+            await asyncio.wait_for(listening, 30)
+    return received
+
+
+# deepgram-sdk 7.x uses websockets' legacy client, which warns that it is deprecated.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_the_official_deepgram_sdk_streams_a_file_through_dg_server(tmp_path: Path) -> None:
     wav = tmp_path / "call.wav"
     write_wav(wav, speechlike(1.4) + silence(1.2) + speechlike(0.8, seed=3), PCM8K)
     audio = read_audio(wav)
     async with dg_server_process("--api-key", "sdk-key") as port:
-        client = AsyncDeepgramClient(
-            api_key="sdk-key",
-            environment=DeepgramClientEnvironment(
-                base=f"http://127.0.0.1:{port}",
-                production=f"ws://127.0.0.1:{port}",
-                agent=f"ws://127.0.0.1:{port}",
-                agent_rest=f"http://127.0.0.1:{port}",
-            ),
-        )
-        received: list[object] = []
-        async with client.listen.v1.connect(
-            model="nova-3",
-            encoding="linear16",
-            sample_rate=8000,
-            interim_results="true",
-            utterance_end_ms=1000,
-            vad_events="true",
-        ) as connection:
-            connection.on(EventType.MESSAGE, received.append)
-            async with asyncio.TaskGroup() as tg:
-                listening = tg.create_task(connection.start_listening())
-                for chunk in frames(audio.data, ms=100):
-                    await connection.send_media(chunk)
-                await connection.send_finalize()
-                await connection.send_close_stream()
-                await asyncio.wait_for(listening, 10)
+        received = await sdk_stream(port, audio.fmt, audio.data)
     names = [type(m).__name__ for m in received]
     assert "ListenV1Results" in names and names[-1] == "ListenV1Metadata"
     assert {"ListenV1SpeechStarted", "ListenV1UtteranceEnd"} <= set(names)
@@ -287,6 +298,26 @@ async def test_the_official_deepgram_sdk_streams_a_file_through_dg_server(tmp_pa
     words = [w.word for m in finals for w in m.channel.alternatives[0].words]  # type: ignore[attr-defined]
     assert words == expected_words(audio.data, PCM8K)
     assert received[-1].duration == pytest.approx(audio.duration_s)  # type: ignore[attr-defined]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.timeout(180)
+async def test_the_official_deepgram_sdk_transcribes_speech_offline_through_dg_server_on_the_local_engine(
+    speech: Speech,
+) -> None:
+    """Issue 4's proof: any Deepgram client works offline against `asr-worker dg-server`."""
+    call = speech.call(SENTENCES[:2], rate=8000, encoding=Encoding.MULAW)
+    async with dg_server_process("--api-key", "sdk-key", provider="local") as port:
+        received = await sdk_stream(port, call.fmt, call.data, pace_s=0.05)
+    names = [type(m).__name__ for m in received]
+    assert names[-1] == "ListenV1Metadata" and "ListenV1SpeechStarted" in names
+    results = [m for m in received if type(m).__name__ == "ListenV1Results"]
+    assert any(not getattr(m, "is_final", True) for m in results), "interims too"
+    finals = [m for m in results if getattr(m, "is_final", False)]
+    text = " ".join(m.channel.alternatives[0].transcript for m in finals)  # type: ignore[attr-defined]
+    assert word_error_rate(call.text, text) <= 0.10, text
+    words = [w for m in finals for w in m.channel.alternatives[0].words]  # type: ignore[attr-defined]
+    assert all(0 <= w.start <= w.end <= len(call.data) / 8000 + 0.1 for w in words)
 
 
 async def test_dg_server_refuses_a_bad_flag_with_one_line() -> None:

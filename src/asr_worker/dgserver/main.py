@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from ..config import Settings
-from ..providers import make_provider
+from ..providers import BackgroundProvider, make_provider
 from .faults import Faults
 from .server import DeepgramServer
 from .settings import DgServerSettings
@@ -26,7 +26,14 @@ async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -
         max_records=100,
     )
     try:
-        async with server.running(dg.host, dg.port):
+        async with asyncio.TaskGroup() as tg, server.running(dg.host, dg.port):
+            # The provider's shared work (the local engine loads its model and runs its decoders
+            # here) lives exactly as long as the server, as it does in `serve`.
+            background = (
+                tg.create_task(provider.run(), name="provider")
+                if isinstance(provider, BackgroundProvider)
+                else None
+            )
             log.info(
                 "dg-server listening",
                 extra={
@@ -38,5 +45,7 @@ async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -
             )
             await stop.wait()
             log.info("dg-server stopping", extra={"connections": server.live_connections})
+            if background is not None:
+                background.cancel()
     finally:
         await provider.aclose()
