@@ -298,7 +298,7 @@ async def wait_ready(http: aiohttp.ClientSession, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", default="1,2,4,6,8,10,12,14,16", help="concurrent calls to try, in order")
+    parser.add_argument("--steps", default="1,2,4,8,12,16,24,32,40", help="concurrent calls to try, in order")
     parser.add_argument("--sentences", type=int, default=4, help="sentences per call")
     parser.add_argument("--stagger-s", type=float, default=5.0, help="call starts spread over this long")
     parser.add_argument("--skip-speed", action="store_true", help="only the capacity ramp")
