@@ -69,3 +69,20 @@ def test_options_parse_and_refuse_unknown_keys() -> None:
         MockOptions.parse("loud=1")
     with pytest.raises(ValueError, match="whole number"):
         MockOptions.parse("word_ms=fast")
+
+
+async def test_a_stream_that_fails_with_a_full_queue_still_tells_its_reader() -> None:
+    from asr_worker.core.provider_events import TranscriptResult as Result
+    from asr_worker.providers.base import ResultQueue
+
+    results = ResultQueue(max_events=2)
+    result = Result(0, True, True, "", 0.0, 0.0, 1.0)
+    assert results.put(result) and results.put(result)
+    assert not results.put(result)  # full: the stream gives up
+    results.finish(ProviderError("events_overflow", "not read", retryable=True))
+    results.finish()  # the first end counts
+    seen = []
+    with pytest.raises(ProviderError, match="events_overflow"):
+        async for event in results.events():
+            seen.append(event)
+    assert seen == [result, result]

@@ -7,6 +7,8 @@ the session whether to reconnect or fail the call.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -14,7 +16,7 @@ from typing import Protocol, runtime_checkable
 from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat
-from ..core.provider_events import ProviderEvent
+from ..core.provider_events import ProviderError, ProviderEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +83,53 @@ class BackgroundProvider(Protocol):
 class InstrumentedProvider(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Put the provider's own Prometheus collectors on the worker's registry."""
+
+
+class ResultQueue:
+    """What a stream's `events()` reads: results in order, at most `max_events` waiting, then
+    the stream's end - clean, or a ProviderError. The end is kept apart from the results, so
+    it always gets through: a stream that fails because nobody read its results still tells
+    its reader so, after the results already queued."""
+
+    def __init__(self, max_events: int) -> None:
+        self._events: deque[ProviderEvent] = deque()
+        self._max_events = max_events
+        self._ended = False
+        self._error: ProviderError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, event: ProviderEvent) -> bool:
+        """Queue a result; False (nothing queued) if the queue is full or has ended."""
+        if self._ended or len(self._events) >= self._max_events:
+            return False
+        self._events.append(event)
+        self._wake()
+        return True
+
+    def finish(self, error: ProviderError | None = None) -> None:
+        """End the results (the first end counts): `events()` returns, or raises `error`."""
+        if not self._ended:
+            self._ended, self._error = True, error
+            self._wake()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        while True:
+            while self._events:
+                yield self._events.popleft()
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                return
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

@@ -22,7 +22,6 @@ Decoding never happens on the event loop; the VAD (0.05 ms a window) and resampl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -52,7 +51,7 @@ from ..engine.scheduler import DecodePool, Job, JobKind, Overloaded, Scheduler
 from ..engine.vad import Segmenter as VadSegmenter
 from ..engine.vad import SileroVad, Utterance, VadConfig, VadStream
 from ..engine.whisper import Decoded, DecodedWord, Decoder, WhisperDecoder, WhisperOptions
-from .base import ProviderHealth, StreamRequest
+from .base import ProviderHealth, ResultQueue, StreamRequest
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -433,7 +432,7 @@ class LocalStream:
         self.scheduler = provider.scheduler
         self.request_id = str(uuid.uuid4())
         self.channels = [_Channel(self, c, vad.stream()) for c in range(request.fmt.channels)]
-        self._queue: asyncio.Queue[ProviderEvent | ProviderError | None] = asyncio.Queue(_EVENT_QUEUE_MAX)
+        self._results = ResultQueue(_EVENT_QUEUE_MAX)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=_ARRIVALS_MAX)  # (16 kHz position, time)
         self._frames_in = 0  # input frames (samples per channel)
         self._since_finalize = False
@@ -478,17 +477,10 @@ class LocalStream:
         self.closed = True
         for channel in self.channels:
             self.scheduler.forget(channel)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
+        self._results.finish()
 
-    async def events(self) -> AsyncIterator[ProviderEvent]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, ProviderError):
-                raise item
-            yield item
+    def events(self) -> AsyncIterator[ProviderEvent]:
+        return self._results.events()
 
     # --- inside -----------------------------------------------------------------------------
 
@@ -505,9 +497,7 @@ class LocalStream:
     def push(self, event: ProviderEvent) -> None:
         if self.closed:
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if not self._results.put(event):
             self.fail(ProviderError("events_overflow", "results are not being read", retryable=True))
 
     def fail(self, error: ProviderError) -> None:
@@ -517,8 +507,7 @@ class LocalStream:
         self.closed = True
         for channel in self.channels:
             self.scheduler.forget(channel)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(error)
+        self._results.finish(error)
 
     def maybe_close(self) -> None:
         """After CloseStream, end the events once every final has gone out."""
@@ -528,8 +517,7 @@ class LocalStream:
         self.closed = True
         for channel in self.channels:
             self.scheduler.forget(channel)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
+        self._results.finish()
 
     def arrival_of(self, position: int) -> float | None:
         """When the audio at this 16 kHz position reached the provider."""

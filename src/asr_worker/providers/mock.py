@@ -19,7 +19,6 @@ Options come from `ASR_MOCK`, e.g. `ASR_MOCK="word_ms=200,drop_after_ms=3000"`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
@@ -31,7 +30,7 @@ import numpy as np
 from ..core.audio import AudioFormat
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderError, ProviderEvent, TranscriptResult, Word
-from .base import ProviderHealth, StreamRequest
+from .base import ProviderHealth, ResultQueue, StreamRequest
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -135,7 +134,7 @@ class MockStream:
             if self._opts.drop_after_ms and (drops == 0 or index < drops)
             else 0
         )
-        self._queue: asyncio.Queue[ProviderEvent | ProviderError | None] = asyncio.Queue(maxsize=10_000)
+        self._results = ResultQueue(max_events=10_000)
         self._failed: ProviderError | None = None
         self._closed = False
 
@@ -169,25 +168,23 @@ class MockStream:
         self.controls.append("CloseStream")
         if not self._opts.hang_close:
             self._closed = True
-            await self._queue.put(None)
+            self._results.finish()
 
     async def abort(self) -> None:
         if not self._closed:
             self._closed = True
             self.controls.append("abort")
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
+            self._results.finish()
 
-    async def events(self) -> AsyncIterator[ProviderEvent]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, ProviderError):
-                raise item
-            yield item
+    def events(self) -> AsyncIterator[ProviderEvent]:
+        return self._results.events()
 
     # --- the mock recognizer ------------------------------------------------------------------
+
+    def _put(self, event: ProviderEvent) -> None:
+        if not self._results.put(event) and not self._results.ended:
+            self._failed = ProviderError("events_overflow", "mock results are not being read", retryable=True)
+            self._results.finish(self._failed)
 
     def _check_open(self) -> None:
         if self._failed is not None:
@@ -197,7 +194,7 @@ class MockStream:
 
     async def _fail(self, error: ProviderError) -> None:
         self._failed = error
-        await self._queue.put(error)
+        self._results.finish(error)
 
     def _seconds(self, n_bytes: int) -> float:
         return self._fmt.seconds(n_bytes)
@@ -234,7 +231,7 @@ class MockStream:
         self, start: float, end: float, *, is_final: bool, speech_final: bool, finalize: bool = False
     ) -> None:
         words = tuple(self._utterance)
-        await self._queue.put(
+        self._put(
             TranscriptResult(
                 channel=0,
                 is_final=is_final,
