@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from asr_worker.core.provider_events import ProviderError, TranscriptResult
-from asr_worker.providers.base import StreamRequest
+from asr_worker.providers.base import ResultQueue, StreamRequest
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from tests.support.audio import PCM8K, frames, silence, speechlike
 
@@ -72,17 +72,18 @@ def test_options_parse_and_refuse_unknown_keys() -> None:
 
 
 async def test_a_stream_that_fails_with_a_full_queue_still_tells_its_reader() -> None:
-    from asr_worker.core.provider_events import TranscriptResult as Result
-    from asr_worker.providers.base import ResultQueue
-
     results = ResultQueue(max_events=2)
-    result = Result(0, True, True, "", 0.0, 0.0, 1.0)
+    result = TranscriptResult(0, True, True, "", 0.0, 0.0, 1.0)
     assert results.put(result) and results.put(result)
     assert not results.put(result)  # full: the stream gives up
     results.finish(ProviderError("events_overflow", "not read", retryable=True))
     results.finish()  # the first end counts
-    seen = []
-    with pytest.raises(ProviderError, match="events_overflow"):
+    seen: list[object] = []
+
+    async def read_all() -> None:
         async for event in results.events():
             seen.append(event)
+
+    with pytest.raises(ProviderError, match="events_overflow"):
+        await read_all()
     assert seen == [result, result]
