@@ -156,7 +156,7 @@ def mutated(draw: st.DrawFn, valid: dict[str, object], max_mutations: int = 3) -
         where = paths(body)
         action = draw(st.sampled_from(["drop", "replace", "replace", "add", "retype", "root"]))
         if action == "root" or not where:
-            body = draw(HOSTILE)
+            body = _fresh(draw(HOSTILE))
             continue
         path = draw(st.sampled_from(where))
         parent = _parent(body, path)
@@ -164,12 +164,17 @@ def mutated(draw: st.DrawFn, valid: dict[str, object], max_mutations: int = 3) -
         if action == "drop":
             del parent[key]
         elif action == "replace":
-            parent[key] = draw(HOSTILE)
+            parent[key] = _fresh(draw(HOSTILE))
         elif action == "retype":
             parent[key] = _retyped(parent[key])
         elif action == "add" and isinstance(parent[key], dict):
-            parent[key][draw(st.text(max_size=10))] = draw(HOSTILE)
+            parent[key][draw(st.text(max_size=10))] = _fresh(draw(HOSTILE))
     return body
+
+
+def _fresh(value: object) -> object:
+    """A private copy: sampled values are shared objects, and mutations must not change them."""
+    return copy.deepcopy(value)
 
 
 def _retyped(value: object) -> object:
