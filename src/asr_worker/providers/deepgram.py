@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -177,6 +178,7 @@ class DeepgramProvider:
         self._headers: list[tuple[str, str]] = (
             [("Authorization", f"Token {options.api_key}")] if options.api_key else []
         )
+        self.scrub = _scrubber(options.api_key)
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
         self._refusal: str | None = None  # the last non-retryable refusal, for /health
@@ -236,7 +238,7 @@ class DeepgramProvider:
             "deepgram stream opened",
             extra={"interaction_id": request.interaction_id, "dg_request_id": request_id},
         )
-        return DeepgramStream(conn, request, request_id, self.metrics)
+        return DeepgramStream(conn, request, self.scrub(request_id), self.metrics, self.scrub)
 
     def health(self) -> ProviderHealth:
         now = self._clock.monotonic()
@@ -291,8 +293,15 @@ class DeepgramProvider:
     def _refused(self, response: Response) -> ProviderError:
         status = response.status_code
         self.metrics.handshakes.labels(str(status)).inc()
-        err_code, err_msg = protocol.read_refusal(status, response.headers, bytes(response.body or b""))
-        request_id = response.headers.get("dg-request-id", "")
+        # What the server says is scrubbed of the key before it is read: a proxy or a
+        # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
+        scrub = self.scrub
+        body = bytes(response.body or b"")
+        if self.options.api_key:
+            body = body.replace(self.options.api_key.encode(), _HIDDEN.encode())
+        dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
+        err_code, err_msg = protocol.read_refusal(status, dg_error, body)
+        request_id = scrub(response.headers.get("dg-request-id", ""))
         detail = f"Deepgram refused the connection: HTTP {status} {err_code}: {err_msg}"
         if request_id:
             detail += f" (dg-request-id {request_id[:80]})"
@@ -337,9 +346,15 @@ class DeepgramStream:
     """One live connection. Its methods map every socket failure to a ProviderError."""
 
     def __init__(
-        self, conn: ClientConnection, request: StreamRequest, request_id: str, metrics: DeepgramMetrics
+        self,
+        conn: ClientConnection,
+        request: StreamRequest,
+        request_id: str,
+        metrics: DeepgramMetrics,
+        scrub: Callable[[str], str] = str,
     ) -> None:
         self._conn = conn
+        self._scrub = scrub  # what the server sends may echo the key: never repeat it
         self._send = conn.send
         self._channels = request.fmt.channels
         self._interaction_id = request.interaction_id
@@ -392,7 +407,7 @@ class DeepgramStream:
                         extra={
                             "interaction_id": self._interaction_id,
                             "variant": parsed.variant,
-                            "detail": parsed.description,
+                            "detail": self._scrub(parsed.description),
                         },
                     )
                     continue
@@ -401,7 +416,7 @@ class DeepgramStream:
                         "deepgram stream metadata",
                         extra={
                             "interaction_id": self._interaction_id,
-                            "dg_request_id": parsed.request_id,
+                            "dg_request_id": self._scrub(parsed.request_id),
                             "duration_s": parsed.duration,
                         },
                     )
@@ -413,7 +428,7 @@ class DeepgramStream:
         if not self._closing:
             raise ProviderError(
                 "closed",
-                f"Deepgram closed the stream ({code} {reason}) before it was asked to",
+                f"Deepgram closed the stream ({code} {self._scrub(reason)[:200]}) before it was asked to",
                 retryable=True,
             )
 
@@ -430,7 +445,7 @@ class DeepgramStream:
             (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (protocol.CLOSE_ABNORMAL, "")
         )
         self._metrics.closes.labels(str(code)).inc()
-        return close_error(code, reason)
+        return close_error(code, self._scrub(reason))
 
     def _garbage(self, exc: ProtocolViolation) -> None:
         self._metrics.garbage.labels(exc.kind).inc()
@@ -438,7 +453,11 @@ class DeepgramStream:
             self._warned = True
             log.warning(
                 "deepgram sent a message that is not valid protocol; skipping such messages",
-                extra={"interaction_id": self._interaction_id, "kind": exc.kind, "detail": exc.detail[:200]},
+                extra={
+                    "interaction_id": self._interaction_id,
+                    "kind": exc.kind,
+                    "detail": self._scrub(exc.detail)[:200],
+                },
             )
 
 
@@ -461,6 +480,16 @@ def close_error(code: int, reason: str) -> ProviderError:
     return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
 
 
+_HIDDEN: Final = "********"
+
+
+def _scrubber(key: str | None) -> Callable[[str], str]:
+    """A function that hides `key` wherever it appears in a text from the server."""
+    if not key:
+        return str
+    return lambda text: text.replace(key, _HIDDEN)
+
+
 def _close_of(conn: ClientConnection) -> tuple[int, str]:
     rcvd = conn.protocol.close_rcvd
     if rcvd is None:
@@ -475,7 +504,7 @@ def _retry_after_s(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None  # an HTTP date: rare for Deepgram; the backoff covers it
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _describe_network_error(exc: BaseException) -> str:
