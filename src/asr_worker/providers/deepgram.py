@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -64,6 +65,9 @@ _wire_log.setLevel(logging.INFO)
 # Query keys that describe the audio: they always come from the call, never from configuration.
 AUDIO_KEYS: Final = frozenset({"encoding", "sample_rate", "channels", "multichannel"})
 
+_VARIANT: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+_MAX_VARIANTS: Final = 20
+
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
@@ -77,7 +81,7 @@ _STATUS_CODES: Final = {
 @dataclass(frozen=True, slots=True)
 class DeepgramOptions:
     url: str = "wss://api.deepgram.com/v1/listen"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed
     model: str = "nova-3"
     language: str = "en-US"
     extra_params: tuple[tuple[str, str], ...] = ()  # DEEPGRAM_PARAMS, override the defaults
@@ -159,12 +163,23 @@ class DeepgramMetrics:
             "New calls failed at once because the circuit breaker was open.",
             registry=reg,
         )
+        self._variants: set[str] = set()
         circuit = Gauge(
             "asr_deepgram_circuit_state",
             "The circuit breaker shared by all calls: 0 closed, 1 open, 2 half-open.",
             registry=reg,
         )
         circuit.set_function(breaker_state)
+
+    def variant_label(self, variant: str) -> str:
+        """An Error message's variant as a metric label: the server chooses it, so only a
+        short identifier is taken, and only the first few distinct ones (each is a series)."""
+        if variant in self._variants:
+            return variant
+        if not _VARIANT.fullmatch(variant) or len(self._variants) >= _MAX_VARIANTS:
+            return "other" if variant else "unknown"
+        self._variants.add(variant)
+        return variant
 
 
 class DeepgramProvider:
@@ -202,6 +217,7 @@ class DeepgramProvider:
         if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
             await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
         started = self._clock.monotonic()
+        failure: ProviderError | None = None
         try:
             conn = await connect(
                 self.url_for(request.fmt),
@@ -217,28 +233,30 @@ class DeepgramProvider:
                 logger=_wire_log,
             )
         except InvalidStatus as exc:
-            raise self._refused(exc.response) from None
+            failure = self._refused(exc.response)
         except InvalidURI:
-            raise ProviderError(
-                "bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False
-            ) from None
+            failure = ProviderError("bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False)
         except TimeoutError:
-            raise self._network_failure(
+            failure = self._network_failure(
                 "timeout", f"no handshake within {self.options.open_timeout_s:g} s"
-            ) from None
+            )
         except (OSError, InvalidHandshake, ConnectionClosed) as exc:
-            raise self._network_failure("network", _describe_network_error(exc)) from None
+            failure = self._network_failure("network", self.scrub(_describe_network_error(exc)))
+        if failure is not None:
+            # Raised outside the handler, so nothing of the library's exception (the server's
+            # response, which may echo the request) stays chained to what callers print.
+            raise failure
         self.metrics.handshakes.labels("101").inc()
         self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
         self.breaker.success()
         self._refusal = None
         response = conn.response
-        request_id = response.headers.get("dg-request-id", "") if response is not None else ""
+        request_id = self.scrub(response.headers.get("dg-request-id", "")) if response is not None else ""
         log.debug(
             "deepgram stream opened",
             extra={"interaction_id": request.interaction_id, "dg_request_id": request_id},
         )
-        return DeepgramStream(conn, request, self.scrub(request_id), self.metrics, self.scrub)
+        return DeepgramStream(conn, request, request_id, self.metrics, self.scrub)
 
     def health(self) -> ProviderHealth:
         now = self._clock.monotonic()
@@ -401,12 +419,14 @@ class DeepgramStream:
                 if parsed is None:
                     continue
                 if isinstance(parsed, ServerError):
-                    self._metrics.server_errors.labels(parsed.variant or "unknown").inc()
+                    self._metrics.server_errors.labels(
+                        self._metrics.variant_label(self._scrub(parsed.variant))
+                    ).inc()
                     log.warning(
                         "deepgram sent an error message",
                         extra={
                             "interaction_id": self._interaction_id,
-                            "variant": parsed.variant,
+                            "variant": self._scrub(parsed.variant),
                             "detail": self._scrub(parsed.description),
                         },
                     )
@@ -480,7 +500,7 @@ def close_error(code: int, reason: str) -> ProviderError:
     return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
 
 
-_HIDDEN: Final = "********"
+_HIDDEN: Final = "<DEEPGRAM_API_KEY>"
 
 
 def _scrubber(key: str | None) -> Callable[[str], str]:
