@@ -30,6 +30,7 @@ from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider
 from asr_worker.providers.mock import MockProvider
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.publish import publish_call
+from asr_worker.tools.stream import stream_calls
 from asr_worker.worker import Worker
 from tests.conftest import free_port, running_worker
 from tests.support.audio import PCM8K, frames, speechlike
@@ -388,3 +389,19 @@ async def test_the_redis_password_never_leaks(
     exposure.add("settings", [repr(Settings(redis_url=url)), repr(load_settings({"REDIS_URL": url}))])
     # The bus registers the password with the log formatter, so a leak would show as the marker.
     exposure.assert_hidden(REDIS_PASSWORD, "rp-wrong-9d7c5b3a1e")
+
+
+async def test_the_stream_tool_does_not_print_a_token_it_was_refused_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`asr-worker stream --url ws://.../v1/audio/ID?token=T`: a refused handshake's message
+    quoted the whole URL, token included."""
+    audio = AudioFile(Path("call.wav"), PCM8K, speechlike(0.2))
+    async with running_worker(MockProvider(), worker_token=Secret(TOKEN)) as worker:
+        url = f"ws://127.0.0.1:{worker.port}/v1/audio/refused?token={WRONG_TOKEN}"
+        (result,) = await stream_calls(audio, url, speed=0)
+    captured = capsys.readouterr()
+    assert result.errors == ["connection: HTTP 401 Invalid response status"]
+    exposure = Exposure()
+    exposure.add("stream tool output", [captured.out, captured.err, result.errors])
+    exposure.assert_hidden(WRONG_TOKEN)
