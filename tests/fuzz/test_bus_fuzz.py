@@ -153,6 +153,7 @@ FINAL = {
 @example({**FINAL, "seq": True})
 @example({**FINAL, "end": math.inf})  # was taken as how far the call was final: no word after it
 @example({**FINAL, "end": math.nan})
+@example({**FINAL, "end": 10**400})  # float() overflowed (found by the hunt profile)
 @example({**FINAL, "channel": True})
 def test_a_transcript_entry_gives_a_usable_seq_and_final_end_or_none(event: object) -> None:
     body = json_object(dumps(event).encode("utf-8", "surrogatepass"))

@@ -93,6 +93,7 @@ ENVIRONMENTS = st.dictionaries(st.sampled_from([opt.env for opt in OPTIONS]), VA
 @example({"ASR_MOCK": "x" * 100_000 + "=1"})  # the error quoted the whole key
 @example({"REDIS_URL": f"redis://:{REDIS_PASSWORD}@"})  # the error showed the password
 @example({"REDIS_URL": "redis://h:99999/0"})  # a bad port passed, to fail at start
+@example({"ASR_MOCK": "00000000\x1f\x1f\x1f\x1f\x1f\U00018cd6\U0001da8c\U0001fbcb\U0002ebe1"})  # escapes
 def test_any_environment_is_settings_or_one_short_config_error(env: dict[str, str]) -> None:
     try:
         settings = load_settings(env)

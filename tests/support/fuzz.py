@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from typing import Any
 
 from hypothesis import settings
@@ -32,9 +33,16 @@ def examples(n: int, **kwargs: Any) -> settings:
 
 
 def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> None:
-    """An error message is short: it never echoes a huge input back."""
+    """An error message is short: it never echoes a huge input back. An escape sequence
+    (`\\U0001f600`, `\\x1f`) in a quoted excerpt counts as the one character it stands for, so
+    an excerpt of N characters counts N however exotic they are (and at most 10 x N)."""
     assert message, "an error must say what was wrong"
-    assert len(message) <= limit, f"error message of {len(message)} chars: {message[:200]}..."
+    shown = _ESCAPE.sub("?", message)
+    assert len(shown) <= limit, f"error message of {len(shown)} chars: {message[:200]}..."
+    assert len(message) <= 10 * limit
+
+
+_ESCAPE = re.compile(r"\\(U[0-9a-f]{8}|u[0-9a-f]{4}|x[0-9a-f]{2}|[nrt\\'])")
 
 
 # --- values ---------------------------------------------------------------------------------------

@@ -253,7 +253,10 @@ def final_end(event: dict[str, object], channels: int) -> tuple[int, float] | No
         or not isinstance(end, int | float)
     ):
         return None
-    seconds = float(end)
+    try:
+        seconds = float(end)
+    except OverflowError:  # an int too large for a float
+        return None
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return channel, seconds
