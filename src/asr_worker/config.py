@@ -123,7 +123,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 def _host(text: str) -> str:
     value = text.strip()
-    if not value or any(c.isspace() for c in value):
+    if not value or len(value) > 253 or not value.isprintable() or any(c.isspace() for c in value):
         raise ValueError("must be a host name or IP address")
     return value
 
@@ -445,7 +445,7 @@ def _check_combination(s: Settings) -> None:
         raise ConfigError("DEEPGRAM_API_KEY is required when ASR_PROVIDER=deepgram uses api.deepgram.com")
     if s.worker_token is None and not s.allow_unauthenticated and not is_loopback(s.host):
         raise ConfigError(
-            f"HOST {s.host} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
+            f"HOST {s.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
             "or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to serve without one on purpose"
         )
     if s.send_chunk_ms > s.max_buffer_ms:
