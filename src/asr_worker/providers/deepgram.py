@@ -315,7 +315,7 @@ class DeepgramProvider:
         # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
         scrub = self.scrub
         body = bytes(response.body or b"")
-        if self.options.api_key:
+        if self.options.api_key and len(self.options.api_key) >= 4:
             body = body.replace(self.options.api_key.encode(), _HIDDEN.encode())
         dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
         err_code, err_msg = protocol.read_refusal(status, dg_error, body)
@@ -504,8 +504,9 @@ _HIDDEN: Final = "<DEEPGRAM_API_KEY>"
 
 
 def _scrubber(key: str | None) -> Callable[[str], str]:
-    """A function that hides `key` wherever it appears in a text from the server."""
-    if not key:
+    """A function that hides `key` wherever it appears in a text from the server (a key of
+    a few characters is no real key, and hiding it would garble every message)."""
+    if not key or len(key) < 4:
         return str
     return lambda text: text.replace(key, _HIDDEN)
 
