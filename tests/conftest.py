@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,12 +11,31 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from asr_worker.config import Settings
 from asr_worker.providers.base import Provider
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.worker import Worker
 from tests.support.speech import Speech
+
+# Property-based tests run the same examples on every run (derandomized, no example database),
+# so CI can never fail on a fresh random seed that no local run saw; time limits are off, since
+# a shared 2-core machine makes per-example timing meaningless. `HYPOTHESIS_PROFILE=hunt`
+# explores with fresh random seeds and many more examples (tests/support/fuzz.py scales them).
+hypothesis_settings.register_profile(
+    "repeatable",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "hunt", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def free_port() -> int:

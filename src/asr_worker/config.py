@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -57,7 +58,7 @@ class Settings:
     deepgram_language: str = "en-US"
     deepgram_params: str = ""
     pubsub_adapter: str = "in_memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     worker_token: Secret | None = None
     max_sessions: int = 1000
     max_buffer_ms: int = 100
@@ -122,7 +123,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 
 def _host(text: str) -> str:
     value = text.strip()
-    if not value or any(c.isspace() for c in value):
+    if not value or len(value) > 253 or not value.isprintable() or any(c.isspace() for c in value):
         raise ValueError("must be a host name or IP address")
     return value
 
@@ -130,12 +131,24 @@ def _host(text: str) -> str:
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            valid = parts.scheme in schemes and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a bad port or IPv6 address
+            valid = False
+        if not valid:
             raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL")
         return value
 
     return parse
+
+
+def hide_password(url: str) -> str:
+    """A URL as it may be shown: whatever stands before an `@` (user and password) hidden."""
+    return _USERINFO.sub("//********@", url)
+
+
+_USERINFO: Final = re.compile(r"//[^@]*@")
 
 
 def _bool(text: str) -> bool:
@@ -416,7 +429,7 @@ def parse_options(
         try:
             values[opt.field] = opt.parse(raw)
         except ValueError as exc:
-            shown = "(hidden)" if opt.secret else repr(raw[:60])
+            shown = "(hidden)" if opt.secret else repr(hide_password(raw)[:60])
             raise ConfigError(f"{source} {exc}, not {shown}") from None
     return values
 
@@ -432,7 +445,7 @@ def _check_combination(s: Settings) -> None:
         raise ConfigError("DEEPGRAM_API_KEY is required when ASR_PROVIDER=deepgram uses api.deepgram.com")
     if s.worker_token is None and not s.allow_unauthenticated and not is_loopback(s.host):
         raise ConfigError(
-            f"HOST {s.host} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
+            f"HOST {s.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
             "or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to serve without one on purpose"
         )
     if s.send_chunk_ms > s.max_buffer_ms:

@@ -429,6 +429,19 @@ def test_audio_after_end_is_refused_with_one_error_not_one_per_frame(clock: Fake
     assert rec.core.stats.frames_rejected == 50
 
 
+def test_nothing_is_emitted_after_session_ended(clock: FakeClock) -> None:
+    # Found by the state machine (tests/fuzz/test_session_machine.py): a source's late error,
+    # or audio after the end, was emitted after `session_ended`.
+    rec = Recorder(make_core(clock), clock)
+    rec.core.end("end", clock.monotonic())
+    rec.poll()
+    assert rec.core.ended
+    rec.core.on_audio(b"\x01\x00" * 160, clock.monotonic())
+    rec.core.emit_error("bad_message", "a late text message", clock.monotonic())
+    rec.poll()
+    assert [e["type"] for e in rec.events()] == ["session_started", "session_ended"]
+
+
 # --- resuming a call another worker began (the Redis bus) ---------------------------------------
 
 

@@ -21,15 +21,17 @@ Event = dict[str, object]
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, *, persistent: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, persistent: bool = False, password: str | None = None) -> None:
         self.dir = data_dir
         self.port = free_port()
         self.persistent = persistent
+        self.password = password  # `requirepass`: clients must AUTH with it
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -39,11 +41,13 @@ class RedisServer:
         # append-only file, flushed on a clean shutdown); otherwise nothing touches the disk.
         persistence = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
         options = {"port": str(self.port), "bind": "127.0.0.1", "save": "", "dir": str(self.dir)}
+        if self.password:
+            options["requirepass"] = self.password
         args = [part for name, value in options.items() for part in (f"--{name}", value)]
         self.process = subprocess.Popen(
             [binary, *args, "--logfile", str(self.dir / "redis.log"), "--appendonly", *persistence]
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         try:
             while True:  # poll until it answers, bounded

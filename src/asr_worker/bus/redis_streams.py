@@ -71,6 +71,8 @@ from .redis_wire import (
     Fields,
     audio_key,
     entries,
+    event_seq,
+    final_end,
     honour_cancel,
     id_key,
     int_or,
@@ -623,19 +625,12 @@ class RedisStreamsBus:
                 event = json_object(fields.get(b"data"))
                 if event is None:
                     continue
-                seq = event.get("seq")
-                if last_seq is None and isinstance(seq, int):
+                seq = event_seq(event)
+                if last_seq is None and seq is not None:
                     last_seq = seq
-                channel, end = event.get("channel"), event.get("end")
-                if (
-                    event.get("type") == "transcript"
-                    and event.get("is_final") is True
-                    and isinstance(channel, int)
-                    and 0 <= channel < fmt.channels
-                    and finalized[channel] is None
-                    and isinstance(end, int | float)
-                ):
-                    finalized[channel] = float(end)
+                final = final_end(event, fmt.channels)
+                if final is not None and finalized[final[0]] is None:
+                    finalized[final[0]] = final[1]
         if last_seq is None and offset == 0:
             return None  # nothing of this call was published: it starts afresh
         offset -= offset % fmt.frame_bytes

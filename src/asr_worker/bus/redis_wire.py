@@ -9,6 +9,7 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -223,6 +224,42 @@ def json_object(raw: bytes | None) -> dict[str, object] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# The write script compares seqs as Lua numbers (doubles): exact only up to 2**53.
+MAX_SEQ: Final = 2**53 - 1
+
+
+def event_seq(event: dict[str, object]) -> int | None:
+    """The `seq` of an event read back from `transcript.{ID}`, if it is one this worker can
+    continue from (a whole number the write script compares exactly)."""
+    seq = event.get("seq")
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ:
+        return seq
+    return None
+
+
+def final_end(event: dict[str, object], channels: int) -> tuple[int, float] | None:
+    """(channel, end in call seconds) of a final transcript event read back from
+    `transcript.{ID}`; None for anything else, or for times no session can start from."""
+    channel, end = event.get("channel"), event.get("end")
+    if (
+        event.get("type") != "transcript"
+        or event.get("is_final") is not True
+        or not isinstance(channel, int)
+        or isinstance(channel, bool)
+        or not 0 <= channel < channels
+        or isinstance(end, bool)
+        or not isinstance(end, int | float)
+    ):
+        return None
+    try:
+        seconds = float(end)
+    except OverflowError:  # an int too large for a float
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return channel, seconds
 
 
 def next_id(entry_id: str) -> str:

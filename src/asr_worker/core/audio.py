@@ -83,12 +83,19 @@ class AudioFormat:
         return {"encoding": str(self.encoding), "sample_rate": self.sample_rate, "channels": self.channels}
 
 
+_MAX_DIGITS = 6
+
+
 def _parse_int(value: object, name: str) -> int:
+    """At most six ASCII digits, or such an int: str.isdigit() also says yes to "²", which
+    int() refuses, and a message must not quote a number thousands of digits long."""
     if isinstance(value, bool):
         raise AudioFormatError(f"{name} must be a whole number")
     if isinstance(value, int):
+        if abs(value) >= 10**_MAX_DIGITS:
+            raise AudioFormatError(f"{name} must be a whole number of at most {_MAX_DIGITS} digits")
         return value
     text = str(value).strip()
-    if not text.isdigit() or len(text) > 6:
+    if not text.isascii() or not text.isdigit() or len(text) > _MAX_DIGITS:
         raise AudioFormatError(f"{name} must be a whole number, not {text[:20]!r}")
     return int(text)

@@ -333,6 +333,8 @@ class SessionCore:
         self._finish(now)
 
     def emit_error(self, code: str, message: str, now: float) -> None:
+        if self.phase is Phase.ENDED:
+            return  # `session_ended` was the call's last event: a late source's error has no call
         self._emit(now, {"type": "error", "code": code, "message": message})
 
     # --- inputs from the provider stream --------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -57,6 +58,12 @@ NON_RETRYABLE_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010
 NON_RETRYABLE_STATUSES: Final = frozenset({400, 401, 402, 403, 404, 405, 410, 413, 414, 415, 422})
 
 RAW_ENCODINGS: Final = frozenset({"linear16", "mulaw", "alaw"})
+
+# Bounds on what a server message may say: no stream lasts 100 days, no call has a million
+# speakers. Beyond them a message is not valid protocol (and would overflow the core's
+# arithmetic: times become byte offsets).
+MAX_STREAM_S: Final = 1e7
+MAX_SPEAKERS: Final = 1_000_000
 
 
 # --- query parameters ----------------------------------------------------------------------
@@ -164,13 +171,16 @@ def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int
         if default is None:
             raise ParamError(f"{name} is required")
         return default
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ParamError(f"{name} must be a whole number, not {text[:20]!r}") from None
+    digits = text.strip()
+    if not _WHOLE_NUMBER.fullmatch(digits):
+        raise ParamError(f"{name} must be a whole number, not {text[:20]!r}")
+    value = int(digits)
     if not lo <= value <= hi:
-        raise ParamError(f"{name} must be from {lo} to {hi}, not {value}")
+        raise ParamError(f"{name} must be from {lo} to {hi}, not {digits[:20]}")
     return value
+
+
+_WHOLE_NUMBER: Final = re.compile(r"-?[0-9]{1,18}")
 
 
 # --- authentication --------------------------------------------------------------------------
@@ -189,6 +199,23 @@ def credentials(headers: Mapping[str, str]) -> tuple[str | None, bool]:
     if len(offered) >= 2 and offered[0].lower() in ("token", "bearer") and offered[1]:
         return offered[1], True
     return None, False
+
+
+# --- client text messages: parsing (server side) ------------------------------------------------
+
+
+def parse_client_message(text: str) -> str:
+    """The `type` of a client's text message: KeepAlive, Finalize, CloseStream, or any other
+    string (which a server answers with an Error). Raises ProtocolViolation for a message
+    that is not a JSON object with a string `type`; JSON is parsed, never string-compared."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolViolation("not_json", "a text message must be a JSON object with a type") from None
+    kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str):
+        raise ProtocolViolation("no_type", "a text message must be a JSON object with a type")
+    return kind
 
 
 # --- handshake refusals ----------------------------------------------------------------------
@@ -226,7 +253,7 @@ def read_refusal(status: int, headers: Mapping[str, str], body: bytes) -> tuple[
     err_code, err_msg = "", ""
     try:
         data = json.loads(body.decode("utf-8", "replace")) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
         err_code = _short(data.get("err_code"))
@@ -284,7 +311,7 @@ def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | No
             return SpeechStarted(_channel(data["channel"], channels), _seconds(data["timestamp"]))
         if kind == "Metadata":
             return StreamMetadata(
-                request_id=str(data.get("request_id", "")),
+                request_id=str(data.get("request_id", ""))[:100],
                 duration=_seconds(data.get("duration", 0.0)),
                 extra={k: data[k] for k in ("sha256", "created", "channels") if k in data},
             )
@@ -294,7 +321,10 @@ def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | No
                 str(data.get("description") or data.get("message") or "")[:300],
             )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ProtocolViolation("bad_fields", f"{kind} message: {type(exc).__name__} {exc}") from None
+        # str(exc) may quote a huge value (float("xxx...") says what it could not convert)
+        raise ProtocolViolation(
+            "bad_fields", f"{kind} message: {type(exc).__name__} {str(exc)[:120]}"
+        ) from None
     if kind in ("ConfigureSuccess", "ConfigureFailure"):
         return None  # answers to Configure, which the worker never sends
     raise ProtocolViolation("unknown_type", f"type {str(kind)[:40]!r}")
@@ -305,7 +335,11 @@ def _results(data: dict[str, object], channels: int) -> TranscriptResult:
     if not isinstance(index, list) or not index:
         raise ValueError("channel_index must be a non-empty list")
     channel = _channel(index, channels)
-    total = int(index[1]) if len(index) > 1 else channels
+    total = index[1] if len(index) > 1 else channels
+    if not isinstance(total, int) or isinstance(total, bool) or not 1 <= total <= channels:
+        # the core frees audio once every one of `total` channels is final: never trust more
+        # channels than the call has (nor a count that is not a number at all)
+        raise ValueError(f"channel_index total must be 1 to {channels}")
     body = data["channel"]
     if not isinstance(body, dict):
         raise TypeError("channel must be an object")
@@ -322,13 +356,13 @@ def _results(data: dict[str, object], channels: int) -> TranscriptResult:
         channel=channel,
         is_final=data.get("is_final") is True,
         speech_final=data.get("speech_final") is True,
-        text=str(best.get("transcript", "")),
-        confidence=float(best.get("confidence", 0.0)),
+        text=_text(best.get("transcript", ""), "transcript"),
+        confidence=_confidence(best.get("confidence", 0.0)),
         start=_seconds(data["start"]),
         duration=_seconds(data["duration"]),
         words=tuple(_word(w) for w in raw_words),
         from_finalize=data.get("from_finalize") is True,
-        channels=max(1, total),
+        channels=total,
     )
 
 
@@ -338,12 +372,14 @@ def _word(w: object) -> Word:
     punctuated = w.get("punctuated_word")
     speaker = w.get("speaker")
     return Word(
-        word=str(w["word"]),
+        word=_text(w["word"], "word"),
         start=_seconds(w["start"]),
         end=_seconds(w["end"]),
-        confidence=float(w.get("confidence", 0.0)),
+        confidence=_confidence(w.get("confidence", 0.0)),
         punctuated_word=punctuated if isinstance(punctuated, str) else None,
-        speaker=speaker if isinstance(speaker, int) and not isinstance(speaker, bool) else None,
+        speaker=speaker
+        if isinstance(speaker, int) and not isinstance(speaker, bool) and 0 <= speaker < MAX_SPEAKERS
+        else None,
     )
 
 
@@ -352,17 +388,39 @@ def _channel(index: object, channels: int) -> int:
         raise ValueError("channel must be a non-empty list")
     channel = index[0]
     if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < channels:
-        raise ValueError(f"channel {channel!r} is not one of this call's {channels}")
+        raise ValueError(f"channel {str(channel)[:20]} is not one of this call's {channels}")
     return channel
 
 
-def _seconds(value: object) -> float:
+def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"a time must be a number, not {type(value).__name__}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"a time must be a finite number of seconds >= 0, not {seconds}")
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"{what} is out of range") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be finite, not {number}")
+    return number
+
+
+def _seconds(value: object) -> float:
+    """A time in a stream: finite, not negative, and not beyond any stream's length (the core
+    turns times into byte offsets)."""
+    seconds = _number(value, "a time")
+    if not 0 <= seconds <= MAX_STREAM_S:
+        raise ValueError(f"a time must be from 0 to {MAX_STREAM_S:g} seconds, not {seconds:.6g}")
     return seconds
+
+
+def _confidence(value: object) -> float:
+    return min(1.0, max(0.0, _number(value, "a confidence")))
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__}")
+    return value
 
 
 # --- server messages: building (server side) -------------------------------------------------

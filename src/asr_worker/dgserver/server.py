@@ -38,7 +38,7 @@ from ..core.provider_events import (
     UtteranceEnd,
 )
 from ..deepgram import protocol
-from ..deepgram.protocol import ListenParams, ModelInfo, ParamError, Refusal
+from ..deepgram.protocol import ListenParams, ModelInfo, ParamError, ProtocolViolation, Refusal
 from ..providers.base import Provider, ProviderStream, StreamRequest
 from .faults import GARBAGE_MESSAGES, Faults
 
@@ -344,16 +344,9 @@ class _Connection:
                 if record.record_audio:
                     record.messages.append(("text", msg.data))
                 try:
-                    message = json.loads(msg.data)
-                    kind = message.get("type") if isinstance(message, dict) else None
-                except ValueError:
-                    kind = None
-                if not isinstance(kind, str):
-                    await self._send_json(
-                        protocol.error_message(
-                            "SchemaError", "a text message must be a JSON object with a type", msg.data[:200]
-                        )
-                    )
+                    kind = protocol.parse_client_message(msg.data)
+                except ProtocolViolation as exc:
+                    await self._send_json(protocol.error_message("SchemaError", exc.detail, msg.data[:200]))
                     continue
                 await self._control(kind, stream)
             else:

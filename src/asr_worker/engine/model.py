@@ -79,8 +79,12 @@ class ModelChoice:
             return cls()
         if value in KNOWN_SIZES:
             return cls(size=value)
-        path = Path(value).expanduser()
-        if path.is_dir():
+        try:
+            path = Path(value).expanduser()
+            is_dir = path.is_dir()
+        except (OSError, RuntimeError):  # no such user (~x), a name too long for the system
+            is_dir = False
+        if is_dir:
             if not (path / MODEL_FILE).is_file():
                 raise ValueError(f"must be a faster-whisper model directory (with {MODEL_FILE})")
             return cls(directory=path)

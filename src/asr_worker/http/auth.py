@@ -40,7 +40,7 @@ def presented_tokens(request: web.Request) -> list[str]:
     elif scheme.lower() == "basic" and value:
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # not base64, not ASCII text, or not UTF-8 inside
             decoded = ""
         _, sep, password = decoded.partition(":")
         if sep:
@@ -51,9 +51,13 @@ def presented_tokens(request: web.Request) -> list[str]:
 
 
 def token_matches(expected: Secret, presented: list[str]) -> bool:
-    want = expected.reveal().encode()
+    # Header and query text may hold lone surrogates (undecodable bytes): surrogatepass
+    # encodes anything, and such a candidate simply does not match.
+    want = expected.reveal().encode("utf-8", "surrogatepass")
     # compare against every presented form, without stopping early, in constant time each
-    results = [hmac.compare_digest(want, candidate.encode()) for candidate in presented]
+    results = [
+        hmac.compare_digest(want, candidate.encode("utf-8", "surrogatepass")) for candidate in presented
+    ]
     return any(results)
 
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -63,6 +65,9 @@ _wire_log.setLevel(logging.INFO)
 # Query keys that describe the audio: they always come from the call, never from configuration.
 AUDIO_KEYS: Final = frozenset({"encoding", "sample_rate", "channels", "multichannel"})
 
+_VARIANT: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+_MAX_VARIANTS: Final = 20
+
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
@@ -76,7 +81,7 @@ _STATUS_CODES: Final = {
 @dataclass(frozen=True, slots=True)
 class DeepgramOptions:
     url: str = "wss://api.deepgram.com/v1/listen"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed
     model: str = "nova-3"
     language: str = "en-US"
     extra_params: tuple[tuple[str, str], ...] = ()  # DEEPGRAM_PARAMS, override the defaults
@@ -158,12 +163,23 @@ class DeepgramMetrics:
             "New calls failed at once because the circuit breaker was open.",
             registry=reg,
         )
+        self._variants: set[str] = set()
         circuit = Gauge(
             "asr_deepgram_circuit_state",
             "The circuit breaker shared by all calls: 0 closed, 1 open, 2 half-open.",
             registry=reg,
         )
         circuit.set_function(breaker_state)
+
+    def variant_label(self, variant: str) -> str:
+        """An Error message's variant as a metric label: the server chooses it, so only a
+        short identifier is taken, and only the first few distinct ones (each is a series)."""
+        if variant in self._variants:
+            return variant
+        if not _VARIANT.fullmatch(variant) or len(self._variants) >= _MAX_VARIANTS:
+            return "other" if variant else "unknown"
+        self._variants.add(variant)
+        return variant
 
 
 class DeepgramProvider:
@@ -177,6 +193,7 @@ class DeepgramProvider:
         self._headers: list[tuple[str, str]] = (
             [("Authorization", f"Token {options.api_key}")] if options.api_key else []
         )
+        self.scrub = _scrubber(options.api_key)
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
         self._refusal: str | None = None  # the last non-retryable refusal, for /health
@@ -200,6 +217,7 @@ class DeepgramProvider:
         if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
             await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
         started = self._clock.monotonic()
+        failure: ProviderError | None = None
         try:
             conn = await connect(
                 self.url_for(request.fmt),
@@ -215,28 +233,30 @@ class DeepgramProvider:
                 logger=_wire_log,
             )
         except InvalidStatus as exc:
-            raise self._refused(exc.response) from None
+            failure = self._refused(exc.response)
         except InvalidURI:
-            raise ProviderError(
-                "bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False
-            ) from None
+            failure = ProviderError("bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False)
         except TimeoutError:
-            raise self._network_failure(
+            failure = self._network_failure(
                 "timeout", f"no handshake within {self.options.open_timeout_s:g} s"
-            ) from None
+            )
         except (OSError, InvalidHandshake, ConnectionClosed) as exc:
-            raise self._network_failure("network", _describe_network_error(exc)) from None
+            failure = self._network_failure("network", self.scrub(_describe_network_error(exc)))
+        if failure is not None:
+            # Raised outside the handler, so nothing of the library's exception (the server's
+            # response, which may echo the request) stays chained to what callers print.
+            raise failure
         self.metrics.handshakes.labels("101").inc()
         self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
         self.breaker.success()
         self._refusal = None
         response = conn.response
-        request_id = response.headers.get("dg-request-id", "") if response is not None else ""
+        request_id = self.scrub(response.headers.get("dg-request-id", "")) if response is not None else ""
         log.debug(
             "deepgram stream opened",
             extra={"interaction_id": request.interaction_id, "dg_request_id": request_id},
         )
-        return DeepgramStream(conn, request, request_id, self.metrics)
+        return DeepgramStream(conn, request, request_id, self.metrics, self.scrub)
 
     def health(self) -> ProviderHealth:
         now = self._clock.monotonic()
@@ -291,8 +311,15 @@ class DeepgramProvider:
     def _refused(self, response: Response) -> ProviderError:
         status = response.status_code
         self.metrics.handshakes.labels(str(status)).inc()
-        err_code, err_msg = protocol.read_refusal(status, response.headers, bytes(response.body or b""))
-        request_id = response.headers.get("dg-request-id", "")
+        # What the server says is scrubbed of the key before it is read: a proxy or a
+        # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
+        scrub = self.scrub
+        body = bytes(response.body or b"")
+        if self.options.api_key and len(self.options.api_key) >= 4:
+            body = body.replace(self.options.api_key.encode(), _HIDDEN.encode())
+        dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
+        err_code, err_msg = protocol.read_refusal(status, dg_error, body)
+        request_id = scrub(response.headers.get("dg-request-id", ""))
         detail = f"Deepgram refused the connection: HTTP {status} {err_code}: {err_msg}"
         if request_id:
             detail += f" (dg-request-id {request_id[:80]})"
@@ -337,9 +364,15 @@ class DeepgramStream:
     """One live connection. Its methods map every socket failure to a ProviderError."""
 
     def __init__(
-        self, conn: ClientConnection, request: StreamRequest, request_id: str, metrics: DeepgramMetrics
+        self,
+        conn: ClientConnection,
+        request: StreamRequest,
+        request_id: str,
+        metrics: DeepgramMetrics,
+        scrub: Callable[[str], str] = str,
     ) -> None:
         self._conn = conn
+        self._scrub = scrub  # what the server sends may echo the key: never repeat it
         self._send = conn.send
         self._channels = request.fmt.channels
         self._interaction_id = request.interaction_id
@@ -386,13 +419,15 @@ class DeepgramStream:
                 if parsed is None:
                     continue
                 if isinstance(parsed, ServerError):
-                    self._metrics.server_errors.labels(parsed.variant or "unknown").inc()
+                    self._metrics.server_errors.labels(
+                        self._metrics.variant_label(self._scrub(parsed.variant))
+                    ).inc()
                     log.warning(
                         "deepgram sent an error message",
                         extra={
                             "interaction_id": self._interaction_id,
-                            "variant": parsed.variant,
-                            "detail": parsed.description,
+                            "variant": self._scrub(parsed.variant),
+                            "detail": self._scrub(parsed.description),
                         },
                     )
                     continue
@@ -401,7 +436,7 @@ class DeepgramStream:
                         "deepgram stream metadata",
                         extra={
                             "interaction_id": self._interaction_id,
-                            "dg_request_id": parsed.request_id,
+                            "dg_request_id": self._scrub(parsed.request_id),
                             "duration_s": parsed.duration,
                         },
                     )
@@ -413,7 +448,7 @@ class DeepgramStream:
         if not self._closing:
             raise ProviderError(
                 "closed",
-                f"Deepgram closed the stream ({code} {reason}) before it was asked to",
+                f"Deepgram closed the stream ({code} {self._scrub(reason)[:200]}) before it was asked to",
                 retryable=True,
             )
 
@@ -430,7 +465,7 @@ class DeepgramStream:
             (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (protocol.CLOSE_ABNORMAL, "")
         )
         self._metrics.closes.labels(str(code)).inc()
-        return close_error(code, reason)
+        return close_error(code, self._scrub(reason))
 
     def _garbage(self, exc: ProtocolViolation) -> None:
         self._metrics.garbage.labels(exc.kind).inc()
@@ -438,7 +473,11 @@ class DeepgramStream:
             self._warned = True
             log.warning(
                 "deepgram sent a message that is not valid protocol; skipping such messages",
-                extra={"interaction_id": self._interaction_id, "kind": exc.kind, "detail": exc.detail[:200]},
+                extra={
+                    "interaction_id": self._interaction_id,
+                    "kind": exc.kind,
+                    "detail": self._scrub(exc.detail)[:200],
+                },
             )
 
 
@@ -461,6 +500,17 @@ def close_error(code: int, reason: str) -> ProviderError:
     return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
 
 
+_HIDDEN: Final = "<DEEPGRAM_API_KEY>"
+
+
+def _scrubber(key: str | None) -> Callable[[str], str]:
+    """A function that hides `key` wherever it appears in a text from the server (a key of
+    a few characters is no real key, and hiding it would garble every message)."""
+    if not key or len(key) < 4:
+        return str
+    return lambda text: text.replace(key, _HIDDEN)
+
+
 def _close_of(conn: ClientConnection) -> tuple[int, str]:
     rcvd = conn.protocol.close_rcvd
     if rcvd is None:
@@ -475,7 +525,7 @@ def _retry_after_s(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None  # an HTTP date: rare for Deepgram; the backoff covers it
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _describe_network_error(exc: BaseException) -> str:

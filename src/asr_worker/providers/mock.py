@@ -81,21 +81,26 @@ class MockOptions:
 
     @classmethod
     def parse(cls, text: str) -> MockOptions:
-        """`k=v,k=v` with the field names above; raises ValueError naming a bad key or value."""
+        """`k=v,k=v` with the field names above; raises ValueError naming a bad key or value.
+        Numbers are whole and not negative, and `word_ms` at least 1 (a stream cuts its audio
+        into windows of that length)."""
         options = cls()
         known = {f.name: f for f in fields(cls)}
         for item in filter(None, (part.strip() for part in text.split(","))):
             key, sep, value = item.partition("=")
             key = key.strip()
             if not sep or key not in known:
-                raise ValueError(f"unknown mock option {key!r}; known: {', '.join(known)}")
+                raise ValueError(f"unknown mock option {key[:40]!r}; known: {', '.join(known)}")
             if isinstance(getattr(options, key), bool):
                 setattr(options, key, value.strip().lower() in ("1", "true", "yes", "on"))
-            else:
-                try:
-                    setattr(options, key, int(value))
-                except ValueError:
-                    raise ValueError(f"mock option {key} must be a whole number, not {value!r}") from None
+                continue
+            number = value.strip()
+            lowest = 1 if key == "word_ms" else 0
+            if not (number.isascii() and number.isdigit() and len(number) <= 9) or int(number) < lowest:
+                raise ValueError(
+                    f"mock option {key} must be a whole number from {lowest}, not {value[:20]!r}"
+                )
+            setattr(options, key, int(number))
         return options
 
 

@@ -93,8 +93,13 @@ async def _one_call(
                 event = json.loads(msg.data)
                 _show(event, result, as_json, out)
     except aiohttp.ClientError as exc:
-        result.errors.append(f"connection: {exc}")
-        print(f"[{call_id}] connection failed: {exc}", file=sys.stderr)
+        # A refused handshake's str() quotes the URL, and the URL may carry ?token=: say what
+        # happened, not where.
+        problem = (
+            f"HTTP {exc.status} {exc.message}" if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+        )
+        result.errors.append(f"connection: {problem}")
+        print(f"[{call_id}] connection failed: {problem}", file=sys.stderr)
     return result
 
 

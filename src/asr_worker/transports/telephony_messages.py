@@ -129,7 +129,7 @@ def count(body: Mapping[str, object], key: str, where: str, *, required: bool = 
         return None
     if isinstance(value, bool):
         raise ParseError("bad_message", f"{where}: `{key}` must be a whole number")
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, int) and 0 <= value < 10**_MAX_DIGITS:
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
         return int(value)
