@@ -68,9 +68,10 @@ class Faults:
                 raise ValueError(f"fault {key} must be a whole number, not {value!r}") from None
             if number < 0:
                 raise ValueError(f"fault {key} must not be negative")
-            if key.endswith("_percent") and number > 100:
-                raise ValueError(f"fault {key} must be at most 100")
             setattr(faults, key, number)
+        for key in ("fault_percent", "reject_percent"):
+            if getattr(faults, key) > 100:
+                raise ValueError(f"fault {key} must be at most 100")
         return faults
 
     @property
