@@ -38,7 +38,7 @@ class ConnectionFault:
 class Faults:
     reject_status: int = 0  # refuse handshakes with this HTTP status (401, 429, 503...)
     reject_count: int = 0  # ...this many of them, then accept (0: every one while set)
-    reject_percent: int = 0  # ...or each handshake with this chance (1-100), reject_count unused
+    reject_percent: int = 0  # ...or each handshake with this chance (%; 100 or more: every one)
     retry_after_s: int = 0  # Retry-After on refusals (0: none)
     handshake_delay_ms: int = 0  # hold every handshake this long before answering
     drop_after_ms: int = 0  # after this much audio, abort the TCP connection: no close frame
@@ -46,7 +46,7 @@ class Faults:
     close_1008_after_ms: int = 0  # after this much audio, close 1008 (DATA-0000)
     stall_after_ms: int = 0  # after this much audio, stop answering: read on, reply nothing, never close
     fault_connections: int = 1  # the drop/close/stall faults hit the first N connections (0: all)
-    fault_percent: int = 0  # ...or each connection with this chance (1-100): see `draw`
+    fault_percent: int = 0  # ...or each connection with this chance (%): see `draw`
     reply_delay_ms: int = 0  # hold every reply this long: a slow server
     garbage_every: int = 0  # before every Nth reply, one message that is not valid protocol
     seed: int = 0  # for the random draws of reject_percent and fault_percent
@@ -69,9 +69,6 @@ class Faults:
             if number < 0:
                 raise ValueError(f"fault {key} must not be negative")
             setattr(faults, key, number)
-        for key in ("fault_percent", "reject_percent"):
-            if getattr(faults, key) > 100:
-                raise ValueError(f"fault {key} must be at most 100")
         return faults
 
     @property
