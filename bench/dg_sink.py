@@ -1,6 +1,11 @@
 """The benchmark's Deepgram: `asr-worker dg-server`'s server over the mock engine, in a process
 of its own, noting when each stamped frame arrives and the gaps between a connection's audio
-messages. On SIGTERM it writes what it saw to `--out` (.npz) and exits.
+messages. On SIGTERM it writes what it saw to `--out` (.npz) and exits. With `--faults` (the
+dg-server's `DG_SERVER_FAULTS` syntax) it misbehaves as told, and also writes how many faults of
+each kind it applied, its handshakes and its connections.
+
+A frame counts when the server hands it to its engine: audio a faulty connection took but did
+not transcribe (the message on which it dropped, anything after it stalled) is not counted.
 
     python -m bench.dg_sink --port 3002 --out /tmp/sink.npz
 """
@@ -9,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import time
 from array import array
 
 import numpy as np
 
-from asr_worker.dgserver import ConnectionRecord, DeepgramServer
+from asr_worker.dgserver import ConnectionRecord, DeepgramServer, Faults
 from asr_worker.providers.mock import MockOptions, MockProvider
 
-from .common import FRAME_BYTES, MAGIC, STAMP
+from .common import FRAME_BYTES, STAMP_BYTES, WORD_MS, read_stamp
 
 
 class Arrivals:
@@ -42,16 +48,22 @@ class Arrivals:
         self.last_message[key] = now
         offset = record.bytes_received - len(data)
         first = (-offset) % FRAME_BYTES
-        for pos in range(first, len(data) - STAMP.size + 1, FRAME_BYTES):
-            magic, call, index = STAMP.unpack_from(data, pos)
-            if magic == MAGIC:
-                self.calls.append(call)
-                self.frames.append(index)
+        for pos in range(first, len(data) - STAMP_BYTES + 1, FRAME_BYTES):
+            stamp = read_stamp(data, pos)
+            if stamp is not None:
+                self.calls.append(stamp[0])
+                self.frames.append(stamp[1])
                 self.times.append(now)
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, server: DeepgramServer) -> None:
+        counts = {
+            "injected": dict(server.injected),
+            "accepted": server.accepted,
+            "handshakes": server.handshakes_total,
+        }
         np.savez(
             path,
+            server=np.array([json.dumps(counts)]),
             calls=np.frombuffer(self.calls, dtype=np.int32),
             frames=np.frombuffer(self.frames, dtype=np.int32),
             times=np.frombuffer(self.times, dtype=np.float64),
@@ -60,16 +72,27 @@ class Arrivals:
         )
 
 
+def engine_options() -> MockOptions:
+    """Results at about Deepgram's own pace: an interim every 0.5 s of speech, a final every 2 s
+    (the mock's default, a result every 0.2 s, would make every client parse 2.5x more)."""
+    return MockOptions(word_ms=WORD_MS, words_per_final=4)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--faults", default="", help="dg-server faults, e.g. fault_percent=20,...")
     args = parser.parse_args()
     arrivals = Arrivals()
-    # Results at about Deepgram's own pace: an interim every 0.5 s of speech, a final every 2 s
-    # (the mock's default, a result every 0.2 s, would make every client parse 2.5x more).
-    provider = MockProvider(MockOptions(word_ms=500, words_per_final=4))
-    server = DeepgramServer(provider, record_audio=False, max_records=10, audio_hook=arrivals)
+    provider = MockProvider(engine_options())
+    server = DeepgramServer(
+        provider,
+        record_audio=False,
+        max_records=10,
+        audio_hook=arrivals,
+        faults=Faults.parse(args.faults),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -77,7 +100,7 @@ async def main() -> None:
     async with server.running("127.0.0.1", args.port):
         print("ready", flush=True)
         await stop.wait()
-    arrivals.save(args.out)
+    arrivals.save(args.out, server)
 
 
 if __name__ == "__main__":

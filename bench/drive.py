@@ -8,6 +8,12 @@
   `EventType.MESSAGE` handler, `start_listening`, `send_media`, then Finalize/CloseStream).
 * `--mode pace`: the same pacing and stamping with no socket at all: the cost every mode pays
   that is not the client's.
+* `--mode churn` (the fault drill's callers): `--calls` lanes, each playing calls into the worker
+  one after another, each call `--call-seconds LO-HI` long (drawn per call) of speech-like audio
+  (`common.call_audio`), ended with `{"type": "end"}`; the lanes start spread over 5 s. On
+  SIGUSR1 (or after `--seconds`) no lane starts another call; calls already live go on sending
+  until the worker closes them (a worker that drains at SIGTERM) or their audio ends. Saves
+  each call's frame send times, final words, `session_ended` and errors to `--out`.
 
 One ticker sends each call's frame every 20 ms; calls are spread over 10 slots so their
 frames do not all leave in the same instant. Send times are saved to `--out` (.npz).
@@ -19,8 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import os
+import random
+import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -28,8 +38,9 @@ from typing import Final
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from .common import FRAME_MS, QUERY, frame_pool, proc_sample, stamped
+from .common import FRAME_MS, QUERY, call_frame, frame_pool, proc_sample, speech_plan, stamped
 
 SLOTS: Final = 10
 SDK_OPTIONS: Final[dict[str, object]] = {
@@ -207,18 +218,141 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None
     print(json.dumps({"results": results, "ended": ended_calls}), flush=True)
 
 
+class ChurnCall:
+    """One call of the churn: its audio, when each frame left, and what came back."""
+
+    def __init__(self, index: int, frames: int) -> None:
+        self.index, self.frames = index, frames
+        self.sent_at = np.full(frames, np.nan)
+        self.sent = 0
+        self.words: list[str] = []
+        self.finals: list[tuple[float, float]] = []  # (end in call seconds, arrival, monotonic)
+        self.ended: dict[str, object] | None = None
+        self.ended_at = float("nan")  # when session_ended arrived (monotonic)
+        self.errors: dict[str, int] = {}
+        self.close_code: int | None = None
+        self.refused = ""
+        self.started = time.monotonic()
+
+    async def run(self, url: str, pool: list[bytes]) -> None:
+        plan = speech_plan(self.index, self.frames)
+        address = f"{url}/v1/audio/drill-{self.index}?{QUERY}"
+        try:
+            async with (
+                connect(address, compression=None, open_timeout=10) as ws,
+                asyncio.TaskGroup() as tg,
+            ):
+                reader = tg.create_task(self._read(ws))
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                for n in range(self.frames):
+                    await asyncio.sleep(max(0.0, start + n * FRAME_MS / 1000 - loop.time()))
+                    if reader.done():
+                        break  # the worker ended the call (it is draining)
+                    self.sent_at[n] = time.monotonic()
+                    try:
+                        await ws.send(call_frame(pool, plan, self.index, n))
+                    except ConnectionClosed:
+                        self.sent_at[n] = np.nan
+                        break
+                    self.sent = n + 1
+                else:
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(json.dumps({"type": "end"}))
+                try:
+                    await asyncio.wait_for(asyncio.shield(reader), 60)
+                except TimeoutError:
+                    self.refused = "no_close"  # the worker never closed the call: counted, not hidden
+                    reader.cancel()
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self.refused = self.refused or type(exc).__name__
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                if not isinstance(message, str):
+                    continue
+                event = json.loads(message)
+                kind = event.get("type")
+                if kind == "transcript" and event.get("is_final"):
+                    self.words.extend(str(event.get("text", "")).split())
+                    self.finals.append((float(event["end"]), time.monotonic()))
+                elif kind == "session_ended":
+                    self.ended, self.ended_at = event, time.monotonic()
+                elif kind == "error":
+                    code = str(event.get("code"))
+                    self.errors[code] = self.errors.get(code, 0) + 1
+        self.close_code = ws.close_code
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "frames": self.frames,
+            "sent": self.sent,
+            "words": self.words,
+            "finals": self.finals,
+            "ended": self.ended,
+            "ended_at": self.ended_at,
+            "errors": self.errors,
+            "close_code": self.close_code,
+            "refused": self.refused,
+            "started": self.started,
+        }
+
+
+async def churn(url: str, lanes: int, call_s: tuple[float, float], max_s: float, out: str) -> None:
+    """`lanes` calls live at a time, each replaced when it ends, until SIGUSR1 or `max_s`."""
+    pool = frame_pool()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, stop.set)
+    loop.call_later(max_s, stop.set)
+    numbers = itertools.count()
+    calls: list[ChurnCall] = []
+
+    async def lane(i: int) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), i * 5.0 / max(lanes, 1))  # spread the first calls
+        while not stop.is_set():
+            index = next(numbers)
+            seconds = random.Random(index).uniform(*call_s)
+            call = ChurnCall(index, round(seconds * 1000 / FRAME_MS))
+            calls.append(call)
+            await call.run(url, pool)
+            if call.refused and not stop.is_set():
+                await asyncio.sleep(1.0)  # refused (at capacity?): do not spin
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(lanes):
+            tg.create_task(lane(i))
+    offsets = np.cumsum([0] + [c.frames for c in calls])
+    np.savez(
+        out,
+        sent_at=np.concatenate([c.sent_at for c in calls]) if calls else np.zeros(0),
+        offsets=offsets,
+        calls=np.array([json.dumps([c.summary() for c in calls])]),
+    )
+    print(json.dumps({"calls": len(calls), "ended": sum(1 for c in calls if c.ended)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mode", choices=("worker", "sdk", "pace"), required=True)
+    parser.add_argument("--mode", choices=("worker", "sdk", "pace", "churn"), required=True)
     parser.add_argument("--url", default="")
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--call-seconds", default="20-60", help="churn: each call's length, LO-HI seconds")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out)
-    if args.mode == "worker":
+    if args.mode == "churn":
+        lo, _, hi = args.call_seconds.partition("-")
+        call_s = (float(lo), float(hi or lo))
+        main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out)
+    else:
+        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out)
+    if args.mode in ("worker", "churn"):
         # The worker's callers are harness, not under test: keep them cheap so they leave the
         # worker its core. The SDK runs as its documentation shows, on asyncio's own loop, and
         # `pace` measures that loop's pacing cost.

@@ -385,3 +385,39 @@ async def test_an_engine_failure_closes_the_stream_1011_with_its_reason() -> Non
                 async for _ in ws:
                     pass
         assert ws.close_code == 1011 and "mock stream dropped" in (ws.close_reason or "")
+
+
+async def test_a_stalled_connection_reads_on_answers_pings_and_sends_nothing() -> None:
+    audio = speechlike(1.0)
+    async with (
+        running_dg_server(faults=Faults(stall_after_ms=300)) as server,
+        connect(server.url + QUERY) as ws,
+    ):
+        for chunk in frames(audio, ms=100):
+            await ws.send(chunk)
+        await ws.send(protocol.CLOSE_STREAM)
+        await asyncio.wait_for(await ws.ping(), 2)  # the connection looks alive
+        received: list[str | bytes] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                received.extend([message async for message in ws])
+        record = server.connections[0]
+        assert record.bytes_received == len(audio) and record.close_code is None
+    assert server.injected == {"stall": 1}
+    kinds = {json.loads(m).get("type") for m in received}
+    assert "Metadata" not in kinds and len(received) <= 3  # at most what the first 0.3 s gave
+
+
+def test_random_faults_hit_their_share_of_connections_and_repeat_with_the_seed() -> None:
+    text = "fault_percent=30,drop_after_ms=1000,stall_after_ms=2000,seed=7"
+    faults = Faults.parse(text)
+    draws = [faults.draw() for _ in range(2000)]
+    hits = [d for d in draws if d is not None]
+    assert 0.25 < len(hits) / len(draws) < 0.35
+    assert {d.kind for d in hits} == {"drop", "stall"}
+    assert all(0 <= d.after_ms <= {"drop": 1000, "stall": 2000}[d.kind] for d in hits)
+    again = Faults.parse(text)
+    assert [again.draw() for _ in range(2000)] == draws
+    rejecting = Faults(reject_status=429, reject_percent=10, seed=3)
+    statuses = [rejecting.take_rejection() for _ in range(2000)]
+    assert set(statuses) == {0, 429} and 0.07 < statuses.count(429) / len(statuses) < 0.13

@@ -149,7 +149,7 @@ def _options(names: list[str]) -> st.SearchStrategy[str]:
 
 
 MOCK_FIELDS = [f.name for f in fields(MockOptions)]
-FAULT_FIELDS = [f.name for f in fields(Faults)]
+FAULT_FIELDS = [f.name for f in fields(Faults) if f.init]
 
 
 @examples(300)

@@ -373,3 +373,61 @@ async def test_every_fatal_refusal_fails_the_call_once_with_deepgrams_words(
     errors = call.of("error")
     assert [e["code"] for e in errors] == [code] and err_code in str(errors[0]["message"])
     assert len(server.handshakes) == 1
+
+
+@pytest.mark.parametrize("stall_after_ms", [1000, 0])
+async def test_a_connection_that_stops_answering_is_given_up_and_its_audio_replayed(
+    http: aiohttp.ClientSession, stall_after_ms: int
+) -> None:
+    """After 1 s of audio the server goes on reading (and answering pings) but sends nothing
+    more, as a stalled Deepgram does: pings alone would keep that connection, and every word
+    said into it, forever. With audio outstanding and no answer for `stall_timeout_s` (0.5 s
+    here, 10 s by default) the worker gives it up mid-call, reconnects and replays what no
+    final covered, and the transcript is whole. The Finalize watchdog is set far beyond the
+    call, so only the mid-call one can save it. The control case (no stall) shows that a
+    connection that answers is not taken for stalled at the same tight timeout."""
+    audio = speechlike(1.4) + silence(0.4) + speechlike(1.6, seed=5)
+    async with running_dg_server(faults=Faults(stall_after_ms=stall_after_ms)) as server:
+        provider = deepgram_provider(server, stall_timeout_s=0.5, finalize_stall_timeout_s=30.0)
+        async with deepgram_worker(server, provider=provider) as worker:
+            call = await connect(http, worker, "stall")
+            await call.send_frames(frames(audio), pace_s=0.01)
+            await call.end()
+            await call.collect()
+            stalls = await _metric(http, worker, "asr_deepgram_stalls_total")
+            failed = await _metric(
+                http, worker, 'asr_provider_connections_failed_total{provider="deepgram",reason="stalled"}'
+            )
+    assert call.final_words() == expected_words(audio, PCM8K) and not call.of("error")
+    if stall_after_ms:
+        assert server.injected["stall"] == 1 and stalls == 1 and failed == 1
+        assert len(server.connections) == 2 and call.of("session_ended")[0]["reconnects"] == 1
+        assert server.connections[0].control_types() == []  # given up before the call's end
+    else:
+        assert stalls == 0 and len(server.connections) == 1
+
+
+async def test_a_finalize_that_goes_unanswered_is_retried_on_a_new_connection_in_time(
+    http: aiohttp.ClientSession,
+) -> None:
+    """The server stops answering just before the call ends, so the Finalize and CloseStream
+    get nothing back. Within `finalize_stall_timeout_s` (0.5 s here, 2 s by default; the
+    mid-call watchdog is out of reach) the worker replaces the connection, replays, finalizes
+    again, and the call ends with every word, well before `ASR_FINALIZE_TIMEOUT_S` (5 s) would
+    have given the last words up."""
+    audio = speechlike(1.0) + silence(0.3) + speechlike(0.9, seed=8)
+    async with running_dg_server(faults=Faults(stall_after_ms=2000)) as server:
+        provider = deepgram_provider(server, stall_timeout_s=30.0, finalize_stall_timeout_s=0.5)
+        async with deepgram_worker(server, provider=provider) as worker:
+            call = await connect(http, worker, "stall-at-end")
+            await call.send_frames(frames(audio), pace_s=0.002)
+            loop = asyncio.get_running_loop()
+            ended_at = loop.time()
+            await call.end()
+            await call.collect()
+            took_s = loop.time() - ended_at
+    assert call.final_words() == expected_words(audio, PCM8K) and not call.of("error")
+    assert call.of("session_ended")[0]["reason"] == "end" and took_s < 3.0
+    first, second = server.connections[0], server.connections[1]
+    assert first.control_types()[-2:] == ["Finalize", "CloseStream"] and not first.sent_of("Metadata")
+    assert second.control_types()[-2:] == ["Finalize", "CloseStream"] and second.close_code == 1000

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -40,7 +40,7 @@ from ..core.provider_events import (
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ModelInfo, ParamError, ProtocolViolation, Refusal
 from ..providers.base import Provider, ProviderStream, StreamRequest
-from .faults import GARBAGE_MESSAGES, Faults
+from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
 
 log = logging.getLogger("asr_worker.dgserver")
 
@@ -125,6 +125,8 @@ class DeepgramServer:
         self.handshakes: deque[HandshakeRecord] = deque(maxlen=max_records)
         self.connections: deque[ConnectionRecord] = deque(maxlen=max_records)
         self.accepted = 0
+        self.handshakes_total = 0  # `handshakes` keeps the last `max_records`
+        self.injected: Counter[str] = Counter()  # faults applied, by kind (drop, stall, reject_429...)
         self.port = 0
         self._live: set[_Connection] = set()
 
@@ -177,11 +179,13 @@ class DeepgramServer:
             request_id, list(request.query.items()), dict(request.headers), asyncio.get_running_loop().time()
         )
         self.handshakes.append(record)
+        self.handshakes_total += 1
         faults = self.faults
         if faults.handshake_delay_ms:
             await asyncio.sleep(faults.handshake_delay_ms / 1000)
         status = faults.take_rejection()
         if status:
+            self.injected[f"reject_{status}"] += 1
             return self._refuse(record, protocol.refusal_for(status), faults.retry_after_s)
         key, via_subprotocol = protocol.credentials(request.headers)
         if self.api_key is not None and key != self.api_key:
@@ -266,6 +270,11 @@ class _Connection:
         self._speaking: dict[int, bool] = {}
         self._last_word_end: dict[int, float] = {}
         self._stream: ProviderStream | None = None
+        # Under `fault_percent`, this connection's fault (drawn once); `_stalled`: it stopped
+        # answering; `_slow_s`: every reply waits this long.
+        self._planned: ConnectionFault | None = server.faults.draw()
+        self._stalled = False
+        self._slow_s = 0.0
 
     async def run(self) -> None:
         request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt)
@@ -332,10 +341,12 @@ class _Connection:
                     record.messages.append(("audio", len(data)))
                     record.audio += data
                 self._sha.update(data)
-                if hook is not None:
-                    hook(record, data)
                 if await self._fault_due(faults, record.bytes_received):
                     return
+                if self._stalled:
+                    continue  # a server that stopped answering takes audio and does nothing with it
+                if hook is not None:  # the audio the engine hears
+                    hook(record, data)
                 try:
                     await stream.send_audio(data)
                 except ProviderError:
@@ -353,6 +364,8 @@ class _Connection:
                 return
 
     async def _control(self, kind: str, stream: ProviderStream) -> None:
+        if self._stalled:
+            return
         try:
             if kind == "KeepAlive":
                 return
@@ -371,19 +384,41 @@ class _Connection:
 
     async def _fault_due(self, faults: Faults, received: int) -> bool:
         """Apply the connection faults once enough audio arrived. True: the connection is gone."""
-        if not faults.hits(self.record.index):
-            return False
         ms = self.fmt.seconds(received) * 1000
+        planned = self._planned
+        if planned is not None:  # fault_percent: this connection's own fault, at its own point
+            if ms < planned.after_ms:
+                return False
+            self._planned = None
+            return await self._strike(planned.kind, faults)
+        if faults.fault_percent or not faults.hits(self.record.index):
+            return False
         if faults.drop_after_ms and ms >= faults.drop_after_ms:
-            self._abort()
-            return True
+            return await self._strike("drop", faults)
         if faults.close_1011_after_ms and ms >= faults.close_1011_after_ms:
-            await self.close(protocol.CLOSE_INTERNAL, protocol.NET0000_REASON)
-            return True
+            return await self._strike("close_1011", faults)
         if faults.close_1008_after_ms and ms >= faults.close_1008_after_ms:
-            await self.close(protocol.CLOSE_POLICY, protocol.DATA0000_REASON)
-            return True
+            return await self._strike("close_1008", faults)
+        if faults.stall_after_ms and ms >= faults.stall_after_ms and not self._stalled:
+            return await self._strike("stall", faults)
         return False
+
+    async def _strike(self, kind: str, faults: Faults) -> bool:
+        """Apply one connection fault now. True: the connection is gone."""
+        self.server.injected[kind] += 1
+        if kind == "drop":
+            self._abort()
+        elif kind == "close_1011":
+            await self.close(protocol.CLOSE_INTERNAL, protocol.NET0000_REASON)
+        elif kind == "close_1008":
+            await self.close(protocol.CLOSE_POLICY, protocol.DATA0000_REASON)
+        elif kind == "stall":
+            self._stalled = True  # from now on nothing is sent: no result, no Metadata, no close
+            return False
+        else:  # slow
+            self._slow_s = faults.reply_delay_ms / 1000
+            return False
+        return True
 
     async def _idle_watch(self) -> None:
         """Deepgram's idle close; and, after CloseStream, a bound on the engine's last results."""
@@ -465,9 +500,12 @@ class _Connection:
         return []  # StreamMetadata: the server sends its own Metadata at close
 
     async def _reply(self, message: dict[str, object]) -> None:
+        if self._stalled:
+            return
         faults = self.server.faults
-        if faults.reply_delay_ms:
-            await asyncio.sleep(faults.reply_delay_ms / 1000)
+        delay_s = self._slow_s if faults.fault_percent else faults.reply_delay_ms / 1000
+        if delay_s:
+            await asyncio.sleep(delay_s)
         self._replies += 1
         if faults.garbage_every and self._replies % faults.garbage_every == 0:
             garbage = GARBAGE_MESSAGES[(self._replies // faults.garbage_every) % len(GARBAGE_MESSAGES)]
@@ -479,7 +517,7 @@ class _Connection:
         await self._send_json(message)
 
     async def _send_json(self, message: dict[str, object]) -> None:
-        if self.ws.closed:
+        if self.ws.closed or self._stalled:
             return
         text = protocol.dumps(message)
         if self.record.record_audio:

@@ -44,9 +44,9 @@ DG_OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "faults",
         "DG_SERVER_FAULTS",
-        "fault injection, key=value,...: reject_status, reject_count, retry_after_s, "
-        "handshake_delay_ms, drop_after_ms, close_1011_after_ms, close_1008_after_ms, "
-        "fault_connections, reply_delay_ms, garbage_every",
+        "fault injection, key=value,...: reject_status, reject_count, reject_percent, retry_after_s, "
+        "handshake_delay_ms, drop_after_ms, close_1011_after_ms, close_1008_after_ms, stall_after_ms, "
+        "fault_connections, fault_percent, reply_delay_ms, garbage_every, seed",
         _faults,
     ),
 )

@@ -11,7 +11,14 @@ whose `retryable` flag is the decision the core needs:
 * close 1008 (DATA-0000: undecodable audio) and other protocol refusals: not retryable, since
   the replay would send the very same audio;
 * a server message that is not valid protocol (not JSON, unknown type, missing fields):
-  counted, logged once per stream, skipped.
+  counted, logged once per stream, skipped;
+* a connection that stops answering (it takes audio, even answers pings, but sends nothing):
+  given up as `stalled` (retryable) when audio went out and nothing came back for
+  `stall_timeout_s`, or a Finalize went out and its final did not come for
+  `finalize_stall_timeout_s`. Deepgram answers audio with a result about every second, speech
+  or silence, and a Finalize at once; the session then replays what no final covered on a new
+  connection, as after a drop. Without this, pings alone would keep such a connection, and
+  every word said into it, forever.
 
 A circuit breaker shared by all calls fails *new* calls at once while Deepgram is failing for
 everyone (and `/health` says so): a call's first connection attempt (`StreamRequest.attempt`
@@ -47,7 +54,7 @@ from websockets.protocol import State
 from .. import __version__
 from ..core.audio import AudioFormat
 from ..core.clock import Clock, SystemClock
-from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
+from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
 from .base import ProviderHealth, StreamRequest
@@ -90,6 +97,8 @@ class DeepgramOptions:
     ping_interval_s: float = 10.0
     ping_timeout_s: float = 10.0
     close_timeout_s: float = 1.0
+    stall_timeout_s: float = 10.0  # audio sent, nothing back for this long: the connection is stalled
+    finalize_stall_timeout_s: float = 2.0  # Finalize sent, its final not back for this long: stalled
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
     max_retry_after_s: float = 30.0
@@ -156,6 +165,11 @@ class DeepgramMetrics:
             "asr_deepgram_server_errors",
             "Error messages Deepgram sent, by variant.",
             ["variant"],
+            registry=reg,
+        )
+        self.stalls = Counter(
+            "asr_deepgram_stalls",
+            "Connections given up because Deepgram answered nothing in time (audio or Finalize sent).",
             registry=reg,
         )
         self.failed_fast = Counter(
@@ -256,7 +270,15 @@ class DeepgramProvider:
             "deepgram stream opened",
             extra={"interaction_id": request.interaction_id, "dg_request_id": request_id},
         )
-        return DeepgramStream(conn, request, request_id, self.metrics, self.scrub)
+        return DeepgramStream(
+            conn,
+            request,
+            request_id,
+            self.metrics,
+            self.scrub,
+            stall_timeout_s=self.options.stall_timeout_s,
+            finalize_stall_timeout_s=self.options.finalize_stall_timeout_s,
+        )
 
     def health(self) -> ProviderHealth:
         now = self._clock.monotonic()
@@ -370,6 +392,9 @@ class DeepgramStream:
         request_id: str,
         metrics: DeepgramMetrics,
         scrub: Callable[[str], str] = str,
+        *,
+        stall_timeout_s: float = 10.0,
+        finalize_stall_timeout_s: float = 2.0,
     ) -> None:
         self._conn = conn
         self._scrub = scrub  # what the server sends may echo the key: never repeat it
@@ -380,10 +405,20 @@ class DeepgramStream:
         self._metrics = metrics
         self._closing = False
         self._warned = False
+        # The stall watchdog: loop times by which Deepgram must have answered, one timer.
+        self._loop = asyncio.get_running_loop()
+        self._stall_timeout_s = stall_timeout_s
+        self._finalize_stall_timeout_s = finalize_stall_timeout_s
+        self._answer_due: float | None = None  # audio went out, nothing came back since
+        self._final_due: float | None = None  # a Finalize went out, its final has not come
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._stalled_for_s = 0.0  # set when the watchdog gave the connection up
 
     async def send_audio(self, data: bytes) -> None:
         if not data:
             return  # an empty binary frame is Deepgram's legacy end-of-stream signal
+        if self._answer_due is None:
+            self._answer_due = self._expect_by(self._stall_timeout_s)
         try:
             await self._send(data)
         except ConnectionClosed as exc:
@@ -393,13 +428,18 @@ class DeepgramStream:
         await self._text(protocol.KEEPALIVE)
 
     async def finalize(self) -> None:
+        if self._final_due is None:
+            self._final_due = self._expect_by(self._finalize_stall_timeout_s)
         await self._text(protocol.FINALIZE)
 
     async def close_stream(self) -> None:
         self._closing = True
+        if self._final_due is None:  # answered by the last final and Metadata
+            self._final_due = self._expect_by(self._finalize_stall_timeout_s)
         await self._text(protocol.CLOSE_STREAM)
 
     async def abort(self) -> None:
+        self._stop_watchdog()
         if self._conn.state is not State.CLOSED:
             self._closing = True
             try:
@@ -411,6 +451,7 @@ class DeepgramStream:
         channels = self._channels
         try:
             async for message in self._conn:
+                self._answer_due = None  # Deepgram is answering
                 try:
                     parsed = protocol.parse_server_message(message, channels)
                 except ProtocolViolation as exc:
@@ -418,6 +459,10 @@ class DeepgramStream:
                     continue
                 if parsed is None:
                     continue
+                if isinstance(parsed, StreamMetadata) or (
+                    isinstance(parsed, TranscriptResult) and parsed.from_finalize
+                ):
+                    self._final_due = None
                 if isinstance(parsed, ServerError):
                     self._metrics.server_errors.labels(
                         self._metrics.variant_label(self._scrub(parsed.variant))
@@ -443,6 +488,8 @@ class DeepgramStream:
                 yield parsed
         except ConnectionClosedError as exc:
             raise self._closed_error(exc) from None
+        finally:
+            self._stop_watchdog()
         code, reason = _close_of(self._conn)
         self._metrics.closes.labels(str(code)).inc()
         if not self._closing:
@@ -460,7 +507,42 @@ class DeepgramStream:
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from None
 
+    def _expect_by(self, within_s: float) -> float:
+        """A due time for Deepgram's answer; the watchdog wakes for the earliest one."""
+        due = self._loop.time() + within_s
+        if self._watchdog is None or due < self._watchdog.when():
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = self._loop.call_at(due, self._check_stall)
+        return due
+
+    def _check_stall(self) -> None:
+        self._watchdog = None
+        pending = [due for due in (self._answer_due, self._final_due) if due is not None]
+        if not pending:
+            return  # answered meanwhile; the next send sets a new due time
+        due = min(pending)
+        if due > self._loop.time() + 1e-3:
+            self._watchdog = self._loop.call_at(due, self._check_stall)
+            return
+        self._stalled_for_s = (
+            self._finalize_stall_timeout_s if due == self._final_due else self._stall_timeout_s
+        )
+        self._metrics.stalls.inc()
+        self._conn.transport.abort()  # the reader and any blocked send see the connection end
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
     def _closed_error(self, exc: ConnectionClosed) -> ProviderError:
+        if self._stalled_for_s:
+            return ProviderError(
+                "stalled",
+                f"Deepgram answered nothing for {self._stalled_for_s:g} s; the connection is given up",
+                retryable=True,
+            )
         code, reason = (
             (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (protocol.CLOSE_ABNORMAL, "")
         )
