@@ -7,7 +7,8 @@ ones at scrape time. Histograms are observed where the thing happens (a send, a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -18,7 +19,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # `_created` series double the output and no dashboard uses them.
@@ -83,18 +84,19 @@ class WorkerMetrics:
             registry=reg,
         )
         self.errors = Counter("asr_errors", "Error events emitted, by code.", ["code"], registry=reg)
-        self.forward_wait = Histogram(
+        # Observed on every send (thousands a second): the event loop's own histograms.
+        self.forward_wait = LoopHistogram(
             "asr_forward_wait_seconds",
             "How long audio waited in the worker before it was sent to the provider.",
-            buckets=_LATENCY_BUCKETS,
-            registry=reg,
+            _LATENCY_BUCKETS,
         )
-        self.send_gap = Histogram(
+        self.send_gap = LoopHistogram(
             "asr_send_gap_seconds",
             "Time between consecutive audio sends on one provider connection.",
-            buckets=_LATENCY_BUCKETS,
-            registry=reg,
+            _LATENCY_BUCKETS,
         )
+        reg.register(self.forward_wait)
+        reg.register(self.send_gap)
         self.transcript_latency = Histogram(
             "asr_transcript_latency_seconds",
             "From the arrival of the audio a result ends at to the result's event.",
@@ -129,6 +131,33 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LoopHistogram(Collector):
+    """A histogram observed only from the event loop's thread, so it takes no lock: a bisect
+    and two additions per observation, where prometheus_client's locked one cost 2-3 us,
+    which at 8,000 sends a second was 3% of the worker's CPU."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = tuple(buckets)
+        self._counts = [0] * (len(self._bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(repr, self._bounds), "+Inf"), self._counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=self._sum)
 
 
 class _LiveCollector(Collector):

@@ -142,6 +142,38 @@ async def test_a_dropped_provider_stream_is_replaced_without_losing_or_repeating
     assert starts == sorted(starts) and float(finals[-1]["end"]) <= 4.0  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("await_every", [0, 1, 3])
+async def test_audio_sent_inline_or_by_the_session_loop_arrives_once_in_order(
+    http: aiohttp.ClientSession, await_every: int
+) -> None:
+    """A stream that takes audio at once gets it from the socket's reader; one that declines
+    (every send, or every third) gets it from the session's loop, after what came before."""
+    provider = MockProvider(MockOptions(await_every=await_every))
+    async with running_worker(provider) as worker:
+        call = await connect(http, worker, "inline")
+        audio = speechlike(3.0, seed=11)
+        await call.send_frames(frames(audio), pace_s=0.002)
+        await call.end()
+        await call.collect()
+    assert bytes(provider.streams[0].received) == audio
+    assert call.final_words() == expected_words(audio, PCM8K)
+    assert call.of("session_ended")[0]["reason"] == "end" and not call.of("error")
+
+
+async def test_a_stream_that_drops_while_taking_audio_inline_loses_nothing(
+    http: aiohttp.ClientSession,
+) -> None:
+    provider = MockProvider(MockOptions(await_every=2, drop_after_ms=900, drop_streams=2))
+    async with running_worker(provider) as worker:
+        call = await connect(http, worker, "inline-drop")
+        audio = speechlike(3.0, seed=12)
+        await call.send_frames(frames(audio), pace_s=0.002)
+        await call.end()
+        await call.collect()
+    assert call.final_words() == expected_words(audio, PCM8K)
+    assert call.of("session_ended")[0]["reconnects"] == 2 and provider.opens == 3
+
+
 # --- bad input: a clear error, and nothing else disturbed --------------------------------------
 
 

@@ -454,6 +454,11 @@ class SessionCore:
         return min(candidates) if candidates else None
 
     @property
+    def has_actions(self) -> bool:
+        """`poll` has actions to hand over even before any deadline."""
+        return bool(self._outbox)
+
+    @property
     def ended(self) -> bool:
         return self.phase is Phase.ENDED and not self._outbox
 

@@ -80,6 +80,15 @@ class BackgroundProvider(Protocol):
 
 
 @runtime_checkable
+class ImmediateSender(Protocol):
+    def send_audio_now(self, data: bytes) -> bool:
+        """Send at once, without awaiting, if the stream can take the audio now: True if sent,
+        False (nothing sent) if the caller must await `send_audio`. Lets a session hand over
+        audio as it arrives instead of waking its loop for every chunk. Raises ProviderError."""
+        ...
+
+
+@runtime_checkable
 class InstrumentedProvider(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Put the provider's own Prometheus collectors on the worker's registry."""

@@ -415,28 +415,36 @@ class DeepgramStream:
         self._stalled_for_s = 0.0  # set when the watchdog gave the connection up
 
     async def send_audio(self, data: bytes) -> None:
-        if not data:
-            return  # an empty binary frame is Deepgram's legacy end-of-stream signal
+        if self.send_audio_now(data):
+            return
         if self._answer_due is None:
             self._answer_due = self._expect_by(self._stall_timeout_s)
-        conn = self._conn
-        if conn.protocol.state is State.OPEN and not conn.paused:
-            # The sans-I/O layer directly: frame the message, hand it to the transport. The
-            # asyncio `send` wraps the same two steps in a context manager and a drain per
-            # message, which at 500 calls cost an eighth of the worker's CPU. Only while the
-            # transport takes more: when it is paused, `send` below waits for it to drain.
-            try:
-                conn.protocol.send_binary(data)
-                conn.send_data()
-            except Exception as exc:  # the transport broke under us: the reader will see it too
-                raise ProviderError(
-                    "connection_lost", f"writing to Deepgram failed: {type(exc).__name__}", retryable=True
-                ) from None
-            return
         try:
-            await self._send(data)
+            await self._send(data)  # websockets' own path, which waits for the transport to drain
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from None
+
+    def send_audio_now(self, data: bytes) -> bool:
+        """Through websockets' sans-I/O layer directly: frame the message and hand it to the
+        transport. Its asyncio `send` wraps the same two steps in a context manager and a drain
+        per message, which at 500 calls cost an eighth of the worker's CPU. Only while the
+        transport takes more: when it is paused (or the connection is not open) the caller
+        awaits `send_audio`, which waits for the drain (or raises the close)."""
+        if not data:
+            return True  # an empty binary frame is Deepgram's legacy end-of-stream signal
+        conn = self._conn
+        if conn.protocol.state is not State.OPEN or conn.paused:
+            return False
+        if self._answer_due is None:
+            self._answer_due = self._expect_by(self._stall_timeout_s)
+        try:
+            conn.protocol.send_binary(data)
+            conn.send_data()
+        except Exception as exc:  # the transport broke under us; the reader sees it too
+            raise ProviderError(
+                "connection_lost", f"writing to Deepgram failed: {type(exc).__name__}", retryable=True
+            ) from None
+        return True
 
     async def keepalive(self) -> None:
         await self._text(protocol.KEEPALIVE)

@@ -78,6 +78,7 @@ class MockOptions:
     drop_after_ms: int = 0
     drop_streams: int = 0
     hang_close: bool = False
+    await_every: int = 0  # every Nth `send_audio_now` declines, so that send is awaited (1: all)
 
     @classmethod
     def parse(cls, text: str) -> MockOptions:
@@ -142,19 +143,21 @@ class MockStream:
         self._results = ResultQueue(max_events=10_000)
         self._failed: ProviderError | None = None
         self._closed = False
+        self._immediate_offers = 0
 
     # --- the ProviderStream interface ---------------------------------------------------------
 
     async def send_audio(self, data: bytes) -> None:
         self._check_open()
-        if self._drop_at and len(self.received) + len(data) >= self._drop_at:
-            take = self._drop_at - len(self.received)
-            take -= take % self._fmt.frame_bytes
-            await self._take(data[:take])
-            error = ProviderError("mock_drop", "mock stream dropped", retryable=True)
-            await self._fail(error)
-            raise error
-        await self._take(data)
+        self._send(data)
+
+    def send_audio_now(self, data: bytes) -> bool:
+        self._check_open()
+        self._immediate_offers += 1
+        if self._opts.await_every and self._immediate_offers % self._opts.await_every == 0:
+            return False
+        self._send(data)
+        return True
 
     async def keepalive(self) -> None:
         self._check_open()
@@ -164,9 +167,9 @@ class MockStream:
         self._check_open()
         self.controls.append("Finalize")
         if self._pending:
-            await self._window(bytes(self._pending))
+            self._window(bytes(self._pending))
             self._pending.clear()
-        await self._final(self._seconds(self._done_bytes), speech_final=True, from_finalize=True)
+        self._final(self._seconds(self._done_bytes), speech_final=True, from_finalize=True)
 
     async def close_stream(self) -> None:
         self._check_open()
@@ -197,42 +200,50 @@ class MockStream:
         if self._closed:
             raise ProviderError("closed", "mock stream is closed", retryable=True)
 
-    async def _fail(self, error: ProviderError) -> None:
+    def _send(self, data: bytes) -> None:
+        if self._drop_at and len(self.received) + len(data) >= self._drop_at:
+            take = self._drop_at - len(self.received)
+            take -= take % self._fmt.frame_bytes
+            self._take(data[:take])
+            error = ProviderError("mock_drop", "mock stream dropped", retryable=True)
+            self._fail(error)
+            raise error
+        self._take(data)
+
+    def _fail(self, error: ProviderError) -> None:
         self._failed = error
         self._results.finish(error)
 
     def _seconds(self, n_bytes: int) -> float:
         return self._fmt.seconds(n_bytes)
 
-    async def _take(self, data: bytes) -> None:
+    def _take(self, data: bytes) -> None:
         self.received += data
         self._pending += data
         while len(self._pending) >= self._window_bytes:
             window = bytes(self._pending[: self._window_bytes])
             del self._pending[: self._window_bytes]
-            await self._window(window)
+            self._window(window)
 
-    async def _window(self, window: bytes) -> None:
+    def _window(self, window: bytes) -> None:
         start = self._seconds(self._done_bytes)
         self._done_bytes += len(window)
         end = self._seconds(self._done_bytes)
         word = word_for(window, self._fmt, self._opts.silence_peak)
         if word is not None:
             self._utterance.append(Word(word, start, end, 0.9))
-            await self._result(self._final_end, end, is_final=False, speech_final=False)
+            self._result(self._final_end, end, is_final=False, speech_final=False)
             if len(self._utterance) >= self._opts.words_per_final:
-                await self._final(end, speech_final=False)
+                self._final(end, speech_final=False)
         elif self._utterance or end - self._final_end >= _SILENCE_FINAL_S:
-            await self._final(end, speech_final=bool(self._utterance))
+            self._final(end, speech_final=bool(self._utterance))
 
-    async def _final(self, end: float, *, speech_final: bool, from_finalize: bool = False) -> None:
-        await self._result(
-            self._final_end, end, is_final=True, speech_final=speech_final, finalize=from_finalize
-        )
+    def _final(self, end: float, *, speech_final: bool, from_finalize: bool = False) -> None:
+        self._result(self._final_end, end, is_final=True, speech_final=speech_final, finalize=from_finalize)
         self._final_end = end
         self._utterance = []
 
-    async def _result(
+    def _result(
         self, start: float, end: float, *, is_final: bool, speech_final: bool, finalize: bool = False
     ) -> None:
         words = tuple(self._utterance)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from ..core.clock import Clock
@@ -30,7 +31,7 @@ from ..core.session import (
     SessionCore,
 )
 from ..metrics import WorkerMetrics
-from ..providers.base import Provider, ProviderStream, StreamRequest
+from ..providers.base import ImmediateSender, Provider, ProviderStream, StreamRequest
 
 log = logging.getLogger("asr_worker.session")
 
@@ -38,31 +39,48 @@ _source_ids = itertools.count(1)
 
 
 class Waker:
-    """A reusable wake-up: cheaper than an asyncio.Event plus wait_for per frame."""
+    """A reusable wake-up: cheaper than an asyncio.Event plus wait_for per frame. While the
+    loop is parked, its timer can be moved without waking it (`wake_in`)."""
 
     def __init__(self) -> None:
         self._future: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._pending = False
+        self.parked = False  # the loop is waiting and nothing has woken it yet
 
     def wake(self) -> None:
         self._pending = True
-        if self._future is not None and not self._future.done():
-            self._future.set_result(None)
+        if self.parked:
+            self.parked = False
+            if self._future is not None and not self._future.done():  # done: cancelled
+                self._future.set_result(None)
+
+    def wake_in(self, timeout_s: float | None) -> None:
+        """Set a parked loop's timer to `timeout_s` from now (None: no timer)."""
+        if not self.parked:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timeout_s is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, timeout_s), self.wake)
 
     async def wait(self, timeout_s: float | None) -> None:
         if self._pending:
             self._pending = False
             return
-        loop = asyncio.get_running_loop()
-        self._future = loop.create_future()
-        timer = None if timeout_s is None else loop.call_later(max(0.0, timeout_s), self.wake)
+        self._future = asyncio.get_running_loop().create_future()
+        self.parked = True
+        self.wake_in(timeout_s)
         try:
             await self._future
         finally:
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._future = None
             self._pending = False
+            self.parked = False
 
 
 class SessionRunner:
@@ -86,6 +104,8 @@ class SessionRunner:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._last_send: dict[int, float] = {}
         self._live: set[int] = set()  # streams whose end the core has not yet been told of
+        self._immediate: dict[int, ImmediateSender] = {}  # streams that take audio without awaiting
+        self._backlog: deque[Action] = deque()  # actions the core gave outside the loop, for it
         self.done = asyncio.Event()
 
     @property
@@ -106,17 +126,43 @@ class SessionRunner:
 
     def feed(self, data: bytes) -> bool:
         core = self.core
-        was_pending = core.unsent_bytes > 0
-        accepted = core.on_audio(data, self._clock.monotonic())
-        # Wake the loop only when it has something new to do: a frame that joins audio already
-        # waiting on a connected stream, short of a chunk, changes neither what to send nor when
-        # (the loop's timer already stands at that audio's max_buffer deadline). At 20 ms frames
-        # and 50 ms chunks this skips a third of the wake-ups, the loop's main cost per frame.
-        if not (
-            accepted and was_pending and core.link is Link.CONNECTED and core.unsent_bytes < self._chunk_bytes
-        ):
-            self._waker.wake()
+        now = self._clock.monotonic()
+        accepted = core.on_audio(data, now)
+        # While the loop sleeps and the stream is up, do the core's bidding here rather than
+        # wake the loop for it: send a full chunk now if the stream takes audio without
+        # waiting, or else move the loop's timer to the new audio's max_buffer deadline. At
+        # 500 calls waking a session's loop for every chunk was its main cost per frame.
+        if accepted and core.link is Link.CONNECTED and self._waker.parked and not self._backlog:
+            unsent = core.unsent_bytes
+            if unsent < self._chunk_bytes and not core.has_actions:
+                if unsent == len(data):  # this frame starts the waiting audio: a new deadline
+                    self._rearm(now)
+                return True
+            if self._act_now(now):
+                self._rearm(now)
+                return True
+        self._waker.wake()
         return accepted
+
+    def _act_now(self, now: float) -> bool:
+        """Carry out the core's actions without awaiting; hand what needs awaiting (and all
+        after it) to the loop. False if the loop must wake for something."""
+        actions = self.core.poll(now)
+        for index, action in enumerate(actions):
+            if isinstance(action, Emit):
+                self._emit(action.event)
+            elif not (isinstance(action, SendAudio) and self._send_now(action, now)):
+                self._backlog.extend(actions[index:])
+                return False
+        return True
+
+    def _rearm(self, now: float) -> None:
+        """Point the sleeping loop's timer at the core's next deadline."""
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline <= now:
+            self._waker.wake()
+        else:
+            self._waker.wake_in(None if deadline is None else deadline - now)
 
     def end(self, reason: str) -> None:
         self.core.end(reason, self._clock.monotonic())
@@ -151,9 +197,11 @@ class SessionRunner:
 
     async def _loop(self, tg: asyncio.TaskGroup) -> None:
         clock = self._clock
+        backlog = self._backlog
         while True:
-            for action in self.core.poll(clock.monotonic()):
-                await self._do(action, tg)
+            backlog.extend(self.core.poll(clock.monotonic()))
+            while backlog:
+                await self._do(backlog.popleft(), tg)
             if self.core.ended:
                 return
             deadline = self.core.next_deadline()
@@ -178,16 +226,32 @@ class SessionRunner:
         stream = self._streams.get(action.conn_id)
         if stream is None:
             return
-        now = self._clock.monotonic()
+        self._note_send(action, self._clock.monotonic())
+        try:
+            await stream.send_audio(action.data)
+        except Exception as exc:
+            self._stream_closed(action.conn_id, _as_provider_error(exc, self.interaction_id))
+
+    def _send_now(self, action: SendAudio, now: float) -> bool:
+        """Send on a stream that takes audio without awaiting; False if it cannot now."""
+        stream = self._immediate.get(action.conn_id)
+        if stream is None:
+            return action.conn_id not in self._streams  # gone: dropped, as `_send` would
+        try:
+            if not stream.send_audio_now(action.data):
+                return False
+        except Exception as exc:
+            self._stream_closed(action.conn_id, _as_provider_error(exc, self.interaction_id))
+            return True
+        self._note_send(action, now)
+        return True
+
+    def _note_send(self, action: SendAudio, now: float) -> None:
         last = self._last_send.get(action.conn_id)
         if last is not None:
             self._metrics.send_gap.observe(now - last)
         self._last_send[action.conn_id] = now
         self._metrics.forward_wait.observe(action.waited_s)
-        try:
-            await stream.send_audio(action.data)
-        except Exception as exc:
-            self._stream_closed(action.conn_id, _as_provider_error(exc, self.interaction_id))
 
     async def _call(self, conn_id: int, method: str) -> None:
         stream = self._streams.get(conn_id)
@@ -200,6 +264,7 @@ class SessionRunner:
 
     async def _abort(self, conn_id: int) -> None:
         stream = self._streams.pop(conn_id, None)
+        self._immediate.pop(conn_id, None)
         self._live.discard(conn_id)
         self._last_send.pop(conn_id, None)
         task = self._tasks.pop(conn_id, None)
@@ -227,6 +292,8 @@ class SessionRunner:
                 await stream.abort()
             return
         self._streams[conn_id] = stream
+        if isinstance(stream, ImmediateSender):
+            self._immediate[conn_id] = stream
         self._live.add(conn_id)
         self._waker.wake()
         error: ProviderError | None = None
