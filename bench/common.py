@@ -87,15 +87,16 @@ class ProcSample:
     at: float  # time.monotonic()
     cpu_s: float  # user + system
     rss_bytes: int
+    user_s: float = 0.0  # user only: the process's own work, without the kernel's on its behalf
 
 
 def proc_sample(pid: int, at: float) -> ProcSample:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    user, system = int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime (14, 15)
     with open(f"/proc/{pid}/statm") as f:
         rss = int(f.read().split()[1]) * PAGE_BYTES
-    return ProcSample(at, cpu, rss)
+    return ProcSample(at, user + system, rss, user)
 
 
 def machine_busy_s() -> float:

@@ -86,12 +86,14 @@ class Sampler:
         self._stop.set()
         self._thread.join()
 
-    def cpu_cores(self, name: str, t0: float, t1: float) -> float:
+    def cpu_cores(self, name: str, t0: float, t1: float, *, user_only: bool = False) -> float:
         """Average cores used between t0 and t1 (the samples nearest inside the window)."""
         inside = [s for s in self.samples[name] if t0 <= s.at <= t1]
         if len(inside) < 2:
             return float("nan")
-        return (inside[-1].cpu_s - inside[0].cpu_s) / (inside[-1].at - inside[0].at)
+        first, last = inside[0], inside[-1]
+        used = last.user_s - first.user_s if user_only else last.cpu_s - first.cpu_s
+        return used / (last.at - first.at)
 
     def rss_before(self, name: str, t: float) -> int:
         before = [s.rss_bytes for s in self.samples[name] if s.at <= t]
@@ -106,6 +108,7 @@ class Run:
     name: str
     calls: int
     cores: float = float("nan")  # of the process under test
+    user_cores: float = float("nan")  # ...of which in user space (the rest: the kernel, for its sockets)
     driver_cores: float = float("nan")
     sink_cores: float = float("nan")
     other_cores: float = float("nan")  # every other process on the machine: other work's load
@@ -241,6 +244,7 @@ def run_phase(
     run.driver_cores = sampler.cpu_cores("driver", t0, t1)
     under_test = {"worker": "worker", "sdk": "driver", "pace": "driver"}[mode]
     run.cores = sampler.cpu_cores(under_test, t0, t1)
+    run.user_cores = sampler.cpu_cores(under_test, t0, t1, user_only=True)
     ours = sum(
         sampler.cpu_cores(name, t0, t1) for name in ("worker", "driver", "sink") if name in sampler.samples
     )
@@ -301,6 +305,11 @@ def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
             "cores for all calls",
             cores(worker.cores),
             f"{cores(sdk.cores)} ({cores(pace.cores)} pacing)" if sdk and pace else "n/a",
+        ),
+        (
+            "  of which user / system",
+            f"{cores(worker.user_cores)} / {cores(worker.cores - worker.user_cores)}",
+            f"{cores(sdk.user_cores)} / {cores(sdk.cores - sdk.user_cores)}" if sdk else "n/a",
         ),
         ("forward latency p50", pct(worker, 50), pct(sdk, 50)),
         ("forward latency p99", pct(worker, 99), pct(sdk, 99)),
@@ -376,6 +385,7 @@ def main() -> None:
                 {
                     name: {
                         "cores": run.cores,
+                        "user_cores": run.user_cores,
                         "driver_cores": run.driver_cores,
                         "sink_cores": run.sink_cores,
                         "rss_per_call": run.rss_per_call,

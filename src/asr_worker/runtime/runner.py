@@ -43,6 +43,8 @@ class Waker:
     loop is parked, its timer can be moved without waking it (`wake_in`)."""
 
     def __init__(self) -> None:
+        # Kept, not looked up per call: get_running_loop() costs a getpid() system call each.
+        self._loop = asyncio.get_running_loop()
         self._future: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._pending = False
@@ -63,13 +65,13 @@ class Waker:
             self._timer.cancel()
             self._timer = None
         if timeout_s is not None:
-            self._timer = asyncio.get_running_loop().call_later(max(0.0, timeout_s), self.wake)
+            self._timer = self._loop.call_later(max(0.0, timeout_s), self.wake)
 
     async def wait(self, timeout_s: float | None) -> None:
         if self._pending:
             self._pending = False
             return
-        self._future = asyncio.get_running_loop().create_future()
+        self._future = self._loop.create_future()
         self.parked = True
         self.wake_in(timeout_s)
         try:
