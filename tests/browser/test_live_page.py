@@ -102,6 +102,10 @@ async def _call_on_the_page(page: Page, http: aiohttp.ClientSession, worker: Wor
     await expect(page.locator(card(page, "agent-view") + " .line.final .who")).to_have_text(
         ["Customer", "Agent"]
     )
+    key = page.locator(card(page, "agent-view") + " .line.key")  # a key the customer pressed
+    await expect(key.locator(".text")).to_have_text("pressed 5")
+    await expect(key.locator(".who")).to_have_text("Customer")
+    await expect(key.locator(".at")).to_have_text("0:03.6")
     await expect(page.locator('[data-field="calls"]')).to_have_text("1 / 1000")
     await expect(this.locator(".call-meta")).to_contain_text("tenant acme")
 
@@ -138,11 +142,12 @@ def _agent_side(worker: Worker) -> None:
                 "end": start + 1.5,
             }
         )
+    worker.publish({**base, "type": "dtmf", "seq": 4, "digit": "5", "channel": 0, "at": 3.6})
     worker.publish(
         {
             **base,
             "type": "transcript",
-            "seq": 4,
+            "seq": 5,
             "channel": 1,
             "is_final": False,
             "text": "can you confirm",

@@ -226,6 +226,9 @@ class SessionMachine(RuleBasedStateMachine):
         kind = event["type"]
         if kind == "transcript":
             self._transcript(event, origin_s, total_s)
+        elif kind == "dtmf":
+            at = event["at"]
+            assert isinstance(at, float | int) and origin_s - ROUNDING <= at <= total_s + ROUNDING
         elif kind in ("utterance_end", "speech_started"):
             t = event["last_word_end" if kind == "utterance_end" else "timestamp"]
             assert isinstance(t, float | int) and origin_s - ROUNDING <= t <= total_s + ROUNDING
@@ -280,11 +283,12 @@ class SessionMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.core.phase is not Phase.ENDED)
     @rule(
-        what=st.sampled_from(["attach", "attach", "detach", "detach", "end", "stop"]), roll=st.integers(0, 9)
+        what=st.sampled_from(["attach", "attach", "detach", "detach", "end", "stop", "dtmf"]),
+        roll=st.integers(0, 9),
     )
     def the_caller_acts(self, what: str, roll: int) -> None:
-        """Sources come and go; the call ends, or the worker stops it (each rarely: both end
-        the interesting part of a run)."""
+        """Sources come and go, a key is pressed; the call ends, or the worker stops it (each
+        rarely: both end the interesting part of a run)."""
         source = "a" if roll % 2 else "b"
         if what == "attach":
             self.core.attach_source(source, self.now)
@@ -294,6 +298,8 @@ class SessionMachine(RuleBasedStateMachine):
             self.core.end("end", self.now)
         elif what == "stop" and roll == 0:
             self.core.fail("shutdown", "the worker is stopping", self.now)
+        elif what == "dtmf":
+            self.core.on_dtmf("0123456789"[roll], roll % 2, self.now)
         self._poll()
 
     @rule(seconds=st.floats(0, 2) | st.sampled_from([0.02, 0.1, 3.0, 12.0]))
@@ -458,6 +464,7 @@ class SessionMachine(RuleBasedStateMachine):
         assert len(ended) == 1 and self.events[-1] is ended[0]
         self.core.on_audio(b"\x00" * self.fmt.frame_bytes, self.now)
         self.core.emit_error("bad_message", "a late message", self.now)
+        self.core.on_dtmf("9", 0, self.now)
         self.core.fail("shutdown", "stopping", self.now)
         self.core.end("end", self.now)
         self._poll()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from asr_worker.core.audio import AudioFormat
 from asr_worker.transports import exotel_messages, twilio_messages
 from asr_worker.transports.telephony_messages import (
+    DTMF_KEYS,
     Clear,
     Connected,
     Dtmf,
@@ -67,7 +68,7 @@ def _check(parse: Callable[[str], Message], max_payload: int, raw: str) -> Messa
         for number in (message.chunk, message.timestamp_ms):
             assert number is None or (isinstance(number, int) and 0 <= number < 10**12)
     elif isinstance(message, Dtmf):
-        assert 0 < len(message.digit) <= 8
+        assert len(message.digit) == 1 and message.digit in DTMF_KEYS
     elif isinstance(message, Mark):
         assert 0 < len(message.name) <= 256
     return message

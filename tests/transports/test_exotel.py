@@ -58,6 +58,8 @@ async def test_an_exotel_call_end_to_end(
     started = watcher.of("session_started")[0]
     assert (started["encoding"], started["sample_rate"], started["channels"]) == ("linear16", rate, 1)
     assert watcher.of("session_ended")[0]["reason"] == "stop" and not watcher.of("error")
+    (dtmf,) = watcher.of("dtmf")
+    assert (dtmf["digit"], dtmf["channel"], dtmf["at"]) == ("5", 0, 2.6)
     assert mock_provider.opens == 1
     assert bytes(mock_provider.streams[0].received) == audio  # linear16 byte for byte
     finals = [w for e in watcher.of("transcript") if e["is_final"] for w in str(e["text"]).split()]

@@ -91,6 +91,7 @@ def test_exotel_messages() -> None:
     assert isinstance(media, Media)
     assert media.chunk == 2 and media.timestamp_ms == 200 and len(media.payload) == 1600  # 100 ms
     assert exotel_messages.parse(fixture_text("exotel", "dtmf")) == Dtmf("5")
+    assert exotel_messages.parse(_edit("exotel", "dtmf", "dtmf.digit", "d")) == Dtmf("D")  # A-D, as keypads
     assert exotel_messages.parse(fixture_text("exotel", "mark")) == Mark("greeting-done")
     assert exotel_messages.parse(fixture_text("exotel", "clear")) == Clear()
     assert exotel_messages.parse(fixture_text("exotel", "stop")) == Stop("callended")
@@ -163,6 +164,9 @@ HOSTILE_TWILIO = [
     (_edit("twilio", "media_inbound", "media.chunk", True), "bad_message", "whole number"),
     (_edit("twilio", "mark", "mark.name", ...), "bad_message", "mark needs a string `name`"),
     (_edit("twilio", "dtmf", "dtmf", "1"), "bad_message", "dtmf needs an object `dtmf`"),
+    (_edit("twilio", "dtmf", "dtmf.digit", "12"), "bad_message", "`digit` must be one of"),
+    (_edit("twilio", "dtmf", "dtmf.digit", "x"), "bad_message", "`digit` must be one of"),
+    (_edit("twilio", "dtmf", "dtmf.digit", 5), "bad_message", "dtmf needs a string `digit`"),
 ]
 
 

@@ -71,6 +71,8 @@ async def test_a_both_tracks_call_is_one_two_channel_session_end_to_end(
     assert started["tenant_id"] == "acme"
     assert (started["encoding"], started["sample_rate"], started["channels"]) == ("mulaw", 8000, 2)
     assert watcher.of("session_ended")[0]["reason"] == "stop" and not watcher.of("error")
+    (dtmf,) = watcher.of("dtmf")  # the fixture's key 1 on the inbound track, after all the audio
+    assert (dtmf["digit"], dtmf["channel"], dtmf["at"]) == ("1", 0, 2.6)
     assert mock_provider.opens == 1
     stream = mock_provider.streams[0]
     assert stream.request.fmt == STEREO

@@ -337,6 +337,13 @@ class SessionCore:
             return  # `session_ended` was the call's last event: a late source's error has no call
         self._emit(now, {"type": "error", "code": code, "message": message})
 
+    def on_dtmf(self, digit: str, channel: int, now: float) -> None:
+        """A key pressed on a phone (telephony `dtmf`): an event in the call's order, at the
+        call time its audio has reached, for a voice bot to act on."""
+        if self.phase is Phase.ENDED:
+            return
+        self._emit(now, {"type": "dtmf", "digit": digit, "channel": channel, "at": round(self.audio_s, 3)})
+
     # --- inputs from the provider stream --------------------------------------------------
 
     def on_stream_opened(self, conn_id: int, now: float) -> bool:

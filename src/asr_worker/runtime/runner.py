@@ -175,6 +175,10 @@ class SessionRunner:
         self.core.emit_error(code, message, self._clock.monotonic())
         self._waker.wake()
 
+    def dtmf(self, digit: str, channel: int) -> None:
+        self.core.on_dtmf(digit, channel, self._clock.monotonic())
+        self._waker.wake()
+
     def abandon(self, code: str, message: str) -> None:
         """End the call at once, without the provider (a fault, or shutdown ran out of time)."""
         self.core.fail(code, message, self._clock.monotonic())

@@ -23,6 +23,7 @@ from .telephony_messages import (
     Stop,
     audio_payload,
     count,
+    dtmf_digit,
     load_object,
     obj,
     optional_text,
@@ -54,7 +55,7 @@ def parse(raw: str) -> Message:
         stop = body.get("stop")
         return Stop(optional_text(stop, "reason", max_chars=64) if isinstance(stop, dict) else None)
     if event == "dtmf":
-        return Dtmf(text(obj(body, "dtmf", "dtmf"), "digit", "dtmf", max_chars=8))
+        return Dtmf(dtmf_digit(obj(body, "dtmf", "dtmf"), "dtmf"))
     if event == "mark":
         return Mark(text(obj(body, "mark", "mark"), "name", "mark"))
     if event == "clear":

@@ -148,7 +148,11 @@ class _MediaStream:
             return False
         if self._runner is None:
             return await self._problem("bad_message", f"`{_event_name(message)}` before `start`")
-        if isinstance(message, Dtmf | Mark | Clear):
+        if isinstance(message, Dtmf):
+            # Twilio names a DTMF's track `inbound_track`; a media's, `inbound`.
+            track = (message.track or "inbound").removesuffix("_track")
+            self._runner.dtmf(message.digit, self._platform.channel_of_track.get(track, 0))
+        elif isinstance(message, Mark | Clear):
             log.debug(
                 "telephony control message",
                 extra={"platform": self._platform.name, "event": _event_name(message)},

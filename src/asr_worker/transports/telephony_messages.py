@@ -117,6 +117,17 @@ def text(body: Mapping[str, object], key: str, where: str, *, max_chars: int = 2
     return value
 
 
+DTMF_KEYS: Final = "0123456789*#ABCD"
+
+
+def dtmf_digit(body: Mapping[str, object], where: str) -> str:
+    """The key pressed: one of a telephone keypad's 16 (A-D upper-cased)."""
+    digit = text(body, "digit", where, max_chars=8).upper()
+    if len(digit) != 1 or digit not in DTMF_KEYS:
+        raise ParseError("bad_message", f"{where}: `digit` must be one of {DTMF_KEYS}, not {digit!r}")
+    return digit
+
+
 def optional_text(body: Mapping[str, object], key: str, *, max_chars: int = 256) -> str | None:
     value = body.get(key)
     return value[:max_chars] if isinstance(value, str) and value else None

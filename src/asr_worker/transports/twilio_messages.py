@@ -23,6 +23,7 @@ from .telephony_messages import (
     Stop,
     audio_payload,
     count,
+    dtmf_digit,
     load_object,
     obj,
     optional_text,
@@ -65,7 +66,7 @@ def parse(raw: str) -> Message:
         return Stop(optional_text(stop, "reason", max_chars=64) if isinstance(stop, dict) else None)
     if event == "dtmf":
         dtmf = obj(body, "dtmf", "dtmf")
-        return Dtmf(text(dtmf, "digit", "dtmf", max_chars=8), optional_text(dtmf, "track", max_chars=32))
+        return Dtmf(dtmf_digit(dtmf, "dtmf"), optional_text(dtmf, "track", max_chars=32))
     if event == "mark":
         return Mark(text(obj(body, "mark", "mark"), "name", "mark"))
     if event == "clear":

@@ -9,7 +9,7 @@ const POLL_MS = 2000;         // /health and /v1/sessions
 const MAX_LINES = 300;        // per call, oldest dropped: the page never grows without bound
 const CHANNELS = ["Customer", "Agent"];
 const EVENT_TYPES = ["session_started", "transcript", "utterance_end", "speech_started",
-                     "error", "session_ended", "events_dropped"];
+                     "dtmf", "error", "session_ended", "events_dropped"];
 
 const token = new URLSearchParams(window.location.search).get("token");
 const calls = new Map();      // interaction_id -> call view
@@ -138,9 +138,7 @@ function onTranscript(call, event) {
   fillLine(line, event);
   const firstInterim = call.lines.querySelector(".interim");
   call.lines.insertBefore(line, firstInterim);
-  while (call.lines.querySelectorAll(".final").length > MAX_LINES) {
-    call.lines.querySelector(".final").remove();
-  }
+  trimLines(call);
   scrollToEnd(call);
 }
 
@@ -167,6 +165,9 @@ function onEvent(event) {
     case "transcript":
       onTranscript(call, event);
       break;
+    case "dtmf":
+      onKey(call, event);
+      break;
     case "error":
       showError(call, `${event.code}: ${event.message}`);
       break;
@@ -176,6 +177,19 @@ function onEvent(event) {
     default:
       break;
   }
+}
+
+function onKey(call, event) {
+  const line = newLine(event, "key");
+  fillLine(line, { channel: event.channel, start: event.at, text: `pressed ${event.digit}` });
+  call.lines.insertBefore(line, call.lines.querySelector(".interim"));
+  trimLines(call);
+  scrollToEnd(call);
+}
+
+function trimLines(call) {
+  const settled = call.lines.querySelectorAll(".final, .key");
+  for (let i = 0; i < settled.length - MAX_LINES; i++) settled[i].remove();
 }
 
 function showError(call, text) {
