@@ -25,6 +25,21 @@ REFUSAL_CLOSE_CODES: Final = {
 }
 
 
+def upgrade_refusal(request: web.Request, ws: web.WebSocketResponse, draining: bool) -> web.Response | None:
+    """Why this request cannot become a call's WebSocket, as the HTTP answer to give, or None:
+    426 when it is no WebSocket upgrade, 503 while the worker drains (so the platform retries
+    another worker before a socket was ever opened)."""
+    if not ws.can_prepare(request).ok:
+        return web.json_response(
+            {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"}, status=426
+        )
+    if draining:
+        return web.json_response(
+            {"error": "draining", "message": "the worker is shutting down; use another worker"}, status=503
+        )
+    return None
+
+
 class BadRequest(ValueError):
     """Input a transport refuses; the message is safe to show the client."""
 

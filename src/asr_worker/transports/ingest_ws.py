@@ -30,6 +30,7 @@ from .common import (
     dumps,
     refuse,
     socket_error,
+    upgrade_refusal,
 )
 
 log = logging.getLogger("asr_worker.ingest")
@@ -45,14 +46,9 @@ def routes() -> list[web.RouteDef]:
 async def audio_socket(request: web.Request) -> web.StreamResponse:
     worker = request.app[WORKER]
     ws = web.WebSocketResponse(max_msg_size=worker.settings.max_message_bytes, heartbeat=None)
-    if not ws.can_prepare(request).ok:
-        return web.json_response(
-            {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"}, status=426
-        )
-    if worker.draining:
-        return web.json_response(
-            {"error": "draining", "message": "the worker is shutting down; use another worker"}, status=503
-        )
+    refusal = upgrade_refusal(request, ws, worker.draining)
+    if refusal is not None:
+        return refusal
     await ws.prepare(request)
     try:
         interaction_id = check_id(request.match_info.get("interaction_id"), "interaction_id")

@@ -32,6 +32,7 @@ from .common import (
     check_id,
     check_optional_id,
     close_reason,
+    upgrade_refusal,
 )
 from .interleave import TrackInterleaver
 from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, ParseError, Start, Stop
@@ -61,14 +62,9 @@ async def media_stream(request: web.Request, platform: Platform) -> web.StreamRe
     worker = request.app[WORKER]
     # aiohttp refuses (and closes with 1009) a message over this; the parser has tighter limits.
     ws = web.WebSocketResponse(max_msg_size=platform.max_message_chars * 4, heartbeat=None)
-    if not ws.can_prepare(request).ok:
-        return web.json_response(
-            {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"}, status=426
-        )
-    if worker.draining:
-        return web.json_response(
-            {"error": "draining", "message": "the worker is shutting down; use another worker"}, status=503
-        )
+    refusal = upgrade_refusal(request, ws, worker.draining)
+    if refusal is not None:
+        return refusal
     await ws.prepare(request)
     stream = _MediaStream(worker, ws, platform)
     try:
