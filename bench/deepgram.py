@@ -121,6 +121,20 @@ class Run:
     ended: int = 0
 
 
+def deepgram_worker_env(port: int, deepgram_url: str, calls: int, extra: dict[str, str]) -> dict[str, str]:
+    """`asr-worker serve` as the benchmarks run it: the Deepgram provider pointed at the sink,
+    room for every call, quiet logs; `extra` (--worker-env) on top."""
+    return {
+        "PORT": str(port),
+        "ASR_PROVIDER": "deepgram",
+        "DEEPGRAM_URL": deepgram_url,
+        "DEEPGRAM_API_KEY": "bench-key",
+        "ASR_MAX_SESSIONS": str(calls + 10),
+        "ASR_LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
 @contextlib.contextmanager
 def process(
     args: list[str], env: dict[str, str] | None = None, wait_line: str | None = None
@@ -196,15 +210,7 @@ def run_phase(
             worker = stack.enter_context(
                 process(
                     [py, "-m", "asr_worker", "serve"],
-                    env={
-                        "PORT": str(port),
-                        "ASR_PROVIDER": "deepgram",
-                        "DEEPGRAM_URL": f"{url}/v1/listen",
-                        "DEEPGRAM_API_KEY": "bench-key",
-                        "ASR_MAX_SESSIONS": str(calls + 10),
-                        "ASR_LOG_LEVEL": "warning",
-                        **worker_env,
-                    },
+                    env=deepgram_worker_env(port, f"{url}/v1/listen", calls, worker_env),
                 )
             )
             pin(worker.pid, under_test_cpu)

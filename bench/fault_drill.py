@@ -58,7 +58,7 @@ from asr_worker.core.audio import AudioFormat
 from asr_worker.providers.mock import expected_words
 
 from .common import FRAME_MS, call_audio, frame_pool
-from .deepgram import Sampler, free_port, process, wait_http
+from .deepgram import Sampler, deepgram_worker_env, free_port, process, wait_http
 from .dg_sink import engine_options
 
 PCM8K = AudioFormat.parse("linear16", 8000, 1)
@@ -181,13 +181,12 @@ def run(args: argparse.Namespace, tmp: Path) -> Drill:
             [py, "-m", "asr_worker", "serve"],
             env={
                 **os.environ,
-                "PORT": str(port),
-                "ASR_PROVIDER": "deepgram",
-                "DEEPGRAM_URL": f"ws://127.0.0.1:{sink_port}/v1/listen",
-                "DEEPGRAM_API_KEY": "drill-key",
-                "ASR_MAX_SESSIONS": str(args.calls + 10),
-                "ASR_LOG_LEVEL": "warning",
-                **dict(item.split("=", 1) for item in args.worker_env),
+                **deepgram_worker_env(
+                    port,
+                    f"ws://127.0.0.1:{sink_port}/v1/listen",
+                    args.calls,
+                    dict(item.split("=", 1) for item in args.worker_env),
+                ),
             },
             stdout=subprocess.DEVNULL,
             stderr=log,
