@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
@@ -28,6 +28,9 @@ from .metrics import LiveTotals, WorkerMetrics
 from .providers import BackgroundProvider, InstrumentedProvider, Provider, make_provider
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
+
+if TYPE_CHECKING:
+    from .http.server import HttpServer
 
 log = logging.getLogger("asr_worker")
 
@@ -77,6 +80,7 @@ class Worker:
         self.draining = False
         self.started = asyncio.Event()
         self.port = 0
+        self.http_server: HttpServer | None = None  # while serving
         self._started_at = time.monotonic()
 
     def publish(self, event: Event) -> None:
@@ -85,9 +89,11 @@ class Worker:
 
     async def serve(self, stop: asyncio.Event) -> None:
         from .http.app import build_app  # the HTTP edge depends on the worker, not the reverse
+        from .http.server import HttpServer
 
         runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
+        server = self.http_server = HttpServer(self, runner)
         try:
             async with self.manager, asyncio.TaskGroup() as tg:
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
@@ -96,9 +102,8 @@ class Worker:
                     if isinstance(self.provider, BackgroundProvider)
                     else None
                 )
-                site = web.TCPSite(runner, self.settings.host, self.settings.port)
-                await site.start()
-                self.port = _bound_port(runner, self.settings.port)
+                # the ingest sockets' event senders are this group's tasks
+                self.port = await server.start(self.settings.host, self.settings.port, tg.create_task)
                 log.info(
                     "serving",
                     extra={
@@ -119,6 +124,7 @@ class Worker:
                 if provider_task is not None:
                     provider_task.cancel()
         finally:
+            server.close()
             await runner.cleanup()
             await self.provider.aclose()
             log.info("stopped")
@@ -164,10 +170,3 @@ class Worker:
         if not self.provider.health().ready:
             return False, "provider_not_ready"
         return True, "ready"
-
-
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured

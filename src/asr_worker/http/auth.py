@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from aiohttp import web
@@ -26,14 +26,19 @@ log = logging.getLogger("asr_worker.auth")
 # data (everything it shows comes from the API, which needs the token it carries along).
 OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/"})
 OPEN_PREFIXES: Final = ("/static/",)
+UNAUTHORIZED_HEADERS: Final = (("WWW-Authenticate", 'Bearer realm="asr-worker"'),)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def presented_tokens(request: web.Request) -> list[str]:
     """Every credential the request carries, in the accepted forms."""
+    return presented_credentials(request.method, request.headers.get("Authorization", ""), request.query)
+
+
+def presented_credentials(method: str, header: str, query: Mapping[str, str]) -> list[str]:
+    """Every credential in a request's Authorization header and (on GET) its query."""
     tokens: list[str] = []
-    header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value:
         tokens.append(value.strip())
@@ -45,8 +50,8 @@ def presented_tokens(request: web.Request) -> list[str]:
         _, sep, password = decoded.partition(":")
         if sep:
             tokens.append(password)
-    if request.method == "GET" and "token" in request.query:
-        tokens.append(request.query["token"])
+    if method == "GET" and "token" in query:
+        tokens.append(query["token"])
     return tokens
 
 
@@ -69,15 +74,17 @@ def auth_middleware(token: Secret | None) -> Middleware:
         presented = presented_tokens(request)
         if token_matches(token, presented):
             return await handler(request)
-        reason = "a bearer token is required" if not presented else "the token is not valid"
-        log.info("unauthorized", extra={"path": request.path[:200], "reason": reason, "peer": request.remote})
-        return web.json_response(
-            {
-                "error": "unauthorized",
-                "message": f"{reason}: send Authorization: Bearer TOKEN (or ?token= on GET)",
-            },
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="asr-worker"'},
-        )
+        body = unauthorized(presented, request.path, request.remote)
+        return web.json_response(body, status=401, headers=dict(UNAUTHORIZED_HEADERS))
 
     return check
+
+
+def unauthorized(presented: list[str], path: str, peer: str | None) -> dict[str, str]:
+    """Log one line for a refused request and give the 401 body to answer it with."""
+    reason = "a bearer token is required" if not presented else "the token is not valid"
+    log.info("unauthorized", extra={"path": path[:200], "reason": reason, "peer": peer})
+    return {
+        "error": "unauthorized",
+        "message": f"{reason}: send Authorization: Bearer TOKEN (or ?token= on GET)",
+    }

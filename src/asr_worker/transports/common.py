@@ -25,19 +25,25 @@ REFUSAL_CLOSE_CODES: Final = {
 }
 
 
+# The HTTP answers before a call's socket opens: 426 when the request is no WebSocket upgrade,
+# 503 while the worker drains (so the platform retries another worker before a socket opened).
+NOT_AN_UPGRADE: Final = (
+    426,
+    {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"},
+)
+DRAINING: Final = (
+    503,
+    {"error": "draining", "message": "the worker is shutting down; use another worker"},
+)
+
+
 def upgrade_refusal(request: web.Request, ws: web.WebSocketResponse, draining: bool) -> web.Response | None:
-    """Why this request cannot become a call's WebSocket, as the HTTP answer to give, or None:
-    426 when it is no WebSocket upgrade, 503 while the worker drains (so the platform retries
-    another worker before a socket was ever opened)."""
-    if not ws.can_prepare(request).ok:
-        return web.json_response(
-            {"error": "websocket_required", "message": "this endpoint takes a WebSocket upgrade"}, status=426
-        )
-    if draining:
-        return web.json_response(
-            {"error": "draining", "message": "the worker is shutting down; use another worker"}, status=503
-        )
-    return None
+    """Why this request cannot become a call's WebSocket, as the HTTP answer to give, or None."""
+    refusal = NOT_AN_UPGRADE if not ws.can_prepare(request).ok else DRAINING if draining else None
+    if refusal is None:
+        return None
+    status, body = refusal
+    return web.json_response(body, status=status)
 
 
 class BadRequest(ValueError):

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import WSMsgType, web
 
@@ -20,6 +21,10 @@ from ..http.keys import WORKER
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.runner import SessionRunner
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
 from .common import (
     CLOSE_BAD_INPUT,
     CLOSE_NORMAL,
@@ -43,7 +48,69 @@ def routes() -> list[web.RouteDef]:
     return [web.get("/v1/audio/{interaction_id}", audio_socket)]
 
 
+class Refused(Exception):
+    """Why a socket cannot join a call; sent as an `error` event, then a close with `close_code`."""
+
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.close_code = code, message, close_code
+
+
+class IngestCall:
+    """One ingest socket's part in its call, whichever socket implementation carries it:
+    aiohttp's (`audio_socket`) or the raw one served on the loop's transport (`ingest_raw`)."""
+
+    def __init__(self, runner: SessionRunner, subscription: Subscription) -> None:
+        self.runner = runner
+        self.subscription = subscription
+        self._source_id: str | None = runner.attach()
+
+    @classmethod
+    def open(
+        cls, worker: Worker, interaction_id: str | None, query: Mapping[str, str], path: str
+    ) -> IngestCall:
+        """Join (or start) the call the socket's path and query name, or raise Refused."""
+        try:
+            checked_id = check_id(interaction_id, "interaction_id")
+            tenant_id = check_optional_id(query.get("tenant_id"), "tenant_id")
+            fmt = AudioFormat.parse(
+                query.get("encoding", "linear16"),
+                query.get("sample_rate", "8000"),
+                query.get("channels", "1"),
+            )
+        except (BadRequest, AudioFormatError) as exc:
+            log.info("ingest refused", extra={"reason": str(exc), "path": path[:200]})
+            raise Refused("bad_request", str(exc), CLOSE_BAD_INPUT) from None
+        try:
+            runner = worker.manager.open_session(checked_id, tenant_id, fmt)
+        except SessionRefused as exc:
+            log.info("ingest refused", extra={"interaction_id": checked_id, "reason": exc.code})
+            raise Refused(exc.code, exc.message, REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT)) from None
+        # Subscribe before anything can yield, so a new call's socket sees its session_started.
+        return cls(runner, worker.hub.subscribe(checked_id))
+
+    def text(self, text: str) -> None:
+        """A control message: `end` ends the call; anything unknown is an `error` event."""
+        try:
+            command = parse_control(text)
+        except ControlError as exc:
+            self.runner.error(exc.code, exc.message)
+            return
+        if command == "end":
+            self.runner.end("end")
+
+    def close(self) -> None:
+        """The socket is gone: stop its events and leave the call (which goes on, or ends
+        after its grace period if this was its last source). Idempotent."""
+        self.subscription.close()
+        if self._source_id is not None:
+            self.runner.detach(self._source_id)
+            self._source_id = None
+
+
 async def audio_socket(request: web.Request) -> web.StreamResponse:
+    """The ingest socket on aiohttp: for a client whose upgrade came on a kept-alive connection
+    (aiohttp's client reuses them), which the connection router has already given to aiohttp."""
     worker = request.app[WORKER]
     ws = web.WebSocketResponse(max_msg_size=worker.settings.max_message_bytes, heartbeat=None)
     refusal = upgrade_refusal(request, ws, worker.draining)
@@ -51,46 +118,31 @@ async def audio_socket(request: web.Request) -> web.StreamResponse:
         return refusal
     await ws.prepare(request)
     try:
-        interaction_id = check_id(request.match_info.get("interaction_id"), "interaction_id")
-        query = request.query
-        tenant_id = check_optional_id(query.get("tenant_id"), "tenant_id")
-        fmt = AudioFormat.parse(
-            query.get("encoding", "linear16"), query.get("sample_rate", "8000"), query.get("channels", "1")
-        )
-    except (BadRequest, AudioFormatError) as exc:
-        log.info("ingest refused", extra={"reason": str(exc), "path": request.path[:200]})
-        await refuse(ws, "bad_request", str(exc), CLOSE_BAD_INPUT)
+        call = IngestCall.open(worker, request.match_info.get("interaction_id"), request.query, request.path)
+    except Refused as exc:
+        await refuse(ws, exc.code, exc.message, exc.close_code)
         return ws
-    try:
-        runner = worker.manager.open_session(interaction_id, tenant_id, fmt)
-    except SessionRefused as exc:
-        log.info("ingest refused", extra={"interaction_id": interaction_id, "reason": exc.code})
-        await refuse(ws, exc.code, exc.message, REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT))
-        return ws
-    # Subscribe before anything can yield, so a new call's socket sees its session_started.
-    subscription = worker.hub.subscribe(interaction_id)
-    source_id = runner.attach()
     try:
         async with asyncio.TaskGroup() as tg:
-            pump = tg.create_task(_send_events(ws, subscription))
-            await _receive(ws, runner)
-            subscription.close()  # the client is gone: no one to send to
+            pump = tg.create_task(_send_events(ws, call.subscription))
+            await _receive(ws, call)
+            call.subscription.close()  # the client is gone: no one to send to
             await pump
     finally:
-        subscription.close()
-        runner.detach(source_id)
+        call.close()
     return ws
 
 
-async def _receive(ws: web.WebSocketResponse, runner: SessionRunner) -> None:
+async def _receive(ws: web.WebSocketResponse, call: IngestCall) -> None:
+    feed = call.runner.feed
     async for msg in ws:
         if msg.type is WSMsgType.BINARY:
-            runner.feed(msg.data)
+            feed(msg.data)
         elif msg.type is WSMsgType.TEXT:
-            _control(msg.data, runner)
+            call.text(msg.data)
         elif msg.type is WSMsgType.ERROR:
             code, message = socket_error(ws, msg.data)
-            runner.error(code, message)
+            call.runner.error(code, message)
             return
 
 
@@ -121,16 +173,6 @@ def parse_control(text: str) -> str:
     if kind.lower() in _IGNORED_TYPES:
         return "keepalive"
     raise ControlError("unknown_message", f"unknown message type {kind[:40]!r}; known: end; ignored")
-
-
-def _control(text: str, runner: SessionRunner) -> None:
-    try:
-        command = parse_control(text)
-    except ControlError as exc:
-        runner.error(exc.code, exc.message)
-        return
-    if command == "end":
-        runner.end("end")
 
 
 async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) -> None:
