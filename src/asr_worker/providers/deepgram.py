@@ -57,11 +57,14 @@ from ..core.clock import Clock, SystemClock
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
+from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderHealth, StreamRequest
 from .breaker import BreakerState, CircuitBreaker
 
 if TYPE_CHECKING:
     from ..config import Settings
+
+_MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
 
 log = logging.getLogger("asr_worker.deepgram")
 # websockets logs every handshake header at DEBUG, the Authorization header (the key) among
@@ -438,8 +441,10 @@ class DeepgramStream:
         if self._answer_due is None:
             self._answer_due = self._expect_by(self._stall_timeout_s)
         try:
-            conn.protocol.send_binary(data)
-            conn.send_data()
+            # Framed here rather than by protocol.send_binary: the same bytes, but websockets
+            # draws each mask key with a system call. Safe to interleave with its own writes:
+            # it keeps no state for a complete data frame, and flushes its own at once.
+            conn.transport.write(binary_frame(data, _MASK_KEYS.take()))
         except Exception as exc:  # the transport broke under us; the reader sees it too
             raise ProviderError(
                 "connection_lost", f"writing to Deepgram failed: {type(exc).__name__}", retryable=True
