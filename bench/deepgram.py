@@ -345,6 +345,18 @@ def table(runs: dict[str, Run], calls: int, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def round_summary(rounds: list[dict[str, Run]]) -> str:
+    """Each round's worker and net SDK cores and their ratio; the table above is the last round."""
+    lines = ["round  worker cores  sdk cores (net)  ratio"]
+    ratios = []
+    for number, runs in enumerate(rounds, 1):
+        worker, sdk_net = runs["worker"].cores, runs["sdk"].cores - runs["pace"].cores
+        ratios.append(worker / sdk_net)
+        lines.append(f"{number:<5}  {worker:<12.2f}  {sdk_net:<15.2f}  {ratios[-1]:.2f}")
+    lines.append(f"median ratio over {len(rounds)} rounds: {float(np.median(ratios)):.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,6 +364,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--no-sdk", action="store_true", help="measure the worker only")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the worker, SDK and pacing phases this many times, alternating, and print each "
+        "round's ratio and their median (CPU time on a shared VM drifts by 10-20%% between runs)",
+    )
     parser.add_argument(
         "--no-pin",
         action="store_true",
@@ -370,14 +389,23 @@ def main() -> None:
     worker_env = dict(item.split("=", 1) for item in args.worker_env)
     pinned = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     load_before = os.getloadavg()
-    runs: dict[str, Run] = {}
+    rounds: list[dict[str, Run]] = []
     with tempfile.TemporaryDirectory(prefix="bench-dg-") as scratch:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
         phases = ["worker"] if args.no_sdk else ["worker", "sdk", "pace"]
-        for mode in phases:
-            print(f"running {mode}: {args.calls} calls x {args.seconds:g} s ...", file=sys.stderr, flush=True)
-            runs[mode] = run_phase(mode, args.calls, args.seconds, Path(tmp), worker_env, pinned)
+        for round_no in range(max(1, args.rounds)):
+            runs: dict[str, Run] = {}
+            for mode in phases:
+                label = f" (round {round_no + 1}/{args.rounds})" if args.rounds > 1 else ""
+                print(
+                    f"running {mode}: {args.calls} calls x {args.seconds:g} s{label} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                runs[mode] = run_phase(mode, args.calls, args.seconds, Path(tmp), worker_env, pinned)
+            rounds.append(runs)
+    runs = rounds[-1]
     print(
         f"python -m bench.deepgram --calls {args.calls} --seconds {args.seconds:g}"
         + "".join(f" --worker-env {e}" for e in args.worker_env)
@@ -385,6 +413,9 @@ def main() -> None:
         + (", the process under test on CPU 0, the harness on CPU 1)" if pinned else ")")
     )
     print(table(runs, args.calls, args.seconds))
+    if len(rounds) > 1 and not args.no_sdk:
+        print()
+        print(round_summary(rounds))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
