@@ -408,6 +408,7 @@ def main() -> None:
     runs = rounds[-1]
     print(
         f"python -m bench.deepgram --calls {args.calls} --seconds {args.seconds:g}"
+        + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
         + "".join(f" --worker-env {e}" for e in args.worker_env)
         + f"   (load average before: {load_before[0]:.2f}, {os.cpu_count()} cores"
         + (", the process under test on CPU 0, the harness on CPU 1)" if pinned else ")")

@@ -15,7 +15,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from asr_worker.config import Secret
+from asr_worker.config import Secret, Settings
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.transports import ingest_raw
 from asr_worker.worker import Worker
@@ -214,3 +214,53 @@ async def test_a_fresh_connection_is_served_on_the_raw_path(
     await call.end()
     await call.collect()
     assert call.close_code == 1000
+
+
+class RecordingTransport(asyncio.Transport):
+    """What the protocol writes, one entry per write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+
+async def test_events_that_come_together_leave_in_one_write() -> None:
+    worker = Worker(Settings(port=0, provider="mock"), provider=MockProvider())
+    transport = RecordingTransport()
+    client = ClientProtocol(parse_uri(f"ws://127.0.0.1/v1/audio/batch?{QUERY}"))
+    client.send_request(client.connect())
+    async with worker.manager, asyncio.TaskGroup() as tg:
+        protocol = ingest_raw.IngestProtocol(worker, tg.create_task, set())
+        protocol.connection_made(transport)
+        protocol.data_received(b"".join(client.data_to_send()))
+        assert transport.writes[0].startswith(b"HTTP/1.1 101 ")
+        await asyncio.sleep(0)  # the event sender is waiting
+        client.receive_data(b"".join(transport.writes))  # the 101, session_started
+        client.events_received()
+        transport.writes.clear()
+        for n in range(3):
+            worker.hub.publish({"type": "speech_started", "interaction_id": "batch", "n": n})
+        await asyncio.sleep(0)
+        assert len(transport.writes) == 1  # three frames, one system call
+        client.receive_data(transport.writes[0])
+        sent = [json.loads(bytes(e.data)) for e in client.events_received() if isinstance(e, Frame)]
+        assert [e.get("n") for e in sent if e["type"] == "speech_started"] == [0, 1, 2]
+        protocol.connection_lost(None)
+        for runner in worker.manager.sessions:
+            runner.abandon("test", "done")

@@ -237,15 +237,17 @@ class IngestProtocol(asyncio.Protocol):
             self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, self.abort)
 
     def _flush(self) -> None:
+        """Write what websockets has framed, in one system call."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        for data in self._ws.data_to_send():
-            if data:
-                transport.write(data)
-            else:  # websockets' end of stream: the close handshake is done, or the request refused
-                transport.close()
-                return
+        chunks = self._ws.data_to_send()
+        end_of_stream = b"" in chunks  # websockets' EOF: the close handshake is done, or refused
+        data = b"".join(chunks)
+        if data:
+            transport.write(data)
+        if end_of_stream:
+            transport.close()
 
     async def _send_events(self, call: IngestCall) -> None:
         """Forward the call's events; close the socket normally once the session has ended."""
@@ -261,7 +263,9 @@ class IngestProtocol(asyncio.Protocol):
                 if event.get("type") == "session_ended":
                     self._close(CLOSE_NORMAL, "session ended")
                     return
-                self._flush()
+                if not call.subscription.queued:  # events that came together leave together
+                    self._flush()
+            self._flush()  # the hub closed (shutdown) behind the last event
         except Exception:  # a socket's failure is its own; the server and other calls go on
             log.exception("ingest event sender failed", extra={"interaction_id": call.runner.interaction_id})
             with contextlib.suppress(Exception):
