@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import aiohttp
 import pytest
@@ -150,15 +151,17 @@ async def test_a_client_that_never_answers_the_close_is_dropped(monkeypatch: pyt
 @pytest.mark.parametrize(
     ("headers", "status", "error"),
     [
-        ({"Authorization": "Bearer wrong"}, 401, "unauthorized"),
+        ({"Authorization": "Bearer wrong-token"}, 401, "unauthorized"),
         ({"Sec-WebSocket-Version": "8"}, 426, "websocket_required"),
     ],
 )
 async def test_refused_upgrades_get_a_status_and_a_reason(
-    headers: dict[str, str], status: int, error: str
+    headers: dict[str, str], status: int, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_worker(MockProvider(), worker_token=Secret("right")) as worker:
-        path = f"/v1/audio/refused?{QUERY}" + ("" if status == 401 else "&token=right")
+    caplog.set_level(logging.DEBUG)
+    async with running_worker(MockProvider(), worker_token=Secret("right-token")) as worker:
+        token = "wrong-token" if status == 401 else "right-token"
+        path = f"/v1/audio/refused?{QUERY}&token={token}"
         client = RawClient(worker, path)
         await client.open(headers=headers)
         assert client._reader is not None
@@ -168,8 +171,14 @@ async def test_refused_upgrades_get_a_status_and_a_reason(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(f"HTTP/1.1 {status} ".encode())
     assert json.loads(body)["error"] == error
+    server_logs = "\n".join(
+        f"{r.getMessage()} {r.__dict__}" for r in caplog.records if not r.name.startswith("websockets.client")
+    )
     if status == 401:
         assert b"WWW-Authenticate: Bearer" in head
+        assert "unauthorized" in server_logs
+    assert "wrong-token" not in server_logs and "right-token" not in server_logs
+    assert b"-token" not in answer
 
 
 async def test_a_draining_worker_refuses_new_sockets_with_503() -> None:

@@ -112,7 +112,8 @@ async def audio_socket(request: web.Request) -> web.StreamResponse:
     """The ingest socket on aiohttp: for a client whose upgrade came on a kept-alive connection
     (aiohttp's client reuses them), which the connection router has already given to aiohttp."""
     worker = request.app[WORKER]
-    ws = web.WebSocketResponse(max_msg_size=worker.settings.max_message_bytes, heartbeat=None)
+    # no permessage-deflate, like the raw path: audio hardly compresses and deflate costs CPU
+    ws = web.WebSocketResponse(max_msg_size=worker.settings.max_message_bytes, heartbeat=None, compress=False)
     refusal = upgrade_refusal(request, ws, worker.draining)
     if refusal is not None:
         return refusal
