@@ -167,6 +167,14 @@ class SessionRunner:
         self._waker.wake()
         return accepted
 
+    def _act_or_wake(self, now: float) -> None:
+        """After an input: carry out the core's actions here if the loop sleeps (a result's
+        transcript goes out without a task switch), else wake the loop for them."""
+        if self._waker.parked and not self._backlog and self._act_now(now):
+            self._rearm(now)
+        else:
+            self._waker.wake()
+
     def _act_now(self, now: float) -> bool:
         """Carry out the core's actions without awaiting; hand what needs awaiting (and all
         after it) to the loop. False if the loop must wake for something."""
@@ -326,8 +334,9 @@ class SessionRunner:
         error: ProviderError | None = None
         try:
             async for event in stream.events():
-                core.on_stream_event(conn_id, event, self._clock.monotonic())
-                self._waker.wake()
+                now = self._clock.monotonic()
+                core.on_stream_event(conn_id, event, now)
+                self._act_or_wake(now)
         except Exception as exc:
             error = _as_provider_error(exc, self.interaction_id)
         self._stream_closed(conn_id, error)
