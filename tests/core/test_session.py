@@ -10,7 +10,16 @@ import pytest
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
-from asr_worker.core.session import Link, OpenStream, Phase, Resume, SendAudio, SendKeepAlive
+from asr_worker.core.session import (
+    FINALIZE_WAITS_MAX,
+    Emit,
+    Link,
+    OpenStream,
+    Phase,
+    Resume,
+    SendAudio,
+    SendKeepAlive,
+)
 from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.sim import Recorder, make_core
 
@@ -389,6 +398,48 @@ def test_finalize_timeout_is_bounded_and_says_what_may_be_lost(clock: FakeClock)
     assert rec.phase() is Phase.ENDED
     assert [e["code"] for e in rec.events("error")] == ["finalize_timeout"]
     assert rec.aborts()[-1].conn_id == 1
+
+
+def test_a_connection_that_replaces_a_failed_one_at_the_end_gets_a_fresh_wait(clock: FakeClock) -> None:
+    """The fault drill's one loss: a drop 4 s into the end, a reconnect, and the last final
+    1 s later than the first wait allowed. The replacement gets its own 5 s."""
+    rec = connected(clock, finalize_timeout_s=5.0)
+    ended_at = clock.monotonic()
+    rec.core.end("end", ended_at)
+    rec.run_until(ended_at + 4.0)
+    rec.core.on_stream_closed(1, ProviderError("stalled", "no answer", retryable=True), clock.monotonic())
+    rec.run_until(ended_at + 4.5)
+    replacement = rec.opens()[-1].conn_id
+    assert replacement == 2
+    rec.core.on_stream_opened(replacement, clock.monotonic())
+    rec.run_until(ended_at + 6.0)
+    assert rec.phase() is Phase.ENDING and not rec.events("error")
+    last = final(0.0, 0.02, [("bye", 0.0, 0.02)])
+    rec.core.on_stream_event(replacement, last, clock.monotonic())
+    rec.core.on_stream_closed(replacement, None, clock.monotonic())
+    rec.poll()
+    assert rec.events("session_ended")[0]["reason"] == "end" and not rec.events("error")
+    assert [e["text"] for e in rec.events("transcript")] == ["bye"]
+
+
+def test_a_call_end_is_bounded_however_many_connections_fail(clock: FakeClock) -> None:
+    rec = connected(clock, finalize_timeout_s=5.0, backoff_initial_s=0.1, backoff_max_s=0.1)
+    ended_at = clock.monotonic()
+    rec.core.end("end", ended_at)
+    for _ in range(20):  # every connection fails 3 s into its wait
+        rec.run_until(clock.monotonic() + 3.0)
+        if rec.phase() is Phase.ENDED:
+            break
+        error = ProviderError("stalled", "no answer", retryable=True)
+        rec.core.on_stream_closed(rec.opens()[-1].conn_id, error, clock.monotonic())
+        rec.run_until(clock.monotonic() + 0.2)
+        rec.core.on_stream_opened(rec.opens()[-1].conn_id, clock.monotonic())
+    assert rec.phase() is Phase.ENDED
+    (ended_in,) = [t for t, a in rec.log if isinstance(a, Emit) and a.event["type"] == "session_ended"]
+    assert ended_in - ended_at <= FINALIZE_WAITS_MAX * 5.0 + 0.01
+    assert len(rec.opens()) >= 4  # connections kept failing: the cap, not luck, ended the call
+    assert [e["code"] for e in rec.events("error")] == ["finalize_timeout"]
+    assert "within 10 s of the call's end" in str(rec.events("error")[0]["message"])
 
 
 def test_events_are_numbered_and_stamped(clock: FakeClock) -> None:

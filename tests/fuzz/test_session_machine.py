@@ -39,6 +39,7 @@ from asr_worker.core.provider_events import (
     Word,
 )
 from asr_worker.core.session import (
+    FINALIZE_WAITS_MAX,
     AbortStream,
     Action,
     Emit,
@@ -453,12 +454,12 @@ class SessionMachine(RuleBasedStateMachine):
             assert not self.live and self.core.next_deadline() is None
 
     def teardown(self) -> None:
-        """Drive the call to its end: `session_ended` comes once, last, within the finalize
-        timeout, and nothing the call is told afterwards is emitted."""
+        """Drive the call to its end: `session_ended` comes once, last, within the bound on a
+        call's end, and nothing the call is told afterwards is emitted."""
         if not hasattr(self, "core"):
             return
         self.core.end("end", self.now)
-        self._run_until(self.now + self.config.finalize_timeout_s + 0.1)
+        self._run_until(self.now + FINALIZE_WAITS_MAX * self.config.finalize_timeout_s + 0.1)
         assert self.core.phase is Phase.ENDED
         ended = [e for e in self.events if e["type"] == "session_ended"]
         assert len(ended) == 1 and self.events[-1] is ended[0]

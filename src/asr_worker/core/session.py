@@ -41,6 +41,10 @@ from .provider_events import (
 Event = dict[str, object]
 
 _EPSILON_S: Final = 1e-6
+# A call's end waits `finalize_timeout_s` for its connection's last finals; a connection that
+# replaces a failed one during the end gets a fresh wait, up to this many waits in all. One
+# fault at the end of a call no longer costs its last words, and the end stays bounded.
+FINALIZE_WAITS_MAX: Final = 2
 
 
 class Phase(StrEnum):
@@ -194,6 +198,7 @@ class SessionCore:
     _ever_connected: bool = False
     _grace_at: float | None = None
     _end_deadline: float | None = None
+    _end_started: float = 0.0
     _dropping: bool = False
     _told_ending: bool = False
     _rate_tokens: float = 0.0
@@ -317,6 +322,7 @@ class SessionCore:
         self.phase = Phase.ENDING
         self.end_reason = reason
         self._grace_at = None
+        self._end_started = now
         self._end_deadline = now + self.config.finalize_timeout_s
         if self.link is Link.IDLE:
             self._finish(now)
@@ -367,6 +373,9 @@ class SessionCore:
         if self._received > self._sent:
             self._flush(now)
         if self.phase is Phase.ENDING:
+            wait_s = self.config.finalize_timeout_s
+            latest = self._end_started + FINALIZE_WAITS_MAX * wait_s
+            self._end_deadline = min(latest, max(self._end_deadline or now, now + wait_s))
             self._end_stream()
         return True
 
@@ -659,8 +668,8 @@ class SessionCore:
         untranscribed = self.fmt.seconds(self._received - self._covered)
         self.emit_error(
             "finalize_timeout",
-            f"the provider did not confirm the last results within {self.config.finalize_timeout_s:g} s; "
-            f"{untranscribed:.2f} s of audio may be untranscribed",
+            f"the provider did not confirm the last results within {now - self._end_started:.3g} s "
+            f"of the call's end; {untranscribed:.2f} s of audio may be untranscribed",
             now,
         )
         self._finish(now)

@@ -15,7 +15,16 @@ from types import TracebackType
 
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
-from ..core.session import Event, Link, Phase, Resume, SessionConfig, SessionCore, SessionStats
+from ..core.session import (
+    FINALIZE_WAITS_MAX,
+    Event,
+    Link,
+    Phase,
+    Resume,
+    SessionConfig,
+    SessionCore,
+    SessionStats,
+)
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import Provider
 from .runner import SessionRunner
@@ -184,7 +193,11 @@ class SessionManager:
         self.accepting = False
         for runner in list(self._sessions.values()):
             runner.end("shutdown")
-        limit = timeout_s if timeout_s is not None else self.config.finalize_timeout_s + 2.0
+        limit = (
+            timeout_s
+            if timeout_s is not None
+            else self.config.finalize_timeout_s * FINALIZE_WAITS_MAX + 2.0  # the longest call end
+        )
         try:
             await asyncio.wait_for(self._empty.wait(), limit)
         except TimeoutError:
