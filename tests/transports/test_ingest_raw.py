@@ -273,3 +273,33 @@ async def test_events_that_come_together_leave_in_one_write() -> None:
         protocol.connection_lost(None)
         for runner in worker.manager.sessions:
             runner.abandon("test", "done")
+
+
+async def test_a_request_that_arrives_a_byte_at_a_time_is_served_and_its_audio_reaches_the_call() -> None:
+    provider = MockProvider()
+    worker = Worker(Settings(port=0, provider="mock"), provider=provider)
+    transport = RecordingTransport()
+    client = ClientProtocol(parse_uri(f"ws://127.0.0.1/v1/audio/slow?{QUERY}"))
+    client.send_request(client.connect())
+    audio = speechlike(0.2)
+    stream = b"".join(client.data_to_send()) + raw_frames(audio)
+    async with worker.manager, asyncio.TaskGroup() as tg:
+        protocol = ingest_raw.IngestProtocol(worker, tg.create_task, set())
+        protocol.connection_made(transport)
+        for i in range(len(stream)):
+            protocol.data_received(stream[i : i + 1])
+        assert transport.writes[0].startswith(b"HTTP/1.1 101 ")
+        runner = worker.manager.get("slow")
+        assert runner is not None and runner.core.audio_s == pytest.approx(0.2)
+        protocol.connection_lost(None)
+        runner.abandon("test", "done")
+
+
+async def test_request_headers_over_the_cap_get_431_and_a_close() -> None:
+    worker = Worker(Settings(port=0, provider="mock"), provider=MockProvider())
+    transport = RecordingTransport()
+    protocol = ingest_raw.IngestProtocol(worker, asyncio.create_task, set())
+    protocol.connection_made(transport)
+    protocol.data_received(b"GET /v1/audio/big HTTP/1.1\r\nX-Filler: " + b"a" * ingest_raw.MAX_HEAD_BYTES)
+    assert transport.writes and transport.writes[0].startswith(b"HTTP/1.1 431 ")
+    assert transport.closed and worker.manager.sessions == []
