@@ -88,6 +88,12 @@ def socket_error(ws: web.WebSocketResponse, data: object) -> tuple[str, str]:
     """What went wrong on a socket that failed mid-call (the ERROR message's data), as an error
     code and message."""
     exc = data if isinstance(data, BaseException) else ws.exception()
-    if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
+    return socket_failure(exc, isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG)
+
+
+def socket_failure(exc: object, too_large: bool) -> tuple[str, str]:
+    """A call's socket failed (on aiohttp or the raw ingest path): the error code and message
+    its call is told."""
+    if too_large:
         return "too_large", f"{exc!s:.160}; the socket is closed, the call goes on"
     return "socket_error", f"the socket failed: {exc!s:.160}"

@@ -31,7 +31,15 @@ from yarl import URL
 
 from ..http.auth import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
 from ..wsframes import FrameSplitter
-from .common import CLOSE_NORMAL, DRAINING, NOT_AN_UPGRADE, close_reason, dumps, error_event
+from .common import (
+    CLOSE_NORMAL,
+    DRAINING,
+    NOT_AN_UPGRADE,
+    close_reason,
+    dumps,
+    error_event,
+    socket_failure,
+)
 from .ingest_ws import IngestCall, Refused
 
 if TYPE_CHECKING:
@@ -214,10 +222,7 @@ class IngestProtocol(asyncio.Protocol):
 
     def _socket_failed(self, exc: Exception) -> None:
         assert self._call is not None
-        if isinstance(exc, PayloadTooBig):
-            self._call.runner.error("too_large", f"{exc!s:.160}; the socket is closed, the call goes on")
-        else:
-            self._call.runner.error("socket_error", f"the socket failed: {exc!s:.160}")
+        self._call.runner.error(*socket_failure(exc, isinstance(exc, PayloadTooBig)))
         self._splitter = None
         self._call.close()
         self._call = None
