@@ -161,9 +161,8 @@ class SessionRunner:
                 if unsent == len(data):  # this frame starts the waiting audio: a new deadline
                     self._rearm(now)
                 return True
-            if self._act_now(now):
-                self._rearm(now)
-                return True
+            self._act_or_wake(now)
+            return True
         self._waker.wake()
         return accepted
 
