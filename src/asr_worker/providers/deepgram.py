@@ -428,9 +428,9 @@ class DeepgramStream:
             raise self._closed_error(exc) from None
 
     def send_audio_now(self, data: bytes) -> bool:
-        """Through websockets' sans-I/O layer directly: frame the message and hand it to the
-        transport. Its asyncio `send` wraps the same two steps in a context manager and a drain
-        per message, which at 500 calls cost an eighth of the worker's CPU. Only while the
+        """Frame the message (`wsframes.binary_frame`) and hand it to the transport directly.
+        websockets' asyncio `send` wraps the same in a context manager and a drain per message,
+        which at 500 calls cost an eighth of the worker's CPU. Only while the
         transport takes more: when it is paused (or the connection is not open) the caller
         awaits `send_audio`, which waits for the drain (or raises the close)."""
         if not data:
