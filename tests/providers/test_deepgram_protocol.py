@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asr_worker.config import Secret, Settings
 from asr_worker.core.audio import AudioFormat, Encoding
@@ -109,6 +111,79 @@ def test_built_messages_parse_back_to_the_same_events() -> None:
     )
     parsed_metadata = protocol.parse_server_message(protocol.dumps(metadata), 1)
     assert isinstance(parsed_metadata, StreamMetadata) and parsed_metadata.duration == 2.0
+
+
+_ODD = [None, True, False, 0, 1, -1, 2_000_000, float("nan"), float("inf"), -float("inf"), "1", ""]
+_ODD_BY_FIELD = {
+    "word": _ODD,
+    "start": [-0.0, -1e-9, 1e7, 1e7 + 1, *_ODD],
+    "end": [-0.0, -1e-9, 1e7, 1e7 + 1, *_ODD],
+    "confidence": [1.0, 1.0000001, 1.2, -0.1, -0.0, *_ODD],
+    "punctuated_word": _ODD,
+    "speaker": [-1, 999_999, 1_000_000, 0.0, *_ODD],
+}
+
+
+@st.composite
+def _words(draw: st.DrawFn) -> object:
+    """What Deepgram sends, with up to two fields dropped or odd: the paths must agree on all."""
+    word: dict[str, object] = {
+        "word": draw(st.text(max_size=5)),
+        "start": draw(st.floats(0.0, 1e7)),
+        "end": draw(st.floats(0.0, 1e7)),
+        "confidence": draw(st.floats(0.0, 1.0)),
+        "punctuated_word": draw(st.text(max_size=5)),
+        "speaker": draw(st.integers(0, 3)),
+    }
+    for key in draw(st.sets(st.sampled_from(sorted(word)), max_size=2)):
+        if draw(st.booleans()):
+            del word[key]
+        else:
+            word[key] = draw(st.sampled_from(_ODD_BY_FIELD[key]))
+    return word
+
+
+_WORDS = st.one_of(_words(), st.sampled_from([*_ODD, [], ()]))
+
+
+def _assert_word_paths_agree(raw: object) -> None:
+    try:
+        expected: Word | type[Exception] = protocol._checked_word(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        expected = type(exc)
+    if isinstance(expected, Word):
+        assert protocol._word(raw) == expected
+    else:
+        with pytest.raises(expected):
+            protocol._word(raw)
+
+
+@settings(max_examples=300)
+@given(_WORDS)
+def test_the_fast_word_path_gives_what_the_checked_path_gives(raw: object) -> None:
+    """`_word` takes the common case in one step; for any input it must agree with the
+    general checks: the same Word, or an error where they raise one."""
+    _assert_word_paths_agree(raw)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [(key, value) for key, values in _ODD_BY_FIELD.items() for value in [..., *values]]
+)
+def test_the_word_paths_agree_on_every_odd_field(key: str, value: object) -> None:
+    """Each field dropped (...) or odd in turn, on an otherwise ordinary word."""
+    word: dict[str, object] = {
+        "word": "hello",
+        "start": 1.25,
+        "end": 1.5,
+        "confidence": 0.9,
+        "punctuated_word": "Hello",
+        "speaker": 1,
+    }
+    if value is ...:
+        del word[key]
+    else:
+        word[key] = value
+    _assert_word_paths_agree(word)
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ from redis.exceptions import ResponseError
 from .. import logs
 from ..core.audio import AudioFormat
 from ..core.session import Link, Phase, Resume
+from ..jsonwire import dumps_text
 from ..runtime.manager import SessionRefused
 from .base import Event
 from .redis_wire import (
@@ -295,7 +296,7 @@ class RedisStreamsBus:
                 call.state = CallState.ENDED
                 finish = "ack"
         fresh = kind == "session_started" and not event.get("resumed")
-        data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        data = dumps_text(event)
         outgoing = _Outgoing(iid, seq_no, fresh, data, call, finish)
         if len(self._outbox) >= MAX_QUEUED_EVENTS:
             self._drop_one(outgoing)

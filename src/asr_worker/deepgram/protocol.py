@@ -11,13 +11,13 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from .. import jsonwire
 from ..core.provider_events import (
     ProviderEvent,
     SpeechStarted,
@@ -209,8 +209,8 @@ def parse_client_message(text: str) -> str:
     string (which a server answers with an Error). Raises ProtocolViolation for a message
     that is not a JSON object with a string `type`; JSON is parsed, never string-compared."""
     try:
-        message = json.loads(text)
-    except (ValueError, RecursionError):
+        message = jsonwire.loads(text)
+    except ValueError:
         raise ProtocolViolation("not_json", "a text message must be a JSON object with a type") from None
     kind = message.get("type") if isinstance(message, dict) else None
     if not isinstance(kind, str):
@@ -252,8 +252,8 @@ def read_refusal(status: int, headers: Mapping[str, str], body: bytes) -> tuple[
     else the `dg-error` header, else the status. Never echoes anything the client sent."""
     err_code, err_msg = "", ""
     try:
-        data = json.loads(body.decode("utf-8", "replace")) if body else None
-    except (ValueError, RecursionError):
+        data = jsonwire.loads(body.decode("utf-8", "replace")) if body else None
+    except ValueError:
         data = None
     if isinstance(data, dict):
         err_code = _short(data.get("err_code"))
@@ -296,8 +296,8 @@ def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | No
     if isinstance(text, bytes):
         raise ProtocolViolation("binary", f"a binary message of {len(text)} bytes")
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
+        data = jsonwire.loads(text)
+    except ValueError:
         raise ProtocolViolation("not_json", f"{text[:60]!r}") from None
     if not isinstance(data, dict):
         raise ProtocolViolation("not_object", f"{text[:60]!r}")
@@ -367,6 +367,33 @@ def _results(data: dict[str, object], channels: int) -> TranscriptResult:
 
 
 def _word(w: object) -> Word:
+    # The common case first, in one step: every field of the type and range Deepgram sends.
+    # 0.75 us a word here against 1.7 through the general checks below, which give the same
+    # Word for it and say precisely what is wrong with any other.
+    if type(w) is dict:
+        word, start, end, confidence = w.get("word"), w.get("start"), w.get("end"), w.get("confidence")
+        if (
+            type(word) is str
+            and type(start) is float
+            and type(end) is float
+            and type(confidence) is float
+            and 0.0 <= start <= MAX_STREAM_S
+            and 0.0 <= end <= MAX_STREAM_S
+            and 0.0 <= confidence <= 1.0
+        ):
+            punctuated, speaker = w.get("punctuated_word"), w.get("speaker")
+            return Word(
+                word,
+                start,
+                end,
+                confidence,
+                punctuated if type(punctuated) is str else None,
+                speaker if type(speaker) is int and 0 <= speaker < MAX_SPEAKERS else None,
+            )
+    return _checked_word(w)
+
+
+def _checked_word(w: object) -> Word:
     if not isinstance(w, dict):
         raise TypeError("a word must be an object")
     punctuated = w.get("punctuated_word")
@@ -513,4 +540,4 @@ def error_message(variant: str, description: str, message: str = "") -> dict[str
 
 
 def dumps(message: Mapping[str, object] | Iterable[object]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return jsonwire.dumps_text(message)

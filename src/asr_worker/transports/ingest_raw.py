@@ -30,13 +30,13 @@ from websockets.server import ServerProtocol
 from yarl import URL
 
 from ..http.auth import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
+from ..jsonwire import dumps
 from ..wsframes import FrameSplitter
 from .common import (
     CLOSE_NORMAL,
     DRAINING,
     NOT_AN_UPGRADE,
     close_reason,
-    dumps,
     error_event,
     socket_failure,
 )
@@ -165,7 +165,7 @@ class IngestProtocol(asyncio.Protocol):
         try:
             self._call = IngestCall.open(worker, interaction_id, url.query, url.path)
         except Refused as exc:
-            ws.send_text(dumps(error_event(exc.code, exc.message)).encode())
+            ws.send_text(dumps(error_event(exc.code, exc.message)))
             self._close(exc.close_code, close_reason(exc.message).decode())
             return
         feed = self._call.runner.feed
@@ -264,7 +264,7 @@ class IngestProtocol(asyncio.Protocol):
                 await self._writable.wait()
                 if self._lost.is_set():
                     return
-                ws.send_text(dumps(event).encode())
+                ws.send_text(dumps(event))
                 if event.get("type") == "session_ended":
                     self._close(CLOSE_NORMAL, "session ended")
                     return

@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from ..core.audio import AudioFormat, AudioFormatError
 from ..http.keys import WORKER
+from ..jsonwire import dumps_text
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.runner import SessionRunner
@@ -32,7 +33,6 @@ from .common import (
     BadRequest,
     check_id,
     check_optional_id,
-    dumps,
     refuse,
     socket_error,
     upgrade_refusal,
@@ -182,7 +182,7 @@ async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) ->
         if ws.closed:
             return
         try:
-            await ws.send_str(dumps(event))
+            await ws.send_str(dumps_text(event))
         except ConnectionError:
             return
         if event.get("type") == "session_ended":

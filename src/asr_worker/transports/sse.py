@@ -14,7 +14,6 @@ what it lost (the hub's bounded queue), never an unbounded buffer.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import TYPE_CHECKING, Final
 
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from ..core.session import Event
 from ..http.keys import WORKER
+from ..jsonwire import dumps_text
 from ..runtime.hub import Subscription
 from .common import BadRequest, check_id
 
@@ -56,7 +56,7 @@ def format_event(event: Event, *, with_id: bool = True) -> bytes:
     kind = event.get("type")
     if isinstance(kind, str) and _TYPE.fullmatch(kind):
         lines.append(f"event: {kind}")
-    lines.append("data: " + json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+    lines.append("data: " + dumps_text(event))
     return ("\n".join(lines) + "\n\n").encode()
 
 
