@@ -156,10 +156,9 @@ class SessionStats:
     words_deduplicated: int = 0
 
 
-@dataclass(slots=True)
-class _Arrival:
-    end_offset: int
-    at: float
+# When audio arrived: (the call offset its message ended at, the monotonic time it came).
+# A plain tuple: one is made per audio message, 25,000 a second at 500 calls.
+_Arrival = tuple[int, float]
 
 
 @dataclass(slots=True)
@@ -212,6 +211,7 @@ class SessionCore:
     _frame_bytes: int = field(init=False, default=0)
     _chunk_bytes: int = field(init=False, default=0)
     _max_wait_s: float = field(init=False, default=0.0)
+    _keepalive_s: float = field(init=False, default=0.0)
     _max_retained_bytes: int = field(init=False, default=0)
     _message_bytes: int = field(init=False, default=0)
 
@@ -220,6 +220,7 @@ class SessionCore:
         self._frame_bytes = fmt.frame_bytes
         self._chunk_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000))
         self._max_wait_s = config.max_buffer_ms / 1000
+        self._keepalive_s = config.keepalive_s
         self._max_retained_bytes = fmt.bytes_for(config.max_retained_s)
         self._message_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000))
         # A session nobody feeds ends after the grace period like one whose sources left.
@@ -289,7 +290,7 @@ class SessionCore:
             stats.frames_reused += 1
         self._buf += data
         self._received += len(data)
-        self._arrivals.append(_Arrival(self._received, now))
+        self._arrivals.append((self._received, now))
         if self._pending_since is None:
             self._pending_since = now
         if self._received - self._base > self._max_retained_bytes:
@@ -298,10 +299,13 @@ class SessionCore:
 
     def _take_rate_token(self, now: float) -> bool:
         """A token bucket of one second's worth of messages: a source flooding the call loses
-        the excess (one `error` event a second says so); normal bursts pass."""
-        rate = self.config.max_frames_per_s
-        self._rate_tokens = min(rate, self._rate_tokens + (now - self._rate_at) * rate)
-        self._rate_at = now
+        the excess (one `error` event a second says so); normal bursts pass. Refilled only
+        when it runs low, for what the time since the last refill earned: the same bound
+        (give or take one message) without the arithmetic on every message."""
+        if self._rate_tokens < 1.0:
+            rate = self.config.max_frames_per_s
+            self._rate_tokens = min(rate, self._rate_tokens + (now - self._rate_at) * rate)
+            self._rate_at = now
         if self._rate_tokens >= 1.0:
             self._rate_tokens -= 1.0
             return True
@@ -456,18 +460,20 @@ class SessionCore:
         """When `poll` has timed work to do next, if no input arrives first."""
         if self._outbox:
             return float("-inf")
-        candidates: list[float] = []
-        if self.phase is Phase.ACTIVE and self._grace_at is not None:
-            candidates.append(self._grace_at)
-        if self.phase is Phase.ENDING and self._end_deadline is not None:
-            candidates.append(self._end_deadline)
-        if self.link is Link.BACKOFF and self._retry_at is not None:
-            candidates.append(self._retry_at)
-        if self.link is Link.CONNECTED:
+        deadline = _NEVER  # the earliest of the timed work below that applies now
+        if self.phase is Phase.ACTIVE:
+            if self._grace_at is not None:
+                deadline = self._grace_at
+        elif self.phase is Phase.ENDING and self._end_deadline is not None:
+            deadline = self._end_deadline
+        link = self.link
+        if link is Link.CONNECTED:
             if self._received > self._sent and self._pending_since is not None:
-                candidates.append(self._pending_since + self._max_wait_s)
-            candidates.append(self._last_sent_at + self.config.keepalive_s)
-        return min(candidates) if candidates else None
+                deadline = min(deadline, self._pending_since + self._max_wait_s)
+            deadline = min(deadline, self._last_sent_at + self._keepalive_s)
+        elif link is Link.BACKOFF and self._retry_at is not None:
+            deadline = min(deadline, self._retry_at)
+        return None if deadline == _NEVER else deadline
 
     @property
     def has_actions(self) -> bool:
@@ -619,19 +625,19 @@ class SessionCore:
             del self._buf[:drop]
             self._base = covered
         arrivals = self._arrivals
-        while len(arrivals) > 1 and arrivals[0].end_offset <= covered:
+        while len(arrivals) > 1 and arrivals[0][0] <= covered:
             arrivals.popleft()
 
     def _latency_ms(self, end_s: float, now: float) -> int:
         """From the arrival of the audio a result ends at, to now."""
         target = self.fmt.bytes_for(end_s)
         arrived = None
-        for arrival in reversed(self._arrivals):
-            if arrival.end_offset < target:
+        for end_offset, at in reversed(self._arrivals):
+            if end_offset < target:
                 break
-            arrived = arrival.at
+            arrived = at
         if arrived is None:
-            return 0 if not self._arrivals else max(0, round((now - self._arrivals[-1].at) * 1000))
+            return 0 if not self._arrivals else max(0, round((now - self._arrivals[-1][1]) * 1000))
         return max(0, round((now - arrived) * 1000))
 
     def _shed_oldest(self, now: float) -> None:
@@ -661,7 +667,7 @@ class SessionCore:
                 )
         else:
             self._dropping = False
-        while len(self._arrivals) > 1 and self._arrivals[0].end_offset <= new_base:
+        while len(self._arrivals) > 1 and self._arrivals[0][0] <= new_base:
             self._arrivals.popleft()
 
     def _give_up(self, now: float) -> None:
@@ -705,6 +711,9 @@ class SessionCore:
             "timestamp_ms": self.wall_ms_at_create + round((now - self.created_at) * 1000),
         }
         self._outbox.append(Emit(event))
+
+
+_NEVER: Final = float("inf")
 
 
 def _due(now: float, deadline: float | None) -> bool:
