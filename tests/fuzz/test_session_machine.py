@@ -42,9 +42,11 @@ from asr_worker.core.session import (
     FINALIZE_WAITS_MAX,
     AbortStream,
     Action,
+    AudioTaken,
     Emit,
     EndStream,
     Event,
+    Link,
     OpenStream,
     Phase,
     Resume,
@@ -274,8 +276,19 @@ class SessionMachine(RuleBasedStateMachine):
         fb = self.fmt.frame_bytes
         data = bytes([value]) * (self.fmt.bytes_for(ms / 1000) + (1 if broken == 0 and fb > 1 else 0))
         phase = self.core.phase
-        accepted = self.core.on_audio(data, self.now)
+        taken = self.core.on_audio(data, self.now)
+        accepted = bool(taken)
         assert accepted == (phase is Phase.ACTIVE and len(data) % fb == 0)
+        if taken in (AudioTaken.JOINED, AudioTaken.WAITING) and data:
+            # The driver will not poll now: there must be nothing to do before a deadline,
+            # and new waiting audio's deadline must be within max_buffer_ms.
+            assert self.core.link is Link.CONNECTED and not self.core.has_actions
+            assert self.core.unsent_bytes < self.fmt.bytes_for(self.config.send_chunk_ms / 1000)
+            deadline = self.core.next_deadline()
+            assert deadline is not None
+            assert deadline > self.now
+            if taken is AudioTaken.WAITING:
+                assert deadline <= self.now + self.config.max_buffer_ms / 1000 + 1e-9
         if accepted and data:
             self.call_audio += data
             self.arrivals.append(Arrival(self.origin + len(self.call_audio), self.now, self.connected))

@@ -15,16 +15,17 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from ..core.clock import Clock
 from ..core.provider_events import ProviderError
 from ..core.session import (
     AbortStream,
     Action,
+    AudioTaken,
     Emit,
     EndStream,
     Event,
-    Link,
     OpenStream,
     SendAudio,
     SendKeepAlive,
@@ -37,21 +38,25 @@ log = logging.getLogger("asr_worker.session")
 
 _source_ids = itertools.count(1)
 
+# uvloop's timers count whole milliseconds: one may fire up to about this early.
+TIMER_RESOLUTION_S: Final = 0.001
+
 
 class Waker:
-    """A reusable wake-up: cheaper than an asyncio.Event plus wait_for per frame. While the
-    loop is parked, its timer can be moved without waking it (`wake_in`).
+    """A reusable wake-up for a session's loop: cheaper than an asyncio.Event plus wait_for
+    per frame.
 
-    The timer is moved lazily: a later deadline keeps the armed timer, whose callback re-arms
-    for the rest when it fires early. A call's deadline moves later with every chunk it sends,
-    and re-arming the loop's timer twice a chunk was a twentieth of the worker's CPU."""
+    While the loop is parked its timer only ever moves earlier (`wake_by`). A deadline that
+    moved later is found when the timer fires: it asks `until_due` how long is really left,
+    and re-arms for that or wakes the loop. A call's deadline moves later with every chunk it
+    sends, and re-arming the loop's timer for each was a twentieth of the worker's CPU."""
 
-    def __init__(self) -> None:
+    def __init__(self, until_due: Callable[[], float | None]) -> None:
         # Kept, not looked up per call: get_running_loop() costs a getpid() system call each.
         self._loop = asyncio.get_running_loop()
+        self._until_due = until_due  # seconds until the loop has timed work; None: none
         self._future: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._due: float | None = None  # loop time to wake at, if nothing wakes the loop first
         self._pending = False
         self.parked = False  # the loop is waiting and nothing has woken it yet
 
@@ -62,15 +67,11 @@ class Waker:
             if self._future is not None and not self._future.done():  # done: cancelled
                 self._future.set_result(None)
 
-    def wake_in(self, timeout_s: float | None) -> None:
-        """Set a parked loop's timer to `timeout_s` from now (None: no timer)."""
+    def wake_by(self, timeout_s: float) -> None:
+        """Make sure a parked loop wakes within `timeout_s` (sooner if its timer says so)."""
         if not self.parked:
             return
-        if timeout_s is None:
-            self._due = None  # an armed timer finds nothing due and lets the loop sleep on
-            return
         due = self._loop.time() + max(0.0, timeout_s)
-        self._due = due
         timer = self._timer
         if timer is None or timer.when() > due:
             if timer is not None:
@@ -79,11 +80,13 @@ class Waker:
 
     def _on_timer(self) -> None:
         self._timer = None
-        due = self._due
-        if due is None:
-            return
-        if due > self._loop.time():
-            self._timer = self._loop.call_at(due, self._on_timer)
+        left_s = self._until_due()
+        if left_s is None:
+            return  # nothing timed: sleep until woken
+        if left_s > 0:
+            # Not yet (the deadline moved, or the loop's millisecond timer ran a hair early):
+            # at least a millisecond more, so a timer that rounds down cannot spin.
+            self.wake_by(max(left_s, TIMER_RESOLUTION_S))
         else:
             self.wake()
 
@@ -93,14 +96,14 @@ class Waker:
             return
         self._future = self._loop.create_future()
         self.parked = True
-        self.wake_in(timeout_s)
+        if timeout_s is not None:
+            self.wake_by(timeout_s)
         try:
             await self._future
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._due = None
             self._future = None
             self._pending = False
             self.parked = False
@@ -120,9 +123,8 @@ class SessionRunner:
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
-        self._waker = Waker()
-        fmt = core.fmt  # the core sends at this much waiting audio (SessionCore._chunk_bytes)
-        self._chunk_bytes = max(fmt.frame_bytes, fmt.bytes_for(core.config.send_chunk_ms / 1000))
+        self._waker = Waker(self._until_due)
+        self._max_wait_s = core.config.max_buffer_ms / 1000  # how long new waiting audio may wait
         self._streams: dict[int, ProviderStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._last_send: dict[int, float] = {}
@@ -148,29 +150,32 @@ class SessionRunner:
         self._waker.wake()
 
     def feed(self, data: bytes) -> bool:
-        core = self.core
+        """Audio from a source. While the loop sleeps, do the core's bidding here rather than
+        wake the loop for it: send a full chunk now if the stream takes audio without waiting,
+        or make sure the loop wakes by new waiting audio's max_buffer deadline. At 500 calls
+        waking a session's loop for every chunk was its main cost per frame."""
         now = self._clock.monotonic()
-        accepted = core.on_audio(data, now)
-        # While the loop sleeps and the stream is up, do the core's bidding here rather than
-        # wake the loop for it: send a full chunk now if the stream takes audio without
-        # waiting, or else move the loop's timer to the new audio's max_buffer deadline. At
-        # 500 calls waking a session's loop for every chunk was its main cost per frame.
-        if accepted and core.link is Link.CONNECTED and self._waker.parked and not self._backlog:
-            unsent = core.unsent_bytes
-            if unsent < self._chunk_bytes and not core.has_actions:
-                if unsent == len(data):  # this frame starts the waiting audio: a new deadline
-                    self._rearm(now)
+        taken = self.core.on_audio(data, now)
+        if self._waker.parked and not self._backlog:
+            if taken is AudioTaken.JOINED:
                 return True
-            self._act_or_wake(now)
-            return True
+            if taken is AudioTaken.WAITING:
+                self._waker.wake_by(self._max_wait_s)
+                return True
+            # Sending audio and emitting events only move the core's deadlines later, which
+            # the parked loop's timer finds when it fires: no re-arming here.
+            if taken is AudioTaken.POLL and self._act_now(now):
+                return True
         self._waker.wake()
-        return accepted
+        return taken is not AudioTaken.REFUSED
 
     def _act_or_wake(self, now: float) -> None:
-        """After an input: carry out the core's actions here if the loop sleeps (a result's
-        transcript goes out without a task switch), else wake the loop for them."""
+        """After a provider event: carry out the core's actions here if the loop sleeps (a
+        result's transcript goes out without a task switch), else wake the loop for them."""
         if self._waker.parked and not self._backlog and self._act_now(now):
-            self._rearm(now)
+            left_s = self._until_due()  # an event may bring timed work forward
+            if left_s is not None:
+                self._waker.wake_by(left_s)
         else:
             self._waker.wake()
 
@@ -186,13 +191,10 @@ class SessionRunner:
                 return False
         return True
 
-    def _rearm(self, now: float) -> None:
-        """Point the sleeping loop's timer at the core's next deadline."""
+    def _until_due(self) -> float | None:
+        """Seconds until the core has timed work (0 or less: now); None if it has none."""
         deadline = self.core.next_deadline()
-        if deadline is not None and deadline <= now:
-            self._waker.wake()
-        else:
-            self._waker.wake_in(None if deadline is None else deadline - now)
+        return None if deadline is None else deadline - self._clock.monotonic()
 
     def end(self, reason: str) -> None:
         self.core.end(reason, self._clock.monotonic())
