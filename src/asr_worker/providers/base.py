@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -85,6 +85,16 @@ class ImmediateSender(Protocol):
         """Send at once, without awaiting, if the stream can take the audio now: True if sent,
         False (nothing sent) if the caller must await `send_audio`. Lets a session hand over
         audio as it arrives instead of waking its loop for every chunk. Raises ProviderError."""
+        ...
+
+
+@runtime_checkable
+class EventPusher(Protocol):
+    def push_events_to(self, sink: Callable[[ProviderEvent], None]) -> bool:
+        """From now on hand each event to `sink` as it arrives, in order, instead of queueing
+        it for `events()`, which then only ends (cleanly or with the stream's error). False
+        (nothing changes) if the stream cannot: events were already queued. Saves a queue
+        and a task switch per result. An exception from `sink` ends the stream with it."""
         ...
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ..core.clock import Clock
-from ..core.provider_events import ProviderError
+from ..core.provider_events import ProviderError, ProviderEvent
 from ..core.session import (
     AbortStream,
     Action,
@@ -32,7 +32,7 @@ from ..core.session import (
     SessionCore,
 )
 from ..metrics import WorkerMetrics
-from ..providers.base import ImmediateSender, Provider, ProviderStream, StreamRequest
+from ..providers.base import EventPusher, ImmediateSender, Provider, ProviderStream, StreamRequest
 
 log = logging.getLogger("asr_worker.session")
 
@@ -331,13 +331,19 @@ class SessionRunner:
         if isinstance(stream, ImmediateSender):
             self._immediate[conn_id] = stream
         self._live.add(conn_id)
+
+        def on_event(event: ProviderEvent) -> None:
+            now = self._clock.monotonic()
+            core.on_stream_event(conn_id, event, now)
+            self._act_or_wake(now)
+
+        if isinstance(stream, EventPusher):
+            stream.push_events_to(on_event)  # if it can; else its events come through events()
         self._waker.wake()
         error: ProviderError | None = None
         try:
             async for event in stream.events():
-                now = self._clock.monotonic()
-                core.on_stream_event(conn_id, event, now)
-                self._act_or_wake(now)
+                on_event(event)
         except Exception as exc:
             error = _as_provider_error(exc, self.interaction_id)
         self._stream_closed(conn_id, error)
