@@ -399,6 +399,7 @@ class _PushingConnection(ClientConnection):
     _sink: Callable[[str | bytes], None] | None = None
     _queued_messages = 0  # data frames websockets' own queue took (before a sink was set)
     _fragments: list[bytes] | None = None  # a fragmented message's frames so far
+    _text = True  # the message being received is text (its first frame said so)
 
     def push_to(self, sink: Callable[[str | bytes], None]) -> bool:
         """Messages go to `sink` from now on: text as str, binary as bytes, as `recv` gives."""
@@ -417,11 +418,14 @@ class _PushingConnection(ClientConnection):
         if event.opcode is not Opcode.CONT:
             self._text = event.opcode is Opcode.TEXT
         if not event.fin:
-            self._fragments = [*(self._fragments or ()), bytes(event.data)]
+            if self._fragments is None:
+                self._fragments = []
+            self._fragments.append(bytes(event.data))
             return
         data = bytes(event.data)
-        if self._fragments:
-            data, self._fragments = b"".join([*self._fragments, data]), None
+        if self._fragments is not None:
+            self._fragments.append(data)
+            data, self._fragments = b"".join(self._fragments), None
         if not self._text:
             sink(data)
             return
@@ -432,8 +436,6 @@ class _PushingConnection(ClientConnection):
             self.send_data()
             return
         sink(text)
-
-    _text = True  # the message being received is text (its first frame said so)
 
 
 class DeepgramStream:
