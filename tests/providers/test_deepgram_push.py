@@ -105,3 +105,6 @@ async def test_a_deepgram_stream_pushes_results_and_a_failing_sink_ends_the_stre
         with pytest.raises(RuntimeError, match="a bug in the session"):
             await asyncio.wait_for(reader, 10)
     assert len(pushed) == 2  # and none after the sink failed
+    conn = stream._conn
+    assert isinstance(conn, _PushingConnection)
+    assert conn._sink is None  # the ended stream left no callback (and no cycle) behind

@@ -408,6 +408,11 @@ class _PushingConnection(ClientConnection):
         self._sink = sink
         return True
 
+    def stop_pushing(self) -> None:
+        """Drop the callback (the stream has ended): it refers back to the stream and its
+        session, and this cycle would otherwise wait for a full garbage collection."""
+        self._sink = None
+
     def process_event(self, event: Event) -> None:
         sink = self._sink
         if sink is None or not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
@@ -559,6 +564,8 @@ class DeepgramStream:
             raise self._closed_error(exc) from None
         finally:
             self._stop_watchdog()
+            if isinstance(self._conn, _PushingConnection):
+                self._conn.stop_pushing()
         if self._sink_error is not None:
             raise self._sink_error
         code, reason = _close_of(self._conn)
