@@ -464,7 +464,7 @@ class SessionCore:
                 or _due(now, self._pending_since + self._max_wait_s)
             ):
                 self._flush(now)
-            elif _due(now, self._last_sent_at + self.config.keepalive_s):
+            elif _due(now, self._last_sent_at + self._keepalive_s):
                 self.stats.keepalives += 1
                 self._last_sent_at = now
                 self._outbox.append(SendKeepAlive(self.conn_id))
@@ -508,6 +508,11 @@ class SessionCore:
     @property
     def retained_bytes(self) -> int:
         return len(self._buf)
+
+    @property
+    def max_wait_s(self) -> float:
+        """How long new waiting audio may wait before it must go out (`max_buffer_ms`)."""
+        return self._max_wait_s
 
     @property
     def unsent_bytes(self) -> int:

@@ -124,7 +124,7 @@ class SessionRunner:
         self._metrics = metrics
         self._clock = clock
         self._waker = Waker(self._until_due)
-        self._max_wait_s = core.config.max_buffer_ms / 1000  # how long new waiting audio may wait
+        self._max_wait_s = core.max_wait_s  # read per frame that starts new waiting audio
         self._streams: dict[int, ProviderStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._last_send: dict[int, float] = {}
