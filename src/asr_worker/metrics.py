@@ -39,6 +39,7 @@ class LiveTotals:
     connections_active: int = 0
     buffered_audio_s: float = 0.0
     unsent_audio_s: float = 0.0
+    session_timers_pending: int = 0
     counters: dict[str, float] = field(default_factory=dict)
 
 
@@ -190,6 +191,11 @@ class _LiveCollector(Collector):
             "asr_audio_unsent_seconds",
             "Audio received but not yet sent to a provider, seconds.",
             value=live.unsent_audio_s,
+        )
+        yield GaugeMetricFamily(
+            "asr_session_timers_pending",
+            "Sleeping sessions waiting on the shared timer wheel for their next deadline.",
+            value=live.session_timers_pending,
         )
         for name, help_text in SESSION_COUNTERS.items():
             if name.startswith("asr_provider_"):

@@ -14,6 +14,7 @@ from asr_worker.core.session import SessionConfig, SessionCore
 from asr_worker.metrics import LiveTotals, WorkerMetrics
 from asr_worker.providers.base import ProviderHealth, StreamRequest
 from asr_worker.runtime.runner import SessionRunner
+from asr_worker.runtime.wakeup import TimerWheel
 from tests.support.audio import PCM8K
 
 FRAME = b"\x01\x00" * 160  # 20 ms of 8 kHz linear16
@@ -84,7 +85,7 @@ async def _running(config: SessionConfig) -> tuple[SessionRunner, OneStream]:
         rng=random.Random(7),
     )
     metrics = WorkerMetrics(LiveTotals, provider.name)
-    runner = SessionRunner(core, provider, lambda event: None, metrics, clock)
+    runner = SessionRunner(core, provider, lambda event: None, metrics, clock, TimerWheel())
     runner.attach()
     return runner, provider
 

@@ -28,6 +28,7 @@ from ..core.session import (
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import Provider
 from .runner import SessionRunner
+from .wakeup import TimerWheel
 
 log = logging.getLogger("asr_worker.sessions")
 
@@ -67,12 +68,14 @@ class SessionManager:
         self._sessions: dict[str, SessionRunner] = {}
         self._tasks: dict[SessionRunner, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
+        self._wheel: TimerWheel | None = None  # every session's deadlines, one loop timer
         self._empty = asyncio.Event()
         self._empty.set()
         self._ended_counters: dict[str, float] = dict.fromkeys(SESSION_COUNTERS, 0.0)
         self.accepting = True
 
     async def __aenter__(self) -> SessionManager:
+        self._wheel = TimerWheel()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         return self
@@ -113,7 +116,7 @@ class SessionManager:
                     "too_many_sources", f"this call already has {core.source_count} sources, the limit"
                 )
             return runner
-        if not self.accepting or self._tg is None:
+        if not self.accepting or self._tg is None or self._wheel is None:
             self._metrics.sessions_refused.labels("draining").inc()
             raise SessionRefused("draining", "the worker is shutting down; send the call to another worker")
         if len(self._sessions) >= self.max_sessions:
@@ -138,7 +141,7 @@ class SessionManager:
             rng=random.Random(self._rng.random()),
             resume=resume,
         )
-        runner = SessionRunner(core, self.provider, self._publish, self._metrics, self._clock)
+        runner = SessionRunner(core, self.provider, self._publish, self._metrics, self._clock, self._wheel)
         self._sessions[interaction_id] = runner
         self._empty.clear()
         self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{interaction_id}")
@@ -213,6 +216,8 @@ class SessionManager:
 
     def live_totals(self) -> LiveTotals:
         totals = LiveTotals(counters=dict(self._ended_counters))
+        if self._wheel is not None:
+            totals.session_timers_pending = self._wheel.pending
         for runner in self._sessions.values():
             core = runner.core
             totals.sessions_active += 1

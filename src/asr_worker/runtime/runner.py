@@ -15,7 +15,6 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Final
 
 from ..core.clock import Clock
 from ..core.provider_events import ProviderError, ProviderEvent
@@ -33,80 +32,11 @@ from ..core.session import (
 )
 from ..metrics import WorkerMetrics
 from ..providers.base import EventPusher, ImmediateSender, Provider, ProviderStream, StreamRequest
+from .wakeup import TimerWheel, Waker
 
 log = logging.getLogger("asr_worker.session")
 
 _source_ids = itertools.count(1)
-
-# uvloop's timers count whole milliseconds: one may fire up to about this early.
-TIMER_RESOLUTION_S: Final = 0.001
-
-
-class Waker:
-    """A reusable wake-up for a session's loop: cheaper than an asyncio.Event plus wait_for
-    per frame.
-
-    While the loop is parked its timer only ever moves earlier (`wake_by`). A deadline that
-    moved later is found when the timer fires: it asks `until_due` how long is really left,
-    and re-arms for that or wakes the loop. A call's deadline moves later with every chunk it
-    sends, and re-arming the loop's timer for each was a twentieth of the worker's CPU."""
-
-    def __init__(self, until_due: Callable[[], float | None]) -> None:
-        # Kept, not looked up per call: get_running_loop() costs a getpid() system call each.
-        self._loop = asyncio.get_running_loop()
-        self._until_due = until_due  # seconds until the loop has timed work; None: none
-        self._future: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._pending = False
-        self.parked = False  # the loop is waiting and nothing has woken it yet
-
-    def wake(self) -> None:
-        self._pending = True
-        if self.parked:
-            self.parked = False
-            if self._future is not None and not self._future.done():  # done: cancelled
-                self._future.set_result(None)
-
-    def wake_by(self, timeout_s: float) -> None:
-        """Make sure a parked loop wakes within `timeout_s` (sooner if its timer says so)."""
-        if not self.parked:
-            return
-        due = self._loop.time() + max(0.0, timeout_s)
-        timer = self._timer
-        if timer is None or timer.when() > due:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self._loop.call_at(due, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        left_s = self._until_due()
-        if left_s is None:
-            return  # nothing timed: sleep until woken
-        if left_s > 0:
-            # Not yet (the deadline moved, or the loop's millisecond timer ran a hair early):
-            # at least a millisecond more, so a timer that rounds down cannot spin.
-            self.wake_by(max(left_s, TIMER_RESOLUTION_S))
-        else:
-            self.wake()
-
-    async def wait(self, timeout_s: float | None) -> None:
-        if self._pending:
-            self._pending = False
-            return
-        self._future = self._loop.create_future()
-        self.parked = True
-        if timeout_s is not None:
-            self.wake_by(timeout_s)
-        try:
-            await self._future
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._future = None
-            self._pending = False
-            self.parked = False
 
 
 class SessionRunner:
@@ -117,13 +47,14 @@ class SessionRunner:
         publish: Callable[[Event], None],
         metrics: WorkerMetrics,
         clock: Clock,
+        wheel: TimerWheel,
     ) -> None:
         self.core = core
         self._provider = provider
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
-        self._waker = Waker(self._until_due)
+        self._waker = Waker(self._until_due, wheel)
         self._max_wait_s = core.max_wait_s  # read per frame that starts new waiting audio
         self._streams: dict[int, ProviderStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
