@@ -139,6 +139,7 @@ _WORKER_ONLY = frozenset(
         "pubsub_adapter",
         "redis_url",
         "claim_idle_s",
+        "max_takeovers",
         "deepgram_api_key",
         "deepgram_url",
         "deepgram_model",

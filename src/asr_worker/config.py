@@ -68,6 +68,7 @@ class Settings:
     finalize_timeout_s: float = 5.0
     max_retained_s: float = 60.0
     claim_idle_s: float = 15.0
+    max_takeovers: int = 3
     max_frames_per_s: int = 500
     max_sources_per_call: int = 8
     max_buffered_audio_s: float = 3600.0
@@ -296,6 +297,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "ASR_CLAIM_IDLE_S",
         "take over a dead worker's calls after this many idle seconds",
         _seconds(1.0, 3600.0),
+    ),
+    Option(
+        "max_takeovers",
+        "ASR_MAX_TAKEOVERS",
+        "give a call up (ack it, error and session_ended) once this many workers died holding it",
+        _int_range(0, 1000),
     ),
     Option(
         "max_frames_per_s",

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from asr_worker.bus.redis_wire import CALLS_KEY, GROUP
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import AudioFile, write_wav
 from asr_worker.tools.publish import publish_call
@@ -114,7 +115,9 @@ async def test_sigterm_hands_calls_to_another_worker_at_once(
     redis_server: RedisServer, r: aioredis.Redis, tmp_path: Path
 ) -> None:
     calls = {f"term-{i}": call_audio(4.0, seed=300 + i) for i in range(2)}
-    env = {"ASR_CLAIM_IDLE_S": "30"}  # only a hand-over can explain a takeover within seconds
+    # Only a hand-over can explain a takeover within seconds; and a hand-over is no takeover,
+    # so even ASR_MAX_TAKEOVERS=0 lets the call go on.
+    env = {"ASR_CLAIM_IDLE_S": "30", "ASR_MAX_TAKEOVERS": "0"}
     async with worker_processes(2, redis_server.url, tmp_path, **env) as workers:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(publish_all(redis_server.url, calls, speed=1))
@@ -144,6 +147,39 @@ async def test_sigterm_hands_calls_to_another_worker_at_once(
         assert [e["reason"] for e in events if e["type"] == "session_ended"] == ["end"]
         expected = expected_words(audio.data[:cut], PCM8K) + expected_words(audio.data[cut:], PCM8K)
         assert final_words(events) == expected
+
+
+async def test_a_call_whose_workers_keep_dying_is_given_up_and_the_last_worker_goes_on(
+    redis_server: RedisServer, r: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Each worker that holds the call is killed with -9, as if the call's audio killed it.
+    With ASR_MAX_TAKEOVERS=1 the third worker gives the call up instead of dying too."""
+    env = {"ASR_CLAIM_IDLE_S": "2", "ASR_MAX_TAKEOVERS": "1"}
+    async with worker_processes(3, redis_server.url, tmp_path, **env) as workers:
+        producer = asyncio.create_task(publish_call(call_audio(30.0, seed=600), redis_server.url, "doomed"))
+        killed: list[WorkerProcess] = []
+        for _ in range(2):
+
+            async def taken() -> bool:
+                return any("doomed" in w.calls() for w in workers if w not in killed)
+
+            await until(taken, timeout_s=15)
+            holder = next(w for w in workers if w not in killed and "doomed" in w.calls())
+            holder.kill()
+            killed.append(holder)
+        done = await wait_for_calls_to_end(r, ["doomed"], timeout_s=15)
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        (last,) = [w for w in workers if w not in killed]
+        abandoned = [line for line in last.logs() if str(line.get("msg")).startswith("call abandoned")]
+        async with aiohttp.ClientSession() as http, http.get(f"{last.url}/health") as response:
+            assert response.status == 200 and last.process.returncode is None
+    events = done["doomed"]
+    assert [e["reason"] for e in events if e["type"] == "session_ended"] == ["call_abandoned"]
+    assert [e["code"] for e in events if e["type"] == "error"] == ["call_abandoned"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [line["takeovers"] for line in abandoned] == [2]
+    assert (await r.xpending(CALLS_KEY, GROUP))["pending"] == 0
 
 
 async def test_max_sessions_is_respected_and_waiting_calls_lose_nothing(

@@ -22,6 +22,10 @@ Every write of call data (events, progress, trims, the final acknowledgement) ch
 same script that no other worker holds the call, so a worker that lost a call (a pause longer
 than the claim time) cannot interleave with its new owner; it notices and ends its session.
 
+A call whose holders keep dying (its audio may be what kills them) is not passed on forever:
+the start script counts each takeover that was not a deliberate hand-over, and past
+`ASR_MAX_TAKEOVERS` the worker ends the call unread (`call_abandoned`) and acknowledges it.
+
 Redis away: the worker keeps its sessions; events wait in a bounded queue and are written in
 order once Redis answers; reading resumes after the last entry consumed; `/ready` says 503.
 Writes are idempotent by seq, so a batch retried after an ambiguous failure is not duplicated.
@@ -65,6 +69,7 @@ from .redis_wire import (
     CALLS_KEY,
     CLAIM_OWN_SCRIPT,
     GROUP,
+    HAND_BACK_SCRIPT,
     REDIS_ERRORS,
     SAVE_SCRIPT,
     START_SCRIPT,
@@ -219,6 +224,7 @@ class BusCounters:
     calls_handed_over: int = 0
     calls_lost: int = 0
     calls_refused: int = 0
+    calls_abandoned: int = 0
     audio_entries: int = 0
     bad_entries: int = 0
     bad_calls: int = 0
@@ -236,6 +242,7 @@ class RedisStreamsBus:
         self._where = f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self._claim_idle_s = settings.claim_idle_s
+        self._max_takeovers = settings.max_takeovers
         self._feed_limit_s = settings.max_retained_s / 2
         self.counters = BusCounters()
         self._outbox: deque[_Outgoing] = deque()
@@ -547,7 +554,7 @@ class RedisStreamsBus:
             )
             await self._scripts.claim_own(self.consumer, [entry_id], idle_ms=self._handback_idle_ms)
             return
-        reply = await self._scripts.start(iid, self.consumer, entry_id)
+        reply = await self._scripts.start(iid, self.consumer, entry_id, self._max_takeovers)
         verdict = reply[0] if reply else "lost"
         if verdict == "lost":
             return
@@ -568,7 +575,7 @@ class RedisStreamsBus:
             iid, announcement.tenant_id, announcement.fmt, entry_id, mark, read_after="0-0", offset=0
         )
         resume: Resume | None = None
-        if verdict == "resume" and len(reply) >= 6:
+        if verdict in ("resume", "poison") and len(reply) >= 6:
             resume = await self._resume_point(
                 call, after=reply[2], next_entry=reply[3], skip=to_int(reply[4]), offset=to_int(reply[5])
             )
@@ -581,9 +588,12 @@ class RedisStreamsBus:
             log.info(
                 "call refused here; handing it back", extra={"interaction_id": iid, "reason": str(exc)[:200]}
             )
-            await self._scripts.claim_own(self.consumer, [entry_id], idle_ms=self._handback_idle_ms)
+            await self._scripts.hand_back(self.consumer, iid, entry_id, idle_ms=self._handback_idle_ms)
             return
         call.runner = runner
+        if verdict == "poison":
+            self._abandon(call, runner, takeovers=to_int(reply[6]) if len(reply) > 6 else 0)
+            return
         call.source_id = runner.attach()
         if claimed:
             self.counters.calls_claimed += 1
@@ -598,6 +608,23 @@ class RedisStreamsBus:
                 "how": "claimed" if claimed else "new",
                 "resumed_at_s": None if resume is None else round(announcement.fmt.seconds(resume.offset), 3),
             },
+        )
+
+    def _abandon(self, call: OwnedCall, runner: SessionRunner, takeovers: int) -> None:
+        """Workers kept dying while they held this call (its audio may be what kills them):
+        end it here, before any of its audio is read, so it cannot stop another. Its
+        `session_ended` acknowledges the entry and removes its audio, as any end does."""
+        self.counters.calls_abandoned += 1
+        covered_s = round(call.fmt.seconds(call.offset), 3)
+        log.error(
+            "call abandoned: workers stopped while holding it",
+            extra={"interaction_id": call.interaction_id, "takeovers": takeovers, "covered_s": covered_s},
+        )
+        runner.abandon(
+            "call_abandoned",
+            f"{takeovers} workers stopped without handing this call over (ASR_MAX_TAKEOVERS="
+            f"{self._max_takeovers}); it is given up so that it cannot stop more. Final results "
+            f"cover its first {covered_s:g} s.",
         )
 
     @property
@@ -845,7 +872,9 @@ class RedisStreamsBus:
                 )
             call.saved_offset, call.saved_after = sample.covered, sample.after
             if call.state is CallState.HANDING_OVER:
-                await self._scripts.claim_own(self.consumer, [call.entry_id], idle_ms=self._handback_idle_ms)
+                await self._scripts.hand_back(
+                    self.consumer, call.interaction_id, call.entry_id, idle_ms=self._handback_idle_ms
+                )
                 self._forget(call)
                 self.counters.calls_handed_over += 1
                 log.info(
@@ -975,10 +1004,12 @@ class _Scripts:
         self._write = client.register_script(WRITE_SCRIPT)
         self._save = client.register_script(SAVE_SCRIPT)
         self._claim_own = client.register_script(CLAIM_OWN_SCRIPT)
+        self._hand_back = client.register_script(HAND_BACK_SCRIPT)
 
-    async def start(self, iid: str, consumer: str, entry_id: str) -> list[str]:
+    async def start(self, iid: str, consumer: str, entry_id: str, max_takeovers: int) -> list[str]:
         raw: object = await self._start(
-            keys=[CALLS_KEY, progress_key(iid), transcript_key(iid)], args=[GROUP, consumer, entry_id]
+            keys=[CALLS_KEY, progress_key(iid), transcript_key(iid)],
+            args=[GROUP, consumer, entry_id, max_takeovers],
         )
         return [text(v) for v in raw] if isinstance(raw, list) else []
 
@@ -1030,6 +1061,12 @@ class _Scripts:
         )
         return int_or(raw)
 
+    async def hand_back(self, consumer: str, iid: str, entry_id: str, *, idle_ms: int) -> int:
+        raw: object = await self._hand_back(
+            keys=[CALLS_KEY, progress_key(iid)], args=[GROUP, consumer, entry_id, idle_ms]
+        )
+        return int_or(raw)
+
     async def claim_own(self, consumer: str, entry_ids: list[str], *, idle_ms: int) -> list[str]:
         raw: object = await self._claim_own(keys=[CALLS_KEY], args=[GROUP, consumer, idle_ms, *entry_ids])
         return [text(v) for v in raw] if isinstance(raw, list) else []
@@ -1066,6 +1103,10 @@ class _BusCollector(Collector):
                 c.calls_lost,
             ),
             "asr_bus_calls_refused": ("Calls taken but handed back (no room, or a clash).", c.calls_refused),
+            "asr_bus_calls_abandoned": (
+                "Calls given up because more than ASR_MAX_TAKEOVERS workers died holding them.",
+                c.calls_abandoned,
+            ),
             "asr_bus_audio_entries": ("Audio entries read.", c.audio_entries),
             "asr_bus_bad_entries": ("Audio entries skipped as malformed.", c.bad_entries),
             "asr_bus_bad_calls": ("Call announcements skipped as malformed or duplicate.", c.bad_calls),

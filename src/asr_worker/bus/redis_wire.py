@@ -73,7 +73,10 @@ local function holder(calls, group, id)
 end
 """
 
-# KEYS: asr:calls, asr:progress:{ID}, transcript.{ID}; ARGV: group, consumer, call entry id.
+# KEYS: asr:calls, asr:progress:{ID}, transcript.{ID}; ARGV: group, consumer, call entry id,
+# most takeovers. A call that another worker began is resumed; if that worker stopped without
+# handing it over (`handed`, set by HAND_BACK_SCRIPT), that is one more takeover, and past the
+# most the call is 'poison': its audio has stopped every worker that held it.
 START_SCRIPT = (
     HOLDER
     + """
@@ -87,8 +90,17 @@ if h['call'] and h['call'] ~= ARGV[3] then
   h = {}
 end
 if h['call'] == ARGV[3] then
-  return {'resume', h['mark'] or '0-0', h['after'] or '0-0', h['next'] or '', h['skip'] or '0',
-          h['offset'] or '0'}
+  local takeovers = tonumber(h['takeovers'] or '0') or 0
+  if h['handed'] == '1' then
+    redis.call('HDEL', KEYS[2], 'handed')
+  else
+    takeovers = takeovers + 1
+    redis.call('HSET', KEYS[2], 'takeovers', takeovers)
+  end
+  local verdict = 'resume'
+  if takeovers > tonumber(ARGV[4]) then verdict = 'poison' end
+  return {verdict, h['mark'] or '0-0', h['after'] or '0-0', h['next'] or '', h['skip'] or '0',
+          h['offset'] or '0', tostring(takeovers)}
 end
 local mark = '0-0'
 local tail = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
@@ -149,6 +161,19 @@ if who ~= ARGV[2] then return -1 end
 redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', ARGV[4], 'after', ARGV[5], 'next', ARGV[6],
            'skip', ARGV[7], 'offset', ARGV[8])
 if ARGV[9] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[9]) end
+return 1
+"""
+)
+
+# KEYS: asr:calls, asr:progress:{ID}; ARGV: group, consumer, call entry id, idle ms. This worker
+# lets go of a call it started, on purpose (shutdown, or no room after all): the next start is
+# not counted as a takeover. Returns 1, or 0 if this worker does not hold the entry.
+HAND_BACK_SCRIPT = (
+    HOLDER
+    + """
+if holder(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[2], 'call') == ARGV[3] then redis.call('HSET', KEYS[2], 'handed', '1') end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
 return 1
 """
 )

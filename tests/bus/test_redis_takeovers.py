@@ -1,0 +1,124 @@
+"""A call whose holders keep dying is given up, not re-claimed forever (ASR_MAX_TAKEOVERS),
+and only takeovers count: a worker that lets go on purpose (shutdown, no room) hands the call
+over without adding to it. Real redis-server, the bus's own scripts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from asr_worker.bus.redis_streams import RedisStreamsBus, _Scripts
+from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key
+from asr_worker.providers.mock import MockProvider, expected_words
+from asr_worker.tools.publish import publish_call
+from tests.support.audio import PCM8K
+from tests.support.redis_server import (
+    RedisServer,
+    entries,
+    final_words,
+    until,
+    wait_for_calls_to_end,
+)
+
+from .conftest import call_audio
+from .test_redis_streams import bus_worker, has_final
+
+IID = "poison-1"
+
+
+async def pending_entry(r: aioredis.Redis, consumer: str) -> str:
+    """Announce the call and deliver its entry to `consumer`, as XREADGROUP does."""
+    await r.xgroup_create(CALLS_KEY, GROUP, id="0", mkstream=True)
+    entry_id = await r.xadd(CALLS_KEY, {"data": b"{}"})
+    await r.xreadgroup(GROUP, consumer, {CALLS_KEY: ">"}, count=1)
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+async def moves_to(r: aioredis.Redis, entry_id: str, consumer: str) -> None:
+    """The entry goes to `consumer`, as XAUTOCLAIM gives a dead or departed holder's entry."""
+    await r.xclaim(CALLS_KEY, GROUP, consumer, 0, [entry_id], justid=True)
+
+
+async def test_start_counts_takeovers_and_not_hand_overs(
+    redis_server: RedisServer, r: aioredis.Redis
+) -> None:
+    scripts = _Scripts(r)
+    entry_id = await pending_entry(r, "a")
+    assert (await scripts.start(IID, "a", entry_id, 1))[0] == "new"
+    await r.hset(progress_key(IID), "offset", "16000")  # a's progress
+    assert await scripts.hand_back("b", IID, entry_id, idle_ms=0) == 0, "only the holder hands back"
+    assert await scripts.hand_back("a", IID, entry_id, idle_ms=0) == 1  # shutdown: handed over
+    await moves_to(r, entry_id, "b")
+    verdict, *point, takeovers = await scripts.start(IID, "b", entry_id, 1)
+    assert (verdict, point[4], takeovers) == ("resume", "16000", "0")
+    await moves_to(r, entry_id, "c")  # b died holding it
+    assert (await scripts.start(IID, "c", entry_id, 1))[::6] == ["resume", "1"]
+    await moves_to(r, entry_id, "d")  # so did c: past the most (1)
+    assert (await scripts.start(IID, "d", entry_id, 1))[::6] == ["poison", "2"]
+    # Every start by a worker that did not get the call handed to it counts again.
+    assert (await scripts.start(IID, "d", entry_id, 5))[::6] == ["resume", "3"]
+
+
+async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_goes_on(
+    redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider
+) -> None:
+    """Twice another consumer takes the call and vanishes without handing it back; with
+    ASR_MAX_TAKEOVERS=1 the second return is one too many."""
+    audio = call_audio(30.0, seed=11)
+    thief_alive = asyncio.Event()
+
+    async def thief(entry_id: bytes) -> None:
+        while thief_alive.is_set():
+            await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
+            await asyncio.sleep(0.1)
+
+    async with bus_worker(mock_provider, redis_server, max_takeovers=1) as worker:
+        producer = asyncio.create_task(publish_call(audio, redis_server.url, IID, speed=1))
+        await until(lambda: has_final(r, IID))
+        ((entry_id, _),) = await entries(r, CALLS_KEY)
+        for _ in range(2):
+
+            async def served_here() -> bool:
+                return worker.manager.get(IID) is not None
+
+            await until(served_here, timeout_s=10)  # the call is (back) here
+            thief_alive.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(thief(entry_id))
+
+                async def gone_here() -> bool:
+                    return worker.manager.get(IID) is None
+
+                await until(gone_here, timeout_s=5)
+                thief_alive.clear()  # it dies holding the call
+        events = (await wait_for_calls_to_end(r, [IID], timeout_s=15))[IID]
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+
+        started = [e for e in events if e["type"] == "session_started"]
+        ended = [e for e in events if e["type"] == "session_ended"]
+        errors = [e for e in events if e["type"] == "error"]
+        assert len(started) == 3 and started[1]["resumed"] is True  # back once, then given up
+        assert [e["reason"] for e in ended] == ["call_abandoned"]
+        assert [e["code"] for e in errors] == ["call_abandoned"]
+        assert "ASR_MAX_TAKEOVERS=1" in str(errors[0]["message"])
+        assert events[-2:] == [errors[0], ended[0]]  # nothing of the call's audio was read again
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert await r.xpending(CALLS_KEY, GROUP) == {
+            "pending": 0,
+            "min": None,
+            "max": None,
+            "consumers": [],
+        }, "acknowledged: no worker takes it again"
+        assert await r.exists(progress_key(IID)) == 0
+        assert isinstance(worker.bus, RedisStreamsBus) and worker.bus.counters.calls_abandoned == 1
+        assert worker.manager.get(IID) is None
+
+        # The worker goes on: the next call is served whole.
+        follow = call_audio(2.0, seed=12)
+        await r.delete(audio_key("after-1"))
+        await publish_call(follow, redis_server.url, "after-1", speed=0)
+        after = (await wait_for_calls_to_end(r, ["after-1"], timeout_s=15))["after-1"]
+        assert final_words(after) == expected_words(follow.data, PCM8K)
+        assert [e["reason"] for e in after if e["type"] == "session_ended"] == ["end"]
