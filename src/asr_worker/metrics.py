@@ -105,6 +105,9 @@ class WorkerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
+        # Its two children, looked up once: `labels` costs a lock and a dict per call.
+        self.final_latency = self.transcript_latency.labels("final")
+        self.interim_latency = self.transcript_latency.labels("interim")
         self.events_published = Counter("asr_events_published", "Events published.", registry=reg)
         # Telephony media streams and event streams (transports/telephony.py, transports/sse.py).
         self.telephony_messages = Counter(

@@ -302,9 +302,11 @@ class SessionRunner:
         if kind == "transcript":
             latency = event.get("latency_ms")
             if isinstance(latency, int):
-                metrics.transcript_latency.labels("final" if event.get("is_final") else "interim").observe(
-                    latency / 1000
-                )
+                latency_s = latency / 1000
+                if event.get("is_final"):
+                    metrics.final_latency.observe(latency_s)
+                else:
+                    metrics.interim_latency.observe(latency_s)
         elif kind == "error":
             metrics.errors.labels(str(event.get("code"))).inc()
             log.warning(
