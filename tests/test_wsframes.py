@@ -89,15 +89,36 @@ def test_any_stream_cut_anywhere_gives_audio_once_in_order_and_other_frames_whol
     )
 
 
-def test_a_binary_frame_inside_a_fragmented_message_is_not_audio() -> None:
+@settings(max_examples=200, deadline=None)
+@given(messages=st.lists(message, max_size=12))
+def test_a_stream_read_one_frame_at_a_time_gives_the_same(messages: list[tuple[str, bytes]]) -> None:
+    """The usual read: one whole frame (the splitter's fast path for audio of 126+ bytes)."""
+    protocol = client()
+    reads: list[bytes] = []
+    for kind, data in messages:
+        send(protocol, kind, data)
+        reads += [chunk for chunk in protocol.data_to_send() if chunk]
+    audio: list[bytes] = []
+    other: list[bytes] = []
+    splitter = FrameSplitter(MAX_PAYLOAD, audio.append, other.append)
+    for read in reads:
+        splitter.feed(read)
+    assert splitter.pending_bytes == 0
+    assert audio == [data for kind, data in messages if kind == "audio"]
+    assert b"".join(other) == b"".join(read for read in reads if read[0] != 0x82)
+
+
+@pytest.mark.parametrize("reads", ["together", "one frame at a time"])
+def test_a_binary_frame_inside_a_fragmented_message_is_not_audio(reads: str) -> None:
     """It is a protocol error websockets must see (and fail the connection for)."""
     protocol = client()
     protocol.send_text(b"par", fin=False)
-    stream = b"".join(protocol.data_to_send())
-    stream += binary_frame(b"\x00\x01", b"abcd")
+    frames = [b"".join(protocol.data_to_send()), binary_frame(bytes(300), b"abcd")]
     audio: list[bytes] = []
     other: list[bytes] = []
-    FrameSplitter(MAX_PAYLOAD, audio.append, other.append).feed(stream)
+    splitter = FrameSplitter(MAX_PAYLOAD, audio.append, other.append)
+    for chunk in [b"".join(frames)] if reads == "together" else frames:
+        splitter.feed(chunk)
     assert audio == [] and len(other) == 2
     checker = server()
     checker.receive_data(b"".join(other))
@@ -120,6 +141,53 @@ def test_an_oversized_frame_hands_the_rest_of_the_stream_to_websockets() -> None
     checker.receive_data(b"".join(other))
     assert checker.close_sent is not None and checker.close_sent.code == 1009
     assert splitter.pending_bytes == 0
+
+
+def test_two_frames_in_one_read_are_two_messages() -> None:
+    first, second = bytes(range(200)), bytes(300)
+    audio: list[bytes] = []
+    splitter = FrameSplitter(MAX_PAYLOAD, audio.append, audio.append)
+    splitter.feed(binary_frame(first, b"abcd") + binary_frame(second, b"efgh"))
+    assert audio == [first, second]
+
+
+def test_a_read_that_ends_a_frame_is_not_taken_for_a_frame_of_its_own() -> None:
+    """The rest of a frame can look exactly like a whole audio frame: it is still the rest."""
+    inner = binary_frame(bytes(300), b"wxyz")
+    mask = b"abcd"
+    payload = unmask(bytes(40) + inner, mask)  # masked, this payload ends in `inner`'s bytes
+    frame = binary_frame(payload, mask)
+    audio: list[bytes] = []
+    splitter = FrameSplitter(MAX_PAYLOAD, audio.append, audio.append)
+    splitter.feed(frame[: -len(inner)])
+    splitter.feed(frame[-len(inner) :])
+    assert audio == [payload]
+
+
+def test_a_short_frame_whose_mask_key_looks_like_a_length_is_read_as_sent() -> None:
+    payload = bytes(range(100))
+    mask = bytes((0, 98, 1, 2))  # its first two bytes read as 98, this read's size less 8
+    audio: list[bytes] = []
+    FrameSplitter(MAX_PAYLOAD, audio.append, audio.append).feed(binary_frame(payload, mask))
+    assert audio == [payload]
+
+
+def test_a_whole_long_text_frame_in_one_read_is_not_audio() -> None:
+    protocol = client()
+    protocol.send_text(b"x" * 300)
+    (frame,) = protocol.data_to_send()
+    audio: list[bytes] = []
+    other: list[bytes] = []
+    FrameSplitter(MAX_PAYLOAD, audio.append, other.append).feed(frame)
+    assert audio == [] and other == [frame]
+
+
+def test_a_whole_oversized_frame_in_one_read_is_not_audio() -> None:
+    frame = binary_frame(bytes(300), b"abcd")
+    audio: list[bytes] = []
+    other: list[bytes] = []
+    FrameSplitter(200, audio.append, other.append).feed(frame)
+    assert audio == [] and other == [frame]
 
 
 def test_an_unmasked_frame_is_left_for_websockets_to_refuse() -> None:
