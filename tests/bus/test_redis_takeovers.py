@@ -112,6 +112,8 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
             "consumers": [],
         }, "acknowledged: no worker takes it again"
         assert await r.exists(progress_key(IID)) == 0
+        # Its audio stays a day for whoever investigates, and expires even if a producer goes on.
+        assert 0 < await r.ttl(audio_key(IID)) <= 86_400
         assert isinstance(worker.bus, RedisStreamsBus) and worker.bus.counters.calls_abandoned == 1
         assert worker.manager.get(IID) is None
 

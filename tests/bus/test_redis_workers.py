@@ -180,6 +180,7 @@ async def test_a_call_whose_workers_keep_dying_is_given_up_and_the_last_worker_g
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert [line["takeovers"] for line in abandoned] == [2]
     assert (await r.xpending(CALLS_KEY, GROUP))["pending"] == 0
+    assert 0 < await r.ttl("asr:audio:doomed") <= 86_400
 
 
 async def test_max_sessions_is_respected_and_waiting_calls_lose_nothing(

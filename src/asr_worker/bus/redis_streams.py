@@ -123,6 +123,7 @@ BACKOFF_MAX_S: Final = 2.0
 # A session ended by these reasons did not end the call: the call goes to another worker.
 _HANDOVER_REASONS: Final = frozenset({"shutdown", "shutdown_timeout"})
 _LOST_REASON: Final = "ownership_lost"
+_ABANDONED: Final = "call_abandoned"
 
 
 class CallState(StrEnum):
@@ -211,7 +212,9 @@ class _Outgoing:
     fresh: bool
     data: str
     call: OwnedCall | None
-    finish: str  # 'ack' (the call is over: acknowledge and clean up), 'expire', or ''
+    # 'ack' (the call is over: acknowledge and clean up), 'abandon' (the same, but its audio
+    # is kept a while for whoever investigates), 'expire', or ''
+    finish: str
 
 
 @dataclass(slots=True)
@@ -301,7 +304,7 @@ class RedisStreamsBus:
                     self._hand_over_later(call, seq_no)
                     return
                 call.state = CallState.ENDED
-                finish = "ack"
+                finish = "abandon" if event.get("reason") == _ABANDONED else "ack"
         fresh = kind == "session_started" and not event.get("resumed")
         data = dumps_text(event)
         outgoing = _Outgoing(iid, seq_no, fresh, data, call, finish)
@@ -613,7 +616,9 @@ class RedisStreamsBus:
     def _abandon(self, call: OwnedCall, runner: SessionRunner, takeovers: int) -> None:
         """Workers kept dying while they held this call (its audio may be what kills them):
         end it here, before any of its audio is read, so it cannot stop another. Its
-        `session_ended` acknowledges the entry and removes its audio, as any end does."""
+        `session_ended` acknowledges the entry, as any end does; its audio stays a day, for
+        whoever looks into what stopped the workers (and so that a producer still writing it
+        adds to a stream that expires)."""
         self.counters.calls_abandoned += 1
         covered_s = round(call.fmt.seconds(call.offset), 3)
         log.error(
@@ -621,7 +626,7 @@ class RedisStreamsBus:
             extra={"interaction_id": call.interaction_id, "takeovers": takeovers, "covered_s": covered_s},
         )
         runner.abandon(
-            "call_abandoned",
+            _ABANDONED,
             f"{takeovers} workers stopped without handing this call over (ASR_MAX_TAKEOVERS="
             f"{self._max_takeovers}); it is given up so that it cannot stop more. Final results "
             f"cover its first {covered_s:g} s.",
@@ -825,8 +830,10 @@ class RedisStreamsBus:
         if call is None:
             return
         call.written_seq = max(call.written_seq, *(item.seq for item in group))
-        if group[-1].finish == "ack":
+        finish = group[-1].finish
+        if finish in ("ack", "abandon"):
             self._forget(call)
+        if finish == "ack":  # an abandoned call is counted (and logged) when it is given up
             self.counters.calls_finished += 1
             log.info("call finished", extra={"interaction_id": call.interaction_id, "entry": call.entry_id})
 

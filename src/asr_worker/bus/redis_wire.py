@@ -112,7 +112,7 @@ return {'new', mark}
 )
 
 # KEYS: transcript.{ID}, asr:calls, asr:progress:{ID}, asr:audio:{ID}
-# ARGV: group, consumer, call entry id or '', finish ('ack', 'expire' or ''), ttl, then
+# ARGV: group, consumer, call entry id or '', finish ('ack', 'abandon', 'expire' or ''), ttl, then
 # (seq, fresh, json) per event (seq -1: an event without one, always written). Returns the last
 # seq in the transcript, or -1 if another worker holds the call. Events whose seq is not above
 # the last written one were written already (a retried batch); a fresh session_started
@@ -140,9 +140,10 @@ for i = 6, #ARGV, 3 do
 end
 if ARGV[4] ~= '' then
   redis.call('EXPIRE', KEYS[1], ARGV[5])
-  if ARGV[4] == 'ack' then
+  if ARGV[4] == 'ack' or ARGV[4] == 'abandon' then
     redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
-    redis.call('DEL', KEYS[3], KEYS[4])
+    redis.call('DEL', KEYS[3])
+    if ARGV[4] == 'ack' then redis.call('DEL', KEYS[4]) else redis.call('EXPIRE', KEYS[4], ARGV[5]) end
   end
 end
 return last
