@@ -301,7 +301,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "max_takeovers",
         "ASR_MAX_TAKEOVERS",
-        "give a call up (ack it, error and session_ended) once this many workers died holding it",
+        "give a call up (ack it, error and session_ended) once more than this many workers died holding it",
         _int_range(0, 1000),
     ),
     Option(
