@@ -81,6 +81,7 @@ class Settings:
     local_cpu_threads: int = 1
     local_num_workers: int = 0
     local_language: str = "en"
+    local_endpointing_ms: int = 500
 
 
 # --- parsers: text -> value, raising ValueError with what is allowed --------------------------
@@ -377,6 +378,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "ASR_LOCAL_LANGUAGE",
         "local engine language (a Whisper language code)",
         _language,
+    ),
+    Option(
+        "local_endpointing_ms",
+        "ASR_LOCAL_ENDPOINTING_MS",
+        "local engine: silence that ends an utterance with a speech_final result "
+        "(Deepgram's `endpointing`)",
+        _int_range(32, 10_000),
     ),
 )
 

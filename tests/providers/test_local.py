@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
+from asr_worker.config import Settings
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.provider_events import (
     ProviderError,
@@ -138,6 +139,24 @@ async def test_finals_tile_the_stream_one_per_utterance_with_words(silero: Siler
     assert sum(isinstance(e, SpeechStarted) for e in events) == 3
     assert sum(isinstance(e, UtteranceEnd) for e in events) == 3
     assert isinstance(events[-1], StreamMetadata) and events[-1].duration == pytest.approx(total)
+
+
+@pytest.mark.parametrize(("endpointing_ms", "utterances"), [(250, 2), (1500, 1)])
+async def test_endpointing_is_the_silence_that_ends_an_utterance(
+    silero: SileroVad, speech: Speech, endpointing_ms: int, utterances: int
+) -> None:
+    """Two sentences 0.6 s apart: one utterance each under a short endpointing, one for both
+    under a long one (ASR_LOCAL_ENDPOINTING_MS)."""
+    settings = Settings(local_endpointing_ms=endpointing_ms)
+    vad = LocalOptions.from_settings(settings).vad
+    assert vad.min_silence_ms == endpointing_ms
+    call = speech.call(SENTENCES[4:6], 16000, gap_s=0.6, tail_s=2.0)
+    async with local_provider(silero, vad=vad) as provider:
+        stream = await provider.open(request(call.fmt))
+        events = await play(stream, call.data, call.fmt)
+    spoken = [r for r in finals(events) if r.text and r.speech_final]
+    assert len(spoken) == utterances, [(r.start, r.end) for r in spoken]
+    assert spoken[0].end < call.spoken[1].start_s or utterances == 1
 
 
 async def test_finalize_returns_the_open_utterance_and_covers_everything(

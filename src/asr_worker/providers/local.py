@@ -85,6 +85,7 @@ class LocalOptions:
             cpu_threads=settings.local_cpu_threads,
             num_workers=settings.local_num_workers or max(1, os.cpu_count() or 1),
             language=settings.local_language,
+            vad=VadConfig(min_silence_ms=settings.local_endpointing_ms),
         )
 
 
