@@ -382,8 +382,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "local_endpointing_ms",
         "ASR_LOCAL_ENDPOINTING_MS",
-        "local engine: silence that ends an utterance with a speech_final result "
-        "(Deepgram's `endpointing`)",
+        "local engine: silence that ends an utterance with a speech_final result (Deepgram's `endpointing`)",
         _int_range(32, 10_000),
     ),
 )
