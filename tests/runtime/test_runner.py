@@ -5,7 +5,9 @@ leaves by its max_buffer deadline, with nothing but the runner's own timer to se
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import weakref
 from collections.abc import AsyncIterator
 
 from asr_worker.core.clock import SystemClock
@@ -128,3 +130,21 @@ async def test_a_full_chunk_goes_out_from_feed_without_waking_the_loop() -> None
         assert bytes(stream.received) == FRAME * 4  # sent within the third feed call
         assert runner._waker.parked  # and the loop slept through it
         runner.end("end")
+
+
+async def test_an_ended_session_is_freed_at_once_not_left_to_the_garbage_collector() -> None:
+    """The worker's garbage collector runs its full passes rarely (see cli.run_loop), so an
+    ended session that is part of a reference cycle stays in memory long after its call; in a
+    fault drill they piled up by the hundred. Reference counting alone must free it."""
+    gc.disable()
+    try:
+        runner, provider = await _running(SessionConfig(keepalive_s=30.0))
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(runner.run())
+            await _connected(runner, provider)
+            runner.end("end")
+        session = weakref.ref(runner)  # its core, buffers and stream go with it
+        del runner, provider
+        assert session() is None
+    finally:
+        gc.enable()

@@ -160,6 +160,7 @@ class SessionRunner:
                     for task in self._tasks.values():
                         task.cancel()
         finally:
+            self._waker.close()
             self.done.set()
 
     async def _loop(self, tg: asyncio.TaskGroup) -> None:

@@ -153,7 +153,18 @@ class Waker:
             self._pending = False
             self.parked = False
 
+    def close(self) -> None:
+        """The loop is over: let go of its session. `until_due` is the session's own method, so
+        holding it on would make session and waker a cycle that only a full garbage collection
+        frees; under the worker's GC thresholds ended sessions piled up by the hundred."""
+        self._leave_wheel()
+        self._until_due = _nothing_timed
+
     def _leave_wheel(self) -> None:
         if self._slot is not None:
             self._wheel.discard(self._slot, self)
             self._slot, self._due = None, math.inf
+
+
+def _nothing_timed() -> None:
+    return None
