@@ -172,8 +172,7 @@ class SessionRunner:
                 await self._do(backlog.popleft(), tg)
             if self.core.ended:
                 return
-            deadline = self.core.next_deadline()
-            await self._waker.wait(None if deadline is None else deadline - clock.monotonic())
+            await self._waker.wait(self._until_due())
 
     async def _do(self, action: Action, tg: asyncio.TaskGroup) -> None:
         if isinstance(action, SendAudio):
