@@ -17,6 +17,7 @@ from tests.support.redis_server import (
     RedisServer,
     entries,
     final_words,
+    transcript,
     until,
     wait_for_calls_to_end,
 )
@@ -77,10 +78,13 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
         producer = asyncio.create_task(publish_call(audio, redis_server.url, IID, speed=1))
         await until(lambda: has_final(r, IID))
         ((entry_id, _),) = await entries(r, CALLS_KEY)
-        for _ in range(2):
+        for holding in (1, 2):
 
-            async def served_here() -> bool:
-                return worker.manager.get(IID) is not None
+            async def served_here(holding: int = holding) -> bool:
+                """Held here, and its start written: a thief quicker than that write would make
+                this holding leave no trace (its events are refused once it has lost the call)."""
+                starts = [e for e in await transcript(r, IID) if e["type"] == "session_started"]
+                return worker.manager.get(IID) is not None and len(starts) == holding
 
             await until(served_here, timeout_s=10)  # the call is (back) here
             thief_alive.set()
