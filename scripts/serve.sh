@@ -4,6 +4,5 @@
 # environment variables configure it as `asr-worker serve --help` describes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e . 2>&1 | grep -v '^WARNING: Location' || true
+scripts/install.sh
 exec .venv/bin/asr-worker serve "$@"

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from asr_worker import compiled
 from asr_worker.config import Settings
 from asr_worker.providers.base import Provider
 from asr_worker.providers.mock import MockOptions, MockProvider
@@ -36,6 +37,20 @@ hypothesis_settings.register_profile(
     "hunt", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The hot modules are compiled next to their sources (setup.py); after an edit, Python
+    would still import the old compiled code, and the suite would test that. Refuse."""
+    if os.environ.get("ASR_INTERPRETED") == "1":
+        return  # the sources run
+    if stale := compiled.stale_modules():
+        names = ", ".join(str(path.relative_to(compiled.PACKAGE_DIR.parent)) for path in stale)
+        pytest.exit(
+            f"changed since they were compiled: {names}. Rebuild with `.venv/bin/pip install -e .` "
+            "(scripts/test.sh does), or run them from source with ASR_INTERPRETED=1",
+            returncode=4,
+        )
 
 
 def free_port() -> int:

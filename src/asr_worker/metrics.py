@@ -84,6 +84,12 @@ class WorkerMetrics:
             ["provider", "reason"],
             registry=reg,
         )
+        self.build_info = Gauge(
+            "asr_build_info",
+            "1, labelled with the version and how many modules run compiled (mypyc; 0: interpreted).",
+            ["version", "compiled_modules"],
+            registry=reg,
+        )
         self.errors = Counter("asr_errors", "Error events emitted, by code.", ["code"], registry=reg)
         # Observed on every send (thousands a second): the event loop's own histograms.
         self.forward_wait = LoopHistogram(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, compiled
 from .bus import Bus, make_bus
 from .config import Settings
 from .core.clock import Clock, SystemClock
@@ -104,6 +104,8 @@ class Worker:
                 )
                 # the ingest sockets' event senders are this group's tasks
                 self.port = await server.start(self.settings.host, self.settings.port, tg.create_task)
+                # by now every hot module is imported: the ingest socket's, the provider's
+                self.metrics.build_info.labels(__version__, str(len(compiled.compiled_modules()))).set(1)
                 log.info(
                     "serving",
                     extra={
@@ -111,8 +113,15 @@ class Worker:
                         "port": self.port,
                         "provider": self.provider.name,
                         "bus": self.bus.name,
+                        "build": compiled.describe(),
                     },
                 )
+                if stale := compiled.stale_modules():
+                    log.warning(
+                        "compiled modules are older than their source, so the old code runs: "
+                        "rebuild them with `pip install -e .` (scripts/serve.sh does)",
+                        extra={"sources": [str(path) for path in stale]},
+                    )
                 self.started.set()
                 await stop.wait()
                 log.info("draining", extra={"sessions": len(self.manager.sessions)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from asr_worker import __version__, compiled
 from asr_worker.providers.mock import MockProvider
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -98,6 +99,11 @@ async def test_metrics_are_prometheus_text_with_the_promised_families(
     assert samples["asr_audio_frames_rejected_total"] == 1
     assert samples["asr_sessions_active"] == 0
     assert samples["asr_forward_wait_seconds_count"] >= 1
+    # which build runs: the compiled hot path (a count of modules) or all interpreted (0)
+    (build,) = [name for name in samples if name.startswith("asr_build_info{")]
+    assert samples[build] == 1 and f'version="{__version__}"' in build
+    compiled_count = int(build.split('compiled_modules="')[1].split('"')[0])
+    assert (compiled_count > 0) == ("asr_worker.core.session" in compiled.compiled_modules())
     assert samples["asr_send_gap_seconds_count"] >= 1
     assert samples['asr_transcript_latency_seconds_count{kind="final"}'] >= 1
     assert "asr_provider_connections_reconnected_total" in text and "asr_audio_buffered_seconds" in text
