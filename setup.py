@@ -1,16 +1,17 @@
 """The build: a pure-Python package whose hot path is also compiled, with mypyc.
 
 The modules in `COMPILED` run for every audio frame and every transcript: the session core,
-the ingest frame splitter, Deepgram's message parser and the timer wheel. They import nothing
-but the standard library and each other (and orjson's types). mypyc compiles their typed source
-to C extensions, which Python imports in place of the .py files, and the worker spends about a
-fifth less CPU at 500 calls (README, "Performance").
+the ingest frame splitter, Deepgram's message parser and the timer wheel. They need nothing
+but the standard library, orjson and websockets (the build requirements in pyproject.toml, for
+their types). mypyc compiles their typed source to C extensions, which Python imports in place
+of the .py files, and the worker spends about a fifth less CPU at 500 calls (README,
+"Performance").
 
 An editable install (`pip install -e .`, what scripts/serve.sh and scripts/test.sh run) builds
 them next to their sources; `asr_worker.compiled` reports which ones a process runs, and which
 are older than their source. Where this machine cannot compile them (no C compiler or Python
 headers), or with `ASR_WORKER_COMPILE=0`, the install goes on without them and the same modules
-run interpreted: slower, never different.
+run interpreted: slower, otherwise the same (scripts/test.sh runs their tests both ways).
 """
 
 from __future__ import annotations

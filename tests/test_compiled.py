@@ -113,6 +113,9 @@ def test_a_source_changed_after_it_was_compiled_is_stale(tmp_path: Path) -> None
     os.utime(edited_source, (3_000, 3_000))  # edited after the build
     (tmp_path / f"orphan{suffix}").write_bytes(b"")  # compiled, no source: nothing to compare
     assert compiled.stale_modules(tmp_path) == [edited_source]
+    installed = tmp_path / "lib" / "site-packages" / "asr_worker"
+    shutil.copytree(tmp_path / "core", installed / "core")  # with their times: edited.py is newer
+    assert compiled.stale_modules(installed) == [], "a wheel's files are as old as the install"
 
 
 def test_no_compiled_module_in_this_tree_is_stale() -> None:

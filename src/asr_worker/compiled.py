@@ -36,7 +36,10 @@ def compiled_modules() -> list[str]:
 
 def stale_modules(package_dir: Path = PACKAGE_DIR) -> list[Path]:
     """Compiled modules on disk whose source has changed since they were built: Python would
-    import the old compiled code, not the edited source."""
+    import the old compiled code, not the edited source. Only where sources are edited: in an
+    installed wheel (site-packages) a file's time is when pip wrote it, in no set order."""
+    if {"site-packages", "dist-packages"} & set(package_dir.parts):
+        return []
     stale = []
     for suffix in EXTENSION_SUFFIXES:
         for extension in package_dir.rglob(f"*{suffix}"):
