@@ -118,12 +118,6 @@ def test_a_source_changed_after_it_was_compiled_is_stale(tmp_path: Path) -> None
     assert compiled.stale_modules(installed) == [], "a wheel's files are as old as the install"
 
 
-def test_no_compiled_module_in_this_tree_is_stale() -> None:
-    """An editable install builds them next to the sources; an edit after that would run the
-    old code. tests/conftest.py refuses to start the suite on one; this says it in a report."""
-    assert compiled.stale_modules() == []
-
-
 def _module_files(env: dict[str, str]) -> list[str]:
     code = (
         "import asr_worker.core.session as s, asr_worker.wsframes as w, asr_worker.compiled as c;"
@@ -139,8 +133,7 @@ def test_asr_interpreted_runs_the_sources_of_the_compiled_modules() -> None:
     session, wsframes, described = _module_files({"ASR_INTERPRETED": "1"})
     assert session.endswith("core/session.py") and wsframes.endswith("wsframes.py")
     assert described == "interpreted: no compiled modules"
-    env = {k: v for k, v in os.environ.items() if k != "ASR_INTERPRETED"}
-    session, _, described = _module_files({**env, "ASR_INTERPRETED": "0"})
+    session, _, described = _module_files({"ASR_INTERPRETED": "0"})
     if compiled.stale_modules() == [] and any(
         p.name.startswith("session.") and p.suffix == ".so" for p in (ROOT / "src/asr_worker/core").iterdir()
     ):
