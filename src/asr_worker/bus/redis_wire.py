@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from ..core.audio import AudioFormat, AudioFormatError
 from ..transports.common import BadRequest, check_id, check_optional_id
