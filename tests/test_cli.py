@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,20 +15,8 @@ import pytest
 from asr_worker.tools.audio_files import write_wav
 from tests.conftest import free_port
 from tests.support.audio import PCM8K, frames, silence, speechlike
+from tests.support.cli import CLI, assert_clean_stderr, run_cli
 from tests.support.client import CallClient
-
-CLI = [sys.executable, "-m", "asr_worker"]
-
-
-def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -114,6 +100,7 @@ async def test_sigterm_finalizes_every_session_then_exits_zero(http: aiohttp.Cli
         code = await asyncio.wait_for(process.wait(), 20)
         stderr = (await process.stderr.read()).decode() if process.stderr else ""
     assert code == 0, stderr
+    assert_clean_stderr(stderr)
     for call in calls:
         ended = call.of("session_ended")[0]
         assert ended["reason"] == "shutdown" and ended["audio_s"] == 1.0
@@ -169,6 +156,7 @@ async def test_stream_command_plays_a_file_and_prints_the_events(
         out, err = await asyncio.wait_for(result.communicate(), 30)
     text = out.decode()
     assert result.returncode == 0, err.decode()
+    assert_clean_stderr(err)
     assert "[smoke-1] final" in text and "[smoke-2] final" in text
     assert text.count("session_ended") == 2
     assert "calls 2, ended 2" in err.decode()

@@ -23,9 +23,9 @@ from asr_worker.tools.audio_files import AudioFile, write_wav
 from asr_worker.tools.publish import publish_call
 from tests.conftest import free_port
 from tests.support.audio import PCM8K
+from tests.support.cli import CLI, assert_clean_stderr, run_cli
 from tests.support.redis_server import RedisServer, final_words, transcript, until, wait_for_calls_to_end
-from tests.support.workers import CLI, WorkerProcess, worker_processes
-from tests.test_cli import run_cli
+from tests.support.workers import WorkerProcess, worker_processes
 
 from .conftest import call_audio
 
@@ -247,6 +247,7 @@ async def test_publish_command_puts_a_file_on_the_bus_and_follows_its_transcript
         out, err = await asyncio.wait_for(result.communicate(), 30)
     text = out.decode()
     assert result.returncode == 0, err.decode()
+    assert_clean_stderr(err)
     assert "[cli-1] final" in text and "[cli-1] session_ended reason=end audio_s=1.6" in text
     finals = [line.split(": ", 1)[1] for line in text.splitlines() if "] final" in line and ": " in line]
     assert " ".join(finals).split() == expected_words(audio.data, PCM8K)

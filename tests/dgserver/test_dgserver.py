@@ -25,6 +25,7 @@ from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import read_audio, write_wav
 from tests.conftest import free_port
 from tests.support.audio import PCM8K, frames, silence, speechlike
+from tests.support.cli import assert_clean_stderr
 from tests.support.dg_server import running_dg_server
 from tests.support.speech import SENTENCES, Speech, word_error_rate
 
@@ -243,6 +244,7 @@ async def dg_server_process(*args: str, provider: str = "mock") -> AsyncIterator
         await asyncio.wait_for(process.wait(), 10)
         stderr = await process.stderr.read() if process.stderr else b""
         assert process.returncode == 0, stderr.decode()
+        assert_clean_stderr(stderr)
 
 
 async def sdk_stream(port: int, fmt: AudioFormat, data: bytes, pace_s: float = 0.0) -> list[object]:

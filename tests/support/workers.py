@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ from typing import IO
 import aiohttp
 
 from tests.conftest import free_port
-
-CLI = [sys.executable, "-m", "asr_worker"]
+from tests.support.cli import CLI, assert_clean_stderr
 
 
 @dataclass
@@ -59,7 +57,7 @@ async def worker_processes(
     count: int, redis_url: str, log_dir: Path, **env: str
 ) -> AsyncIterator[list[WorkerProcess]]:
     """`count` workers on the Redis bus with the mock provider, each ready (bus up) before
-    the block starts; killed at its end."""
+    the block starts; killed at its end, when their logs must hold no Python warning."""
     workers: list[WorkerProcess] = []
     try:
         for i in range(count):
@@ -94,6 +92,8 @@ async def worker_processes(
         for worker in workers:
             await worker.process.wait()
             worker.log_file.close()
+    for worker in workers:
+        assert_clean_stderr(worker.log_path.read_text())
 
 
 async def is_ready(http: aiohttp.ClientSession, worker: WorkerProcess) -> bool:

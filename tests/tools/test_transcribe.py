@@ -19,13 +19,14 @@ from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import decode_audio, write_wav
 from asr_worker.tools.transcribe import Display, FileResult
 from tests.support.audio import PCM8K, silence, speechlike
+from tests.support.cli import assert_clean_stderr
 from tests.support.speech import SENTENCES, Speech, word_error_rate
 
 CLI = [sys.executable, "-m", "asr_worker", "transcribe"]
 
 
 def transcribe(*args: str, provider: str = "mock", timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    result = subprocess.run(
         [*CLI, *args],
         env={**os.environ, "ASR_PROVIDER": provider},
         capture_output=True,
@@ -33,6 +34,8 @@ def transcribe(*args: str, provider: str = "mock", timeout: float = 120) -> subp
         timeout=timeout,
         check=False,
     )
+    assert_clean_stderr(result.stderr)
+    return result
 
 
 def encode(path: Path, pcm: np.ndarray, rate: int, codec: str) -> None:
