@@ -494,9 +494,22 @@ class _Connection:
                 self._speaking[ch] = False
             return out
         if isinstance(event, SpeechStarted):
-            return [protocol.speech_started_message(event.channel, channels, event.timestamp)]
+            # Deepgram sends SpeechStarted only to a client that asked (vad_events=true), once per
+            # utterance: the channel is speaking from here, so its Results add no second one.
+            ch = event.channel
+            if not params.vad_events or self._speaking.get(ch):
+                return []
+            self._speaking[ch] = True
+            return [protocol.speech_started_message(ch, channels, event.timestamp)]
         if isinstance(event, UtteranceEnd):
-            return [protocol.utterance_end_message(event.channel, channels, event.last_word_end)]
+            # Only for a client that asked (utterance_end_ms, which needs interim_results), and once
+            # per utterance: the engine's and the one the Results branch makes close the same words.
+            ch = event.channel
+            if not (params.utterance_end_ms and params.interim_results) or ch not in self._last_word_end:
+                return []
+            del self._last_word_end[ch]
+            self._speaking[ch] = False
+            return [protocol.utterance_end_message(ch, channels, event.last_word_end)]
         return []  # StreamMetadata: the server sends its own Metadata at close
 
     async def _reply(self, message: dict[str, object]) -> None:
