@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,35 @@ def test_compressed_files_are_decoded(tmp_path: Path) -> None:
     assert decoded.fmt == PCM8K and decoded.data == pcm.tobytes(), "flac is lossless"
     result = transcribe(str(flac))
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def wav_of(path: Path, samples: bytes, *, tag: int, bits: int, rate: int = 8000) -> None:
+    """A mono WAV in an encoding the worker does not take live (float, 24-bit), as editors write."""
+    frame_bytes = bits // 8
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        *(b"RIFF", 36 + len(samples), b"WAVE", b"fmt ", 16, tag, 1, rate),
+        *(rate * frame_bytes, frame_bytes, bits, b"data", len(samples)),
+    )
+    path.write_bytes(header + samples)
+
+
+@pytest.mark.parametrize("kind", ["float32", "pcm24"])
+def test_wavs_in_any_encoding_ffmpeg_reads_are_converted(tmp_path: Path, kind: str) -> None:
+    audio = call_audio()
+    pcm = np.frombuffer(audio, dtype="<i2")
+    wav = tmp_path / f"{kind}.wav"
+    if kind == "float32":
+        wav_of(wav, (pcm / 32768.0).astype("<f4").tobytes(), tag=3, bits=32)
+    else:
+        wide = pcm.astype("<i4") << 8
+        wav_of(wav, b"".join(int(v).to_bytes(3, "little", signed=True) for v in wide), tag=1, bits=24)
+    decoded = decode_audio(wav)
+    assert decoded.fmt == PCM8K and decoded.data == audio, "both convert to the same 16-bit samples"
+    result = transcribe(str(wav))
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(line.split(maxsplit=1)[1] for line in result.stdout.splitlines())
+    assert printed.split() == expected_words(audio, PCM8K)
 
 
 def test_a_file_it_cannot_read_is_one_clear_line(tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ class AudioFileError(ValueError):
     """A file the tools cannot read; the message names the file and the problem."""
 
 
+class WavEncodingNotTaken(AudioFileError):
+    """A well-formed WAV file in an encoding the worker does not take as it is (32-bit float,
+    24-bit PCM...): FFmpeg can convert it for a file tool, but a live call sends what it says."""
+
+
 @dataclass(frozen=True)
 class AudioFile:
     path: Path
@@ -73,10 +78,10 @@ def _wav_format(path: Path, body: bytes) -> AudioFormat:
         (tag,) = struct.unpack_from("<H", body, 24)
     encoding = _WAV_TAGS.get(tag)
     if encoding is None:
-        raise AudioFileError(f"{path}: WAV format tag {tag} is not PCM, mu-law or A-law")
+        raise WavEncodingNotTaken(f"{path}: WAV format tag {tag} is not PCM, mu-law or A-law")
     expected_bits = 16 if encoding is Encoding.LINEAR16 else 8
     if bits != expected_bits:
-        raise AudioFileError(f"{path}: {bits}-bit {encoding} WAV; the worker takes {expected_bits}-bit")
+        raise WavEncodingNotTaken(f"{path}: {bits}-bit {encoding} WAV; the worker takes {expected_bits}-bit")
     try:
         return AudioFormat.parse(encoding, rate, channels)
     except ValueError as exc:
@@ -107,9 +112,10 @@ def write_wav(path: str | Path, data: bytes, fmt: AudioFormat) -> None:
 
 
 def decode_audio(path: str | Path, raw_format: AudioFormat | None = None) -> AudioFile:
-    """A WAV file as `read_audio` reads it (byte for byte); else, with `raw_format`, raw audio;
-    else whatever PyAV (FFmpeg, which faster-whisper brings) decodes, as 16-bit PCM at its own
-    rate (16 kHz when that is outside 8-48 kHz), mono or stereo (more channels mixed to mono)."""
+    """A WAV file as `read_audio` reads it (byte for byte) when the worker takes its encoding;
+    else, with `raw_format`, raw audio; else (float or 24-bit WAV, flac, mp3, ...) whatever PyAV
+    (FFmpeg, which faster-whisper brings) decodes, as 16-bit PCM at its own rate (16 kHz when
+    that is outside 8-48 kHz), mono or stereo (more channels mixed to mono)."""
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -117,7 +123,10 @@ def decode_audio(path: str | Path, raw_format: AudioFormat | None = None) -> Aud
     except OSError as exc:
         raise AudioFileError(f"{p}: {exc.strerror or exc}") from None
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return read_audio(p)
+        try:
+            return read_audio(p)
+        except WavEncodingNotTaken:
+            return _decode_with_av(p)
     if raw_format is not None:
         return read_audio(p, raw_format)
     return _decode_with_av(p)
