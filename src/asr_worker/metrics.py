@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -71,6 +74,10 @@ class WorkerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.provider = provider
         reg = self.registry
+        # What every Prometheus client exposes by default (process_cpu_seconds_total,
+        # process_resident_memory_bytes, python_gc_*, python_info): dashboards expect them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            reg.register(collector)
         self.sessions_started = Counter("asr_sessions_started", "Sessions started.", registry=reg)
         self.sessions_ended = Counter(
             "asr_sessions_ended", "Sessions ended, by reason.", ["reason"], registry=reg

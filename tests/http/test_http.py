@@ -107,3 +107,8 @@ async def test_metrics_are_prometheus_text_with_the_promised_families(
     assert samples["asr_send_gap_seconds_count"] >= 1
     assert samples['asr_transcript_latency_seconds_count{kind="final"}'] >= 1
     assert "asr_provider_connections_reconnected_total" in text and "asr_audio_buffered_seconds" in text
+    # the Prometheus client's standard process and runtime series, as every exporter has
+    assert samples["process_resident_memory_bytes"] > 0 and samples["process_cpu_seconds_total"] > 0
+    assert samples["process_open_fds"] > 0
+    assert any(name.startswith("python_info{") for name in samples)
+    assert any(name.startswith("python_gc_objects_collected_total{") for name in samples)
