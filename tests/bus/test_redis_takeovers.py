@@ -8,8 +8,9 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from asr_worker.bus.redis_streams import RedisStreamsBus, _Scripts
-from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key
+from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis.scripts import Scripts
+from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.publish import publish_call
 from tests.support.audio import PCM8K
@@ -44,7 +45,7 @@ async def moves_to(r: aioredis.Redis, entry_id: str, consumer: str) -> None:
 async def test_start_counts_takeovers_and_not_hand_overs(
     redis_server: RedisServer, r: aioredis.Redis
 ) -> None:
-    scripts = _Scripts(r)
+    scripts = Scripts(r)
     entry_id = await pending_entry(r, "a")
     assert (await scripts.start(IID, "a", entry_id, 1))[0] == "new"
     await r.hset(progress_key(IID), "offset", "16000")  # a's progress
