@@ -8,8 +8,10 @@ An `OwnedCall` is shared by the bus's loops, so each part of it has one writer:
 * `progress` (a `SavedProgress`): the writer alone, after intake set it up.
 * `fed` (a `FedEntries`): where the two meet; the reader records each entry it feeds, the
   writer asks where a covered offset falls and so drops what finals have covered.
-* the session (`runner`, `source_id`): intake opens it; the methods under "the call's
-  session" are the only code that drives it, so the bus joins a session in one place.
+* the session (`runner`, `source_id`): driven only through the methods under "the call's
+  session", so the bus joins a session in one place. Intake opens it (and joins it, or
+  abandons a call workers kept dying on); the audio reader feeds, ends, joins and leaves it
+  as the producer comes and goes; the writer ends it when another worker holds the call.
 
 `CallTable` holds them by interaction id: intake adds a call, the writer forgets it once it is
 over (or intake, if the session was refused).

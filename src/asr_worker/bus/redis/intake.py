@@ -29,6 +29,7 @@ from .calls import (
     OwnedCall,
     SavedProgress,
 )
+from .scripts import Start, Verdict
 from .wire import (
     CALLS_KEY,
     GROUP,
@@ -43,7 +44,6 @@ from .wire import (
     parse_announcement,
     streams,
     text,
-    to_int,
     transcript_key,
     wake_or_timeout,
 )
@@ -164,66 +164,31 @@ class Intake:
 
     async def _take(self, entry_id: str, fields: Fields, *, claimed: bool) -> None:
         """Start (or resume) the call an entry of asr:calls announces."""
-        announcement, iid, problem = parse_announcement(fields.get(b"data"))
+        announcement, readable_iid, problem = parse_announcement(fields.get(b"data"))
+        if announcement is None:
+            await self._skip_bad(entry_id, readable_iid, problem)
+            return
+        iid = announcement.interaction_id
+        if await self._clashes(entry_id, iid):
+            return
         link = self._link
         client, scripts, consumer = link.client, link.scripts, link.consumer
         handback_idle_ms = self._timing.handback_idle_ms
-        if announcement is None:
-            self._counters.bad_calls += 1
-            log.warning(
-                "bad call announcement; acknowledged and skipped",
-                extra={"entry": entry_id, "problem": problem},
-            )
-            if iid is not None:
-                error = {"type": "error", "interaction_id": iid, "code": "bad_call", "message": problem}
-                await client.xadd(transcript_key(iid), {"data": json.dumps(error)})
-                await client.expire(transcript_key(iid), TRANSCRIPT_TTL_S)
-            await client.xack(CALLS_KEY, GROUP, entry_id)
+        start = await scripts.start(iid, consumer, entry_id, self._max_takeovers)
+        if start.verdict is Verdict.LOST:
             return
-        iid = announcement.interaction_id
-        known = self._calls.get(iid)
-        if known is not None and known.state is CallState.LOST:
-            # Its session here is still winding down; let another worker (or a later scan) take it.
-            await scripts.claim_own(consumer, [entry_id], idle_ms=handback_idle_ms)
-            return
-        if known is not None:
-            self._counters.bad_calls += 1
-            log.warning(
-                "second announcement of a call this worker owns; acknowledged",
-                extra={"interaction_id": iid, "entry": entry_id},
-            )
-            await client.xack(CALLS_KEY, GROUP, entry_id)
-            return
-        if self.manager.get(iid) is not None:
-            log.warning(
-                "a session for this call already runs here from another source; handing the entry back",
-                extra={"interaction_id": iid},
-            )
-            await scripts.claim_own(consumer, [entry_id], idle_ms=handback_idle_ms)
-            return
-        reply = await scripts.start(iid, consumer, entry_id, self._max_takeovers)
-        verdict = reply[0] if reply else "lost"
-        if verdict == "lost":
-            return
-        if verdict == "duplicate":
+        if start.verdict is Verdict.DUPLICATE:
             self._counters.bad_calls += 1
             log.warning(
                 "duplicate announcement of a live call; acknowledged",
-                extra={
-                    "interaction_id": iid,
-                    "entry": entry_id,
-                    "live_entry": reply[1] if len(reply) > 1 else "",
-                },
+                extra={"interaction_id": iid, "entry": entry_id, "live_entry": start.live_entry},
             )
             await client.xack(CALLS_KEY, GROUP, entry_id)
             return
-        mark = reply[1] if len(reply) > 1 else "0-0"
-        call = OwnedCall(iid, announcement.tenant_id, announcement.fmt, entry_id, mark)
+        call = OwnedCall(iid, announcement.tenant_id, announcement.fmt, entry_id, start.mark)
         resume: Resume | None = None
-        if verdict in ("resume", "poison") and len(reply) >= 6:
-            resume = await self._resume(
-                call, after=reply[2], next_entry=reply[3], skip=to_int(reply[4]), offset=to_int(reply[5])
-            )
+        if start.verdict in (Verdict.RESUME, Verdict.POISON):
+            resume = await self._resume(call, start)
         # Known before the session opens: the session's first events must find their call.
         self._calls.add(call)
         try:
@@ -236,8 +201,8 @@ class Intake:
             )
             await scripts.hand_back(consumer, iid, entry_id, idle_ms=handback_idle_ms)
             return
-        if verdict == "poison":
-            self._abandon(call, takeovers=to_int(reply[6]) if len(reply) > 6 else 0)
+        if start.verdict is Verdict.POISON:
+            self._abandon(call, takeovers=start.takeovers)
             return
         call.join()
         if claimed:
@@ -254,6 +219,45 @@ class Intake:
                 "resumed_at_s": None if resume is None else round(announcement.fmt.seconds(resume.offset), 3),
             },
         )
+
+    async def _skip_bad(self, entry_id: str, iid: str | None, problem: str) -> None:
+        """An announcement no call can start from: acknowledged, and said on the call's
+        transcript if its id is readable."""
+        client = self._link.client
+        self._counters.bad_calls += 1
+        log.warning(
+            "bad call announcement; acknowledged and skipped", extra={"entry": entry_id, "problem": problem}
+        )
+        if iid is not None:
+            error = {"type": "error", "interaction_id": iid, "code": "bad_call", "message": problem}
+            await client.xadd(transcript_key(iid), {"data": json.dumps(error)})
+            await client.expire(transcript_key(iid), TRANSCRIPT_TTL_S)
+        await client.xack(CALLS_KEY, GROUP, entry_id)
+
+    async def _clashes(self, entry_id: str, iid: str) -> bool:
+        """The call already has a session here: a second announcement of a call this worker
+        owns is acknowledged; a call another source serves here, or one lost that still
+        winds down here, is handed back for another worker (or a later scan) to take."""
+        link = self._link
+        known = self._calls.get(iid)
+        if known is None:
+            if self.manager.get(iid) is None:
+                return False
+            log.warning(
+                "a session for this call already runs here from another source; handing the entry back",
+                extra={"interaction_id": iid},
+            )
+        elif known.state is not CallState.LOST:
+            self._counters.bad_calls += 1
+            log.warning(
+                "second announcement of a call this worker owns; acknowledged",
+                extra={"interaction_id": iid, "entry": entry_id},
+            )
+            await link.client.xack(CALLS_KEY, GROUP, entry_id)
+            return True
+        # else lost: its session here is still winding down
+        await link.scripts.claim_own(link.consumer, [entry_id], idle_ms=self._timing.handback_idle_ms)
+        return True
 
     def _abandon(self, call: OwnedCall, takeovers: int) -> None:
         """Workers kept dying while they held this call (its audio may be what kills them):
@@ -274,17 +278,15 @@ class Intake:
             f"cover its first {covered_s:g} s.",
         )
 
-    async def _resume(
-        self, call: OwnedCall, *, after: str, next_entry: str, skip: int, offset: int
-    ) -> Resume | None:
+    async def _resume(self, call: OwnedCall, start: Start) -> Resume | None:
         """From the progress hash and the transcript's tail: where the call continues. Sets
         the call's cursor and progress to that point (the call is not shared yet)."""
-        fmt = call.fmt
+        fmt, after = call.fmt, start.after
         last_seq, finalized = await self._transcript_tail(call.interaction_id, call.mark, fmt.channels)
-        if last_seq is None and offset == 0:
+        if last_seq is None and start.offset == 0:
             return None  # nothing of this call was published: it starts afresh
-        offset -= offset % fmt.frame_bytes
-        call.cursor = AudioCursor(read_after=after, offset=offset, skip_entry=next_entry, skip=skip)
+        offset = start.offset - start.offset % fmt.frame_bytes
+        call.cursor = AudioCursor(read_after=after, offset=offset, skip_entry=start.next, skip=start.skip)
         call.progress = SavedProgress(saved_offset=offset, saved_after=after, written_seq=last_seq or 0)
         call.fed = FedEntries(after)
         return Resume(offset=offset, seq=last_seq or 0, finalized_s=tuple(f or 0.0 for f in finalized))

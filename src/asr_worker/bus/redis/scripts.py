@@ -8,6 +8,8 @@ interleave a write with the call's new owner.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
@@ -21,6 +23,7 @@ from .wire import (
     int_or,
     progress_key,
     text,
+    to_int,
     transcript_key,
 )
 
@@ -164,6 +167,47 @@ return out
 )
 
 
+class Verdict(StrEnum):
+    """What the start script made of a call entry this worker was handed."""
+
+    NEW = "new"  # nobody began the call: start it
+    RESUME = "resume"  # another worker began it: continue from its saved progress
+    POISON = "poison"  # workers kept dying holding it (ASR_MAX_TAKEOVERS): give it up unread
+    DUPLICATE = "duplicate"  # another entry announces the same call, and someone holds it
+    LOST = "lost"  # this worker does not hold the entry (any more)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    verdict: Verdict
+    mark: str = "0-0"  # the transcript's last id before the call's first event
+    after: str = "0-0"  # RESUME, POISON: the saved progress (ProgressPoint's fields)
+    next: str = ""
+    skip: int = 0
+    offset: int = 0
+    takeovers: int = 0  # RESUME, POISON: workers that stopped holding the call, uncounted hand-overs
+    live_entry: str = ""  # DUPLICATE: the entry that announced the call first
+
+    @classmethod
+    def parse(cls, reply: list[str]) -> Start:
+        verdict = next((v for v in Verdict if reply and reply[0] == v.value), Verdict.LOST)
+        if verdict is Verdict.NEW and len(reply) > 1:
+            return cls(verdict, mark=reply[1])
+        if verdict is Verdict.DUPLICATE and len(reply) > 1:
+            return cls(verdict, live_entry=reply[1])
+        if verdict in (Verdict.RESUME, Verdict.POISON) and len(reply) >= 7:
+            mark, after, next_entry, skip, offset, takeovers = reply[1:7]
+            return cls(verdict, mark, after, next_entry, to_int(skip), to_int(offset), to_int(takeovers))
+        return cls(verdict)
+
+
+class NotHeld(StrEnum):
+    """Why an entry this worker refreshed is not its own."""
+
+    TAKEN = "taken"  # another worker holds it
+    GONE = "gone"  # nobody does (acknowledged, or Redis lost it)
+
+
 class Scripts:
     """The scripts, registered on one client; each call returns what its caller needs, parsed."""
 
@@ -175,15 +219,12 @@ class Scripts:
         self._claim_own = client.register_script(CLAIM_OWN_SCRIPT)
         self._hand_back = client.register_script(HAND_BACK_SCRIPT)
 
-    async def start(self, iid: str, consumer: str, entry_id: str, max_takeovers: int) -> list[str]:
-        """[verdict, ...]: 'new' and the transcript mark; 'resume' or 'poison' with the saved
-        progress (mark, after, next, skip, offset) and the takeover count; 'duplicate' and the
-        live entry; 'lost'."""
+    async def start(self, iid: str, consumer: str, entry_id: str, max_takeovers: int) -> Start:
         raw: object = await self._start(
             keys=[CALLS_KEY, progress_key(iid), transcript_key(iid)],
             args=[GROUP, consumer, entry_id, max_takeovers],
         )
-        return [text(v) for v in raw] if isinstance(raw, list) else []
+        return Start.parse([text(v) for v in raw] if isinstance(raw, list) else [])
 
     async def write_events(
         self, consumer: str, groups: Sequence[Sequence[Outgoing]], *, retry: bool
@@ -244,6 +285,11 @@ class Scripts:
         )
         return int_or(raw)
 
-    async def claim_own(self, consumer: str, entry_ids: list[str], *, idle_ms: int) -> list[str]:
+    async def claim_own(self, consumer: str, entry_ids: list[str], *, idle_ms: int) -> dict[str, NotHeld]:
+        """Set the idle time of the entries this worker holds; the others, and why not."""
         raw: object = await self._claim_own(keys=[CALLS_KEY], args=[GROUP, consumer, idle_ms, *entry_ids])
-        return [text(v) for v in raw] if isinstance(raw, list) else []
+        reply = [text(v) for v in raw] if isinstance(raw, list) else []
+        return {
+            entry_id: NotHeld.TAKEN if why == NotHeld.TAKEN.value else NotHeld.GONE
+            for entry_id, why in zip(reply[::2], reply[1::2], strict=False)
+        }

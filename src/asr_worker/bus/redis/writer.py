@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 from ...jsonwire import dumps_text
 from .calls import ABANDONED, CallState, CallTable, ClaimTiming, OwnedCall, PendingProgress
 from .outbox import Finish, Outbox, Outgoing
+from .scripts import NotHeld
 from .wire import REDIS_ERRORS, honour_cancel, next_id, wake_or_timeout
 
 if TYPE_CHECKING:
@@ -260,12 +261,12 @@ class Writer:
         if not ids:
             return
         link = self._link
-        reply = await link.scripts.claim_own(link.consumer, list(ids), idle_ms=0)
-        for entry_id, why in zip(reply[::2], reply[1::2], strict=False):
+        not_held = await link.scripts.claim_own(link.consumer, list(ids), idle_ms=0)
+        for entry_id, why in not_held.items():
             call = ids.get(entry_id)
             if call is None:
                 continue
-            if why == "taken":
+            if why is NotHeld.TAKEN:
                 self._lose(call, "another worker claimed the call (this one was unreachable too long)")
             else:
                 self._entry_gone(call)
