@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_worker.bus.redis_wire import redis_client, transcript_key
+from asr_worker.bus.redis.wire import redis_client, transcript_key
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import AudioFile

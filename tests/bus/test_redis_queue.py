@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from asr_worker.bus import redis_streams
-from asr_worker.bus.redis_streams import RedisStreamsBus
-from asr_worker.bus.redis_wire import Frame, next_id, parse_announcement, parse_frame
+from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis.outbox import Finish, Outbox, Outgoing
+from asr_worker.bus.redis.wire import Frame, next_id, parse_announcement, parse_frame
 from asr_worker.config import Settings
 from tests.support.audio import PCM8K
 
@@ -23,34 +21,45 @@ def event(seq: int, kind: str = "transcript", *, final: bool = True, call: str =
     return body
 
 
-def queued(bus: RedisStreamsBus) -> list[tuple[str, int]]:
-    return [(json.loads(item.data)["type"], item.seq) for item in bus._outbox]
+def outgoing(seq: int, kind: str = "transcript", *, final: bool = True, call: str = "q-1") -> Outgoing:
+    finish = Finish.EXPIRE if kind == "session_ended" else Finish.NONE
+    data = json.dumps(event(seq, kind, final=final, call=call))
+    return Outgoing(call, seq, False, data, None, finish, interim=not final)
 
 
-def test_the_queue_is_bounded_dropping_interims_first_then_the_oldest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(redis_streams, "MAX_QUEUED_EVENTS", 4)
-    bus = RedisStreamsBus(Settings(pubsub_adapter="redis_streams"))
+def test_the_queue_is_bounded_dropping_interims_first_then_the_oldest() -> None:
+    outbox = Outbox(max_events=4)
+    for seq in range(1, 5):
+        assert outbox.put(outgoing(seq)) is None
+    dropped = outbox.put(outgoing(5, final=False))  # full: the incoming interim goes
+    assert dropped is not None and dropped.seq == 5
+    assert outbox.queued() == [("q-1", 1), ("q-1", 2), ("q-1", 3), ("q-1", 4)]
+    dropped = outbox.put(outgoing(6))  # full: a final makes room by dropping the oldest
+    assert dropped is not None and dropped.seq == 1
+    assert outbox.queued() == [("q-1", 2), ("q-1", 3), ("q-1", 4), ("q-1", 6)]
+
+
+def test_a_call_end_is_never_dropped() -> None:
+    outbox = Outbox(max_events=2)
+    outbox.put(outgoing(9, "session_ended", call="a"))
+    outbox.put(outgoing(9, "session_ended", call="b"))
+    assert outbox.put(outgoing(3, call="c")) is None  # nothing droppable: kept, beyond the bound by one
+    assert outbox.queued() == [("a", 9), ("b", 9), ("c", 3)]
+    dropped = outbox.put(outgoing(4, call="c"))
+    assert dropped is not None and (dropped.interaction_id, dropped.seq) == ("c", 3)
+    assert outbox.queued() == [("a", 9), ("b", 9), ("c", 4)]
+
+
+def test_the_bus_counts_and_shows_what_its_full_queue_dropped() -> None:
+    """Redis never connected: every event waits, and past the bound the bus drops and says so."""
+    bus = RedisStreamsBus(Settings(pubsub_adapter="redis_streams"), max_queued_events=4)
     for seq in range(1, 5):
         bus.publish(event(seq))
-    bus.publish(event(5, final=False))  # full: the incoming interim goes
-    assert [seq for _, seq in queued(bus)] == [1, 2, 3, 4]
-    bus.publish(event(6))  # full: a final makes room by dropping the oldest
-    assert [seq for _, seq in queued(bus)] == [2, 3, 4, 6]
+    assert bus.status()["eventsQueued"] == 4 and bus.status()["eventsDropped"] == 0
+    bus.publish(event(5, final=False))
+    bus.publish(event(6))
     assert bus.counters.events_dropped == 2
     assert bus.status()["eventsDropped"] == 2 and bus.status()["eventsQueued"] == 4
-
-
-def test_a_call_end_is_never_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_streams, "MAX_QUEUED_EVENTS", 2)
-    bus = RedisStreamsBus(Settings(pubsub_adapter="redis_streams"))
-    bus.publish(event(9, "session_ended", call="a"))
-    bus.publish(event(9, "session_ended", call="b"))
-    bus.publish(event(3, call="c"))  # nothing droppable: kept, beyond the bound by one
-    assert queued(bus) == [("session_ended", 9), ("session_ended", 9), ("transcript", 3)]
-    bus.publish(event(4, call="c"))
-    assert queued(bus) == [("session_ended", 9), ("session_ended", 9), ("transcript", 4)]
 
 
 def test_announcements_and_frames_are_checked() -> None:

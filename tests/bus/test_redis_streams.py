@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from asr_worker.bus import redis_streams
-from asr_worker.bus.redis_streams import RedisStreamsBus
-from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
+from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis.housekeeping import Housekeeping
+from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.publish import publish_call
@@ -326,7 +326,7 @@ async def test_while_the_provider_is_away_the_audio_waits_in_redis_and_none_is_s
 
 
 async def test_housekeeping_trims_finished_calls_and_forgets_dead_consumers(
-    redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider
 ) -> None:
     async with bus_worker(mock_provider, redis_server, max_sessions=1) as worker:
         for i in range(3):
@@ -340,10 +340,10 @@ async def test_housekeeping_trims_finished_calls_and_forgets_dead_consumers(
             await r.xadd(CALLS_KEY, {"data": json.dumps({"interaction_id": "waiting", "sample_rate": 8000})})
             bus_under_test = worker.bus
             assert isinstance(bus_under_test, RedisStreamsBus)
-            bus_under_test._claim_idle_s = 0.001
-            monkeypatch.setattr(redis_streams, "DEAD_CONSUMER_MIN_S", 0.001)  # "long gone" is old enough
+            # A sweep by this worker, with "long gone" old enough for the consumer just made.
+            housekeeping = Housekeeping(bus_under_test.consumer, dead_consumer_after_s=0.001)
             await asyncio.sleep(0.01)
-            await bus_under_test._housekeeping()
+            await housekeeping.sweep(r)
             left = [json.loads(f[b"data"])["interaction_id"] for _, f in await entries(r, CALLS_KEY)]
             assert left == ["live", "waiting"], "only finished calls were trimmed"
             consumers = [c["name"] for c in await r.xinfo_consumers(CALLS_KEY, GROUP)]

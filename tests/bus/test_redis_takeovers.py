@@ -8,8 +8,9 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from asr_worker.bus.redis_streams import RedisStreamsBus, _Scripts
-from asr_worker.bus.redis_wire import CALLS_KEY, GROUP, audio_key, progress_key
+from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis.scripts import Scripts, Verdict
+from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.publish import publish_call
 from tests.support.audio import PCM8K
@@ -44,21 +45,24 @@ async def moves_to(r: aioredis.Redis, entry_id: str, consumer: str) -> None:
 async def test_start_counts_takeovers_and_not_hand_overs(
     redis_server: RedisServer, r: aioredis.Redis
 ) -> None:
-    scripts = _Scripts(r)
+    scripts = Scripts(r)
     entry_id = await pending_entry(r, "a")
-    assert (await scripts.start(IID, "a", entry_id, 1))[0] == "new"
+    assert (await scripts.start(IID, "a", entry_id, 1)).verdict is Verdict.NEW
     await r.hset(progress_key(IID), "offset", "16000")  # a's progress
     assert await scripts.hand_back("b", IID, entry_id, idle_ms=0) == 0, "only the holder hands back"
     assert await scripts.hand_back("a", IID, entry_id, idle_ms=0) == 1  # shutdown: handed over
     await moves_to(r, entry_id, "b")
-    verdict, *point, takeovers = await scripts.start(IID, "b", entry_id, 1)
-    assert (verdict, point[4], takeovers) == ("resume", "16000", "0")
+    start = await scripts.start(IID, "b", entry_id, 1)
+    assert (start.verdict, start.offset, start.takeovers) == (Verdict.RESUME, 16000, 0)
     await moves_to(r, entry_id, "c")  # b died holding it
-    assert (await scripts.start(IID, "c", entry_id, 1))[::6] == ["resume", "1"]
+    start = await scripts.start(IID, "c", entry_id, 1)
+    assert (start.verdict, start.takeovers) == (Verdict.RESUME, 1)
     await moves_to(r, entry_id, "d")  # so did c: past the most (1)
-    assert (await scripts.start(IID, "d", entry_id, 1))[::6] == ["poison", "2"]
+    start = await scripts.start(IID, "d", entry_id, 1)
+    assert (start.verdict, start.takeovers) == (Verdict.POISON, 2)
     # Every start by a worker that did not get the call handed to it counts again.
-    assert (await scripts.start(IID, "d", entry_id, 5))[::6] == ["resume", "3"]
+    start = await scripts.start(IID, "d", entry_id, 5)
+    assert (start.verdict, start.takeovers) == (Verdict.RESUME, 3)
 
 
 async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_goes_on(

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from asr_worker.bus.redis_wire import CALLS_KEY, GROUP
+from asr_worker.bus.redis.wire import CALLS_KEY, GROUP
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import AudioFile, write_wav
 from asr_worker.tools.publish import publish_call

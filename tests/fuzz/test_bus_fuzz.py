@@ -12,7 +12,7 @@ import math
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from asr_worker.bus.redis_wire import (
+from asr_worker.bus.redis.wire import (
     MAX_SEQ,
     Announcement,
     Frame,

@@ -97,7 +97,7 @@ async def _connected(runner: SessionRunner, provider: OneStream) -> None:
     assert runner.feed(FRAME)
     await asyncio.wait_for(provider.stream.arrived.wait(), 5)
     for _ in range(100):  # a few loop turns: the session loop carries out the open, then parks
-        if runner._waker.parked:
+        if runner.loop_parked:
             return
         await asyncio.sleep(0)
     raise AssertionError("the session loop did not go back to sleep")
@@ -128,7 +128,7 @@ async def test_a_full_chunk_goes_out_from_feed_without_waking_the_loop() -> None
         for _ in range(3):
             assert runner.feed(FRAME)
         assert bytes(stream.received) == FRAME * 4  # sent within the third feed call
-        assert runner._waker.parked  # and the loop slept through it
+        assert runner.loop_parked  # and the loop slept through it
         runner.end("end")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 import redis.asyncio as aioredis
 
-from asr_worker.bus.redis_wire import transcript_key
+from asr_worker.bus.redis.wire import transcript_key
 from tests.conftest import free_port
 
 Event = dict[str, object]

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 # One line per bus; each module has `create(settings) -> Bus`.
 BUSES: dict[str, str] = {
     "in_memory": "asr_worker.bus.in_memory",
-    "redis_streams": "asr_worker.bus.redis_streams",
+    "redis_streams": "asr_worker.bus.redis",
 }
 
 

@@ -2,13 +2,13 @@
 
 One `LocalProvider` per process holds the model (loaded once, in a thread, when the worker
 starts: `run`), the Silero VAD, and the decode pool every call shares. A `LocalStream` is one
-call's stream; each of its channels is an utterance stream of its own:
+call's stream; each of its channels is an utterance stream of its own (`engine/channel.py`):
 
     bytes -> int16 -> 16 kHz float (soxr) -> Silero VAD -> Segmenter -> utterances
     open utterance --(every ~0.7 s of new audio, when a decoder is spare)--> interim
     closed utterance --(queued, finals first)--> final with word times
 
-Results follow the provider contract (Deepgram's shape): times in seconds from the stream's
+Results follow the provider interface (Deepgram's shape): times in seconds from the stream's
 first byte; a channel's finals tile its timeline, so every utterance's final covers the
 silence before it, and silence with no speech gets an empty final about every second (the
 core frees its replay buffer by this coverage); finals are emitted in order even though their
@@ -35,22 +35,13 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat
-from ..core.provider_events import (
-    ProviderError,
-    ProviderEvent,
-    SpeechStarted,
-    StreamMetadata,
-    TranscriptResult,
-    UtteranceEnd,
-    Word,
-)
-from ..engine.agreement import Agreement, normalize
+from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
+from ..engine.channel import Channel, ChannelEngine, ChannelOptions
 from ..engine.model import ModelChoice, ModelError, resolve_model
-from ..engine.resample import SAMPLE_RATE, Float32Array, StreamResampler, split_channels
-from ..engine.scheduler import DecodePool, Job, JobKind, Overloaded, Scheduler
-from ..engine.vad import Segmenter as VadSegmenter
-from ..engine.vad import SileroVad, Utterance, VadConfig, VadStream
-from ..engine.whisper import Decoded, DecodedWord, Decoder, WhisperDecoder, WhisperOptions
+from ..engine.resample import SAMPLE_RATE, split_channels
+from ..engine.scheduler import DecodePool, Scheduler
+from ..engine.vad import SileroVad, VadConfig
+from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
 from .base import ProviderHealth, ResultQueue, StreamRequest
 
 if TYPE_CHECKING:
@@ -111,6 +102,18 @@ class LocalProvider:
         self.pool = DecodePool(self.scheduler, opts.num_workers, clock)
         self.metrics = self.pool.metrics
         self.clock = clock
+        self.channel_engine = ChannelEngine(
+            scheduler=self.scheduler,
+            wake_pool=self.pool.wake,
+            clock=clock,
+            metrics=self.metrics,
+            options=ChannelOptions(
+                vad=opts.vad,
+                interim_interval_s=opts.interim_interval_s,
+                first_interim_s=opts.first_interim_s,
+                silence_final_s=opts.silence_final_s,
+            ),
+        )
         self._decoder = decoder
         self._vad = vad
         self._error: str | None = None
@@ -198,241 +201,25 @@ class LocalProvider:
             raise ProviderError(
                 "engine_busy", "the local speech engine is too far behind to take a call", retryable=True
             )
-        return LocalStream(self, request, self._vad)
-
-
-@dataclass(eq=False, slots=True)
-class _Slot:
-    """One final of a channel, in order: covers [start, end) of the channel's 16 kHz timeline."""
-
-    start: int
-    end: int
-    audio_start: int = 0  # where the decoded audio began (word times are relative to it)
-    speech_end: int | None = None  # None: a silence final, nothing to decode
-    endpointed: bool = False
-    from_finalize: bool = False
-    end_s: float | None = None  # exact end in seconds (at Finalize), else end / 16 kHz
-    result: Decoded | None = None
-    done: bool = False
-
-
-class _Channel:
-    """One channel of a stream: its audio, VAD, utterances and finals."""
-
-    def __init__(self, stream: LocalStream, index: int, vad: VadStream) -> None:
-        self.stream = stream
-        self.index = index
-        self.resampler = StreamResampler(stream.fmt.sample_rate)
-        self.vad = vad
-        self.segmenter = VadSegmenter(stream.provider.options.vad)
-        self.agreement = Agreement()
-        self.position = 0  # 16 kHz samples received
-        self.covered = 0  # end of the last final queued
-        self.slots: deque[_Slot] = deque()
-        self._chunks: deque[tuple[int, Float32Array]] = deque()  # (start position, samples)
-        self.utterance = 0  # id of the open (or last) utterance
-        self.interim_wanted = False
-        self.interim_end = 0  # audio end of the last interim requested
-
-    # --- audio ------------------------------------------------------------------------------
-
-    def take(self, samples: Float32Array, now: float) -> None:
-        out = self.resampler.push(samples)
-        self._append(out)
-        was_open = self.segmenter.open_start is not None
-        for utterance in self.segmenter.push(self.vad.push(out)):
-            self._close(utterance, now)
-            was_open = False
-        if self.segmenter.open_start is not None and not was_open:
-            self._opened()
-        self._silence_final()
-        self._maybe_want_interim(now)
-
-    def finalize(self, end_s: float, now: float) -> None:
-        self._append(self.resampler.flush())
-        for closed in self.segmenter.push(self.vad.push(np.zeros(0, dtype=np.float32))):
-            self._close(closed, now)
-        last = self.segmenter.close_now(self.position)
-        if last is not None:
-            self._close(last, now, from_finalize=True, end_s=end_s)
-        else:
-            self.slots.append(_Slot(self.covered, self.position, from_finalize=True, end_s=end_s, done=True))
-            self.covered = self.position
-        self.segmenter.floor = self.position
-        self.stream.scheduler.cancel_interim(self)
-        self.interim_wanted = False
-
-    def _append(self, samples: Float32Array) -> None:
-        if samples.size:
-            self._chunks.append((self.position, samples))
-            self.position += samples.size
-        # Keep what a future utterance may start from (its padding reaches back), no more.
-        keep_from = self.segmenter.open_start
-        if keep_from is None:
-            keep_from = max(self.covered, self.segmenter.position - 2 * self.segmenter.config.samples(1000))
-        while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= keep_from:
-            self._chunks.popleft()
-
-    def audio(self, start: int, end: int) -> Float32Array:
-        parts = []
-        for pos, chunk in self._chunks:
-            lo, hi = max(start, pos), min(end, pos + chunk.size)
-            if lo < hi:
-                parts.append(chunk[lo - pos : hi - pos])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-    # --- utterances -------------------------------------------------------------------------
-
-    def _opened(self) -> None:
-        self.utterance += 1
-        self.agreement.reset()
-        self.interim_end = self.segmenter.open_start or self.position
-        start = self.segmenter.speech_start or 0
-        self.stream.push(SpeechStarted(self.index, start / SAMPLE_RATE))
-
-    def _close(
-        self, utterance: Utterance, now: float, *, from_finalize: bool = False, end_s: float | None = None
-    ) -> None:
-        slot = _Slot(
-            self.covered,
-            utterance.end,
-            audio_start=utterance.start,
-            speech_end=utterance.speech_end,
-            endpointed=utterance.endpointed,
-            from_finalize=from_finalize,
-            end_s=end_s,
-        )
-        self.slots.append(slot)
-        self.covered = utterance.end
-        self.utterance += 1  # interims still in flight for it are stale now
-        self.stream.scheduler.cancel_interim(self)
-        self.interim_wanted = False
-        self.agreement.reset()
-        audio = self.audio(utterance.start, utterance.end)
-        job = Job(JobKind.FINAL, self, audio, now, lambda result: self._final_done(slot, result))
-        try:
-            self.stream.scheduler.add_final(job)
-        except Overloaded as exc:
-            self.stream.provider.metrics.refused.inc()
-            raise ProviderError(
-                "engine_overloaded", f"the local speech engine is behind: {exc}", retryable=True
-            ) from None
-        self.stream.provider.pool.wake()
-
-    def _silence_final(self) -> None:
-        """Through silence, an empty final about every second: coverage keeps moving."""
-        if self.segmenter.open_start is not None:
-            return
-        pad = self.segmenter.config.samples(self.segmenter.config.pad_ms)
-        end = self.segmenter.position - pad
-        if end - self.covered >= round(self.stream.provider.options.silence_final_s * SAMPLE_RATE):
-            self.slots.append(_Slot(self.covered, end, done=True))
-            self.covered = end
-            self.segmenter.floor = max(self.segmenter.floor, end)
-            self.emit_ready()
-
-    def _final_done(self, slot: _Slot, result: Decoded | Exception) -> None:
-        if isinstance(result, Exception):
-            self.stream.fail(ProviderError("engine_error", f"decoding failed: {result}", retryable=True))
-            return
-        slot.result = result
-        slot.done = True
-        self.emit_ready()
-
-    def emit_ready(self) -> None:
-        """Emit the finals at the head of the line whose decodes are done, in order."""
-        stream = self.stream
-        while self.slots and self.slots[0].done:
-            slot = self.slots.popleft()
-            words = _words(slot.result, slot.audio_start) if slot.result else ()
-            start_s = slot.start / SAMPLE_RATE
-            end_s = slot.end_s if slot.end_s is not None else slot.end / SAMPLE_RATE
-            stream.push(
-                TranscriptResult(
-                    channel=self.index,
-                    is_final=True,
-                    speech_final=bool(words) and slot.endpointed,
-                    text=" ".join(w.punctuated_word or w.word for w in words),
-                    confidence=slot.result.confidence if slot.result and words else 0.0,
-                    start=start_s,
-                    duration=max(0.0, end_s - start_s),
-                    words=words,
-                    from_finalize=slot.from_finalize,
-                    channels=stream.fmt.channels,
-                )
-            )
-            if words and slot.speech_end is not None:
-                arrived = stream.arrival_of(slot.speech_end)
-                if arrived is not None:
-                    stream.provider.metrics.final_latency.observe(max(0.0, stream.provider.clock() - arrived))
-                if slot.endpointed:
-                    stream.push(UtteranceEnd(self.index, words[-1].end))
-        stream.maybe_close()
-
-    # --- interims ---------------------------------------------------------------------------
-
-    def _maybe_want_interim(self, now: float) -> None:
-        start = self.segmenter.open_start
-        if start is None or self.interim_wanted or self.stream.closed:
-            return
-        opts = self.stream.provider.options
-        grown = self.position - max(self.interim_end, start)
-        if (
-            self.position - start < opts.first_interim_s * SAMPLE_RATE
-            or grown < opts.interim_interval_s * SAMPLE_RATE
-        ):
-            return
-        self.interim_wanted = True
-        self.stream.scheduler.want_interim(self, now, self._make_interim)
-        self.stream.provider.pool.wake()
-
-    def _make_interim(self) -> Job | None:
-        start = self.segmenter.open_start
-        if start is None or self.stream.closed:
-            self.interim_wanted = False
-            return None
-        utterance, end = self.utterance, self.position
-        self.interim_end = end
-        return Job(
-            JobKind.INTERIM,
-            self,
-            self.audio(start, end),
-            self.stream.provider.clock(),
-            lambda result: self._interim_done(utterance, start, end, result),
-        )
-
-    def _interim_done(self, utterance: int, start: int, end: int, result: Decoded | Exception) -> None:
-        self.interim_wanted = False
-        if isinstance(result, Exception) or utterance != self.utterance or self.segmenter.open_start is None:
-            return  # stale: the utterance closed meanwhile and its final supersedes this
-        shown = self.agreement.update(list(result.words))
-        if not self.slots:  # an earlier final still due goes first; a late interim is dropped
-            words = _words(Decoded(tuple(shown), result.audio_s), start)
-            covered_s = self.covered / SAMPLE_RATE
-            self.stream.push(
-                TranscriptResult(
-                    channel=self.index,
-                    is_final=False,
-                    speech_final=False,
-                    text=" ".join(w.punctuated_word or w.word for w in words),
-                    confidence=result.confidence,
-                    start=covered_s,
-                    duration=max(0.0, end / SAMPLE_RATE - covered_s),
-                    words=words,
-                    channels=self.stream.fmt.channels,
-                )
-            )
-        self._maybe_want_interim(self.stream.provider.clock())
+        return LocalStream(self.channel_engine, request, self._vad)
 
 
 class LocalStream:
-    def __init__(self, provider: LocalProvider, request: StreamRequest, vad: SileroVad) -> None:
-        self.provider = provider
+    """One call's stream: splits its audio among its channels (`engine/channel.py`), whose
+    results it queues for the session, and ends them on CloseStream once every final is out."""
+
+    def __init__(self, engine: ChannelEngine, request: StreamRequest, vad: SileroVad) -> None:
+        self._clock = engine.clock
         self.request = request
         self.fmt: AudioFormat = request.fmt
-        self.scheduler = provider.scheduler
         self.request_id = str(uuid.uuid4())
-        self.channels = [_Channel(self, c, vad.stream()) for c in range(request.fmt.channels)]
+        fmt = request.fmt
+        self.channels = [
+            Channel(
+                engine, self, index=c, channels=fmt.channels, sample_rate=fmt.sample_rate, vad=vad.stream()
+            )
+            for c in range(fmt.channels)
+        ]
         self._results = ResultQueue(_EVENT_QUEUE_MAX)
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=_ARRIVALS_MAX)  # (16 kHz position, time)
         self._frames_in = 0  # input frames (samples per channel)
@@ -447,7 +234,7 @@ class LocalStream:
         self._check_open()
         if not data:
             return
-        now = self.provider.clock()
+        now = self._clock()
         self._frames_in += len(data) // self.fmt.frame_bytes
         self._since_finalize = True
         try:
@@ -477,7 +264,7 @@ class LocalStream:
             return
         self.closed = True
         for channel in self.channels:
-            self.scheduler.forget(channel)
+            channel.forget()
         self._results.finish()
 
     def events(self) -> AsyncIterator[ProviderEvent]:
@@ -486,7 +273,7 @@ class LocalStream:
     # --- inside -----------------------------------------------------------------------------
 
     def _finalize(self) -> None:
-        now = self.provider.clock()
+        now = self._clock()
         end_s = self._frames_in / self.fmt.sample_rate
         for channel in self.channels:
             channel.finalize(end_s, now)
@@ -507,7 +294,7 @@ class LocalStream:
         self._failed = error
         self.closed = True
         for channel in self.channels:
-            self.scheduler.forget(channel)
+            channel.forget()
         self._results.finish(error)
 
     def maybe_close(self) -> None:
@@ -517,7 +304,7 @@ class LocalStream:
         self.push(StreamMetadata(self.request_id, self._frames_in / self.fmt.sample_rate))
         self.closed = True
         for channel in self.channels:
-            self.scheduler.forget(channel)
+            channel.forget()
         self._results.finish()
 
     def arrival_of(self, position: int) -> float | None:
@@ -532,23 +319,6 @@ class LocalStream:
             raise self._failed
         if self.closed:
             raise ProviderError("closed", "the local stream is closed", retryable=True)
-
-
-def _words(result: Decoded | None, audio_start: int) -> tuple[Word, ...]:
-    if result is None:
-        return ()
-    offset = audio_start / SAMPLE_RATE
-    return tuple(_word(w, offset) for w in result.words)
-
-
-def _word(w: DecodedWord, offset: float) -> Word:
-    return Word(
-        word=normalize(w.text) or w.text,
-        start=round(offset + w.start, 3),
-        end=round(offset + max(w.start, w.end), 3),
-        confidence=round(w.probability, 4),
-        punctuated_word=w.text,
-    )
 
 
 def create(settings: Settings) -> LocalProvider:

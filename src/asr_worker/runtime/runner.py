@@ -25,7 +25,9 @@ from ..core.session import (
     Emit,
     EndStream,
     Event,
+    Link,
     OpenStream,
+    Phase,
     SendAudio,
     SendKeepAlive,
     SessionCore,
@@ -37,6 +39,39 @@ from .wakeup import TimerWheel, Waker
 log = logging.getLogger("asr_worker.session")
 
 _source_ids = itertools.count(1)
+
+
+class SessionStatus:
+    """What a session's sources (the bus, telephony sockets) may read of it to decide what to
+    do next, and nothing they could change: only the runner drives the core."""
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: SessionCore) -> None:
+        self._core = core
+
+    @property
+    def phase(self) -> Phase:
+        return self._core.phase
+
+    @property
+    def end_reason(self) -> str | None:
+        return self._core.end_reason
+
+    @property
+    def resumed(self) -> bool:
+        """Another source joined the call before, or audio has been heard: not a fresh call."""
+        return self._core.source_count > 1 or self._core.audio_s > 0
+
+    @property
+    def covered_offset(self) -> int:
+        """Call byte offset up to which final results have covered the call."""
+        return self._core.covered_offset
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event the session emitted."""
+        return self._core.last_seq
 
 
 class SessionRunner:
@@ -63,10 +98,29 @@ class SessionRunner:
         self._immediate: dict[int, ImmediateSender] = {}  # streams that take audio without awaiting
         self._backlog: deque[Action] = deque()  # actions the core gave outside the loop, for it
         self.done = asyncio.Event()
+        self.status = SessionStatus(core)
 
     @property
     def interaction_id(self) -> str:
         return self.core.interaction_id
+
+    @property
+    def loop_parked(self) -> bool:
+        """The session's loop sleeps and nothing has woken it since (its timer may still)."""
+        return self._waker.parked
+
+    def wants_audio(self, feed_limit_bytes: int) -> bool:
+        """Whether a source that can hold audio back (the Redis bus: its stream is the buffer)
+        should feed more now. No while the session is not active; no while the session
+        already retains `feed_limit_bytes` that the provider is not taking, since feeding
+        more would only make the session shed its oldest retained audio."""
+        core = self.core
+        if core.phase is not Phase.ACTIVE:
+            return False
+        return not (
+            core.retained_bytes >= feed_limit_bytes
+            and (core.unsent_bytes > 0 or core.link is not Link.CONNECTED)
+        )
 
     # --- the source side: synchronous, then wake the loop -----------------------------------
 

@@ -23,7 +23,7 @@ from typing import TextIO, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..bus.redis_wire import CALLS_KEY, REDIS_ERRORS, audio_key, honour_cancel, redis_client, transcript_key
+from ..bus.redis.wire import CALLS_KEY, REDIS_ERRORS, audio_key, honour_cancel, redis_client, transcript_key
 from ..core.audio import Encoding
 from .audio_files import AudioFile
 

@@ -194,7 +194,7 @@ class _MediaStream:
                 "encoding": str(fmt.encoding),
                 "sample_rate": fmt.sample_rate,
                 "channels": channels,
-                "resumed": runner.core.source_count > 1 or runner.core.audio_s > 0,
+                "resumed": runner.status.resumed,
             },
         )
         return False
@@ -203,10 +203,10 @@ class _MediaStream:
         runner, fmt = self._runner, self._fmt
         if runner is None or fmt is None:
             return await self._problem("bad_message", "`media` before `start`")
-        if runner.core.phase is not Phase.ACTIVE:
+        if runner.status.phase is not Phase.ACTIVE:
             # The call ended without this socket's `stop` (shutdown, a provider that refused it):
             # close rather than answer every 20 ms message with an error.
-            going_away = self._worker.draining or runner.core.end_reason == "shutdown"
+            going_away = self._worker.draining or runner.status.end_reason == "shutdown"
             await self._close(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL, "the call has ended")
             return True
         channel = self._platform.channel_of_track.get(media.track, -1)

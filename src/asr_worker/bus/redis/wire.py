@@ -1,6 +1,8 @@
 """What the Redis Streams bus looks like in Redis: key names, the entries producers write
-(contract section 5), the Lua scripts that act on a call only while its worker holds it,
-and a client that never retries by itself. Shared by the bus and `asr-worker publish`."""
+(a call's announcement on `asr:calls`, its audio frames and end entry on `asr:audio:{ID}`,
+each entry one `data` field of JSON), how replies are parsed, and a client that never
+retries by itself. Shared by the bus and `asr-worker publish`; the Lua scripts that act on a
+call only while its worker holds it are in `scripts.py`."""
 
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..core.audio import AudioFormat, AudioFormatError
-from ..transports.common import BadRequest, check_id, check_optional_id
+from ...core.audio import AudioFormat, AudioFormatError
+from ...transports.common import BadRequest, check_id, check_optional_id
 
 CALLS_KEY: Final = "asr:calls"
 GROUP: Final = "asr-workers"
@@ -37,6 +39,9 @@ def progress_key(interaction_id: str) -> str:
 def transcript_key(interaction_id: str) -> str:
     return f"transcript.{interaction_id}"
 
+
+# A finished call's transcript (and an abandoned call's audio) stays this long for consumers.
+TRANSCRIPT_TTL_S: Final = 86_400
 
 REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -63,142 +68,14 @@ def honour_cancel() -> None:
         raise asyncio.CancelledError
 
 
-# --- scripts: each checks ownership and acts in one step -------------------------------------
-
-HOLDER = """
-local function holder(calls, group, id)
-  local p = redis.call('XPENDING', calls, group, id, id, 1)
-  if #p == 0 then return false end
-  return p[1][2]
-end
-"""
-
-# KEYS: asr:calls, asr:progress:{ID}, transcript.{ID}; ARGV: group, consumer, call entry id,
-# most takeovers. A call that another worker began is resumed; if that worker stopped without
-# handing it over (`handed`, set by HAND_BACK_SCRIPT), that is one more takeover, and past the
-# most the call is 'poison': its audio has stopped every worker that held it.
-START_SCRIPT = (
-    HOLDER
-    + """
-if holder(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return {'lost'} end
-local h = {}
-local flat = redis.call('HGETALL', KEYS[2])
-for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-if h['call'] and h['call'] ~= ARGV[3] then
-  if holder(KEYS[1], ARGV[1], h['call']) then return {'duplicate', h['call']} end
-  redis.call('DEL', KEYS[2])
-  h = {}
-end
-if h['call'] == ARGV[3] then
-  local takeovers = tonumber(h['takeovers'] or '0') or 0
-  if h['handed'] == '1' then
-    redis.call('HDEL', KEYS[2], 'handed')
-  else
-    takeovers = takeovers + 1
-    redis.call('HSET', KEYS[2], 'takeovers', takeovers)
-  end
-  local verdict = 'resume'
-  if takeovers > tonumber(ARGV[4]) then verdict = 'poison' end
-  return {verdict, h['mark'] or '0-0', h['after'] or '0-0', h['next'] or '', h['skip'] or '0',
-          h['offset'] or '0', tostring(takeovers)}
-end
-local mark = '0-0'
-local tail = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-if #tail > 0 then mark = tail[1][1] end
-redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', mark, 'after', '0-0', 'next', '', 'skip', '0',
-           'offset', '0')
-return {'new', mark}
-"""
-)
-
-# KEYS: transcript.{ID}, asr:calls, asr:progress:{ID}, asr:audio:{ID}
-# ARGV: group, consumer, call entry id or '', finish ('ack', 'abandon', 'expire' or ''), ttl, then
-# (seq, fresh, json) per event (seq -1: an event without one, always written). Returns the last
-# seq in the transcript, or -1 if another worker holds the call. Events whose seq is not above
-# the last written one were written already (a retried batch); a fresh session_started
-# restarts the numbering (a new call with an old id).
-WRITE_SCRIPT = (
-    HOLDER
-    + """
-if ARGV[3] ~= '' then
-  local who = holder(KEYS[2], ARGV[1], ARGV[3])
-  if who and who ~= ARGV[2] then return -1 end
-end
-local last = 0
-local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #tail > 0 then
-  local ok, ev = pcall(cjson.decode, tail[1][2][2])
-  if ok and type(ev) == 'table' and type(ev['seq']) == 'number' then last = ev['seq'] end
-end
-for i = 6, #ARGV, 3 do
-  local seq = tonumber(ARGV[i])
-  if ARGV[i + 1] == '1' then last = seq - 1 end
-  if seq < 0 or seq > last then
-    redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 2])
-    if seq >= 0 then last = seq end
-  end
-end
-if ARGV[4] ~= '' then
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  if ARGV[4] == 'ack' or ARGV[4] == 'abandon' then
-    redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
-    redis.call('DEL', KEYS[3])
-    if ARGV[4] == 'ack' then redis.call('DEL', KEYS[4]) else redis.call('EXPIRE', KEYS[4], ARGV[5]) end
-  end
-end
-return last
-"""
-)
-
-# KEYS: asr:calls, asr:progress:{ID}, asr:audio:{ID}
-# ARGV: group, consumer, call entry id, mark, after, next, skip, offset, trim min id or ''.
-# Returns 1 when saved, 0 when nobody holds the entry, -1 when another worker does.
-SAVE_SCRIPT = (
-    HOLDER
-    + """
-local who = holder(KEYS[1], ARGV[1], ARGV[3])
-if not who then return 0 end
-if who ~= ARGV[2] then return -1 end
-redis.call('HSET', KEYS[2], 'call', ARGV[3], 'mark', ARGV[4], 'after', ARGV[5], 'next', ARGV[6],
-           'skip', ARGV[7], 'offset', ARGV[8])
-if ARGV[9] ~= '' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[9]) end
-return 1
-"""
-)
-
-# KEYS: asr:calls, asr:progress:{ID}; ARGV: group, consumer, call entry id, idle ms. This worker
-# lets go of a call it started, on purpose (shutdown, or no room after all): the next start is
-# not counted as a takeover. Returns 1, or 0 if this worker does not hold the entry.
-HAND_BACK_SCRIPT = (
-    HOLDER
-    + """
-if holder(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return 0 end
-if redis.call('HGET', KEYS[2], 'call') == ARGV[3] then redis.call('HSET', KEYS[2], 'handed', '1') end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
-return 1
-"""
-)
-
-# KEYS: asr:calls; ARGV: group, consumer, idle ms, call entry ids. Resets the idle time of the
-# entries this consumer still holds (0: keep them; large: hand them to the next XAUTOCLAIM).
-# Returns the entries it does not hold, each followed by 'taken' or 'gone'.
-CLAIM_OWN_SCRIPT = (
-    HOLDER
-    + """
-local out = {}
-for i = 4, #ARGV do
-  local who = holder(KEYS[1], ARGV[1], ARGV[i])
-  if not who then
-    table.insert(out, ARGV[i]); table.insert(out, 'gone')
-  elseif who ~= ARGV[2] then
-    table.insert(out, ARGV[i]); table.insert(out, 'taken')
-  else
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-  end
-end
-return out
-"""
-)
+async def wake_or_timeout(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for `event`, at most `timeout_s` (cheaper than a timeout context per wait)."""
+    honour_cancel()
+    handle = asyncio.get_running_loop().call_later(timeout_s, event.set)
+    try:
+        await event.wait()
+    finally:
+        handle.cancel()
 
 
 # --- parsing what Redis and producers send -----------------------------------------------------
@@ -362,7 +239,7 @@ def parse_frame(raw: bytes | None, fmt: AudioFormat) -> Frame | str:
         return "`audio` is not valid base64"
 
 
-# --- one call this worker owns -------------------------------------------------------------
+# --- small conversions --------------------------------------------------------------------
 
 
 def to_int(value: str) -> int:

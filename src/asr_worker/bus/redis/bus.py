@@ -1,0 +1,117 @@
+"""`RedisStreamsBus`: the bus the worker runs with `PUBSUB_ADAPTER=redis_streams`, put
+together from the package's parts, which it runs in one TaskGroup:
+
+* `link.py`, the connection, and whether Redis answers;
+* `intake.py`, taking calls (new, or claimed from a worker that died);
+* `audio.py`, reading the calls' audio into their sessions;
+* `writer.py`, writing events, progress and claims, and handing calls over;
+* `housekeeping.py`, trimming `asr:calls`.
+
+They share the `CallTable` of calls this worker owns (`calls.py` says who changes what of a
+call) and the `BusCounters` (`metrics.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ... import logs
+from .audio import AudioReader
+from .calls import CallTable, ClaimTiming
+from .housekeeping import Housekeeping, dead_consumer_after_s
+from .intake import Intake
+from .link import RedisLink
+from .metrics import BusCollector, BusCounters, BusGauges
+from .outbox import MAX_QUEUED_EVENTS, Outbox
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ...config import Settings
+    from ...runtime.manager import SessionManager
+    from ..base import Event
+
+
+class RedisStreamsBus:
+    name = "redis_streams"
+
+    def __init__(self, settings: Settings, *, max_queued_events: int = MAX_QUEUED_EVENTS) -> None:
+        parts = urlsplit(settings.redis_url)
+        if parts.password:
+            logs.register_secret(parts.password)
+        where = f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.timing = ClaimTiming(settings.claim_idle_s)
+        self.counters = BusCounters()
+        self._calls = CallTable()
+        self._link = RedisLink(settings.redis_url, where, self.consumer, self._link_up)
+        self._writer = Writer(self._link, self._calls, self.counters, self.timing, Outbox(max_queued_events))
+        self._intake = Intake(
+            self._link, self._calls, self.counters, self.timing, max_takeovers=settings.max_takeovers
+        )
+        self._reader = AudioReader(
+            self._link, self._calls, self.counters, feed_limit_s=settings.max_retained_s / 2
+        )
+        self._housekeeping = Housekeeping(
+            self.consumer, dead_consumer_after_s=dead_consumer_after_s(settings.claim_idle_s)
+        )
+
+    def _link_up(self, again: bool) -> None:
+        if again:
+            self._intake.hold_claims()
+        self._writer.link_up()
+
+    # --- the Bus interface --------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        self._writer.publish(event)
+
+    def healthy(self) -> bool:
+        return self._link.up
+
+    def status(self) -> dict[str, object]:
+        link = self._link
+        status: dict[str, object] = {
+            "adapter": self.name,
+            "ok": self.healthy(),
+            "redis": link.where,
+            "consumer": self.consumer,
+            "callsOwned": len(self._calls),
+            "eventsQueued": len(self._writer.outbox),
+            "eventsDropped": self.counters.events_dropped,
+        }
+        down_for = link.down_for_s
+        if down_for is not None:
+            status["downForSeconds"] = round(down_for, 1)
+            status["lastError"] = link.last_error
+        return status
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        outbox = self._writer.outbox
+        gauges = BusGauges(
+            up=self.healthy,
+            events_queued=outbox.__len__,
+            max_queued_events=outbox.max_events,
+            calls_owned=self._calls.__len__,
+            outages=lambda: self._link.outages,
+        )
+        registry.register(BusCollector(self.counters, gauges))
+
+    async def run(self, manager: SessionManager) -> None:
+        self._link.open()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._link.keep(), name="bus:link")
+                tg.create_task(self._intake.run(manager), name="bus:calls")
+                tg.create_task(self._reader.run(), name="bus:audio")
+                tg.create_task(self._writer.run(), name="bus:write")
+                tg.create_task(self._housekeeping.run(self._link), name="bus:housekeeping")
+        finally:
+            await self._writer.final_flush()
+            await self._link.close()

@@ -1,0 +1,331 @@
+"""One channel of a local stream: its audio, VAD, utterances and finals, in order.
+
+    samples -> StreamResampler (16 kHz) -> VadStream -> Segmenter -> utterances
+    open utterance --(every `interim_interval_s` of new audio, when a decoder is spare)--> interim
+    closed utterance --(Scheduler, finals first)--> final, emitted in line
+
+A channel's finals tile its timeline: every utterance's final covers the silence before it,
+and silence with no speech gets an empty final about every `silence_final_s` (the session
+frees its replay buffer by this coverage). Finals are emitted in order though their decodes
+finish out of order; an interim is dropped while an earlier final is still due.
+
+A channel knows nothing of the provider or the stream it belongs to: the engine's shared
+parts (`ChannelEngine`: scheduler, pool wake-up, clock, metrics, options) and where its
+results go (`ChannelOutput`, the stream) are handed to it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..core.provider_events import (
+    ProviderError,
+    ProviderEvent,
+    SpeechStarted,
+    TranscriptResult,
+    UtteranceEnd,
+    Word,
+)
+from .agreement import Agreement, normalize
+from .resample import SAMPLE_RATE, Float32Array, StreamResampler
+from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Scheduler
+from .vad import Segmenter, Utterance, VadConfig, VadStream
+from .whisper import Decoded, DecodedWord
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    vad: VadConfig = field(default_factory=VadConfig)
+    interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
+    first_interim_s: float = 0.5  # utterance audio before its first interim
+    silence_final_s: float = 1.0  # an empty final at least this often through silence
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEngine:
+    """What every channel of every call shares: one per provider."""
+
+    scheduler: Scheduler
+    wake_pool: Callable[[], None]  # a decode worker may have work now
+    clock: Callable[[], float]  # monotonic seconds
+    metrics: EngineMetrics
+    options: ChannelOptions
+
+
+class ChannelOutput(Protocol):
+    """Where a channel's results go: its stream."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def push(self, event: ProviderEvent) -> None: ...
+
+    def fail(self, error: ProviderError) -> None:
+        """Decoding failed: the stream ends with this error."""
+
+    def maybe_close(self) -> None:
+        """A final went out: the stream may close now, if it was asked to and nothing is due."""
+
+    def arrival_of(self, position: int) -> float | None:
+        """When the audio at this 16 kHz position reached the stream."""
+
+
+@dataclass(eq=False, slots=True)
+class Slot:
+    """One final of a channel, in order: covers [start, end) of the channel's 16 kHz timeline."""
+
+    start: int
+    end: int
+    audio_start: int = 0  # where the decoded audio began (word times are relative to it)
+    speech_end: int | None = None  # None: a silence final, nothing to decode
+    endpointed: bool = False
+    from_finalize: bool = False
+    end_s: float | None = None  # exact end in seconds (at Finalize), else end / 16 kHz
+    result: Decoded | None = None
+    done: bool = False
+
+
+class Channel:
+    def __init__(
+        self,
+        engine: ChannelEngine,
+        output: ChannelOutput,
+        *,
+        index: int,
+        channels: int,
+        sample_rate: int,
+        vad: VadStream,
+    ) -> None:
+        """`index` of `channels` in the call; `sample_rate`: of the audio given to `take`."""
+        self._engine = engine
+        self._scheduler = engine.scheduler
+        self._output = output
+        self.index = index
+        self._channels = channels
+        self.resampler = StreamResampler(sample_rate)
+        self.vad = vad
+        self.segmenter = Segmenter(engine.options.vad)
+        self.agreement = Agreement()
+        self.position = 0  # 16 kHz samples received
+        self.covered = 0  # end of the last final queued
+        self.slots: deque[Slot] = deque()  # finals not yet emitted, in order
+        self._chunks: deque[tuple[int, Float32Array]] = deque()  # (start position, samples)
+        self.utterance = 0  # id of the open (or last) utterance
+        self.interim_wanted = False
+        self.interim_end = 0  # audio end of the last interim requested
+
+    # --- audio ------------------------------------------------------------------------------
+
+    def take(self, samples: Float32Array, now: float) -> None:
+        out = self.resampler.push(samples)
+        self._append(out)
+        was_open = self.segmenter.open_start is not None
+        for utterance in self.segmenter.push(self.vad.push(out)):
+            self._close(utterance, now)
+            was_open = False
+        if self.segmenter.open_start is not None and not was_open:
+            self._opened()
+        self._silence_final()
+        self._maybe_want_interim(now)
+
+    def finalize(self, end_s: float, now: float) -> None:
+        self._append(self.resampler.flush())
+        for closed in self.segmenter.push(self.vad.push(np.zeros(0, dtype=np.float32))):
+            self._close(closed, now)
+        last = self.segmenter.close_now(self.position)
+        if last is not None:
+            self._close(last, now, from_finalize=True, end_s=end_s)
+        else:
+            self.slots.append(Slot(self.covered, self.position, from_finalize=True, end_s=end_s, done=True))
+            self.covered = self.position
+        self.segmenter.floor = self.position
+        self._scheduler.cancel_interim(self)
+        self.interim_wanted = False
+
+    def forget(self) -> None:
+        """The stream is gone: drop whatever this channel still waits for from the engine."""
+        self._scheduler.forget(self)
+
+    def _append(self, samples: Float32Array) -> None:
+        if samples.size:
+            self._chunks.append((self.position, samples))
+            self.position += samples.size
+        # Keep what a future utterance may start from (its padding reaches back), no more.
+        keep_from = self.segmenter.open_start
+        if keep_from is None:
+            keep_from = max(self.covered, self.segmenter.position - 2 * self.segmenter.config.samples(1000))
+        while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= keep_from:
+            self._chunks.popleft()
+
+    def audio(self, start: int, end: int) -> Float32Array:
+        parts = []
+        for pos, chunk in self._chunks:
+            lo, hi = max(start, pos), min(end, pos + chunk.size)
+            if lo < hi:
+                parts.append(chunk[lo - pos : hi - pos])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    # --- utterances -------------------------------------------------------------------------
+
+    def _opened(self) -> None:
+        self.utterance += 1
+        self.agreement.reset()
+        self.interim_end = self.segmenter.open_start or self.position
+        start = self.segmenter.speech_start or 0
+        self._output.push(SpeechStarted(self.index, start / SAMPLE_RATE))
+
+    def _close(
+        self, utterance: Utterance, now: float, *, from_finalize: bool = False, end_s: float | None = None
+    ) -> None:
+        slot = Slot(
+            self.covered,
+            utterance.end,
+            audio_start=utterance.start,
+            speech_end=utterance.speech_end,
+            endpointed=utterance.endpointed,
+            from_finalize=from_finalize,
+            end_s=end_s,
+        )
+        self.slots.append(slot)
+        self.covered = utterance.end
+        self.utterance += 1  # interims still in flight for it are stale now
+        self._scheduler.cancel_interim(self)
+        self.interim_wanted = False
+        self.agreement.reset()
+        audio = self.audio(utterance.start, utterance.end)
+        job = Job(JobKind.FINAL, self, audio, now, lambda result: self._final_done(slot, result))
+        try:
+            self._scheduler.add_final(job)
+        except Overloaded as exc:
+            self._engine.metrics.refused.inc()
+            raise ProviderError(
+                "engine_overloaded", f"the local speech engine is behind: {exc}", retryable=True
+            ) from None
+        self._engine.wake_pool()
+
+    def _silence_final(self) -> None:
+        """Through silence, an empty final about every second: coverage keeps moving."""
+        if self.segmenter.open_start is not None:
+            return
+        pad = self.segmenter.config.samples(self.segmenter.config.pad_ms)
+        end = self.segmenter.position - pad
+        if end - self.covered >= round(self._engine.options.silence_final_s * SAMPLE_RATE):
+            self.slots.append(Slot(self.covered, end, done=True))
+            self.covered = end
+            self.segmenter.floor = max(self.segmenter.floor, end)
+            self.emit_ready()
+
+    def _final_done(self, slot: Slot, result: Decoded | Exception) -> None:
+        if isinstance(result, Exception):
+            self._output.fail(ProviderError("engine_error", f"decoding failed: {result}", retryable=True))
+            return
+        slot.result = result
+        slot.done = True
+        self.emit_ready()
+
+    def emit_ready(self) -> None:
+        """Emit the finals at the head of the line whose decodes are done, in order."""
+        output = self._output
+        while self.slots and self.slots[0].done:
+            slot = self.slots.popleft()
+            words = _words(slot.result, slot.audio_start) if slot.result else ()
+            start_s = slot.start / SAMPLE_RATE
+            end_s = slot.end_s if slot.end_s is not None else slot.end / SAMPLE_RATE
+            output.push(
+                TranscriptResult(
+                    channel=self.index,
+                    is_final=True,
+                    speech_final=bool(words) and slot.endpointed,
+                    text=" ".join(w.punctuated_word or w.word for w in words),
+                    confidence=slot.result.confidence if slot.result and words else 0.0,
+                    start=start_s,
+                    duration=max(0.0, end_s - start_s),
+                    words=words,
+                    from_finalize=slot.from_finalize,
+                    channels=self._channels,
+                )
+            )
+            if words and slot.speech_end is not None:
+                arrived = output.arrival_of(slot.speech_end)
+                if arrived is not None:
+                    self._engine.metrics.final_latency.observe(max(0.0, self._engine.clock() - arrived))
+                if slot.endpointed:
+                    output.push(UtteranceEnd(self.index, words[-1].end))
+        output.maybe_close()
+
+    # --- interims ---------------------------------------------------------------------------
+
+    def _maybe_want_interim(self, now: float) -> None:
+        start = self.segmenter.open_start
+        if start is None or self.interim_wanted or self._output.closed:
+            return
+        opts = self._engine.options
+        grown = self.position - max(self.interim_end, start)
+        if (
+            self.position - start < opts.first_interim_s * SAMPLE_RATE
+            or grown < opts.interim_interval_s * SAMPLE_RATE
+        ):
+            return
+        self.interim_wanted = True
+        self._scheduler.want_interim(self, now, self._make_interim)
+        self._engine.wake_pool()
+
+    def _make_interim(self) -> Job | None:
+        start = self.segmenter.open_start
+        if start is None or self._output.closed:
+            self.interim_wanted = False
+            return None
+        utterance, end = self.utterance, self.position
+        self.interim_end = end
+        return Job(
+            JobKind.INTERIM,
+            self,
+            self.audio(start, end),
+            self._engine.clock(),
+            lambda result: self._interim_done(utterance, start, end, result),
+        )
+
+    def _interim_done(self, utterance: int, start: int, end: int, result: Decoded | Exception) -> None:
+        self.interim_wanted = False
+        if isinstance(result, Exception) or utterance != self.utterance or self.segmenter.open_start is None:
+            return  # stale: the utterance closed meanwhile and its final supersedes this
+        shown = self.agreement.update(list(result.words))
+        if not self.slots:  # an earlier final still due goes first; a late interim is dropped
+            words = _words(Decoded(tuple(shown), result.audio_s), start)
+            covered_s = self.covered / SAMPLE_RATE
+            self._output.push(
+                TranscriptResult(
+                    channel=self.index,
+                    is_final=False,
+                    speech_final=False,
+                    text=" ".join(w.punctuated_word or w.word for w in words),
+                    confidence=result.confidence,
+                    start=covered_s,
+                    duration=max(0.0, end / SAMPLE_RATE - covered_s),
+                    words=words,
+                    channels=self._channels,
+                )
+            )
+        self._maybe_want_interim(self._engine.clock())
+
+
+def _words(result: Decoded | None, audio_start: int) -> tuple[Word, ...]:
+    if result is None:
+        return ()
+    offset = audio_start / SAMPLE_RATE
+    return tuple(_word(w, offset) for w in result.words)
+
+
+def _word(w: DecodedWord, offset: float) -> Word:
+    return Word(
+        word=normalize(w.text) or w.text,
+        start=round(offset + w.start, 3),
+        end=round(offset + max(w.start, w.end), 3),
+        confidence=round(w.probability, 4),
+        punctuated_word=w.text,
+    )

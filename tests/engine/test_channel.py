@@ -1,0 +1,147 @@
+"""One channel on its own: the engine's parts handed in (a real scheduler, a VAD session that
+hears anything loud as speech, a fake clock), its results collected, its decodes finished by
+hand in the order the test wants."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from asr_worker.core.provider_events import ProviderError, ProviderEvent, SpeechStarted, TranscriptResult
+from asr_worker.engine.channel import Channel, ChannelEngine, ChannelOptions
+from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
+from asr_worker.engine.scheduler import DecodePool, Job, JobKind, Scheduler
+from asr_worker.engine.vad import CONTEXT, VadStream
+from asr_worker.engine.whisper import Decoded, DecodedWord
+
+FRAME = SAMPLE_RATE // 50  # 20 ms
+
+
+class LoudIsSpeech:
+    """Stands in for Silero: a window is speech when its mean amplitude is over 0.1."""
+
+    def run(self, outputs: None, feeds: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
+        windows = feeds["input"][:, CONTEXT:]
+        probs = np.where(np.abs(windows).mean(axis=1) > 0.1, 0.9, 0.0).astype(np.float32)
+        return [probs.reshape(-1, 1), feeds["h"], feeds["c"]]
+
+
+class Output:
+    def __init__(self) -> None:
+        self.closed = False
+        self.events: list[ProviderEvent] = []
+        self.failed: ProviderError | None = None
+
+    def push(self, event: ProviderEvent) -> None:
+        self.events.append(event)
+
+    def fail(self, error: ProviderError) -> None:
+        self.failed = error
+
+    def maybe_close(self) -> None:
+        return None
+
+    def arrival_of(self, position: int) -> float | None:
+        return None
+
+    def finals(self) -> list[TranscriptResult]:
+        return [e for e in self.events if isinstance(e, TranscriptResult) and e.is_final]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def a_channel() -> tuple[Channel, Output, Scheduler, Clock, list[int]]:
+    scheduler = Scheduler(max_batch=1)
+    clock = Clock()
+    wakes: list[int] = []
+    engine = ChannelEngine(
+        scheduler=scheduler,
+        wake_pool=lambda: wakes.append(1),
+        clock=clock,
+        metrics=DecodePool(scheduler, 1, clock).metrics,
+        options=ChannelOptions(),
+    )
+    output = Output()
+    channel = Channel(
+        engine, output, index=0, channels=1, sample_rate=SAMPLE_RATE, vad=VadStream(LoudIsSpeech())
+    )
+    return channel, output, scheduler, clock, wakes
+
+
+def feed(channel: Channel, clock: Clock, samples: Float32Array) -> None:
+    for start in range(0, samples.size, FRAME):
+        clock.now += FRAME / SAMPLE_RATE
+        channel.take(samples[start : start + FRAME], clock.now)
+
+
+def speech(seconds: float) -> Float32Array:
+    return np.full(round(seconds * SAMPLE_RATE), 0.5, dtype=np.float32)
+
+
+def silence(seconds: float) -> Float32Array:
+    return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def finals_waiting(scheduler: Scheduler) -> list[Job]:
+    jobs = []
+    while batch := scheduler.next_batch(interims_running=1):  # interims held back
+        jobs.extend(batch)
+    assert all(job.kind is JobKind.FINAL for job in jobs)
+    return jobs
+
+
+def words(*texts: str) -> Decoded:
+    return Decoded(tuple(DecodedWord(t, 0.1 * i, 0.1 * i + 0.08, 0.9) for i, t in enumerate(texts)), 1.0)
+
+
+def test_finals_go_out_in_line_though_their_decodes_finish_out_of_order() -> None:
+    channel, output, scheduler, clock, wakes = a_channel()
+    feed(channel, clock, silence(0.3))
+    feed(channel, clock, speech(0.8))
+    feed(channel, clock, silence(0.7))
+    feed(channel, clock, speech(0.8))
+    feed(channel, clock, silence(0.7))
+    assert [type(e) for e in output.events] == [SpeechStarted, SpeechStarted]
+    first, second = finals_waiting(scheduler)
+    assert wakes, "the decode pool was told of the work"
+
+    second.deliver(words("second", "utterance"))
+    assert output.finals() == [], "the second final waits for the first"
+    first.deliver(words("first"))
+    finals = [f for f in output.finals() if f.text]
+    assert [f.text for f in finals] == ["first", "second utterance"]
+    tiles = output.finals()
+    assert tiles[0].start == 0.0
+    for before, after in itertools.pairwise(tiles):
+        assert after.start == pytest.approx(before.start + before.duration), (
+            "finals tile the channel's timeline"
+        )
+    assert output.failed is None
+
+
+def test_a_failed_decode_fails_the_stream() -> None:
+    channel, output, scheduler, clock, _ = a_channel()
+    feed(channel, clock, speech(0.8))
+    feed(channel, clock, silence(0.7))
+    (job,) = finals_waiting(scheduler)
+    job.deliver(RuntimeError("out of memory"))
+    assert output.failed is not None and output.failed.code == "engine_error"
+    assert output.finals() == []
+
+
+def test_silence_alone_still_moves_coverage() -> None:
+    channel, output, scheduler, clock, _ = a_channel()
+    feed(channel, clock, silence(3.5))
+    finals = output.finals()
+    assert len(finals) >= 2 and all(not f.text for f in finals)
+    assert finals_waiting(scheduler) == [], "nothing to decode"
+    assert channel.covered > 2 * SAMPLE_RATE
