@@ -28,6 +28,7 @@ scripts/install.sh test
 .venv/bin/ruff check src tests bench setup.py
 .venv/bin/ruff format --check src tests bench setup.py
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layers of src/ import one way (pyproject.toml, [tool.importlinter])
 .venv/bin/pytest "$@"
 
 if [ $# -eq 0 ]; then

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -45,16 +44,13 @@ from ..core.provider_events import (
     Word,
 )
 from ..engine.agreement import Agreement, normalize
-from ..engine.model import ModelChoice, ModelError, resolve_model
+from ..engine.model import ModelChoice, resolve_model
 from ..engine.resample import SAMPLE_RATE, Float32Array, StreamResampler, split_channels
 from ..engine.scheduler import DecodePool, Job, JobKind, Overloaded, Scheduler
 from ..engine.vad import Segmenter as VadSegmenter
 from ..engine.vad import SileroVad, Utterance, VadConfig, VadStream
 from ..engine.whisper import Decoded, DecodedWord, Decoder, WhisperDecoder, WhisperOptions
 from .base import ProviderHealth, ResultQueue, StreamRequest
-
-if TYPE_CHECKING:
-    from ..config import Settings
 
 log = logging.getLogger("asr_worker.local")
 
@@ -76,17 +72,6 @@ class LocalOptions:
     silence_final_s: float = 1.0  # an empty final at least this often through silence
     max_batch: int = 4
     max_backlog_s: float = 120.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LocalOptions:
-        return cls(
-            model=ModelChoice.parse(settings.local_model),
-            compute_type=settings.local_compute_type,
-            cpu_threads=settings.local_cpu_threads,
-            num_workers=settings.local_num_workers or max(1, os.cpu_count() or 1),
-            language=settings.local_language,
-            vad=VadConfig(min_silence_ms=settings.local_endpointing_ms),
-        )
 
 
 class LocalProvider:
@@ -551,8 +536,5 @@ def _word(w: DecodedWord, offset: float) -> Word:
     )
 
 
-def create(settings: Settings) -> LocalProvider:
-    try:
-        return LocalProvider(LocalOptions.from_settings(settings))
-    except (ValueError, ModelError) as exc:
-        raise ValueError(f"ASR_LOCAL_MODEL {exc}") from None
+def create(options: LocalOptions) -> LocalProvider:
+    return LocalProvider(options)

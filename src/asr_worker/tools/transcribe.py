@@ -23,13 +23,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from ..config import Settings
+from ..config import Settings, make_provider, session_config
 from ..core.clock import SystemClock
 from ..core.session import Event
 from ..metrics import LiveTotals, WorkerMetrics
-from ..providers import BackgroundProvider, Provider, make_provider
+from ..providers import BackgroundProvider, Provider
 from ..runtime.manager import SessionManager
-from ..worker import session_config
 from .audio_files import AudioFile
 
 LOOKAHEAD_S: Final = 15.0

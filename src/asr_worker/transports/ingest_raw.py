@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig
@@ -29,7 +29,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from yarl import URL
 
-from ..http.auth import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
+from ..credentials import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
 from ..jsonwire import dumps
 from ..wsframes import FrameSplitter
 from .common import (
@@ -40,10 +40,8 @@ from .common import (
     error_event,
     socket_failure,
 )
+from .host import CallHost
 from .ingest_ws import IngestCall, Refused
-
-if TYPE_CHECKING:
-    from ..worker import Worker
 
 log = logging.getLogger("asr_worker.ingest")
 # websockets logs every opened and closed connection at INFO; aiohttp's socket did not.
@@ -58,14 +56,37 @@ FIRST_LINE: Final = b"GET " + PATH_PREFIX.encode()
 Spawn = Callable[[Coroutine[object, object, None]], asyncio.Task[None]]
 
 
+class IngestServer:
+    """The raw ingest sockets of one serving run: what the connection router (`http.server`)
+    hands every connection whose request line starts with `first_line`."""
+
+    first_line: Final = FIRST_LINE
+
+    def __init__(self, host: CallHost, spawn: Spawn) -> None:
+        self._host = host
+        self._spawn = spawn  # the serving task group's: each socket's event sender is its task
+        self._open: set[IngestProtocol] = set()
+
+    def protocol(self) -> IngestProtocol:
+        return IngestProtocol(self._host, self._spawn, self._open)
+
+    @property
+    def connections(self) -> int:
+        return len(self._open)
+
+    def close(self) -> None:
+        for connection in list(self._open):
+            connection.abort()
+
+
 class IngestProtocol(asyncio.Protocol):
     """One ingest connection, from its HTTP request to its close."""
 
-    def __init__(self, worker: Worker, spawn: Spawn, connections: set[IngestProtocol]) -> None:
-        self._worker = worker
+    def __init__(self, host: CallHost, spawn: Spawn, connections: set[IngestProtocol]) -> None:
+        self._host = host
         self._spawn = spawn
         self._connections = connections
-        max_bytes = worker.settings.max_message_bytes
+        max_bytes = host.settings.max_message_bytes
         self._ws = ServerProtocol(max_size=max_bytes, logger=_PROTOCOL_LOG)
         self._transport: asyncio.Transport | None = None
         self._call: IngestCall | None = None
@@ -145,9 +166,9 @@ class IngestProtocol(asyncio.Protocol):
     # --- the opening handshake ---------------------------------------------------------------
 
     def _handshake(self, request: Request) -> None:
-        worker, ws = self._worker, self._ws
+        host, ws = self._host, self._ws
         url = URL(request.path)
-        token = worker.settings.worker_token
+        token = host.settings.worker_token
         if token is not None:
             presented = presented_credentials("GET", request.headers.get("Authorization", ""), url.query)
             if not token_matches(token, presented):
@@ -157,13 +178,13 @@ class IngestProtocol(asyncio.Protocol):
         if response.status_code != 101:
             self._answer(*NOT_AN_UPGRADE)
             return
-        if worker.draining:
+        if host.draining:
             self._answer(*DRAINING)
             return
         ws.send_response(response)
         interaction_id = url.path[len(PATH_PREFIX) :] or None
         try:
-            self._call = IngestCall.open(worker, interaction_id, url.query, url.path)
+            self._call = IngestCall.open(host, interaction_id, url.query, url.path)
         except Refused as exc:
             ws.send_text(dumps(error_event(exc.code, exc.message)))
             self._close(exc.close_code, close_reason(exc.message).decode())

@@ -1,4 +1,4 @@
-"""`GET /v1/audio/{interaction_id}`: the generic audio ingest WebSocket (contract section 4).
+"""`GET /v1/audio/{interaction_id}`: the generic audio ingest WebSocket.
 
 Binary messages are audio in the declared format; `{"type": "end"}` ends the call. The call's
 events come back as JSON text messages; after `session_ended` the socket is closed with 1000.
@@ -12,31 +12,25 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import WSMsgType, web
 
 from ..core.audio import AudioFormat, AudioFormatError
-from ..http.keys import WORKER
+from ..core.ids import BadRequest, check_id, check_optional_id
 from ..jsonwire import dumps_text
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.runner import SessionRunner
-
-if TYPE_CHECKING:
-    from ..worker import Worker
-
 from .common import (
     CLOSE_BAD_INPUT,
     CLOSE_NORMAL,
     REFUSAL_CLOSE_CODES,
-    BadRequest,
-    check_id,
-    check_optional_id,
     refuse,
     socket_error,
     upgrade_refusal,
 )
+from .host import CallHost, bind
 
 log = logging.getLogger("asr_worker.ingest")
 
@@ -44,8 +38,8 @@ _END_TYPES: Final = frozenset({"end", "closestream"})
 _IGNORED_TYPES: Final = frozenset({"keepalive"})
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/v1/audio/{interaction_id}", audio_socket)]
+def routes(host: CallHost) -> list[web.RouteDef]:
+    return [web.get("/v1/audio/{interaction_id}", bind(host, audio_socket))]
 
 
 class Refused(Exception):
@@ -67,7 +61,7 @@ class IngestCall:
 
     @classmethod
     def open(
-        cls, worker: Worker, interaction_id: str | None, query: Mapping[str, str], path: str
+        cls, host: CallHost, interaction_id: str | None, query: Mapping[str, str], path: str
     ) -> IngestCall:
         """Join (or start) the call the socket's path and query name, or raise Refused."""
         try:
@@ -82,12 +76,12 @@ class IngestCall:
             log.info("ingest refused", extra={"reason": str(exc), "path": path[:200]})
             raise Refused("bad_request", str(exc), CLOSE_BAD_INPUT) from None
         try:
-            runner = worker.manager.open_session(checked_id, tenant_id, fmt)
+            runner = host.manager.open_session(checked_id, tenant_id, fmt)
         except SessionRefused as exc:
             log.info("ingest refused", extra={"interaction_id": checked_id, "reason": exc.code})
             raise Refused(exc.code, exc.message, REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT)) from None
         # Subscribe before anything can yield, so a new call's socket sees its session_started.
-        return cls(runner, worker.hub.subscribe(checked_id))
+        return cls(runner, host.hub.subscribe(checked_id))
 
     def text(self, text: str) -> None:
         """A control message: `end` ends the call; anything unknown is an `error` event."""
@@ -108,18 +102,17 @@ class IngestCall:
             self._source_id = None
 
 
-async def audio_socket(request: web.Request) -> web.StreamResponse:
+async def audio_socket(host: CallHost, request: web.Request) -> web.StreamResponse:
     """The ingest socket on aiohttp: for a client whose upgrade came on a kept-alive connection
     (aiohttp's client reuses them), which the connection router has already given to aiohttp."""
-    worker = request.app[WORKER]
     # no permessage-deflate, like the raw path: audio hardly compresses and deflate costs CPU
-    ws = web.WebSocketResponse(max_msg_size=worker.settings.max_message_bytes, heartbeat=None, compress=False)
-    refusal = upgrade_refusal(request, ws, worker.draining)
+    ws = web.WebSocketResponse(max_msg_size=host.settings.max_message_bytes, heartbeat=None, compress=False)
+    refusal = upgrade_refusal(request, ws, host.draining)
     if refusal is not None:
         return refusal
     await ws.prepare(request)
     try:
-        call = IngestCall.open(worker, request.match_info.get("interaction_id"), request.query, request.path)
+        call = IngestCall.open(host, request.match_info.get("interaction_id"), request.query, request.path)
     except Refused as exc:
         await refuse(ws, exc.code, exc.message, exc.close_code)
         return ws

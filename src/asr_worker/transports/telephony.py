@@ -1,7 +1,7 @@
 """What the Twilio and Exotel endpoints share: one media-stream socket feeding one call.
 
 The socket says `start` (which call, which format, which tracks), then `media` until `stop`.
-The worker sends nothing back (contract section 4). `stop` ends the call; a socket that drops
+The worker sends nothing back. `stop` ends the call; a socket that drops
 without `stop` only detaches, so the session waits `ASR_SESSION_GRACE_S` for the same call to
 come back, and a new socket for it continues the same session on the same provider connection.
 
@@ -15,30 +15,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat
+from ..core.ids import BadRequest, check_id, check_optional_id
 from ..core.session import Phase
-from ..http.keys import WORKER
 from ..runtime.manager import SessionRefused
 from ..runtime.runner import SessionRunner
 from .common import (
     CLOSE_BAD_INPUT,
     CLOSE_NORMAL,
     REFUSAL_CLOSE_CODES,
-    BadRequest,
-    check_id,
-    check_optional_id,
     close_reason,
     upgrade_refusal,
 )
+from .host import CallHost
 from .interleave import TrackInterleaver
 from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, ParseError, Start, Stop
-
-if TYPE_CHECKING:
-    from ..worker import Worker
 
 log = logging.getLogger("asr_worker.telephony")
 
@@ -57,16 +52,15 @@ def _event_name(message: Message) -> str:
     return type(message).__name__.lower()
 
 
-async def media_stream(request: web.Request, platform: Platform) -> web.StreamResponse:
+async def media_stream(host: CallHost, request: web.Request, platform: Platform) -> web.StreamResponse:
     """Serve one telephony media-stream WebSocket until `stop` or the socket goes away."""
-    worker = request.app[WORKER]
     # aiohttp refuses (and closes with 1009) a message over this; the parser has tighter limits.
     ws = web.WebSocketResponse(max_msg_size=platform.max_message_chars * 4, heartbeat=None)
-    refusal = upgrade_refusal(request, ws, worker.draining)
+    refusal = upgrade_refusal(request, ws, host.draining)
     if refusal is not None:
         return refusal
     await ws.prepare(request)
-    stream = _MediaStream(worker, ws, platform)
+    stream = _MediaStream(host, ws, platform)
     try:
         await stream.run()
     finally:
@@ -75,11 +69,11 @@ async def media_stream(request: web.Request, platform: Platform) -> web.StreamRe
 
 
 class _MediaStream:
-    def __init__(self, worker: Worker, ws: web.WebSocketResponse, platform: Platform) -> None:
-        self._worker = worker
+    def __init__(self, host: CallHost, ws: web.WebSocketResponse, platform: Platform) -> None:
+        self._host = host
         self._ws = ws
         self._platform = platform
-        self._messages = worker.metrics.telephony_messages
+        self._messages = host.metrics.telephony_messages
         self._runner: SessionRunner | None = None
         self._source_id: str | None = None
         self._fmt: AudioFormat | None = None
@@ -126,7 +120,7 @@ class _MediaStream:
             self._account()
         runner.detach(self._source_id)
         self._source_id = None
-        metric = self._worker.metrics.telephony_pending.labels(self._platform.name)
+        metric = self._host.metrics.telephony_pending.labels(self._platform.name)
         metric.dec(self._pending_s)
         self._pending_s = 0.0
 
@@ -169,7 +163,7 @@ class _MediaStream:
         channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
         fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
         try:
-            runner = self._worker.manager.open_session(interaction_id, tenant_id, fmt)
+            runner = self._host.manager.open_session(interaction_id, tenant_id, fmt)
         except SessionRefused as exc:
             log.info(
                 "telephony stream refused",
@@ -180,8 +174,8 @@ class _MediaStream:
         self._runner, self._fmt, self._stream_sid = runner, fmt, start.stream_sid
         self._source_id = runner.attach()
         if channels == 2:
-            self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._worker.settings.max_buffer_ms)
-            metrics = self._worker.metrics  # the series exist (at 0) from the first two-track call on
+            self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._host.settings.max_buffer_ms)
+            metrics = self._host.metrics  # the series exist (at 0) from the first two-track call on
             metrics.telephony_silence.labels(self._platform.name)
             metrics.telephony_pending.labels(self._platform.name)
         log.info(
@@ -206,7 +200,7 @@ class _MediaStream:
         if runner.core.phase is not Phase.ACTIVE:
             # The call ended without this socket's `stop` (shutdown, a provider that refused it):
             # close rather than answer every 20 ms message with an error.
-            going_away = self._worker.draining or runner.core.end_reason == "shutdown"
+            going_away = self._host.draining or runner.core.end_reason == "shutdown"
             await self._close(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL, "the call has ended")
             return True
         channel = self._platform.channel_of_track.get(media.track, -1)
@@ -257,7 +251,7 @@ class _MediaStream:
         interleaver = self._interleaver
         if interleaver is None or self._fmt is None:
             return
-        metrics = self._worker.metrics
+        metrics = self._host.metrics
         filled = interleaver.stats.silence_filled_samples
         if filled > self._filled_samples:
             metrics.telephony_silence.labels(self._platform.name).inc(
