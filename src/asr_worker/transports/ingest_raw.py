@@ -5,7 +5,7 @@ was a parse, a queue, a future and a task resume before it reached the session; 
 frame is cut out of the bytes in `data_received` (`wsframes.FrameSplitter`) and fed to the
 call's session there and then. The rest of the WebSocket protocol (handshake, text, ping,
 close, fragments, limits, errors) is websockets' sans-I/O `ServerProtocol`, and the call
-itself is `ingest_ws.IngestCall`, the same one aiohttp's route serves. One task per socket
+itself is `ingest_call.IngestCall`, the same one aiohttp's route serves. One task per socket
 sends the call's events, owned by the server's task group.
 
 The connection router (`http.server`) hands this protocol every new connection whose first
@@ -41,7 +41,7 @@ from .common import (
     socket_failure,
 )
 from .host import CallHost
-from .ingest_ws import IngestCall, Refused
+from .ingest_call import IngestCall, Refused
 
 log = logging.getLogger("asr_worker.ingest")
 # websockets logs every opened and closed connection at INFO; aiohttp's socket did not.
@@ -189,8 +189,7 @@ class IngestProtocol(asyncio.Protocol):
             ws.send_text(dumps(error_event(exc.code, exc.message)))
             self._close(exc.close_code, close_reason(exc.message).decode())
             return
-        feed = self._call.runner.feed
-        self._splitter = FrameSplitter(self._max_bytes, feed, self._other_frame)
+        self._splitter = FrameSplitter(self._max_bytes, self._call.source.feed, self._other_frame)
         self._spawn(self._send_events(self._call))
 
     def _answer(self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()) -> None:
@@ -239,11 +238,11 @@ class IngestProtocol(asyncio.Protocol):
         if self._fragments_text:
             call.text(message.decode(errors="replace"))  # websockets has failed invalid UTF-8
         else:
-            call.runner.feed(message)
+            call.source.feed(message)
 
     def _socket_failed(self, exc: Exception) -> None:
         assert self._call is not None
-        self._call.runner.error(*socket_failure(exc, isinstance(exc, PayloadTooBig)))
+        self._call.source.error(*socket_failure(exc, isinstance(exc, PayloadTooBig)))
         self._splitter = None
         self._call.close()
         self._call = None
@@ -293,7 +292,7 @@ class IngestProtocol(asyncio.Protocol):
                     self._flush()
             self._flush()  # the hub closed (shutdown) behind the last event
         except Exception:  # a socket's failure is its own; the server and other calls go on
-            log.exception("ingest event sender failed", extra={"interaction_id": call.runner.interaction_id})
+            log.exception("ingest event sender failed", extra={"interaction_id": call.source.interaction_id})
             with contextlib.suppress(Exception):
                 self.abort()
 
