@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..runtime.manager import SessionManager
     from ..runtime.runner import SessionRunner
+    from ..runtime.source import CallSource
 
 log = logging.getLogger("asr_worker.bus")
 
@@ -163,8 +164,7 @@ class OwnedCall:
     offset: int  # call byte offset of the next byte to feed
     skip_entry: str = ""  # on resume, the first entry: its first `skip` bytes are already covered
     skip: int = 0
-    runner: SessionRunner | None = None
-    source_id: str | None = None
+    source: CallSource | None = None  # this worker's reader of the call's audio, once joined
     state: CallState = CallState.READING
     end_seen: bool = False
     silent_since: float | None = None
@@ -179,6 +179,10 @@ class OwnedCall:
     @property
     def audio_key(self) -> str:
         return audio_key(self.interaction_id)
+
+    @property
+    def runner(self) -> SessionRunner | None:
+        return None if self.source is None else self.source.runner
 
     def wants_audio(self, feed_limit_bytes: int) -> bool:
         runner = self.runner
@@ -584,7 +588,7 @@ class RedisStreamsBus:
             )
         self._calls[iid] = call
         try:
-            runner = self.manager.open_session(iid, announcement.tenant_id, announcement.fmt, resume)
+            source = self.manager.join(iid, announcement.tenant_id, announcement.fmt, resume)
         except (SessionRefused, ValueError) as exc:
             del self._calls[iid]
             self.counters.calls_refused += 1
@@ -593,11 +597,10 @@ class RedisStreamsBus:
             )
             await self._scripts.hand_back(self.consumer, iid, entry_id, idle_ms=self._handback_idle_ms)
             return
-        call.runner = runner
+        call.source = source
         if verdict == "poison":
-            self._abandon(call, runner, takeovers=to_int(reply[6]) if len(reply) > 6 else 0)
+            self._abandon(call, source, takeovers=to_int(reply[6]) if len(reply) > 6 else 0)
             return
-        call.source_id = runner.attach()
         if claimed:
             self.counters.calls_claimed += 1
         else:
@@ -613,7 +616,7 @@ class RedisStreamsBus:
             },
         )
 
-    def _abandon(self, call: OwnedCall, runner: SessionRunner, takeovers: int) -> None:
+    def _abandon(self, call: OwnedCall, source: CallSource, takeovers: int) -> None:
         """Workers kept dying while they held this call (its audio may be what kills them):
         end it here, before any of its audio is read, so it cannot stop another. Its
         `session_ended` acknowledges the entry, as any end does; its audio stays a day, for
@@ -625,7 +628,7 @@ class RedisStreamsBus:
             "call abandoned: workers stopped while holding it",
             extra={"interaction_id": call.interaction_id, "takeovers": takeovers, "covered_s": covered_s},
         )
-        runner.abandon(
+        source.abandon(
             _ABANDONED,
             f"{takeovers} workers stopped without handing this call over (ASR_MAX_TAKEOVERS="
             f"{self._max_takeovers}); it is given up so that it cannot stop more. Final results "
@@ -714,10 +717,10 @@ class RedisStreamsBus:
                 self._producer_presence(call, call.audio_key in heard, now)
 
     def _feed(self, call: OwnedCall, entry_id: str, fields: Fields) -> None:
-        runner = call.runner
-        if runner is None or call.state is not CallState.READING or call.end_seen:
+        source = call.source
+        if source is None or call.state is not CallState.READING or call.end_seen:
             return
-        if runner.core.phase is not Phase.ACTIVE:
+        if source.runner.core.phase is not Phase.ACTIVE:
             return  # ending (drain): this entry stays for whoever continues the call
         self.counters.audio_entries += 1
         call.read_after = entry_id
@@ -725,10 +728,10 @@ class RedisStreamsBus:
         start = call.offset
         if isinstance(frame, str):
             self.counters.bad_entries += 1
-            runner.error("bad_entry", f"audio entry {entry_id} skipped: {frame}")
+            source.error("bad_entry", f"audio entry {entry_id} skipped: {frame}")
         elif frame.end:
             call.end_seen = True
-            runner.end("end")
+            source.end("end")
         else:
             audio = frame.audio
             if call.skip_entry:
@@ -744,25 +747,23 @@ class RedisStreamsBus:
                         },
                     )
                 call.skip_entry, call.skip = "", 0
-            if runner.feed(audio):
+            if source.feed(audio):
                 call.offset += len(audio)
         call.fed.append(_Fed(entry_id, start, call.offset))
 
     def _producer_presence(self, call: OwnedCall, heard: bool, now: float) -> None:
         """A producer that wrote nothing for a while counts as gone, so the session's grace
         period ends a call whose producer died without an end entry."""
-        runner = call.runner
-        if runner is None:
+        source = call.source
+        if source is None:
             return
         if heard:
             call.silent_since = None
-            if call.source_id is None:
-                call.source_id = runner.attach()
+            source.rejoin()
         elif call.silent_since is None:
             call.silent_since = now
-        elif call.source_id is not None and now - call.silent_since >= PRODUCER_SILENT_S:
-            runner.detach(call.source_id)
-            call.source_id = None
+        elif source.attached and now - call.silent_since >= PRODUCER_SILENT_S:
+            source.leave()
 
     # --- writing: events, progress, ownership -------------------------------------------------
 
