@@ -31,7 +31,8 @@ class RawServer(Protocol):
         ...
 
     def protocol(self) -> asyncio.Protocol:
-        """A protocol for one new connection, handed the connection's bytes so far."""
+        """A protocol for one new connection; the router then gives it the connection and the
+        bytes read so far."""
         ...
 
     @property
