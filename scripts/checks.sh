@@ -10,6 +10,7 @@ bin="${VENV:-.venv}/bin"
 "$bin/ruff" check src tests bench setup.py
 "$bin/ruff" format --check src tests bench setup.py
 "$bin/mypy"
+"$bin/lint-imports"
 "$bin/actionlint" -shellcheck= -pyflakes= .github/workflows/*.yml
 "$bin/pytest" "$@"
 

@@ -305,8 +305,8 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from .core.audio import AudioFormat
+    from .core.ids import BadRequest, check_id, check_optional_id
     from .tools.audio_files import AudioFileError, read_audio
-    from .transports.common import BadRequest, check_id, check_optional_id
 
     try:
         raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None

@@ -3,44 +3,34 @@
 One table (`OPTIONS`) names each setting once: its variable, its flag, its default, how to
 parse it and what it means. The CLI builds `--help` from it, and `load_settings` reads flags
 over environment over defaults, failing with one line that names the variable.
+
+The settings also build what they configure: each provider's own options (`make_provider`)
+and the session's (`session_config`). Configuration imports the providers and asks each one's
+own parser to validate its variables at start; no provider imports configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
+
+from .core.session import SessionConfig
+from .credentials import Secret
+
+if TYPE_CHECKING:
+    from .providers.base import Provider
+    from .providers.deepgram import DeepgramOptions
+    from .providers.local import LocalOptions
 
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the variable and says what is allowed."""
-
-
-class Secret:
-    """A value that must never be printed: its repr and str hide it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 PROVIDERS: Final = ("deepgram", "local", "mock")
@@ -480,3 +470,68 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# --- what the settings build -------------------------------------------------------------------
+# The providers' modules are imported on demand: a worker loads only the provider it runs.
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The provider `ASR_PROVIDER` names, built from its own options."""
+    if settings.provider == "mock":
+        from .providers import mock
+
+        return mock.create(mock.MockOptions.parse(settings.mock))
+    if settings.provider == "deepgram":
+        from .providers import deepgram
+
+        return deepgram.create(deepgram_options(settings))
+    from .providers import local
+
+    return local.create(local_options(settings))
+
+
+def deepgram_options(settings: Settings) -> DeepgramOptions:
+    from .providers.deepgram import DeepgramOptions, parse_extra_params
+
+    key = settings.deepgram_api_key
+    return DeepgramOptions(
+        url=settings.deepgram_url,
+        api_key=None if key is None else key.reveal(),
+        model=settings.deepgram_model,
+        language=settings.deepgram_language,
+        extra_params=parse_extra_params(settings.deepgram_params),
+    )
+
+
+def local_options(settings: Settings) -> LocalOptions:
+    """Raises ValueError naming `ASR_LOCAL_MODEL` for a model that is not there (settings
+    built in code, which `load_settings` did not check)."""
+    from .engine.model import ModelChoice
+    from .engine.vad import VadConfig
+    from .providers.local import LocalOptions
+
+    try:
+        model = ModelChoice.parse(settings.local_model)
+    except ValueError as exc:
+        raise ValueError(f"ASR_LOCAL_MODEL {exc}") from None
+    return LocalOptions(
+        model=model,
+        compute_type=settings.local_compute_type,
+        cpu_threads=settings.local_cpu_threads,
+        num_workers=settings.local_num_workers or max(1, os.cpu_count() or 1),
+        language=settings.local_language,
+        vad=VadConfig(min_silence_ms=settings.local_endpointing_ms),
+    )
+
+
+def session_config(settings: Settings) -> SessionConfig:
+    return SessionConfig(
+        max_buffer_ms=settings.max_buffer_ms,
+        send_chunk_ms=settings.send_chunk_ms,
+        keepalive_s=settings.keepalive_s,
+        grace_s=settings.session_grace_s,
+        finalize_timeout_s=settings.finalize_timeout_s,
+        max_retained_s=settings.max_retained_s,
+        max_frames_per_s=settings.max_frames_per_s,
+    )

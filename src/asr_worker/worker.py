@@ -1,4 +1,7 @@
-"""The worker: what `asr-worker serve` runs, assembled from its parts.
+"""The worker: what `asr-worker serve` runs, assembled from its parts. The composition root:
+it imports every side (settings, provider, bus, sessions, HTTP edge, transports) and nothing
+imports it; the HTTP edge and the transports each see it only as the small protocol they own
+(`http.app.ServedProcess`, `transports.host.CallHost`), which it satisfies without naming.
 
     sources (ingest WS, telephony WS, bus) --> SessionManager --> SessionRunner --> Provider
                                                     |                 |
@@ -15,38 +18,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 
 from . import __version__, compiled
 from .bus import Bus, make_bus
-from .config import Settings
+from .config import Settings, make_provider, session_config
 from .core.clock import Clock, SystemClock
-from .core.session import Event, SessionConfig
+from .core.session import Event
+from .http.app import build_app
+from .http.server import HttpServer
 from .metrics import LiveTotals, WorkerMetrics
-from .providers import BackgroundProvider, InstrumentedProvider, Provider, make_provider
+from .providers import BackgroundProvider, InstrumentedProvider, Provider
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
-
-if TYPE_CHECKING:
-    from .http.server import HttpServer
+from .transports import exotel, ingest_ws, sse, twilio
+from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
 
 SERVICE_NAME: Final = "asr-worker"
-
-
-def session_config(settings: Settings) -> SessionConfig:
-    return SessionConfig(
-        max_buffer_ms=settings.max_buffer_ms,
-        send_chunk_ms=settings.send_chunk_ms,
-        keepalive_s=settings.keepalive_s,
-        grace_s=settings.session_grace_s,
-        finalize_timeout_s=settings.finalize_timeout_s,
-        max_retained_s=settings.max_retained_s,
-        max_frames_per_s=settings.max_frames_per_s,
-    )
 
 
 class Worker:
@@ -88,12 +80,12 @@ class Worker:
         self.bus.publish(event)
 
     async def serve(self, stop: asyncio.Event) -> None:
-        from .http.app import build_app  # the HTTP edge depends on the worker, not the reverse
-        from .http.server import HttpServer
-
-        runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        # One line per transport: its routes, served with this worker as their host.
+        routes = [*ingest_ws.routes(self), *twilio.routes(self), *exotel.routes(self), *sse.routes(self)]
+        app = build_app(self, routes)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
-        server = self.http_server = HttpServer(self, runner)
+        server = self.http_server = HttpServer(runner)
         try:
             async with self.manager, asyncio.TaskGroup() as tg:
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
@@ -103,7 +95,8 @@ class Worker:
                     else None
                 )
                 # the ingest sockets' event senders are this group's tasks
-                self.port = await server.start(self.settings.host, self.settings.port, tg.create_task)
+                ingest = IngestServer(self, tg.create_task)
+                self.port = await server.start(self.settings.host, self.settings.port, ingest)
                 # by now every hot module is imported: the ingest socket's, the provider's
                 self.metrics.build_info.labels(__version__, str(len(compiled.compiled_modules()))).set(1)
                 log.info(

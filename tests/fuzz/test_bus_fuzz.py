@@ -25,7 +25,7 @@ from asr_worker.bus.redis.wire import (
     streams,
 )
 from asr_worker.core.audio import AudioFormat, Encoding
-from asr_worker.transports.common import check_id
+from asr_worker.core.ids import check_id
 from tests.support.fuzz import HOSTILE, SCALARS, bounded, dumps, examples, garbled, json_values, mutated
 
 PCM8K = AudioFormat(Encoding.LINEAR16, 8000, 1)

@@ -1,20 +1,34 @@
 """Fuzzing configuration: any environment gives Settings or one ConfigError line that names
 the variable, is short, and never shows a secret (the Deepgram key, the worker token, the
 password in REDIS_URL). The option parsers behind it (mock options, dg-server faults,
-DEEPGRAM_PARAMS, the local model) raise only ValueError with a short message."""
+DEEPGRAM_PARAMS, the local model) raise only ValueError with a short message. And the other
+branch: every valid value of every variable parses to what it says, down to the options each
+provider is built with."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from asr_worker.config import OPTIONS, ConfigError, Settings, load_settings, parse_options
+from asr_worker.config import (
+    COMPUTE_TYPES,
+    OPTIONS,
+    ConfigError,
+    Settings,
+    deepgram_options,
+    load_settings,
+    parse_options,
+)
+from asr_worker.credentials import Secret
 from asr_worker.dgserver.faults import Faults
 from asr_worker.dgserver.settings import DG_OPTIONS
+from asr_worker.engine.model import KNOWN_SIZES
 from asr_worker.providers.deepgram import parse_extra_params
 from asr_worker.providers.mock import MockOptions
 from tests.support.fuzz import TRICKY_STRINGS, bounded, examples
@@ -207,3 +221,181 @@ def test_a_bad_secret_is_never_shown(name: str) -> None:
     # variable, never the value.
     settings = load_settings({name: SECRET_KEY})
     assert SECRET_KEY not in repr(settings) and SECRET_KEY not in str(settings)
+
+
+# --- valid values parse to what they say ------------------------------------------------------
+
+T = TypeVar("T")
+Valid = st.SearchStrategy[tuple[str, object]]  # (the variable's text, the value it must give)
+
+
+def _padded(text: str) -> st.SearchStrategy[str]:
+    """The text as a user may write it: with spaces or tabs around it."""
+    return st.tuples(st.sampled_from(["", " ", "\t"]), st.sampled_from(["", " ", " \t"])).map(
+        lambda pads: pads[0] + text + pads[1]
+    )
+
+
+def _valid(values: st.SearchStrategy[T], text: Callable[[T], str] = str) -> Valid:
+    return values.flatmap(lambda value: _padded(text(value)).map(lambda written: (written, value)))
+
+
+def _whole(lo: int, hi: int) -> Valid:
+    return _valid(st.integers(lo, hi))
+
+
+def _seconds(lo: float, hi: float) -> Valid:
+    return _valid(st.floats(lo, hi, allow_nan=False), repr)
+
+
+def _choice(*allowed: str) -> Valid:
+    """Any case is taken; the value is the lower-case name."""
+    cased = st.sampled_from(allowed).flatmap(
+        lambda name: st.sampled_from([(name, name), (name.upper(), name), (name.title(), name)])
+    )
+    return cased.flatmap(lambda pair: _padded(pair[0]).map(lambda written: (written, pair[1])))
+
+
+def _secret(texts: st.SearchStrategy[str]) -> Valid:
+    return texts.flatmap(lambda value: _padded(value).map(lambda written: (written, Secret(value))))
+
+
+def _same(texts: st.SearchStrategy[str]) -> Valid:
+    return _valid(texts, lambda text: text)
+
+
+_NAME = st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,6}){0,2}", fullmatch=True)
+_HOSTS = st.sampled_from(["127.0.0.1", "::1", "localhost", "0.0.0.0", "10.1.2.3"]) | _NAME
+_SECRET_TEXT = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)
+
+
+def _url(*schemes: str) -> Valid:
+    urls = st.builds(
+        lambda scheme, host, port, path: f"{scheme}://{host}:{port}{path}",
+        st.sampled_from(schemes),
+        _NAME,
+        st.integers(1, 65535),
+        st.sampled_from(["", "/", "/v1/listen", "/0"]),
+    )
+    return _same(urls)
+
+
+_DG_PAIRS = st.lists(
+    st.tuples(
+        st.sampled_from(["smart_format", "endpointing", "tag", "numerals", "keyterm"]),
+        st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True),
+    ),
+    max_size=4,
+)
+_MOCK_FIELD_VALUES: dict[str, st.SearchStrategy[object]] = {
+    f.name: st.booleans()
+    if isinstance(f.default, bool)
+    else st.integers(1 if f.name == "word_ms" else 0, 10**6)
+    for f in fields(MockOptions)
+}
+_MOCK_VALUES: st.SearchStrategy[dict[str, object]] = st.fixed_dictionaries({}, optional=_MOCK_FIELD_VALUES)
+
+
+def _params_text(pairs: list[tuple[str, str]]) -> str:
+    return "&".join(f"{key}={value}" for key, value in pairs)
+
+
+def _mock_text(values: dict[str, object]) -> str:
+    return ",".join(
+        f"{key}={('true' if value else 'false') if isinstance(value, bool) else value}"
+        for key, value in values.items()
+    )
+
+
+VALID: dict[str, Valid] = {
+    "host": _same(_HOSTS),
+    "port": _whole(0, 65535),
+    "provider": _choice("deepgram", "local", "mock"),
+    "deepgram_api_key": _secret(_SECRET_TEXT),
+    "deepgram_url": _url("ws", "wss"),
+    "deepgram_model": _same(st.from_regex(r"[a-z0-9-]{1,20}", fullmatch=True)),
+    "deepgram_language": _same(st.sampled_from(["en-US", "de", "multi", "es-419"])),
+    "deepgram_params": _same(_DG_PAIRS.map(_params_text)),
+    "pubsub_adapter": _choice("in_memory", "redis_streams"),
+    "redis_url": _url("redis", "rediss"),
+    "worker_token": _secret(_SECRET_TEXT),
+    "max_sessions": _whole(1, 1_000_000),
+    "max_buffer_ms": _whole(1, 10_000),
+    "keepalive_s": _seconds(0.1, 9.0),
+    "session_grace_s": _seconds(0.0, 3600.0),
+    "send_chunk_ms": _whole(1, 1000),
+    "finalize_timeout_s": _seconds(0.1, 120.0),
+    "max_retained_s": _seconds(1.0, 3600.0),
+    "claim_idle_s": _seconds(1.0, 3600.0),
+    "max_takeovers": _whole(0, 1000),
+    "max_frames_per_s": _whole(0, 100_000),
+    "max_sources_per_call": _whole(1, 1000),
+    "max_buffered_audio_s": _seconds(1.0, 10_000_000.0),
+    "max_message_bytes": _whole(1024, 64 << 20),
+    "allow_unauthenticated": st.sampled_from(
+        [
+            ("1", True),
+            ("true", True),
+            (" YES", True),
+            ("on", True),
+            ("0", False),
+            ("false", False),
+            ("", False),
+        ]
+    ),
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "mock": _same(_MOCK_VALUES.map(_mock_text)),
+    "local_model": _same(st.sampled_from(["", *sorted(KNOWN_SIZES)])),
+    "local_compute_type": _choice(*COMPUTE_TYPES),
+    "local_cpu_threads": _whole(0, 256),
+    "local_num_workers": _whole(0, 256),
+    "local_language": _choice("en", "de", "es", "haw", "yue", "zh"),
+    "local_endpointing_ms": _whole(32, 10_000),
+}
+
+
+def test_every_option_has_valid_values_to_try() -> None:
+    assert set(VALID) == {opt.field for opt in OPTIONS} == {f.name for f in fields(Settings)}
+
+
+@examples(200)
+@given(st.fixed_dictionaries({}, optional=VALID))
+def test_valid_values_parse_to_what_they_say(chosen: dict[str, tuple[str, object]]) -> None:
+    env = {opt.env: chosen[opt.field][0] for opt in OPTIONS if opt.field in chosen}
+    assert parse_options(OPTIONS, env) == {field: value for field, (_, value) in chosen.items()}
+
+
+@examples(200)
+@given(st.fixed_dictionaries(VALID))
+def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tuple[str, object]]) -> None:
+    """Every variable set at once, a token and a key among them, so only the one combination
+    of numbers can be refused."""
+    values = {field: value for field, (_, value) in chosen.items()}
+    env = {opt.env: chosen[opt.field][0] for opt in OPTIONS}
+    send_chunk_ms, max_buffer_ms = values["send_chunk_ms"], values["max_buffer_ms"]
+    assert isinstance(send_chunk_ms, int) and isinstance(max_buffer_ms, int)
+    if send_chunk_ms > max_buffer_ms:
+        with pytest.raises(ConfigError, match=r"^ASR_SEND_CHUNK_MS"):
+            load_settings(env)
+        return
+    assert load_settings(env) == replace(Settings(), **values)  # type: ignore[arg-type]
+
+
+@examples(200)
+@given(_MOCK_VALUES)
+def test_valid_mock_options_are_the_options_they_say(values: dict[str, object]) -> None:
+    text = _mock_text(values)
+    assert MockOptions.parse(text) == replace(MockOptions(), **values)  # type: ignore[arg-type]
+    assert load_settings({"ASR_MOCK": f" {text} "}).mock == text
+
+
+@examples(200)
+@given(_DG_PAIRS, _SECRET_TEXT)
+def test_valid_deepgram_params_are_the_pairs_the_provider_sends(
+    pairs: list[tuple[str, str]], key: str
+) -> None:
+    text = _params_text(pairs)
+    assert parse_extra_params(text) == tuple(pairs)
+    settings = load_settings({"ASR_PROVIDER": "deepgram", "DEEPGRAM_API_KEY": key, "DEEPGRAM_PARAMS": text})
+    options = deepgram_options(settings)
+    assert options.extra_params == tuple(pairs) and options.api_key == key

@@ -12,11 +12,11 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from asr_worker.config import Secret
 from asr_worker.core.audio import AudioFormat, AudioFormatError, Encoding
-from asr_worker.http.auth import presented_tokens, token_matches
-from asr_worker.transports.common import BadRequest, check_id, check_optional_id
-from asr_worker.transports.ingest_ws import ControlError, parse_control
+from asr_worker.core.ids import BadRequest, check_id, check_optional_id
+from asr_worker.credentials import Secret, token_matches
+from asr_worker.http.auth import presented_tokens
+from asr_worker.transports.ingest_call import ControlError, parse_control
 from asr_worker.transports.sse import _resume_after
 from tests.conftest import running_worker
 from tests.support.fuzz import (

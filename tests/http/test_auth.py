@@ -8,7 +8,8 @@ import logging
 import aiohttp
 import pytest
 
-from asr_worker.config import ConfigError, Secret, load_settings
+from asr_worker.config import ConfigError, load_settings
+from asr_worker.credentials import Secret
 from asr_worker.logs import JsonFormatter
 from asr_worker.providers.mock import MockProvider
 from tests.conftest import running_worker

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from asr_worker.config import Settings
+from asr_worker.config import Settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
-from asr_worker.providers import make_provider
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
 from tests.support.speech import SENTENCES, Speech, Spoken, interleave, word_error_rate

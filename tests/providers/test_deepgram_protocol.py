@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asr_worker.config import Secret, Settings
+from asr_worker.config import Settings, deepgram_options
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.provider_events import (
     SpeechStarted,
@@ -18,6 +18,7 @@ from asr_worker.core.provider_events import (
     UtteranceEnd,
     Word,
 )
+from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
 from asr_worker.deepgram.protocol import ListenParams, ModelInfo, ParamError, ProtocolViolation
 from asr_worker.providers.breaker import BreakerState, CircuitBreaker
@@ -255,7 +256,7 @@ def test_the_url_carries_the_call_format_and_lets_configuration_override_the_res
     with pytest.raises(ValueError, match="sample_rate"):
         parse_extra_params("sample_rate=16000")
     settings = Settings(deepgram_api_key=Secret("key"), deepgram_params="numerals=true")
-    assert DeepgramOptions.from_settings(settings).extra_params == (("numerals", "true"),)
+    assert deepgram_options(settings).extra_params == (("numerals", "true"),)
 
 
 def test_the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() -> None:

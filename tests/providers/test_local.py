@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from asr_worker.config import Settings
+from asr_worker.config import Settings, local_options
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.provider_events import (
     ProviderError,
@@ -148,7 +148,7 @@ async def test_endpointing_is_the_silence_that_ends_an_utterance(
     """Two sentences 0.6 s apart: one utterance each under a short endpointing, one for both
     under a long one (ASR_LOCAL_ENDPOINTING_MS)."""
     settings = Settings(local_endpointing_ms=endpointing_ms)
-    vad = LocalOptions.from_settings(settings).vad
+    vad = local_options(settings).vad
     assert vad.min_silence_ms == endpointing_ms
     call = speech.call(SENTENCES[4:6], 16000, gap_s=0.6, tail_s=2.0)
     async with local_provider(silero, vad=vad) as provider:

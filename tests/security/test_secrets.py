@@ -21,9 +21,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from asr_worker.config import Secret, Settings, load_settings
+from asr_worker.config import Settings, deepgram_options, load_settings
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.provider_events import ProviderError
+from asr_worker.credentials import Secret
 from asr_worker.dgserver import Faults
 from asr_worker.providers.base import StreamRequest
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider
@@ -252,7 +253,7 @@ async def test_a_live_stream_and_the_settings_never_show_the_key() -> None:
     settings = load_settings(
         {"ASR_PROVIDER": "deepgram", "DEEPGRAM_API_KEY": KEY, "DEEPGRAM_URL": "ws://h/v1/listen"}
     )
-    options = DeepgramOptions.from_settings(settings)
+    options = deepgram_options(settings)
     assert options.api_key == KEY  # it is there, for the Authorization header
     exposure = Exposure()
     exposure.add("settings", [repr(settings), str(settings), repr(settings.deepgram_api_key)])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asr_worker.transports.ingest_ws import ControlError, parse_control
+from asr_worker.transports.ingest_call import ControlError, parse_control
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -16,7 +16,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from asr_worker.config import Secret, Settings
+from asr_worker.config import Settings
+from asr_worker.credentials import Secret
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.transports import ingest_raw
 from asr_worker.worker import Worker
@@ -143,7 +144,7 @@ async def test_a_client_that_never_answers_the_close_is_dropped(monkeypatch: pyt
         # read the close frame, never answer it: the server drops the connection itself
         await client.read_until(lambda: client.eof, timeout_s=5, answer=False)
         client.close()
-        assert worker.http_server is not None and worker.http_server.ingest_connections == 0
+        assert worker.http_server is not None and worker.http_server.raw_connections == 0
     assert client.eof and client.of("session_ended")
     assert any(f.opcode is Opcode.CLOSE for f in client.frames)
 
@@ -206,7 +207,7 @@ async def test_an_upgrade_on_a_kept_alive_connection_is_served_by_aiohttp_the_sa
         async with http.get(base_url(worker) + "/health") as response:
             assert response.status == 200
         call = await connect(http, worker, "reused")
-        assert worker.http_server is not None and worker.http_server.ingest_connections == 0
+        assert worker.http_server is not None and worker.http_server.raw_connections == 0
         await call.send_frames(frames(audio))
         await call.end()
         await call.collect()
@@ -219,7 +220,7 @@ async def test_a_fresh_connection_is_served_on_the_raw_path(
 ) -> None:
     call = await connect(http, worker, "raw")
     await call.next_event("session_started")
-    assert worker.http_server is not None and worker.http_server.ingest_connections == 1
+    assert worker.http_server is not None and worker.http_server.raw_connections == 1
     await call.end()
     await call.collect()
     assert call.close_code == 1000

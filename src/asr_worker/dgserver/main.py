@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..config import Settings
-from ..providers import BackgroundProvider, make_provider
+from ..config import Settings, make_provider
+from ..providers import BackgroundProvider
 from .faults import Faults
 from .server import DeepgramServer
 from .settings import DgServerSettings

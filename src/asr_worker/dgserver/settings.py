@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from ..config import Option, Secret, _host, _int_range, _seconds, _secret
+from ..config import Option, _host, _int_range, _seconds, _secret
+from ..credentials import Secret
 from .faults import Faults
 
 

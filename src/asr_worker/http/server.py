@@ -1,34 +1,57 @@
 """The worker's listening socket: aiohttp for HTTP, a raw protocol for the ingest socket.
 
-A new connection's first request line decides who serves it. `GET /v1/audio/...` goes to
-`transports.ingest_raw`, which parses audio frames in the transport callback (the worker's
-hottest path); every other connection goes to aiohttp's low-level server (`AppRunner.server`,
-the protocol factory aiohttp documents for `loop.create_server`). An ingest upgrade that comes
-later on a kept-alive connection (aiohttp's client reuses them) is served by aiohttp's own
-route for the same path, so both paths carry the same `IngestCall`.
+A new connection's first request line decides who serves it. One that starts with the raw
+server's `first_line` (the ingest socket's `GET /v1/audio/`, whose audio frames are parsed in
+the transport callback, the worker's hottest path) goes to that server's protocol; every other
+connection goes to aiohttp's low-level server (`AppRunner.server`, the protocol factory aiohttp
+documents for `loop.create_server`). An ingest upgrade that comes later on a kept-alive
+connection (aiohttp's client reuses them) is served by aiohttp's own route for the same path.
+
+The raw server is whatever satisfies `RawServer`; the composition root passes the ingest
+socket's (`transports.ingest_raw.IngestServer`), so this module knows no transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, Protocol, cast
 
 from aiohttp import web
 
-from ..transports.ingest_raw import FIRST_LINE, IngestProtocol, Spawn
-
-if TYPE_CHECKING:
-    from ..worker import Worker
-
 BACKLOG: Final = 1024  # a fleet reconnecting its calls at once should not meet refused connections
+
+
+class RawServer(Protocol):
+    """Connections served straight on the loop's transport, bypassing aiohttp."""
+
+    @property
+    def first_line(self) -> bytes:
+        """How a connection for this server starts (its request line's first bytes)."""
+        ...
+
+    def protocol(self) -> asyncio.Protocol:
+        """A protocol for one new connection; the router then gives it the connection and the
+        bytes read so far."""
+        ...
+
+    @property
+    def connections(self) -> int:
+        """Its connections open now."""
+        ...
+
+    def close(self) -> None:
+        """Drop its connections still open (at shutdown, once every call has ended)."""
+        ...
 
 
 class ConnectionRouter(asyncio.Protocol):
     """Holds a new connection's first bytes until they tell whose it is, then hands it over."""
 
-    def __init__(self, server: HttpServer) -> None:
+    def __init__(self, server: HttpServer, raw: RawServer) -> None:
         self._server = server
+        self._raw = raw
+        self._first_line = raw.first_line
         self._transport: asyncio.Transport | None = None
         self._first = b""
 
@@ -38,9 +61,9 @@ class ConnectionRouter(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._first += data
-        if self._first.startswith(FIRST_LINE):
-            self._hand_over(self._server.ingest_protocol())
-        elif not FIRST_LINE.startswith(self._first):
+        if self._first.startswith(self._first_line):
+            self._hand_over(self._raw.protocol())
+        elif not self._first_line.startswith(self._first):
             self._hand_over(self._server.http_protocol())
 
     def eof_received(self) -> bool | None:
@@ -56,30 +79,24 @@ class ConnectionRouter(asyncio.Protocol):
 
 
 class HttpServer:
-    """The listening socket and the raw ingest connections it has handed out."""
+    """The listening socket, aiohttp's application and the raw server beside it."""
 
-    def __init__(self, worker: Worker, runner: web.AppRunner) -> None:
-        self._worker = worker
+    def __init__(self, runner: web.AppRunner) -> None:
         self._runner = runner
         self._server: asyncio.Server | None = None
-        self._spawn: Spawn | None = None
-        self._ingest: set[IngestProtocol] = set()
+        self._raw: RawServer | None = None
 
-    async def start(self, host: str, port: int, spawn: Spawn) -> int:
+    async def start(self, host: str, port: int, raw: RawServer) -> int:
         """Listen; return the bound port (the configured one, or the one the OS chose for 0)."""
-        self._spawn = spawn
+        self._raw = raw
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ConnectionRouter(self), host, port, backlog=BACKLOG, reuse_address=True
+            lambda: ConnectionRouter(self, raw), host, port, backlog=BACKLOG, reuse_address=True
         )
         for sock in self._server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 return int(sock.getsockname()[1])
         return port
-
-    def ingest_protocol(self) -> IngestProtocol:
-        assert self._spawn is not None
-        return IngestProtocol(self._worker, self._spawn, self._ingest)
 
     def http_protocol(self) -> asyncio.Protocol:
         server = self._runner.server
@@ -87,12 +104,12 @@ class HttpServer:
         return server()
 
     @property
-    def ingest_connections(self) -> int:
-        return len(self._ingest)
+    def raw_connections(self) -> int:
+        return 0 if self._raw is None else self._raw.connections
 
     def close(self) -> None:
-        """Stop listening and drop the ingest connections still open (their calls have ended)."""
+        """Stop listening and drop the raw connections still open (their calls have ended)."""
         if self._server is not None:
             self._server.close()
-        for connection in list(self._ingest):
-            connection.abort()
+        if self._raw is not None:
+            self._raw.close()

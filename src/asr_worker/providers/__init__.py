@@ -1,9 +1,11 @@
-"""Providers: adding one is one module with `create(settings) -> Provider` and one line here."""
+"""Providers: each is one module with its own options (a frozen dataclass it parses and owns)
+and `create(options) -> Provider`; `config.make_provider` picks one from the settings.
+
+The providers know nothing of the worker's settings, so configuration reads them without
+a provider ever reading configuration back.
+"""
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING
 
 from .base import (
     BackgroundProvider,
@@ -14,29 +16,11 @@ from .base import (
     StreamRequest,
 )
 
-if TYPE_CHECKING:
-    from ..config import Settings
-
-PROVIDERS: dict[str, str] = {
-    "mock": "asr_worker.providers.mock",
-    "deepgram": "asr_worker.providers.deepgram",
-    "local": "asr_worker.providers.local",
-}
-
-
-def make_provider(settings: Settings) -> Provider:
-    module = importlib.import_module(PROVIDERS[settings.provider])
-    provider: Provider = module.create(settings)
-    return provider
-
-
 __all__ = [
-    "PROVIDERS",
     "BackgroundProvider",
     "InstrumentedProvider",
     "Provider",
     "ProviderHealth",
     "ProviderStream",
     "StreamRequest",
-    "make_provider",
 ]

@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -61,9 +61,6 @@ from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
 from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderHealth, StreamRequest
 from .breaker import BreakerState, CircuitBreaker
-
-if TYPE_CHECKING:
-    from ..config import Settings
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
 
@@ -106,17 +103,6 @@ class DeepgramOptions:
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
     max_retry_after_s: float = 30.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeepgramOptions:
-        key = settings.deepgram_api_key
-        return cls(
-            url=settings.deepgram_url,
-            api_key=None if key is None else key.reveal(),
-            model=settings.deepgram_model,
-            language=settings.deepgram_language,
-            extra_params=parse_extra_params(settings.deepgram_params),
-        )
 
 
 def parse_extra_params(text: str) -> tuple[tuple[str, str], ...]:
@@ -731,5 +717,5 @@ def _describe_network_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-def create(settings: Settings) -> DeepgramProvider:
-    return DeepgramProvider(DeepgramOptions.from_settings(settings))
+def create(options: DeepgramOptions) -> DeepgramProvider:
+    return DeepgramProvider(options)

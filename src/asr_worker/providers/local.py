@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -37,15 +36,12 @@ from prometheus_client import CollectorRegistry
 from ..core.audio import AudioFormat
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
 from ..engine.channel import Channel, ChannelEngine, ChannelOptions
-from ..engine.model import ModelChoice, ModelError, resolve_model
+from ..engine.model import ModelChoice, resolve_model
 from ..engine.resample import SAMPLE_RATE, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
 from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
 from .base import ProviderHealth, ResultQueue, StreamRequest
-
-if TYPE_CHECKING:
-    from ..config import Settings
 
 log = logging.getLogger("asr_worker.local")
 
@@ -67,17 +63,6 @@ class LocalOptions:
     silence_final_s: float = 1.0  # an empty final at least this often through silence
     max_batch: int = 4
     max_backlog_s: float = 120.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LocalOptions:
-        return cls(
-            model=ModelChoice.parse(settings.local_model),
-            compute_type=settings.local_compute_type,
-            cpu_threads=settings.local_cpu_threads,
-            num_workers=settings.local_num_workers or max(1, os.cpu_count() or 1),
-            language=settings.local_language,
-            vad=VadConfig(min_silence_ms=settings.local_endpointing_ms),
-        )
 
 
 class LocalProvider:
@@ -321,8 +306,5 @@ class LocalStream:
             raise ProviderError("closed", "the local stream is closed", retryable=True)
 
 
-def create(settings: Settings) -> LocalProvider:
-    try:
-        return LocalProvider(LocalOptions.from_settings(settings))
-    except (ValueError, ModelError) as exc:
-        raise ValueError(f"ASR_LOCAL_MODEL {exc}") from None
+def create(options: LocalOptions) -> LocalProvider:
+    return LocalProvider(options)

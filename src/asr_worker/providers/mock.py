@@ -23,7 +23,6 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,9 +30,6 @@ from ..core.audio import AudioFormat
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderError, ProviderEvent, TranscriptResult, Word
 from .base import ProviderHealth, ResultQueue, StreamRequest
-
-if TYPE_CHECKING:
-    from ..config import Settings
 
 VOCABULARY = [
     "alpha",
@@ -297,5 +293,5 @@ class MockProvider:
         return [s for s in self.streams if s.request.interaction_id == interaction_id]
 
 
-def create(settings: Settings) -> MockProvider:
-    return MockProvider(MockOptions.parse(settings.mock))
+def create(options: MockOptions) -> MockProvider:
+    return MockProvider(options)

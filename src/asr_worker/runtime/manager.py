@@ -28,6 +28,7 @@ from ..core.session import (
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import Provider
 from .runner import SessionRunner
+from .source import CallSource
 from .wakeup import TimerWheel
 
 log = logging.getLogger("asr_worker.sessions")
@@ -146,6 +147,14 @@ class SessionManager:
         self._empty.clear()
         self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{interaction_id}")
         return runner
+
+    def join(
+        self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat, resume: Resume | None = None
+    ) -> CallSource:
+        """Join the call as one more of its sources, starting its session if it has none: the
+        handle every source feeds the call through and leaves it by. Raises SessionRefused
+        as `open_session` does."""
+        return CallSource(self.open_session(interaction_id, tenant_id, fmt, resume))
 
     def get(self, interaction_id: str) -> SessionRunner | None:
         return self._sessions.get(interaction_id)

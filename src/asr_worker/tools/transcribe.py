@@ -23,13 +23,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from ..config import Settings
+from ..config import Settings, make_provider, session_config
 from ..core.clock import SystemClock
 from ..core.session import Event
 from ..metrics import LiveTotals, WorkerMetrics
-from ..providers import BackgroundProvider, Provider, make_provider
+from ..providers import BackgroundProvider, Provider
 from ..runtime.manager import SessionManager
-from ..worker import session_config
 from .audio_files import AudioFile
 
 LOOKAHEAD_S: Final = 15.0
@@ -197,17 +196,17 @@ async def _feed(
     display: Display,
     realtime: bool,
 ) -> None:
-    runner = manager.open_session(call_id, None, audio.fmt)
-    source = runner.attach()
+    source = manager.join(call_id, None, audio.fmt)
+    done = source.runner.done
     loop = asyncio.get_running_loop()
     chunk_s = REALTIME_CHUNK_S if realtime else FAST_CHUNK_S
     step = max(audio.fmt.frame_bytes, audio.fmt.bytes_for(chunk_s))
     started = loop.time()
     try:
         for n, i in enumerate(range(0, len(audio.data), step)):
-            if runner.done.is_set():
+            if done.is_set():
                 break
-            runner.feed(audio.data[i : i + step])
+            source.feed(audio.data[i : i + step])
             fed_s = audio.fmt.seconds(i + step)
             if realtime:
                 await asyncio.sleep(max(0.0, started + (n + 1) * chunk_s - loop.time()))
@@ -217,10 +216,10 @@ async def _feed(
                     result.progressed.clear()
                     await result.progressed.wait()
             display.progress(result)
-        runner.end("end")
-        await runner.done.wait()
+        source.end("end")
+        await done.wait()
     finally:
-        runner.detach(source)
+        source.leave()
 
 
 def _call_id(audio: AudioFile, index: int) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from aiohttp import WebSocketError, WSCloseCode, web
 
 from ..core.session import Event
 from ..jsonwire import dumps_text
-
-_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # Close codes: 1008 policy (bad input), 1013 try again later (capacity, draining, ending).
 CLOSE_BAD_INPUT: Final = int(WSCloseCode.POLICY_VIOLATION)
@@ -44,21 +41,6 @@ def upgrade_refusal(request: web.Request, ws: web.WebSocketResponse, draining: b
         return None
     status, body = refusal
     return web.json_response(body, status=status)
-
-
-class BadRequest(ValueError):
-    """Input a transport refuses; the message is safe to show the client."""
-
-
-def check_id(value: str | None, name: str) -> str:
-    if value is None or not _ID.fullmatch(value):
-        shown = "missing" if value is None else repr(value[:40])
-        raise BadRequest(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ : - ({shown})")
-    return value
-
-
-def check_optional_id(value: str | None, name: str) -> str | None:
-    return None if value in (None, "") else check_id(value, name)
 
 
 def error_event(code: str, message: str, interaction_id: str | None = None) -> Event:

@@ -1,4 +1,4 @@
-"""`GET /v1/exotel`: Exotel AgentStream via the Stream and Voicebot applets (contract section 4).
+"""`GET /v1/exotel`: Exotel AgentStream via the Stream and Voicebot applets.
 
 Set the applet's URL to `wss://HOST/v1/exotel` (add `?sample-rate=16000` for wideband, and
 `interaction_id=...` as a custom parameter to choose the call's id, else the call_sid).
@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import exotel_messages
+from .host import CallHost, bind
 from .telephony import Platform, media_stream
 
 PLATFORM = Platform(
@@ -20,9 +21,9 @@ PLATFORM = Platform(
 )
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/v1/exotel", exotel_socket)]
+def routes(host: CallHost) -> list[web.RouteDef]:
+    return [web.get("/v1/exotel", bind(host, exotel_socket))]
 
 
-async def exotel_socket(request: web.Request) -> web.StreamResponse:
-    return await media_stream(request, PLATFORM)
+async def exotel_socket(host: CallHost, request: web.Request) -> web.StreamResponse:
+    return await media_stream(host, request, PLATFORM)

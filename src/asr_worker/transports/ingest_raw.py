@@ -5,7 +5,7 @@ was a parse, a queue, a future and a task resume before it reached the session; 
 frame is cut out of the bytes in `data_received` (`wsframes.FrameSplitter`) and fed to the
 call's session there and then. The rest of the WebSocket protocol (handshake, text, ping,
 close, fragments, limits, errors) is websockets' sans-I/O `ServerProtocol`, and the call
-itself is `ingest_ws.IngestCall`, the same one aiohttp's route serves. One task per socket
+itself is `ingest_call.IngestCall`, the same one aiohttp's route serves. One task per socket
 sends the call's events, owned by the server's task group.
 
 The connection router (`http.server`) hands this protocol every new connection whose first
@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig
@@ -29,7 +29,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from yarl import URL
 
-from ..http.auth import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
+from ..credentials import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
 from ..jsonwire import dumps
 from ..wsframes import FrameSplitter
 from .common import (
@@ -40,10 +40,8 @@ from .common import (
     error_event,
     socket_failure,
 )
-from .ingest_ws import IngestCall, Refused
-
-if TYPE_CHECKING:
-    from ..worker import Worker
+from .host import CallHost
+from .ingest_call import IngestCall, Refused
 
 log = logging.getLogger("asr_worker.ingest")
 # websockets logs every opened and closed connection at INFO; aiohttp's socket did not.
@@ -58,14 +56,37 @@ FIRST_LINE: Final = b"GET " + PATH_PREFIX.encode()
 Spawn = Callable[[Coroutine[object, object, None]], asyncio.Task[None]]
 
 
+class IngestServer:
+    """The raw ingest sockets of one serving run: what the connection router (`http.server`)
+    hands every connection whose request line starts with `first_line`."""
+
+    first_line: Final = FIRST_LINE
+
+    def __init__(self, host: CallHost, spawn: Spawn) -> None:
+        self._host = host
+        self._spawn = spawn  # the serving task group's: each socket's event sender is its task
+        self._open: set[IngestProtocol] = set()
+
+    def protocol(self) -> IngestProtocol:
+        return IngestProtocol(self._host, self._spawn, self._open)
+
+    @property
+    def connections(self) -> int:
+        return len(self._open)
+
+    def close(self) -> None:
+        for connection in list(self._open):
+            connection.abort()
+
+
 class IngestProtocol(asyncio.Protocol):
     """One ingest connection, from its HTTP request to its close."""
 
-    def __init__(self, worker: Worker, spawn: Spawn, connections: set[IngestProtocol]) -> None:
-        self._worker = worker
+    def __init__(self, host: CallHost, spawn: Spawn, connections: set[IngestProtocol]) -> None:
+        self._host = host
         self._spawn = spawn
         self._connections = connections
-        max_bytes = worker.settings.max_message_bytes
+        max_bytes = host.settings.max_message_bytes
         self._ws = ServerProtocol(max_size=max_bytes, logger=_PROTOCOL_LOG)
         self._transport: asyncio.Transport | None = None
         self._call: IngestCall | None = None
@@ -145,9 +166,9 @@ class IngestProtocol(asyncio.Protocol):
     # --- the opening handshake ---------------------------------------------------------------
 
     def _handshake(self, request: Request) -> None:
-        worker, ws = self._worker, self._ws
+        host, ws = self._host, self._ws
         url = URL(request.path)
-        token = worker.settings.worker_token
+        token = host.settings.worker_token
         if token is not None:
             presented = presented_credentials("GET", request.headers.get("Authorization", ""), url.query)
             if not token_matches(token, presented):
@@ -157,19 +178,18 @@ class IngestProtocol(asyncio.Protocol):
         if response.status_code != 101:
             self._answer(*NOT_AN_UPGRADE)
             return
-        if worker.draining:
+        if host.draining:
             self._answer(*DRAINING)
             return
         ws.send_response(response)
         interaction_id = url.path[len(PATH_PREFIX) :] or None
         try:
-            self._call = IngestCall.open(worker, interaction_id, url.query, url.path)
+            self._call = IngestCall.open(host, interaction_id, url.query, url.path)
         except Refused as exc:
             ws.send_text(dumps(error_event(exc.code, exc.message)))
             self._close(exc.close_code, close_reason(exc.message).decode())
             return
-        feed = self._call.runner.feed
-        self._splitter = FrameSplitter(self._max_bytes, feed, self._other_frame)
+        self._splitter = FrameSplitter(self._max_bytes, self._call.source.feed, self._other_frame)
         self._spawn(self._send_events(self._call))
 
     def _answer(self, status: int, body: dict[str, str], headers: tuple[tuple[str, str], ...] = ()) -> None:
@@ -218,11 +238,11 @@ class IngestProtocol(asyncio.Protocol):
         if self._fragments_text:
             call.text(message.decode(errors="replace"))  # websockets has failed invalid UTF-8
         else:
-            call.runner.feed(message)
+            call.source.feed(message)
 
     def _socket_failed(self, exc: Exception) -> None:
         assert self._call is not None
-        self._call.runner.error(*socket_failure(exc, isinstance(exc, PayloadTooBig)))
+        self._call.source.error(*socket_failure(exc, isinstance(exc, PayloadTooBig)))
         self._splitter = None
         self._call.close()
         self._call = None
@@ -272,7 +292,7 @@ class IngestProtocol(asyncio.Protocol):
                     self._flush()
             self._flush()  # the hub closed (shutdown) behind the last event
         except Exception:  # a socket's failure is its own; the server and other calls go on
-            log.exception("ingest event sender failed", extra={"interaction_id": call.runner.interaction_id})
+            log.exception("ingest event sender failed", extra={"interaction_id": call.source.interaction_id})
             with contextlib.suppress(Exception):
                 self.abort()
 

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 
+from ..core.ids import BadRequest, check_id
 from ..core.session import Event
-from ..http.keys import WORKER
 from ..jsonwire import dumps_text
 from ..runtime.hub import Subscription
-from .common import BadRequest, check_id
-
-if TYPE_CHECKING:
-    from ..worker import Worker
+from .host import CallHost, bind
 
 KEEPALIVE_S: Final = 15.0
 RETRY_MS: Final = 2000
@@ -40,10 +37,10 @@ _HEADERS: Final = {
 }
 
 
-def routes() -> list[web.RouteDef]:
+def routes(host: CallHost) -> list[web.RouteDef]:
     return [
-        web.get("/v1/calls/{interaction_id}/events", call_events),
-        web.get("/v1/events", all_events),
+        web.get("/v1/calls/{interaction_id}/events", bind(host, call_events)),
+        web.get("/v1/events", bind(host, all_events)),
     ]
 
 
@@ -75,14 +72,13 @@ def _resume_after(request: web.Request) -> int | None:
     return int(text)
 
 
-async def call_events(request: web.Request) -> web.StreamResponse:
-    worker = request.app[WORKER]
+async def call_events(host: CallHost, request: web.Request) -> web.StreamResponse:
     try:
         interaction_id = check_id(request.match_info.get("interaction_id"), "interaction_id")
         after = _resume_after(request)
     except BadRequest as exc:
         return _bad_request(str(exc))
-    kept = worker.hub.recent(interaction_id)
+    kept = host.hub.recent(interaction_id)
     last = kept[-1] if kept else None
     if (
         after is not None
@@ -90,17 +86,16 @@ async def call_events(request: web.Request) -> web.StreamResponse:
         and last.get("type") == "session_ended"
         and isinstance(last.get("seq"), int)
         and after >= int(str(last.get("seq")))
-        and worker.manager.get(interaction_id) is None
+        and host.manager.get(interaction_id) is None
     ):
         return web.Response(status=204)  # the call is over and the client has seen all of it
-    subscription = worker.hub.subscribe(interaction_id, after_seq=0 if after is None else after)
-    return await _stream(request, worker, subscription, [], ends_with_call=True, with_ids=True)
+    subscription = host.hub.subscribe(interaction_id, after_seq=0 if after is None else after)
+    return await _stream(request, host, subscription, [], ends_with_call=True, with_ids=True)
 
 
-async def all_events(request: web.Request) -> web.StreamResponse:
+async def all_events(host: CallHost, request: web.Request) -> web.StreamResponse:
     """Every call's events, live, after the last `replay` kept events of each active call (the
     page's view). No ids: seqs are per call, so a reconnect simply replays again."""
-    worker = request.app[WORKER]
     replay_text = request.query.get("replay", str(DEFAULT_REPLAY)).strip()
     if not replay_text.isascii() or not replay_text.isdigit() or int(replay_text) > MAX_REPLAY:
         return _bad_request(f"replay must be a whole number from 0 to {MAX_REPLAY}")
@@ -108,22 +103,22 @@ async def all_events(request: web.Request) -> web.StreamResponse:
     # No await between reading the history and subscribing: nothing is missed or repeated.
     backlog: list[Event] = []
     if replay:
-        for runner in worker.manager.sessions:
-            backlog.extend(worker.hub.recent(runner.interaction_id)[-replay:])
-    subscription = worker.hub.subscribe(None)
-    return await _stream(request, worker, subscription, backlog, ends_with_call=False, with_ids=False)
+        for runner in host.manager.sessions:
+            backlog.extend(host.hub.recent(runner.interaction_id)[-replay:])
+    subscription = host.hub.subscribe(None)
+    return await _stream(request, host, subscription, backlog, ends_with_call=False, with_ids=False)
 
 
 async def _stream(
     request: web.Request,
-    worker: Worker,
+    host: CallHost,
     subscription: Subscription,
     backlog: list[Event],
     *,
     ends_with_call: bool,
     with_ids: bool,
 ) -> web.StreamResponse:
-    gauge = worker.metrics.sse_streams.labels("call" if ends_with_call else "all")
+    gauge = host.metrics.sse_streams.labels("call" if ends_with_call else "all")
     gauge.inc()
     response = web.StreamResponse(headers=_HEADERS)
     try:

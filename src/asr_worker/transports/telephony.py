@@ -1,7 +1,7 @@
 """What the Twilio and Exotel endpoints share: one media-stream socket feeding one call.
 
 The socket says `start` (which call, which format, which tracks), then `media` until `stop`.
-The worker sends nothing back (contract section 4). `stop` ends the call; a socket that drops
+The worker sends nothing back. `stop` ends the call; a socket that drops
 without `stop` only detaches, so the session waits `ASR_SESSION_GRACE_S` for the same call to
 come back, and a new socket for it continues the same session on the same provider connection.
 
@@ -15,30 +15,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat
+from ..core.ids import BadRequest, check_id, check_optional_id
 from ..core.session import Phase
-from ..http.keys import WORKER
 from ..runtime.manager import SessionRefused
-from ..runtime.runner import SessionRunner
+from ..runtime.source import CallSource
 from .common import (
     CLOSE_BAD_INPUT,
     CLOSE_NORMAL,
     REFUSAL_CLOSE_CODES,
-    BadRequest,
-    check_id,
-    check_optional_id,
     close_reason,
     upgrade_refusal,
 )
+from .host import CallHost
 from .interleave import TrackInterleaver
 from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, ParseError, Start, Stop
-
-if TYPE_CHECKING:
-    from ..worker import Worker
 
 log = logging.getLogger("asr_worker.telephony")
 
@@ -57,16 +52,15 @@ def _event_name(message: Message) -> str:
     return type(message).__name__.lower()
 
 
-async def media_stream(request: web.Request, platform: Platform) -> web.StreamResponse:
+async def media_stream(host: CallHost, request: web.Request, platform: Platform) -> web.StreamResponse:
     """Serve one telephony media-stream WebSocket until `stop` or the socket goes away."""
-    worker = request.app[WORKER]
     # aiohttp refuses (and closes with 1009) a message over this; the parser has tighter limits.
     ws = web.WebSocketResponse(max_msg_size=platform.max_message_chars * 4, heartbeat=None)
-    refusal = upgrade_refusal(request, ws, worker.draining)
+    refusal = upgrade_refusal(request, ws, host.draining)
     if refusal is not None:
         return refusal
     await ws.prepare(request)
-    stream = _MediaStream(worker, ws, platform)
+    stream = _MediaStream(host, ws, platform)
     try:
         await stream.run()
     finally:
@@ -75,13 +69,12 @@ async def media_stream(request: web.Request, platform: Platform) -> web.StreamRe
 
 
 class _MediaStream:
-    def __init__(self, worker: Worker, ws: web.WebSocketResponse, platform: Platform) -> None:
-        self._worker = worker
+    def __init__(self, host: CallHost, ws: web.WebSocketResponse, platform: Platform) -> None:
+        self._host = host
         self._ws = ws
         self._platform = platform
-        self._messages = worker.metrics.telephony_messages
-        self._runner: SessionRunner | None = None
-        self._source_id: str | None = None
+        self._messages = host.metrics.telephony_messages
+        self._source: CallSource | None = None
         self._fmt: AudioFormat | None = None
         self._interleaver: TrackInterleaver | None = None
         self._stream_sid: str | None = None
@@ -118,15 +111,14 @@ class _MediaStream:
 
     def release(self) -> None:
         """The socket is gone (after `stop`, or dropped): hand over what is buffered, detach."""
-        runner = self._runner
-        if runner is None or self._source_id is None:
+        source = self._source
+        if source is None or not source.attached:
             return
         if self._interleaver is not None:
             self._feed(self._interleaver.flush())
             self._account()
-        runner.detach(self._source_id)
-        self._source_id = None
-        metric = self._worker.metrics.telephony_pending.labels(self._platform.name)
+        source.leave()
+        metric = self._host.metrics.telephony_pending.labels(self._platform.name)
         metric.dec(self._pending_s)
         self._pending_s = 0.0
 
@@ -142,12 +134,12 @@ class _MediaStream:
             return await self._stop(message)
         if isinstance(message, Connected):
             return False
-        if self._runner is None:
+        if self._source is None:
             return await self._problem("bad_message", f"`{_event_name(message)}` before `start`")
         if isinstance(message, Dtmf):
             # Twilio names a DTMF's track `inbound_track`; a media's, `inbound`.
             track = (message.track or "inbound").removesuffix("_track")
-            self._runner.dtmf(message.digit, self._platform.channel_of_track.get(track, 0))
+            self._source.dtmf(message.digit, self._platform.channel_of_track.get(track, 0))
         elif isinstance(message, Mark | Clear):
             log.debug(
                 "telephony control message",
@@ -156,8 +148,8 @@ class _MediaStream:
         return False
 
     async def _start(self, start: Start) -> bool:
-        if self._runner is not None:
-            self._runner.error("bad_message", "a second `start` on one stream; ignored")
+        if self._source is not None:
+            self._source.error("bad_message", "a second `start` on one stream; ignored")
             return False
         params = start.custom_parameters
         try:
@@ -169,7 +161,7 @@ class _MediaStream:
         channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
         fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
         try:
-            runner = self._worker.manager.open_session(interaction_id, tenant_id, fmt)
+            source = self._host.manager.join(interaction_id, tenant_id, fmt)
         except SessionRefused as exc:
             log.info(
                 "telephony stream refused",
@@ -177,11 +169,10 @@ class _MediaStream:
             )
             await self._close(REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT), exc.message)
             return True
-        self._runner, self._fmt, self._stream_sid = runner, fmt, start.stream_sid
-        self._source_id = runner.attach()
+        self._source, self._fmt, self._stream_sid = source, fmt, start.stream_sid
         if channels == 2:
-            self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._worker.settings.max_buffer_ms)
-            metrics = self._worker.metrics  # the series exist (at 0) from the first two-track call on
+            self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._host.settings.max_buffer_ms)
+            metrics = self._host.metrics  # the series exist (at 0) from the first two-track call on
             metrics.telephony_silence.labels(self._platform.name)
             metrics.telephony_pending.labels(self._platform.name)
         log.info(
@@ -194,32 +185,33 @@ class _MediaStream:
                 "encoding": str(fmt.encoding),
                 "sample_rate": fmt.sample_rate,
                 "channels": channels,
-                "resumed": runner.status.resumed,
+                "resumed": source.runner.status.resumed,
             },
         )
         return False
 
     async def _media(self, media: Media) -> bool:
-        runner, fmt = self._runner, self._fmt
-        if runner is None or fmt is None:
+        source, fmt = self._source, self._fmt
+        if source is None or fmt is None:
             return await self._problem("bad_message", "`media` before `start`")
-        if runner.status.phase is not Phase.ACTIVE:
+        status = source.runner.status
+        if status.phase is not Phase.ACTIVE:
             # The call ended without this socket's `stop` (shutdown, a provider that refused it):
             # close rather than answer every 20 ms message with an error.
-            going_away = self._worker.draining or runner.status.end_reason == "shutdown"
+            going_away = self._host.draining or status.end_reason == "shutdown"
             await self._close(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL, "the call has ended")
             return True
         channel = self._platform.channel_of_track.get(media.track, -1)
         if not 0 <= channel < fmt.channels:
-            runner.error(
+            source.error(
                 "bad_message", f"media for track {media.track!r}, which `start` did not announce; dropped"
             )
             return False
         if self._interleaver is None:
-            runner.feed(media.payload)
+            source.feed(media.payload)
             return False
         if len(media.payload) % fmt.bytes_per_sample:
-            runner.error(
+            source.error(
                 "bad_audio", f"a payload of {len(media.payload)} bytes is not whole samples; dropped"
             )
             return False
@@ -228,18 +220,18 @@ class _MediaStream:
         return False
 
     async def _stop(self, stop: Stop) -> bool:
-        runner = self._runner
-        if runner is None:
+        source = self._source
+        if source is None:
             log.info("telephony stream stopped before start", extra={"platform": self._platform.name})
             await self._close(CLOSE_NORMAL, "stop")
             return True
         self.release()
-        runner.end("stop")
+        source.end("stop")
         log.info(
             "telephony stream stopped",
             extra={
                 "platform": self._platform.name,
-                "interaction_id": runner.interaction_id,
+                "interaction_id": source.interaction_id,
                 "reason": stop.reason,
             },
         )
@@ -249,15 +241,15 @@ class _MediaStream:
     # --- helpers ---------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        if data and self._runner is not None:
-            self._runner.feed(data)
+        if data and self._source is not None:
+            self._source.feed(data)
 
     def _account(self) -> None:
         """Move the interleaver's silence and pending figures into the metrics."""
         interleaver = self._interleaver
         if interleaver is None or self._fmt is None:
             return
-        metrics = self._worker.metrics
+        metrics = self._host.metrics
         filled = interleaver.stats.silence_filled_samples
         if filled > self._filled_samples:
             metrics.telephony_silence.labels(self._platform.name).inc(
@@ -272,8 +264,8 @@ class _MediaStream:
     async def _problem(self, code: str, message: str, *, fatal: bool = False) -> bool:
         """Bad input. With a call: an `error` event to its watchers (and go on unless fatal).
         Without: one log line and a close that says why. True when the socket is done."""
-        if self._runner is not None:
-            self._runner.error(code, message)
+        if self._source is not None:
+            self._source.error(code, message)
             if fatal:
                 await self._close(CLOSE_BAD_INPUT, message)
             return fatal

@@ -1,4 +1,4 @@
-"""`GET /v1/twilio`: Twilio Media Streams (contract section 4).
+"""`GET /v1/twilio`: Twilio Media Streams.
 
 Point a `<Stream url="wss://HOST/v1/twilio">` at it, with `track="both_tracks"` for both sides
 of the call and `<Parameter name="interaction_id" value="..."/>` to choose the call's id
@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import twilio_messages
+from .host import CallHost, bind
 from .telephony import Platform, media_stream
 
 PLATFORM = Platform(
@@ -22,9 +23,9 @@ PLATFORM = Platform(
 )
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/v1/twilio", twilio_socket)]
+def routes(host: CallHost) -> list[web.RouteDef]:
+    return [web.get("/v1/twilio", bind(host, twilio_socket))]
 
 
-async def twilio_socket(request: web.Request) -> web.StreamResponse:
-    return await media_stream(request, PLATFORM)
+async def twilio_socket(host: CallHost, request: web.Request) -> web.StreamResponse:
+    return await media_stream(host, request, PLATFORM)

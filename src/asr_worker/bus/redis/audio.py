@@ -120,7 +120,7 @@ class AudioReader:
             return
         if heard:
             cursor.silent_since = None
-            call.join()
+            call.rejoin()
         elif cursor.silent_since is None:
             cursor.silent_since = now
         elif now - cursor.silent_since >= PRODUCER_SILENT_S:

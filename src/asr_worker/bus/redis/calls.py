@@ -8,10 +8,11 @@ An `OwnedCall` is shared by the bus's loops, so each part of it has one writer:
 * `progress` (a `SavedProgress`): the writer alone, after intake set it up.
 * `fed` (a `FedEntries`): where the two meet; the reader records each entry it feeds, the
   writer asks where a covered offset falls and so drops what finals have covered.
-* the session (`runner`, `source_id`): driven only through the methods under "the call's
-  session", so the bus joins a session in one place. Intake opens it (and joins it, or
-  abandons a call workers kept dying on); the audio reader feeds, ends, joins and leaves it
-  as the producer comes and goes; the writer ends it when another worker holds the call.
+* the session (`source`, the bus's `CallSource` on it): driven only through the methods under
+  "the call's session", so the bus joins a session in one place. Intake opens it (joining
+  it, or abandoning a call workers kept dying on); the audio reader feeds, ends, leaves and
+  rejoins it as the producer comes and goes; the writer ends it when another worker holds
+  the call.
 
 `CallTable` holds them by interaction id: intake adds a call, the writer forgets it once it is
 over (or intake, if the session was refused).
@@ -33,6 +34,7 @@ from .wire import audio_key
 if TYPE_CHECKING:
     from ...runtime.manager import SessionManager
     from ...runtime.runner import SessionRunner
+    from ...runtime.source import CallSource
 
 # The reason a session ends with when its call is given up (ASR_MAX_TAKEOVERS).
 ABANDONED: Final = "call_abandoned"
@@ -156,8 +158,7 @@ class OwnedCall:
     progress: SavedProgress = field(default_factory=SavedProgress)
     fed: FedEntries = field(default_factory=FedEntries)
     state: CallState = CallState.READING
-    runner: SessionRunner | None = None
-    source_id: str | None = None
+    source: CallSource | None = None
 
     @property
     def audio_key(self) -> str:
@@ -165,37 +166,41 @@ class OwnedCall:
 
     # --- the call's session: the only code on the bus that drives its runner -----------------
 
-    def open(self, manager: SessionManager, resume: Resume | None) -> SessionRunner:
-        """Open the call's session (raises SessionRefused or ValueError if this worker cannot)."""
-        self.runner = manager.open_session(self.interaction_id, self.tenant_id, self.fmt, resume)
-        return self.runner
+    def open(self, manager: SessionManager, resume: Resume | None) -> None:
+        """Join the call's session, starting it, with this bus as its source (raises
+        SessionRefused or ValueError if this worker cannot)."""
+        self.source = manager.join(self.interaction_id, self.tenant_id, self.fmt, resume)
 
-    def join(self) -> None:
-        """The producer is there: the session has this bus as a source."""
-        if self.runner is not None and self.source_id is None:
-            self.source_id = self.runner.attach()
+    @property
+    def runner(self) -> SessionRunner | None:
+        """The session, for what the bus reads of it (`status`, `wants_audio`)."""
+        return None if self.source is None else self.source.runner
+
+    def rejoin(self) -> None:
+        """The producer is back after going quiet: the session has this bus as a source again."""
+        if self.source is not None:
+            self.source.rejoin()
 
     def leave(self) -> None:
         """The producer went quiet: the session counts its source as gone (its grace applies)."""
-        if self.runner is not None and self.source_id is not None:
-            self.runner.detach(self.source_id)
-            self.source_id = None
+        if self.source is not None:
+            self.source.leave()
 
     def feed(self, audio: bytes) -> bool:
-        return self.runner is not None and self.runner.feed(audio)
+        return self.source is not None and self.source.feed(audio)
 
     def end(self, reason: str) -> None:
-        if self.runner is not None:
-            self.runner.end(reason)
+        if self.source is not None:
+            self.source.end(reason)
 
     def report(self, code: str, message: str) -> None:
         """An error in what the producer wrote; it goes out as the call's error event."""
-        if self.runner is not None:
-            self.runner.error(code, message)
+        if self.source is not None:
+            self.source.error(code, message)
 
     def abandon(self, code: str, message: str) -> None:
-        if self.runner is not None:
-            self.runner.abandon(code, message)
+        if self.source is not None:
+            self.source.abandon(code, message)
 
     @property
     def active(self) -> bool:

@@ -204,7 +204,6 @@ class Intake:
         if start.verdict is Verdict.POISON:
             self._abandon(call, takeovers=start.takeovers)
             return
-        call.join()
         if claimed:
             self._counters.calls_claimed += 1
         else:

@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.audio import AudioFormat, AudioFormatError
-from ...transports.common import BadRequest, check_id, check_optional_id
+from ...core.ids import BadRequest, check_id, check_optional_id
 
 CALLS_KEY: Final = "asr:calls"
 GROUP: Final = "asr-workers"

@@ -1,0 +1,86 @@
+"""Credentials: values that are never printed, and the bearer token a request presents.
+
+Accepted forms: `Authorization: Bearer TOKEN`; HTTP Basic with TOKEN as the password
+(telephony platforms such as Exotel dial `wss://KEY:TOKEN@host/...`); and `?token=TOKEN` on
+GET requests, because browsers cannot set headers on WebSockets or EventSource. Comparison is
+constant-time; the token is never logged or echoed.
+
+Both serving paths check tokens with these functions: aiohttp's middleware (`http.auth`) and
+the raw ingest socket (`transports.ingest_raw`), which aiohttp never sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+log = logging.getLogger("asr_worker.auth")
+
+UNAUTHORIZED_HEADERS: Final = (("WWW-Authenticate", 'Bearer realm="asr-worker"'),)
+
+
+class Secret:
+    """A value that must never be printed: its repr and str hide it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def presented_credentials(method: str, header: str, query: Mapping[str, str]) -> list[str]:
+    """Every credential in a request's Authorization header and (on GET) its query."""
+    tokens: list[str] = []
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        tokens.append(value.strip())
+    elif scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):  # not base64, not ASCII text, or not UTF-8 inside
+            decoded = ""
+        _, sep, password = decoded.partition(":")
+        if sep:
+            tokens.append(password)
+    if method == "GET" and "token" in query:
+        tokens.append(query["token"])
+    return tokens
+
+
+def token_matches(expected: Secret, presented: list[str]) -> bool:
+    # Header and query text may hold lone surrogates (undecodable bytes): surrogatepass
+    # encodes anything, and such a candidate simply does not match.
+    want = expected.reveal().encode("utf-8", "surrogatepass")
+    # compare against every presented form, without stopping early, in constant time each
+    results = [
+        hmac.compare_digest(want, candidate.encode("utf-8", "surrogatepass")) for candidate in presented
+    ]
+    return any(results)
+
+
+def unauthorized(presented: list[str], path: str, peer: str | None) -> dict[str, str]:
+    """Log one line for a refused request and give the 401 body to answer it with."""
+    reason = "a bearer token is required" if not presented else "the token is not valid"
+    log.info("unauthorized", extra={"path": path[:200], "reason": reason, "peer": peer})
+    return {
+        "error": "unauthorized",
+        "message": f"{reason}: send Authorization: Bearer TOKEN (or ?token= on GET)",
+    }

@@ -1,0 +1,57 @@
+"""What the transports need of the process that serves them, and nothing more.
+
+A transport's handlers join calls, watch their events, read a few limits, count what they
+see and refuse new calls while the process drains. `CallHost` says exactly that; the worker
+satisfies it without naming it, and hands itself to each transport's `routes(host)` when it
+wires the HTTP edge. So a transport can be read, and tested, without the worker, and the
+worker is the only module that knows every transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiohttp import web
+
+from ..config import Settings
+from ..metrics import WorkerMetrics
+from ..runtime.hub import EventHub
+from ..runtime.manager import SessionManager
+
+
+class CallHost(Protocol):
+    @property
+    def manager(self) -> SessionManager:
+        """The live calls: join one, look one up, list them."""
+        ...
+
+    @property
+    def hub(self) -> EventHub:
+        """Every call's events, to watch."""
+        ...
+
+    @property
+    def settings(self) -> Settings:
+        """Limits (largest message, longest buffering) and the token the raw ingest path checks."""
+        ...
+
+    @property
+    def metrics(self) -> WorkerMetrics: ...
+
+    @property
+    def draining(self) -> bool:
+        """True once the process stops taking calls: new sockets are refused with 503."""
+        ...
+
+
+HostHandler = Callable[[CallHost, web.Request], Awaitable[web.StreamResponse]]
+
+
+def bind(host: CallHost, handler: HostHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler that serves `handler` with `host`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await handler(host, request)
+
+    return handle

@@ -1,0 +1,113 @@
+"""One ingest socket's part in its call, whichever socket implementation carries it: aiohttp's
+(`ingest_ws`) or the raw one served on the loop's transport (`ingest_raw`).
+
+The socket's path and query name the call and its audio format; joining gives the socket its
+`CallSource` (what it feeds the call through and leaves it by) and a subscription to the
+call's events. Text messages are control: `{"type": "end"}` ends the call, anything else is
+an `error` event for the call's watchers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from ..core.audio import AudioFormat, AudioFormatError
+from ..core.ids import BadRequest, check_id, check_optional_id
+from ..runtime.hub import Subscription
+from ..runtime.manager import SessionRefused
+from ..runtime.source import CallSource
+from .common import CLOSE_BAD_INPUT, REFUSAL_CLOSE_CODES
+from .host import CallHost
+
+log = logging.getLogger("asr_worker.ingest")
+
+_END_TYPES: Final = frozenset({"end", "closestream"})
+_IGNORED_TYPES: Final = frozenset({"keepalive"})
+
+
+class Refused(Exception):
+    """Why a socket cannot join a call; sent as an `error` event, then a close with `close_code`."""
+
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.close_code = code, message, close_code
+
+
+class IngestCall:
+    """The socket's source handle on its call and its subscription to the call's events."""
+
+    def __init__(self, source: CallSource, subscription: Subscription) -> None:
+        self.source = source
+        self.subscription = subscription
+
+    @classmethod
+    def open(
+        cls, host: CallHost, interaction_id: str | None, query: Mapping[str, str], path: str
+    ) -> IngestCall:
+        """Join (or start) the call the socket's path and query name, or raise Refused."""
+        try:
+            checked_id = check_id(interaction_id, "interaction_id")
+            tenant_id = check_optional_id(query.get("tenant_id"), "tenant_id")
+            fmt = AudioFormat.parse(
+                query.get("encoding", "linear16"),
+                query.get("sample_rate", "8000"),
+                query.get("channels", "1"),
+            )
+        except (BadRequest, AudioFormatError) as exc:
+            log.info("ingest refused", extra={"reason": str(exc), "path": path[:200]})
+            raise Refused("bad_request", str(exc), CLOSE_BAD_INPUT) from None
+        try:
+            source = host.manager.join(checked_id, tenant_id, fmt)
+        except SessionRefused as exc:
+            log.info("ingest refused", extra={"interaction_id": checked_id, "reason": exc.code})
+            raise Refused(exc.code, exc.message, REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT)) from None
+        # Subscribe before anything can yield, so a new call's socket sees its session_started.
+        return cls(source, host.hub.subscribe(checked_id))
+
+    def text(self, text: str) -> None:
+        """A control message: `end` ends the call; anything unknown is an `error` event."""
+        try:
+            command = parse_control(text)
+        except ControlError as exc:
+            self.source.error(exc.code, exc.message)
+            return
+        if command == "end":
+            self.source.end("end")
+
+    def close(self) -> None:
+        """The socket is gone: stop its events and leave the call (which goes on, or ends
+        after its grace period if this was its last source). Idempotent."""
+        self.subscription.close()
+        self.source.leave()
+
+
+class ControlError(ValueError):
+    """A text message the ingest socket does not take; `code` and `message` go in the error event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_control(text: str) -> str:
+    """A text message to the command it carries ("end" or "keepalive"), or ControlError."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ControlError(
+            "bad_message", 'a text message must be JSON such as {"type": "end"}; ignored'
+        ) from None
+    kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str):
+        raise ControlError(
+            "bad_message", "a text message must be a JSON object with a string `type`; ignored"
+        )
+    if kind.lower() in _END_TYPES:
+        return "end"
+    if kind.lower() in _IGNORED_TYPES:
+        return "keepalive"
+    raise ControlError("unknown_message", f"unknown message type {kind[:40]!r}; known: end; ignored")
