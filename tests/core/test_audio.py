@@ -14,7 +14,7 @@ from asr_worker.core.audio import AudioFormat, AudioFormatError, Encoding
         ("alaw", "48000", "2", AudioFormat(Encoding.ALAW, 48000, 2)),
     ],
 )
-def test_parse_accepts_the_contract_formats(
+def test_parse_accepts_the_documented_formats(
     encoding: str, rate: object, channels: object, expected: AudioFormat
 ) -> None:
     assert AudioFormat.parse(encoding, rate, channels) == expected

@@ -3,7 +3,7 @@ of audio (whole samples or not), stream opens that succeed or fail, drops (retry
 or a close nobody asked for), results from a model provider (finals that tile the stream,
 interims, Finalize's answer), utterance ends, end, sources coming and going, stale news from
 streams that are gone, a forced stop, and time passing. After every step the invariants of
-the contract's section 3 hold:
+the session invariants (docs/ingest-and-events.md) hold:
 
 * at most one provider stream is open or opening;
 * `seq` rises by one per event, and `session_ended` is emitted once, last (checked at the end

@@ -1,4 +1,4 @@
-"""The local provider against the provider contract, with real VAD on real speech and a fake
+"""The local provider against the provider interface, with real VAD on real speech and a fake
 decoder (fast, and controllable where the order of decodes is what is tested). The real
 engine end to end is in tests/integration."""
 

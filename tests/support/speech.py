@@ -1,5 +1,5 @@
 """Real speech for tests of the real engine: espeak-ng (Debian) sentences, synthesized at test
-time, cached per test session, and turned into call audio of any contract format.
+time, cached per test session, and turned into call audio of any ingest format.
 
 The voice (`en-us+klatt`, 130 words a minute) and the sentences were chosen because Whisper
 base transcribes them word for word when decoded offline, both at 16 kHz and as 8 kHz mu-law

@@ -1,4 +1,4 @@
-"""Audio formats as the contract names them, and the arithmetic that turns bytes into seconds.
+"""Audio formats as the ingest socket and the bus name them, and the arithmetic that turns bytes into seconds.
 
 Everything that needs to know how long a piece of audio is, or whether a message holds whole
 samples, asks an `AudioFormat`; nothing else in the worker does byte arithmetic on audio.

@@ -91,7 +91,7 @@ def encode_g711(samples: Int16Array, encoding: Encoding) -> bytes:
 
 
 def to_linear16(data: bytes, fmt: AudioFormat) -> Int16Array:
-    """Any contract encoding to interleaved int16 samples (for engines that need PCM)."""
+    """Any ingest encoding to interleaved int16 samples (for engines that need PCM)."""
     if fmt.encoding is Encoding.LINEAR16:
         return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
     return decode_g711(data, fmt.encoding)

@@ -1,5 +1,5 @@
 """What a provider stream reports, in the provider's own time (seconds from the first byte of
-audio sent on that stream). The session core turns these into call-relative contract events.
+audio sent on that stream). The session core turns these into the call's events, in call time.
 
 These types live in the core because the core consumes them; providers import them from here.
 """

@@ -7,7 +7,7 @@ actions to carry out (open a provider stream, send audio, send a keep-alive, end
 stream, emit an event) and `next_deadline()` to know when to poll again if nothing else
 happens.
 
-The invariants of the contract's section 3 live here and nowhere else:
+The session invariants (docs/ingest-and-events.md) live here and nowhere else:
 
 * single flight: a stream is opened only from the IDLE/BACKOFF states, so however many
   sources deliver first frames before the provider answers, exactly one open happens;

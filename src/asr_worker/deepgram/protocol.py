@@ -1,7 +1,7 @@
 """Deepgram's live `/v1/listen` protocol as data: both ends of asr-worker speak it from here.
 
 Read from Deepgram's API reference (AsyncAPI spec of listen.v1), the official Python SDK's
-generated types (deepgram-sdk 7.x) and recorded real responses; see NOTES.md. The client
+generated types (deepgram-sdk 7.x) and recorded real responses. The client
 (`providers.deepgram`) parses what a server sends with `parse_server_message`; the server
 (`dgserver`) builds what it sends with the `*_message` builders, so the two can be tested
 against each other and against the official SDK.

@@ -1,4 +1,4 @@
-"""Call audio (any contract format, 8-48 kHz, one or two channels) to 16 kHz float mono per
+"""Call audio (any ingest format, 8-48 kHz, one or two channels) to 16 kHz float mono per
 channel, which is what Whisper and Silero take.
 
 Resampling is band-limited and streaming: libsoxr (the `soxr` package, the resampler of SoX and
