@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,6 +51,24 @@ def test_flags_override_the_environment_and_secrets_are_not_echoed() -> None:
     assert result.returncode == 2 and "--port must be a whole number" in result.stderr
     result = run_cli("serve", "--worker-token", "s3cret-token", "--port", "x")
     assert "s3cret-token" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [(["serve"], "PORT"), (["dg-server"], "DG_SERVER_PORT")],
+    ids=["serve", "dg-server"],
+)
+def test_a_port_in_use_is_one_line_that_says_what_to_change(command: list[str], variable: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(*command, env={variable: str(port), "ASR_PROVIDER": "mock"})
+    assert result.returncode == 2, result.stderr
+    problems = [line for line in result.stderr.splitlines() if not line.startswith("{")]  # not log lines
+    assert len(problems) == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in problems[0] and "address already in use" in problems[0]
+    assert f"choose another with {variable} or --port" in problems[0]
 
 
 def test_help_documents_flags_and_variables() -> None:

@@ -205,13 +205,32 @@ async def _serve_until_signalled(settings: Settings) -> int:
         return 2
     try:
         await worker.serve(stop)
-    except OSError as exc:
-        print(
-            f"asr-worker: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
+    except Exception as exc:
+        if (failure := _socket_failure(exc)) is None:
+            raise
+        print(_cannot_listen("asr-worker", "", settings.host, settings.port, failure), file=sys.stderr)
+        return 2
     return 0
+
+
+def _socket_failure(exc: BaseException) -> OSError | None:
+    """The OSError a start-up failure comes down to (a port in use, an address this machine
+    does not have), however deep the task groups that started the servers nested it."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _socket_failure(inner)) is not None:
+                return found
+    return None
+
+
+def _cannot_listen(command: str, env_prefix: str, host: str, port: int, failure: OSError) -> str:
+    """One line that says what failed and what to change, as a bad setting's does."""
+    return (
+        f"{command}: cannot listen on {host}:{port}: {failure.strerror or failure}; choose another "
+        f"with {env_prefix}PORT or --port ({env_prefix}HOST or --host for the address)"
+    )
 
 
 def _dg_server(args: argparse.Namespace) -> int:
@@ -239,12 +258,13 @@ async def _dg_server_until_signalled(settings: Settings, dg: DgServerSettings) -
     except (ValueError, ImportError) as exc:
         print(f"asr-worker dg-server: cannot start: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except Exception as exc:
+        if (failure := _socket_failure(exc)) is None:
+            raise
         print(
-            f"asr-worker dg-server: cannot listen on {dg.host}:{dg.port}: {exc.strerror or exc}",
-            file=sys.stderr,
+            _cannot_listen("asr-worker dg-server", "DG_SERVER_", dg.host, dg.port, failure), file=sys.stderr
         )
-        return 1
+        return 2
     return 0
 
 
