@@ -9,6 +9,8 @@ reached a provider exactly once, in order, and no final word was lost or repeate
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -267,3 +269,30 @@ def test_publish_command_explains_bad_input(tmp_path: Path) -> None:
     result = run_cli("publish", str(wav), "--interaction-id", "x", "--redis-url", closed)
     assert result.returncode == 1 and "cannot use Redis" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "pw-s3cret" not in result.stderr
+
+
+async def test_an_unreachable_redis_is_a_warning_at_start_not_silence(tmp_path: Path) -> None:
+    """Nothing listens at REDIS_URL: the worker says so in its log at once (and /ready says
+    503), rather than logging only info lines for as long as it runs."""
+    port, log_path = free_port(), tmp_path / "worker.log"
+    closed = f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0"
+    env = {"PORT": str(port), "ASR_PROVIDER": "mock", "PUBSUB_ADAPTER": "redis_streams", "REDIS_URL": closed}
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            *CLI, "serve", env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL, stderr=log_file
+        )
+        try:
+            async with asyncio.timeout(20):
+                while "redis unreachable" not in log_path.read_text():
+                    assert process.returncode is None, log_path.read_text()
+                    await asyncio.sleep(0.05)
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ready") as ready:
+                assert ready.status == 503
+        finally:
+            process.terminate()
+            await process.wait()
+    text = log_path.read_text()
+    warning = next(json.loads(line) for line in text.splitlines() if "redis unreachable" in line)
+    assert warning["level"] == "warning" and warning["redis"].endswith(closed.rsplit("@", 1)[1])
+    assert "pw-s3cret" not in text
+    assert_clean_stderr(text)

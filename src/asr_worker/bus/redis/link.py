@@ -27,6 +27,7 @@ log = logging.getLogger("asr_worker.bus")
 SOCKET_TIMEOUT_S: Final = 5.0
 BACKOFF_INITIAL_S: Final = 0.1
 BACKOFF_MAX_S: Final = 2.0
+STILL_DOWN_LOG_S: Final = 60.0  # while Redis stays unreachable, one warning this often
 
 
 class RedisLink:
@@ -46,6 +47,7 @@ class RedisLink:
         self.last_error = "not connected yet"
         self.outages = 0
         self._rng = random.Random()
+        self._warned_at: float | None = None  # the last "unreachable" warning of this outage
 
     # --- the client -------------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class RedisLink:
                 await self.ensure_group()
             except (*REDIS_ERRORS, ResponseError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self._warn_still_down(first)
                 await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
                 delay = min(BACKOFF_MAX_S, delay * 2)
                 continue
@@ -113,6 +116,7 @@ class RedisLink:
             down_for = time.monotonic() - (self._down_since or time.monotonic())
             self._down.clear()
             self._down_since = None
+            self._warned_at = None
             self._on_up(not first)
             self._up.set()
             if first:
@@ -120,6 +124,27 @@ class RedisLink:
                 first = False
             else:
                 log.info("redis is back", extra={"down_s": round(down_for, 2)})
+
+    def _warn_still_down(self, never_connected: bool) -> None:
+        """An unreachable Redis is said in the log at once (at start, before any call could
+        show it) and again every STILL_DOWN_LOG_S while it lasts, never once per retry."""
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < STILL_DOWN_LOG_S:
+            return
+        if self._warned_at is None and not never_connected:
+            self._warned_at = now  # `failed` has just said it
+            return
+        self._warned_at = now
+        log.warning(
+            "redis unreachable; the bus takes no calls until it answers"
+            if never_connected
+            else "redis still unreachable",
+            extra={
+                "redis": self.where,
+                "down_s": round(now - (self._down_since or now), 1),
+                "error": self.last_error,
+            },
+        )
 
     async def ensure_group(self) -> None:
         try:
