@@ -38,4 +38,6 @@ if [ $# -eq 0 ]; then
     tests/providers/test_deepgram.py tests/providers/test_deepgram_protocol.py \
     tests/providers/test_deepgram_push.py tests/fuzz/test_session_machine.py \
     tests/fuzz/test_deepgram_fuzz.py tests/test_compiled.py
+  # The container image, built and proven from its own filesystem (about 6 minutes cold, 1 warm).
+  scripts/test-image.sh
 fi
