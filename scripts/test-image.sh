@@ -78,12 +78,14 @@ echo "base image ready in $((SECONDS - started)) s" >&2
 started=$SECONDS
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-if ! "${podman[@]}" build --isolation chroot --format docker --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    -t "$IMAGE" -f Containerfile . > "$log" 2>&1; then
+build=("${podman[@]}" build --isolation chroot --format docker --build-arg BASE_IMAGE="$BASE_IMAGE" -f Containerfile)
+# The build stage is tagged too: its layers are then kept by the prune below (which clears what
+# earlier builds left), and an unchanged Containerfile, lock and source rebuild from the cache.
+if ! { "${build[@]}" --target build -t "$IMAGE-build" . && "${build[@]}" -t "$IMAGE" .; } > "$log" 2>&1; then
   tail -40 "$log" >&2
   exit 1
 fi
-"${podman[@]}" image prune -f >/dev/null  # the layers an earlier build left untagged
+"${podman[@]}" image prune -f >/dev/null
 echo "image $IMAGE built in $((SECONDS - started)) s ($("${podman[@]}" image inspect -f '{{.Size}}' "$IMAGE" | numfmt --to=si)B)" >&2
 
 config="$(mktemp)"
