@@ -38,7 +38,7 @@ if [ $# -eq 0 ]; then
     tests/providers/test_deepgram.py tests/providers/test_deepgram_protocol.py \
     tests/providers/test_deepgram_push.py tests/fuzz/test_session_machine.py \
     tests/fuzz/test_deepgram_fuzz.py tests/test_compiled.py
-  # The container image, built and proven from its own filesystem (docs/deploy.md): about 5
+  # The container image, built and proven from its own filesystem (docs/deploy.md): 3 to 5
   # minutes on a new machine, half a minute when nothing changed.
   scripts/test-image.sh
 fi

@@ -181,10 +181,16 @@ async def play_call(http: aiohttp.ClientSession, ws_url: str, audio: AudioFile, 
     async with http.ws_connect(ws_url, max_msg_size=1 << 22) as ws, asyncio.TaskGroup() as tg:
         tg.create_task(_send_at_real_time(ws, audio))
         async for msg in ws:
-            if msg.type is aiohttp.WSMsgType.TEXT:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            try:
                 event = json.loads(msg.data)
-                if isinstance(event, dict):
-                    events.take(event)
+            except ValueError:
+                event = None
+            if isinstance(event, dict):
+                events.take(event)
+            else:
+                events.errors.append(f"not a JSON event: {str(msg.data)[:80]!r}")
 
 
 async def _send_at_real_time(ws: aiohttp.ClientWebSocketResponse, audio: AudioFile) -> None:
