@@ -13,6 +13,7 @@ SIGTERM, and compose.yaml's two workers on a real Redis bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -87,7 +88,7 @@ class Image:
         _, uid, gid, _ = self.user
         workdir = str(self.config.get("WorkingDir") or "/")
         return [
-            *("unshare", "--pid", "--fork", "--kill-child"),
+            *("unshare", "--pid", "--fork"),
             *("chroot", f"--userspec={uid}:{gid}", str(self.rootfs)),
             *("/usr/bin/env", "-C", workdir),
             *argv,
@@ -136,6 +137,18 @@ async def child_pid(parent: int, timeout_s: float = 10.0) -> int:
     return children(parent)[0]
 
 
+async def kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL what `unshare --fork` started, then unshare itself. The child must be killed
+    itself: the parent-death signal `unshare --kill-child` would set is cleared when chroot
+    switches to the image's user. As PID 1 of its namespace, it takes the namespace with it."""
+    if process.returncode is None:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for pid in children(process.pid):
+                os.kill(pid, signal.SIGKILL)
+        process.kill()
+    await process.wait()
+
+
 def tail(path: Path, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:]
 
@@ -158,9 +171,7 @@ async def container(image: Image, log_path: Path, **env: str) -> AsyncIterator[C
             raise AssertionError(f"the worker did not get ready: {exc!r}\n{tail(log_path)}") from exc
         yield running
     finally:
-        if process.returncode is None:
-            process.kill()  # --kill-child: the worker goes with it
-            await process.wait()
+        await kill(process)
 
 
 async def run_in_image(
@@ -169,7 +180,10 @@ async def run_in_image(
     process = await asyncio.create_subprocess_exec(
         *image.command(argv), env=dict(env), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+    finally:
+        await kill(process)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
 
