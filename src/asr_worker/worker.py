@@ -23,7 +23,8 @@ from . import __version__, compiled
 from .bus import Bus, make_bus
 from .config import Settings
 from .core.clock import Clock, SystemClock
-from .core.session import Event, SessionConfig
+from .core.events import CallEvent
+from .core.session import SessionConfig
 from .metrics import LiveTotals, WorkerMetrics
 from .providers import BackgroundProvider, InstrumentedProvider, Provider, make_provider
 from .runtime.hub import EventHub
@@ -83,7 +84,7 @@ class Worker:
         self.http_server: HttpServer | None = None  # while serving
         self._started_at = time.monotonic()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: CallEvent) -> None:
         self.hub.publish(event)
         self.bus.publish(event)
 

@@ -9,6 +9,7 @@ import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
+from asr_worker.core.events import SessionEnded
 from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
 from asr_worker.core.session import (
     FINALIZE_WAITS_MAX,
@@ -460,7 +461,7 @@ def test_a_call_end_is_bounded_however_many_connections_fail(clock: FakeClock) -
         rec.run_until(clock.monotonic() + 0.2)
         rec.core.on_stream_opened(rec.opens()[-1].conn_id, clock.monotonic())
     assert rec.phase() is Phase.ENDED
-    (ended_in,) = [t for t, a in rec.log if isinstance(a, Emit) and a.event["type"] == "session_ended"]
+    (ended_in,) = [t for t, a in rec.log if isinstance(a, Emit) and isinstance(a.event, SessionEnded)]
     assert ended_in - ended_at <= FINALIZE_WAITS_MAX * 5.0 + 0.01
     assert len(rec.opens()) >= 4  # connections kept failing: the cap, not luck, ended the call
     assert [e["code"] for e in rec.events("error")] == ["finalize_timeout"]

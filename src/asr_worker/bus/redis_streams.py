@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -61,10 +60,10 @@ from redis.exceptions import ResponseError
 
 from .. import logs
 from ..core.audio import AudioFormat
+from ..core.events import CallEvent, Refusal, SessionEnded, SessionStarted, Transcript
 from ..core.session import Link, Phase, Resume
-from ..jsonwire import dumps_text
+from ..jsonwire import dumps_event_text
 from ..runtime.manager import SessionRefused
-from .base import Event
 from .redis_wire import (
     CALLS_KEY,
     CLAIM_OWN_SCRIPT,
@@ -215,6 +214,7 @@ class _Outgoing:
     # 'ack' (the call is over: acknowledge and clean up), 'abandon' (the same, but its audio
     # is kept a while for whoever investigates), 'expire', or ''
     finish: str
+    interim: bool = False  # an interim transcript: the first to go when the queue is full
 
 
 @dataclass(slots=True)
@@ -283,31 +283,28 @@ class RedisStreamsBus:
 
     # --- the Bus interface --------------------------------------------------------------------
 
-    def publish(self, event: Event) -> None:
-        iid = event.get("interaction_id")
-        if not isinstance(iid, str):
-            return
-        kind = event.get("type")
+    def publish(self, event: CallEvent) -> None:
+        iid = event.interaction_id
         call = self._calls.get(iid)
         if call is not None and call.state is CallState.LOST:
-            if kind == "session_ended":
+            if isinstance(event, SessionEnded):
                 self._forget(call)
             return  # another worker owns the call now: nothing of this session is written
-        seq = event.get("seq")
-        seq_no = seq if isinstance(seq, int) else -1
+        seq_no = event.seq
         finish = ""
-        if kind == "session_ended":
+        if isinstance(event, SessionEnded):
             self._capacity_freed.set()
             finish = "expire"
             if call is not None and call.runner is not None:
-                if event.get("reason") in _HANDOVER_REASONS:
+                if event.reason in _HANDOVER_REASONS:
                     self._hand_over_later(call, seq_no)
                     return
                 call.state = CallState.ENDED
-                finish = "abandon" if event.get("reason") == _ABANDONED else "ack"
-        fresh = kind == "session_started" and not event.get("resumed")
-        data = dumps_text(event)
-        outgoing = _Outgoing(iid, seq_no, fresh, data, call, finish)
+                finish = "abandon" if event.reason == _ABANDONED else "ack"
+        fresh = isinstance(event, SessionStarted) and not event.resumed
+        interim = isinstance(event, Transcript) and not event.is_final
+        data = dumps_event_text(event)
+        outgoing = _Outgoing(iid, seq_no, fresh, data, call, finish, interim)
         if len(self._outbox) >= MAX_QUEUED_EVENTS:
             self._drop_one(outgoing)
         else:
@@ -325,7 +322,7 @@ class RedisStreamsBus:
                 "bus queue full; dropping events until redis answers", extra={"queued": len(self._outbox)}
             )
         victim: _Outgoing | None = incoming
-        if '"is_final":false' not in incoming.data:
+        if not incoming.interim:
             victim = next((item for item in self._outbox if not item.finish), None)
             if victim is not None:
                 self._outbox.remove(victim)
@@ -531,8 +528,8 @@ class RedisStreamsBus:
                 extra={"entry": entry_id, "problem": problem},
             )
             if iid is not None:
-                error = {"type": "error", "interaction_id": iid, "code": "bad_call", "message": problem}
-                await client.xadd(transcript_key(iid), {"data": json.dumps(error)})
+                error = Refusal("bad_call", problem, iid)
+                await client.xadd(transcript_key(iid), {"data": dumps_event_text(error)})
                 await client.expire(transcript_key(iid), TRANSCRIPT_TTL_S)
             await client.xack(CALLS_KEY, GROUP, entry_id)
             return

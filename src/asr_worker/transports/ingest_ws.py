@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import WSMsgType, web
 
 from ..core.audio import AudioFormat, AudioFormatError
+from ..core.events import SessionEnded
 from ..http.keys import WORKER
-from ..jsonwire import dumps_text
+from ..jsonwire import dumps_event_text
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.runner import SessionRunner
@@ -182,10 +183,10 @@ async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) ->
         if ws.closed:
             return
         try:
-            await ws.send_str(dumps_text(event))
+            await ws.send_str(dumps_event_text(event))
         except ConnectionError:
             return
-        if event.get("type") == "session_ended":
+        if isinstance(event, SessionEnded):
             with contextlib.suppress(ConnectionError):
                 await ws.close(code=CLOSE_NORMAL, message=b"session ended")
             return

@@ -14,14 +14,13 @@ what it lost (the hub's bounded queue), never an unbounded buffer.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
-from ..core.session import Event
+from ..core.events import CallEvent, Event, EventsDropped, Refusal, SessionEnded
 from ..http.keys import WORKER
-from ..jsonwire import dumps_text
+from ..jsonwire import dumps_event
 from ..runtime.hub import Subscription
 from .common import BadRequest, check_id
 
@@ -32,7 +31,6 @@ KEEPALIVE_S: Final = 15.0
 RETRY_MS: Final = 2000
 DEFAULT_REPLAY: Final = 100  # per active call, on /v1/events
 MAX_REPLAY: Final = 500
-_TYPE: Final = re.compile(r"[a-z_]{1,40}")
 _HEADERS: Final = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -48,16 +46,12 @@ def routes() -> list[web.RouteDef]:
 
 
 def format_event(event: Event, *, with_id: bool = True) -> bytes:
-    """One event as an SSE block. JSON escapes newlines, so `data` is always one line."""
-    lines = []
-    seq = event.get("seq")
-    if with_id and isinstance(seq, int) and not isinstance(seq, bool):
-        lines.append(f"id: {seq}")
-    kind = event.get("type")
-    if isinstance(kind, str) and _TYPE.fullmatch(kind):
-        lines.append(f"event: {kind}")
-    lines.append("data: " + dumps_text(event))
-    return ("\n".join(lines) + "\n\n").encode()
+    """One event as an SSE block: `id` is a call event's seq (markers and refusals have none),
+    `event` its type. JSON escapes newlines, so `data` is always one line."""
+    head = f"event: {event.type}\n"
+    if with_id and not isinstance(event, EventsDropped | Refusal):
+        head = f"id: {event.seq}\n{head}"
+    return f"{head}data: ".encode() + dumps_event(event) + b"\n\n"
 
 
 def _bad_request(message: str) -> web.Response:
@@ -87,9 +81,8 @@ async def call_events(request: web.Request) -> web.StreamResponse:
     if (
         after is not None
         and last is not None
-        and last.get("type") == "session_ended"
-        and isinstance(last.get("seq"), int)
-        and after >= int(str(last.get("seq")))
+        and isinstance(last, SessionEnded)
+        and after >= last.seq
         and worker.manager.get(interaction_id) is None
     ):
         return web.Response(status=204)  # the call is over and the client has seen all of it
@@ -106,7 +99,7 @@ async def all_events(request: web.Request) -> web.StreamResponse:
         return _bad_request(f"replay must be a whole number from 0 to {MAX_REPLAY}")
     replay = int(replay_text)
     # No await between reading the history and subscribing: nothing is missed or repeated.
-    backlog: list[Event] = []
+    backlog: list[CallEvent] = []
     if replay:
         for runner in worker.manager.sessions:
             backlog.extend(worker.hub.recent(runner.interaction_id)[-replay:])
@@ -118,7 +111,7 @@ async def _stream(
     request: web.Request,
     worker: Worker,
     subscription: Subscription,
-    backlog: list[Event],
+    backlog: list[CallEvent],
     *,
     ends_with_call: bool,
     with_ids: bool,
@@ -140,7 +133,7 @@ async def _stream(
             if event is None:
                 break  # the worker is shutting down
             await response.write(format_event(event, with_id=with_ids))
-            if ends_with_call and event.get("type") == "session_ended":
+            if ends_with_call and isinstance(event, SessionEnded):
                 break
     except ConnectionError:
         pass  # the client went away
