@@ -123,12 +123,19 @@ async def test_the_all_calls_stream_replays_active_calls_then_follows_every_call
 async def test_idle_streams_get_keep_alive_comments(
     worker: Worker, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A stream with nothing to say sends a keep-alive comment, and stays open for what follows."""
     monkeypatch.setattr(sse, "KEEPALIVE_S", 0.05)
     stream = await open_sse(http, worker, "/v1/calls/quiet/events")
-    async with asyncio.timeout(5):
-        async for raw in stream.response.content:
-            if raw.startswith(b": keep-alive"):
-                break
+    lines: list[bytes] = []
+    async with asyncio.timeout(5):  # a stream that sends no keep-alive fails here
+        while b": keep-alive\n" not in lines:
+            line = await stream.response.content.readline()
+            assert line, f"the stream ended after {lines} without a keep-alive"
+            lines.append(line)
+    assert lines == [b"retry: 2000\n", b"\n", b": keep-alive\n"]  # nothing else was due
+    worker.hub.publish(_transcript("quiet", 1, "still here"))
+    event = await stream.until("transcript", timeout_s=5)
+    assert event.id == "1" and event.data["text"] == "still here"
     stream.response.close()
 
 
