@@ -1,11 +1,11 @@
 """The build: a pure-Python package whose hot path is also compiled, with mypyc.
 
-The modules in `COMPILED` run for every audio frame and every transcript: the session core,
-the ingest frame splitter, Deepgram's message parser and the timer wheel. They need nothing
-but the standard library, orjson and websockets (the build requirements in pyproject.toml, for
-their types). mypyc compiles their typed source to C extensions, which Python imports in place
-of the .py files, and the worker spends about a fifth less CPU at 500 calls (README,
-"Performance").
+The modules in `COMPILED` run for every audio frame and every transcript: the session core
+and the events it makes, the ingest frame splitter, Deepgram's message parser and the timer
+wheel. They need nothing but the standard library, orjson and websockets (the build
+requirements in pyproject.toml, for their types). mypyc compiles their typed source to C
+extensions, which Python imports in place of the .py files, and the worker spends about a
+fifth less CPU at 500 calls (README, "Performance").
 
 An editable install (`pip install -e .`, what scripts/serve.sh and scripts/test.sh run) builds
 them next to their sources; `asr_worker.compiled` reports which ones a process runs, and which
@@ -24,6 +24,7 @@ from setuptools.command.build_ext import build_ext
 
 COMPILED = [
     "src/asr_worker/core/audio.py",
+    "src/asr_worker/core/events.py",
     "src/asr_worker/core/provider_events.py",
     "src/asr_worker/core/session.py",
     "src/asr_worker/wsframes.py",

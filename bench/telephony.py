@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.events import Transcript, TranscriptWord
 from asr_worker.transports import exotel_messages, twilio_messages
 from asr_worker.transports.interleave import TrackInterleaver
 from asr_worker.transports.sse import format_event
@@ -58,19 +59,23 @@ def main() -> None:
         }
     )
     interleaver = TrackInterleaver(AudioFormat(Encoding.MULAW, 8000, 1))
-    event: dict[str, object] = {
-        "type": "transcript",
-        "interaction_id": "call-1",
-        "tenant_id": "acme",
-        "seq": 7,
-        "channel": 0,
-        "is_final": True,
-        "text": "how can I help you today",
-        "words": [
-            {"word": w, "start": 1.0, "end": 1.2, "confidence": 0.9}
-            for w in ["how", "can", "I", "help", "you", "today"]
-        ],
-    }
+    event = Transcript(
+        "call-1",
+        "acme",
+        7,
+        0,
+        True,
+        True,
+        False,
+        "how can I help you today",
+        0.9,
+        1.0,
+        2.2,
+        tuple(TranscriptWord(w, 1.0, 1.2, 0.9) for w in ["how", "can", "I", "help", "you", "today"]),
+        "deepgram",
+        180,
+        1764300000000,
+    )
     rows = [
         (
             "parse Twilio media (20 ms mu-law)",

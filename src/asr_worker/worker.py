@@ -26,7 +26,7 @@ from . import __version__, compiled
 from .bus import Bus, make_bus
 from .config import Settings, make_provider, session_config
 from .core.clock import Clock, SystemClock
-from .core.session import Event
+from .core.events import CallEvent
 from .http.app import build_app
 from .http.server import HttpServer
 from .metrics import LiveTotals, WorkerMetrics
@@ -75,7 +75,7 @@ class Worker:
         self.http_server: HttpServer | None = None  # while serving
         self._started_at = time.monotonic()
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: CallEvent) -> None:
         self.hub.publish(event)
         self.bus.publish(event)
 

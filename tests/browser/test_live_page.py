@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from asr_worker.core.events import Dtmf, SessionStarted, Transcript
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -122,38 +123,36 @@ async def _call_on_the_page(page: Page, http: aiohttp.ClientSession, worker: Wor
 def _agent_side(worker: Worker) -> None:
     """The mock provider hears channel 0 only; the agent's label is shown from events published
     through the real hub and SSE stream, as a two-channel provider would produce them."""
-    base = {"interaction_id": "agent-view", "tenant_id": None, "timestamp_ms": 1764300000000}
-    worker.publish(
-        {**base, "type": "session_started", "seq": 1, "encoding": "mulaw", "sample_rate": 8000, "channels": 2}
-    )
+    call, at_ms = "agent-view", 1764300000000
+    worker.publish(SessionStarted(call, None, 1, "mock", "mulaw", 8000, 2, at_ms))
     for seq, channel, text, start in (
         (2, 0, "hello I need help with my bill", 0.4),
         (3, 1, "sure, let me look", 2.1),
     ):
         worker.publish(
-            {
-                **base,
-                "type": "transcript",
-                "seq": seq,
-                "channel": channel,
-                "is_final": True,
-                "text": text,
-                "start": start,
-                "end": start + 1.5,
-            }
+            Transcript(
+                call,
+                None,
+                seq,
+                channel,
+                True,
+                True,
+                False,
+                text,
+                0.9,
+                start,
+                start + 1.5,
+                (),
+                "mock",
+                0,
+                at_ms,
+            )
         )
-    worker.publish({**base, "type": "dtmf", "seq": 4, "digit": "5", "channel": 0, "at": 3.6})
+    worker.publish(Dtmf(call, None, 4, "5", 0, 3.6, at_ms))
     worker.publish(
-        {
-            **base,
-            "type": "transcript",
-            "seq": 5,
-            "channel": 1,
-            "is_final": False,
-            "text": "can you confirm",
-            "start": 4.0,
-            "end": 4.9,
-        }
+        Transcript(
+            call, None, 5, 1, False, False, False, "can you confirm", 0.9, 4.0, 4.9, (), "mock", 0, at_ms
+        )
     )
 
 

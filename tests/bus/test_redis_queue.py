@@ -9,16 +9,14 @@ from asr_worker.bus.redis import RedisStreamsBus
 from asr_worker.bus.redis.outbox import Finish, Outbox, Outgoing
 from asr_worker.bus.redis.wire import Frame, next_id, parse_announcement, parse_frame
 from asr_worker.config import Settings
+from asr_worker.core.events import CallEvent, SessionEnded, Transcript
 from tests.support.audio import PCM8K
 
 
-def event(seq: int, kind: str = "transcript", *, final: bool = True, call: str = "q-1") -> dict[str, object]:
-    body: dict[str, object] = {"type": kind, "interaction_id": call, "seq": seq}
-    if kind == "transcript":
-        body["is_final"] = final
+def event(seq: int, kind: str = "transcript", *, final: bool = True, call: str = "q-1") -> CallEvent:
     if kind == "session_ended":
-        body["reason"] = "end"
-    return body
+        return SessionEnded(call, None, seq, "end", 1.0, 0, 1, 0)
+    return Transcript(call, None, seq, 0, final, final, False, "x", 0.9, 0.0, 1.0, (), "mock", 0, 0)
 
 
 def outgoing(seq: int, kind: str = "transcript", *, final: bool = True, call: str = "q-1") -> Outgoing:

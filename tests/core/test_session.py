@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
+from asr_worker.core.events import SessionEnded
 from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
 from asr_worker.core.session import (
     FINALIZE_WAITS_MAX,
@@ -256,19 +258,27 @@ def test_drop_replays_uncovered_audio_and_keeps_call_relative_times(clock: FakeC
 
 
 def test_words_already_final_are_not_repeated_by_a_replayed_stream(clock: FakeClock) -> None:
-    rec = connected(clock)
-    for _ in range(150):
-        rec.core.on_audio(b"\x05\x00" * 160, clock.monotonic())
+    stereo = AudioFormat(Encoding.LINEAR16, 8000, 2)
+    rec = Recorder(make_core(clock, fmt=stereo), clock)
+    rec.core.attach_source("a", clock.monotonic())
+    for _ in range(150):  # 3 s
+        rec.core.on_audio(b"\x05\x00" * 320, clock.monotonic())
     rec.poll()
-    # channel 0 finalized to 2.0 s, but a two-channel provider's other channel only to 1.0 s
-    rec.core.on_stream_event(1, final(0.0, 2.0, [("one", 0.1, 0.5), ("two", 1.2, 1.8)]), clock.monotonic())
+    rec.core.on_stream_opened(1, clock.monotonic())
+    rec.poll()
+    # channel 0 finalized to 2.0 s, the other channel only to 1.0 s: a new stream replays from 1.0 s
+    first = final(0.0, 2.0, [("one", 0.1, 0.5), ("two", 1.2, 1.8)])
+    rec.core.on_stream_event(1, replace(first, channels=2), clock.monotonic())
+    rec.core.on_stream_event(1, replace(final(0.0, 1.0, [], channel=1), channels=2), clock.monotonic())
+    assert rec.core.covered_offset == stereo.bytes_for(1.0)
     rec.core.on_stream_closed(1, ProviderError("abnormal", "x", retryable=True), clock.monotonic())
     rec.run_until(clock.monotonic() + 5)
-    rec.core._covered_s[0] = 2.0
-    rec.core.on_stream_opened(2, clock.monotonic())
-    # pretend the replay started before 2.0 (as it does when another channel lags)
-    rec.core._stream_base = PCM8K.bytes_for(1.0)
-    rec.core.on_stream_event(2, final(0.0, 2.0, [("two", 0.2, 0.8), ("three", 1.1, 1.5)]), clock.monotonic())
+    assert rec.core.on_stream_opened(2, clock.monotonic())
+    rec.poll()
+    assert len(rec.sent_bytes(2)) == stereo.bytes_for(2.0)  # the replay: from 1.0 s to 3.0 s
+    # the replay's channel 0 re-hears "two" (1.2-1.8 s), which that channel already finalized
+    again = final(0.0, 2.0, [("two", 0.2, 0.8), ("three", 1.1, 1.5)])
+    rec.core.on_stream_event(2, replace(again, channels=2), clock.monotonic())
     rec.poll()
     last = rec.events("transcript")[-1]
     assert last["text"] == "three"
@@ -460,7 +470,7 @@ def test_a_call_end_is_bounded_however_many_connections_fail(clock: FakeClock) -
         rec.run_until(clock.monotonic() + 0.2)
         rec.core.on_stream_opened(rec.opens()[-1].conn_id, clock.monotonic())
     assert rec.phase() is Phase.ENDED
-    (ended_in,) = [t for t, a in rec.log if isinstance(a, Emit) and a.event["type"] == "session_ended"]
+    (ended_in,) = [t for t, a in rec.log if isinstance(a, Emit) and isinstance(a.event, SessionEnded)]
     assert ended_in - ended_at <= FINALIZE_WAITS_MAX * 5.0 + 0.01
     assert len(rec.opens()) >= 4  # connections kept failing: the cap, not luck, ended the call
     assert [e["code"] for e in rec.events("error")] == ["finalize_timeout"]

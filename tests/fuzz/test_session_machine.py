@@ -45,7 +45,6 @@ from asr_worker.core.session import (
     AudioTaken,
     Emit,
     EndStream,
-    Event,
     Link,
     OpenStream,
     Phase,
@@ -56,6 +55,7 @@ from asr_worker.core.session import (
     SessionCore,
 )
 from tests.support.fuzz import examples
+from tests.support.sim import WireEvent, wire
 
 WORD_EVERY_S = 0.25
 WORD_S = 0.1
@@ -89,7 +89,7 @@ class SessionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.events: list[Event] = []
+        self.events: list[WireEvent] = []
         self.live: set[int] = set()  # streams opened and neither failed, closed nor aborted
         self.opening: int | None = None
         self.connected: int | None = None
@@ -196,7 +196,7 @@ class SessionMachine(RuleBasedStateMachine):
                 if self.opening == action.conn_id:
                     self.opening = None
             elif isinstance(action, Emit):
-                self._emitted(action.event)
+                self._emitted(wire(action.event))
 
     def _sent(self, action: SendAudio) -> None:
         assert action.conn_id == self.connected, "audio for a stream that is not open"
@@ -217,7 +217,7 @@ class SessionMachine(RuleBasedStateMachine):
                 break
         self.sent_upto = max(self.sent_upto, end)
 
-    def _emitted(self, event: Event) -> None:
+    def _emitted(self, event: WireEvent) -> None:
         assert not self.events or self.events[-1]["type"] != "session_ended", f"{event['type']} after the end"
         seq = event["seq"]
         assert seq == self.last_seq + 1, f"seq {seq} after {self.last_seq}"
@@ -236,7 +236,7 @@ class SessionMachine(RuleBasedStateMachine):
             t = event["last_word_end" if kind == "utterance_end" else "timestamp"]
             assert isinstance(t, float | int) and origin_s - ROUNDING <= t <= total_s + ROUNDING
 
-    def _transcript(self, event: Event, origin_s: float, total_s: float) -> None:
+    def _transcript(self, event: WireEvent, origin_s: float, total_s: float) -> None:
         start, end, channel, words = event["start"], event["end"], event["channel"], event["words"]
         assert isinstance(start, float | int) and isinstance(end, float | int) and isinstance(channel, int)
         assert isinstance(words, list)

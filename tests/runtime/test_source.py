@@ -12,7 +12,8 @@ import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import SystemClock
-from asr_worker.core.session import Event, Phase, SessionConfig
+from asr_worker.core.events import CallEvent
+from asr_worker.core.session import Phase, SessionConfig
 from asr_worker.metrics import LiveTotals, WorkerMetrics
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.runtime.manager import SessionManager, SessionRefused
@@ -21,24 +22,28 @@ from tests.support.audio import PCM8K, speechlike
 FRAME = speechlike(0.02)  # 20 ms of 8 kHz linear16
 
 
+Wire = dict[str, object]
+
+
 class Events:
-    """What the manager publishes, and a way to wait for one kind without sleeping."""
+    """What the manager publishes, as its watchers read it, and a way to wait for one kind
+    without sleeping."""
 
     def __init__(self) -> None:
-        self.seen: list[Event] = []
+        self.seen: list[Wire] = []
         self._arrived = asyncio.Event()
 
-    def publish(self, event: Event) -> None:
-        self.seen.append(event)
+    def publish(self, event: CallEvent) -> None:
+        self.seen.append(event.wire())
         self._arrived.set()
 
     def types(self) -> list[object]:
         return [event["type"] for event in self.seen]
 
-    def of(self, kind: str) -> list[Event]:
+    def of(self, kind: str) -> list[Wire]:
         return [event for event in self.seen if event["type"] == kind]
 
-    async def until(self, kind: str) -> Event:
+    async def until(self, kind: str) -> Wire:
         async with asyncio.timeout(10):
             while not (found := self.of(kind)):
                 self._arrived.clear()

@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from asr_worker import jsonwire
 from asr_worker.core.audio import AudioFormat
 from asr_worker.core.clock import FakeClock
+from asr_worker.core.events import Event
 from asr_worker.core.session import (
     AbortStream,
     Action,
     Emit,
     EndStream,
-    Event,
     Link,
     OpenStream,
     Phase,
@@ -25,6 +26,16 @@ from asr_worker.core.session import (
 )
 
 from .audio import PCM8K
+
+# An event as its watchers receive it: the JSON the worker writes, read back.
+WireEvent = dict[str, Any]
+
+
+def wire(event: Event) -> WireEvent:
+    """What a watcher reads for `event`: the tests of the documented shapes check this."""
+    data = jsonwire.loads(jsonwire.dumps_event(event))
+    assert isinstance(data, dict)
+    return data
 
 
 def make_core(
@@ -93,8 +104,9 @@ class Recorder:
     def sent_bytes(self, conn_id: int | None = None) -> bytes:
         return b"".join(a.data for a in self.sends(conn_id))
 
-    def events(self, kind: str | None = None) -> list[Event]:
-        return [a.event for a in self.of(Emit) if isinstance(a, Emit) and kind in (None, a.event["type"])]
+    def events(self, kind: str | None = None) -> list[WireEvent]:
+        """The events emitted so far (of one type), as watchers receive them."""
+        return [wire(a.event) for a in self.of(Emit) if isinstance(a, Emit) and kind in (None, a.event.type)]
 
     def keepalives(self) -> list[tuple[float, Action]]:
         return [(t, a) for t, a in self.log if isinstance(a, SendKeepAlive)]

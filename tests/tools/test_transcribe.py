@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.events import Transcript
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import decode_audio, write_wav
 from asr_worker.tools.transcribe import Display, FileResult
@@ -143,13 +144,18 @@ def test_on_a_terminal_the_interim_and_progress_overwrite_one_status_line() -> N
     out, err = io.StringIO(), Terminal()
     display = Display(out, err, as_json=False)
     result = FileResult("call.wav", duration_s=10.0)
-    base = {"type": "transcript", "channel": 0, "start": 0.0}
-    display.event(result, {**base, "is_final": False, "text": "how can", "end": 1.0}, many=False)
+
+    def transcript(seq: int, is_final: bool, text: str, end: float) -> Transcript:
+        return Transcript(
+            "c", None, seq, 0, is_final, is_final, False, text, 0.9, 0.0, end, (), "local", 0, 0
+        )
+
+    display.event(result, transcript(2, False, "how can", 1.0), many=False)
     display.progress(result)
-    display.event(result, {**base, "is_final": False, "text": "how can I help", "end": 2.0}, many=False)
+    display.event(result, transcript(3, False, "how can I help", 2.0), many=False)
     result.covered_s = 5.0
     display.progress(result)
-    display.event(result, {**base, "is_final": True, "text": "How can I help?", "end": 2.5}, many=False)
+    display.event(result, transcript(4, True, "How can I help?", 2.5), many=False)
     display.done()
     assert out.getvalue() == "   0.00-2.50    How can I help?\n"
     assert err.getvalue() == (

@@ -17,6 +17,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from asr_worker.config import Settings
+from asr_worker.core.events import SpeechStarted
 from asr_worker.credentials import Secret
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.transports import ingest_raw
@@ -265,12 +266,12 @@ async def test_events_that_come_together_leave_in_one_write() -> None:
         client.events_received()
         transport.writes.clear()
         for n in range(3):
-            worker.hub.publish({"type": "speech_started", "interaction_id": "batch", "n": n})
+            worker.hub.publish(SpeechStarted("batch", None, 100 + n, 0, n / 10, "mock", 0))
         await asyncio.sleep(0)
         assert len(transport.writes) == 1  # three frames, one system call
         client.receive_data(transport.writes[0])
         sent = [json.loads(bytes(e.data)) for e in client.events_received() if isinstance(e, Frame)]
-        assert [e.get("n") for e in sent if e["type"] == "speech_started"] == [0, 1, 2]
+        assert [e["seq"] for e in sent if e["type"] == "speech_started"] == [100, 101, 102]
         protocol.connection_lost(None)
         for runner in worker.manager.sessions:
             runner.abandon("test", "done")

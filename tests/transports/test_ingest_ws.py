@@ -8,6 +8,7 @@ import json
 import aiohttp
 import pytest
 
+from asr_worker.core.events import SessionEnded
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -259,8 +260,8 @@ async def test_a_call_whose_socket_drops_finalizes_after_the_grace_period(
         await call.ws.close()
         async with asyncio.timeout(5):
             async for event in watcher:
-                if event["type"] == "session_ended":
-                    assert event["reason"] == "grace_timeout"
+                if isinstance(event, SessionEnded):
+                    assert event.reason == "grace_timeout"
                     break
     assert provider.streams[0].controls[-2:] == ["Finalize", "CloseStream"]
 

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from asr_worker.core.events import EventsDropped, Refusal, Transcript
 from asr_worker.providers.mock import MockProvider
 from asr_worker.transports import sse
 from asr_worker.worker import Worker
@@ -122,12 +123,19 @@ async def test_the_all_calls_stream_replays_active_calls_then_follows_every_call
 async def test_idle_streams_get_keep_alive_comments(
     worker: Worker, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A stream with nothing to say sends a keep-alive comment, and stays open for what follows."""
     monkeypatch.setattr(sse, "KEEPALIVE_S", 0.05)
     stream = await open_sse(http, worker, "/v1/calls/quiet/events")
-    async with asyncio.timeout(5):
-        async for raw in stream.response.content:
-            if raw.startswith(b": keep-alive"):
-                break
+    lines: list[bytes] = []
+    async with asyncio.timeout(5):  # a stream that sends no keep-alive fails here
+        while b": keep-alive\n" not in lines:
+            line = await stream.response.content.readline()
+            assert line, f"the stream ended after {lines} without a keep-alive"
+            lines.append(line)
+    assert lines == [b"retry: 2000\n", b"\n", b": keep-alive\n"]  # nothing else was due
+    worker.hub.publish(_transcript("quiet", 1, "still here"))
+    event = await stream.until("transcript", timeout_s=5)
+    assert event.id == "1" and event.data["text"] == "still here"
     stream.response.close()
 
 
@@ -145,20 +153,24 @@ async def test_open_streams_end_when_the_worker_shuts_down(http: aiohttp.ClientS
 
 async def test_resume_is_bounded_by_the_kept_history_and_drop_markers_are_sse_events(worker: Worker) -> None:
     for seq in range(1, 1201):
-        worker.hub.publish({"type": "transcript", "interaction_id": "flood", "seq": seq, "text": "x"})
+        worker.hub.publish(_transcript("flood", seq, "x"))
     sub = worker.hub.subscribe("flood", after_seq=0)  # replays the kept history (500) into its queue
     first = await sub.get()
-    assert first is not None and first["seq"] == 701
+    assert isinstance(first, Transcript) and first.seq == 701
     sub.close()
-    assert sse.format_event({"type": "events_dropped", "interaction_id": "x", "count": 3}) == (
+    assert sse.format_event(EventsDropped("x", 3)) == (
         b'event: events_dropped\ndata: {"type":"events_dropped","interaction_id":"x","count":3}\n\n'
     )
 
 
 def test_event_text_can_never_break_the_sse_framing() -> None:
-    block = sse.format_event({"type": "transcript", "seq": 4, "text": "line one\nline two\r\n\ndata: forged"})
+    block = sse.format_event(_transcript("c", 4, "line one\nline two\r\n\ndata: forged"))
     lines = block.decode().split("\n")
     assert lines[:2] == ["id: 4", "event: transcript"]
     assert lines[2].startswith("data: {") and lines[3:] == ["", ""]
-    odd = sse.format_event({"type": "evil\nevent: x", "seq": "1"})
-    assert odd.decode().count("\n") == 2 and odd.startswith(b"data: ")
+    refusal = sse.format_event(Refusal("bad\nevent: x", "line\nbreak"))
+    assert refusal.decode().count("\n") == 3 and refusal.startswith(b"event: error\ndata: ")
+
+
+def _transcript(call: str, seq: int, text: str) -> Transcript:
+    return Transcript(call, None, seq, 0, True, True, False, text, 0.9, 0.0, 1.0, (), "mock", 0, 0)

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.events import SessionEnded, SessionStarted
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
@@ -106,10 +107,10 @@ async def test_the_call_sid_is_the_id_when_no_interaction_id_is_given_and_one_tr
     async with asyncio.timeout(10):
         async for event in watcher:
             events.append(event)
-            if event["type"] == "session_ended":
+            if isinstance(event, SessionEnded):
                 break
-    assert events[0]["type"] == "session_started" and events[0]["channels"] == 1
-    assert events[-1]["type"] == "session_ended" and events[-1]["reason"] == "stop"
+    assert isinstance(events[0], SessionStarted) and events[0].channels == 1
+    assert isinstance(events[-1], SessionEnded) and events[-1].reason == "stop"
     assert bytes(mock_provider.streams_for(call_sid)[0].received) == audio
 
 

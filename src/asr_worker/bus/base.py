@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ..core.events import CallEvent
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ..runtime.manager import SessionManager
 
-Event = dict[str, object]
-
 
 class Bus(Protocol):
     name: str
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: CallEvent) -> None:
         """Queue one event for the bus; never blocks."""
 
     async def run(self, manager: SessionManager) -> None:

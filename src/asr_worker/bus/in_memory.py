@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .base import Event
+from ..core.events import CallEvent
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class InMemoryBus:
     name = "in_memory"
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: CallEvent) -> None:
         return None
 
     async def run(self, manager: SessionManager) -> None:

@@ -4,8 +4,8 @@ It is driven the way the websockets library's sans-I/O protocol is: the edges fe
 (`on_audio`, `end`, `on_stream_opened`, `on_stream_event`, `on_stream_closed`, source attach
 and detach), each with the current monotonic time, then call `poll(now)` to collect the
 actions to carry out (open a provider stream, send audio, send a keep-alive, end or abort a
-stream, emit an event) and `next_deadline()` to know when to poll again if nothing else
-happens.
+stream, emit an event: a typed value from `events`, which only the edges write as JSON) and
+`next_deadline()` to know when to poll again if nothing else happens.
 
 The session invariants (docs/ingest-and-events.md) live here and nowhere else:
 
@@ -28,17 +28,26 @@ from enum import IntEnum, StrEnum
 from typing import Final
 
 from .audio import AudioFormat
+from .events import (
+    CallError,
+    CallEvent,
+    Dtmf,
+    SessionEnded,
+    SessionStarted,
+    SpeechStarted,
+    Transcript,
+    TranscriptWord,
+    UtteranceEnd,
+)
 from .provider_events import (
     ProviderError,
     ProviderEvent,
-    SpeechStarted,
     StreamMetadata,
     TranscriptResult,
-    UtteranceEnd,
     Word,
 )
-
-Event = dict[str, object]
+from .provider_events import SpeechStarted as ProviderSpeechStarted
+from .provider_events import UtteranceEnd as ProviderUtteranceEnd
 
 _EPSILON_S: Final = 1e-6
 # A call's end waits `finalize_timeout_s` for its connection's last finals; a connection that
@@ -138,7 +147,7 @@ class AbortStream:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    event: Event
+    event: CallEvent
 
 
 Action = OpenStream | SendAudio | SendKeepAlive | EndStream | AbortStream | Emit
@@ -215,7 +224,6 @@ class SessionCore:
     _rate_warned_at: float = float("-inf")
     _sources: set[str] = field(default_factory=set)
     _seq: int = 0
-    _wall_offset_s: float = 0.0
     _outbox: list[Action] = field(default_factory=list)
     # Sizes derived from the (frozen) format and config, computed once: they are read per frame.
     _frame_bytes: int = field(init=False, default=0)
@@ -236,12 +244,25 @@ class SessionCore:
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
         self._rate_tokens, self._rate_at = self.config.max_frames_per_s or _NEVER, self.created_at
-        started: Event = {"type": "session_started", "provider": self.provider, **self.fmt.describe()}
+        fmt = self.fmt
+        offset_s: float | None = None
         if self.resume is not None:
             self._start_from(self.resume)
-            started["resumed"] = True
-            started["offset_s"] = round(self.fmt.seconds(self.resume.offset), 3)
-        self._emit(self.created_at, started)
+            offset_s = round(fmt.seconds(self.resume.offset), 3)
+        self._emit(
+            SessionStarted(
+                self.interaction_id,
+                self.tenant_id,
+                self._next_seq(),
+                self.provider,
+                str(fmt.encoding),
+                fmt.sample_rate,
+                fmt.channels,
+                self._wall_ms(self.created_at),
+                resumed=offset_s is not None,
+                offset_s=offset_s,
+            )
+        )
 
     def _start_from(self, resume: Resume) -> None:
         """Every call offset starts at `resume.offset` instead of 0; nothing before it is held."""
@@ -360,14 +381,20 @@ class SessionCore:
     def emit_error(self, code: str, message: str, now: float) -> None:
         if self.phase is Phase.ENDED:
             return  # `session_ended` was the call's last event: a late source's error has no call
-        self._emit(now, {"type": "error", "code": code, "message": message})
+        self._emit(
+            CallError(
+                self.interaction_id, self.tenant_id, self._next_seq(), code, message, self._wall_ms(now)
+            )
+        )
 
     def on_dtmf(self, digit: str, channel: int, now: float) -> None:
         """A key pressed on a phone (telephony `dtmf`): an event in the call's order, at the
         call time its audio has reached, for a voice bot to act on."""
         if self.phase is Phase.ENDED:
             return
-        self._emit(now, {"type": "dtmf", "digit": digit, "channel": channel, "at": round(self.audio_s, 3)})
+        at = round(self.audio_s, 3)
+        seq = self._next_seq()
+        self._emit(Dtmf(self.interaction_id, self.tenant_id, seq, digit, channel, at, self._wall_ms(now)))
 
     # --- inputs from the provider stream --------------------------------------------------
 
@@ -423,25 +450,29 @@ class SessionCore:
         base_s = self.fmt.seconds(self._stream_base)
         if isinstance(event, TranscriptResult):
             self._on_result(event, base_s, now)
-        elif isinstance(event, UtteranceEnd):
+        elif isinstance(event, ProviderUtteranceEnd):
             self._emit(
-                now,
-                {
-                    "type": "utterance_end",
-                    "channel": event.channel,
-                    "last_word_end": round(base_s + event.last_word_end, 3),
-                    "provider": self.provider,
-                },
+                UtteranceEnd(
+                    self.interaction_id,
+                    self.tenant_id,
+                    self._next_seq(),
+                    event.channel,
+                    round(base_s + event.last_word_end, 3),
+                    self.provider,
+                    self._wall_ms(now),
+                )
             )
-        elif isinstance(event, SpeechStarted):
+        elif isinstance(event, ProviderSpeechStarted):
             self._emit(
-                now,
-                {
-                    "type": "speech_started",
-                    "channel": event.channel,
-                    "timestamp": round(base_s + event.timestamp, 3),
-                    "provider": self.provider,
-                },
+                SpeechStarted(
+                    self.interaction_id,
+                    self.tenant_id,
+                    self._next_seq(),
+                    event.channel,
+                    round(base_s + event.timestamp, 3),
+                    self.provider,
+                    self._wall_ms(now),
+                )
             )
         elif isinstance(event, StreamMetadata):
             pass  # summarized by session_ended; the provider client logs its request id
@@ -614,21 +645,23 @@ class SessionCore:
         if not text and not result.from_finalize:
             return  # silence: it advanced coverage above, but is not news to anyone
         self._emit(
-            now,
-            {
-                "type": "transcript",
-                "channel": channel,
-                "is_final": result.is_final,
-                "speech_final": result.speech_final,
-                "from_finalize": result.from_finalize,
-                "text": text,
-                "confidence": round(result.confidence, 4),
-                "start": round(start_s, 3),
-                "end": round(max(start_s, end_s), 3),
-                "words": [_word_event(w, base_s) for w in words],
-                "provider": self.provider,
-                "latency_ms": self._latency_ms(end_s, now),
-            },
+            Transcript(
+                self.interaction_id,
+                self.tenant_id,
+                self._next_seq(),
+                channel,
+                result.is_final,
+                result.speech_final,
+                result.from_finalize,
+                text,
+                round(result.confidence, 4),
+                round(start_s, 3),
+                round(max(start_s, end_s), 3),
+                tuple([_word_event(w, base_s) for w in words]),
+                self.provider,
+                self._latency_ms(end_s, now),
+                self._wall_ms(now),
+            )
         )
 
     def _cover(self, channel: int, end_s: float, channels: int) -> None:
@@ -708,28 +741,30 @@ class SessionCore:
         self._end_deadline = None
         self._retry_at = None
         self._emit(
-            now,
-            {
-                "type": "session_ended",
-                "reason": self.end_reason or "end",
-                "audio_s": round(self.audio_s, 3),
-                "reconnects": self.stats.reconnects,
-                "finals": self.stats.finals,
-            },
+            SessionEnded(
+                self.interaction_id,
+                self.tenant_id,
+                self._next_seq(),
+                self.end_reason or "end",
+                round(self.audio_s, 3),
+                self.stats.reconnects,
+                self.stats.finals,
+                self._wall_ms(now),
+            )
         )
         self._buf.clear()
         self._arrivals.clear()
 
-    def _emit(self, now: float, body: Event) -> None:
+    def _next_seq(self) -> int:
+        """The seq of the event about to be made: one more than the call's last."""
         self._seq += 1
-        event: Event = {
-            "type": body.pop("type"),
-            "interaction_id": self.interaction_id,
-            "tenant_id": self.tenant_id,
-            "seq": self._seq,
-            **body,
-            "timestamp_ms": self.wall_ms_at_create + round((now - self.created_at) * 1000),
-        }
+        return self._seq
+
+    def _wall_ms(self, now: float) -> int:
+        """`now` (monotonic) as wall-clock milliseconds, for an event's `timestamp_ms`."""
+        return self.wall_ms_at_create + round((now - self.created_at) * 1000)
+
+    def _emit(self, event: CallEvent) -> None:
         self._outbox.append(Emit(event))
 
 
@@ -746,15 +781,12 @@ def _join(words: tuple[Word, ...]) -> str:
     return " ".join(w.punctuated_word or w.word for w in words)
 
 
-def _word_event(w: Word, base_s: float) -> Event:
-    event: Event = {
-        "word": w.word,
-        "start": round(base_s + w.start, 3),
-        "end": round(base_s + w.end, 3),
-        "confidence": round(w.confidence, 4),
-    }
-    if w.punctuated_word:
-        event["punctuated_word"] = w.punctuated_word
-    if w.speaker is not None:
-        event["speaker"] = w.speaker
-    return event
+def _word_event(w: Word, base_s: float) -> TranscriptWord:
+    return TranscriptWord(
+        w.word,
+        round(base_s + w.start, 3),
+        round(base_s + w.end, 3),
+        round(w.confidence, 4),
+        w.punctuated_word or None,  # an empty one is left out, as a missing one
+        w.speaker,
+    )

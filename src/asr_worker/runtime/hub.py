@@ -12,20 +12,23 @@ import asyncio
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 
-Event = dict[str, object]
+from ..core.events import CallEvent, EventsDropped, SessionStarted
+
+# What a subscriber receives: a call's event, or a marker for those it was too slow to get.
+Delivered = CallEvent | EventsDropped
 
 
 class Subscription:
     def __init__(self, hub: EventHub, interaction_id: str | None, max_queued: int) -> None:
         self.interaction_id = interaction_id
         self._hub = hub
-        self._queue: deque[Event] = deque()
+        self._queue: deque[CallEvent] = deque()
         self._max_queued = max_queued
         self._dropped = 0
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
-    def push(self, event: Event) -> None:
+    def push(self, event: CallEvent) -> None:
         if self._closed:
             return
         if len(self._queue) >= self._max_queued:
@@ -42,15 +45,11 @@ class Subscription:
             self._hub._unsubscribe(self)
             self._wake()
 
-    async def get(self) -> Event | None:
+    async def get(self) -> Delivered | None:
         """The next event (or a drop marker); None once closed and drained."""
         while True:
             if self._dropped:
-                marker: Event = {
-                    "type": "events_dropped",
-                    "interaction_id": self.interaction_id,
-                    "count": self._dropped,
-                }
+                marker = EventsDropped(self.interaction_id, self._dropped)
                 self._dropped = 0
                 return marker
             if self._queue:
@@ -63,10 +62,10 @@ class Subscription:
             finally:
                 self._waiter = None
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[Delivered]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Event]:
+    async def _iterate(self) -> AsyncIterator[Delivered]:
         while (event := await self.get()) is not None:
             yield event
 
@@ -87,18 +86,16 @@ class EventHub:
         self._history_per_call = history_per_call
         self._history_calls = history_calls
         self._by_call: dict[str | None, set[Subscription]] = {}
-        self._history: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._history: OrderedDict[str, deque[CallEvent]] = OrderedDict()
         self.events_published = 0
         self.events_dropped = 0
         self._closed = False
 
-    def publish(self, event: Event) -> None:
-        call = event.get("interaction_id")
-        if not isinstance(call, str):
-            return
+    def publish(self, event: CallEvent) -> None:
+        call = event.interaction_id
         self.events_published += 1
         history = self._history.get(call)
-        if history is None or event.get("type") == "session_started":
+        if history is None or isinstance(event, SessionStarted):
             history = self._history[call] = deque(maxlen=self._history_per_call)
             while len(self._history) > self._history_calls:
                 self._history.popitem(last=False)
@@ -117,8 +114,7 @@ class EventHub:
             return sub
         if interaction_id is not None and after_seq is not None:
             for event in self._history.get(interaction_id, ()):
-                seq = event.get("seq")
-                if isinstance(seq, int) and seq > after_seq:
+                if event.seq > after_seq:
                     sub.push(event)
         self._by_call.setdefault(interaction_id, set()).add(sub)
         return sub
@@ -131,7 +127,7 @@ class EventHub:
             for sub in list(subs):
                 sub.close()
 
-    def recent(self, interaction_id: str) -> list[Event]:
+    def recent(self, interaction_id: str) -> list[CallEvent]:
         return list(self._history.get(interaction_id, ()))
 
     def _unsubscribe(self, sub: Subscription) -> None:

@@ -15,9 +15,9 @@ from types import TracebackType
 
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
+from ..core.events import CallEvent
 from ..core.session import (
     FINALIZE_WAITS_MAX,
-    Event,
     Link,
     Phase,
     Resume,
@@ -52,7 +52,7 @@ class SessionManager:
         max_sessions: int,
         max_sources_per_call: int = 8,
         max_buffered_audio_s: float = 3600.0,
-        publish: Callable[[Event], None],
+        publish: Callable[[CallEvent], None],
         metrics: WorkerMetrics,
         clock: Clock,
         rng: random.Random | None = None,

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..core.clock import Clock
+from ..core.events import CallError, CallEvent, SessionEnded, SessionStarted, Transcript
 from ..core.provider_events import ProviderError, ProviderEvent
 from ..core.session import (
     AbortStream,
@@ -24,7 +25,6 @@ from ..core.session import (
     AudioTaken,
     Emit,
     EndStream,
-    Event,
     Link,
     OpenStream,
     Phase,
@@ -79,7 +79,7 @@ class SessionRunner:
         self,
         core: SessionCore,
         provider: Provider,
-        publish: Callable[[Event], None],
+        publish: Callable[[CallEvent], None],
         metrics: WorkerMetrics,
         clock: Clock,
         wheel: TimerWheel,
@@ -350,39 +350,32 @@ class SessionRunner:
     def _count_failure(self, error: ProviderError) -> None:
         self._metrics.connections_failed.labels(self._metrics.provider, error.code).inc()
 
-    def _emit(self, event: Event) -> None:
-        kind = event["type"]
+    def _emit(self, event: CallEvent) -> None:
         metrics = self._metrics
-        if kind == "transcript":
-            latency = event.get("latency_ms")
-            if isinstance(latency, int):
-                latency_s = latency / 1000
-                if event.get("is_final"):
-                    metrics.final_latency.observe(latency_s)
-                else:
-                    metrics.interim_latency.observe(latency_s)
-        elif kind == "error":
-            metrics.errors.labels(str(event.get("code"))).inc()
+        if isinstance(event, Transcript):
+            latency_s = event.latency_ms / 1000
+            if event.is_final:
+                metrics.final_latency.observe(latency_s)
+            else:
+                metrics.interim_latency.observe(latency_s)
+        elif isinstance(event, CallError):
+            metrics.errors.labels(event.code).inc()
             log.warning(
                 "call error",
-                extra={
-                    "interaction_id": self.interaction_id,
-                    "code": event.get("code"),
-                    "detail": event.get("message"),
-                },
+                extra={"interaction_id": self.interaction_id, "code": event.code, "detail": event.message},
             )
-        elif kind == "session_ended":
-            metrics.sessions_ended.labels(str(event.get("reason"))).inc()
+        elif isinstance(event, SessionEnded):
+            metrics.sessions_ended.labels(event.reason).inc()
             log.info(
                 "session ended",
                 extra={
                     "interaction_id": self.interaction_id,
-                    "reason": event.get("reason"),
-                    "audio_s": event.get("audio_s"),
-                    "reconnects": event.get("reconnects"),
+                    "reason": event.reason,
+                    "audio_s": event.audio_s,
+                    "reconnects": event.reconnects,
                 },
             )
-        elif kind == "session_started":
+        elif isinstance(event, SessionStarted):
             metrics.sessions_started.inc()
             log.info("session started", extra={"interaction_id": self.interaction_id})
         metrics.events_published.inc()

@@ -91,7 +91,7 @@ async def _one_call(
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
                 event = json.loads(msg.data)
-                _show(event, result, as_json, out)
+                _show(event, result, out, msg.data if as_json else None)
     except aiohttp.ClientError as exc:
         # A refused handshake's str() quotes the URL, and the URL may carry ?token=: say what
         # happened, not where.
@@ -118,7 +118,9 @@ async def _play(ws: aiohttp.ClientWebSocketResponse, audio: AudioFile, chunk_ms:
         await ws.send_str(json.dumps({"type": "end"}))
 
 
-def _show(event: dict[str, object], result: CallResult, as_json: bool, out: TextIO) -> None:
+def _show(event: dict[str, object], result: CallResult, out: TextIO, json_text: str | None) -> None:
+    """Count the event into `result` and print it: with `json_text` (--json), that text as the
+    worker sent it, not a re-serialized copy; without, as one readable line."""
     kind = event.get("type")
     if kind == "transcript":
         latency = event.get("latency_ms")
@@ -130,8 +132,8 @@ def _show(event: dict[str, object], result: CallResult, as_json: bool, out: Text
         result.ended = event
     elif kind == "error":
         result.errors.append(f"{event.get('code')}: {event.get('message')}")
-    if as_json:
-        print(json.dumps(event), file=out, flush=True)
+    if json_text is not None:
+        print(json_text, file=out, flush=True)
         return
     call = result.interaction_id
     if kind == "transcript":

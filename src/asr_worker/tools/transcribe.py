@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -25,7 +24,8 @@ from typing import Final, TextIO
 
 from ..config import Settings, make_provider, session_config
 from ..core.clock import SystemClock
-from ..core.session import Event
+from ..core.events import CallError, CallEvent, SessionEnded, Transcript
+from ..jsonwire import dumps_event_text
 from ..metrics import LiveTotals, WorkerMetrics
 from ..providers import BackgroundProvider, Provider
 from ..runtime.manager import SessionManager
@@ -45,12 +45,12 @@ class FileResult:
     covered_s: float = 0.0
     finals: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    ended: Event | None = None
+    ended: SessionEnded | None = None
     progressed: asyncio.Event = field(default_factory=asyncio.Event)  # a final or the end arrived
 
     @property
     def ok(self) -> bool:
-        return self.ended is not None and self.ended.get("reason") == "end" and not self.errors
+        return self.ended is not None and self.ended.reason == "end" and not self.errors
 
 
 class Display:
@@ -76,28 +76,25 @@ class Display:
             with contextlib.suppress(OSError, ValueError):  # no second error at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
-    def event(self, result: FileResult, event: Event, many: bool) -> None:
+    def event(self, result: FileResult, event: CallEvent, many: bool) -> None:
         if self.as_json:
-            self._print(json.dumps(event), self.out)
+            self._print(dumps_event_text(event), self.out)
             return
-        kind = event.get("type")
         prefix = f"{result.name}: " if many else ""
-        if kind == "transcript":
-            channel = f"ch{event.get('channel')} " if event.get("channel") else ""
-            if event.get("is_final"):
+        if isinstance(event, Transcript):
+            channel = f"ch{event.channel} " if event.channel else ""
+            if event.is_final:
                 self._interim = ""
-                if event.get("text"):
+                if event.text:
                     self._clear()
                     self._print(
-                        f"{prefix}{channel}{event.get('start', 0.0):7.2f}-{event.get('end', 0.0):<7.2f} "
-                        f"{event.get('text')}",
-                        self.out,
+                        f"{prefix}{channel}{event.start:7.2f}-{event.end:<7.2f} {event.text}", self.out
                     )
             else:
-                self._interim = f"{channel}{event.get('text')}"
-        elif kind == "error":
+                self._interim = f"{channel}{event.text}"
+        elif isinstance(event, CallError):
             self._clear()
-            self._print(f"{prefix}error {event.get('code')}: {event.get('message')}", self.err)
+            self._print(f"{prefix}error {event.code}: {event.message}", self.err)
 
     def progress(self, result: FileResult) -> None:
         if not self.live:
@@ -137,20 +134,17 @@ async def transcribe_files(
     results: dict[str, FileResult] = {}
     many = len(files) > 1
 
-    def publish(event: Event) -> None:
-        result = results.get(str(event.get("interaction_id")))
+    def publish(event: CallEvent) -> None:
+        result = results.get(event.interaction_id)
         if result is None:
             return
-        kind = event.get("type")
-        if kind == "transcript" and event.get("is_final"):
-            end = event.get("end")
-            if isinstance(end, float | int):
-                result.covered_s = max(result.covered_s, float(end))
-            if event.get("text"):
-                result.finals.append(str(event["text"]))
-        elif kind == "error":
-            result.errors.append(f"{event.get('code')}: {event.get('message')}")
-        elif kind == "session_ended":
+        if isinstance(event, Transcript) and event.is_final:
+            result.covered_s = max(result.covered_s, event.end)
+            if event.text:
+                result.finals.append(event.text)
+        elif isinstance(event, CallError):
+            result.errors.append(f"{event.code}: {event.message}")
+        elif isinstance(event, SessionEnded):
             result.ended = event
         result.progressed.set()
         display.event(result, event, many)

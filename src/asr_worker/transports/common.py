@@ -6,8 +6,8 @@ from typing import Final
 
 from aiohttp import WebSocketError, WSCloseCode, web
 
-from ..core.session import Event
-from ..jsonwire import dumps_text
+from ..core.events import Refusal
+from ..jsonwire import dumps_event_text
 
 # Close codes: 1008 policy (bad input), 1013 try again later (capacity, draining, ending).
 CLOSE_BAD_INPUT: Final = int(WSCloseCode.POLICY_VIOLATION)
@@ -43,11 +43,8 @@ def upgrade_refusal(request: web.Request, ws: web.WebSocketResponse, draining: b
     return web.json_response(body, status=status)
 
 
-def error_event(code: str, message: str, interaction_id: str | None = None) -> Event:
-    event: Event = {"type": "error", "code": code, "message": message}
-    if interaction_id is not None:
-        event["interaction_id"] = interaction_id
-    return event
+def error_event(code: str, message: str, interaction_id: str | None = None) -> Refusal:
+    return Refusal(code, message, interaction_id)
 
 
 def close_reason(message: str) -> bytes:
@@ -58,7 +55,7 @@ def close_reason(message: str) -> bytes:
 async def refuse(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
     """Tell the client why (an `error` event), then close with a code and a short reason."""
     if not ws.closed:
-        await ws.send_str(dumps_text(error_event(code, message)))
+        await ws.send_str(dumps_event_text(error_event(code, message)))
         await ws.close(code=close_code, message=close_reason(message))
 
 

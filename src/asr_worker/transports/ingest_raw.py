@@ -29,8 +29,9 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from yarl import URL
 
+from ..core.events import SessionEnded
 from ..credentials import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
-from ..jsonwire import dumps
+from ..jsonwire import dumps_event
 from ..wsframes import FrameSplitter
 from .common import (
     CLOSE_NORMAL,
@@ -186,7 +187,7 @@ class IngestProtocol(asyncio.Protocol):
         try:
             self._call = IngestCall.open(host, interaction_id, url.query, url.path)
         except Refused as exc:
-            ws.send_text(dumps(error_event(exc.code, exc.message)))
+            ws.send_text(dumps_event(error_event(exc.code, exc.message)))
             self._close(exc.close_code, close_reason(exc.message).decode())
             return
         self._splitter = FrameSplitter(self._max_bytes, self._call.source.feed, self._other_frame)
@@ -284,8 +285,8 @@ class IngestProtocol(asyncio.Protocol):
                 await self._writable.wait()
                 if self._lost.is_set():
                     return
-                ws.send_text(dumps(event))
-                if event.get("type") == "session_ended":
+                ws.send_text(dumps_event(event))
+                if isinstance(event, SessionEnded):
                     self._close(CLOSE_NORMAL, "session ended")
                     return
                 if not call.subscription.queued:  # events that came together leave together

@@ -12,7 +12,8 @@ import contextlib
 
 from aiohttp import WSMsgType, web
 
-from ..jsonwire import dumps_text
+from ..core.events import SessionEnded
+from ..jsonwire import dumps_event_text
 from ..runtime.hub import Subscription
 from .common import CLOSE_NORMAL, refuse, socket_error, upgrade_refusal
 from .host import CallHost, bind
@@ -67,10 +68,10 @@ async def _send_events(ws: web.WebSocketResponse, subscription: Subscription) ->
         if ws.closed:
             return
         try:
-            await ws.send_str(dumps_text(event))
+            await ws.send_str(dumps_event_text(event))
         except ConnectionError:
             return
-        if event.get("type") == "session_ended":
+        if isinstance(event, SessionEnded):
             with contextlib.suppress(ConnectionError):
                 await ws.close(code=CLOSE_NORMAL, message=b"session ended")
             return

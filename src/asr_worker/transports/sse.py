@@ -14,14 +14,13 @@ what it lost (the hub's bounded queue), never an unbounded buffer.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Final
 
 from aiohttp import web
 
+from ..core.events import CallEvent, Event, EventsDropped, Refusal, SessionEnded
 from ..core.ids import BadRequest, check_id
-from ..core.session import Event
-from ..jsonwire import dumps_text
+from ..jsonwire import dumps_event
 from ..runtime.hub import Subscription
 from .host import CallHost, bind
 
@@ -29,7 +28,6 @@ KEEPALIVE_S: Final = 15.0
 RETRY_MS: Final = 2000
 DEFAULT_REPLAY: Final = 100  # per active call, on /v1/events
 MAX_REPLAY: Final = 500
-_TYPE: Final = re.compile(r"[a-z_]{1,40}")
 _HEADERS: Final = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -45,16 +43,12 @@ def routes(host: CallHost) -> list[web.RouteDef]:
 
 
 def format_event(event: Event, *, with_id: bool = True) -> bytes:
-    """One event as an SSE block. JSON escapes newlines, so `data` is always one line."""
-    lines = []
-    seq = event.get("seq")
-    if with_id and isinstance(seq, int) and not isinstance(seq, bool):
-        lines.append(f"id: {seq}")
-    kind = event.get("type")
-    if isinstance(kind, str) and _TYPE.fullmatch(kind):
-        lines.append(f"event: {kind}")
-    lines.append("data: " + dumps_text(event))
-    return ("\n".join(lines) + "\n\n").encode()
+    """One event as an SSE block: `id` is a call event's seq (markers and refusals have none),
+    `event` its type. JSON escapes newlines, so `data` is always one line."""
+    head = f"event: {event.type}\n"
+    if with_id and not isinstance(event, EventsDropped | Refusal):
+        head = f"id: {event.seq}\n{head}"
+    return f"{head}data: ".encode() + dumps_event(event) + b"\n\n"
 
 
 def _bad_request(message: str) -> web.Response:
@@ -83,9 +77,8 @@ async def call_events(host: CallHost, request: web.Request) -> web.StreamRespons
     if (
         after is not None
         and last is not None
-        and last.get("type") == "session_ended"
-        and isinstance(last.get("seq"), int)
-        and after >= int(str(last.get("seq")))
+        and isinstance(last, SessionEnded)
+        and after >= last.seq
         and host.manager.get(interaction_id) is None
     ):
         return web.Response(status=204)  # the call is over and the client has seen all of it
@@ -101,7 +94,7 @@ async def all_events(host: CallHost, request: web.Request) -> web.StreamResponse
         return _bad_request(f"replay must be a whole number from 0 to {MAX_REPLAY}")
     replay = int(replay_text)
     # No await between reading the history and subscribing: nothing is missed or repeated.
-    backlog: list[Event] = []
+    backlog: list[CallEvent] = []
     if replay:
         for runner in host.manager.sessions:
             backlog.extend(host.hub.recent(runner.interaction_id)[-replay:])
@@ -113,7 +106,7 @@ async def _stream(
     request: web.Request,
     host: CallHost,
     subscription: Subscription,
-    backlog: list[Event],
+    backlog: list[CallEvent],
     *,
     ends_with_call: bool,
     with_ids: bool,
@@ -135,7 +128,7 @@ async def _stream(
             if event is None:
                 break  # the worker is shutting down
             await response.write(format_event(event, with_id=with_ids))
-            if ends_with_call and event.get("type") == "session_ended":
+            if ends_with_call and isinstance(event, SessionEnded):
                 break
     except ConnectionError:
         pass  # the client went away

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ...config import Settings
+    from ...core.events import CallEvent
     from ...runtime.manager import SessionManager
-    from ..base import Event
 
 
 class RedisStreamsBus:
@@ -69,7 +69,7 @@ class RedisStreamsBus:
 
     # --- the Bus interface --------------------------------------------------------------------
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: CallEvent) -> None:
         self._writer.publish(event)
 
     def healthy(self) -> bool:

@@ -10,14 +10,15 @@ whole (a resumed call's cursor and progress set from Redis) before any other loo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Final
 
 from redis.exceptions import ResponseError
 
+from ...core.events import Refusal
 from ...core.session import Resume
+from ...jsonwire import dumps_event_text
 from ...runtime.manager import SessionRefused
 from .calls import (
     ABANDONED,
@@ -228,8 +229,8 @@ class Intake:
             "bad call announcement; acknowledged and skipped", extra={"entry": entry_id, "problem": problem}
         )
         if iid is not None:
-            error = {"type": "error", "interaction_id": iid, "code": "bad_call", "message": problem}
-            await client.xadd(transcript_key(iid), {"data": json.dumps(error)})
+            error = Refusal("bad_call", problem, iid)
+            await client.xadd(transcript_key(iid), {"data": dumps_event_text(error)})
             await client.expire(transcript_key(iid), TRANSCRIPT_TTL_S)
         await client.xack(CALLS_KEY, GROUP, entry_id)
 

@@ -22,14 +22,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from ...jsonwire import dumps_text
+from ...core.events import CallEvent, SessionEnded, SessionStarted, Transcript
+from ...jsonwire import dumps_event_text
 from .calls import ABANDONED, CallState, CallTable, ClaimTiming, OwnedCall, PendingProgress
 from .outbox import Finish, Outbox, Outgoing
 from .scripts import NotHeld
 from .wire import REDIS_ERRORS, honour_cancel, next_id, wake_or_timeout
 
 if TYPE_CHECKING:
-    from ..base import Event
     from .link import RedisLink
     from .metrics import BusCounters
 
@@ -64,31 +64,27 @@ class Writer:
 
     # --- events in ----------------------------------------------------------------------------
 
-    def publish(self, event: Event) -> None:
-        iid = event.get("interaction_id")
-        if not isinstance(iid, str):
-            return
-        kind = event.get("type")
+    def publish(self, event: CallEvent) -> None:
+        iid = event.interaction_id
         call = self._calls.get(iid)
         if call is not None and call.state is CallState.LOST:
-            if kind == "session_ended":
+            if isinstance(event, SessionEnded):
                 self._calls.forget(call)
             return  # another worker owns the call now: nothing of this session is written
-        seq = event.get("seq")
-        seq_no = seq if isinstance(seq, int) else -1
+        seq_no = event.seq
         finish = Finish.NONE
-        if kind == "session_ended":
+        if isinstance(event, SessionEnded):
             self._calls.freed.set()
             finish = Finish.EXPIRE
             if call is not None and call.runner is not None:
-                if event.get("reason") in _HANDOVER_REASONS:
+                if event.reason in _HANDOVER_REASONS:
                     self._hand_over_later(call, seq_no)
                     return
                 call.state = CallState.ENDED
-                finish = Finish.ABANDON if event.get("reason") == ABANDONED else Finish.ACK
-        fresh = kind == "session_started" and not event.get("resumed")
-        interim = kind == "transcript" and event.get("is_final") is False
-        outgoing = Outgoing(iid, seq_no, fresh, dumps_text(event), call, finish, interim)
+                finish = Finish.ABANDON if event.reason == ABANDONED else Finish.ACK
+        fresh = isinstance(event, SessionStarted) and not event.resumed
+        interim = isinstance(event, Transcript) and not event.is_final
+        outgoing = Outgoing(iid, seq_no, fresh, dumps_event_text(event), call, finish, interim)
         outbox = self.outbox
         if len(outbox) >= outbox.max_events and not self._drop_logged:
             self._drop_logged = True
