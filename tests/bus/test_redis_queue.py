@@ -10,6 +10,7 @@ from asr_worker.bus.redis.outbox import Finish, Outbox, Outgoing
 from asr_worker.bus.redis.wire import Frame, next_id, parse_announcement, parse_frame
 from asr_worker.config import Settings
 from asr_worker.core.events import CallEvent, SessionEnded, Transcript
+from asr_worker.jsonwire import dumps_event_text
 from tests.support.audio import PCM8K
 
 
@@ -21,7 +22,7 @@ def event(seq: int, kind: str = "transcript", *, final: bool = True, call: str =
 
 def outgoing(seq: int, kind: str = "transcript", *, final: bool = True, call: str = "q-1") -> Outgoing:
     finish = Finish.EXPIRE if kind == "session_ended" else Finish.NONE
-    data = json.dumps(event(seq, kind, final=final, call=call))
+    data = dumps_event_text(event(seq, kind, final=final, call=call))
     return Outgoing(call, seq, False, data, None, finish, interim=not final)
 
 
