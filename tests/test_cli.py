@@ -181,6 +181,38 @@ async def test_stream_command_plays_a_file_and_prints_the_events(
     assert "calls 2, ended 2" in err.decode()
 
 
+async def test_stream_command_says_what_to_do_when_refused(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    wav = tmp_path / "call.wav"
+    write_wav(wav, speechlike(0.2), PCM8K)
+    async with served(http, ASR_WORKER_TOKEN="s3cret-t0ken") as (_, url):
+        ws_url = url.replace("http", "ws")
+        for target, says in (
+            (
+                f"{ws_url}/v1/audio/no-token",
+                "HTTP 401 Invalid response status: the worker needs its token (--token",
+            ),
+            (
+                f"{ws_url}/v1/audo/typo?token=s3cret-t0ken",
+                "HTTP 404 Invalid response status: no such endpoint",
+            ),
+        ):
+            result = await asyncio.create_subprocess_exec(
+                *CLI,
+                "stream",
+                str(wav),
+                "--url",
+                target,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(result.communicate(), 30)
+            assert result.returncode == 1 and says in err.decode(), err.decode()
+            assert "s3cret-t0ken" not in err.decode()
+            assert_clean_stderr(err)
+
+
 def test_stream_command_explains_a_bad_file(tmp_path: Path) -> None:
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .dgserver.settings import DgServerSettings
 
 if TYPE_CHECKING:
+    from .core.audio import AudioFormat
     from .tools.audio_files import AudioFile
 
 log = logging.getLogger("asr_worker")
@@ -162,6 +163,20 @@ def _raw_format_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", default="1", help="raw audio: 1 or 2")
 
 
+def _raw_format(args: argparse.Namespace) -> AudioFormat | None:
+    """The raw-audio format the flags give, or None when no --encoding says the file is raw.
+    A raw file has no header to read the rest from, so --encoding needs --sample-rate."""
+    from .core.audio import AudioFormat
+
+    if not args.encoding:
+        if args.sample_rate is not None:
+            raise ValueError("--sample-rate is for raw audio: give --encoding too (linear16, mulaw or alaw)")
+        return None
+    if args.sample_rate is None:
+        raise ValueError("raw audio needs --sample-rate (and --channels if not 1) with --encoding")
+    return AudioFormat.parse(args.encoding, args.sample_rate, args.channels)
+
+
 def run_loop(main: Coroutine[object, object, int]) -> int:
     """Run a server on uvloop where it is installed (Linux and macOS wheels): sockets, timers
     and callbacks are about half of the worker's CPU, and uvloop does them in C.
@@ -269,12 +284,11 @@ async def _dg_server_until_signalled(settings: Settings, dg: DgServerSettings) -
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from .core.audio import AudioFormat
     from .tools.audio_files import AudioFileError, read_audio
     from .tools.stream import stream_calls, summary
 
     try:
-        raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None
+        raw = _raw_format(args)
         audio = read_audio(args.file, raw)
     except (AudioFileError, ValueError) as exc:
         print(f"asr-worker stream: {exc}", file=sys.stderr)
@@ -303,14 +317,13 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .core.audio import AudioFormat
     from .tools.audio_files import AudioFileError, decode_audio
     from .tools.transcribe import transcribe_files
 
     settings = load_settings(os.environ, args)
     logs.configure("warning" if settings.log_level == "info" else settings.log_level)
     try:
-        raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None
+        raw = _raw_format(args)
         files = [decode_audio(path, raw) for path in args.files]
     except (AudioFileError, ValueError) as exc:
         print(f"asr-worker transcribe: {exc}", file=sys.stderr)
@@ -324,12 +337,11 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from .core.audio import AudioFormat
     from .core.ids import BadRequest, check_id, check_optional_id
     from .tools.audio_files import AudioFileError, read_audio
 
     try:
-        raw = AudioFormat.parse(args.encoding, args.sample_rate, args.channels) if args.encoding else None
+        raw = _raw_format(args)
         audio = read_audio(args.file, raw)
         interaction_id = check_id(args.interaction_id, "--interaction-id")
         tenant_id = check_optional_id(args.tenant_id, "--tenant-id")

@@ -188,3 +188,10 @@ def test_raw_audio_needs_its_format(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not an audio file" in result.stderr
     mulaw = AudioFormat(Encoding.MULAW, 8000, 1)
     assert decode_audio(raw, mulaw).fmt == mulaw
+    result = transcribe("--encoding", "mulaw", str(raw))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "asr-worker transcribe: raw audio needs --sample-rate (and --channels if not 1) with --encoding"
+    )
+    result = transcribe("--sample-rate", "8000", str(raw))
+    assert result.returncode == 2 and "--sample-rate is for raw audio: give --encoding too" in result.stderr

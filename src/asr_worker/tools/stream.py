@@ -9,7 +9,7 @@ import secrets
 import statistics
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Final, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -73,6 +73,13 @@ async def stream_calls(
     return [t.result() for t in tasks]
 
 
+# What to do about a refused handshake, for the answers a user's own mistake gets.
+_HINTS: Final = {
+    401: ": the worker needs its token (--token, or ASR_WORKER_TOKEN)",
+    404: ": no such endpoint; the ingest socket is ws://HOST:PORT/v1/audio/INTERACTION_ID",
+}
+
+
 async def _one_call(
     http: aiohttp.ClientSession,
     call_id: str,
@@ -95,9 +102,10 @@ async def _one_call(
     except aiohttp.ClientError as exc:
         # A refused handshake's str() quotes the URL, and the URL may carry ?token=: say what
         # happened, not where.
-        problem = (
-            f"HTTP {exc.status} {exc.message}" if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
-        )
+        if isinstance(exc, aiohttp.ClientResponseError):
+            problem = f"HTTP {exc.status} {exc.message}{_HINTS.get(exc.status, '')}"
+        else:
+            problem = str(exc)
         result.errors.append(f"connection: {problem}")
         print(f"[{call_id}] connection failed: {problem}", file=sys.stderr)
     return result
