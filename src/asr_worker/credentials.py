@@ -50,7 +50,7 @@ def presented_credentials(method: str, header: str, query: Mapping[str, str]) ->
     """Every credential in a request's Authorization header and (on GET) its query."""
     tokens: list[str] = []
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value:
+    if scheme.lower() in ("bearer", "token") and value:  # `Token KEY`: how Deepgram's clients send a key
         tokens.append(value.strip())
     elif scheme.lower() == "basic" and value:
         try:

@@ -38,6 +38,8 @@ async def test_open_paths_stay_open_and_the_rest_need_the_token(
             assert TOKEN not in await response.text()
         async with http.get(url + "/v1/sessions", headers={"Authorization": f"Bearer {TOKEN}"}) as response:
             assert response.status == 200
+        async with http.get(url + "/v1/sessions", headers={"Authorization": f"Token {TOKEN}"}) as response:
+            assert response.status == 200  # Deepgram's scheme, which its users' clients send
         async with http.post(url + f"/v1/sessions?token={TOKEN}") as response:
             assert response.status == 401  # ?token= is for GET (browsers' sockets and event streams)
 
@@ -53,7 +55,10 @@ async def test_open_paths_stay_open_and_the_rest_need_the_token(
         by_bearer = CallClient(
             await http.ws_connect(f"{ws_url}/by-bearer", headers={"Authorization": f"Bearer {TOKEN}"})
         )
-        for call in (by_query, by_basic, by_bearer):
+        by_deepgram_scheme = CallClient(
+            await http.ws_connect(f"{ws_url}/by-token", headers={"Authorization": f"Token {TOKEN}"})
+        )
+        for call in (by_query, by_basic, by_bearer, by_deepgram_scheme):
             await call.send_frames(frames(speechlike(0.4)))
             await call.end()
             await call.collect()

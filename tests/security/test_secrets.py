@@ -402,7 +402,10 @@ async def test_the_stream_tool_does_not_print_a_token_it_was_refused_with(
         url = f"ws://127.0.0.1:{worker.port}/v1/audio/refused?token={WRONG_TOKEN}"
         (result,) = await stream_calls(audio, url, speed=0)
     captured = capsys.readouterr()
-    assert result.errors == ["connection: HTTP 401 Invalid response status"]
+    assert result.errors == [
+        "connection: HTTP 401 Invalid response status: "
+        "the worker needs its token (--token, or ASR_WORKER_TOKEN)"
+    ]
     exposure = Exposure()
     exposure.add("stream tool output", [captured.out, captured.err, result.errors])
     exposure.assert_hidden(WRONG_TOKEN)
