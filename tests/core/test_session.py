@@ -15,6 +15,7 @@ from asr_worker.core.provider_events import ProviderError, TranscriptResult, Wor
 from asr_worker.core.session import (
     FINALIZE_WAITS_MAX,
     Emit,
+    FlushStream,
     Link,
     OpenStream,
     Phase,
@@ -398,6 +399,52 @@ def test_end_flushes_then_ends_the_stream_and_waits_for_the_last_finals(clock: F
     ended = rec.events("session_ended")[0]
     assert ended["reason"] == "end" and ended["finals"] == 1
     assert rec.core.ended
+
+
+def test_finalize_flushes_what_waits_then_asks_for_the_final_and_the_call_goes_on(clock: FakeClock) -> None:
+    rec = connected(clock, send_chunk_ms=100, max_buffer_ms=100)
+    rec.core.on_audio(b"\x05\x00" * 80, clock.monotonic())  # 10 ms, below the chunk size
+    rec.core.finalize(clock.monotonic())
+    rec.poll()
+    kinds = [type(a).__name__ for _, a in rec.log[-2:]]
+    assert kinds == ["SendAudio", "FlushStream"]  # the audio it covers first, then Finalize
+    assert rec.of(FlushStream) == [FlushStream(1)] and not rec.ends()
+    flushed = TranscriptResult(
+        0, True, True, "yes", 0.9, 0.0, 0.03, (Word("yes", 0.0, 0.03, 0.9),), from_finalize=True
+    )
+    rec.core.on_stream_event(1, flushed, clock.monotonic())
+    rec.poll()
+    (event,) = rec.events("transcript")
+    assert event["from_finalize"] is True and event["text"] == "yes"
+    assert rec.phase() is Phase.ACTIVE and rec.link() is Link.CONNECTED
+    assert rec.core.on_audio(b"\x05\x00" * 160, clock.monotonic()), "the call takes audio as before"
+    rec.run_until(clock.monotonic() + 0.2)
+    assert len(rec.sends()) >= 3 and not rec.events("session_ended")
+
+
+def test_finalize_while_reconnecting_comes_right_after_the_replay(clock: FakeClock) -> None:
+    rec = connected(clock)
+    rec.core.on_stream_closed(1, ProviderError("dropped", "gone", retryable=True), clock.monotonic())
+    rec.core.on_audio(b"\x05\x00" * 160, clock.monotonic())
+    rec.core.finalize(clock.monotonic())
+    rec.run_until(clock.monotonic() + 5)
+    assert not rec.of(FlushStream), "nothing to flush on a stream that is not there"
+    (reopen,) = [o for o in rec.opens() if o.reconnect]
+    rec.core.on_stream_opened(reopen.conn_id, clock.monotonic())
+    rec.poll()
+    after_open = [a for _, a in rec.log if getattr(a, "conn_id", None) == reopen.conn_id]
+    assert [type(a).__name__ for a in after_open][-2:] == ["SendAudio", "FlushStream"]
+    rec.core.finalize(clock.monotonic())  # connected again: at once
+    rec.poll()
+    assert rec.of(FlushStream) == [FlushStream(reopen.conn_id)] * 2
+
+
+def test_finalize_after_the_end_does_nothing(clock: FakeClock) -> None:
+    rec = connected(clock)
+    rec.core.end("end", clock.monotonic())
+    rec.core.finalize(clock.monotonic())
+    rec.poll()
+    assert not rec.of(FlushStream) and len(rec.ends()) == 1
 
 
 def test_end_while_connecting_sends_everything_once_the_stream_opens(clock: FakeClock) -> None:

@@ -45,6 +45,7 @@ from asr_worker.core.session import (
     AudioTaken,
     Emit,
     EndStream,
+    FlushStream,
     Link,
     OpenStream,
     Phase,
@@ -189,6 +190,9 @@ class SessionMachine(RuleBasedStateMachine):
             elif isinstance(action, EndStream):
                 assert action.conn_id == self.connected
                 self.streams[action.conn_id].ended = True
+            elif isinstance(action, FlushStream):  # a finalize: only on the live stream, mid-call
+                assert action.conn_id == self.connected and not self.streams[action.conn_id].ended
+                assert self.core.phase is Phase.ACTIVE
             elif isinstance(action, AbortStream):
                 self.live.discard(action.conn_id)
                 if self.connected == action.conn_id:
@@ -297,12 +301,12 @@ class SessionMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.core.phase is not Phase.ENDED)
     @rule(
-        what=st.sampled_from(["attach", "attach", "detach", "detach", "end", "stop", "dtmf"]),
+        what=st.sampled_from(["attach", "attach", "detach", "detach", "end", "stop", "dtmf", "finalize"]),
         roll=st.integers(0, 9),
     )
     def the_caller_acts(self, what: str, roll: int) -> None:
-        """Sources come and go, a key is pressed; the call ends, or the worker stops it (each
-        rarely: both end the interesting part of a run)."""
+        """Sources come and go, a key is pressed, a finalize is asked for; the call ends, or the
+        worker stops it (each rarely: both end the interesting part of a run)."""
         source = "a" if roll % 2 else "b"
         if what == "attach":
             self.core.attach_source(source, self.now)
@@ -314,6 +318,8 @@ class SessionMachine(RuleBasedStateMachine):
             self.core.fail("shutdown", "the worker is stopping", self.now)
         elif what == "dtmf":
             self.core.on_dtmf("0123456789"[roll], roll % 2, self.now)
+        elif what == "finalize":
+            self.core.finalize(self.now)
         self._poll()
 
     @rule(seconds=st.floats(0, 2) | st.sampled_from([0.02, 0.1, 3.0, 12.0]))

@@ -137,3 +137,35 @@ def covering_final(call: Call, finals: list[Received], spoken: Spoken) -> Receiv
 def final_latency(call: Call, finals: list[Received], spoken: Spoken) -> float:
     """From the moment the client sent the end of the sentence's speech to the final that covers it."""
     return round(covering_final(call, finals, spoken).at - (call.started_at + spoken.end_s), 2)
+
+
+async def test_finalize_mid_call_returns_the_open_utterance_at_once_and_the_call_goes_on(
+    local_worker: Worker, http: aiohttp.ClientSession, speech: Speech
+) -> None:
+    """A voice bot's turn end: the caller stopped, too briefly for the endpointer (0.1 s of
+    silence, it waits 0.5 s), and `finalize` asks for the final now; then the call goes on."""
+    turn = speech.call(SENTENCES[0:1], 8000, tail_s=0.1)
+    rest = speech.call(SENTENCES[1:2], 8000, lead_s=0.3)
+    step = turn.fmt.bytes_for(FRAME_S)
+    query = "encoding=linear16&sample_rate=8000&channels=1"
+    async with http.ws_connect(f"ws://127.0.0.1:{local_worker.port}/v1/audio/turns?{query}") as ws:
+        for i in range(0, len(turn.data), step):
+            await ws.send_bytes(turn.data[i : i + step])
+        await ws.send_str(json.dumps({"type": "finalize"}))
+        events: list[dict[str, object]] = []
+        async with asyncio.timeout(30):
+            while not (events and events[-1].get("from_finalize")):
+                events.append(json.loads((await ws.receive()).data))
+        flushed = events[-1]
+        assert flushed["is_final"] and word_error_rate(turn.spoken[0].text, str(flushed["text"])) <= MAX_WER
+        assert not [e for e in events if e["type"] == "transcript" and e["is_final"] and e is not flushed]
+        for i in range(0, len(rest.data), step):
+            await ws.send_bytes(rest.data[i : i + step])
+        await ws.send_str(json.dumps({"type": "end"}))
+        async with asyncio.timeout(30):
+            async for msg in ws:
+                events.append(json.loads(msg.data))
+    finals = [e for e in events if e["type"] == "transcript" and e["is_final"] and e["text"]]
+    hypothesis = " ".join(str(e["text"]) for e in finals)
+    assert word_error_rate(f"{turn.spoken[0].text} {rest.spoken[0].text}", hypothesis) <= MAX_WER, hypothesis
+    assert events[-1]["type"] == "session_ended" and events[-1]["reason"] == "end"

@@ -21,7 +21,13 @@ json_values = st.recursive(
 
 @pytest.mark.parametrize(
     ("text", "command"),
-    [('{"type": "end"}', "end"), ('{"type": "CloseStream"}', "end"), ('{"type": "KeepAlive"}', "keepalive")],
+    [
+        ('{"type": "end"}', "end"),
+        ('{"type": "CloseStream"}', "end"),
+        ('{"type": "KeepAlive"}', "keepalive"),
+        ('{"type": "finalize"}', "finalize"),
+        ('{"type": "Finalize"}', "finalize"),
+    ],
 )
 def test_known_commands(text: str, command: str) -> None:
     assert parse_control(text) == command

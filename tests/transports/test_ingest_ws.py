@@ -55,6 +55,31 @@ async def test_a_call_streams_transcripts_and_ends_with_session_ended(
     assert mock_provider.streams[0].controls[-2:] == ["Finalize", "CloseStream"]
 
 
+@pytest.mark.parametrize("name", ["finalize", "Finalize"])  # ours, and Deepgram's spelling
+async def test_finalize_returns_the_pending_final_now_and_the_call_goes_on(
+    worker: Worker, http: aiohttp.ClientSession, mock_provider: MockProvider, name: str
+) -> None:
+    # whole 200 ms word windows, fewer than the mock puts in one final by itself (5)
+    first, then = speechlike(0.6), speechlike(0.8, seed=4)
+    call = await connect(http, worker, f"turns-{name}")
+    await call.send_frames(frames(first))
+    await call.ws.send_str(json.dumps({"type": name}))
+    while not (flushed := await call.next_event("transcript")).get("from_finalize"):
+        pass
+    assert flushed["is_final"] and str(flushed["text"]).split() == expected_words(first, PCM8K)
+    assert mock_provider.streams[0].controls == ["Finalize"], "flushed, not closed"
+    await call.send_frames(frames(then))  # the call goes on, on the same connection
+    await call.end()
+    await call.collect()
+    assert not call.of("error") and call.of("session_ended")[0]["reason"] == "end"
+    assert call.final_words() == expected_words(first + then, PCM8K)
+    assert mock_provider.opens == 1 and mock_provider.streams[0].controls == [
+        "Finalize",
+        "Finalize",
+        "CloseStream",
+    ]
+
+
 async def test_a_second_socket_feeds_the_same_session(
     worker: Worker, http: aiohttp.ClientSession, mock_provider: MockProvider
 ) -> None:

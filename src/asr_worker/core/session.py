@@ -141,6 +141,14 @@ class EndStream:
 
 
 @dataclass(frozen=True, slots=True)
+class FlushStream:
+    """Finalize without closing (Deepgram's Finalize): the provider returns the pending
+    utterance's final now, marked `from_finalize`, and the stream goes on."""
+
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class AbortStream:
     conn_id: int
 
@@ -150,7 +158,7 @@ class Emit:
     event: CallEvent
 
 
-Action = OpenStream | SendAudio | SendKeepAlive | EndStream | AbortStream | Emit
+Action = OpenStream | SendAudio | SendKeepAlive | EndStream | FlushStream | AbortStream | Emit
 
 
 @dataclass(slots=True)
@@ -219,6 +227,7 @@ class SessionCore:
     _end_started: float = 0.0
     _dropping: bool = False
     _told_ending: bool = False
+    _flush_wanted: bool = False  # a finalize asked for while no stream was connected
     _rate_tokens: float = 0.0
     _rate_at: float = 0.0
     _rate_warned_at: float = float("-inf")
@@ -370,6 +379,19 @@ class SessionCore:
             self._flush(now)
             self._end_stream()
 
+    def finalize(self, now: float) -> None:
+        """A source wants the pending utterance's final now (a voice bot at the end of a turn);
+        the call goes on. What waits goes out first, then the provider's flush. Without a
+        connected stream the flush follows the next connection's replay, so it still covers
+        the audio the source had sent when it asked."""
+        if self.phase is not Phase.ACTIVE:
+            return
+        if self.link is Link.CONNECTED:
+            self._flush(now)
+            self._outbox.append(FlushStream(self.conn_id))
+        else:
+            self._flush_wanted = True
+
     def fail(self, code: str, message: str, now: float) -> None:
         """End the call at once, without waiting for the provider (a fault, or a forced stop)."""
         if self.phase is Phase.ENDED:
@@ -418,6 +440,9 @@ class SessionCore:
         self._last_sent_at = now
         if self._received > self._sent:
             self._flush(now)
+        if self._flush_wanted and self.phase is Phase.ACTIVE:
+            self._outbox.append(FlushStream(self.conn_id))
+        self._flush_wanted = False
         if self.phase is Phase.ENDING:
             wait_s = self.config.finalize_timeout_s
             latest = self._end_started + FINALIZE_WAITS_MAX * wait_s

@@ -25,6 +25,7 @@ from ..core.session import (
     AudioTaken,
     Emit,
     EndStream,
+    FlushStream,
     Link,
     OpenStream,
     Phase,
@@ -185,6 +186,11 @@ class SessionRunner:
         self.core.end(reason, self._clock.monotonic())
         self._waker.wake()
 
+    def finalize(self) -> None:
+        """The pending utterance's final now; the call goes on."""
+        self.core.finalize(self._clock.monotonic())
+        self._waker.wake()
+
     def error(self, code: str, message: str) -> None:
         """An error in what a source sent; it goes to everyone watching the call."""
         self.core.emit_error(code, message, self._clock.monotonic())
@@ -240,6 +246,8 @@ class SessionRunner:
         elif isinstance(action, EndStream):
             await self._call(action.conn_id, "finalize")
             await self._call(action.conn_id, "close_stream")
+        elif isinstance(action, FlushStream):
+            await self._call(action.conn_id, "finalize")
         elif isinstance(action, AbortStream):
             await self._abort(action.conn_id)
 

@@ -52,6 +52,11 @@ class CallSource:
         `error` event for everyone watching the call, which goes on."""
         self.runner.error(code, message)
 
+    def finalize(self) -> None:
+        """The pending utterance's final now, marked `from_finalize` (a voice bot at the end
+        of a turn); the call goes on."""
+        self.runner.finalize()
+
     def end(self, reason: str) -> None:
         """The source says the call is over: the session finalizes (whatever other sources
         are still attached) and ends with `reason`."""

@@ -24,7 +24,9 @@ from .host import CallHost
 
 log = logging.getLogger("asr_worker.ingest")
 
+# Deepgram's names are taken too (any case), so a client written for Deepgram works as it is.
 _END_TYPES: Final = frozenset({"end", "closestream"})
+_FINALIZE_TYPES: Final = frozenset({"finalize"})
 _IGNORED_TYPES: Final = frozenset({"keepalive"})
 
 
@@ -68,7 +70,8 @@ class IngestCall:
         return cls(source, host.hub.subscribe(checked_id))
 
     def text(self, text: str) -> None:
-        """A control message: `end` ends the call; anything unknown is an `error` event."""
+        """A control message: `end` ends the call, `finalize` asks for the pending final now;
+        anything unknown is an `error` event."""
         try:
             command = parse_control(text)
         except ControlError as exc:
@@ -76,6 +79,8 @@ class IngestCall:
             return
         if command == "end":
             self.source.end("end")
+        elif command == "finalize":
+            self.source.finalize()
 
     def close(self) -> None:
         """The socket is gone: stop its events and leave the call (which goes on, or ends
@@ -94,7 +99,8 @@ class ControlError(ValueError):
 
 
 def parse_control(text: str) -> str:
-    """A text message to the command it carries ("end" or "keepalive"), or ControlError."""
+    """A text message to the command it carries ("end", "finalize" or "keepalive"), or
+    ControlError."""
     try:
         message = json.loads(text)
     except (ValueError, RecursionError):
@@ -108,6 +114,10 @@ def parse_control(text: str) -> str:
         )
     if kind.lower() in _END_TYPES:
         return "end"
+    if kind.lower() in _FINALIZE_TYPES:
+        return "finalize"
     if kind.lower() in _IGNORED_TYPES:
         return "keepalive"
-    raise ControlError("unknown_message", f"unknown message type {kind[:40]!r}; known: end; ignored")
+    raise ControlError(
+        "unknown_message", f"unknown message type {kind[:40]!r}; known: end, finalize, keepalive; ignored"
+    )
