@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--json", action="store_true", help="print every event as a JSON line")
     transcribe.add_argument("--realtime", action="store_true", help="feed at 1x, as a live call would arrive")
     _raw_format_arguments(transcribe)
-    add_arguments(transcribe)
+    add_arguments(
+        transcribe, title="speech engine and session (flag, or environment variable)", exclude=_SERVER_ONLY
+    )
     transcribe.set_defaults(command=_transcribe)
 
     publish = commands.add_parser(
@@ -153,6 +155,26 @@ _WORKER_ONLY = frozenset(
         "send_chunk_ms",
         "finalize_timeout_s",
         "max_retained_s",
+    }
+)
+
+
+# Worker settings that mean nothing without a server (transcribe runs the pipeline in-process).
+_SERVER_ONLY = frozenset(
+    {
+        "host",
+        "port",
+        "worker_token",
+        "allow_unauthenticated",
+        "pubsub_adapter",
+        "redis_url",
+        "claim_idle_s",
+        "max_takeovers",
+        "max_sessions",
+        "max_sources_per_call",
+        "max_frames_per_s",
+        "max_buffered_audio_s",
+        "max_message_bytes",
     }
 )
 

@@ -181,6 +181,24 @@ def test_the_real_engine_transcribes_flac_and_mp3(tmp_path: Path, speech: Speech
         assert word_error_rate(reference, hypothesis) <= 0.10, (path.name, hypothesis)
 
 
+def test_help_shows_the_engine_options_not_the_servers() -> None:
+    result = transcribe("--help")
+    assert result.returncode == 0
+    for engine_flag in ("--provider", "--local-model", "--deepgram-api-key", "--finalize-timeout-s"):
+        assert engine_flag in result.stdout
+    for server_flag in (
+        "--host",
+        "--port",
+        "--worker-token",
+        "--pubsub-adapter",
+        "--redis-url",
+        "--claim-idle-s",
+    ):
+        assert server_flag not in result.stdout, (
+            f"transcribe runs no server, yet its help shows {server_flag}"
+        )
+
+
 def test_raw_audio_needs_its_format(tmp_path: Path) -> None:
     raw = tmp_path / "call.ulaw"
     raw.write_bytes(b"\xff" * 800)
