@@ -423,3 +423,30 @@ def test_random_faults_hit_their_share_of_connections_and_repeat_with_the_seed()
     rejecting = Faults(reject_status=429, reject_percent=10, seed=3)
     statuses = [rejecting.take_rejection() for _ in range(2000)]
     assert set(statuses) == {0, 429} and 0.07 < statuses.count(429) / len(statuses) < 0.13
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+async def test_dg_server_open_to_the_network_without_a_key_says_so(
+    tmp_path: Path, host: str, warned: bool
+) -> None:
+    log_path = tmp_path / "dg.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "asr_worker", "dg-server", "--host", host, "--port", str(free_port())],
+            env={**os.environ, "ASR_PROVIDER": "mock"},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        try:
+            async with asyncio.timeout(20):
+                while "dg-server listening" not in log_path.read_text():
+                    assert process.returncode is None, log_path.read_text()
+                    await asyncio.sleep(0.05)
+        finally:
+            process.terminate()
+            await process.wait()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    warnings = [line for line in lines if line["level"] == "warning" and "open to anyone" in str(line["msg"])]
+    assert len(warnings) == (1 if warned else 0)
+    assert process.returncode == 0
+    assert_clean_stderr(log_path.read_text())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..config import Settings, make_provider
+from ..config import Settings, is_loopback, make_provider
 from ..providers import BackgroundProvider
 from .faults import Faults
 from .server import DeepgramServer
@@ -43,6 +43,12 @@ async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -
                     "faults": dg.faults or "none",
                 },
             )
+            if dg.api_key is None and not is_loopback(dg.host):
+                log.warning(
+                    "dg-server is open to anyone who can reach it: it listens beyond this machine "
+                    "and no key is set (--api-key or DG_SERVER_API_KEY)",
+                    extra={"host": dg.host},
+                )
             await stop.wait()
             log.info("dg-server stopping", extra={"connections": server.live_connections})
             if background is not None:
