@@ -80,6 +80,22 @@ async def test_the_documented_exotel_call_uses_its_custom_parameter_or_call_sid(
     await plain.send_str(exotel_stop())
     assert await closed_without_a_word(plain) == 1000
     assert [s.request.interaction_id for s in mock_provider.streams] == ["exotel-call-1", "exo-sid-77"]
+    # The applet's URL may carry it instead (`?interaction_id=`); a custom parameter still wins.
+    for query, start, expected in (
+        ("?interaction_id=from-url&tenant_id=acme", exotel_start(call_sid="exo-sid-78"), "from-url"),
+        (
+            "?interaction_id=from-url-2",
+            exotel_start(call_sid="exo-sid-79", interaction_id="from-param"),
+            "from-param",
+        ),
+    ):
+        by_url = await http.ws_connect(ws_url(worker, "/v1/exotel" + query))
+        await by_url.send_str(start)
+        await by_url.send_str(exotel_media(1, 0, speechlike(0.1)))
+        await by_url.send_str(exotel_stop())
+        assert await closed_without_a_word(by_url) == 1000
+        assert mock_provider.streams[-1].request.interaction_id == expected
+    assert mock_provider.streams[-2].request.tenant_id == "acme"
 
 
 async def test_a_dropped_exotel_socket_resumes_on_reconnect_with_one_provider_connection(

@@ -52,6 +52,9 @@ def _event_name(message: Message) -> str:
     return type(message).__name__.lower()
 
 
+_URL_PARAMETERS: Final = frozenset({"interaction_id", "tenant_id"})
+
+
 async def media_stream(host: CallHost, request: web.Request, platform: Platform) -> web.StreamResponse:
     """Serve one telephony media-stream WebSocket until `stop` or the socket goes away."""
     # aiohttp refuses (and closes with 1009) a message over this; the parser has tighter limits.
@@ -60,7 +63,10 @@ async def media_stream(host: CallHost, request: web.Request, platform: Platform)
     if refusal is not None:
         return refusal
     await ws.prepare(request)
-    stream = _MediaStream(host, ws, platform)
+    # Parameters on the socket's URL (`?interaction_id=...`), for platforms whose users set
+    # them there: the `start` message's custom parameters win where both name one.
+    url_params = {k: v for k, v in request.query.items() if k in _URL_PARAMETERS}
+    stream = _MediaStream(host, ws, platform, url_params)
     try:
         await stream.run()
     finally:
@@ -69,8 +75,11 @@ async def media_stream(host: CallHost, request: web.Request, platform: Platform)
 
 
 class _MediaStream:
-    def __init__(self, host: CallHost, ws: web.WebSocketResponse, platform: Platform) -> None:
+    def __init__(
+        self, host: CallHost, ws: web.WebSocketResponse, platform: Platform, url_params: dict[str, str]
+    ) -> None:
         self._host = host
+        self._url_params = url_params
         self._ws = ws
         self._platform = platform
         self._messages = host.metrics.telephony_messages
@@ -151,7 +160,7 @@ class _MediaStream:
         if self._source is not None:
             self._source.error("bad_message", "a second `start` on one stream; ignored")
             return False
-        params = start.custom_parameters
+        params = {**self._url_params, **start.custom_parameters}
         try:
             interaction_id = check_id(params.get("interaction_id") or start.call_sid, "interaction_id")
             tenant_id = check_optional_id(params.get("tenant_id"), "tenant_id")
