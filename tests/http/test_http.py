@@ -49,6 +49,7 @@ async def test_sessions_lists_active_calls_with_their_state(
     assert session["interaction_id"] == "listed" and session["tenant_id"] == "acme"
     assert session["encoding"] == "mulaw" and session["provider_state"] == "connected"
     assert session["phase"] == "active" and session["sources"] == 1 and session["audio_s"] == 0.2
+    assert session["buffered_ms"] == session["unsent_ms"] + session["kept_for_replay_ms"]
 
 
 async def test_ready_says_503_at_capacity_and_the_call_beyond_is_refused(http: aiohttp.ClientSession) -> None:

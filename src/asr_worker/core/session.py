@@ -596,7 +596,12 @@ class SessionCore:
             "sources": len(self._sources),
             "audio_s": round(self.audio_s, 3),
             "covered_s": round(self.fmt.seconds(self._covered), 3),
+            # Held audio in its two kinds: not yet sent (the only part that is lag, at most
+            # ASR_MAX_BUFFER_MS while connected), and sent but not yet covered by a final
+            # (kept to replay after a reconnect; seconds of it are normal mid-utterance).
             "buffered_ms": round(self.fmt.seconds(len(self._buf)) * 1000),
+            "unsent_ms": round(self.fmt.seconds(self._received - self._sent) * 1000),
+            "kept_for_replay_ms": round(self.fmt.seconds(self._sent - self._covered) * 1000),
             "reconnects": self.stats.reconnects,
             "finals": self.stats.finals,
             "age_s": round(now - self.created_at, 3),
