@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from asr_worker.tools.stream import CallResult, _show
+from asr_worker.tools.stream import CallResult, _show, summary
 
 
 def test_json_prints_each_event_as_the_worker_sent_it_and_still_counts_it() -> None:
@@ -22,3 +22,21 @@ def test_without_json_an_event_is_one_readable_line() -> None:
     _show(event, result, out, None)
     assert out.getvalue() == '[c-1] session_ended {"reason": "end", "seq": 9}\n'
     assert result.ended == event
+
+
+def final(text: str, latency_ms: int) -> dict[str, object]:
+    event: dict[str, object] = {"type": "transcript", "channel": 0, "start": 0.0, "end": 1.0}
+    return event | {"is_final": True, "text": text, "latency_ms": latency_ms}
+
+
+def test_the_summary_counts_finals_with_text_and_says_when_there_is_no_latency() -> None:
+    quiet = CallResult("c-1")
+    _show(final("", 0), quiet, io.StringIO(), None)
+    quiet.latencies_ms.clear()  # a call that got no transcript at all
+    assert summary([quiet]) == (
+        "calls 1, ended 0, finals with text 0, errors 0, transcript latency p50 n/a (no transcripts)"
+    )
+    spoke = CallResult("c-2")
+    for text, ms in (("hello", 100), ("", 300), ("bye", 200)):
+        _show(final(text, ms), spoke, io.StringIO(), None)
+    assert summary([spoke]).endswith("finals with text 2, errors 0, transcript latency p50 200 ms")

@@ -160,12 +160,14 @@ def _show(event: dict[str, object], result: CallResult, out: TextIO, json_text: 
 
 
 def summary(results: list[CallResult]) -> str:
+    """One line for the run. Finals are counted as printed, with text: `session_ended`'s
+    `finals` also counts the empty ones that tile silence and confirm a finalize."""
     ended = sum(1 for r in results if r.ended is not None)
     latencies = [ms for r in results for ms in r.latencies_ms]
-    p50 = statistics.median(latencies) if latencies else 0
+    latency = f"{statistics.median(latencies):.0f} ms" if latencies else "n/a (no transcripts)"
     finals = sum(len(r.finals) for r in results)
     errors = sum(len(r.errors) for r in results)
     return (
-        f"calls {len(results)}, ended {ended}, finals {finals}, errors {errors}, "
-        f"transcript latency p50 {p50:.0f} ms"
+        f"calls {len(results)}, ended {ended}, finals with text {finals}, errors {errors}, "
+        f"transcript latency p50 {latency}"
     )
