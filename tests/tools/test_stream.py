@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
-from asr_worker.tools.stream import CallResult, _show, summary
+import pytest
+
+from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.tools.audio_files import AudioFile
+from asr_worker.tools.stream import CallResult, _show, call_urls, summary
 
 
 def test_json_prints_each_event_as_the_worker_sent_it_and_still_counts_it() -> None:
@@ -40,3 +45,11 @@ def test_the_summary_counts_finals_with_text_and_says_when_there_is_no_latency()
     for text, ms in (("hello", 100), ("", 300), ("bye", 200)):
         _show(final(text, ms), spoke, io.StringIO(), None)
     assert summary([spoke]).endswith("finals with text 2, errors 0, transcript latency p50 200 ms")
+
+
+def test_a_url_that_contradicts_the_files_format_is_refused_not_obeyed() -> None:
+    wav = AudioFile(Path("call.wav"), AudioFormat(Encoding.LINEAR16, 22050, 1), b"\x00\x00" * 100)
+    with pytest.raises(ValueError, match=r"--url says sample_rate=16000 but call.wav is sample_rate=22050"):
+        call_urls("ws://h:1/v1/audio/c?sample_rate=16000", 1, wav)
+    ((_, url),) = call_urls("ws://h:1/v1/audio/c?sample_rate=22050&tenant_id=t", 1, wav)
+    assert url == "ws://h:1/v1/audio/c?sample_rate=22050&tenant_id=t&encoding=linear16&channels=1"

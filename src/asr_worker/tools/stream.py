@@ -38,9 +38,19 @@ def call_urls(url: str, calls: int, audio: AudioFile) -> list[tuple[str, str]]:
     prefix = parts.path.split(_AUDIO_PATH, 1)[0] if base_id else parts.path.rstrip("/")
     base_id = base_id or f"stream-{secrets.token_hex(4)}"
     query = dict(parse_qsl(parts.query))
-    query.setdefault("encoding", str(audio.fmt.encoding))
-    query.setdefault("sample_rate", str(audio.fmt.sample_rate))
-    query.setdefault("channels", str(audio.fmt.channels))
+    # The file says what its audio is; a URL that says otherwise would have the worker read it
+    # wrongly (a 22,050 Hz file heard as 16 kHz), so it is refused, not silently obeyed.
+    for name, value in (
+        ("encoding", str(audio.fmt.encoding)),
+        ("sample_rate", str(audio.fmt.sample_rate)),
+        ("channels", str(audio.fmt.channels)),
+    ):
+        given = query.setdefault(name, value)
+        if given != value:
+            raise ValueError(
+                f"--url says {name}={given[:20]} but {audio.path.name} is {name}={value}; "
+                f"leave {name} off the URL (the file's own format is sent)"
+            )
     out = []
     for i in range(calls):
         call_id = base_id if calls == 1 else f"{base_id}-{i + 1}"
