@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from asr_worker.core.events import Dtmf, SessionStarted, Transcript
+from asr_worker.credentials import Secret
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -71,6 +72,23 @@ async def test_a_call_appears_with_interim_then_final_text_and_leaves_when_it_en
         assert console_errors == []
         api = [u for u in requests if "/health" in u or "/v1/" in u]
         assert api and all("token=t0k3n" in u for u in api)  # the page carries ?token= through
+        await page.close()
+
+
+async def test_without_the_token_the_page_says_it_is_needed(browser: Browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with running_worker(MockProvider(), worker_token=Secret("t0k3n")) as worker:
+        page = await browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(10_000)
+        for query, says in (("", "needs its token"), ("?token=wrong", "is not this worker's")):
+            await page.goto(f"{base_url(worker)}/{query}")
+            await expect(page.locator("#link")).to_have_attribute("data-state", "denied")
+            await expect(page.locator("#link")).to_have_text("token needed")
+            await expect(page.locator("#empty")).to_contain_text(says)
+            await expect(page.locator('[data-field="provider"]')).to_have_text("mock")  # /health is open
+        await page.screenshot(path=str(ARTIFACTS / "live-page-token-needed.png"))
+        await page.goto(f"{base_url(worker)}/?token=t0k3n")
+        await expect(page.locator("#link")).to_have_attribute("data-state", "live")
         await page.close()
 
 

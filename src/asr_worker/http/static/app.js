@@ -285,6 +285,22 @@ function connect() {
   }
 }
 
-connect();
-every(POLL_MS, pollSessions);
-every(POLL_MS, pollHealth);
+/** A worker with ASR_WORKER_TOKEN shows its calls only to a page that carries the token: say
+ * so, instead of an empty list and a stream that retries forever. /health needs no token. */
+async function start() {
+  const probe = await fetch(apiUrl("v1/sessions"), { cache: "no-store" }).catch(() => null);
+  if (probe && probe.status === 401) {
+    linkEl.dataset.state = "denied";
+    setText(linkEl, "token needed");
+    setText(document.getElementById("empty"), token
+      ? "This page's token is not this worker's. Open the page as /?token=… with the worker's ASR_WORKER_TOKEN."
+      : "This worker needs its token to show calls. Open the page as /?token=… with the worker's ASR_WORKER_TOKEN.");
+    every(POLL_MS, pollHealth);
+    return;
+  }
+  connect();
+  every(POLL_MS, pollSessions);
+  every(POLL_MS, pollHealth);
+}
+
+start();
