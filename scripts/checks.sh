@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${VENV:-.venv}/bin"
 
-"$bin/ruff" check src tests bench setup.py
-"$bin/ruff" format --check src tests bench setup.py
+"$bin/ruff" check src tests bench examples setup.py
+"$bin/ruff" format --check src tests bench examples setup.py
 "$bin/mypy"
 "$bin/lint-imports"
 "$bin/actionlint" -shellcheck= -pyflakes= .github/workflows/*.yml

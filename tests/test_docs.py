@@ -94,7 +94,7 @@ def _tracked_text_files() -> list[Path]:
     suffixes = {".py", ".md", ".sh", ".toml", ".yml", ".yaml", ".cfg", ".txt", ".html", ".js", ".css"}
     skip = {Path(__file__).resolve(), ROOT / "CHANGELOG.md"}
     found = []
-    for folder in ("src", "tests", "bench", "scripts", "docs", ".github", ".ci"):
+    for folder in ("src", "tests", "bench", "examples", "scripts", "docs", ".github", ".ci"):
         for path in sorted((ROOT / folder).rglob("*")):
             if path.is_file() and (path.suffix in suffixes or path.parent.name == ".ci") and path not in skip:
                 found.append(path)

@@ -450,3 +450,24 @@ async def test_dg_server_open_to_the_network_without_a_key_says_so(
     assert len(warnings) == (1 if warned else 0)
     assert process.returncode == 0
     assert_clean_stderr(log_path.read_text())
+
+
+@pytest.mark.parametrize("finalize_first", [False, True])
+async def test_close_stream_alone_returns_the_last_words_as_a_final_not_marked_from_finalize(
+    finalize_first: bool,
+) -> None:
+    """As Deepgram's: CloseStream processes what is left and sends its final results; only a
+    Finalize's answer carries `from_finalize: true`."""
+    audio = speechlike(0.8) + silence(0.6) + speechlike(0.6, seed=5)
+    async with running_dg_server() as server, connect(server.url + QUERY) as ws:
+        for chunk in frames(audio, PCM8K, ms=100):
+            await ws.send(chunk)
+        if finalize_first:
+            await ws.send(protocol.FINALIZE)
+        await ws.send(protocol.CLOSE_STREAM)
+        messages = [json.loads(m) async for m in ws]
+    finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
+    words = [w["word"] for m in finals for w in m["channel"]["alternatives"][0]["words"]]
+    assert words == expected_words(audio, PCM8K), "the words after the last final are not lost"
+    assert finals[-1]["from_finalize"] is finalize_first
+    assert messages[-1]["type"] == "Metadata"

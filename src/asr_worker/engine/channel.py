@@ -133,15 +133,19 @@ class Channel:
         self._silence_final()
         self._maybe_want_interim(now)
 
-    def finalize(self, end_s: float, now: float) -> None:
+    def finalize(self, end_s: float, now: float, *, from_finalize: bool = True) -> None:
+        """End the open utterance now and cover everything heard. Its final is marked
+        `from_finalize` when it answers a Finalize; a CloseStream's is not, as Deepgram's."""
         self._append(self.resampler.flush())
         for closed in self.segmenter.push(self.vad.push(np.zeros(0, dtype=np.float32))):
             self._close(closed, now)
         last = self.segmenter.close_now(self.position)
         if last is not None:
-            self._close(last, now, from_finalize=True, end_s=end_s)
+            self._close(last, now, from_finalize=from_finalize, end_s=end_s)
         else:
-            self.slots.append(Slot(self.covered, self.position, from_finalize=True, end_s=end_s, done=True))
+            self.slots.append(
+                Slot(self.covered, self.position, from_finalize=from_finalize, end_s=end_s, done=True)
+            )
             self.covered = self.position
         self.segmenter.floor = self.position
         self._scheduler.cancel_interim(self)

@@ -235,12 +235,12 @@ class LocalStream:
 
     async def finalize(self) -> None:
         self._check_open()
-        self._finalize()
+        self._finalize(from_finalize=True)
 
     async def close_stream(self) -> None:
         self._check_open()
-        if self._since_finalize:
-            self._finalize()
+        if self._since_finalize:  # what no Finalize flushed: its final, not marked from_finalize
+            self._finalize(from_finalize=False)
         self._closing = True
         self.maybe_close()
 
@@ -257,11 +257,11 @@ class LocalStream:
 
     # --- inside -----------------------------------------------------------------------------
 
-    def _finalize(self) -> None:
+    def _finalize(self, *, from_finalize: bool) -> None:
         now = self._clock()
         end_s = self._frames_in / self.fmt.sample_rate
         for channel in self.channels:
-            channel.finalize(end_s, now)
+            channel.finalize(end_s, now, from_finalize=from_finalize)
         self._arrivals.append((self.channels[0].position, now))
         self._since_finalize = False
         for channel in self.channels:

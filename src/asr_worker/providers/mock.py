@@ -170,6 +170,12 @@ class MockStream:
     async def close_stream(self) -> None:
         self._check_open()
         self.controls.append("CloseStream")
+        # As Deepgram's: the audio no Finalize flushed gets its final (not marked from_finalize).
+        if self._pending or self._utterance:
+            if self._pending:
+                self._window(bytes(self._pending))
+                self._pending.clear()
+            self._final(self._seconds(self._done_bytes), speech_final=True)
         if not self._opts.hang_close:
             self._closed = True
             self._results.finish()

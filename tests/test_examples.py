@@ -1,0 +1,72 @@
+"""The example clients in examples/, run as a user runs them (a real process) against a real
+server, so what the docs show cannot rot."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from asr_worker.providers.mock import MockProvider, expected_words
+from asr_worker.tools.audio_files import write_wav
+from tests.conftest import running_worker
+from tests.support.audio import PCM8K, silence, speechlike
+from tests.support.cli import assert_clean_stderr
+from tests.support.dg_server import running_dg_server
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+async def run_example(name: str, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / name),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert_clean_stderr(err)
+    return out.decode()
+
+
+@pytest.fixture
+def call_wav(tmp_path: Path) -> tuple[Path, bytes]:
+    audio = speechlike(0.8) + silence(0.6) + speechlike(0.6, seed=5)
+    path = tmp_path / "call.wav"
+    write_wav(path, audio, PCM8K)
+    return path, audio
+
+
+async def test_the_ingest_client_example_plays_a_call_and_prints_its_events(
+    call_wav: tuple[Path, bytes],
+) -> None:
+    path, audio = call_wav
+    async with running_worker(MockProvider()) as worker:
+        out = await run_example(
+            "ingest_client.py", str(path), "--url", f"ws://127.0.0.1:{worker.port}", "--id", "ex-1"
+        )
+    lines = out.splitlines()
+    assert "'type': 'session_started'" in lines[0] and "'type': 'session_ended'" in lines[-1]
+    finals = [line for line in lines if "'is_final': True" in line]
+    assert finals and all("'interaction_id': 'ex-1'" in line for line in lines)
+    heard = [
+        word
+        for word in expected_words(audio, PCM8K)
+        if any(f"'{word}" in f or f" {word}" in f for f in finals)
+    ]
+    assert heard == expected_words(audio, PCM8K)
+
+
+async def test_the_deepgram_sdk_example_streams_through_dg_server(call_wav: tuple[Path, bytes]) -> None:
+    path, audio = call_wav
+    async with running_dg_server() as server:
+        out = await run_example("deepgram_sdk_client.py", str(path), "--url", f"ws://127.0.0.1:{server.port}")
+    lines = out.splitlines()
+    finals = [line.removeprefix("Results final   ") for line in lines if line.startswith("Results final")]
+    assert " ".join(finals).split() == expected_words(audio, PCM8K)
+    assert any(line.startswith("Results interim") for line in lines)
+    assert lines[-1] == "Metadata"
