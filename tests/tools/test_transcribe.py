@@ -132,6 +132,7 @@ def test_a_file_it_cannot_read_is_one_clear_line(tmp_path: Path) -> None:
         f"asr-worker transcribe: {bogus}: not an audio file this tool can decode"
         + result.stderr.split("decode", 1)[1].strip("\n")
     ]
+    assert "Errno" not in result.stderr and result.stderr.count(str(bogus)) == 1, "said once, plainly"
     assert transcribe(str(tmp_path / "missing.wav")).returncode == 2
 
 

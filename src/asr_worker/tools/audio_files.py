@@ -155,6 +155,9 @@ def _decode_with_av(path: Path) -> AudioFile:
                 chunks.append(bytes(out.planes[0])[: out.samples * 2 * channels])
     except AudioFileError:
         raise
-    except (av.error.FFmpegError, ValueError) as exc:
+    except av.error.FFmpegError as exc:  # its str() carries an errno and the path again
+        reason = exc.strerror or "FFmpeg cannot read it"
+        raise AudioFileError(f"{path}: not an audio file this tool can decode ({reason})") from None
+    except ValueError as exc:
         raise AudioFileError(f"{path}: not an audio file this tool can decode ({exc})") from None
     return AudioFile(path, AudioFormat(Encoding.LINEAR16, rate, channels), b"".join(chunks))
