@@ -154,6 +154,8 @@ def test_on_a_terminal_the_interim_and_progress_overwrite_one_status_line() -> N
     display.event(result, transcript(2, False, "how can", 1.0), many=False)
     display.progress(result)
     display.event(result, transcript(3, False, "how can I help", 2.0), many=False)
+    result.fed_s = 2.5  # played a quarter, no final yet: the bar moves with the playing
+    display.progress(result)
     result.covered_s = 5.0
     display.progress(result)
     display.event(result, transcript(4, True, "How can I help?", 2.5), many=False)
@@ -161,6 +163,7 @@ def test_on_a_terminal_the_interim_and_progress_overwrite_one_status_line() -> N
     assert out.getvalue() == "   0.00-2.50    How can I help?\n"
     assert err.getvalue() == (
         "\r\x1b[Kcall.wav [....................]   0% how can"
+        "\r\x1b[Kcall.wav [#####...............]  25% how can I help"
         "\r\x1b[Kcall.wav [##########..........]  50% how can I help"
         "\r\x1b[K"  # cleared for the final's line, which goes to stdout
     )

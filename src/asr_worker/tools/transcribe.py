@@ -42,7 +42,8 @@ _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 class FileResult:
     name: str
     duration_s: float
-    covered_s: float = 0.0
+    covered_s: float = 0.0  # how far finals have covered the file
+    fed_s: float = 0.0  # how far the file has been played into the session
     finals: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ended: SessionEnded | None = None
@@ -100,7 +101,10 @@ class Display:
         if not self.live:
             return
         width = shutil.get_terminal_size((80, 20)).columns
-        fraction = min(1.0, result.covered_s / result.duration_s) if result.duration_s else 1.0
+        # What has been played: finals come an utterance at a time, so by them alone a real-time
+        # run would sit at 0% and then jump.
+        done_s = max(result.covered_s, result.fed_s)
+        fraction = min(1.0, done_s / result.duration_s) if result.duration_s else 1.0
         filled = round(fraction * 20)
         bar = f"{result.name[:24]} [{'#' * filled}{'.' * (20 - filled)}] {fraction * 100:3.0f}% "
         line = (bar + self._interim)[: max(10, width - 1)]
@@ -201,7 +205,7 @@ async def _feed(
             if done.is_set():
                 break
             source.feed(audio.data[i : i + step])
-            fed_s = audio.fmt.seconds(i + step)
+            fed_s = result.fed_s = min(audio.duration_s, audio.fmt.seconds(i + step))
             if realtime:
                 await asyncio.sleep(max(0.0, started + (n + 1) * chunk_s - loop.time()))
             else:
