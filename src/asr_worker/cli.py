@@ -355,6 +355,13 @@ def _transcribe(args: argparse.Namespace) -> int:
     except (RuntimeError, ImportError, ValueError) as exc:
         print(f"asr-worker transcribe: cannot start: {exc}", file=sys.stderr)
         return 2
+    for result in results:  # silence is no error, but a blank run should not look like success
+        if result.ok and not result.finals:
+            hint = "; is its --encoding and --sample-rate right?" if raw is not None else ""
+            print(
+                f"asr-worker transcribe: {result.name}: no speech heard in {result.duration_s:.1f} s{hint}",
+                file=sys.stderr,
+            )
     return 0 if all(r.ok for r in results) else 1
 
 

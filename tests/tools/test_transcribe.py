@@ -210,6 +210,12 @@ def test_raw_audio_needs_its_format(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not an audio file" in result.stderr
     mulaw = AudioFormat(Encoding.MULAW, 8000, 1)
     assert decode_audio(raw, mulaw).fmt == mulaw
+    result = transcribe("--encoding", "mulaw", "--sample-rate", "8000", str(raw))  # mu-law silence
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "asr-worker transcribe: call.ulaw: no speech heard in 0.1 s; "
+        "is its --encoding and --sample-rate right?"
+    )
     result = transcribe("--encoding", "mulaw", str(raw))
     assert result.returncode == 2
     assert result.stderr.strip() == (
