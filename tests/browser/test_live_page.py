@@ -125,6 +125,30 @@ async def _call_on_the_page(page: Page, http: aiohttp.ClientSession, worker: Wor
     await expect(key.locator(".text")).to_have_text("pressed 5")
     await expect(key.locator(".who")).to_have_text("Customer")
     await expect(key.locator(".at")).to_have_text("0:03.6")
+    # The agent's final for words said before the key press arrives after it: it goes above.
+    worker.publish(
+        Transcript(
+            "agent-view",
+            None,
+            6,
+            1,
+            True,
+            True,
+            False,
+            "can you confirm that",
+            0.9,
+            3.2,
+            4.9,
+            (),
+            "mock",
+            0,
+            0,
+        )
+    )
+    settled = page.locator(
+        card(page, "agent-view") + " .line.final .at, " + card(page, "agent-view") + " .line.key .at"
+    )
+    await expect(settled).to_have_text(["0:00.4", "0:02.1", "0:03.2", "0:03.6"])
     await expect(page.locator('[data-field="calls"]')).to_have_text("1 / 1000")
     await expect(this.locator(".call-meta")).to_contain_text("tenant acme")
 

@@ -136,8 +136,7 @@ function onTranscript(call, event) {
   if (!event.text) return;  // a finalize that confirmed nothing new
   const line = newLine(event, "final");
   fillLine(line, event);
-  const firstInterim = call.lines.querySelector(".interim");
-  call.lines.insertBefore(line, firstInterim);
+  insertSettled(call, line, Number(event.start) || 0);
   trimLines(call);
   scrollToEnd(call);
 }
@@ -182,9 +181,18 @@ function onEvent(event) {
 function onKey(call, event) {
   const line = newLine(event, "key");
   fillLine(line, { channel: event.channel, start: event.at, text: `pressed ${event.digit}` });
-  call.lines.insertBefore(line, call.lines.querySelector(".interim"));
+  insertSettled(call, line, Number(event.at) || 0);
   trimLines(call);
   scrollToEnd(call);
+}
+
+/** Settled lines (finals, key presses) stay in call-time order: a final arrives only after the
+ * speech it covers, so a key pressed meanwhile would otherwise sit above words said before it. */
+function insertSettled(call, line, atSeconds) {
+  line.dataset.at = String(atSeconds);
+  const settled = [...call.lines.querySelectorAll(".final, .key")];
+  const later = settled.find((other) => Number(other.dataset.at) > atSeconds);
+  call.lines.insertBefore(line, later || call.lines.querySelector(".interim"));
 }
 
 function trimLines(call) {
