@@ -88,15 +88,17 @@ class Worker:
         server = self.http_server = HttpServer(runner)
         try:
             async with self.manager, asyncio.TaskGroup() as tg:
+                # Listen first: a port in use stops the start here, before the model loads or
+                # the bus connects and logs anything (the one line the user sees says why).
+                # The ingest sockets' event senders are this group's tasks.
+                ingest = IngestServer(self, tg.create_task)
+                self.port = await server.start(self.settings.host, self.settings.port, ingest)
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 provider_task = (
                     tg.create_task(self.provider.run(), name="provider")
                     if isinstance(self.provider, BackgroundProvider)
                     else None
                 )
-                # the ingest sockets' event senders are this group's tasks
-                ingest = IngestServer(self, tg.create_task)
-                self.port = await server.start(self.settings.host, self.settings.port, ingest)
                 # by now every hot module is imported: the ingest socket's, the provider's
                 self.metrics.build_info.labels(__version__, str(len(compiled.compiled_modules()))).set(1)
                 log.info(
@@ -129,7 +131,8 @@ class Worker:
             server.close()
             await runner.cleanup()
             await self.provider.aclose()
-            log.info("stopped")
+            if self.started.is_set():  # a worker that never served has nothing to report stopping
+                log.info("stopped")
 
     # --- what /health, /ready and /metrics report -------------------------------------------
 
