@@ -71,6 +71,23 @@ def test_a_port_in_use_is_one_line_that_says_what_to_change(command: list[str], 
     assert f"choose another with {variable} or --port" in problems[0]
 
 
+@pytest.mark.parametrize("command", [["serve"], ["dg-server"], ["transcribe", "call.wav"]])
+def test_a_model_that_does_not_load_stops_the_command_with_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (model / name).write_text("not a model")
+    write_wav(tmp_path / "call.wav", speechlike(0.2), PCM8K)
+    args = [str(tmp_path / a) if a.endswith(".wav") else a for a in command]
+    env = {"ASR_LOCAL_MODEL": str(model), "ASR_PROVIDER": "local", "PORT": "0", "DG_SERVER_PORT": "0"}
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot start: the local speech model could not be loaded" in last
+
+
 def test_help_documents_flags_and_variables() -> None:
     result = run_cli("serve", "--help")
     assert result.returncode == 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__, logs
 from .config import ConfigError, Settings, add_arguments, load_settings, parse_options
+from .providers.base import ProviderStartError
 
 if TYPE_CHECKING:
     from .dgserver.settings import DgServerSettings
@@ -243,31 +244,39 @@ async def _serve_until_signalled(settings: Settings) -> int:
     try:
         await worker.serve(stop)
     except Exception as exc:
-        if (failure := _socket_failure(exc)) is None:
+        if (line := _start_failure("asr-worker", "", settings.host, settings.port, exc)) is None:
             raise
-        print(_cannot_listen("asr-worker", "", settings.host, settings.port, failure), file=sys.stderr)
+        print(line, file=sys.stderr)
         return 2
     return 0
 
 
-def _socket_failure(exc: BaseException) -> OSError | None:
-    """The OSError a start-up failure comes down to (a port in use, an address this machine
-    does not have), however deep the task groups that started the servers nested it."""
-    if isinstance(exc, OSError):
-        return exc
+def _leaf(exc: BaseException, kinds: tuple[type[Exception], ...]) -> BaseException | None:
+    """The first exception of `kinds` in `exc`, looking inside task groups' exception groups."""
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if (found := _socket_failure(inner)) is not None:
+            if (found := _leaf(inner, kinds)) is not None:
                 return found
+        return None
+    return exc if isinstance(exc, kinds) else None
+
+
+def _start_failure(command: str, env_prefix: str, host: str, port: int, exc: BaseException) -> str | None:
+    """The one line (as a bad setting's) for what stopped a server from starting: a port in use
+    or an address this machine does not have, or a provider that cannot start (a model that
+    does not load), however deep the task groups that started them nested it; else None."""
+    if isinstance(exc, OSError):
+        return (
+            f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+            f"with {env_prefix}PORT or --port ({env_prefix}HOST or --host for the address)"
+        )
+    if isinstance(exc, ProviderStartError):
+        return f"{command}: cannot start: {exc}"
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (line := _start_failure(command, env_prefix, host, port, inner)) is not None:
+                return line
     return None
-
-
-def _cannot_listen(command: str, env_prefix: str, host: str, port: int, failure: OSError) -> str:
-    """One line that says what failed and what to change, as a bad setting's does."""
-    return (
-        f"{command}: cannot listen on {host}:{port}: {failure.strerror or failure}; choose another "
-        f"with {env_prefix}PORT or --port ({env_prefix}HOST or --host for the address)"
-    )
 
 
 def _dg_server(args: argparse.Namespace) -> int:
@@ -296,11 +305,9 @@ async def _dg_server_until_signalled(settings: Settings, dg: DgServerSettings) -
         print(f"asr-worker dg-server: cannot start: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        if (failure := _socket_failure(exc)) is None:
+        if (line := _start_failure("asr-worker dg-server", "DG_SERVER_", dg.host, dg.port, exc)) is None:
             raise
-        print(
-            _cannot_listen("asr-worker dg-server", "DG_SERVER_", dg.host, dg.port, failure), file=sys.stderr
-        )
+        print(line, file=sys.stderr)
         return 2
     return 0
 
@@ -352,8 +359,10 @@ def _transcribe(args: argparse.Namespace) -> int:
         return 2
     try:
         results = asyncio.run(transcribe_files(files, settings, realtime=args.realtime, as_json=args.json))
-    except (RuntimeError, ImportError, ValueError) as exc:
-        print(f"asr-worker transcribe: cannot start: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if (cause := _leaf(exc, (ProviderStartError, RuntimeError, ImportError, ValueError))) is None:
+            raise
+        print(f"asr-worker transcribe: cannot start: {cause}", file=sys.stderr)
         return 2
     for result in results:  # silence is no error, but a blank run should not look like success
         if result.ok and not result.finals:

@@ -72,11 +72,17 @@ class Provider(Protocol):
 # Optional extras: the worker calls them when a provider has them (checked with isinstance).
 
 
+class ProviderStartError(Exception):
+    """A provider that cannot start at all (a model that does not load): no call could be
+    served, so the process stops with this message as its one line."""
+
+
 @runtime_checkable
 class BackgroundProvider(Protocol):
     async def run(self) -> None:
         """Work the provider shares between calls (load a model, run decoders), started with the
-        worker and cancelled after its sessions have drained."""
+        worker and cancelled after its sessions have drained. Raises ProviderStartError when
+        it cannot start at all."""
 
 
 @runtime_checkable

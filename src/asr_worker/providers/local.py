@@ -41,7 +41,7 @@ from ..engine.resample import SAMPLE_RATE, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
 from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
-from .base import ProviderHealth, ResultQueue, StreamRequest
+from .base import ProviderHealth, ProviderStartError, ResultQueue, StreamRequest
 
 log = logging.getLogger("asr_worker.local")
 
@@ -111,7 +111,7 @@ class LocalProvider:
         """Load the model (off the event loop), then decode for every call until cancelled."""
         decoder = await self._loaded_decoder()
         if decoder is None:
-            return
+            raise ProviderStartError(self._error or "the local speech model could not be loaded")
         self._running = True
         self._ready.set()
         try:
@@ -124,7 +124,7 @@ class LocalProvider:
             return self._decoder
         try:
             self._decoder, self._vad = await asyncio.to_thread(self._load)
-        except Exception as exc:  # the worker stays up, not ready, and says why
+        except Exception as exc:  # run() stops the process with it; health says it meanwhile
             self._error = f"the local speech model could not be loaded: {exc}"
             log.error("local engine failed to start", extra={"detail": str(exc)})
             self._ready.set()
