@@ -26,11 +26,11 @@ from asr_worker.core.provider_events import (
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.vad import SileroVad
 from asr_worker.engine.whisper import Decoded, DecodedWord, Decoder
-from asr_worker.providers.base import StreamRequest
+from asr_worker.providers.base import ProviderStartError, StreamRequest
 from asr_worker.providers.local import LocalOptions, LocalProvider, LocalStream
+from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
 from tests.support.speech import SENTENCES, Speech, interleave
-from tests.support.wait import until
 
 
 class FakeWhisper:
@@ -287,19 +287,17 @@ async def test_the_worker_is_not_ready_until_the_model_is_loaded(
             assert name in text
 
 
-async def test_a_model_that_fails_to_load_leaves_the_worker_up_degraded_and_not_ready(
-    silero: SileroVad, http: aiohttp.ClientSession
-) -> None:
+async def test_a_model_that_fails_to_load_stops_the_worker_with_the_reason(silero: SileroVad) -> None:
+    """A worker that can serve no call should not look alive: it stops, and the command line
+    turns the reason into its one line (tests/test_cli.py)."""
     provider = GatedProvider(silero, fail="sha256 mismatch")
     provider.gate.set()
-    async with running_worker(provider) as worker:
-        url = base_url(worker)
-        await until(lambda: not provider.health().ok)
-        async with http.get(f"{url}/health") as response:
-            body = await response.json()
-        assert body["status"] == "degraded" and "sha256 mismatch" in body["checks"]["provider"]["detail"]
-        async with http.get(f"{url}/ready") as response:
-            assert response.status == 503
-        with pytest.raises(ProviderError) as refused:
-            await provider.open(request(AudioFormat(Encoding.LINEAR16, 8000, 1)))
-        assert refused.value.code == "model_unavailable" and not refused.value.retryable
+    worker = Worker(Settings(port=0), provider=provider)
+    with pytest.raises(ExceptionGroup) as stopped:
+        await asyncio.wait_for(worker.serve(asyncio.Event()), 20)
+    assert stopped.group_contains(ProviderStartError, match="sha256 mismatch")
+    health = provider.health()
+    assert not health.ok and "sha256 mismatch" in health.detail
+    with pytest.raises(ProviderError) as refused:
+        await provider.open(request(AudioFormat(Encoding.LINEAR16, 8000, 1)))
+    assert refused.value.code == "model_unavailable" and not refused.value.retryable
