@@ -23,6 +23,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 COMPILED = [
+    "src/asr_worker/core/actions.py",
     "src/asr_worker/core/audio.py",
     "src/asr_worker/core/events.py",
     "src/asr_worker/core/provider_events.py",

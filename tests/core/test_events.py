@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asr_worker import jsonwire
+from asr_worker.core.actions import Emit
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.events import (
     CallError,
@@ -27,7 +28,6 @@ from asr_worker.core.events import (
     UtteranceEnd,
 )
 from asr_worker.core.provider_events import TranscriptResult, Word
-from asr_worker.core.session import Emit
 from tests.support.sim import make_core
 
 GOLDEN: list[tuple[Event, str]] = [

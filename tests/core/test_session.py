@@ -8,21 +8,12 @@ from typing import Any
 
 import pytest
 
+from asr_worker.core.actions import Emit, FlushStream, OpenStream, SendAudio, SendKeepAlive
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.events import SessionEnded
 from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
-from asr_worker.core.session import (
-    FINALIZE_WAITS_MAX,
-    Emit,
-    FlushStream,
-    Link,
-    OpenStream,
-    Phase,
-    Resume,
-    SendAudio,
-    SendKeepAlive,
-)
+from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, Resume
 from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.sim import Recorder, make_core
 

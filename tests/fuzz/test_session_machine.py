@@ -29,6 +29,17 @@ from dataclasses import dataclass, field
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from asr_worker.core.actions import (
+    AbortStream,
+    Action,
+    AudioTaken,
+    Emit,
+    EndStream,
+    FlushStream,
+    OpenStream,
+    SendAudio,
+    SendKeepAlive,
+)
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.provider_events import (
@@ -38,23 +49,7 @@ from asr_worker.core.provider_events import (
     UtteranceEnd,
     Word,
 )
-from asr_worker.core.session import (
-    FINALIZE_WAITS_MAX,
-    AbortStream,
-    Action,
-    AudioTaken,
-    Emit,
-    EndStream,
-    FlushStream,
-    Link,
-    OpenStream,
-    Phase,
-    Resume,
-    SendAudio,
-    SendKeepAlive,
-    SessionConfig,
-    SessionCore,
-)
+from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, Resume, SessionConfig, SessionCore
 from tests.support.fuzz import examples
 from tests.support.sim import WireEvent, wire
 

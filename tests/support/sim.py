@@ -7,23 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asr_worker import jsonwire
+from asr_worker.core.actions import AbortStream, Action, Emit, EndStream, OpenStream, SendAudio, SendKeepAlive
 from asr_worker.core.audio import AudioFormat
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.events import Event
-from asr_worker.core.session import (
-    AbortStream,
-    Action,
-    Emit,
-    EndStream,
-    Link,
-    OpenStream,
-    Phase,
-    Resume,
-    SendAudio,
-    SendKeepAlive,
-    SessionConfig,
-    SessionCore,
-)
+from asr_worker.core.session import Link, Phase, Resume, SessionConfig, SessionCore
 
 from .audio import PCM8K
 

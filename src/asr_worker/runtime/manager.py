@@ -16,15 +16,7 @@ from types import TracebackType
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
 from ..core.events import CallEvent
-from ..core.session import (
-    FINALIZE_WAITS_MAX,
-    Link,
-    Phase,
-    Resume,
-    SessionConfig,
-    SessionCore,
-    SessionStats,
-)
+from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, Resume, SessionConfig, SessionCore, SessionStats
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import Provider
 from .runner import SessionRunner

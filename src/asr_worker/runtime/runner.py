@@ -16,23 +16,21 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from ..core.clock import Clock
-from ..core.events import CallError, CallEvent, SessionEnded, SessionStarted, Transcript
-from ..core.provider_events import ProviderError, ProviderEvent
-from ..core.session import (
+from ..core.actions import (
     AbortStream,
     Action,
     AudioTaken,
     Emit,
     EndStream,
     FlushStream,
-    Link,
     OpenStream,
-    Phase,
     SendAudio,
     SendKeepAlive,
-    SessionCore,
 )
+from ..core.clock import Clock
+from ..core.events import CallError, CallEvent, SessionEnded, SessionStarted, Transcript
+from ..core.provider_events import ProviderError, ProviderEvent
+from ..core.session import Link, Phase, SessionCore
 from ..metrics import WorkerMetrics
 from ..providers.base import EventPusher, ImmediateSender, Provider, ProviderStream, StreamRequest
 from .wakeup import TimerWheel, Waker
