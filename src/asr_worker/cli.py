@@ -265,18 +265,13 @@ def _start_failure(command: str, env_prefix: str, host: str, port: int, exc: Bas
     """The one line (as a bad setting's) for what stopped a server from starting: a port in use
     or an address this machine does not have, or a provider that cannot start (a model that
     does not load), however deep the task groups that started them nested it; else None."""
-    if isinstance(exc, OSError):
+    cause = _leaf(exc, (OSError, ProviderStartError))
+    if isinstance(cause, OSError):
         return (
-            f"{command}: cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+            f"{command}: cannot listen on {host}:{port}: {cause.strerror or cause}; choose another "
             f"with {env_prefix}PORT or --port ({env_prefix}HOST or --host for the address)"
         )
-    if isinstance(exc, ProviderStartError):
-        return f"{command}: cannot start: {exc}"
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (line := _start_failure(command, env_prefix, host, port, inner)) is not None:
-                return line
-    return None
+    return None if cause is None else f"{command}: cannot start: {cause}"
 
 
 def _dg_server(args: argparse.Namespace) -> int:
