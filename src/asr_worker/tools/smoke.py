@@ -29,11 +29,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Final, TextIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from .audio_files import AudioFile, AudioFileError, read_audio
+from .stream import call_urls, play
 
 DEFAULT_URL: Final = "http://127.0.0.1:3001"
 TOKEN_ENV: Final = "ASR_WORKER_TOKEN"
@@ -179,7 +180,7 @@ async def play_call(http: aiohttp.ClientSession, ws_url: str, audio: AudioFile, 
     """Send `audio` at real time in 20 ms messages, then `end`, and collect the call's events
     until the worker closes the socket after `session_ended`."""
     async with http.ws_connect(ws_url, max_msg_size=1 << 22) as ws, asyncio.TaskGroup() as tg:
-        tg.create_task(_send_at_real_time(ws, audio))
+        tg.create_task(play(ws, audio, CHUNK_MS, speed=1.0))
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -191,19 +192,6 @@ async def play_call(http: aiohttp.ClientSession, ws_url: str, audio: AudioFile, 
                 events.take(event)
             else:
                 events.errors.append(f"not a JSON event: {str(msg.data)[:80]!r}")
-
-
-async def _send_at_real_time(ws: aiohttp.ClientWebSocketResponse, audio: AudioFile) -> None:
-    loop = asyncio.get_running_loop()
-    step = max(audio.fmt.frame_bytes, audio.fmt.bytes_for(CHUNK_MS / 1000))
-    start = loop.time()
-    for n, offset in enumerate(range(0, len(audio.data), step)):
-        if ws.closed:
-            return
-        await ws.send_bytes(audio.data[offset : offset + step])
-        await asyncio.sleep(max(0.0, start + (n + 1) * CHUNK_MS / 1000 - loop.time()))
-    if not ws.closed:
-        await ws.send_str(json.dumps({"type": "end"}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,16 +291,9 @@ async def _check_call(
 ) -> CallEvents:
     events = CallEvents(f"smoke-{secrets.token_hex(4)}")
     parts = urlsplit(base_url)
-    query = urlencode(
-        {
-            "encoding": str(audio.fmt.encoding),
-            "sample_rate": str(audio.fmt.sample_rate),
-            "channels": str(audio.fmt.channels),
-        }
-    )
     scheme = "wss" if parts.scheme == "https" else "ws"
     path = f"{parts.path.rstrip('/')}/v1/audio/{events.interaction_id}"
-    ws_url = urlunsplit((scheme, parts.netloc, path, query, ""))
+    ((_, ws_url),) = call_urls(urlunsplit((scheme, parts.netloc, path, "", "")), 1, audio)
     try:
         async with asyncio.timeout(audio.duration_s + END_TIMEOUT_S):
             await play_call(http, ws_url, audio, events)

@@ -103,7 +103,7 @@ async def _one_call(
     result = CallResult(call_id)
     try:
         async with http.ws_connect(url, max_msg_size=1 << 22) as ws, asyncio.TaskGroup() as tg:
-            tg.create_task(_play(ws, audio, chunk_ms, speed))
+            tg.create_task(play(ws, audio, chunk_ms, speed))
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     continue
@@ -121,7 +121,9 @@ async def _one_call(
     return result
 
 
-async def _play(ws: aiohttp.ClientWebSocketResponse, audio: AudioFile, chunk_ms: int, speed: float) -> None:
+async def play(ws: aiohttp.ClientWebSocketResponse, audio: AudioFile, chunk_ms: int, speed: float) -> None:
+    """Send `audio` as a live call would, `chunk_ms` per message at `speed` (1 = real time,
+    0 = as fast as possible), then `end`; stops early if the worker closed the socket."""
     loop = asyncio.get_running_loop()
     step = max(audio.fmt.frame_bytes, audio.fmt.bytes_for(chunk_ms / 1000))
     interval = chunk_ms / 1000 / speed if speed > 0 else 0.0
