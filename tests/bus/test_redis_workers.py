@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from asr_worker.tools.audio_files import AudioFile, write_wav
 from asr_worker.tools.publish import publish_call
 from tests.conftest import free_port
 from tests.support.audio import PCM8K
-from tests.support.cli import CLI, assert_clean_stderr, run_cli
+from tests.support.cli import CLI, assert_clean_stderr, logging_command, run_cli
 from tests.support.redis_server import RedisServer, final_words, transcript, until, wait_for_calls_to_end
 from tests.support.workers import WorkerProcess, worker_processes
 
@@ -277,20 +276,12 @@ async def test_an_unreachable_redis_is_a_warning_at_start_not_silence(tmp_path: 
     port, log_path = free_port(), tmp_path / "worker.log"
     closed = f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0"
     env = {"PORT": str(port), "ASR_PROVIDER": "mock", "PUBSUB_ADAPTER": "redis_streams", "REDIS_URL": closed}
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            *CLI, "serve", env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL, stderr=log_file
-        )
-        try:
-            async with asyncio.timeout(20):
-                while "redis unreachable" not in log_path.read_text():
-                    assert process.returncode is None, log_path.read_text()
-                    await asyncio.sleep(0.05)
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ready") as ready:
-                assert ready.status == 503
-        finally:
-            process.terminate()
-            await process.wait()
+    async with (
+        logging_command("serve", env=env, log_path=log_path, until_logged="redis unreachable"),
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/ready") as ready,
+    ):
+        assert ready.status == 503
     text = log_path.read_text()
     warning = next(json.loads(line) for line in text.splitlines() if "redis unreachable" in line)
     assert warning["level"] == "warning" and warning["redis"].endswith(closed.rsplit("@", 1)[1])

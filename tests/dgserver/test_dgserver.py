@@ -25,7 +25,7 @@ from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import read_audio, write_wav
 from tests.conftest import free_port
 from tests.support.audio import PCM8K, frames, silence, speechlike
-from tests.support.cli import assert_clean_stderr
+from tests.support.cli import assert_clean_stderr, logging_command
 from tests.support.dg_server import running_dg_server
 from tests.support.speech import SENTENCES, Speech, word_error_rate
 
@@ -430,21 +430,12 @@ async def test_dg_server_open_to_the_network_without_a_key_says_so(
     tmp_path: Path, host: str, warned: bool
 ) -> None:
     log_path = tmp_path / "dg.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "asr_worker", "dg-server", "--host", host, "--port", str(free_port())],
-            env={**os.environ, "ASR_PROVIDER": "mock"},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log_file,
-        )
-        try:
-            async with asyncio.timeout(20):
-                while "dg-server listening" not in log_path.read_text():
-                    assert process.returncode is None, log_path.read_text()
-                    await asyncio.sleep(0.05)
-        finally:
-            process.terminate()
-            await process.wait()
+    args = ("dg-server", "--host", host, "--port", str(free_port()))
+    env = {"ASR_PROVIDER": "mock"}
+    async with logging_command(
+        *args, env=env, log_path=log_path, until_logged="dg-server listening"
+    ) as process:
+        pass
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     warnings = [line for line in lines if line["level"] == "warning" and "open to anyone" in str(line["msg"])]
     assert len(warnings) == (1 if warned else 0)
