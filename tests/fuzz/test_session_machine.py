@@ -49,7 +49,8 @@ from asr_worker.core.provider_events import (
     UtteranceEnd,
     Word,
 )
-from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, Resume, SessionConfig, SessionCore
+from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
+from asr_worker.core.session_types import Resume, SessionConfig
 from tests.support.fuzz import examples
 from tests.support.sim import WireEvent, wire
 
