@@ -4,8 +4,6 @@ is transcribed end to end by the fallback, correctly. One short call: the engine
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
@@ -15,6 +13,7 @@ from asr_worker.dgserver import Faults
 from tests.support.client import connect
 from tests.support.dg_server import deepgram_worker, running_dg_server
 from tests.support.speech import SENTENCES, Speech, word_error_rate
+from tests.support.wait import until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,9 +28,7 @@ async def test_a_call_is_transcribed_by_the_local_fallback_while_deepgram_refuse
         running_dg_server(faults=Faults(reject_status=503)) as server,
         deepgram_worker(server, fallback=fallback, fallback_provider="local") as worker,
     ):
-        async with asyncio.timeout(120):  # the first run on a machine assembles the model
-            while not fallback.health().ready:
-                await asyncio.sleep(0.1)
+        await until(lambda: fallback.health().ready, timeout_s=120)  # the first run assembles the model
         call = await connect(http, worker, "outage-local", "encoding=linear16&sample_rate=16000&channels=1")
         step = spoken.fmt.bytes_for(0.02)
         await call.send_frames([spoken.data[i : i + step] for i in range(0, len(spoken.data), step)], 0.005)

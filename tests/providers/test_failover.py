@@ -7,7 +7,6 @@ fake clock (tests/core/test_failover.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import aiohttp
 
@@ -18,6 +17,7 @@ from tests.conftest import base_url
 from tests.support.audio import PCM8K, frames, silence, speechlike
 from tests.support.client import CallClient, connect
 from tests.support.dg_server import deepgram_provider, deepgram_worker, running_dg_server
+from tests.support.wait import until
 
 
 async def _metrics(http: aiohttp.ClientSession, worker: Worker) -> str:
@@ -34,12 +34,6 @@ def _sample(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-async def _wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def _finals(call: CallClient) -> list[dict[str, object]]:
@@ -138,7 +132,7 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
                 down = await response.json()
             during = await _metrics(http, worker)
             faults.reject_status = 0  # Deepgram is back
-            await _wait_for(lambda: provider.breaker.opened_at is None)  # the waiting call's probe closed it
+            await until(lambda: provider.breaker.opened_at is None)  # the waiting call's probe closed it
             c = await connect(http, worker, "after")
             await c.send_frames(frames(c_audio))
             await a.send_frames(frames(a_audio[1]))
