@@ -44,6 +44,7 @@ class LiveTotals:
     unsent_audio_s: float = 0.0
     session_timers_pending: int = 0
     calls_by_provider: dict[str, int] = field(default_factory=dict)  # live calls, by current provider
+    connections_by_provider: dict[str, int] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
 
 
@@ -203,7 +204,9 @@ class _LiveCollector(Collector):
         conns = GaugeMetricFamily(
             "asr_provider_connections_active", "Open provider connections.", labels=["provider"]
         )
-        conns.add_metric([self._provider], live.connections_active)
+        by_provider = {self._provider: 0, **live.connections_by_provider}
+        for name, count in sorted(by_provider.items()):
+            conns.add_metric([name], count)
         yield conns
         calls = GaugeMetricFamily(
             "asr_provider_calls_active",

@@ -154,6 +154,7 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
     }
     assert _sample(during, "asr_provider_calls_active", provider="mock") == 1
     assert _sample(during, "asr_provider_calls_active", provider="deepgram") == 1
+    assert _sample(during, "asr_provider_connections_active", provider="mock") == 1
     # The moved call stayed on the fallback to its end, with every word once.
     assert len(a.of("provider_changed")) == 1 and a.of("session_ended")[0]["provider"] == "mock"
     assert {e["provider"] for e in a.of("transcript")} == {"mock"}

@@ -273,6 +273,8 @@ class SessionManager:
             totals.calls_by_provider[core.provider] = totals.calls_by_provider.get(core.provider, 0) + 1
             if core.link in (Link.CONNECTED, Link.CLOSING):
                 totals.connections_active += 1
+                by_provider = totals.connections_by_provider
+                by_provider[core.provider] = by_provider.get(core.provider, 0) + 1
             totals.buffered_audio_s += core.fmt.seconds(core.retained_bytes)
             totals.unsent_audio_s += core.fmt.seconds(core.unsent_bytes)
             for name, value in _counter_values(core).items():
