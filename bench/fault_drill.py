@@ -281,22 +281,26 @@ def _fallback_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _outage(drill: Drill, calls: list[dict[str, object]], t_outage: float) -> None:
-    """Which calls the outage moved, whether each kept every word once, and how long each went
-    without a transcript: from the outage to its first final from the fallback."""
+    """Which calls the outage moved, whether each kept every word once, and how long each call
+    live at the outage went without a transcript: from the outage to its first final from the
+    fallback. (A call that begins during the outage while the breaker is half-open tries
+    Deepgram first and moves then: it counts among the moved calls, not in the gaps.)"""
     gaps, moves = [], []
     for call in calls:
         started, ended_at = float(str(call["started"])), float(str(call["ended_at"]))
+        live = started < t_outage and not ended_at < t_outage  # nan (never ended) counts as live
         if str(call["started_on"]) == "mock":
             drill.calls_on_fallback += 1
-        elif started < t_outage and not ended_at < t_outage:  # nan (never ended) counts as live
+        elif live:
             drill.live_at_outage += 1
             drill.live_moved += call["changed"] is not None
         if call["changed"] is None:
             continue
         drill.calls_moved += 1
         drill.moved_exact += int(str(call["index"])) in drill.exact_calls
-        gaps.append((float(str(call["fallback_final_at"])) - t_outage) * 1000)
-        moves.append((float(str(call["changed_at"])) - t_outage) * 1000)
+        if live:
+            gaps.append((float(str(call["fallback_final_at"])) - t_outage) * 1000)
+            moves.append((float(str(call["changed_at"])) - t_outage) * 1000)
     drill.outage_gap_ms = _percentiles(np.array([g for g in gaps if not np.isnan(g)]))
     drill.outage_move_ms = _percentiles(np.array([m for m in moves if not np.isnan(m)]))
 
@@ -504,8 +508,8 @@ def _outage_rows(drill: Drill, ms: Callable[[list[float]], str]) -> list[tuple[s
             f"{drill.calls_moved} / {drill.moved_exact}",
         ),
         ("outage: calls started on the fallback", str(drill.calls_on_fallback)),
-        ("outage -> provider_changed p50 / p99 / max", ms(drill.outage_move_ms)),
-        ("outage -> first fallback final p50 / p99 / max", ms(drill.outage_gap_ms)),
+        ("outage -> provider_changed p50 / p99 / max (live calls)", ms(drill.outage_move_ms)),
+        ("outage -> first fallback final p50 / p99 / max (live calls)", ms(drill.outage_gap_ms)),
     ]
 
 
