@@ -15,6 +15,8 @@ The session invariants (docs/ingest-and-events.md) live here and nowhere else:
 * no lost audio: bytes stay in the retained buffer until a final result covers them, and a
   new stream after a drop starts by replaying them; call time = stream time + stream base;
 * no repeated words: words a channel has already finalized are filtered from later results;
+* failover: when the provider cannot carry the call (`failover.py` decides when), the next
+  stream opens on the fallback provider with the same replay, and `provider_changed` says so;
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
   only after the provider confirmed its last results (or a bounded wait ran out).
 """
