@@ -223,12 +223,19 @@ def test_a_fatal_refusal_still_fails_the_call_and_without_a_fallback_nothing_cha
 
 
 def test_a_call_ending_while_its_primary_is_down_finishes_on_the_fallback(clock: FakeClock) -> None:
-    rec, _ = session(clock, after_s=3.0)
+    """The end waits 5 s (ASR_FINALIZE_TIMEOUT_S) for the last finals: a call down on its
+    primary moves after half that, well before ASR_FAILOVER_AFTER_S, and its tail is heard."""
+    rec, _ = session(clock, after_s=10.0)
     audio = speechlike(1.0)
     feed(rec, audio)
     rec.core.on_stream_failed(1, NETWORK, clock.monotonic())
-    rec.core.end("end", clock.monotonic())
-    rec.run_until(clock.monotonic() + 3.0)
+    ended_at = clock.monotonic()
+    rec.core.end("end", ended_at)
+    rec.run_until(ended_at + 2.5)
+    moved_once(rec, "no_connection")
+    assert [t for t, a in rec.log if isinstance(a, OpenStream) and a.fallback] == [
+        pytest.approx(ended_at + 2.5)
+    ]
     (opened,) = fallback_opens(rec)
     rec.core.on_stream_opened(opened.conn_id, clock.monotonic())
     rec.poll()

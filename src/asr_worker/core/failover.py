@@ -10,7 +10,8 @@ call must move now, and when it must next look. Three things move a call:
   (429, 5xx): the reconnect budget is spent;
 * `no_connection`: no working connection (one that delivered a result, or lasted `after_s`)
   for `after_s` while the call wanted one: network errors, timeouts, connections that drop
-  as soon as they open.
+  as soon as they open. A call that is ending waits less: its end's wait for the last finals
+  is bounded, so once the end began it moves after half that wait without a connection.
 
 Moving takes one of the fallback's slots (`claim`, given by the session registry: the
 fallback carries a bounded number of calls). Without one the call stays on its primary,
@@ -60,6 +61,7 @@ class Failover:
     full_told: bool = False
     not_before: float = float("-inf")  # no slot is asked for before this
     _opened_at: float | None = None
+    _end_by: float | None = None  # the call is ending: if down, move by then
 
     def started_moved(self, reason: str) -> None:
         """The registry put a new call straight on the fallback (the primary's breaker is open)."""
@@ -69,6 +71,10 @@ class Failover:
         """The call asks for a connection; from now on it counts as down until one works."""
         if self.down_since is None:
             self.down_since = now
+
+    def ending(self, by: float) -> None:
+        """The call is ending: a call down on its primary moves by `by` at the latest."""
+        self._end_by = by
 
     def opened(self, now: float) -> None:
         self._opened_at = now
@@ -105,7 +111,10 @@ class Failover:
         """When `due` next has something to say, while the call is down on its primary."""
         if self.moved or self.down_since is None:
             return None
-        return max(self.down_since + self.config.after_s, self.not_before)
+        at = self.down_since + self.config.after_s
+        if self._end_by is not None:
+            at = min(at, max(self._end_by, self.down_since))
+        return max(at, self.not_before)
 
     def take(self, reason: str, now: float) -> int:
         """Move now if the fallback has room (and it is time to ask): MOVED; FULL the first

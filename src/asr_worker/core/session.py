@@ -279,6 +279,8 @@ class SessionCore:
         self._grace_at = None
         self._end_started = now
         self._end_deadline = now + self.config.finalize_timeout_s
+        if self.failover is not None:
+            self.failover.ending(now + self.config.finalize_timeout_s / 2)
         if self.link is Link.IDLE:
             self._finish(now)
         elif self.link is Link.CONNECTED:
