@@ -2,7 +2,8 @@
 of its own, noting when each stamped frame arrives and the gaps between a connection's audio
 messages. On SIGTERM it writes what it saw to `--out` (.npz) and exits. With `--faults` (the
 dg-server's `DG_SERVER_FAULTS` syntax) it misbehaves as told, and also writes how many faults of
-each kind it applied, its handshakes and its connections.
+each kind it applied, its handshakes and its connections. SIGUSR1 begins an outage (every
+live connection dropped, every handshake refused 503), SIGUSR2 ends it.
 
 A frame counts when the server hands it to its engine: audio a faulty connection took but did
 not transcribe (the message on which it dropped, anything after it stalled) is not counted.
@@ -97,6 +98,8 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, server.begin_outage)  # the drill's outage phase
+    loop.add_signal_handler(signal.SIGUSR2, server.end_outage)
     async with server.running("127.0.0.1", args.port):
         print("ready", flush=True)
         await stop.wait()

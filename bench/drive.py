@@ -230,6 +230,10 @@ class ChurnCall:
         self.ended: dict[str, object] | None = None
         self.ended_at = float("nan")  # when session_ended arrived (monotonic)
         self.errors: dict[str, int] = {}
+        self.started_on = ""  # session_started's provider
+        self.changed: dict[str, object] | None = None  # provider_changed, if the call moved
+        self.changed_at = float("nan")  # when provider_changed arrived (monotonic)
+        self.fallback_final_at = float("nan")  # the first final after the move arrived (monotonic)
         self.close_code: int | None = None
         self.refused = ""
         self.started = time.monotonic()
@@ -277,6 +281,12 @@ class ChurnCall:
                 if kind == "transcript" and event.get("is_final"):
                     self.words.extend(str(event.get("text", "")).split())
                     self.finals.append((float(event["end"]), time.monotonic()))
+                    if self.changed is not None and np.isnan(self.fallback_final_at):
+                        self.fallback_final_at = self.finals[-1][1]
+                elif kind == "session_started":
+                    self.started_on = str(event.get("provider"))
+                elif kind == "provider_changed":
+                    self.changed, self.changed_at = event, time.monotonic()
                 elif kind == "session_ended":
                     self.ended, self.ended_at = event, time.monotonic()
                 elif kind == "error":
@@ -294,6 +304,10 @@ class ChurnCall:
             "ended": self.ended,
             "ended_at": self.ended_at,
             "errors": self.errors,
+            "started_on": self.started_on,
+            "changed": self.changed,
+            "changed_at": self.changed_at,
+            "fallback_final_at": self.fallback_final_at,
             "close_code": self.close_code,
             "refused": self.refused,
             "started": self.started,

@@ -13,6 +13,14 @@ are refused 429 with Retry-After: 1). At the end the driver stops starting calls
 worker gets SIGTERM while calls are live: it must finalize them all (`session_ended`, reason
 `shutdown`) and exit 0.
 
+The outage phase: at `--outage-at` (a share of the run) the sink goes down for `--outage-s`
+seconds (every live connection dropped without a close frame, every handshake refused 503),
+and the worker runs with a fallback provider (`ASR_FALLBACK_PROVIDER=mock`, the sink's own
+engine, so the words a call must come out as stay exact): every live call must move there
+with no word lost or repeated, and the table shows how long agents saw no transcript, the gap
+from the outage to each moved call's first final from the fallback (p50 / p99 / max). New
+calls during the outage start on the fallback; after it they return to Deepgram.
+
 What is counted, and how:
 
 * words: each call's final transcript must equal `expected_words` of the audio the worker
@@ -22,7 +30,9 @@ What is counted, and how:
   only the transcript says whether the worker made that exactly-once.
 * frames: a frame the worker took is lost if the sink's engine never heard it on any
   connection (the stamps say which call and frame each 320 bytes are); frames heard more than
-  once are the replays (audio no final had covered when a connection failed).
+  once are the replays (audio no final had covered when a connection failed). A call's frames
+  from its move to the fallback on (`provider_changed.at`), and those of calls that started on
+  the fallback, go to the fallback and are counted by the words alone.
 * forward latency: a frame's send at the driver to its first hearing at the sink; transcript
   latency: the send of the last frame a final covers to the final's arrival at the driver
   (both include the outages the faults cause).
@@ -49,6 +59,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,13 +127,23 @@ class Drill:
     drain_s: float = float("nan")  # SIGTERM to the worker's exit
     exit_code: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    outage_at_s: float = float("nan")  # seconds into the run the outage began (nan: none)
+    outage_s: float = 0.0
+    live_at_outage: int = 0  # calls live when it began (started before, ended after)
+    live_moved: int = 0  # ...of which moved to the fallback
+    calls_moved: int = 0  # calls with a provider_changed (some begin during the outage)
+    calls_on_fallback: int = 0  # calls that started on the fallback
+    moved_exact: int = 0  # moved calls that ended with every word, once
+    outage_gap_ms: list[float] = field(default_factory=list)  # outage -> first fallback final
+    outage_move_ms: list[float] = field(default_factory=list)  # outage -> provider_changed
+    exact_calls: set[int] = field(default_factory=set)  # indexes of the calls with every word once
 
     @property
     def rss_growth_percent(self) -> float:
         return (self.rss_end_mib - self.rss_mark_mib) / self.rss_mark_mib * 100 if self.rss_mark_mib else 0.0
 
     def goals(self) -> dict[str, bool]:
-        return {
+        goals = {
             "0 words lost": self.words_lost == 0 and not self.failed,
             "0 words repeated": self.words_repeated == 0,
             "0 frames lost": self.frames_lost == 0,
@@ -132,6 +153,13 @@ class Drill:
             and self.live_at_sigterm > 0
             and self.drained_exact == self.live_at_sigterm,
         }
+        if self.outage_s:
+            goals["outage: every live call moved to the fallback, every word once"] = (
+                self.live_at_outage > 0
+                and self.live_moved == self.live_at_outage
+                and self.moved_exact == self.calls_moved
+            )
+        return goals
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -181,7 +209,7 @@ def run(args: argparse.Namespace, tmp: Path) -> Drill:
                     port,
                     f"ws://127.0.0.1:{sink_port}/v1/listen",
                     args.calls,
-                    dict(item.split("=", 1) for item in args.worker_env),
+                    {**_fallback_env(args), **dict(item.split("=", 1) for item in args.worker_env)},
                 ),
             },
             stdout=subprocess.DEVNULL,
@@ -203,8 +231,20 @@ def run(args: argparse.Namespace, tmp: Path) -> Drill:
         stack.callback(_kill, driver)
         sampler.watch("driver", driver.pid)
         t0 = time.monotonic()
+        # (when, signal to the sink): the outage phase, if any
+        phases = [
+            (t0 + args.outage_at * run_s, signal.SIGUSR1),
+            (t0 + args.outage_at * run_s + args.outage_s, signal.SIGUSR2),
+        ]
+        phases = phases if args.outage_s > 0 else []
         while time.monotonic() < t0 + run_s and driver.poll() is None and worker.poll() is None:
-            time.sleep(min(1.0, max(0.0, t0 + run_s - time.monotonic())))
+            if phases and time.monotonic() >= phases[0][0]:
+                if phases[0][1] is signal.SIGUSR1:
+                    t_outage = time.monotonic()
+                    drill.outage_at_s, drill.outage_s = t_outage - t0, args.outage_s
+                sink.send_signal(phases.pop(0)[1])
+            wake = min([t0 + run_s, *(at for at, _ in phases[:1])])
+            time.sleep(min(1.0, max(0.0, wake - time.monotonic())))
         drill.metrics = scrape(f"{http}/metrics")
         t_term = time.monotonic()
         driver.send_signal(signal.SIGUSR1)  # no new calls; the live ones go on until the worker ends them
@@ -223,7 +263,46 @@ def run(args: argparse.Namespace, tmp: Path) -> Drill:
     drill.load_after = os.getloadavg()
     _memory(drill, rss, t_term - t0, args.rss_every_s)
     _analyse(drill, np.load(drive_out), np.load(sink_out), t_term)
+    if drill.outage_s:
+        _outage(drill, json.loads(str(np.load(drive_out)["calls"][0])), t0 + drill.outage_at_s)
     return drill
+
+
+def _fallback_env(args: argparse.Namespace) -> dict[str, str]:
+    """With an outage phase: the sink's engine as the fallback, room for every call."""
+    if args.outage_s <= 0:
+        return {}
+    options = engine_options()
+    return {
+        "ASR_FALLBACK_PROVIDER": "mock",
+        "ASR_MOCK": f"word_ms={options.word_ms},words_per_final={options.words_per_final}",
+        "ASR_FALLBACK_MAX_CALLS": str(args.calls + 10),
+    }
+
+
+def _outage(drill: Drill, calls: list[dict[str, object]], t_outage: float) -> None:
+    """Which calls the outage moved, whether each kept every word once, and how long each call
+    live at the outage went without a transcript: from the outage to its first final from the
+    fallback. (A call that begins during the outage while the breaker is half-open tries
+    Deepgram first and moves then: it counts among the moved calls, not in the gaps.)"""
+    gaps, moves = [], []
+    for call in calls:
+        started, ended_at = float(str(call["started"])), float(str(call["ended_at"]))
+        live = started < t_outage and not ended_at < t_outage  # nan (never ended) counts as live
+        if str(call["started_on"]) == "mock":
+            drill.calls_on_fallback += 1
+        elif live:
+            drill.live_at_outage += 1
+            drill.live_moved += call["changed"] is not None
+        if call["changed"] is None:
+            continue
+        drill.calls_moved += 1
+        drill.moved_exact += int(str(call["index"])) in drill.exact_calls
+        if live:
+            gaps.append((float(str(call["fallback_final_at"])) - t_outage) * 1000)
+            moves.append((float(str(call["changed_at"])) - t_outage) * 1000)
+    drill.outage_gap_ms = _percentiles(np.array([g for g in gaps if not np.isnan(g)]))
+    drill.outage_move_ms = _percentiles(np.array([m for m in moves if not np.isnan(m)]))
 
 
 def _kill(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
@@ -282,7 +361,12 @@ def _analyse(drill: Drill, drive: np.lib.npyio.NpzFile, sink: np.lib.npyio.NpzFi
         taken = round(float(ended["audio_s"]) * FRAMES_PER_S) if ended else call["sent"]
         drill.frames_taken += taken
         drill.reconnects += int(ended["reconnects"]) if ended else 0
-        taken_keys.append((call["index"] & 0xFFFF) * key_span + np.arange(taken))
+        heard_by_sink = taken  # the fallback hears the rest of a moved call, and all of one begun there
+        if call["started_on"] == "mock":
+            heard_by_sink = 0
+        elif call["changed"] is not None:
+            heard_by_sink = min(taken, round(float(call["changed"]["at"]) * FRAMES_PER_S))
+        taken_keys.append((call["index"] & 0xFFFF) * key_span + np.arange(heard_by_sink))
         expected = expected_words(call_audio(pool, call["index"], taken), PCM8K, options)
         lost, repeated = _word_diff(expected, call["words"])
         drill.words_expected += len(expected)
@@ -290,6 +374,8 @@ def _analyse(drill: Drill, drive: np.lib.npyio.NpzFile, sink: np.lib.npyio.NpzFi
         drill.words_repeated += repeated
         exact = lost == 0 and repeated == 0 and ended is not None
         drill.calls_exact += exact
+        if exact:
+            drill.exact_calls.add(int(call["index"]))
         if ended is None or not call["ended_at"] < t_term:  # live when the worker got SIGTERM
             drill.live_at_sigterm += 1
             drill.drained_exact += exact
@@ -374,6 +460,7 @@ def table(drill: Drill) -> str:
         ),
         ("error events", errors),
         ("forward latency p50 / p99 / max", ms(drill.forward_ms)),
+        *_outage_rows(drill, ms),
         ("transcript latency p50 / p99 / max", ms(drill.transcript_ms)),
         ("worker cores (mean) / other processes'", f"{drill.worker_cores:.2f} / {drill.other_cores:.2f}"),
         ("worker RSS peak", f"{drill.rss_peak_mib:.0f} MiB"),
@@ -407,6 +494,25 @@ def table(drill: Drill) -> str:
     return "\n".join(lines)
 
 
+def _outage_rows(drill: Drill, ms: Callable[[list[float]], str]) -> list[tuple[str, str]]:
+    if not drill.outage_s:
+        return [("outage phase", "none")]
+    return [
+        ("outage: began at / lasted", f"{_clock(drill.outage_at_s)} / {drill.outage_s:g} s"),
+        (
+            "outage: calls live / of them moved",
+            f"{drill.live_at_outage} / {drill.live_moved}",
+        ),
+        (
+            "outage: calls moved / moved with every word once",
+            f"{drill.calls_moved} / {drill.moved_exact}",
+        ),
+        ("outage: calls started on the fallback", str(drill.calls_on_fallback)),
+        ("outage -> provider_changed p50 / p99 / max (live calls)", ms(drill.outage_move_ms)),
+        ("outage -> first fallback final p50 / p99 / max (live calls)", ms(drill.outage_gap_ms)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -415,11 +521,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="until SIGTERM")
     parser.add_argument("--call-seconds", default="20-60", help="each call's length, LO-HI seconds")
     parser.add_argument("--faults", default=DEFAULT_FAULTS, help="the sink's faults (dg-server syntax)")
+    parser.add_argument(
+        "--outage-at", type=float, default=0.4, help="the outage phase begins at this share of the run"
+    )
+    parser.add_argument(
+        "--outage-s",
+        type=float,
+        help="how long it lasts (default: a quarter of the run, at most 30 s; 0: none)",
+    )
     parser.add_argument("--rss-every-s", type=float, default=30.0, help="RSS over time: one figure per")
     parser.add_argument("--worker-env", action="append", default=[], metavar="K=V")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", help="keep the raw records and the worker's log in this directory")
     args = parser.parse_args()
+    if args.outage_s is None:
+        args.outage_s = min(30.0, args.minutes * 60 / 4)
     with tempfile.TemporaryDirectory(prefix="fault-drill-") as scratch:
         tmp = Path(args.keep or scratch)
         tmp.mkdir(parents=True, exist_ok=True)

@@ -61,9 +61,11 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def running_worker(provider: Provider | None = None, **overrides: Any) -> AsyncIterator[Worker]:
-    """A worker serving on a free loopback port until the block ends (then drained)."""
+    """A worker serving on a free loopback port until the block ends (then drained);
+    `fallback=` gives it a fallback provider object."""
+    fallback: Provider | None = overrides.pop("fallback", None)
     settings = Settings(**{"port": 0, "provider": "mock", **overrides})
-    worker = Worker(settings, provider=provider)
+    worker = Worker(settings, provider=provider, fallback=fallback)
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))
     started = asyncio.create_task(worker.started.wait())

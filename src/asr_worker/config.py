@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from .core.session import SessionConfig
+from .core.session_types import SessionConfig
 from .credentials import Secret
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ class Settings:
     local_num_workers: int = 0
     local_language: str = "en"
     local_endpointing_ms: int = 500
+    fallback_provider: str = ""
+    failover_after_s: float = 10.0
+    fallback_max_calls: int = 32
 
 
 # --- parsers: text -> value, raising ValueError with what is allowed --------------------------
@@ -202,6 +205,13 @@ def _deepgram_params(text: str) -> str:
 
     parse_extra_params(text)
     return text.strip()
+
+
+def _fallback_choice(text: str) -> str:
+    value = text.strip().lower()
+    if value in ("", "none"):
+        return ""
+    return _choice(*PROVIDERS)(value)
 
 
 @dataclass(frozen=True)
@@ -339,6 +349,26 @@ OPTIONS: Final[tuple[Option, ...]] = (
         _mock_options,
     ),
     Option(
+        "fallback_provider",
+        "ASR_FALLBACK_PROVIDER",
+        "a second provider a call moves to, mid-call, when its primary cannot carry it: "
+        + ", ".join(PROVIDERS)
+        + " (none: no failover)",
+        _fallback_choice,
+    ),
+    Option(
+        "failover_after_s",
+        "ASR_FAILOVER_AFTER_S",
+        "how long a call may go without a working connection to its primary before it moves to the fallback",
+        _seconds(0.5, 3600.0),
+    ),
+    Option(
+        "fallback_max_calls",
+        "ASR_FALLBACK_MAX_CALLS",
+        "most calls the fallback provider carries at once; calls beyond it wait for their primary",
+        _int_range(1, 1_000_000),
+    ),
+    Option(
         "local_model",
         "ASR_LOCAL_MODEL",
         "local engine model: empty for the packaged Whisper base, a faster-whisper model "
@@ -445,12 +475,17 @@ def load_settings(env: Mapping[str, str], flags: argparse.Namespace | None = Non
 
 
 def _check_combination(s: Settings) -> None:
-    if s.provider == "deepgram" and s.deepgram_api_key is None and _is_deepgram_cloud(s.deepgram_url):
-        raise ConfigError("DEEPGRAM_API_KEY is required when ASR_PROVIDER=deepgram uses api.deepgram.com")
+    for variable, name in (("ASR_PROVIDER", s.provider), ("ASR_FALLBACK_PROVIDER", s.fallback_provider)):
+        if name == "deepgram" and s.deepgram_api_key is None and _is_deepgram_cloud(s.deepgram_url):
+            raise ConfigError(f"DEEPGRAM_API_KEY is required when {variable}=deepgram uses api.deepgram.com")
     if s.worker_token is None and not s.allow_unauthenticated and not is_loopback(s.host):
         raise ConfigError(
             f"HOST {s.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
             "or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to serve without one on purpose"
+        )
+    if s.fallback_provider and s.fallback_provider == s.provider:
+        raise ConfigError(
+            f"ASR_FALLBACK_PROVIDER {s.fallback_provider} is ASR_PROVIDER itself; name another provider"
         )
     if s.send_chunk_ms > s.max_buffer_ms:
         raise ConfigError(
@@ -476,19 +511,25 @@ def is_loopback(host: str) -> bool:
 # The providers' modules are imported on demand: a worker loads only the provider it runs.
 
 
-def make_provider(settings: Settings) -> Provider:
-    """The provider `ASR_PROVIDER` names, built from its own options."""
-    if settings.provider == "mock":
+def make_provider(settings: Settings, name: str | None = None) -> Provider:
+    """The provider `ASR_PROVIDER` names (or `name`: the fallback), built from its own options."""
+    name = name or settings.provider
+    if name == "mock":
         from .providers import mock
 
         return mock.create(mock.MockOptions.parse(settings.mock))
-    if settings.provider == "deepgram":
+    if name == "deepgram":
         from .providers import deepgram
 
         return deepgram.create(deepgram_options(settings))
     from .providers import local
 
     return local.create(local_options(settings))
+
+
+def make_fallback(settings: Settings) -> Provider | None:
+    """The provider `ASR_FALLBACK_PROVIDER` names, if any."""
+    return make_provider(settings, settings.fallback_provider) if settings.fallback_provider else None
 
 
 def deepgram_options(settings: Settings) -> DeepgramOptions:

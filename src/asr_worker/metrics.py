@@ -43,6 +43,8 @@ class LiveTotals:
     buffered_audio_s: float = 0.0
     unsent_audio_s: float = 0.0
     session_timers_pending: int = 0
+    calls_by_provider: dict[str, int] = field(default_factory=dict)  # live calls, by current provider
+    connections_by_provider: dict[str, int] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,6 +97,12 @@ class WorkerMetrics:
             "asr_build_info",
             "1, labelled with the version and how many modules run compiled (mypyc; 0: interpreted).",
             ["version", "compiled_modules"],
+            registry=reg,
+        )
+        self.failovers = Counter(
+            "asr_failovers",
+            "Calls moved from their provider to the fallback provider, by from, to and reason.",
+            ["from", "to", "reason"],
             registry=reg,
         )
         self.errors = Counter("asr_errors", "Error events emitted, by code.", ["code"], registry=reg)
@@ -196,8 +204,18 @@ class _LiveCollector(Collector):
         conns = GaugeMetricFamily(
             "asr_provider_connections_active", "Open provider connections.", labels=["provider"]
         )
-        conns.add_metric([self._provider], live.connections_active)
+        by_provider = {self._provider: 0, **live.connections_by_provider}
+        for name, count in sorted(by_provider.items()):
+            conns.add_metric([name], count)
         yield conns
+        calls = GaugeMetricFamily(
+            "asr_provider_calls_active",
+            "Live calls by the provider that carries them (the fallback's after a failover).",
+            labels=["provider"],
+        )
+        for name, count in sorted(live.calls_by_provider.items()):
+            calls.add_metric([name], count)
+        yield calls
         yield GaugeMetricFamily(
             "asr_audio_buffered_seconds",
             "Audio held by sessions (unsent, or sent but not yet covered by a final), seconds.",

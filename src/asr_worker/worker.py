@@ -24,9 +24,10 @@ from aiohttp import web
 
 from . import __version__, compiled
 from .bus import Bus, make_bus
-from .config import Settings, make_provider, session_config
+from .config import Settings, make_fallback, make_provider, session_config
 from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
+from .core.failover import FailoverConfig
 from .http.app import build_app
 from .http.server import HttpServer
 from .metrics import LiveTotals, WorkerMetrics
@@ -47,20 +48,31 @@ class Worker:
         settings: Settings,
         *,
         provider: Provider | None = None,
+        fallback: Provider | None = None,
         bus: Bus | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.provider = provider or make_provider(settings)
+        self.fallback = fallback or make_fallback(settings)  # failover: where calls move
         self.bus = bus or make_bus(settings)
         self.hub = EventHub()
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
-        if isinstance(self.provider, InstrumentedProvider):
-            self.provider.register_metrics(self.metrics.registry)
+        self.providers = [self.provider] if self.fallback is None else [self.provider, self.fallback]
+        for instrumented in self.providers:
+            if isinstance(instrumented, InstrumentedProvider):
+                instrumented.register_metrics(self.metrics.registry)
         self.bus.register_metrics(self.metrics.registry)
         self.manager = SessionManager(
             provider=self.provider,
+            fallback=self.fallback,
+            failover=(
+                None
+                if self.fallback is None
+                else FailoverConfig(self.fallback.name, after_s=settings.failover_after_s)
+            ),
+            fallback_max_calls=settings.fallback_max_calls,
             config=session_config(settings),
             max_sessions=settings.max_sessions,
             max_sources_per_call=settings.max_sources_per_call,
@@ -94,11 +106,11 @@ class Worker:
                 ingest = IngestServer(self, tg.create_task)
                 self.port = await server.start(self.settings.host, self.settings.port, ingest)
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
-                provider_task = (
-                    tg.create_task(self.provider.run(), name="provider")
-                    if isinstance(self.provider, BackgroundProvider)
-                    else None
-                )
+                provider_tasks = [
+                    tg.create_task(background.run(), name=f"provider:{background.name}")
+                    for background in self.providers
+                    if isinstance(background, BackgroundProvider)
+                ]
                 # by now every hot module is imported: the ingest socket's, the provider's
                 self.metrics.build_info.labels(__version__, str(len(compiled.compiled_modules()))).set(1)
                 log.info(
@@ -125,12 +137,14 @@ class Worker:
                     await self.manager.drain()
                 self.hub.close()  # every call has ended: let event streams finish
                 bus_task.cancel()
-                if provider_task is not None:
-                    provider_task.cancel()
+                for task in provider_tasks:
+                    task.cancel()
         finally:
             server.close()
             await runner.cleanup()
             await self.provider.aclose()
+            if self.fallback is not None:
+                await self.fallback.aclose()
             if self.started.is_set():  # a worker that never served has nothing to report stopping
                 log.info("stopped")
 
@@ -145,8 +159,24 @@ class Worker:
         totals = self.manager.live_totals()
         provider = self.provider.health()
         bus_ok = self.bus.healthy()
+        checks: dict[str, object] = {
+            "provider": {"ok": provider.ok, "detail": provider.detail},
+            "bus": self.bus.status(),
+        }
+        fallback_ok = True
+        if self.fallback is not None:
+            fallback = self.fallback.health()
+            fallback_ok = fallback.ok
+            slots = self.manager.fallback_slots
+            checks["fallback"] = {
+                "ok": fallback.ok,
+                "detail": fallback.detail,
+                "provider": self.fallback.name,
+                "calls": slots.in_use,
+                "maxCalls": slots.limit,
+            }
         return {
-            "status": "ok" if provider.ok and bus_ok else "degraded",
+            "status": "ok" if provider.ok and bus_ok and fallback_ok else "degraded",
             "service": SERVICE_NAME,
             "version": __version__,
             "provider": self.provider.name,
@@ -157,10 +187,7 @@ class Worker:
             "maxSessions": self.manager.max_sessions,
             "draining": self.draining,
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
-            "checks": {
-                "provider": {"ok": provider.ok, "detail": provider.detail},
-                "bus": self.bus.status(),
-            },
+            "checks": checks,
         }
 
     def readiness(self) -> tuple[bool, str]:

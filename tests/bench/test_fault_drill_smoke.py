@@ -1,5 +1,6 @@
 """The fault drill runs: one call at a time for 18 s (calls of 7.7, 6.3 and 7.9 s, so SIGTERM
-falls 4 s into the third), one 429 and one dropped connection. A smoke test of the harness,
+falls 4 s into the third), one 429, one dropped connection, and an outage 7.2 s in for 4.5 s
+(the first call moves to the fallback, the second may start during it). A smoke test of the harness,
 not the drill itself (`python -m bench.fault_drill`, 30 minutes, reported in the README)."""
 
 from __future__ import annotations
@@ -24,10 +25,18 @@ def test_the_fault_drill_runs_and_prints_its_table(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for row in ("words expected / lost / repeated", "frames lost", "transcript latency", "worker RSS peak"):
+    for row in (
+        "words expected / lost / repeated",
+        "frames lost",
+        "transcript latency",
+        "first fallback final",
+    ):
         assert row in result.stdout
     data = json.loads(figures.read_text())
-    assert data["injected"] == {"drop": 1, "reject_429": 1} and data["reconnects"] >= 1
+    injected = data["injected"]
+    assert injected["drop"] == 1 and injected["reject_429"] == 1 and data["reconnects"] >= 1
+    assert injected["outage_drop"] == 1 and injected["reject_503"] >= 1
+    assert data["live_at_outage"] == data["live_moved"] == 1 and data["outage_gap_ms"][0] > 0
     assert data["words_expected"] > 0 and data["words_lost"] == 0 and data["words_repeated"] == 0
     assert data["frames_lost"] == 0
     assert data["completed"] >= 1

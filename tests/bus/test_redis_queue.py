@@ -16,7 +16,7 @@ from tests.support.audio import PCM8K
 
 def event(seq: int, kind: str = "transcript", *, final: bool = True, call: str = "q-1") -> CallEvent:
     if kind == "session_ended":
-        return SessionEnded(call, None, seq, "end", 1.0, 0, 1, 0)
+        return SessionEnded(call, None, seq, "end", 1.0, 0, 1, "mock", 0)
     return Transcript(call, None, seq, 0, final, final, False, "x", 0.9, 0.0, 1.0, (), "mock", 0, 0)
 
 

@@ -19,6 +19,7 @@ from asr_worker.core.events import (
     Dtmf,
     Event,
     EventsDropped,
+    ProviderChanged,
     Refusal,
     SessionEnded,
     SessionStarted,
@@ -102,9 +103,15 @@ GOLDEN: list[tuple[Event, str]] = [
         '"message":"a message of 3 bytes is not whole samples","timestamp_ms":17}',
     ),
     (
-        SessionEnded("call-1", "acme", 9, "end", 12.34, 1, 6, 1764300012400),
+        ProviderChanged("call-1", "acme", 8, "deepgram", "local", "circuit_open", 7.42, 1764300011000),
+        '{"type":"provider_changed","interaction_id":"call-1","tenant_id":"acme","seq":8,'
+        '"from":"deepgram","to":"local","reason":"circuit_open","at":7.42,"timestamp_ms":1764300011000}',
+    ),
+    (
+        SessionEnded("call-1", "acme", 9, "end", 12.34, 1, 6, "local", 1764300012400),
         '{"type":"session_ended","interaction_id":"call-1","tenant_id":"acme","seq":9,'
-        '"reason":"end","audio_s":12.34,"reconnects":1,"finals":6,"timestamp_ms":1764300012400}',
+        '"reason":"end","audio_s":12.34,"reconnects":1,"finals":6,"provider":"local",'
+        '"timestamp_ms":1764300012400}',
     ),
     (
         EventsDropped("call-1", 7),

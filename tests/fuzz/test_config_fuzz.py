@@ -351,6 +351,11 @@ VALID: dict[str, Valid] = {
     "local_num_workers": _whole(0, 256),
     "local_language": _choice("en", "de", "es", "haw", "yue", "zh"),
     "local_endpointing_ms": _whole(32, 10_000),
+    "fallback_provider": st.one_of(
+        _choice("deepgram", "local", "mock"), st.sampled_from([("", ""), ("none", ""), (" None ", "")])
+    ),
+    "failover_after_s": _seconds(0.5, 3600.0),
+    "fallback_max_calls": _whole(1, 1_000_000),
 }
 
 
@@ -369,11 +374,15 @@ def test_valid_values_parse_to_what_they_say(chosen: dict[str, tuple[str, object
 @given(st.fixed_dictionaries(VALID))
 def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tuple[str, object]]) -> None:
     """Every variable set at once, a token and a key among them, so only the one combination
-    of numbers can be refused."""
+    of numbers, and a fallback that is the provider itself, can be refused."""
     values = {field: value for field, (_, value) in chosen.items()}
     env = {opt.env: chosen[opt.field][0] for opt in OPTIONS}
     send_chunk_ms, max_buffer_ms = values["send_chunk_ms"], values["max_buffer_ms"]
     assert isinstance(send_chunk_ms, int) and isinstance(max_buffer_ms, int)
+    if values["fallback_provider"] == values["provider"]:
+        with pytest.raises(ConfigError, match=r"^ASR_FALLBACK_PROVIDER"):
+            load_settings(env)
+        return
     if send_chunk_ms > max_buffer_ms:
         with pytest.raises(ConfigError, match=r"^ASR_SEND_CHUNK_MS"):
             load_settings(env)

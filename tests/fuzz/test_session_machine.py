@@ -14,7 +14,10 @@ the session invariants (docs/ingest-and-events.md) hold:
 * event times are call-relative; finals of a channel never go back in time, and no word is
   emitted by two finals (nor one a resumed call's previous owner already published);
 * the retained buffer stays within `max_retained_s`;
-* after `poll(now)` no deadline is already due (the runner would spin).
+* after `poll(now)` no deadline is already due (the runner would spin);
+* with a fallback provider (failover), the call moves at most once, says so once
+  (`provider_changed`), opens every later stream on the fallback, and every event after the
+  move names the fallback; every invariant above holds across the move.
 
 The model provider hears words at fixed call times (every 0.25 s, 0.1 s long, on each
 channel), so a stream that replays audio re-hears the same words, as a real one does.
@@ -42,6 +45,7 @@ from asr_worker.core.actions import (
 )
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
+from asr_worker.core.failover import Failover, FailoverConfig
 from asr_worker.core.provider_events import (
     ProviderError,
     SpeechStarted,
@@ -49,7 +53,8 @@ from asr_worker.core.provider_events import (
     UtteranceEnd,
     Word,
 )
-from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, Resume, SessionConfig, SessionCore
+from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
+from asr_worker.core.session_types import Resume, SessionConfig
 from tests.support.fuzz import examples
 from tests.support.sim import WireEvent, wire
 
@@ -97,6 +102,14 @@ class SessionMachine(RuleBasedStateMachine):
         self.sent_upto = 0  # call offset up to which audio was ever sent
         self.final_end_s: dict[int, float] = {}  # per channel, end of the last final event
         self.final_words: set[tuple[int, str]] = set()
+        self.fallback_room = 0
+        self.moved = False  # provider_changed was emitted
+
+    def _claim_fallback(self) -> bool:
+        if self.fallback_room <= 0:
+            return False
+        self.fallback_room -= 1
+        return True
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -105,10 +118,17 @@ class SessionMachine(RuleBasedStateMachine):
         retained_s=st.sampled_from([1.0, 2.0, 60.0]),
         grace_s=st.sampled_from([2.0, 30.0, 30.0]),
         resumed=st.booleans(),
+        fallback_room=st.sampled_from([None, 0, 1, 1]),
         data=st.data(),
     )
     def start(
-        self, fmt: AudioFormat, retained_s: float, grace_s: float, resumed: bool, data: st.DataObject
+        self,
+        fmt: AudioFormat,
+        retained_s: float,
+        grace_s: float,
+        resumed: bool,
+        fallback_room: int | None,
+        data: st.DataObject,
     ) -> None:
         self.fmt = fmt
         self.config = SessionConfig(
@@ -130,6 +150,11 @@ class SessionMachine(RuleBasedStateMachine):
         self.origin = 0 if resume is None else resume.offset
         self.published_s = () if resume is None else resume.finalized_s
         self.last_seq = 0 if resume is None else resume.seq
+        failover = None
+        if fallback_room is not None:
+            self.fallback_room = fallback_room
+            config = FailoverConfig("fallback", after_s=data.draw(st.sampled_from([1.0, 5.0])), refusals=2)
+            failover = Failover(config, self._claim_fallback)
         self.core = SessionCore(
             interaction_id="call-1",
             tenant_id="acme",
@@ -140,6 +165,7 @@ class SessionMachine(RuleBasedStateMachine):
             wall_ms_at_create=self.clock.wall_ms(),
             rng=random.Random(7),
             resume=resume,
+            failover=failover,
         )
         self.max_retained = fmt.bytes_for(retained_s)
         self._poll()
@@ -174,6 +200,7 @@ class SessionMachine(RuleBasedStateMachine):
                 assert not self.live, f"stream {action.conn_id} opened while {self.live} is open or opening"
                 assert action.conn_id == self.last_conn + 1
                 assert action.reconnect == self.ever_opened
+                assert action.fallback == self.moved, "a stream on the wrong provider"
                 assert self.core.phase is not Phase.ENDED
                 self.last_conn = action.conn_id
                 self.live.add(action.conn_id)
@@ -226,6 +253,12 @@ class SessionMachine(RuleBasedStateMachine):
         origin_s = self.fmt.seconds(self.origin)
         total_s = self.fmt.seconds(self.origin + len(self.call_audio))
         kind = event["type"]
+        if kind == "provider_changed":
+            assert not self.moved, "a second provider_changed"
+            assert (event["from"], event["to"]) == ("model", "fallback")
+            self.moved = True
+        elif "provider" in event:
+            assert event["provider"] == ("fallback" if self.moved else "model"), event
         if kind == "transcript":
             self._transcript(event, origin_s, total_s)
         elif kind == "dtmf":
@@ -343,7 +376,7 @@ class SessionMachine(RuleBasedStateMachine):
             return
         what = data.draw(st.sampled_from(choices))
         if what in ("opened", "open_failed"):
-            self._open_answered(what == "opened", data.draw(st.booleans()))
+            self._open_answered(what == "opened", data.draw(st.booleans()), data.draw(st.integers(0, 2)))
         elif what in ("final", "interim"):
             stream = self.streams[self.connected or 0]
             channel = data.draw(st.integers(0, self.fmt.channels - 1))
@@ -358,14 +391,17 @@ class SessionMachine(RuleBasedStateMachine):
             message = SpeechStarted(channel, t) if data.draw(st.booleans()) else UtteranceEnd(channel, t)
             self.core.on_stream_event(stream.conn_id, message, self.now)
         elif what == "drop":
-            self._stream_ends(data.draw(st.sampled_from(["retryable", "retryable", "fatal", "clean"])))
+            self._stream_ends(
+                data.draw(st.sampled_from(["retryable", "retryable", "fatal", "clean", "outage"]))
+            )
         elif what == "finalize_answered":
             self._finalize_answered(data.draw(st.booleans()))
         else:
             self._stale_news(data)
         self._poll()
 
-    def _open_answered(self, succeeds: bool, retryable: bool) -> None:
+    def _open_answered(self, succeeds: bool, retryable: bool, kind: int) -> None:
+        """`kind`: 0 a plain failure, 1 a handshake refused with a status, 2 an outage."""
         conn = self.opening
         assert conn is not None
         self.opening = None
@@ -378,7 +414,13 @@ class SessionMachine(RuleBasedStateMachine):
                 self.live.discard(conn)  # the driver closes a stream the core no longer wants
         else:
             self.live.discard(conn)
-            error = ProviderError("refused", "the model refused", retryable=retryable)
+            error = ProviderError(
+                "refused",
+                "the model refused",
+                retryable=retryable,
+                status=503 if kind else None,
+                outage=kind == 2,
+            )
             self.core.on_stream_failed(conn, error, self.now)
 
     def _stream_ends(self, how: str) -> None:
@@ -386,7 +428,11 @@ class SessionMachine(RuleBasedStateMachine):
         assert conn is not None
         self.connected = None
         self.live.discard(conn)
-        error = None if how == "clean" else ProviderError(how, "dropped", retryable=how == "retryable")
+        error = (
+            None
+            if how == "clean"
+            else ProviderError(how, "dropped", retryable=how != "fatal", outage=how == "outage")
+        )
         self.core.on_stream_closed(conn, error, self.now)
 
     def _finalize_answered(self, closes: bool) -> None:

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 from asr_worker.core.clock import SystemClock
 from asr_worker.core.provider_events import ProviderEvent
-from asr_worker.core.session import SessionConfig, SessionCore
+from asr_worker.core.session import SessionCore
+from asr_worker.core.session_types import SessionConfig
 from asr_worker.metrics import LiveTotals, WorkerMetrics
 from asr_worker.providers.base import ProviderHealth, StreamRequest
 from asr_worker.runtime.runner import SessionRunner

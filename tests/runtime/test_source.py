@@ -13,7 +13,8 @@ import pytest
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import SystemClock
 from asr_worker.core.events import CallEvent
-from asr_worker.core.session import Phase, SessionConfig
+from asr_worker.core.session import Phase
+from asr_worker.core.session_types import SessionConfig
 from asr_worker.metrics import LiveTotals, WorkerMetrics
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.runtime.manager import SessionManager, SessionRefused

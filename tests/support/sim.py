@@ -11,7 +11,9 @@ from asr_worker.core.actions import AbortStream, Action, Emit, EndStream, OpenSt
 from asr_worker.core.audio import AudioFormat
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.events import Event
-from asr_worker.core.session import Link, Phase, Resume, SessionConfig, SessionCore
+from asr_worker.core.failover import Failover
+from asr_worker.core.session import Link, Phase, SessionCore
+from asr_worker.core.session_types import Resume, SessionConfig
 
 from .audio import PCM8K
 
@@ -32,6 +34,8 @@ def make_core(
     fmt: AudioFormat = PCM8K,
     interaction_id: str = "call-1",
     resume: Resume | None = None,
+    failover: Failover | None = None,
+    provider: str = "mock",
     **config: Any,
 ) -> SessionCore:
     import random
@@ -40,12 +44,13 @@ def make_core(
         interaction_id=interaction_id,
         tenant_id="acme",
         fmt=fmt,
-        provider="mock",
+        provider=provider,
         config=SessionConfig(**config),
         created_at=clock.monotonic(),
         wall_ms_at_create=clock.wall_ms(),
         rng=random.Random(7),
         resume=resume,
+        failover=failover,
     )
 
 

@@ -24,6 +24,7 @@ class AudioTaken(IntEnum):
 class OpenStream:
     conn_id: int
     reconnect: bool
+    fallback: bool = False  # open it on the fallback provider: the call has moved there
 
 
 @dataclass(frozen=True, slots=True)

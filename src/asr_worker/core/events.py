@@ -311,9 +311,43 @@ class CallError:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderChanged:
+    """The call moved from provider `from_` to provider `to` (failover) for `reason`; the new
+    provider transcribes from call time `at` (seconds), where the last final before the move
+    ended, so no word is lost or repeated."""
+
+    interaction_id: str
+    tenant_id: str | None
+    seq: int
+    from_: str
+    to: str
+    reason: str
+    at: float
+    timestamp_ms: int
+
+    @property
+    def type(self) -> str:
+        return "provider_changed"
+
+    def wire(self) -> dict[str, object]:
+        return {
+            "type": "provider_changed",
+            "interaction_id": self.interaction_id,
+            "tenant_id": self.tenant_id,
+            "seq": self.seq,
+            "from": self.from_,
+            "to": self.to,
+            "reason": self.reason,
+            "at": self.at,
+            "timestamp_ms": self.timestamp_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SessionEnded:
     """The call's last event: why it ended, how much audio it had, how often its provider
-    stream was replaced, how many finals it got."""
+    stream was replaced, how many finals it got, and the provider that carried it at the end
+    (the fallback, after a `provider_changed`)."""
 
     interaction_id: str
     tenant_id: str | None
@@ -322,6 +356,7 @@ class SessionEnded:
     audio_s: float
     reconnects: int
     finals: int
+    provider: str
     timestamp_ms: int
 
     @property
@@ -338,6 +373,7 @@ class SessionEnded:
             "audio_s": self.audio_s,
             "reconnects": self.reconnects,
             "finals": self.finals,
+            "provider": self.provider,
             "timestamp_ms": self.timestamp_ms,
         }
 
@@ -381,7 +417,16 @@ class Refusal:
 
 
 # A call's numbered events: what the session core emits, the hub keeps and the bus publishes.
-CallEvent = SessionStarted | Transcript | UtteranceEnd | SpeechStarted | Dtmf | CallError | SessionEnded
+CallEvent = (
+    SessionStarted
+    | Transcript
+    | UtteranceEnd
+    | SpeechStarted
+    | Dtmf
+    | CallError
+    | ProviderChanged
+    | SessionEnded
+)
 
 # Everything the worker sends a watcher.
 Event = CallEvent | EventsDropped | Refusal

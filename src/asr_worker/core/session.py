@@ -15,6 +15,8 @@ The session invariants (docs/ingest-and-events.md) live here and nowhere else:
 * no lost audio: bytes stay in the retained buffer until a final result covers them, and a
   new stream after a drop starts by replaying them; call time = stream time + stream base;
 * no repeated words: words a channel has already finalized are filtered from later results;
+* failover: when the provider cannot carry the call (`failover.py` decides when), the next
+  stream opens on the fallback provider with the same replay, and `provider_changed` says so;
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
   only after the provider confirmed its last results (or a bounded wait ran out).
 """
@@ -43,6 +45,7 @@ from .events import (
     CallError,
     CallEvent,
     Dtmf,
+    ProviderChanged,
     SessionEnded,
     SessionStarted,
     SpeechStarted,
@@ -50,6 +53,7 @@ from .events import (
     TranscriptWord,
     UtteranceEnd,
 )
+from .failover import FULL, MOVED, Failover
 from .provider_events import (
     ProviderError,
     ProviderEvent,
@@ -59,6 +63,7 @@ from .provider_events import (
 )
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
+from .session_types import Resume, SessionConfig, SessionStats
 
 _EPSILON_S: Final = 1e-6
 # A call's end waits `finalize_timeout_s` for its connection's last finals; a connection that
@@ -83,58 +88,6 @@ class Link(StrEnum):
     CLOSING = "closing"  # end sent; waiting for the provider's last results and clean close
 
 
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    max_buffer_ms: int = 100
-    send_chunk_ms: int = 50
-    max_message_ms: int = 250
-    keepalive_s: float = 3.0
-    grace_s: float = 10.0
-    finalize_timeout_s: float = 5.0
-    max_retained_s: float = 60.0
-    backoff_initial_s: float = 0.25
-    backoff_max_s: float = 8.0
-    max_frames_per_s: float = 0.0  # audio messages per second per call; 0 = unlimited
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-    """Where a call that another worker began continues (the Redis bus hands calls over).
-
-    `offset` is the call byte offset of the first byte this session will receive: the point
-    final results had covered, so the call's timeline (and every event time) continues from
-    there. `seq` is the last event seq already published for the call; numbering continues
-    after it. `finalized_s` is, per channel, how far (call seconds) words were already
-    published as final: the provider re-hears that audio, and those words are not repeated.
-    """
-
-    offset: int
-    seq: int
-    finalized_s: tuple[float, ...] = ()
-
-
-@dataclass(slots=True)
-class SessionStats:
-    """Counters the metrics endpoint sums over sessions; plain integers, cheap to bump."""
-
-    frames_in: int = 0
-    bytes_in: int = 0
-    frames_reused: int = 0
-    bytes_out: int = 0
-    bytes_replayed: int = 0
-    bytes_dropped: int = 0
-    frames_rejected: int = 0
-    frames_rate_limited: int = 0
-    streams_opened: int = 0
-    open_failures: int = 0
-    drops: int = 0
-    reconnects: int = 0
-    keepalives: int = 0
-    interims: int = 0
-    finals: int = 0
-    words_deduplicated: int = 0
-
-
 # When audio arrived: (the call offset its message ended at, the monotonic time it came).
 # A plain tuple: one is made per audio message, 25,000 a second at 500 calls.
 _Arrival = tuple[int, float]
@@ -151,6 +104,7 @@ class SessionCore:
     wall_ms_at_create: int
     rng: random.Random = field(default_factory=random.Random)
     resume: Resume | None = None
+    failover: Failover | None = None  # with a fallback provider: when and where the call moves
 
     phase: Phase = Phase.ACTIVE
     link: Link = Link.IDLE
@@ -279,7 +233,7 @@ class SessionCore:
         stats.frames_in += 1
         stats.bytes_in += len(data)
         if self.link is Link.IDLE:
-            self._open()
+            self._open(now)
         else:
             stats.frames_reused += 1
         self._buf += data
@@ -325,6 +279,8 @@ class SessionCore:
         self._grace_at = None
         self._end_started = now
         self._end_deadline = now + self.config.finalize_timeout_s
+        if self.failover is not None:
+            self.failover.ending(now + self.config.finalize_timeout_s / 2)
         if self.link is Link.IDLE:
             self._finish(now)
         elif self.link is Link.CONNECTED:
@@ -382,6 +338,8 @@ class SessionCore:
         if self._ever_connected:
             self.stats.reconnects += 1
         self._ever_connected = True
+        if self.failover is not None:
+            self.failover.opened(now)
         self._failures = 0
         self._retry_at = None
         # Replay: the new stream starts at the first byte no final has covered.
@@ -424,6 +382,9 @@ class SessionCore:
     def on_stream_event(self, conn_id: int, event: ProviderEvent, now: float) -> None:
         if conn_id != self.conn_id or self.link not in (Link.CONNECTED, Link.CLOSING):
             return
+        failover = self.failover
+        if failover is not None and failover.down_since is not None:
+            failover.working()  # a result: this connection carries the call
         base_s = self.fmt.seconds(self._stream_base)
         if isinstance(event, TranscriptResult):
             self._on_result(event, base_s, now)
@@ -462,8 +423,13 @@ class SessionCore:
             self.end("grace_timeout", now)
         if self.phase is Phase.ENDING and _due(now, self._end_deadline):
             self._give_up(now)
+        failover = self.failover
+        if failover is not None and self.link in (Link.CONNECTING, Link.BACKOFF):
+            reason = failover.due(now)
+            if reason is not None:
+                self._fail_over(reason, now)
         if self.link is Link.BACKOFF and _due(now, self._retry_at):
-            self._open()
+            self._open(now)
         if self.link is Link.CONNECTED:
             pending = self._received - self._sent
             if pending and (
@@ -496,6 +462,8 @@ class SessionCore:
             deadline = min(deadline, self._last_sent_at + self._keepalive_s)
         elif link is Link.BACKOFF and self._retry_at is not None:
             deadline = min(deadline, self._retry_at)
+        if self.failover is not None and link in (Link.CONNECTING, Link.BACKOFF):
+            deadline = min(deadline, self.failover.deadline() or _NEVER)
         return None if deadline == _NEVER else deadline
 
     @property
@@ -562,11 +530,15 @@ class SessionCore:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _open(self) -> None:
+    def _open(self, now: float) -> None:
         self.conn_id += 1
         self.link = Link.CONNECTING
         self._retry_at = None
-        self._outbox.append(OpenStream(self.conn_id, reconnect=self._ever_connected))
+        failover = self.failover
+        if failover is not None:
+            failover.wanting(now)
+        fallback = failover is not None and failover.moved
+        self._outbox.append(OpenStream(self.conn_id, reconnect=self._ever_connected, fallback=fallback))
 
     def _flush(self, now: float) -> None:
         """Send everything not yet sent on the current stream, in messages of bounded size."""
@@ -591,14 +563,19 @@ class SessionCore:
         self._outbox.append(EndStream(self.conn_id))
 
     def _lost_stream(self, error: ProviderError, now: float) -> None:
-        if not error.retryable:
-            self._outbox.append(AbortStream(self.conn_id))
+        self._outbox.append(AbortStream(self.conn_id))
+        failover = self.failover
+        if failover is not None and (error.retryable or error.outage):
+            self.link = Link.BACKOFF  # an outage waits for the fallback's room as a retryable fault
+            reason = failover.lost(error, now)
+            if reason is not None and self._fail_over(reason, now):
+                return
+        elif not error.retryable:
             self.link = Link.IDLE
             self.emit_error(error.code, error.message, now)
             self.end_reason = "provider_error"
             self._finish(now)
             return
-        self._outbox.append(AbortStream(self.conn_id))
         self._failures += 1
         delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (self._failures - 1))
         # Full jitter on the upper half, so calls that dropped together do not return together.
@@ -606,6 +583,35 @@ class SessionCore:
         self.link = Link.BACKOFF
         if self._pending_since is None and self._received > self._covered:
             self._pending_since = now
+
+    def _fail_over(self, reason: str, now: float) -> bool:
+        """Move the call to the fallback provider if it has room; the new stream replays the
+        audio no final covered, as after any reconnect. False: the call stays where it is."""
+        failover = self.failover
+        assert failover is not None
+        taken = failover.take(reason, now)
+        if taken == FULL:
+            self.emit_error(
+                "fallback_full",
+                f"{self.provider} cannot carry this call ({reason}) and the fallback provider "
+                f"{failover.config.fallback} has no room; the call waits for {self.provider}",
+                now,
+            )
+        if taken != MOVED:
+            return False
+        if self.link is Link.CONNECTING:
+            self._outbox.append(AbortStream(self.conn_id))
+        previous, self.provider = self.provider, failover.config.fallback
+        at = round(self.fmt.seconds(self._covered), 3)
+        seq, wall_ms = self._next_seq(), self._wall_ms(now)
+        self._emit(
+            ProviderChanged(
+                self.interaction_id, self.tenant_id, seq, previous, self.provider, reason, at, wall_ms
+            )
+        )
+        self._failures = 0
+        self._open(now)
+        return True
 
     def _on_result(self, result: TranscriptResult, base_s: float, now: float) -> None:
         channel = result.channel
@@ -731,6 +737,7 @@ class SessionCore:
                 round(self.audio_s, 3),
                 self.stats.reconnects,
                 self.stats.finals,
+                self.provider,
                 self._wall_ms(now),
             )
         )

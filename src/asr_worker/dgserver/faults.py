@@ -39,6 +39,7 @@ class Faults:
     reject_status: int = 0  # refuse handshakes with this HTTP status (401, 429, 503...)
     reject_count: int = 0  # ...this many of them, then accept (0: every one while set)
     reject_percent: int = 0  # ...or each handshake with this chance (%; 100 or more: every one)
+    accept_first: int = 0  # ...after accepting this many handshakes first (an outage mid-call)
     retry_after_s: int = 0  # Retry-After on refusals (0: none)
     handshake_delay_ms: int = 0  # hold every handshake this long before answering
     drop_after_ms: int = 0  # after this much audio, abort the TCP connection: no close frame
@@ -78,6 +79,9 @@ class Faults:
         """The status to refuse this handshake with, or 0; counts the refusal down."""
         status = self.reject_status
         if not status:
+            return 0
+        if self.accept_first > 0:
+            self.accept_first -= 1
             return 0
         if self.reject_percent:
             return status if self.rng.random() * 100 < self.reject_percent else 0

@@ -129,6 +129,7 @@ class DeepgramServer:
         self.injected: Counter[str] = Counter()  # faults applied, by kind (drop, stall, reject_429...)
         self.port = 0
         self._live: set[_Connection] = set()
+        self._before_outage: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def url(self) -> str:
@@ -137,6 +138,22 @@ class DeepgramServer:
     @property
     def live_connections(self) -> int:
         return len(self._live)
+
+    def begin_outage(self, status: int = 503) -> None:
+        """Deepgram goes down: every live connection drops without a close frame, and every
+        handshake is refused with `status` until `end_outage` (the drill's outage phase)."""
+        faults = self.faults
+        self._before_outage = (faults.reject_status, faults.reject_count, faults.reject_percent)
+        faults.reject_status, faults.reject_count, faults.reject_percent = status, 0, 0
+        faults.accept_first = 0
+        for connection in list(self._live):
+            self.injected["outage_drop"] += 1
+            connection.abort()
+
+    def end_outage(self) -> None:
+        """Deepgram is back: handshakes are refused only as the faults said before the outage."""
+        faults = self.faults
+        faults.reject_status, faults.reject_count, faults.reject_percent = self._before_outage
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -314,7 +331,7 @@ class _Connection:
             # A close reason fits in 123 bytes; cut on a character boundary.
             await self.ws.close(code=code, message=reason.encode()[:123].decode("utf-8", "ignore").encode())
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """End the TCP connection with no close frame, as a network fault does."""
         self._closed = True
         self.record.close_code, self.record.closed_by = protocol.CLOSE_ABNORMAL, "abort"
@@ -407,7 +424,7 @@ class _Connection:
         """Apply one connection fault now. True: the connection is gone."""
         self.server.injected[kind] += 1
         if kind == "drop":
-            self._abort()
+            self.abort()
         elif kind == "close_1011":
             await self.close(protocol.CLOSE_INTERNAL, protocol.NET0000_REASON)
         elif kind == "close_1008":

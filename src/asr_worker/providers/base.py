@@ -105,6 +105,14 @@ class EventPusher(Protocol):
 
 
 @runtime_checkable
+class AdmissionGate(Protocol):
+    def taking_new_calls(self) -> bool:
+        """False while the provider refuses every new call at once (its circuit breaker is
+        open): with a fallback provider, new calls start there meanwhile. Counts nothing."""
+        ...
+
+
+@runtime_checkable
 class InstrumentedProvider(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Put the provider's own Prometheus collectors on the worker's registry."""

@@ -23,7 +23,9 @@ whose `retryable` flag is the decision the core needs:
 A circuit breaker shared by all calls fails *new* calls at once while Deepgram is failing for
 everyone (and `/health` says so): a call's first connection attempt (`StreamRequest.attempt`
 1) is refused; calls already admitted keep retrying with their own backoff, and those
-attempts are the probes that close it again.
+attempts are the probes that close it again. While it is open every failure says so
+(`ProviderError.outage`) and `taking_new_calls` is False: with a fallback provider, the
+session core moves such calls there, and new calls start there.
 The API key goes into the `Authorization` header and nowhere else: no message, log line or
 metric label built here contains a request header.
 """
@@ -216,6 +218,7 @@ class DeepgramProvider:
                 f"{self.breaker.retry_in_s(now):.0f} s more",
                 retryable=False,
                 status=503,
+                outage=True,
             )
         wait_s = self._not_before - now
         if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
@@ -270,6 +273,10 @@ class DeepgramProvider:
             stall_timeout_s=self.options.stall_timeout_s,
             finalize_stall_timeout_s=self.options.finalize_stall_timeout_s,
         )
+
+    def taking_new_calls(self) -> bool:
+        """New calls fail at once while the breaker is open (a fallback takes them meanwhile)."""
+        return not self._outage()
 
     def health(self) -> ProviderHealth:
         now = self._clock.monotonic()
@@ -347,7 +354,7 @@ class DeepgramProvider:
                 self._not_before, self._clock.monotonic() + min(retry_after, self.options.max_retry_after_s)
             )
         self._count_failure(f"HTTP {status} {err_code}")
-        return ProviderError(code, detail, retryable=True, status=status)
+        return ProviderError(code, detail, retryable=True, status=status, outage=self._outage())
 
     def _network_failure(self, kind: str, detail: str) -> ProviderError:
         self.metrics.handshakes.labels(kind).inc()
@@ -356,7 +363,12 @@ class DeepgramProvider:
             "connect_failed" if kind == "network" else "connect_timeout",
             f"could not connect to Deepgram: {detail}",
             retryable=True,
+            outage=self._outage(),
         )
+
+    def _outage(self) -> bool:
+        """The breaker is open: Deepgram is failing for every call, not only this one."""
+        return self.breaker.state(self._clock.monotonic()) is BreakerState.OPEN
 
     def _count_failure(self, what: str) -> None:
         self._last_failure = what

@@ -16,9 +16,11 @@ from types import TracebackType
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
 from ..core.events import CallEvent
-from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, Resume, SessionConfig, SessionCore, SessionStats
+from ..core.failover import CIRCUIT_OPEN, Failover, FailoverConfig
+from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
+from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
-from ..providers.base import Provider
+from ..providers.base import AdmissionGate, Provider
 from .runner import SessionRunner
 from .source import CallSource
 from .wakeup import TimerWheel
@@ -35,12 +37,33 @@ class SessionRefused(Exception):
         self.message = message
 
 
+class FallbackSlots:
+    """The calls the fallback provider carries, at most `limit`: a call that moves (or starts)
+    there takes a slot, and gives it back when it ends."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def claim(self) -> bool:
+        if self.in_use >= self.limit:
+            return False
+        self.in_use += 1
+        return True
+
+    def release(self) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+
 class SessionManager:
     def __init__(
         self,
         *,
         provider: Provider,
         config: SessionConfig,
+        fallback: Provider | None = None,
+        failover: FailoverConfig | None = None,
+        fallback_max_calls: int = 32,
         max_sessions: int,
         max_sources_per_call: int = 8,
         max_buffered_audio_s: float = 3600.0,
@@ -50,6 +73,11 @@ class SessionManager:
         rng: random.Random | None = None,
     ) -> None:
         self.provider = provider
+        self.fallback = fallback
+        self.failover_config = (
+            None if fallback is None else failover or FailoverConfig(fallback=fallback.name)
+        )
+        self.fallback_slots = FallbackSlots(fallback_max_calls)
         self.config = config
         self.max_sessions = max_sessions
         self.max_sources_per_call = max_sources_per_call
@@ -123,22 +151,39 @@ class SessionManager:
                 "not taken; send the call to another worker",
             )
         now = self._clock.monotonic()
+        failover, provider_name = self._failover_for_new_call()
         core = SessionCore(
             interaction_id=interaction_id,
             tenant_id=tenant_id,
             fmt=fmt,
-            provider=self.provider.name,
+            provider=provider_name,
             config=self.config,
             created_at=now,
             wall_ms_at_create=self._clock.wall_ms(),
             rng=random.Random(self._rng.random()),
             resume=resume,
+            failover=failover,
         )
-        runner = SessionRunner(core, self.provider, self._publish, self._metrics, self._clock, self._wheel)
+        runner = SessionRunner(
+            core, self.provider, self._publish, self._metrics, self._clock, self._wheel, self.fallback
+        )
         self._sessions[interaction_id] = runner
         self._empty.clear()
         self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{interaction_id}")
         return runner
+
+    def _failover_for_new_call(self) -> tuple[Failover | None, str]:
+        """A new call's failover state and the provider it starts on: the fallback while the
+        primary takes no new calls (its circuit breaker is open) and the fallback has room."""
+        config = self.failover_config
+        if config is None:
+            return None, self.provider.name
+        failover = Failover(config, self.fallback_slots.claim)
+        gate = self.provider
+        if isinstance(gate, AdmissionGate) and not gate.taking_new_calls() and self.fallback_slots.claim():
+            failover.started_moved(CIRCUIT_OPEN)
+            return failover, config.fallback
+        return failover, self.provider.name
 
     def join(
         self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat, resume: Resume | None = None
@@ -183,6 +228,8 @@ class SessionManager:
 
     def _retire(self, runner: SessionRunner) -> None:
         self._tasks.pop(runner, None)
+        if runner.core.failover is not None and runner.core.failover.moved:
+            self.fallback_slots.release()
         if self._sessions.get(runner.interaction_id) is runner:
             del self._sessions[runner.interaction_id]
         for name, value in _counter_values(runner.core).items():
@@ -223,8 +270,11 @@ class SessionManager:
             core = runner.core
             totals.sessions_active += 1
             totals.sources_active += core.source_count
+            totals.calls_by_provider[core.provider] = totals.calls_by_provider.get(core.provider, 0) + 1
             if core.link in (Link.CONNECTED, Link.CLOSING):
                 totals.connections_active += 1
+                by_provider = totals.connections_by_provider
+                by_provider[core.provider] = by_provider.get(core.provider, 0) + 1
             totals.buffered_audio_s += core.fmt.seconds(core.retained_bytes)
             totals.unsent_audio_s += core.fmt.seconds(core.unsent_bytes)
             for name, value in _counter_values(core).items():

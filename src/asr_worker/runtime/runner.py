@@ -28,7 +28,7 @@ from ..core.actions import (
     SendKeepAlive,
 )
 from ..core.clock import Clock
-from ..core.events import CallError, CallEvent, SessionEnded, SessionStarted, Transcript
+from ..core.events import CallError, CallEvent, ProviderChanged, SessionEnded, SessionStarted, Transcript
 from ..core.provider_events import ProviderError, ProviderEvent
 from ..core.session import Link, Phase, SessionCore
 from ..metrics import WorkerMetrics
@@ -82,9 +82,11 @@ class SessionRunner:
         metrics: WorkerMetrics,
         clock: Clock,
         wheel: TimerWheel,
+        fallback: Provider | None = None,
     ) -> None:
         self.core = core
         self._provider = provider
+        self._fallback = fallback  # where the core's `OpenStream(fallback=True)` go
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
@@ -93,6 +95,7 @@ class SessionRunner:
         self._streams: dict[int, ProviderStream] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._last_send: dict[int, float] = {}
+        self._stream_provider: dict[int, str] = {}  # which provider each stream is on
         self._live: set[int] = set()  # streams whose end the core has not yet been told of
         self._immediate: dict[int, ImmediateSender] = {}  # streams that take audio without awaiting
         self._backlog: deque[Action] = deque()  # actions the core gave outside the loop, for it
@@ -292,6 +295,7 @@ class SessionRunner:
     async def _abort(self, conn_id: int) -> None:
         stream = self._streams.pop(conn_id, None)
         self._immediate.pop(conn_id, None)
+        self._stream_provider.pop(conn_id, None)
         self._live.discard(conn_id)
         self._last_send.pop(conn_id, None)
         task = self._tasks.pop(conn_id, None)
@@ -306,11 +310,12 @@ class SessionRunner:
         request = StreamRequest(
             core.interaction_id, core.tenant_id, core.fmt, reconnect=action.reconnect, attempt=conn_id
         )
+        provider = self._fallback if action.fallback and self._fallback is not None else self._provider
         try:
-            stream = await self._provider.open(request)
+            stream = await provider.open(request)
         except Exception as exc:
             exc = _as_provider_error(exc, self.interaction_id)
-            self._count_failure(exc)
+            self._count_failure(exc, provider.name)
             core.on_stream_failed(conn_id, exc, self._clock.monotonic())
             self._waker.wake()
             return
@@ -319,6 +324,7 @@ class SessionRunner:
                 await stream.abort()
             return
         self._streams[conn_id] = stream
+        self._stream_provider[conn_id] = provider.name
         if isinstance(stream, ImmediateSender):
             self._immediate[conn_id] = stream
         self._live.add(conn_id)
@@ -345,7 +351,7 @@ class SessionRunner:
             return  # already reported (the reader and a send both saw the fault), or aborted
         self._live.discard(conn_id)
         if error is not None:
-            self._count_failure(error)
+            self._count_failure(error, self._stream_provider.get(conn_id, self._provider.name))
             log.warning(
                 "provider stream lost",
                 extra={"interaction_id": self.interaction_id, "code": error.code, "detail": error.message},
@@ -353,8 +359,8 @@ class SessionRunner:
         self.core.on_stream_closed(conn_id, error, self._clock.monotonic())
         self._waker.wake()
 
-    def _count_failure(self, error: ProviderError) -> None:
-        self._metrics.connections_failed.labels(self._metrics.provider, error.code).inc()
+    def _count_failure(self, error: ProviderError, provider: str) -> None:
+        self._metrics.connections_failed.labels(provider, error.code).inc()
 
     def _emit(self, event: CallEvent) -> None:
         metrics = self._metrics
@@ -379,6 +385,18 @@ class SessionRunner:
                     "reason": event.reason,
                     "audio_s": event.audio_s,
                     "reconnects": event.reconnects,
+                },
+            )
+        elif isinstance(event, ProviderChanged):
+            metrics.failovers.labels(event.from_, event.to, event.reason).inc()
+            log.warning(
+                "call moved to the fallback provider",
+                extra={
+                    "interaction_id": self.interaction_id,
+                    "from": event.from_,
+                    "to": event.to,
+                    "reason": event.reason,
+                    "at": event.at,
                 },
             )
         elif isinstance(event, SessionStarted):

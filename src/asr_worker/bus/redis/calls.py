@@ -28,7 +28,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 from ...core.audio import AudioFormat
-from ...core.session import Phase, Resume
+from ...core.session import Phase
+from ...core.session_types import Resume
 from .wire import audio_key
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 from redis.exceptions import ResponseError
 
 from ...core.events import Refusal
-from ...core.session import Resume
+from ...core.session_types import Resume
 from ...jsonwire import dumps_event_text
 from ...runtime.manager import SessionRefused
 from .calls import (

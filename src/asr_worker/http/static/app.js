@@ -9,7 +9,7 @@ const POLL_MS = 2000;         // /health and /v1/sessions
 const MAX_LINES = 300;        // per call, oldest dropped: the page never grows without bound
 const CHANNELS = ["Customer", "Agent"];
 const EVENT_TYPES = ["session_started", "transcript", "utterance_end", "speech_started",
-                     "dtmf", "error", "session_ended", "events_dropped"];
+                     "dtmf", "error", "provider_changed", "session_ended", "events_dropped"];
 
 const token = new URLSearchParams(window.location.search).get("token");
 const calls = new Map();      // interaction_id -> call view
@@ -169,6 +169,9 @@ function onEvent(event) {
       break;
     case "error":
       showError(call, `${event.code}: ${event.message}`);
+      break;
+    case "provider_changed":
+      showError(call, `moved from ${event.from} to ${event.to} (${event.reason}) at ${clock(event.at)}`);
       break;
     case "session_ended":
       endCall(call, event.reason);
