@@ -1,0 +1,187 @@
+"""The `openai` provider end to end: a real worker (ASR_PROVIDER=openai) streaming calls over
+real sockets into the worker's own `/v1/realtime` server (over the mock provider) behind a
+recording proxy that injects faults: drops, refused handshakes, a server that stops
+answering. Nothing may be lost or repeated."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.providers.mock import expected_words
+from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
+from asr_worker.worker import Worker
+from tests.conftest import base_url, running_worker
+from tests.support.audio import frames, silence, speechlike
+from tests.support.client import connect
+from tests.support.rt_server import Faults, RealtimeTestServer, running_rt_server
+
+KEY = "sk-openai-test-key-0123456789"
+ULAW = AudioFormat(Encoding.MULAW, 8000, 1)
+PCM24K = AudioFormat(Encoding.LINEAR16, 24000, 1)
+ULAW_QUERY = "encoding=mulaw&sample_rate=8000&channels=1"
+
+
+def provider(server: RealtimeTestServer, **options: Any) -> OpenAIProvider:
+    return OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=KEY, **options))
+
+
+@asynccontextmanager
+async def openai_worker(server: RealtimeTestServer, **options: Any) -> AsyncIterator[Worker]:
+    async with running_worker(provider(server, **options)) as worker:
+        yield worker
+
+
+async def metric(http: aiohttp.ClientSession, worker: Worker, name: str) -> float:
+    async with http.get(f"{base_url(worker)}/metrics") as response:
+        text = await response.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name)] in " {"
+    )
+
+
+def test_the_realtime_url_is_built_from_the_base_url() -> None:
+    assert (
+        realtime_url("https://api.openai.com/v1") == "wss://api.openai.com/v1/realtime?intent=transcription"
+    )
+    assert realtime_url("http://127.0.0.1:9/v1/") == "ws://127.0.0.1:9/v1/realtime?intent=transcription"
+    with pytest.raises(ValueError, match="http"):
+        realtime_url("ftp://example.com")
+
+
+async def test_a_call_is_one_connection_with_its_format_model_key_and_every_word(
+    http: aiohttp.ClientSession,
+) -> None:
+    audio = speechlike(1.4, ULAW) + silence(0.6, ULAW) + speechlike(2.2, ULAW, seed=3) + silence(0.4, ULAW)
+    async with running_rt_server() as server, openai_worker(server, model="whisper-test") as worker:
+        call = await connect(http, worker, "oa-1", ULAW_QUERY)
+        await call.send_frames(frames(audio, ULAW), pace_s=0.002)
+        await call.end()
+        await call.collect()
+        handshakes = await metric(http, worker, 'asr_openai_handshakes_total{status="101"}')
+    assert call.final_words() == expected_words(audio, ULAW)
+    assert not call.of("error") and call.of("session_ended")[0]["reason"] == "end"
+    [conn] = server.connections
+    assert conn.headers["Authorization"] == f"Bearer {KEY}" and handshakes == 1
+    [update] = conn.sent("session.update")
+    session = update["session"]
+    assert isinstance(session, dict) and session["type"] == "transcription"
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+    assert session["audio"]["input"]["transcription"]["model"] == "whisper-test"
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert bytes(conn.audio) == audio  # continuous, byte for byte
+    assert len(conn.sent("input_audio_buffer.commit")) == 1  # the end is a commit
+    assert conn.ended_by == "client"
+
+
+async def test_pcm16_at_24k_goes_as_it_is_and_other_rates_are_resampled(http: aiohttp.ClientSession) -> None:
+    audio = speechlike(1.0, PCM24K) + silence(0.4, PCM24K)
+    async with running_rt_server() as server, openai_worker(server) as worker:
+        call = await connect(http, worker, "oa-24k", "encoding=linear16&sample_rate=24000&channels=1")
+        await call.send_frames(frames(audio, PCM24K), pace_s=0.001)
+        await call.end()
+        await call.collect()
+        pcm8 = speechlike(1.0) + silence(0.4)
+        call8 = await connect(http, worker, "oa-8k")
+        await call8.send_frames(frames(pcm8), pace_s=0.001)
+        await call8.end()
+        await call8.collect()
+    assert call.final_words() == expected_words(audio, PCM24K)
+    first, second = server.connections
+    assert first.sent("session.update")[0]["session"]["audio"]["input"]["format"] == {  # type: ignore[index]
+        "type": "audio/pcm",
+        "rate": 24000,
+    }
+    assert bytes(first.audio) == audio
+    # 1.4 s at 8 kHz went out as 24 kHz pcm16 (the resampler may hold back a few ms until the end).
+    assert abs(len(second.audio) - PCM24K.bytes_for(1.4)) <= PCM24K.bytes_for(0.05)
+    assert call8.final_words() and not call8.of("error")
+
+
+async def test_a_dropped_connection_loses_no_audio_and_repeats_no_word(http: aiohttp.ClientSession) -> None:
+    audio = speechlike(1.4, ULAW) + silence(0.6, ULAW) + speechlike(2.2, ULAW, seed=3) + silence(0.4, ULAW)
+    faults = Faults(drop_after_bytes=ULAW.bytes_for(2.6))
+    async with running_rt_server(faults) as server, openai_worker(server) as worker:
+        call = await connect(http, worker, "oa-drop", ULAW_QUERY)
+        await call.send_frames(frames(audio, ULAW), pace_s=0.004)
+        await call.end()
+        await call.collect()
+        failed = await metric(
+            http, worker, 'asr_provider_connections_failed_total{provider="openai",reason="connection_lost"}'
+        )
+    assert call.final_words() == expected_words(audio, ULAW)
+    assert call.of("session_ended")[0]["reconnects"] == 1 and failed == 1
+    first, second = server.connections
+    assert first.ended_by == "abort"
+    # The second connection replays from the end of the last completed item, without a gap.
+    assert audio.endswith(bytes(second.audio))
+    assert len(first.audio) + len(second.audio) >= len(audio)
+    assert bytes(first.audio) == audio[: len(first.audio)]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_refused_handshake_that_may_pass_later_is_retried(
+    http: aiohttp.ClientSession, status: int
+) -> None:
+    audio = speechlike(1.0, ULAW) + silence(0.4, ULAW)
+    faults = Faults(refuse_status=status, refuse_connections=2)
+    async with running_rt_server(faults) as server, openai_worker(server) as worker:
+        call = await connect(http, worker, "oa-retry", ULAW_QUERY)
+        await call.send_frames(frames(audio, ULAW), pace_s=0.002)
+        await call.end()
+        await call.collect()
+    assert server.refused == 2 and len(server.connections) == 1
+    assert call.final_words() == expected_words(audio, ULAW)
+
+
+async def test_a_bad_key_fails_the_call_once_and_never_shows_the_key(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    faults = Faults(refuse_status=401)
+    async with running_rt_server(faults) as server, openai_worker(server) as worker:
+        call = await connect(http, worker, "oa-401", ULAW_QUERY)
+        await call.send_frames(frames(speechlike(0.4, ULAW), ULAW))
+        await call.collect()
+        async with http.get(f"{base_url(worker)}/health") as response:
+            health = await response.text()
+        async with http.get(f"{base_url(worker)}/metrics") as response:
+            metrics_text = await response.text()
+    assert server.refused == 1
+    [error] = call.of("error")
+    assert "401" in str(error["message"])
+    assert call.of("session_ended")[0]["reason"] != "end"
+    for text in (health, metrics_text, caplog.text, str(call.events)):
+        assert KEY not in text
+
+
+async def test_a_server_that_never_completes_is_given_up_and_the_call_replayed(
+    http: aiohttp.ClientSession,
+) -> None:
+    """After 1.5 s of audio the server reads on but sends nothing: the end's commit goes
+    unanswered, and within `finalize_timeout_s` the worker replaces the connection, replays
+    what no `completed` covered, commits again, and every word arrives once."""
+    audio = speechlike(1.0, ULAW) + silence(0.6, ULAW) + speechlike(1.2, ULAW, seed=8) + silence(0.4, ULAW)
+    faults = Faults(stall_after_bytes=ULAW.bytes_for(1.9))
+    async with running_rt_server(faults) as server, openai_worker(server, finalize_timeout_s=0.5) as worker:
+        call = await connect(http, worker, "oa-stall", ULAW_QUERY)
+        await call.send_frames(frames(audio, ULAW), pace_s=0.002)
+        await call.end()
+        await call.collect()
+        stalls = await metric(http, worker, "asr_openai_stalls_total")
+    assert call.final_words() == expected_words(audio, ULAW)
+    assert call.of("session_ended")[0]["reason"] == "end" and stalls == 1
+    first, second = server.connections
+    assert (
+        len(first.sent("input_audio_buffer.commit")) == 1
+        and len(second.sent("input_audio_buffer.commit")) == 1
+    )
+    assert audio.endswith(bytes(second.audio)) and len(second.audio) < len(audio)
