@@ -169,6 +169,8 @@ async def test_sdk_streams_and_gets_items(rt_worker: Worker, schema: str, fmt_na
         assert len(items.order) >= 3  # one item per utterance final
         assert "input_audio_buffer.speech_started" in items.types
         assert "input_audio_buffer.speech_stopped" in items.types
+        # Words two interims agreed on went out before their item's final.
+        assert any(len(d) > 1 for d in items.deltas.values())
     else:
         assert len(items.order) == 1  # one commit, one item
         assert "input_audio_buffer.speech_started" not in items.types
