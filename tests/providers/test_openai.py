@@ -5,6 +5,7 @@ answering. Nothing may be lost or repeated."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,12 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
 from asr_worker.worker import Worker
-from tests.conftest import base_url, running_worker
+from tests.conftest import base_url, free_port, running_worker
 from tests.support.audio import frames, silence, speechlike
 from tests.support.client import connect
 from tests.support.rt_server import Faults, RealtimeTestServer, running_rt_server
@@ -163,14 +165,16 @@ async def test_a_bad_key_fails_the_call_once_and_never_shows_the_key(
         assert KEY not in text
 
 
+@pytest.mark.parametrize("fault", ["stall_after_bytes", "drop_completed_after_bytes"])
 async def test_a_server_that_never_completes_is_given_up_and_the_call_replayed(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, fault: str
 ) -> None:
-    """After 1.5 s of audio the server reads on but sends nothing: the end's commit goes
-    unanswered, and within `finalize_timeout_s` the worker replaces the connection, replays
-    what no `completed` covered, commits again, and every word arrives once."""
+    """After 1.9 s of audio the server reads on but sends nothing (or everything but
+    `completed`): the end's commit is not completed, and within `finalize_timeout_s` the
+    worker replaces the connection, replays what no `completed` covered, commits again, and
+    every word arrives once."""
     audio = speechlike(1.0, ULAW) + silence(0.6, ULAW) + speechlike(1.2, ULAW, seed=8) + silence(0.4, ULAW)
-    faults = Faults(stall_after_bytes=ULAW.bytes_for(1.9))
+    faults = Faults(**{fault: ULAW.bytes_for(1.9)})
     async with running_rt_server(faults) as server, openai_worker(server, finalize_timeout_s=0.5) as worker:
         call = await connect(http, worker, "oa-stall", ULAW_QUERY)
         await call.send_frames(frames(audio, ULAW), pace_s=0.002)
@@ -185,3 +189,39 @@ async def test_a_server_that_never_completes_is_given_up_and_the_call_replayed(
         and len(second.sent("input_audio_buffer.commit")) == 1
     )
     assert audio.endswith(bytes(second.audio)) and len(second.audio) < len(audio)
+
+
+async def test_a_refused_session_fails_the_call_without_retrying(http: aiohttp.ClientSession) -> None:
+    """An endpoint that answers the session update with an error (a format or model it does not
+    take): the same session again would be refused again, so the call fails at once."""
+    opened = 0
+
+    async def realtime(request: web.Request) -> web.StreamResponse:
+        nonlocal opened
+        opened += 1
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        update = json.loads(await ws.receive_str())
+        error = {"type": "invalid_request_error", "code": "unsupported", "message": "no such model"}
+        await ws.send_str(json.dumps({"type": "error", "error": {**error, "event_id": update["event_id"]}}))
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/realtime", realtime)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
+        async with running_worker(OpenAIProvider(options)) as worker:
+            call = await connect(http, worker, "oa-refused", ULAW_QUERY)
+            await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)
+            await call.collect()
+    finally:
+        await runner.cleanup()
+    assert opened == 1
+    [error] = call.of("error")
+    assert error["code"] == "provider_rejected" and "no such model" in str(error["message"])

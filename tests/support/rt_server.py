@@ -28,6 +28,7 @@ class Faults:
     refuse_connections: int = 0  # ... for this many connections (0: all)
     drop_after_bytes: int = 0  # abort the connection (no close frame) after this much audio ...
     stall_after_bytes: int = 0  # stop forwarding server events after this much audio ...
+    drop_completed_after_bytes: int = 0  # stop forwarding `completed` events after this much audio ...
     fault_connections: int = 1  # ... on the first this many connections (0: all)
 
 
@@ -86,7 +87,13 @@ class RealtimeTestServer:
                         and self.faults.stall_after_bytes
                         and len(conn.audio) >= self.faults.stall_after_bytes
                     )
-                    if stalled:
+                    swallowed = (
+                        faulty
+                        and self.faults.drop_completed_after_bytes
+                        and len(conn.audio) >= self.faults.drop_completed_after_bytes
+                        and msg.data.find('"conversation.item.input_audio_transcription.completed"') >= 0
+                    )
+                    if stalled or swallowed:
                         continue
                     conn.server_events.append(json.loads(msg.data))
                     await ws.send_str(msg.data)

@@ -67,6 +67,11 @@ _wire_log = logging.getLogger("asr_worker.openai.wire")
 _wire_log.setLevel(logging.INFO)
 
 _HIDDEN: Final = "<OPENAI_API_KEY>"
+SESSION_UPDATE_ID: Final = "asr_worker_session_update"  # an error naming it: the session was refused
+# Error types as metric labels (the server chooses them: anything else counts as `other`).
+_ERROR_TYPES: Final = frozenset(
+    {"invalid_request_error", "server_error", "rate_limit_error", "authentication_error", "error"}
+)
 _NOT_RETRYABLE_STATUSES: Final = frozenset({400, 401, 402, 403, 404, 405, 410, 413, 414, 415, 422})
 _STATUS_CODES: Final = {
     400: "bad_request",
@@ -88,7 +93,7 @@ class OpenAIOptions:
     ping_timeout_s: float = 10.0
     close_timeout_s: float = 1.0
     item_timeout_s: float = 10.0  # an item committed (by VAD or us) must be completed within this
-    finalize_timeout_s: float = 3.0  # a commit of ours must be answered (committed or an error) within this
+    finalize_timeout_s: float = 3.0  # a commit of ours must be completed (or refused as empty) within this
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
 
@@ -349,7 +354,9 @@ class OpenAIStream:
             transcription=Transcription(self._options.model, self._options.language),
             turn_detection=TurnDetection(),
         )
-        await self._send(protocol.session_update_event(config))
+        update = protocol.session_update_event(config)
+        update["event_id"] = SESSION_UPDATE_ID
+        await self._send(update)
 
     # --- ProviderStream -------------------------------------------------------------------
 
@@ -482,8 +489,10 @@ class OpenAIStream:
         if item_id in self._stopped:
             item.end_s = self._stopped.pop(item_id)
         elif self._finalizes:  # no speech_stopped: the commit was ours
-            item.end_s, _ = self._finalizes.popleft()
+            # Its `completed` is due when the commit's answer was: the call's end waits for it.
+            item.end_s, item.due = self._finalizes.popleft()
             item.from_finalize = True
+            return
         else:
             item.end_s = self._fmt.seconds(self._sent_bytes)
         item.due = self._loop.time() + self._options.item_timeout_s
@@ -510,7 +519,17 @@ class OpenAIStream:
                 )
                 self._final_end = end
             return
-        self._metrics.server_errors.labels(event.type[:40] if event.type.isidentifier() else "other").inc()
+        if event.event_id == SESSION_UPDATE_ID:
+            # The endpoint refused the session (its format, its model): the same again would fail.
+            self._fail(
+                ProviderError(
+                    "provider_rejected",
+                    f"the OpenAI endpoint refused the session ({self._scrub(event.code)[:60]}: "
+                    f"{self._scrub(event.message)[:160]})",
+                    retryable=False,
+                )
+            )
+        self._metrics.server_errors.labels(event.type if event.type in _ERROR_TYPES else "other").inc()
         log.warning(
             "the OpenAI endpoint sent an error event",
             extra={
