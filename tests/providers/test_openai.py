@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from asr_worker.config import ConfigError, load_settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
@@ -225,3 +226,19 @@ async def test_a_refused_session_fails_the_call_without_retrying(http: aiohttp.C
     assert opened == 1
     [error] = call.of("error")
     assert error["code"] == "provider_rejected" and "no such model" in str(error["message"])
+
+
+def test_settings_make_the_provider_and_want_a_key_for_openai_itself() -> None:
+    with pytest.raises(ConfigError, match=r"^OPENAI_API_KEY is required"):
+        load_settings({"ASR_PROVIDER": "openai"})
+    settings = load_settings(
+        {
+            "ASR_PROVIDER": "openai",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+            "OPENAI_TRANSCRIBE_MODEL": "whisper-1",
+        }
+    )
+    made = make_provider(settings)
+    assert isinstance(made, OpenAIProvider) and made.name == "openai"
+    assert made.url == "ws://127.0.0.1:9/v1/realtime?intent=transcription"
+    assert made.options.model == "whisper-1" and made.options.api_key is None
