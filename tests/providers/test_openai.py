@@ -17,6 +17,8 @@ from aiohttp import web
 
 from asr_worker.config import ConfigError, load_settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.openai_realtime import protocol
+from asr_worker.openai_realtime.protocol import SessionConfig
 from asr_worker.providers.mock import expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
 from asr_worker.worker import Worker
@@ -242,3 +244,59 @@ def test_settings_make_the_provider_and_want_a_key_for_openai_itself() -> None:
     assert isinstance(made, OpenAIProvider) and made.name == "openai"
     assert made.url == "ws://127.0.0.1:9/v1/realtime?intent=transcription"
     assert made.options.model == "whisper-1" and made.options.api_key is None
+
+
+async def test_a_sloppy_server_gives_each_item_one_final(http: aiohttp.ClientSession) -> None:
+    """A scripted endpoint that sends garbage, an unknown event, a second `completed` for one
+    item and a delta after it: each item still makes one final, garbage is counted and skipped,
+    and the call ends normally once the end's commit is completed."""
+
+    async def realtime(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        script: list[object] = [
+            protocol.session_event("created", "ga", SessionConfig(), "sess_1", "e0"),
+            protocol.speech_started_event("item_1", 0, "e1"),
+            protocol.delta_event("item_1", "hello", "e2"),
+            "not json at all",
+            {"type": "something.new"},
+            protocol.speech_stopped_event("item_1", 400, "e3"),
+            protocol.committed_event("item_1", None, "e4"),
+            protocol.completed_event("item_1", "hello there", 0.4, "e5"),
+            protocol.completed_event("item_1", "hello there", 0.4, "e6"),
+            protocol.delta_event("item_1", " again", "e7"),
+        ]
+        appended = 0
+        async for msg in ws:
+            event = json.loads(msg.data)
+            if event["type"] == "input_audio_buffer.append":
+                appended += 1
+                if appended == 1:
+                    for item in script:
+                        await ws.send_str(item if isinstance(item, str) else json.dumps(item))
+            elif event["type"] == "input_audio_buffer.commit":
+                await ws.send_str(json.dumps(protocol.committed_event("item_2", "item_1", "e8")))
+                await ws.send_str(json.dumps(protocol.completed_event("item_2", "bye", 0.2, "e9")))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/realtime", realtime)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
+        async with running_worker(OpenAIProvider(options)) as worker:
+            call = await connect(http, worker, "oa-sloppy", ULAW_QUERY)
+            await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)
+            await call.end()
+            await call.collect()
+            garbage = await metric(http, worker, "asr_openai_garbage_messages_total")
+    finally:
+        await runner.cleanup()
+    finals = [e for e in call.of("transcript") if e["is_final"]]
+    assert [e["text"] for e in finals] == ["hello there", "bye"]
+    assert finals[0]["end"] == pytest.approx(0.4) and finals[1]["from_finalize"]
+    assert [e["text"] for e in call.of("transcript") if not e["is_final"]] == ["hello"]
+    assert garbage == 2 and call.of("session_ended")[0]["reason"] == "end"

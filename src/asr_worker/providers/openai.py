@@ -341,6 +341,7 @@ class OpenAIStream:
         self._stopped: dict[str, float] = {}  # item -> speech end, until committed
         self._finalizes: deque[tuple[float, float]] = deque()  # (stream seconds, due loop time)
         self._final_end = 0.0
+        self._done: deque[str] = deque(maxlen=64)  # the items completed last
         self._closing = False
         self._warned = False
         self._loop = asyncio.get_running_loop()
@@ -460,6 +461,8 @@ class OpenAIStream:
         elif isinstance(event, protocol.Committed):
             self._committed(event.item_id)
         elif isinstance(event, protocol.TranscriptionDelta):
+            if event.item_id in self._done:
+                return  # a late delta of an item already completed: its final is out
             item = self._items.get(event.item_id)
             if item is None:  # deltas before the commit (a server that streams during speech)
                 item = self._items[event.item_id] = _Item(
@@ -498,6 +501,9 @@ class OpenAIStream:
         item.due = self._loop.time() + self._options.item_timeout_s
 
     def _completed(self, item_id: str, transcript: str) -> None:
+        if item_id in self._done:
+            return  # a second `completed` for one item: its final is out already
+        self._done.append(item_id)
         item = self._items.pop(item_id, None)
         if item is None:
             item = _Item(item_id, self._final_end, self._stopped.pop(item_id, None))
