@@ -128,6 +128,17 @@ async def transcribe(
         await conn.send(session_update(schema, fmt_name, vad))  # type: ignore[arg-type]
         updated = await conn.recv()
         assert updated.type == ("session.updated" if schema == "ga" else "transcription_session.updated")
+        effective = updated.to_dict()["session"]
+        if schema == "ga":  # the whole effective configuration, any model name echoed
+            audio_in = effective["audio"]["input"]
+            assert audio_in["format"] == GA_FORMATS[fmt_name]
+            assert audio_in["transcription"] == {"model": "gpt-4o-transcribe", "language": "en"}
+            assert (audio_in["turn_detection"] is not None) == vad
+            assert audio_in["noise_reduction"] == {"type": "near_field"}
+        else:
+            assert effective["input_audio_format"] == fmt_name
+            assert effective["input_audio_transcription"] == {"model": "whisper-1", "prompt": "call centre"}
+            assert (effective["turn_detection"] is not None) == vad
 
         async def play() -> None:
             step = fmt.bytes_for(0.1)

@@ -127,6 +127,7 @@ class RealtimeSession:
         self._items = ItemTracker(self._send, lambda: self._schema)
         self._ended = asyncio.Event()
         self._metrics = host.metrics
+        self._appends = host.metrics.realtime_events.labels("input_audio_buffer.append")  # 50 a second
         # Server events wait here for the writer task: bounded; a client that lets it fill
         # (it stopped reading) has its socket closed.
         self._outbox: deque[str] = deque()
@@ -181,7 +182,7 @@ class RealtimeSession:
             self._error(exc)
             return
         if isinstance(event, AudioAppend):
-            self._metrics.realtime_events.labels("input_audio_buffer.append").inc()
+            self._appends.inc()
             self._append(event, tg)
         elif isinstance(event, SessionUpdate):
             self._metrics.realtime_events.labels(f"{event.schema}.session.update").inc()
