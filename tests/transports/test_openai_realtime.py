@@ -129,6 +129,7 @@ async def transcribe(
         updated = await conn.recv()
         assert updated.type == ("session.updated" if schema == "ga" else "transcription_session.updated")
         effective = updated.to_dict()["session"]
+        assert isinstance(effective, dict)
         if schema == "ga":  # the whole effective configuration, any model name echoed
             audio_in = effective["audio"]["input"]
             assert audio_in["format"] == GA_FORMATS[fmt_name]
