@@ -5,6 +5,7 @@ answering. Nothing may be lost or repeated."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -300,3 +301,38 @@ async def test_a_sloppy_server_gives_each_item_one_final(http: aiohttp.ClientSes
     assert finals[0]["end"] == pytest.approx(0.4) and finals[1]["from_finalize"]
     assert [e["text"] for e in call.of("transcript") if not e["is_final"]] == ["hello"]
     assert garbage == 2 and call.of("session_ended")[0]["reason"] == "end"
+
+
+async def test_the_circuit_breaker_fails_new_calls_fast_while_the_endpoint_is_down(
+    http: aiohttp.ClientSession,
+) -> None:
+    faults = Faults(refuse_status=503)
+    async with running_rt_server(faults) as server:
+        oa = provider(server, breaker_threshold=3, breaker_cooldown_s=60.0)
+        async with running_worker(oa, max_retained_s=30.0) as worker:
+            live = await connect(http, worker, "live", ULAW_QUERY)
+            first = speechlike(0.4, ULAW)
+            await live.send_frames(frames(first, ULAW))
+            async with asyncio.timeout(10):
+                while True:  # polled, bounded: until 3 refusals in a row open the circuit
+                    if oa.breaker.opened_at is not None:
+                        break
+                    await asyncio.sleep(0.01)
+            async with http.get(f"{base_url(worker)}/health") as response:
+                down = await response.json()
+            new = await connect(http, worker, "new", ULAW_QUERY)
+            await new.send_frames(frames(speechlike(0.2, ULAW), ULAW))
+            await new.collect()
+            # The endpoint comes back: the live call's next reconnect is the probe that closes it.
+            faults.refuse_status = 0
+            second = speechlike(0.4, ULAW, seed=2) + silence(0.4, ULAW)
+            await live.send_frames(frames(second, ULAW))
+            await live.end()
+            await live.collect(timeout_s=30)
+            async with http.get(f"{base_url(worker)}/health") as response:
+                up = await response.json()
+            failed_fast = await metric(http, worker, "asr_openai_calls_failed_fast_total")
+    assert down["status"] == "degraded" and "circuit open" in down["checks"]["provider"]["detail"]
+    assert [e["code"] for e in new.of("error")] == ["provider_unavailable"] and failed_fast == 1
+    assert live.final_words() == expected_words(first + second, ULAW)
+    assert up["status"] == "ok"
