@@ -302,3 +302,19 @@ async def test_watchers_see_the_call(rt_worker: Worker, http: aiohttp.ClientSess
         ) as response:
             body = await response.json()
         assert "rt-watched" in json.dumps(body)
+
+
+async def test_a_call_the_provider_fails_gets_an_error_and_a_1011(http: aiohttp.ClientSession) -> None:
+    async with running_worker(MockProvider(MockOptions(fail_opens=5, fail_fatal=True))) as worker:
+        url = f"ws://127.0.0.1:{worker.port}/v1/realtime?intent=transcription"
+        async with http.ws_connect(url) as ws:
+            await next_of(ws, "session.created")
+            audio = mock_speech(FORMATS["pcm16"], "ww")
+            append = {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode()}
+            await ws.send_str(json.dumps(append))
+            error = await next_of(ws, "error")
+            assert error_of(error)["type"] == "server_error"
+            async with asyncio.timeout(10):
+                while (await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+                    pass
+            assert ws.close_code == 1011
