@@ -12,7 +12,8 @@ server) for it:
 * `...transcription.delta` events become interims (the item's text so far), `.completed`
   becomes the final of its item, covering the stream's audio up to the item's end
   (`speech_stopped.audio_end_ms`, or where a commit of ours cut it), so the core knows what
-  no longer needs replaying after a drop;
+  no longer needs replaying after a drop; the silence before a `speech_started` (with no item
+  pending) gets an empty final for the same reason;
 * finalize commits the buffer; its item's `completed` is the `from_finalize` final (a commit
   of too little audio is answered by an empty one); close finalizes, waits for every item
   still transcribing, then closes the socket;
@@ -454,8 +455,14 @@ class OpenAIStream:
                 )
             return
         if isinstance(event, protocol.SpeechStarted):
-            self._speech[event.item_id] = event.audio_start_ms / 1000
-            self._put(SpeechStarted(0, event.audio_start_ms / 1000))
+            start = event.audio_start_ms / 1000
+            self._speech[event.item_id] = start
+            if not self._items and not self._finalizes and start > self._final_end:
+                # Nothing is being transcribed, and the server heard no speech before `start`:
+                # an empty final covers that silence, so it is not kept (or replayed) any more.
+                self._put(TranscriptResult(0, True, False, "", 0.0, self._final_end, start - self._final_end))
+                self._final_end = start
+            self._put(SpeechStarted(0, start))
         elif isinstance(event, protocol.SpeechStopped):
             self._stopped[event.item_id] = event.audio_end_ms / 1000
         elif isinstance(event, protocol.Committed):
