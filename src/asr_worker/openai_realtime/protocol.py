@@ -424,8 +424,22 @@ def _turn_detection(value: object, param: str, event_id: str | None) -> TurnDete
         )
     default = TurnDetection()
     threshold = _number(obj.get("threshold"), default.threshold, 0.0, 1.0, param + ".threshold", event_id)
-    padding = _number(obj.get("prefix_padding_ms"), default.prefix_padding_ms, 0, 10_000, param, event_id)
-    silence = _number(obj.get("silence_duration_ms"), default.silence_duration_ms, 0, 10_000, param, event_id)
+    padding = _number(
+        obj.get("prefix_padding_ms"),
+        default.prefix_padding_ms,
+        0,
+        10_000,
+        param + ".prefix_padding_ms",
+        event_id,
+    )
+    silence = _number(
+        obj.get("silence_duration_ms"),
+        default.silence_duration_ms,
+        0,
+        10_000,
+        param + ".silence_duration_ms",
+        event_id,
+    )
     return TurnDetection(kind, threshold, int(padding), int(silence))
 
 
