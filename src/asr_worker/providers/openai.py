@@ -348,7 +348,6 @@ class OpenAIStream:
         self._loop = asyncio.get_running_loop()
         self._watchdog: asyncio.TimerHandle | None = None
         self._stalled = False
-        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = SessionConfig(
