@@ -318,3 +318,34 @@ async def test_a_call_the_provider_fails_gets_an_error_and_a_1011(http: aiohttp.
                 while (await ws.receive()).type is aiohttp.WSMsgType.TEXT:
                     pass
             assert ws.close_code == 1011
+
+
+async def test_the_sdks_beta_client_gets_the_beta_names(rt_worker: Worker) -> None:
+    """The SDK's beta realtime client (`client.beta.realtime`, `OpenAI-Beta: realtime=v1`) with
+    `transcription_session.update`: the session is announced and answered by the beta names,
+    and items are `conversation.item.created`."""
+    fmt = FORMATS["g711_alaw"]
+    audio = mock_speech(fmt, "..www...ww...")
+    items = Items()
+    beta = client(rt_worker).beta.realtime
+    async with beta.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"}) as conn:
+        first = await conn.recv()
+        assert str(first.type) == "transcription_session.created"  # a name the beta types lack
+        await conn.transcription_session.update(
+            session={"input_audio_format": "g711_alaw", "turn_detection": {"type": "server_vad"}}
+        )
+        updated = await conn.recv()
+        assert updated.type == "transcription_session.updated"
+        for i in range(0, len(audio), fmt.bytes_for(0.1)):
+            await conn.input_audio_buffer.append(
+                audio=base64.b64encode(audio[i : i + fmt.bytes_for(0.1)]).decode()
+            )
+        want = " ".join(expected_words(audio, fmt))
+        async with asyncio.timeout(20):
+            async for event in conn:
+                items.take(event)
+                complete = items.order and all(i in items.completed for i in items.order)
+                if complete and " ".join(t for i in items.order if (t := items.completed[i][0])) == want:
+                    break
+    assert items.check() == want
+    assert "conversation.item.created" in items.types and "conversation.item.added" not in items.types
