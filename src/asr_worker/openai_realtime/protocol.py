@@ -290,7 +290,7 @@ def _audio(value: object, max_audio_bytes: int, event_id: str | None) -> bytes:
             event_id=event_id,
         )
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)  # validates, a little faster than b64decode
     except (binascii.Error, ValueError):
         raise ProtocolError(
             "invalid_value", "`audio` is not valid base64", param="audio", event_id=event_id
