@@ -287,21 +287,33 @@ async def test_auth(rt_worker: Worker, http: aiohttp.ClientSession) -> None:
 
 
 async def test_watchers_see_the_call(rt_worker: Worker, http: aiohttp.ClientSession) -> None:
-    async with await raw(rt_worker, http) as ws:
-        ws_url = f"ws://127.0.0.1:{rt_worker.port}/v1/realtime?intent=transcription&interaction_id=rt-watched"
-        await ws.close()
-    async with http.ws_connect(ws_url, headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
-        await next_of(ws, "session.created")
-        audio = mock_speech(FORMATS["pcm16"], ".ww.")
-        await ws.send_str(
-            json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode()})
-        )
-        await next_of(ws, "conversation.item.input_audio_transcription.completed")
-        async with http.get(
-            f"http://127.0.0.1:{rt_worker.port}/v1/sessions", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as response:
-            body = await response.json()
-        assert "rt-watched" in json.dumps(body)
+    """The call is a call like any other: in /v1/sessions while it runs, and its events on SSE."""
+    base = f"127.0.0.1:{rt_worker.port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def watch() -> str:
+        lines: list[str] = []
+        async with http.get(f"http://{base}/v1/calls/rt-watched/events", headers=auth) as response:
+            async for raw_line in response.content:
+                lines.append(raw_line.decode())
+                if '"session_ended"' in lines[-1]:
+                    return "".join(lines)
+        return "".join(lines)
+
+    async with asyncio.timeout(20), asyncio.TaskGroup() as tg:
+        sse = tg.create_task(watch())
+        url = f"ws://{base}/v1/realtime?intent=transcription&interaction_id=rt-watched&tenant_id=acme"
+        async with http.ws_connect(url, headers=auth) as ws:
+            await next_of(ws, "session.created")
+            audio = mock_speech(FORMATS["pcm16"], ".ww.")
+            append = {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode()}
+            await ws.send_str(json.dumps(append))
+            completed = await next_of(ws, "conversation.item.input_audio_transcription.completed")
+            async with http.get(f"http://{base}/v1/sessions", headers=auth) as response:
+                sessions = json.dumps(await response.json())
+        watched = await sse
+    assert "rt-watched" in sessions and "acme" in sessions
+    assert f'"text":"{completed["transcript"]}"' in watched and '"reason":"client_closed"' in watched
 
 
 async def test_a_call_the_provider_fails_gets_an_error_and_a_1011(http: aiohttp.ClientSession) -> None:
