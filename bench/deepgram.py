@@ -183,7 +183,13 @@ def pin(pid: int, cpu: int | None) -> None:
 
 
 def run_phase(
-    mode: str, calls: int, seconds: float, tmp: Path, worker_env: dict[str, str], pinned: bool
+    mode: str,
+    calls: int,
+    seconds: float,
+    tmp: Path,
+    worker_env: dict[str, str],
+    pinned: bool,
+    rate: int = 8000,
 ) -> Run:
     """One measured run. With `pinned`, the process under test (the worker, or the SDK's
     driver) has CPU 0 and the harness (sink, worker-mode driver) CPU 1: "N calls on one core",
@@ -205,7 +211,7 @@ def run_phase(
             pin(sink.pid, harness_cpu)
             sampler.watch("sink", sink.pid)
             url = f"ws://127.0.0.1:{sink_port}"
-        if mode == "worker":
+        if mode in ("worker", "realtime"):
             port = free_port()
             worker = stack.enter_context(
                 process(
@@ -233,11 +239,13 @@ def run_phase(
                 str(seconds),
                 "--out",
                 str(drive_out),
+                "--rate",
+                str(rate),
             ],
             stdout=subprocess.PIPE,
             text=True,
         )
-        pin(driver.pid, harness_cpu if mode == "worker" else under_test_cpu)
+        pin(driver.pid, harness_cpu if mode in ("worker", "realtime") else under_test_cpu)
         sampler.watch("driver", driver.pid)
         out, _ = driver.communicate(timeout=seconds + 120)
         if driver.returncode != 0:
@@ -248,7 +256,7 @@ def run_phase(
     t0, t1 = t_start + min(WARMUP_S, (t_end - t_start) / 3), t_end - COOLDOWN_S
     run.results, run.ended = (int(x) for x in drive["counts"])
     run.driver_cores = sampler.cpu_cores("driver", t0, t1)
-    under_test = {"worker": "worker", "sdk": "driver", "pace": "driver"}[mode]
+    under_test = {"worker": "worker", "realtime": "worker", "sdk": "driver", "pace": "driver"}[mode]
     run.cores = sampler.cpu_cores(under_test, t0, t1)
     run.user_cores = sampler.cpu_cores(under_test, t0, t1, user_only=True)
     ours = sum(
@@ -256,7 +264,9 @@ def run_phase(
     )
     run.other_cores = max(0.0, sampler.cpu_cores("machine", t0, t1) - ours)
     baseline = (
-        sampler.rss_before("worker", driver_started) if mode == "worker" else int(drive["rss_start"][0])
+        sampler.rss_before("worker", driver_started)
+        if mode in ("worker", "realtime")
+        else int(drive["rss_start"][0])
     )
     run.rss_per_call = (sampler.rss_peak(under_test, t0, t1) - baseline) / calls
     if mode != "pace":

@@ -6,6 +6,12 @@
 * `--mode sdk`: each call is the official `deepgram-sdk` live client used directly against
   the sink, one client per call as its documentation shows (`listen.v1.connect`, an
   `EventType.MESSAGE` handler, `start_listening`, `send_media`, then Finalize/CloseStream).
+* `--mode realtime`: each call is an OpenAI Realtime transcription session on the worker's
+  `/v1/realtime?intent=transcription` (GA `session.update`, `audio/pcm` 24 kHz, server VAD),
+  its frames sent as base64 `input_audio_buffer.append` events; closing the socket ends it.
+  With `--rate 24000` (the Realtime format) a frame is 20 ms of 24 kHz audio, 960 bytes,
+  stamped in its first 320; `--mode worker --rate 24000` sends the same bytes over the ingest
+  socket, so the two compare the transports alone.
 * `--mode pace`: the same pacing and stamping with no socket at all: the cost every mode pays
   that is not the client's.
 * `--mode churn` (the fault drill's callers): `--calls` lanes, each playing calls into the worker
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -43,6 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from .common import FRAME_MS, QUERY, call_frame, frame_pool, proc_sample, speech_plan, stamped
 
 SLOTS: Final = 10
+_APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","audio":"'
 SDK_OPTIONS: Final[dict[str, object]] = {
     "model": "nova-3",
     "language": "en-US",
@@ -63,8 +71,8 @@ Send = Callable[[bytes], Awaitable[None]]
 class Calls:
     """The calls of one run: how to send a frame to each, and how to end them all."""
 
-    def __init__(self, mode: str, url: str, calls: int) -> None:
-        self.mode, self.url, self.count = mode, url, calls
+    def __init__(self, mode: str, url: str, calls: int, rate: int = 8000) -> None:
+        self.mode, self.url, self.count, self.rate = mode, url, calls, rate
         self.senders: list[Send] = []
         self.ended = 0
         self.results = 0
@@ -78,6 +86,8 @@ class Calls:
             batch = range(first, min(first + 25, self.count))
             if self.mode == "worker":
                 opened = await asyncio.gather(*(self._open_ingest(i, stack, tg) for i in batch))
+            elif self.mode == "realtime":
+                opened = await asyncio.gather(*(self._open_realtime(i, stack, tg) for i in batch))
             elif self.mode == "sdk":
                 opened = await asyncio.gather(*(self._open_sdk(i, stack, tg) for i in batch))
             else:
@@ -86,8 +96,9 @@ class Calls:
             await asyncio.sleep(0.05)
 
     async def _open_ingest(self, i: int, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> Send:
+        query = QUERY.replace("sample_rate=8000", f"sample_rate={self.rate}")
         ws = await stack.enter_async_context(
-            connect(f"{self.url}/v1/audio/bench-{i}?{QUERY}", compression=None, max_size=1 << 22)
+            connect(f"{self.url}/v1/audio/bench-{i}?{query}", compression=None, max_size=1 << 22)
         )
 
         async def end() -> None:
@@ -96,6 +107,31 @@ class Calls:
         self._enders[i] = end
         self._tasks.append(tg.create_task(self._read_events(ws)))
         return ws.send
+
+    async def _open_realtime(self, i: int, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> Send:
+        url = f"{self.url}/v1/realtime?intent=transcription&interaction_id=bench-{i}"
+        ws = await stack.enter_async_context(connect(url, compression=None, max_size=1 << 22))
+        session = {
+            "type": "transcription",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}},  # server VAD: the default
+        }
+        await ws.send(json.dumps({"type": "session.update", "session": session}))
+
+        async def end() -> None:
+            await ws.close()
+            self._call_ended()
+
+        async def send(frame: bytes) -> None:
+            await ws.send(_APPEND_HEAD + base64.b64encode(frame).decode() + '"}')
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _message in ws:
+                    self.results += 1
+
+        self._enders[i] = end
+        self._tasks.append(tg.create_task(read()))
+        return send
 
     async def _read_events(self, ws: ClientConnection) -> None:
         async for message in ws:
@@ -160,10 +196,11 @@ async def _discard(_frame: bytes) -> None:
     return None
 
 
-async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None:
+async def run(mode: str, url: str, calls: int, seconds: float, out: str, rate: int = 8000) -> None:
     """Each call starts sending the moment it is connected (a phone call does not wait for
     the others), and sends `seconds` of audio; the steady window starts once all are in."""
     pool = frame_pool()
+    widen = rate // 8000  # a frame at `rate`: the stamped 8 kHz frame, then more of the pool
     frames = round(seconds * 1000 / FRAME_MS)
     sent_at = np.full((calls, frames), np.nan)
     next_frame = [0] * calls
@@ -172,7 +209,7 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None
     rss_start = proc_sample(os.getpid(), time.monotonic()).rss_bytes
     cpu_before = time.process_time()
     async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
-        group = Calls(mode, url, calls)
+        group = Calls(mode, url, calls, rate)
         opening = tg.create_task(group.open(stack, tg))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -193,6 +230,8 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None
                     continue
                 busy = True
                 frame = stamped(pool[(n + c) % len(pool)], c, n)
+                if widen > 1:
+                    frame += b"".join(pool[(n + c + k) % len(pool)] for k in range(1, widen))
                 sent_at[c, n] = time.monotonic()
                 await senders[c](frame)
                 next_frame[c] = n + 1
@@ -353,7 +392,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mode", choices=("worker", "sdk", "pace", "churn"), required=True)
+    parser.add_argument("--mode", choices=("worker", "realtime", "sdk", "pace", "churn"), required=True)
+    parser.add_argument(
+        "--rate", type=int, choices=(8000, 24000), default=8000, help="worker/realtime audio rate"
+    )
     parser.add_argument("--url", default="")
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -365,8 +407,8 @@ def main() -> None:
         call_s = (float(lo), float(hi or lo))
         main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out)
     else:
-        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out)
-    if args.mode in ("worker", "churn"):
+        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out, args.rate)
+    if args.mode in ("worker", "realtime", "churn"):
         # The worker's callers are harness, not under test: keep them cheap so they leave the
         # worker its core. The SDK runs as its documentation shows, on asyncio's own loop, and
         # `pace` measures that loop's pacing cost.

@@ -24,7 +24,7 @@ from tests.support.client import CallClient
     ("env", "names"),
     [
         ({"PORT": "abc"}, "PORT must be a whole number from 0 to 65535, not 'abc'"),
-        ({"ASR_PROVIDER": "whisperx"}, "ASR_PROVIDER must be one of deepgram, local, mock"),
+        ({"ASR_PROVIDER": "whisperx"}, "ASR_PROVIDER must be one of deepgram, local, mock, openai"),
         ({"PUBSUB_ADAPTER": "kafka"}, "PUBSUB_ADAPTER must be one of in_memory, redis_streams"),
         ({"ASR_MAX_BUFFER_MS": "0"}, "ASR_MAX_BUFFER_MS must be a whole number from 1"),
         ({"ASR_KEEPALIVE_S": "12"}, "ASR_KEEPALIVE_S must be a number of seconds from 0.1 to 9"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.audio_files import write_wav
 from tests.conftest import running_worker
@@ -70,3 +71,24 @@ async def test_the_deepgram_sdk_example_streams_through_dg_server(call_wav: tupl
     assert " ".join(finals).split() == expected_words(audio, PCM8K)
     assert any(line.startswith("Results interim") for line in lines)
     assert lines[-1] == "Metadata"
+
+
+async def test_the_openai_realtime_example_transcribes_through_the_worker(tmp_path: Path) -> None:
+    pcm24k = AudioFormat(Encoding.LINEAR16, 24000, 1)
+    audio = speechlike(0.8, pcm24k) + silence(0.6, pcm24k) + speechlike(0.6, pcm24k, seed=5)
+    path = tmp_path / "call24k.wav"
+    write_wav(path, audio, pcm24k)
+    async with running_worker(MockProvider()) as worker:
+        out = await run_example(
+            "openai_realtime_client.py", str(path), "--url", f"ws://127.0.0.1:{worker.port}/v1"
+        )
+    lines = out.splitlines()
+    completed = [
+        line.split(" ", 2)[2] if line.count(" ") >= 2 else ""
+        for line in lines
+        if line.startswith("completed")
+    ]
+    assert " ".join(completed).split() == expected_words(audio, pcm24k)
+    assert any(line.startswith("delta") for line in lines) and not any(
+        line.startswith("error") for line in lines
+    )

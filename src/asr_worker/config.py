@@ -27,13 +27,14 @@ if TYPE_CHECKING:
     from .providers.base import Provider
     from .providers.deepgram import DeepgramOptions
     from .providers.local import LocalOptions
+    from .providers.openai import OpenAIOptions
 
 
 class ConfigError(ValueError):
     """An invalid setting; the message names the variable and says what is allowed."""
 
 
-PROVIDERS: Final = ("deepgram", "local", "mock")
+PROVIDERS: Final = ("deepgram", "local", "mock", "openai")
 BUSES: Final = ("in_memory", "redis_streams")
 
 
@@ -47,6 +48,9 @@ class Settings:
     deepgram_model: str = "nova-3"
     deepgram_language: str = "en-US"
     deepgram_params: str = ""
+    openai_api_key: Secret | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_transcribe_model: str = "gpt-4o-transcribe"
     pubsub_adapter: str = "in_memory"
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     worker_token: Secret | None = None
@@ -241,6 +245,19 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "DEEPGRAM_PARAMS",
         "extra Deepgram query parameters, e.g. smart_format=true&endpointing=500",
         _deepgram_params,
+    ),
+    Option("openai_api_key", "OPENAI_API_KEY", "OpenAI API key (never logged)", _secret, secret=True),
+    Option(
+        "openai_base_url",
+        "OPENAI_BASE_URL",
+        "OpenAI-compatible API base; the openai provider streams to its /realtime?intent=transcription",
+        _url("https", "http", "wss", "ws"),
+    ),
+    Option(
+        "openai_transcribe_model",
+        "OPENAI_TRANSCRIBE_MODEL",
+        "transcription model for the openai provider",
+        _text,
     ),
     Option("pubsub_adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), _choice(*BUSES)),
     Option("redis_url", "REDIS_URL", "Redis for the redis_streams bus", _url("redis", "rediss", "unix")),
@@ -478,6 +495,8 @@ def _check_combination(s: Settings) -> None:
     for variable, name in (("ASR_PROVIDER", s.provider), ("ASR_FALLBACK_PROVIDER", s.fallback_provider)):
         if name == "deepgram" and s.deepgram_api_key is None and _is_deepgram_cloud(s.deepgram_url):
             raise ConfigError(f"DEEPGRAM_API_KEY is required when {variable}=deepgram uses api.deepgram.com")
+        if name == "openai" and s.openai_api_key is None and _is_openai_cloud(s.openai_base_url):
+            raise ConfigError(f"OPENAI_API_KEY is required when {variable}=openai uses api.openai.com")
     if s.worker_token is None and not s.allow_unauthenticated and not is_loopback(s.host):
         raise ConfigError(
             f"HOST {s.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set: set a token, "
@@ -496,6 +515,11 @@ def _check_combination(s: Settings) -> None:
 def _is_deepgram_cloud(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host == "deepgram.com" or host.endswith(".deepgram.com")
+
+
+def _is_openai_cloud(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host == "openai.com" or host.endswith(".openai.com")
 
 
 def is_loopback(host: str) -> bool:
@@ -522,6 +546,10 @@ def make_provider(settings: Settings, name: str | None = None) -> Provider:
         from .providers import deepgram
 
         return deepgram.create(deepgram_options(settings))
+    if name == "openai":
+        from .providers import openai
+
+        return openai.create(openai_options(settings))
     from .providers import local
 
     return local.create(local_options(settings))
@@ -542,6 +570,17 @@ def deepgram_options(settings: Settings) -> DeepgramOptions:
         model=settings.deepgram_model,
         language=settings.deepgram_language,
         extra_params=parse_extra_params(settings.deepgram_params),
+    )
+
+
+def openai_options(settings: Settings) -> OpenAIOptions:
+    from .providers.openai import OpenAIOptions
+
+    key = settings.openai_api_key
+    return OpenAIOptions(
+        base_url=settings.openai_base_url,
+        api_key=None if key is None else key.reveal(),
+        model=settings.openai_transcribe_model,
     )
 
 

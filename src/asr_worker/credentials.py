@@ -1,6 +1,7 @@
 """Credentials: values that are never printed, and the bearer token a request presents.
 
-Accepted forms: `Authorization: Bearer TOKEN`; HTTP Basic with TOKEN as the password
+Accepted forms: `Authorization: Bearer TOKEN`; the WebSocket subprotocol
+`openai-insecure-api-key.TOKEN` (OpenAI's Realtime clients in browsers); HTTP Basic with TOKEN as the password
 (telephony platforms such as Exotel dial `wss://KEY:TOKEN@host/...`); and `?token=TOKEN` on
 GET requests, because browsers cannot set headers on WebSockets or EventSource. Comparison is
 constant-time; the token is never logged or echoed.
@@ -46,9 +47,20 @@ class Secret:
         return hash(self._value)
 
 
-def presented_credentials(method: str, header: str, query: Mapping[str, str]) -> list[str]:
-    """Every credential in a request's Authorization header and (on GET) its query."""
+# OpenAI's browser clients offer the key as a WebSocket subprotocol (they cannot set headers).
+OPENAI_KEY_SUBPROTOCOL: Final = "openai-insecure-api-key."
+
+
+def presented_credentials(
+    method: str, header: str, query: Mapping[str, str], subprotocols: str = ""
+) -> list[str]:
+    """Every credential in a request's Authorization header, (on GET) its query, and its
+    offered WebSocket subprotocols (`openai-insecure-api-key.TOKEN`)."""
     tokens: list[str] = []
+    for item in subprotocols.split(","):
+        offered = item.strip()
+        if offered.startswith(OPENAI_KEY_SUBPROTOCOL) and len(offered) > len(OPENAI_KEY_SUBPROTOCOL):
+            tokens.append(offered[len(OPENAI_KEY_SUBPROTOCOL) :])
     scheme, _, value = header.partition(" ")
     if scheme.lower() in ("bearer", "token") and value:  # `Token KEY`: how Deepgram's clients send a key
         tokens.append(value.strip())

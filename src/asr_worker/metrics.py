@@ -149,6 +149,17 @@ class WorkerMetrics:
             ["platform"],
             registry=reg,
         )
+        self.realtime_events = Counter(
+            "asr_realtime_client_events",
+            "OpenAI Realtime client events received on /v1/realtime, by type (`invalid` if refused).",
+            ["type"],
+            registry=reg,
+        )
+        self.realtime_outbox = Gauge(
+            "asr_realtime_outbox_events",
+            "Server events waiting to be sent on /v1/realtime sockets, summed over sockets.",
+            registry=reg,
+        )
         self.sse_streams = Gauge(
             "asr_sse_streams_active", "Open Server-Sent Events streams.", ["path"], registry=reg
         )

@@ -23,7 +23,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def presented_tokens(request: web.Request) -> list[str]:
     """Every credential the request carries, in the accepted forms."""
-    return presented_credentials(request.method, request.headers.get("Authorization", ""), request.query)
+    return presented_credentials(
+        request.method,
+        request.headers.get("Authorization", ""),
+        request.query,
+        request.headers.get("Sec-WebSocket-Protocol", ""),
+    )
 
 
 def auth_middleware(token: Secret | None) -> Middleware:

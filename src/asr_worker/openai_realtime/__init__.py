@@ -1,0 +1,1 @@
+"""OpenAI's Realtime API (transcription mode), shared by the realtime server and the openai provider."""
