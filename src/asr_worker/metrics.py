@@ -141,6 +141,29 @@ class WorkerMetrics:
             ["platform"],
             registry=reg,
         )
+        # Genesys AudioHook (transports/audiohook.py).
+        self.audiohook_messages = Counter(
+            "asr_audiohook_messages",
+            "AudioHook text messages received, by type (`invalid` if unusable).",
+            ["type"],
+            registry=reg,
+        )
+        self.audiohook_refused = Counter(
+            "asr_audiohook_refused",
+            "AudioHook connections refused or disconnected by the worker, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self.audiohook_nonces = Gauge(
+            "asr_audiohook_nonces",
+            "Signature nonces remembered to refuse replays (bounded).",
+            registry=reg,
+        )
+        self.audiohook_paused_audio = Counter(
+            "asr_audiohook_paused_audio_seconds",
+            "AudioHook audio that arrived while its stream was paused, not sent on, seconds.",
+            registry=reg,
+        )
         self.sse_streams = Gauge(
             "asr_sse_streams_active", "Open Server-Sent Events streams.", ["path"], registry=reg
         )

@@ -33,7 +33,7 @@ from .metrics import LiveTotals, WorkerMetrics
 from .providers import BackgroundProvider, InstrumentedProvider, Provider
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
-from .transports import exotel, ingest_ws, sse, twilio
+from .transports import audiohook, exotel, ingest_ws, sse, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -81,7 +81,13 @@ class Worker:
 
     async def serve(self, stop: asyncio.Event) -> None:
         # One line per transport: its routes, served with this worker as their host.
-        routes = [*ingest_ws.routes(self), *twilio.routes(self), *exotel.routes(self), *sse.routes(self)]
+        routes = [
+            *ingest_ws.routes(self),
+            *twilio.routes(self),
+            *exotel.routes(self),
+            *audiohook.routes(self),
+            *sse.routes(self),
+        ]
         app = build_app(self, routes)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
