@@ -159,7 +159,7 @@ def test_api_keys_parse_and_never_print() -> None:
     assert DOC_SECRET not in repr(keys) and "a" not in str(keys).replace("ApiKeys", "")
     assert ApiKeys.parse(" , ") is None
     for bad in ("a:!!!", "a:", "a b"):
-        with pytest.raises(ValueError, match="KEY|base64|empty"):
+        with pytest.raises(ValueError, match=r"KEY|base64|empty"):
             ApiKeys.parse(bad)
 
 
