@@ -366,10 +366,12 @@ VALID: dict[str, Valid] = {
     "local_num_workers": _whole(0, 256),
     "local_language": _choice("en", "de", "es", "haw", "yue", "zh"),
     "local_endpointing_ms": _whole(32, 10_000),
-    "audiohook_api_keys": _valid(_AUDIOHOOK_KEYS, _audiohook_text).map(
-        lambda pair: (pair[0], ApiKeys(dict(pair[1])))
+    "audiohook_api_keys": _AUDIOHOOK_KEYS.flatmap(
+        lambda keys: _padded(_audiohook_text(keys)).map(lambda written: (written, ApiKeys(dict(keys))))
     ),
-    "audiohook_languages": _valid(_LANGUAGES, ",".join).map(lambda pair: (pair[0], ",".join(pair[1]))),
+    "audiohook_languages": _LANGUAGES.flatmap(
+        lambda codes: _padded(",".join(codes)).map(lambda written: (written, ",".join(codes)))
+    ),
 }
 
 
