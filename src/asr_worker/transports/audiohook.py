@@ -299,6 +299,7 @@ class _Session:
         header = message.header
         messages.labels(type(message).__name__.lower()).inc()
         if self.state == "ERROR" and isinstance(message, ah.Close):
+            self.clientseq = max(self.clientseq, header.seq)  # after a violation: close regardless
             return await self.close(message)
         if header.seq != self.clientseq + 1:
             await self.client_error("Invalid seq value (not monotonically increasing)")
