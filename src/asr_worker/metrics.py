@@ -159,6 +159,12 @@ class WorkerMetrics:
             "Signature nonces remembered to refuse replays (bounded).",
             registry=reg,
         )
+        self.audiohook_rtt = Histogram(
+            "asr_audiohook_rtt_seconds",
+            "Round trips AudioHook clients measured with ping/pong and reported in their next ping.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=reg,
+        )
         self.audiohook_paused_audio = Counter(
             "asr_audiohook_paused_audio_seconds",
             "AudioHook audio that arrived while its stream was paused, not sent on, seconds.",

@@ -346,3 +346,18 @@ async def test_an_open_for_another_organization_is_unauthorized(
     disconnect = await hook.expect("disconnect")
     assert disconnect["parameters"]["reason"] == "unauthorized"
     await wait_until(lambda: not hook_worker.manager.sessions)
+
+
+async def test_stereo_l16_frames_must_be_whole_four_byte_samples(
+    hook_worker: Worker, http: aiohttp.ClientSession, mock_provider: MockProvider
+) -> None:
+    stereo_l16 = {"type": "audio", "format": "L16", "channels": ["external", "internal"], "rate": 8000}
+    hook = await connect(http, hook_worker)
+    await hook.open(media=[stereo_l16])
+    good = speechlike(0.5, AudioFormat(Encoding.LINEAR16, 8000, 2), seed=9)
+    await hook.audio(good, bytes_per_second=32000)
+    await hook.ws.send_bytes(b"\x00" * 6)  # one and a half stereo samples
+    disconnect = await hook.expect("disconnect")
+    assert "6 bytes is not whole samples of L16 x2" in disconnect["parameters"]["info"]
+    await hook.close("error")
+    assert bytes(mock_provider.streams[0].received) == good  # byte for byte; the bad frame dropped

@@ -321,7 +321,9 @@ class _Session:
         if isinstance(message, ah.Open):
             await self.open(message)
         elif isinstance(message, ah.Ping):
-            await self.send("pong", {})
+            await self.send("pong", {})  # parameters: none (the reference's PongParameters)
+            if message.rtt is not None:
+                self.host.metrics.audiohook_rtt.observe(message.rtt)
         elif isinstance(message, ah.Close):
             return await self.close(message)
         elif isinstance(message, ah.Paused):
