@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from asr_worker.audiohook import protocol as ah
 from asr_worker.audiohook.signature import ApiKeys
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import MockOptions, MockProvider
@@ -361,3 +362,42 @@ async def test_stereo_l16_frames_must_be_whole_four_byte_samples(
     assert "6 bytes is not whole samples of L16 x2" in disconnect["parameters"]["info"]
     await hook.close("error")
     assert bytes(mock_provider.streams[0].received) == good  # byte for byte; the bad frame dropped
+
+
+async def test_a_fault_of_the_workers_own_is_a_disconnect_not_a_crash(
+    hook_worker: Worker, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(offers: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ah, "choose_media", broken)
+    hook = await connect(http, hook_worker)
+    await hook.send(
+        "open", {"organizationId": ORG, "conversationId": str(uuid.uuid4()), "participant": {}, "media": []}
+    )
+    disconnect = await hook.expect("disconnect")
+    assert disconnect["parameters"] == {"reason": "error", "info": "Internal server error"}
+    await hook.close("error")
+    monkeypatch.undo()
+    again = await connect(http, hook_worker)  # the endpoint serves on
+    await again.open()
+    await again.close()
+
+
+async def test_a_dropped_socket_only_leaves_the_call_which_a_new_session_continues(
+    hook_worker: Worker, http: aiohttp.ClientSession, mock_provider: MockProvider
+) -> None:
+    conversation = str(uuid.uuid4())
+    first = await connect(http, hook_worker)
+    await first.open(conversation)
+    await first.audio(speechlike(0.5, STEREO, seed=8))
+    await first.ws.close()  # no `close`: a network drop
+    runner = hook_worker.manager.get(conversation)
+    assert runner is not None
+    await wait_until(lambda: runner.core.source_count == 0)
+    second = await connect(http, hook_worker)
+    await second.open(conversation, continuedSessions=[{"id": first.id, "serverseq": 1, "clientseq": 1}])
+    assert hook_worker.manager.get(conversation) is runner
+    await second.audio(speechlike(0.5, STEREO, seed=9) + silence(0.3, STEREO))
+    await second.close()
+    assert mock_provider.opens == 1 and runner.status.end_reason == "close"

@@ -222,11 +222,8 @@ class _Session:
             self._tg = tg
             try:
                 async for msg in self.ws:
-                    if msg.type is WSMsgType.TEXT:
-                        if await self.text(msg.data):
-                            break
-                    elif msg.type is WSMsgType.BINARY:
-                        await self.audio(msg.data)
+                    if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        await self.receive(msg.type, msg.data)
                     elif msg.type is WSMsgType.ERROR:
                         log.info(
                             "audiohook socket failed",
@@ -237,6 +234,18 @@ class _Session:
                 self.events_allowed.set()
                 if self.subscription is not None:
                     self.subscription.close()  # the event pump drains and returns
+
+    async def receive(self, kind: WSMsgType, data: str | bytes) -> None:
+        """One message; a fault of the worker's own is the session's `disconnect` (reason
+        `error`), never the connection's or the process's end."""
+        try:
+            if isinstance(data, str):
+                await self.text(data)
+            else:
+                await self.audio(data)
+        except Exception:
+            log.exception("audiohook message failed", extra={"session": self.id, "kind": kind.name})
+            await self.disconnect("error", "Internal server error")
 
     def release(self) -> None:
         """The socket is gone: leave the call (it ends after its grace period unless a session
@@ -287,37 +296,38 @@ class _Session:
 
     # --- client messages ----------------------------------------------------------------------
 
-    async def text(self, text: str) -> bool:
-        """One text message; True when the session is over."""
+    async def text(self, text: str) -> None:
+        """One text message."""
         messages = self.host.metrics.audiohook_messages
         try:
             message = ah.parse_client_message(text)
         except ah.ProtocolError as exc:
             messages.labels("invalid").inc()
             await self.client_error(exc.info)
-            return False
+            return
         header = message.header
         messages.labels(type(message).__name__.lower()).inc()
         if self.state == "ERROR" and isinstance(message, ah.Close):
             self.clientseq = max(self.clientseq, header.seq)  # after a violation: close regardless
-            return await self.close(message)
+            await self.close(message)
+            return
         if header.seq != self.clientseq + 1:
             await self.client_error("Invalid seq value (not monotonically increasing)")
-            return False
+            return
         self.clientseq = header.seq
         if header.serverseq > self.seq:
             await self.client_error("Invalid serverseq value")
-            return False
+            return
         if header.id != self.id:
             if self.id != ah.NULL_UUID:
                 await self.client_error("Session identifier mismatch")
-                return False
+                return
             self.id = header.id
         if self.timeline is not None:
             self.timeline.note_position(header.position)
-        return await self.dispatch(message)
+        await self.dispatch(message)
 
-    async def dispatch(self, message: ah.ClientMessage) -> bool:
+    async def dispatch(self, message: ah.ClientMessage) -> None:
         if isinstance(message, ah.Open):
             await self.open(message)
         elif isinstance(message, ah.Ping):
@@ -325,7 +335,7 @@ class _Session:
             if message.rtt is not None:
                 self.host.metrics.audiohook_rtt.observe(message.rtt)
         elif isinstance(message, ah.Close):
-            return await self.close(message)
+            await self.close(message)
         elif isinstance(message, ah.Paused):
             if self.state == "ACTIVE":
                 self.state = "PAUSED"
@@ -363,7 +373,6 @@ class _Session:
             )
             if self.source is not None:
                 self.source.error("client_error", f"AudioHook client error {message.code}: {message.message}")
-        return False
 
     async def open(self, message: ah.Open) -> None:
         if self.state != "PREPARING":
@@ -442,9 +451,9 @@ class _Session:
         log.info("audiohook refused", extra={"session": self.id, "reason": code, "detail": info})
         await self.disconnect("error", info)
 
-    async def close(self, message: ah.Close) -> bool:
+    async def close(self, message: ah.Close) -> None:
         if self.state in ("CLOSING", "CLOSED"):
-            return False
+            return
         self.state = "CLOSING"
         self.events_allowed.set()
         source = self.source
@@ -466,8 +475,7 @@ class _Session:
         log.info(
             "audiohook session closed",
             extra={"session": self.id, "interaction_id": self.interaction_id, "reason": message.reason},
-        )
-        return False  # the client closes the socket
+        )  # the client closes the socket
 
     async def audio(self, data: bytes) -> None:
         source, timeline, media = self.source, self.timeline, self.media
