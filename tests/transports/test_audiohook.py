@@ -28,6 +28,7 @@ from tests.support.telephony import open_sse, wait_until
 SECRET = b"a client secret of 32 bytes here"
 KEYS = ApiKeys.parse(f"key-1,key-2:{base64.b64encode(SECRET).decode()}")
 STEREO = AudioFormat(Encoding.MULAW, 8000, 2)
+NULL = "00000000-0000-0000-0000-000000000000"
 DURATION = re.compile(r"^PT(\d+\.\d*|\.?\d+)S$")
 
 
@@ -147,10 +148,17 @@ async def test_no_media_that_fits_is_refused_with_disconnect(
     assert not hook_worker.manager.sessions
 
 
-async def test_the_connection_probe_opens_no_call(hook_worker: Worker, http: aiohttp.ClientSession) -> None:
-    hook = await connect(http, hook_worker, session_id="00000000-0000-0000-0000-000000000000")
-    opened = await hook.open("00000000-0000-0000-0000-000000000000")
+@pytest.mark.parametrize(
+    ("session_id", "conversation_id"),
+    [(NULL, NULL), (NULL, str(uuid.uuid4())), (str(uuid.uuid4()), NULL)],  # either null id
+)
+async def test_the_connection_probe_opens_no_call(
+    hook_worker: Worker, http: aiohttp.ClientSession, session_id: str, conversation_id: str
+) -> None:
+    hook = await connect(http, hook_worker, session_id=session_id)
+    opened = await hook.open(conversation_id)
     assert opened["parameters"]["media"] == [STEREO_PCMU]
+    await hook.ws.send_bytes(b"\xff" * 320)  # dropped: there is no call
     await hook.close()
     assert not hook_worker.manager.sessions
 

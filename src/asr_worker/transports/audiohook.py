@@ -195,6 +195,7 @@ class _Session:
         self.host = endpoint.host
         self.ws = ws
         self.id = session_id
+        self.probe = session_id == ah.NULL_UUID  # Genesys's connection probe (or its null conversation)
         self.org_header = org
         self.state = "PREPARING"  # ACTIVE, PAUSED, CLOSING, CLOSED, ERROR (we disconnected)
         self.seq = 0
@@ -396,7 +397,7 @@ class _Session:
         supported = languages if message.supported_languages else None
         self.language = message.language or languages[0]
         media = ah.choose_media(message.media)
-        if message.conversation_id == ah.NULL_UUID:  # the connection probe: answer, start no call
+        if self.probe or message.conversation_id == ah.NULL_UUID:  # the probe: answer, start no call
             self.state, self.media = "ACTIVE", media
             self.events_allowed.set()
             log.info("audiohook connection probe", extra={"session": self.id})
