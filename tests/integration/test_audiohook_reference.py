@@ -192,6 +192,7 @@ async def test_the_reference_client_streams_a_call_into_the_worker(
         data = entity["data"]
         if data["isFinal"]:
             finals[data["channelId"]] += " " + data["alternatives"][0]["interpretations"][0]["transcript"]
+    print(f"external (channel 0): {finals[0].strip()!r}\ninternal (channel 1): {finals[1].strip()!r}")
     assert word_error_rate(customer_text, finals[0]) <= MAX_WER, finals
     assert word_error_rate(agent_text, finals[1]) <= MAX_WER, finals
 
