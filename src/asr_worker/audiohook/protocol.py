@@ -10,8 +10,9 @@ ISO-8601 duration (`PT12.34S`).
 
 `parse_client_message` is pure, text in, one message or a `ProtocolError` out (with a reason
 short enough for a `disconnect`'s `info`), so it can be fuzzed without a socket. It checks what
-the reference implementation's validators check, except that an `open` may offer media the
-worker does not know (another rate, another format): those offers are skipped, not fatal.
+the reference implementation's validators check, with two allowances: an `open` may offer media
+the worker does not know (another rate, another format), which are skipped, not fatal; and its
+`participant` need only be an object (the worker does not use the caller's number).
 """
 
 from __future__ import annotations
