@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from .audiohook.signature import ApiKeys
 from .core.session_types import SessionConfig
 from .credentials import Secret
 
@@ -79,6 +80,8 @@ class Settings:
     fallback_provider: str = ""
     failover_after_s: float = 10.0
     fallback_max_calls: int = 32
+    audiohook_api_keys: ApiKeys | None = None
+    audiohook_languages: str = "en-US"  # comma-separated
 
 
 # --- parsers: text -> value, raising ValueError with what is allowed --------------------------
@@ -162,6 +165,25 @@ def _bool(text: str) -> bool:
 def _secret(text: str) -> Secret | None:
     value = text.strip()
     return Secret(value) if value else None
+
+
+def _audiohook_keys(text: str) -> ApiKeys | None:
+    return ApiKeys.parse(text)
+
+
+_LANGUAGE_CODE: Final = re.compile(r"^[a-z]{2,3}-[A-Za-z]{2,3}$")
+
+
+def language_codes(text: str) -> tuple[str, ...]:
+    """`ASR_AUDIOHOOK_LANGUAGES` as a tuple of codes."""
+    return tuple(code.strip() for code in text.split(",") if code.strip())
+
+
+def _language_codes(text: str) -> str:
+    codes = language_codes(text)
+    if not codes or any(_LANGUAGE_CODE.match(code) is None for code in codes):
+        raise ValueError("must be comma-separated language codes such as en-US,es-ES")
+    return ",".join(codes)
 
 
 def _text(text: str) -> str:
@@ -421,6 +443,20 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "ASR_LOCAL_ENDPOINTING_MS",
         "local engine: silence that ends an utterance with a speech_final result (Deepgram's `endpointing`)",
         _int_range(32, 10_000),
+    ),
+    Option(
+        "audiohook_api_keys",
+        "ASR_AUDIOHOOK_API_KEYS",
+        "Genesys AudioHook credentials: comma-separated KEY or KEY:BASE64_CLIENT_SECRET (several for "
+        "rotation; never logged); unset: /v1/audiohook is closed",
+        _audiohook_keys,
+        secret=True,
+    ),
+    Option(
+        "audiohook_languages",
+        "ASR_AUDIOHOOK_LANGUAGES",
+        "languages /v1/audiohook reports to Genesys (supportedLanguages), comma-separated",
+        _language_codes,
     ),
 )
 

@@ -160,6 +160,35 @@ class WorkerMetrics:
             "Server events waiting to be sent on /v1/realtime sockets, summed over sockets.",
             registry=reg,
         )
+        # Genesys AudioHook (transports/audiohook.py).
+        self.audiohook_messages = Counter(
+            "asr_audiohook_messages",
+            "AudioHook text messages received, by type (`invalid` if unusable).",
+            ["type"],
+            registry=reg,
+        )
+        self.audiohook_refused = Counter(
+            "asr_audiohook_refused",
+            "AudioHook connections refused or disconnected by the worker, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self.audiohook_nonces = Gauge(
+            "asr_audiohook_nonces",
+            "Signature nonces remembered to refuse replays (bounded).",
+            registry=reg,
+        )
+        self.audiohook_rtt = Histogram(
+            "asr_audiohook_rtt_seconds",
+            "Round trips AudioHook clients measured with ping/pong and reported in their next ping.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=reg,
+        )
+        self.audiohook_paused_audio = Counter(
+            "asr_audiohook_paused_audio_seconds",
+            "AudioHook audio that arrived while its stream was paused, not sent on, seconds.",
+            registry=reg,
+        )
         self.sse_streams = Gauge(
             "asr_sse_streams_active", "Open Server-Sent Events streams.", ["path"], registry=reg
         )

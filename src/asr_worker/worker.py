@@ -34,7 +34,7 @@ from .metrics import LiveTotals, WorkerMetrics
 from .providers import BackgroundProvider, InstrumentedProvider, Provider
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
-from .transports import exotel, ingest_ws, openai_realtime, sse, twilio
+from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -98,6 +98,7 @@ class Worker:
             *twilio.routes(self),
             *exotel.routes(self),
             *openai_realtime.routes(self),
+            *audiohook.routes(self),
             *sse.routes(self),
         ]
         app = build_app(self, routes)

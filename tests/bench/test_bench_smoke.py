@@ -28,3 +28,15 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
     data = json.loads(figures.read_text())
     assert data["worker"]["ended"] == 1 and data["sdk"]["ended"] == 1
     assert data["worker"]["missing_frames"] == 0 and data["sdk"]["missing_frames"] == 0
+
+
+def test_the_audiohook_benchmark_runs_and_prints_its_table() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.audiohook", "--sessions", "5", "--provider", "mock"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "open->opened p50" in result.stdout and "ready" in result.stdout

@@ -7,6 +7,7 @@ provider is built with."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import TypeVar
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from asr_worker.audiohook.signature import ApiKeys
 from asr_worker.config import (
     COMPUTE_TYPES,
     OPTIONS,
@@ -307,6 +309,19 @@ def _mock_text(values: dict[str, object]) -> str:
     )
 
 
+_AUDIOHOOK_KEYS = st.lists(
+    st.tuples(st.from_regex(r"[A-Za-z0-9+/_=-]{1,30}", fullmatch=True), st.binary(max_size=40)),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda pair: pair[0],
+)
+_LANGUAGES = st.lists(st.sampled_from(["en-US", "es-ES", "de-DE", "fr-CA", "yue-HK"]), min_size=1, max_size=4)
+
+
+def _audiohook_text(keys: list[tuple[str, bytes]]) -> str:
+    return ",".join(f"{key}:{base64.b64encode(secret).decode()}" if secret else key for key, secret in keys)
+
+
 VALID: dict[str, Valid] = {
     "host": _same(_HOSTS),
     "port": _whole(0, 65535),
@@ -359,6 +374,12 @@ VALID: dict[str, Valid] = {
     ),
     "failover_after_s": _seconds(0.5, 3600.0),
     "fallback_max_calls": _whole(1, 1_000_000),
+    "audiohook_api_keys": _AUDIOHOOK_KEYS.flatmap(
+        lambda keys: _padded(_audiohook_text(keys)).map(lambda written: (written, ApiKeys(dict(keys))))
+    ),
+    "audiohook_languages": _LANGUAGES.flatmap(
+        lambda codes: _padded(",".join(codes)).map(lambda written: (written, ",".join(codes)))
+    ),
 }
 
 

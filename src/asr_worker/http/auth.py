@@ -15,7 +15,9 @@ from ..credentials import UNAUTHORIZED_HEADERS, Secret, presented_credentials, t
 
 # Health and metrics are for probes and scrapers; the page's shell and assets hold no call
 # data (everything it shows comes from the API, which needs the token it carries along).
-OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/"})
+# Genesys AudioHook cannot send the bearer token: its socket checks its own credentials
+# (ASR_AUDIOHOOK_API_KEYS and the request's signature, transports/audiohook.py).
+OPEN_PATHS: Final = frozenset({"/health", "/metrics", "/", "/v1/audiohook"})
 OPEN_PREFIXES: Final = ("/static/",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -68,6 +68,11 @@ class SessionStatus:
         return self._core.covered_offset
 
     @property
+    def audio_s(self) -> float:
+        """Seconds of audio the call has taken so far: the call time its next audio starts at."""
+        return self._core.audio_s
+
+    @property
     def last_seq(self) -> int:
         """The seq of the last event the session emitted."""
         return self._core.last_seq
