@@ -6,6 +6,12 @@
 * `--mode sdk`: each call is the official `deepgram-sdk` live client used directly against
   the sink, one client per call as its documentation shows (`listen.v1.connect`, an
   `EventType.MESSAGE` handler, `start_listening`, `send_media`, then Finalize/CloseStream).
+* `--mode redis`: each call is a producer on the Redis Streams bus (`--url redis://...`): it
+  announces the call on `asr:calls`, writes every frame to `asr:audio:{ID}` as the seed
+  system's frame entry (JSON with base64 audio, one XADD per entry; `--entry-ms 100` puts five
+  frames in one entry), and ends it with the end entry; the driver waits for every call's
+  `session_ended` on `transcript.{ID}`. The frames a tick sends go in one pipeline, as a
+  producer serving many calls would write them.
 * `--mode pace`: the same pacing and stamping with no socket at all: the cost every mode pays
   that is not the client's.
 * `--mode churn` (the fault drill's callers): `--calls` lanes, each playing calls into the worker
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -37,6 +44,7 @@ from contextlib import AsyncExitStack
 from typing import Final
 
 import numpy as np
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -65,6 +73,7 @@ class Calls:
 
     def __init__(self, mode: str, url: str, calls: int) -> None:
         self.mode, self.url, self.count = mode, url, calls
+        self.bus: RedisProducer | None = None
         self.senders: list[Send] = []
         self.ended = 0
         self.results = 0
@@ -80,6 +89,9 @@ class Calls:
                 opened = await asyncio.gather(*(self._open_ingest(i, stack, tg) for i in batch))
             elif self.mode == "sdk":
                 opened = await asyncio.gather(*(self._open_sdk(i, stack, tg) for i in batch))
+            elif self.mode == "redis":
+                assert self.bus is not None
+                opened = [await self.bus.announce(i) for i in batch]
             else:
                 opened = [_discard for _ in batch]
             self.senders.extend(opened)
@@ -141,10 +153,20 @@ class Calls:
 
     def end(self, c: int, tg: asyncio.TaskGroup) -> None:
         """A call that has sent all its audio ends at once, as a real one would."""
-        if self._enders:
+        if self.bus is not None:
+            self.bus.end(c)
+        elif self._enders:
             self._tasks.append(tg.create_task(self._enders[c]()))
 
     async def wait_ended(self, timeout_s: float) -> None:
+        if self.bus is not None:
+            await self.bus.flush()
+            self.ended, self.results = await self.bus.wait_ended(self.count, timeout_s)
+            if self.ended < self.count:
+                print(
+                    f"warning: only {self.ended} of {self.count} calls ended in {timeout_s:g} s", flush=True
+                )
+            return
         if self._enders:
             try:
                 await asyncio.wait_for(self._done.wait(), timeout_s)
@@ -160,7 +182,91 @@ async def _discard(_frame: bytes) -> None:
     return None
 
 
-async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None:
+class RedisProducer:
+    """The calls' producer on the Redis Streams bus: frames in the seed system's entry shape,
+    `entry_frames` frames to an entry, each tick's entries written in one pipeline."""
+
+    def __init__(self, url: str, entry_frames: int) -> None:
+        self.client = aioredis.Redis.from_url(url)
+        self.entry_frames = entry_frames
+        self._pending: dict[int, list[bytes]] = {}
+        self._seq: dict[int, int] = {}
+        self._writes: list[tuple[str, bytes]] = []
+
+    @staticmethod
+    def call_id(c: int) -> str:
+        return f"bench-{c}"
+
+    async def announce(self, c: int) -> Send:
+        body = {
+            "interaction_id": self.call_id(c),
+            "tenant_id": "bench",
+            "encoding": "linear16",
+            "sample_rate": 8000,
+            "channels": 1,
+        }
+        await self.client.xadd("asr:calls", {"data": json.dumps(body)})
+
+        async def send(frame: bytes) -> None:
+            self._pending.setdefault(c, []).append(frame)
+            if len(self._pending[c]) >= self.entry_frames:
+                self._entry(c)
+
+        return send
+
+    def _entry(self, c: int) -> None:
+        frames = self._pending.pop(c, [])
+        if not frames:
+            return
+        seq = self._seq.get(c, 0)
+        self._seq[c] = seq + 1
+        body = {
+            "interaction_id": self.call_id(c),
+            "tenant_id": "bench",
+            "seq": seq,
+            "timestamp_ms": time.time_ns() // 1_000_000,
+            "sample_rate": 8000,
+            "encoding": "linear16",
+            "audio": base64.b64encode(b"".join(frames)).decode("ascii"),
+        }
+        self._writes.append((f"asr:audio:{self.call_id(c)}", json.dumps(body).encode()))
+
+    def end(self, c: int) -> None:
+        self._entry(c)
+        end = {"interaction_id": self.call_id(c), "seq": self._seq.get(c, 0), "end": True}
+        self._writes.append((f"asr:audio:{self.call_id(c)}", json.dumps(end).encode()))
+
+    async def flush(self) -> None:
+        """Write what this tick produced: one round trip for all of it."""
+        if not self._writes:
+            return
+        writes, self._writes = self._writes, []
+        pipe = self.client.pipeline(transaction=False)
+        for key, data in writes:
+            pipe.xadd(key, {"data": data})
+        await pipe.execute()
+
+    async def wait_ended(self, calls: int, timeout_s: float) -> tuple[int, int]:
+        """(calls whose transcript holds `session_ended`, events written in all)."""
+        deadline = time.monotonic() + timeout_s
+        ended: set[int] = set()
+        while len(ended) < calls and time.monotonic() < deadline:
+            for c in range(calls):
+                if c not in ended:
+                    last = await self.client.xrevrange(f"transcript.{self.call_id(c)}", count=1)
+                    fields = last[0][1] if last else None
+                    if fields and b"session_ended" in fields.get(b"data", b""):
+                        ended.add(c)
+            if len(ended) < calls:
+                await asyncio.sleep(0.5)
+        results = 0
+        for c in range(calls):
+            results += int(await self.client.xlen(f"transcript.{self.call_id(c)}"))
+        await self.client.aclose()
+        return len(ended), results
+
+
+async def run(mode: str, url: str, calls: int, seconds: float, out: str, entry_ms: int = FRAME_MS) -> None:
     """Each call starts sending the moment it is connected (a phone call does not wait for
     the others), and sends `seconds` of audio; the steady window starts once all are in."""
     pool = frame_pool()
@@ -173,6 +279,8 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None
     cpu_before = time.process_time()
     async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
         group = Calls(mode, url, calls)
+        if mode == "redis":
+            group.bus = RedisProducer(url, max(1, entry_ms // FRAME_MS))
         opening = tg.create_task(group.open(stack, tg))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -198,6 +306,8 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str) -> None
                 next_frame[c] = n + 1
                 if n + 1 == frames:
                     group.end(c, tg)
+            if group.bus is not None:
+                await group.bus.flush()
             if not busy and opening.done() and slot == SLOTS - 1 and all(n >= frames for n in next_frame):
                 break
         ended_mono = time.monotonic()
@@ -339,11 +449,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mode", choices=("worker", "sdk", "pace", "churn"), required=True)
+    parser.add_argument("--mode", choices=("worker", "sdk", "redis", "pace", "churn"), required=True)
     parser.add_argument("--url", default="")
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--call-seconds", default="20-60", help="churn: each call's length, LO-HI seconds")
+    parser.add_argument("--entry-ms", type=int, default=FRAME_MS, help="redis: audio per entry (ms)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.mode == "churn":
@@ -351,8 +462,8 @@ def main() -> None:
         call_s = (float(lo), float(hi or lo))
         main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out)
     else:
-        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out)
-    if args.mode in ("worker", "churn"):
+        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out, args.entry_ms)
+    if args.mode in ("worker", "churn", "redis"):
         # The worker's callers are harness, not under test: keep them cheap so they leave the
         # worker its core. The SDK runs as its documentation shows, on asyncio's own loop, and
         # `pace` measures that loop's pacing cost.

@@ -59,6 +59,7 @@ class Settings:
     max_retained_s: float = 60.0
     claim_idle_s: float = 15.0
     max_takeovers: int = 3
+    bus_read_interval_ms: int = 40
     max_frames_per_s: int = 500
     max_sources_per_call: int = 8
     max_buffered_audio_s: float = 3600.0
@@ -293,6 +294,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "max_takeovers",
         "ASR_MAX_TAKEOVERS",
         "give a call up (ack it, error and session_ended) once more than this many workers died holding it",
+        _int_range(0, 1000),
+    ),
+    Option(
+        "bus_read_interval_ms",
+        "ASR_BUS_READ_INTERVAL_MS",
+        "read calls' audio from Redis at most this often: longer costs the worker and Redis less, "
+        "and adds up to that much latency",
         _int_range(0, 1000),
     ),
     Option(

@@ -28,3 +28,26 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
     data = json.loads(figures.read_text())
     assert data["worker"]["ended"] == 1 and data["sdk"]["ended"] == 1
     assert data["worker"]["missing_frames"] == 0 and data["sdk"]["missing_frames"] == 0
+
+
+def test_the_bus_benchmark_runs_both_paths_and_loses_nothing(tmp_path: Path) -> None:
+    """Two calls through the socket path, then through Redis shared by two workers."""
+    figures = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.bus", "--calls", "2", "--seconds", "1"),
+            *("--workers", "2", "--entry-ms", "40", "--json", str(figures)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for row in ("worker CPU per call-second", "Redis CPU per call-second", "forward latency p99"):
+        assert row in result.stdout
+    assert "Redis path worker CPU / socket path worker CPU" in result.stdout
+    data = json.loads(figures.read_text())
+    assert data["socket"]["ended"] == 2 and data["redis"]["ended"] == 2
+    assert data["socket"]["missing_frames"] == 0 and data["redis"]["missing_frames"] == 0
+    assert data["redis"]["workers"] == 2

@@ -1,6 +1,13 @@
 """Reading calls' audio: one blocking XREAD over every call this worker reads, each from its
 own cursor, fed to the call's session in order.
 
+Reads are paced: one starts at most every `ASR_BUS_READ_INTERVAL_MS` while audio flows. A
+read that returned at once for every new frame would cost a command, its reply and a pass over
+every call per 20 ms frame; paced, each read carries a few frames of every call, and the worker
+and Redis spend a fraction of that (`bench/bus.py`). The price is latency: a frame waits in
+Redis up to the interval, where on a socket it would wait as long in the session's send buffer
+(`ASR_SEND_CHUNK_MS`).
+
 A call is read only while its session takes audio and is not already holding back as much as
 it may (`OwnedCall.wants_audio`): otherwise its audio waits in Redis, the stream being the
 buffer. A producer that writes nothing for `PRODUCER_SILENT_S` counts as gone, so the
@@ -10,6 +17,7 @@ alone changes each call's `cursor` and the session's source (join, feed, leave).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Final
@@ -30,14 +38,22 @@ PRODUCER_SILENT_S: Final = 2.0  # no audio entry this long: the producer counts 
 
 class AudioReader:
     def __init__(
-        self, link: RedisLink, calls: CallTable, counters: BusCounters, *, feed_limit_s: float
+        self,
+        link: RedisLink,
+        calls: CallTable,
+        counters: BusCounters,
+        *,
+        feed_limit_s: float,
+        read_interval_s: float = 0.0,
     ) -> None:
         """`feed_limit_s`: how much audio a session may retain, unsent, before its call's
-        audio is left in Redis."""
+        audio is left in Redis. `read_interval_s`: the least time from one read's start to
+        the next while reads return audio."""
         self._link = link
         self._calls = calls
         self._counters = counters
         self._feed_limit_s = feed_limit_s
+        self._read_interval_s = read_interval_s
 
     async def run(self) -> None:
         link, table = self._link, self._calls
@@ -57,6 +73,7 @@ class AudioReader:
             cursors: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
                 call.audio_key: call.cursor.read_after for call in calls
             }
+            read_at = time.monotonic()
             try:
                 reply: object = await link.client.xread(
                     cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS
@@ -76,6 +93,8 @@ class AudioReader:
             now = time.monotonic()
             for call in calls:
                 self._producer_presence(call, call.audio_key in heard, now)
+            if heard and now < read_at + self._read_interval_s:
+                await asyncio.sleep(read_at + self._read_interval_s - now)
 
     def _feed(self, call: OwnedCall, entry_id: str, fields: Fields) -> None:
         cursor = call.cursor

@@ -56,7 +56,11 @@ class RedisStreamsBus:
             self._link, self._calls, self.counters, self.timing, max_takeovers=settings.max_takeovers
         )
         self._reader = AudioReader(
-            self._link, self._calls, self.counters, feed_limit_s=settings.max_retained_s / 2
+            self._link,
+            self._calls,
+            self.counters,
+            feed_limit_s=settings.max_retained_s / 2,
+            read_interval_s=settings.bus_read_interval_ms / 1000,
         )
         self._housekeeping = Housekeeping(
             self.consumer, dead_consumer_after_s=dead_consumer_after_s(settings.claim_idle_s)

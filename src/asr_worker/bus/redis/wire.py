@@ -7,10 +7,8 @@ call only while its worker holds it are in `scripts.py`."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -23,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.audio import AudioFormat, AudioFormatError
 from ...core.ids import BadRequest, check_id, check_optional_id
+from ...jsonwire import loads
 
 CALLS_KEY: Final = "asr:calls"
 GROUP: Final = "asr-workers"
@@ -123,8 +122,8 @@ def json_object(raw: bytes | None) -> dict[str, object] | None:
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
+        value = loads(raw)
+    except ValueError:  # not JSON, or nested deeper than the parser goes
         return None
     return value if isinstance(value, dict) else None
 
@@ -234,7 +233,7 @@ def parse_frame(raw: bytes | None, fmt: AudioFormat) -> Frame | str:
                 f"the call is {fmt.encoding} {fmt.sample_rate} Hz"
             )
     try:
-        return Frame(audio=base64.b64decode(audio, validate=True))
+        return Frame(audio=binascii.a2b_base64(audio, strict_mode=True))
     except (binascii.Error, ValueError):
         return "`audio` is not valid base64"
 
