@@ -49,6 +49,7 @@ class Settings:
     deepgram_params: str = ""
     pubsub_adapter: str = "in_memory"
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
+    redis_cluster: bool = False
     worker_token: Secret | None = None
     max_sessions: int = 1000
     max_buffer_ms: int = 100
@@ -235,6 +236,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option("pubsub_adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), _choice(*BUSES)),
     Option("redis_url", "REDIS_URL", "Redis for the redis_streams bus", _url("redis", "rediss", "unix")),
+    Option(
+        "redis_cluster",
+        "REDIS_CLUSTER",
+        "REDIS_URL names a node of a Redis Cluster; per-call keys carry the call's id as a hash tag, {ID}",
+        _bool,
+    ),
     Option(
         "worker_token",
         "ASR_WORKER_TOKEN",

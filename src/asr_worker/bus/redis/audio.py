@@ -33,6 +33,7 @@ log = logging.getLogger("asr_worker.bus")
 
 AUDIO_BLOCK_MS: Final = 100
 AUDIO_ENTRIES_PER_READ: Final = 50  # per call and read: 1 s of 20 ms frames
+CLUSTER_IDLE_READ_S: Final = 0.05  # a cluster cannot block on every call's stream at once: poll
 PRODUCER_SILENT_S: Final = 2.0  # no audio entry this long: the producer counts as gone (grace applies)
 
 
@@ -70,14 +71,9 @@ class AudioReader:
                 table.changed.clear()
                 await wake_or_timeout(table.changed, AUDIO_BLOCK_MS / 1000)
                 continue
-            cursors: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
-                call.audio_key: call.cursor.read_after for call in calls
-            }
             read_at = time.monotonic()
             try:
-                reply: object = await link.client.xread(
-                    cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS
-                )
+                reply = await self._read(calls)
             except REDIS_ERRORS as exc:
                 link.failed(exc)
                 continue
@@ -93,8 +89,35 @@ class AudioReader:
             now = time.monotonic()
             for call in calls:
                 self._producer_presence(call, call.audio_key in heard, now)
-            if heard and now < read_at + self._read_interval_s:
-                await asyncio.sleep(read_at + self._read_interval_s - now)
+            pause_s = read_at + self._read_interval_s - now
+            if link.cluster and not heard:
+                pause_s = max(pause_s, CLUSTER_IDLE_READ_S)  # no blocking read to wait in
+            if pause_s > 0 and (heard or link.cluster):
+                await asyncio.sleep(pause_s)
+
+    async def _read(self, calls: list[OwnedCall]) -> object:
+        """Each call's audio after its cursor, as an XREAD reply. One server: one XREAD over
+        every call, blocking while none has audio. A cluster: one XREAD per call (a command's
+        keys must share a slot), all in one pipeline that redis-py splits by node."""
+        client = self._link.client
+        if not self._link.cluster:
+            cursors: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
+                call.audio_key: call.cursor.read_after for call in calls
+            }
+            return await client.xread(cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS)
+        pipe = client.pipeline(transaction=False)
+        for call in calls:
+            pipe.xread({call.audio_key: call.cursor.read_after}, count=AUDIO_ENTRIES_PER_READ)
+        replies: object = await pipe.execute()
+        merged: dict[object, object] = {}
+        for one in replies if isinstance(replies, list) else []:
+            if isinstance(one, dict):
+                merged.update(one)
+            elif isinstance(one, list | tuple):
+                merged.update(
+                    (item[0], item[1]) for item in one if isinstance(item, list | tuple) and len(item) == 2
+                )
+        return merged
 
     def _feed(self, call: OwnedCall, entry_id: str, fields: Fields) -> None:
         cursor = call.cursor
