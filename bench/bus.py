@@ -2,6 +2,7 @@
 
     python -m bench.bus --calls 200 --seconds 20
     python -m bench.bus --calls 200 --seconds 20 --workers 2 --entry-ms 100
+    python -m bench.bus --calls 200 --seconds 20 --workers 2 --cluster
 
 Two phases, each with fresh processes, CPU read from /proc every 0.5 s:
 
@@ -12,7 +13,10 @@ Two phases, each with fresh processes, CPU read from /proc every 0.5 s:
    `redis-server`: it announces each call on `asr:calls` and writes its frames to
    `asr:audio:{ID}` as the seed system's entries (JSON, base64 audio; one XADD per 20 ms frame,
    or per `--entry-ms` of audio), and `--workers` K workers (PUBSUB_ADAPTER=redis_streams)
-   share the calls and forward them to the same kind of sink.
+   share the calls and forward them to the same kind of sink. With `--cluster` Redis is a
+   local Redis Cluster of three masters and three replicas (`bench/redis_cluster.py`) and the
+   workers run with REDIS_CLUSTER=true; Redis's CPU is then the masters' (the replicas'
+   is printed apart).
 
 Printed per path: the workers' CPU per call-second, Redis's CPU per call-second (the
 redis-server process's own CPU time), forward latency (a frame's production at the driver to
@@ -51,12 +55,14 @@ from .deepgram import (
     read_arrivals,
     wait_http,
 )
+from .redis_cluster import RedisClusterNodes
 
 
 @dataclass
 class BusRun(Run):
     workers: int = 1
     redis_cores: float = float("nan")
+    replica_cores: float = float("nan")  # a cluster's replicas, apart from its masters
     redis_commands: dict[str, tuple[int, float]] = field(default_factory=dict)  # calls, usec
     worker_cores: list[float] = field(default_factory=list)
 
@@ -102,18 +108,23 @@ def start_redis(tmp: Path, stack: contextlib.ExitStack) -> tuple[int, str]:
     return proc.pid, f"redis://127.0.0.1:{port}/0"
 
 
-def command_stats(url: str) -> dict[str, tuple[int, float]]:
-    """Redis's own account of the commands it ran: {command: (calls, microseconds)}."""
-    client = redis.Redis.from_url(url)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return {
-        name.removeprefix("cmdstat_"): (int(value["calls"]), float(value["usec"]))
-        for name, value in stats.items()
-        if isinstance(value, dict)
-    }
+def command_stats(urls: list[str]) -> dict[str, tuple[int, float]]:
+    """Redis's own account of the commands it ran, summed over servers: {command: (calls, us)}."""
+    totals: dict[str, tuple[int, float]] = {}
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        for name, value in stats.items():
+            if isinstance(value, dict):
+                calls, usec = totals.get(name.removeprefix("cmdstat_"), (0, 0.0))
+                totals[name.removeprefix("cmdstat_")] = (
+                    calls + int(value["calls"]),
+                    usec + float(value["usec"]),
+                )
+    return totals
 
 
 def run_path(
@@ -125,6 +136,7 @@ def run_path(
     tmp: Path,
     pinned: bool,
     worker_env: dict[str, str],
+    cluster: bool = False,
 ) -> BusRun:
     py = sys.executable
     worker_cpu, harness_cpu = (0, 1) if pinned else (None, None)
@@ -142,10 +154,27 @@ def run_path(
         sampler.watch("sink", sink.pid)
         dg_url = f"ws://127.0.0.1:{sink_port}/v1/listen"
         env = dict(worker_env)
-        if path == "redis":
+        masters: list[str] = []
+        replicas: list[str] = []
+        stat_urls: list[str] = []
+        if path == "redis" and cluster:
+            nodes = RedisClusterNodes(tmp / "cluster")
+            stack.callback(nodes.stop)
+            nodes.start()
+            master_ports = nodes.masters_now()
+            for port in nodes.live_ports():
+                pin(nodes.pid(port), harness_cpu)
+                name = f"redis-{port}"
+                sampler.watch(name, nodes.pid(port))
+                (masters if port in master_ports else replicas).append(name)
+            redis_url = nodes.url
+            stat_urls = [f"redis://127.0.0.1:{port}/0" for port in master_ports]
+            env |= {"PUBSUB_ADAPTER": "redis_streams", "REDIS_URL": redis_url, "REDIS_CLUSTER": "true"}
+        elif path == "redis":
             redis_pid, redis_url = start_redis(tmp, stack)
             pin(redis_pid, harness_cpu)
             sampler.watch("redis", redis_pid)
+            masters, stat_urls = ["redis"], [redis_url]
             env |= {"PUBSUB_ADAPTER": "redis_streams", "REDIS_URL": redis_url}
         names = []
         worker_url = ""
@@ -177,6 +206,7 @@ def run_path(
                 str(entry_ms),
                 "--out",
                 str(drive_out),
+                *(["--cluster"] if cluster and path == "redis" else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -187,7 +217,7 @@ def run_path(
         if driver.returncode != 0:
             raise SystemExit(f"the {path} driver failed:\n{out}")
         if path == "redis":
-            run.redis_commands = command_stats(redis_url)
+            run.redis_commands = command_stats(stat_urls)
         stack.close()  # stop the workers, Redis, then the sink (which writes its arrivals)
     drive = np.load(drive_out)
     t_start, t_end = (float(x) for x in drive["window"])
@@ -198,8 +228,10 @@ def run_path(
     run.user_cores = sum(sampler.cpu_cores(name, t0, t1, user_only=True) for name in names)
     run.driver_cores = sampler.cpu_cores("driver", t0, t1)
     run.sink_cores = sampler.cpu_cores("sink", t0, t1)
-    if path == "redis":
-        run.redis_cores = sampler.cpu_cores("redis", t0, t1)
+    if masters:
+        run.redis_cores = sum(sampler.cpu_cores(name, t0, t1) for name in masters)
+    if replicas:
+        run.replica_cores = sum(sampler.cpu_cores(name, t0, t1) for name in replicas)
     ours = sum(sampler.cpu_cores(name, t0, t1) for name in sampler.samples if name != "machine")
     run.other_cores = max(0.0, sampler.cpu_cores("machine", t0, t1) - ours)
     read_arrivals(run, drive["sent_at"], np.load(sink_out), t0, t1)
@@ -232,6 +264,7 @@ def table(runs: dict[str, BusRun], calls: int, seconds: float) -> str:
             *(f"{r.user_cores:.2f} / {r.cores - r.user_cores:.2f} cores" for r in columns),
         ),
         ("Redis CPU per call-second", *(per_call_s(r.redis_cores) for r in columns)),
+        ("  replicas' CPU per call-second", *(per_call_s(r.replica_cores) for r in columns)),
         ("forward latency p50", *(pct(r, 50) for r in columns)),
         ("forward latency p99", *(pct(r, 99) for r in columns)),
         ("forward latency max", *(pct(r, 100) for r in columns)),
@@ -272,6 +305,9 @@ def main() -> None:
     )
     parser.add_argument("--paths", default="socket,redis", help="which paths to run, comma-separated")
     parser.add_argument(
+        "--cluster", action="store_true", help="the Redis path on a local Redis Cluster (3+3)"
+    )
+    parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the workers to CPU 0, the harness to CPU 1"
     )
     parser.add_argument(
@@ -287,11 +323,20 @@ def main() -> None:
         for path in args.paths.split(","):
             print(f"running {path}: {args.calls} calls x {args.seconds:g} s ...", file=sys.stderr, flush=True)
             runs[path] = run_path(
-                path, args.calls, args.seconds, args.workers, args.entry_ms, Path(tmp), pinned, worker_env
+                path,
+                args.calls,
+                args.seconds,
+                args.workers,
+                args.entry_ms,
+                Path(tmp),
+                pinned,
+                worker_env,
+                cluster=args.cluster,
             )
     print(
         f"python -m bench.bus --calls {args.calls} --seconds {args.seconds:g} --workers {args.workers}"
         f" --entry-ms {args.entry_ms}"
+        + (" --cluster" if args.cluster else "")
         + "".join(f" --worker-env {e}" for e in args.worker_env)
         + f"   (load average before: {load_before[0]:.2f}, {os.cpu_count()} cores"
         + (", workers on CPU 0, the harness on CPU 1)" if pinned else ")")

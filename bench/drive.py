@@ -45,6 +45,7 @@ from typing import Final
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -186,8 +187,11 @@ class RedisProducer:
     """The calls' producer on the Redis Streams bus: frames in the seed system's entry shape,
     `entry_frames` frames to an entry, each tick's entries written in one pipeline."""
 
-    def __init__(self, url: str, entry_frames: int) -> None:
-        self.client = aioredis.Redis.from_url(url)
+    def __init__(self, url: str, entry_frames: int, *, cluster: bool = False) -> None:
+        self.client: aioredis.Redis | RedisCluster = (
+            RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
+        )
+        self.cluster = cluster
         self.entry_frames = entry_frames
         self._pending: dict[int, list[bytes]] = {}
         self._seq: dict[int, int] = {}
@@ -196,6 +200,10 @@ class RedisProducer:
     @staticmethod
     def call_id(c: int) -> str:
         return f"bench-{c}"
+
+    def tagged(self, c: int) -> str:
+        """The call's id as its keys carry it: in braces (a hash tag) on a cluster."""
+        return f"{{{self.call_id(c)}}}" if self.cluster else self.call_id(c)
 
     async def announce(self, c: int) -> Send:
         body = {
@@ -229,12 +237,12 @@ class RedisProducer:
             "encoding": "linear16",
             "audio": base64.b64encode(b"".join(frames)).decode("ascii"),
         }
-        self._writes.append((f"asr:audio:{self.call_id(c)}", json.dumps(body).encode()))
+        self._writes.append((f"asr:audio:{self.tagged(c)}", json.dumps(body).encode()))
 
     def end(self, c: int) -> None:
         self._entry(c)
         end = {"interaction_id": self.call_id(c), "seq": self._seq.get(c, 0), "end": True}
-        self._writes.append((f"asr:audio:{self.call_id(c)}", json.dumps(end).encode()))
+        self._writes.append((f"asr:audio:{self.tagged(c)}", json.dumps(end).encode()))
 
     async def flush(self) -> None:
         """Write what this tick produced: one round trip for all of it."""
@@ -253,7 +261,7 @@ class RedisProducer:
         while len(ended) < calls and time.monotonic() < deadline:
             for c in range(calls):
                 if c not in ended:
-                    last = await self.client.xrevrange(f"transcript.{self.call_id(c)}", count=1)
+                    last = await self.client.xrevrange(f"transcript.{self.tagged(c)}", count=1)
                     fields = last[0][1] if last else None
                     if fields and b"session_ended" in fields.get(b"data", b""):
                         ended.add(c)
@@ -261,12 +269,14 @@ class RedisProducer:
                 await asyncio.sleep(0.5)
         results = 0
         for c in range(calls):
-            results += int(await self.client.xlen(f"transcript.{self.call_id(c)}"))
+            results += int(await self.client.xlen(f"transcript.{self.tagged(c)}"))
         await self.client.aclose()
         return len(ended), results
 
 
-async def run(mode: str, url: str, calls: int, seconds: float, out: str, entry_ms: int = FRAME_MS) -> None:
+async def run(
+    mode: str, url: str, calls: int, seconds: float, out: str, entry_ms: int = FRAME_MS, cluster: bool = False
+) -> None:
     """Each call starts sending the moment it is connected (a phone call does not wait for
     the others), and sends `seconds` of audio; the steady window starts once all are in."""
     pool = frame_pool()
@@ -280,7 +290,7 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str, entry_m
     async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
         group = Calls(mode, url, calls)
         if mode == "redis":
-            group.bus = RedisProducer(url, max(1, entry_ms // FRAME_MS))
+            group.bus = RedisProducer(url, max(1, entry_ms // FRAME_MS), cluster=cluster)
         opening = tg.create_task(group.open(stack, tg))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -455,6 +465,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--call-seconds", default="20-60", help="churn: each call's length, LO-HI seconds")
     parser.add_argument("--entry-ms", type=int, default=FRAME_MS, help="redis: audio per entry (ms)")
+    parser.add_argument("--cluster", action="store_true", help="redis: --url names a node of a Redis Cluster")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.mode == "churn":
@@ -462,7 +473,9 @@ def main() -> None:
         call_s = (float(lo), float(hi or lo))
         main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out)
     else:
-        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out, args.entry_ms)
+        main_coro = run(
+            args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out, args.entry_ms, args.cluster
+        )
     if args.mode in ("worker", "churn", "redis"):
         # The worker's callers are harness, not under test: keep them cheap so they leave the
         # worker its core. The SDK runs as its documentation shows, on asyncio's own loop, and

@@ -156,6 +156,8 @@ def _writer(
     async def write(retrying: bool) -> None:
         try:
             await redis.xadd(key, {"data": data}, id=entry_id)
+        except REDIS_ERRORS:
+            raise  # unreachable for now (a cluster's slot mid-failover among them): retried
         except ResponseError as exc:
             if retrying and "equal or smaller" in str(exc):
                 return  # the earlier attempt was applied after all

@@ -97,7 +97,7 @@ class AudioReader:
 
     async def _read(self, calls: list[OwnedCall]) -> object:
         """Each call's audio after its cursor, as an XREAD reply. One server: one XREAD over
-        every call, blocking while none has audio. A cluster: one XREAD per call (a command's
+        every call, blocking while none has audio. A cluster: one XRANGE per call (a command's
         keys must share a slot), all in one pipeline that redis-py splits by node."""
         client = self._link.client
         if not self._link.cluster:
@@ -107,16 +107,14 @@ class AudioReader:
             return await client.xread(cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS)
         pipe = client.pipeline(transaction=False)
         for call in calls:
-            pipe.xread({call.audio_key: call.cursor.read_after}, count=AUDIO_ENTRIES_PER_READ)
+            # XRANGE names its key in a fixed place; for XREAD redis-py would ask the server
+            # where the keys are (COMMAND GETKEYS), a round trip more per call and read.
+            pipe.xrange(call.audio_key, min=f"({call.cursor.read_after}", count=AUDIO_ENTRIES_PER_READ)
         replies: object = await pipe.execute()
-        merged: dict[object, object] = {}
-        for one in replies if isinstance(replies, list) else []:
-            if isinstance(one, dict):
-                merged.update(one)
-            elif isinstance(one, list | tuple):
-                merged.update(
-                    (item[0], item[1]) for item in one if isinstance(item, list | tuple) and len(item) == 2
-                )
+        merged: dict[str, object] = {}
+        for call, batch in zip(calls, replies if isinstance(replies, list) else [], strict=False):
+            if batch:
+                merged[call.audio_key] = batch
         return merged
 
     def _feed(self, call: OwnedCall, entry_id: str, fields: Fields) -> None:

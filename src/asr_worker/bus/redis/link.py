@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from .scripts import Scripts
-from .wire import CALLS_KEY, GROUP, REDIS_ERRORS, RedisClient, honour_cancel, redis_client
+from .wire import CALLS_KEY, GROUP, REDIS_ERRORS, RedisClient, drop_connections, honour_cancel, redis_client
 
 log = logging.getLogger("asr_worker.bus")
 
@@ -65,18 +64,6 @@ class RedisLink:
         if self._client is not None:
             await self._client.aclose()
 
-    async def _reconnect(self) -> None:
-        """Drop the connections a failure may have left half-open. A cluster client is made
-        anew: it learns the cluster's nodes and slots again from the node `url` names (after a
-        failover, a replica is a master now)."""
-        client = self.client
-        if isinstance(client, RedisCluster):
-            with contextlib.suppress(*REDIS_ERRORS):
-                await client.aclose()
-            self.open()
-        else:
-            await client.connection_pool.disconnect()
-
     @property
     def client(self) -> RedisClient:
         assert self._client is not None, "the bus is not running"
@@ -120,10 +107,12 @@ class RedisLink:
         while True:
             honour_cancel()
             await self._down.wait()
-            await self._reconnect()
+            await drop_connections(self.client)
             try:
-                await self.client.ping()
+                if not self.cluster:  # a cluster client pings every node; the group's master is enough
+                    await self.client.ping()
                 await self.ensure_group()
+                await self.scripts.load()
             except (*REDIS_ERRORS, ResponseError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 self._warn_still_down(first)

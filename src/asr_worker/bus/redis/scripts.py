@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, cast
 
+from redis.exceptions import NoScriptError
+
 from .wire import (
     CALLS_KEY,
     GROUP,
@@ -215,6 +217,14 @@ class Scripts:
         self._save = client.register_script(SAVE_SCRIPT)
         self._hand_back = client.register_script(HAND_BACK_SCRIPT)
 
+    async def load(self) -> None:
+        """Put the scripts in Redis's script cache (on a cluster: on every master). A script
+        called alone loads itself when Redis answers that it does not know it; one queued in
+        a cluster pipeline cannot, so the link loads them whenever Redis (re)connects, and
+        `write_events` again if a master that replaced a failed one does not know them."""
+        for script in (self._start, self._write, self._save, self._hand_back):
+            await self._client.script_load(script.script)
+
     def _progress(self, iid: str) -> str:
         return progress_key(iid, cluster=self._cluster)
 
@@ -240,6 +250,17 @@ class Scripts:
         """Write each group (one call's events, in order) in one pipeline; per group, the last
         seq in its transcript, -1 if another worker owns the call, or the error Redis
         answered. A lost connection raises (the whole batch may or may not be applied)."""
+        results = await self._write_pipeline(consumer, groups, retry=retry)
+        if any(isinstance(v, NoScriptError) for v in results):
+            await self.load()  # a group refused so ran nothing: it is safe to send again
+            again = [g for g, v in zip(groups, results, strict=True) if isinstance(v, NoScriptError)]
+            redone = iter(await self._write_pipeline(consumer, again, retry=retry))
+            results = [next(redone) if isinstance(v, NoScriptError) else v for v in results]
+        return results
+
+    async def _write_pipeline(
+        self, consumer: str, groups: Sequence[Sequence[Outgoing]], *, retry: bool
+    ) -> list[int | Exception]:
         pipe = self._client.pipeline(transaction=False)
         for group in groups:
             first = group[0]
