@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from bench.redis_cluster import RedisClusterNodes
 from redis.asyncio.cluster import RedisCluster
 
 from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
@@ -23,7 +24,6 @@ from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.publish import publish_call
 from tests.support.audio import PCM8K
-from bench.redis_cluster import RedisClusterNodes
 from tests.support.redis_server import final_words, until
 from tests.support.workers import worker_processes
 
@@ -65,7 +65,7 @@ async def wait_for_ends(rc: RedisCluster, ids: list[str], timeout_s: float) -> d
                 if iid not in done:
                     try:
                         events = await transcript(rc, iid)
-                    except Exception:  # noqa: BLE001 - a slot mid-failover: ask again
+                    except Exception:
                         continue
                     if any(e["type"] == "session_ended" for e in events):
                         done[iid] = events
