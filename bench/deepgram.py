@@ -271,21 +271,25 @@ def run_phase(
     run.rss_per_call = (sampler.rss_peak(under_test, t0, t1) - baseline) / calls
     if mode != "pace":
         run.sink_cores = sampler.cpu_cores("sink", t0, t1)
-        sink = np.load(sink_out)
-        sent_at = drive["sent_at"]
-        keys = sink["calls"].astype(np.int64) * sent_at.shape[1] + sink["frames"]
-        order = np.lexsort((sink["times"], keys))
-        keys, times = keys[order], sink["times"][order]
-        first = np.ones(len(keys), dtype=bool)
-        first[1:] = keys[1:] != keys[:-1]  # a replayed frame counts at its first arrival
-        keys, times = keys[first], times[first]
-        sent = sent_at.reshape(-1)[keys]
-        run.all_latencies_ms = (times - sent) * 1000
-        run.latencies_ms = run.all_latencies_ms[(sent >= t0) & (sent <= t1)]
-        run.missing_frames = int(np.count_nonzero(~np.isnan(sent_at))) - len(keys)
-        gaps = sink["max_gaps"]
-        run.max_gap_ms = float(gaps.max() * 1000) if len(gaps) else float("nan")
+        read_arrivals(run, drive["sent_at"], np.load(sink_out), t0, t1)
     return run
+
+
+def read_arrivals(run: Run, sent_at: np.ndarray, sink: np.lib.npyio.NpzFile, t0: float, t1: float) -> None:
+    """Forward latencies (all, and of the frames sent in [t0, t1]), frames lost and the largest
+    send gap, from the driver's send times and the sink's arrivals."""
+    keys = sink["calls"].astype(np.int64) * sent_at.shape[1] + sink["frames"]
+    order = np.lexsort((sink["times"], keys))
+    keys, times = keys[order], sink["times"][order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]  # a replayed frame counts at its first arrival
+    keys, times = keys[first], times[first]
+    sent = sent_at.reshape(-1)[keys]
+    run.all_latencies_ms = (times - sent) * 1000
+    run.latencies_ms = run.all_latencies_ms[(sent >= t0) & (sent <= t1)]
+    run.missing_frames = int(np.count_nonzero(~np.isnan(sent_at))) - len(keys)
+    gaps = sink["max_gaps"]
+    run.max_gap_ms = float(gaps.max() * 1000) if len(gaps) else float("nan")
 
 
 def table(runs: dict[str, Run], calls: int, seconds: float) -> str:

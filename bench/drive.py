@@ -12,6 +12,12 @@
   With `--rate 24000` (the Realtime format) a frame is 20 ms of 24 kHz audio, 960 bytes,
   stamped in its first 320; `--mode worker --rate 24000` sends the same bytes over the ingest
   socket, so the two compare the transports alone.
+* `--mode redis`: each call is a producer on the Redis Streams bus (`--url redis://...`): it
+  announces the call on `asr:calls`, writes every frame to `asr:audio:{ID}` as the seed
+  system's frame entry (JSON with base64 audio, one XADD per entry; `--entry-ms 100` puts five
+  frames in one entry), and ends it with the end entry; the driver waits for every call's
+  `session_ended` on `transcript.{ID}`. The frames a tick sends go in one pipeline, as a
+  producer serving many calls would write them.
 * `--mode pace`: the same pacing and stamping with no socket at all: the cost every mode pays
   that is not the client's.
 * `--mode churn` (the fault drill's callers): `--calls` lanes, each playing calls into the worker
@@ -44,6 +50,8 @@ from contextlib import AsyncExitStack
 from typing import Final
 
 import numpy as np
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -73,6 +81,7 @@ class Calls:
 
     def __init__(self, mode: str, url: str, calls: int, rate: int = 8000) -> None:
         self.mode, self.url, self.count, self.rate = mode, url, calls, rate
+        self.bus: RedisProducer | None = None
         self.senders: list[Send] = []
         self.ended = 0
         self.results = 0
@@ -90,6 +99,9 @@ class Calls:
                 opened = await asyncio.gather(*(self._open_realtime(i, stack, tg) for i in batch))
             elif self.mode == "sdk":
                 opened = await asyncio.gather(*(self._open_sdk(i, stack, tg) for i in batch))
+            elif self.mode == "redis":
+                assert self.bus is not None
+                opened = [await self.bus.announce(i) for i in batch]
             else:
                 opened = [_discard for _ in batch]
             self.senders.extend(opened)
@@ -177,10 +189,20 @@ class Calls:
 
     def end(self, c: int, tg: asyncio.TaskGroup) -> None:
         """A call that has sent all its audio ends at once, as a real one would."""
-        if self._enders:
+        if self.bus is not None:
+            self.bus.end(c)
+        elif self._enders:
             self._tasks.append(tg.create_task(self._enders[c]()))
 
     async def wait_ended(self, timeout_s: float) -> None:
+        if self.bus is not None:
+            await self.bus.flush()
+            self.ended, self.results = await self.bus.wait_ended(self.count, timeout_s)
+            if self.ended < self.count:
+                print(
+                    f"warning: only {self.ended} of {self.count} calls ended in {timeout_s:g} s", flush=True
+                )
+            return
         if self._enders:
             try:
                 await asyncio.wait_for(self._done.wait(), timeout_s)
@@ -196,7 +218,107 @@ async def _discard(_frame: bytes) -> None:
     return None
 
 
-async def run(mode: str, url: str, calls: int, seconds: float, out: str, rate: int = 8000) -> None:
+class RedisProducer:
+    """The calls' producer on the Redis Streams bus: frames in the seed system's entry shape,
+    `entry_frames` frames to an entry, each tick's entries written in one pipeline."""
+
+    def __init__(self, url: str, entry_frames: int, *, cluster: bool = False) -> None:
+        self.client: aioredis.Redis | RedisCluster = (
+            RedisCluster.from_url(url) if cluster else aioredis.Redis.from_url(url)
+        )
+        self.cluster = cluster
+        self.entry_frames = entry_frames
+        self._pending: dict[int, list[bytes]] = {}
+        self._seq: dict[int, int] = {}
+        self._writes: list[tuple[str, bytes]] = []
+
+    @staticmethod
+    def call_id(c: int) -> str:
+        return f"bench-{c}"
+
+    def tagged(self, c: int) -> str:
+        """The call's id as its keys carry it: in braces (a hash tag) on a cluster."""
+        return f"{{{self.call_id(c)}}}" if self.cluster else self.call_id(c)
+
+    async def announce(self, c: int) -> Send:
+        body = {
+            "interaction_id": self.call_id(c),
+            "tenant_id": "bench",
+            "encoding": "linear16",
+            "sample_rate": 8000,
+            "channels": 1,
+        }
+        await self.client.xadd("asr:calls", {"data": json.dumps(body)})
+
+        async def send(frame: bytes) -> None:
+            self._pending.setdefault(c, []).append(frame)
+            if len(self._pending[c]) >= self.entry_frames:
+                self._entry(c)
+
+        return send
+
+    def _entry(self, c: int) -> None:
+        frames = self._pending.pop(c, [])
+        if not frames:
+            return
+        seq = self._seq.get(c, 0)
+        self._seq[c] = seq + 1
+        body = {
+            "interaction_id": self.call_id(c),
+            "tenant_id": "bench",
+            "seq": seq,
+            "timestamp_ms": time.time_ns() // 1_000_000,
+            "sample_rate": 8000,
+            "encoding": "linear16",
+            "audio": base64.b64encode(b"".join(frames)).decode("ascii"),
+        }
+        self._writes.append((f"asr:audio:{self.tagged(c)}", json.dumps(body).encode()))
+
+    def end(self, c: int) -> None:
+        self._entry(c)
+        end = {"interaction_id": self.call_id(c), "seq": self._seq.get(c, 0), "end": True}
+        self._writes.append((f"asr:audio:{self.tagged(c)}", json.dumps(end).encode()))
+
+    async def flush(self) -> None:
+        """Write what this tick produced: one round trip for all of it."""
+        if not self._writes:
+            return
+        writes, self._writes = self._writes, []
+        pipe = self.client.pipeline(transaction=False)
+        for key, data in writes:
+            pipe.xadd(key, {"data": data})
+        await pipe.execute()
+
+    async def wait_ended(self, calls: int, timeout_s: float) -> tuple[int, int]:
+        """(calls whose transcript holds `session_ended`, events written in all)."""
+        deadline = time.monotonic() + timeout_s
+        ended: set[int] = set()
+        while len(ended) < calls and time.monotonic() < deadline:
+            for c in range(calls):
+                if c not in ended:
+                    last = await self.client.xrevrange(f"transcript.{self.tagged(c)}", count=1)
+                    fields = last[0][1] if last else None
+                    if fields and b"session_ended" in fields.get(b"data", b""):
+                        ended.add(c)
+            if len(ended) < calls:
+                await asyncio.sleep(0.5)
+        results = 0
+        for c in range(calls):
+            results += int(await self.client.xlen(f"transcript.{self.tagged(c)}"))
+        await self.client.aclose()
+        return len(ended), results
+
+
+async def run(
+    mode: str,
+    url: str,
+    calls: int,
+    seconds: float,
+    out: str,
+    rate: int = 8000,
+    entry_ms: int = FRAME_MS,
+    cluster: bool = False,
+) -> None:
     """Each call starts sending the moment it is connected (a phone call does not wait for
     the others), and sends `seconds` of audio; the steady window starts once all are in."""
     pool = frame_pool()
@@ -210,6 +332,8 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str, rate: i
     cpu_before = time.process_time()
     async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
         group = Calls(mode, url, calls, rate)
+        if mode == "redis":
+            group.bus = RedisProducer(url, max(1, entry_ms // FRAME_MS), cluster=cluster)
         opening = tg.create_task(group.open(stack, tg))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -237,6 +361,8 @@ async def run(mode: str, url: str, calls: int, seconds: float, out: str, rate: i
                 next_frame[c] = n + 1
                 if n + 1 == frames:
                     group.end(c, tg)
+            if group.bus is not None:
+                await group.bus.flush()
             if not busy and opening.done() and slot == SLOTS - 1 and all(n >= frames for n in next_frame):
                 break
         ended_mono = time.monotonic()
@@ -392,7 +518,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mode", choices=("worker", "realtime", "sdk", "pace", "churn"), required=True)
+    parser.add_argument(
+        "--mode", choices=("worker", "realtime", "sdk", "redis", "pace", "churn"), required=True
+    )
     parser.add_argument(
         "--rate", type=int, choices=(8000, 24000), default=8000, help="worker/realtime audio rate"
     )
@@ -400,6 +528,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--call-seconds", default="20-60", help="churn: each call's length, LO-HI seconds")
+    parser.add_argument("--entry-ms", type=int, default=FRAME_MS, help="redis: audio per entry (ms)")
+    parser.add_argument("--cluster", action="store_true", help="redis: --url names a node of a Redis Cluster")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.mode == "churn":
@@ -407,8 +537,17 @@ def main() -> None:
         call_s = (float(lo), float(hi or lo))
         main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out)
     else:
-        main_coro = run(args.mode, args.url.rstrip("/"), args.calls, args.seconds, args.out, args.rate)
-    if args.mode in ("worker", "realtime", "churn"):
+        main_coro = run(
+            args.mode,
+            args.url.rstrip("/"),
+            args.calls,
+            args.seconds,
+            args.out,
+            args.rate,
+            args.entry_ms,
+            args.cluster,
+        )
+    if args.mode in ("worker", "realtime", "churn", "redis"):
         # The worker's callers are harness, not under test: keep them cheap so they leave the
         # worker its core. The SDK runs as its documentation shows, on asyncio's own loop, and
         # `pace` measures that loop's pacing cost.

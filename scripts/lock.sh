@@ -28,4 +28,7 @@ common=(--quiet --generate-hashes --python-version 3.11 --universal --no-header 
 header="# Locked by scripts/lock.sh from pyproject.toml; do not edit by hand."
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml --extra test "$build_in"; } > requirements/test.txt
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml "$build_in" -c requirements/test.txt; } > requirements/service.txt
+# uv notes where each pin came from; name the build requirements' file as what it is, not as
+# its temporary path, so that a refresh with nothing new changes nothing.
+sed -i "s|$build_in|pyproject.toml [build-system]|" requirements/test.txt requirements/service.txt
 echo "requirements/service.txt: $(grep -c '^[a-z0-9]' requirements/service.txt) packages; requirements/test.txt: $(grep -c '^[a-z0-9]' requirements/test.txt)"

@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--chunk-ms", type=int, default=20, help="audio per frame, ms [20]")
     publish.add_argument("--speed", type=float, default=1.0, help="1 = real time, 0 = as fast as possible")
     publish.add_argument("--follow", action="store_true", help="print the call's transcript until it ends")
+    publish.add_argument(
+        "--cluster",
+        action="store_true",
+        help="--redis-url names a node of a Redis Cluster (per-call keys as asr:audio:{ID})",
+    )
     _raw_format_arguments(publish)
     publish.set_defaults(command=_publish)
 
@@ -393,7 +398,9 @@ async def _publish_and_follow(
     from .tools.publish import PublishError, follow_transcript, publish_call, transcript_end
 
     try:
-        after = await transcript_end(url, interaction_id)  # and Redis answers: fail fast if not
+        after = await transcript_end(
+            url, interaction_id, cluster=args.cluster
+        )  # Redis answers: fail fast if not
     except (RedisError, OSError) as exc:
         print(f"asr-worker publish: cannot use Redis: {exc}", file=sys.stderr)
         return 1
@@ -402,9 +409,17 @@ async def _publish_and_follow(
     try:
         async with asyncio.TaskGroup() as tg:
             if args.follow:
-                follower = tg.create_task(follow_transcript(url, interaction_id, sys.stdout, after=after))
+                follower = tg.create_task(
+                    follow_transcript(url, interaction_id, sys.stdout, after=after, cluster=args.cluster)
+                )
             result = await publish_call(
-                audio, url, interaction_id, tenant_id=tenant_id, chunk_ms=args.chunk_ms, speed=args.speed
+                audio,
+                url,
+                interaction_id,
+                tenant_id=tenant_id,
+                chunk_ms=args.chunk_ms,
+                speed=args.speed,
+                cluster=args.cluster,
             )
             print(
                 f"published {result.interaction_id}: {result.frames} frames, "

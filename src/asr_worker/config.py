@@ -54,6 +54,7 @@ class Settings:
     openai_transcribe_model: str = "gpt-4o-transcribe"
     pubsub_adapter: str = "in_memory"
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
+    redis_cluster: bool = False
     worker_token: Secret | None = None
     max_sessions: int = 1000
     max_buffer_ms: int = 100
@@ -64,6 +65,7 @@ class Settings:
     max_retained_s: float = 60.0
     claim_idle_s: float = 15.0
     max_takeovers: int = 3
+    bus_read_interval_ms: int = 40
     max_frames_per_s: int = 500
     max_sources_per_call: int = 8
     max_buffered_audio_s: float = 3600.0
@@ -284,6 +286,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("pubsub_adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), _choice(*BUSES)),
     Option("redis_url", "REDIS_URL", "Redis for the redis_streams bus", _url("redis", "rediss", "unix")),
     Option(
+        "redis_cluster",
+        "REDIS_CLUSTER",
+        "REDIS_URL names a node of a Redis Cluster; per-call keys carry the call's id as a hash tag, {ID}",
+        _bool,
+    ),
+    Option(
         "worker_token",
         "ASR_WORKER_TOKEN",
         "bearer token required on every endpoint but /health and /metrics",
@@ -342,6 +350,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "max_takeovers",
         "ASR_MAX_TAKEOVERS",
         "give a call up (ack it, error and session_ended) once more than this many workers died holding it",
+        _int_range(0, 1000),
+    ),
+    Option(
+        "bus_read_interval_ms",
+        "ASR_BUS_READ_INTERVAL_MS",
+        "read calls' audio from Redis at most this often: longer costs the worker and Redis less, "
+        "and adds up to that much latency",
         _int_range(0, 1000),
     ),
     Option(

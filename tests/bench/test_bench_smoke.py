@@ -33,6 +33,14 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
 def test_the_audiohook_benchmark_runs_and_prints_its_table() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.audiohook", "--sessions", "5", "--provider", "mock"],
+def test_the_bus_benchmark_runs_both_paths_and_loses_nothing(tmp_path: Path) -> None:
+    """Two calls through the socket path, then through Redis shared by two workers."""
+    figures = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.bus", "--calls", "2", "--seconds", "1"),
+            *("--workers", "2", "--entry-ms", "40", "--json", str(figures)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -40,3 +48,10 @@ def test_the_audiohook_benchmark_runs_and_prints_its_table() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "open->opened p50" in result.stdout and "ready" in result.stdout
+    for row in ("worker CPU per call-second", "Redis CPU per call-second", "forward latency p99"):
+        assert row in result.stdout
+    assert "Redis path worker CPU / socket path worker CPU" in result.stdout
+    data = json.loads(figures.read_text())
+    assert data["socket"]["ended"] == 2 and data["redis"]["ended"] == 2
+    assert data["socket"]["missing_frames"] == 0 and data["redis"]["missing_frames"] == 0
+    assert data["redis"]["workers"] == 2

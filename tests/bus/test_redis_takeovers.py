@@ -9,8 +9,10 @@ import asyncio
 import redis.asyncio as aioredis
 
 from asr_worker.bus.redis import RedisStreamsBus
-from asr_worker.bus.redis.scripts import Scripts, Verdict
-from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key
+from asr_worker.bus.redis.calls import OwnedCall
+from asr_worker.bus.redis.outbox import Finish, Outgoing
+from asr_worker.bus.redis.scripts import NotHeld, Scripts, Verdict
+from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, text
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.publish import publish_call
 from tests.support.audio import PCM8K
@@ -65,6 +67,58 @@ async def test_start_counts_takeovers_and_not_hand_overs(
     assert (start.verdict, start.takeovers) == (Verdict.RESUME, 3)
 
 
+async def test_an_ended_call_whose_acknowledgement_was_lost_is_done_for_its_next_holder(
+    redis_server: RedisServer, r: aioredis.Redis
+) -> None:
+    """The end is written by a script on the call's keys, the acknowledgement is a command on
+    asr:calls after it: a worker that stops between the two leaves the entry pending, and
+    whoever is handed it next must acknowledge it, not serve the call again."""
+    scripts = Scripts(r)
+    entry_id = await pending_entry(r, "a")
+    assert (await scripts.start(IID, "a", entry_id, 3)).verdict is Verdict.NEW
+    call = OwnedCall(IID, None, PCM8K, entry_id, "0-0")
+    end = Outgoing(IID, 1, True, '{"type":"session_ended","seq":1}', call, Finish.ACK)
+    assert await scripts.write_events("a", [[end]], retry=False) == [1]
+    await moves_to(r, entry_id, "b")  # a stopped before acknowledging
+    assert (await scripts.start(IID, "b", entry_id, 3)).verdict is Verdict.DONE
+
+
+async def test_a_second_announcement_is_a_duplicate_while_the_first_is_held_then_a_new_call(
+    redis_server: RedisServer, r: aioredis.Redis
+) -> None:
+    scripts = Scripts(r)
+    first = await pending_entry(r, "a")
+    assert (await scripts.start(IID, "a", first, 3)).verdict is Verdict.NEW
+    second = text(await r.xadd(CALLS_KEY, {"data": b"{}"}))
+    await r.xreadgroup(GROUP, "b", {CALLS_KEY: ">"}, count=1)
+    start = await scripts.start(IID, "b", second, 3)
+    assert (start.verdict, start.live_entry) == (Verdict.OTHER, first)
+    assert await scripts.holder(first) == "a"  # held: the second is a duplicate (intake acks it)
+    await r.xack(CALLS_KEY, GROUP, first)  # a stopped before writing the end, and it was acked
+    assert await scripts.holder(first) is None
+    start = await scripts.start(IID, "b", second, 3, replaces=first)
+    assert start.verdict is Verdict.NEW  # a new call with the old id
+    assert await r.hget(progress_key(IID), "owner") == b"b"
+
+
+async def test_only_the_owner_writes_saves_and_refreshes(
+    redis_server: RedisServer, r: aioredis.Redis
+) -> None:
+    scripts = Scripts(r)
+    entry_id = await pending_entry(r, "a")
+    await scripts.start(IID, "a", entry_id, 3)
+    call = OwnedCall(IID, None, PCM8K, entry_id, "0-0")
+    event = Outgoing(IID, 1, True, '{"type":"session_started","seq":1}', call, Finish.NONE)
+    await moves_to(r, entry_id, "b")
+    assert (await scripts.start(IID, "b", entry_id, 3)).verdict is Verdict.RESUME
+    assert await scripts.write_events("a", [[event]], retry=False) == [-1]
+    assert await scripts.refresh("a", [(IID, entry_id)]) == {entry_id: NotHeld.TAKEN}
+    assert await scripts.refresh("b", [(IID, entry_id)]) == {}
+    assert await scripts.write_events("b", [[event]], retry=False) == [1]
+    await r.xack(CALLS_KEY, GROUP, entry_id)
+    assert await scripts.refresh("b", [(IID, entry_id)]) == {entry_id: NotHeld.GONE}
+
+
 async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_goes_on(
     redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider
 ) -> None:
@@ -74,6 +128,10 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
     thief_alive = asyncio.Event()
 
     async def thief(entry_id: bytes) -> None:
+        """A worker that takes the call, makes itself its owner (as the start script does) and
+        keeps its claim fresh while alive."""
+        await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
+        await r.hset(progress_key(IID), "owner", "thief")
         while thief_alive.is_set():
             await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
             await asyncio.sleep(0.1)
@@ -119,7 +177,7 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
             "max": None,
             "consumers": [],
         }, "acknowledged: no worker takes it again"
-        assert await r.exists(progress_key(IID)) == 0
+        assert await r.hget(progress_key(IID), "ended") == b"1"  # a worker handed it finds it done
         # Its audio stays a day for whoever investigates, and expires even if a producer goes on.
         assert 0 < await r.ttl(audio_key(IID)) <= 86_400
         assert isinstance(worker.bus, RedisStreamsBus) and worker.bus.counters.calls_abandoned == 1

@@ -20,10 +20,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..bus.redis.wire import CALLS_KEY, REDIS_ERRORS, audio_key, honour_cancel, redis_client, transcript_key
+from ..bus.redis.wire import (
+    CALLS_KEY,
+    REDIS_ERRORS,
+    RedisClient,
+    audio_key,
+    drop_connections,
+    honour_cancel,
+    redis_client,
+    transcript_key,
+)
 from ..core.audio import Encoding
 from .audio_files import AudioFile
 
@@ -50,7 +58,7 @@ class PublishResult:
 class _Retrier:
     """Retries an operation while Redis is unreachable, with backoff, up to `give_up_s`."""
 
-    def __init__(self, client: aioredis.Redis, give_up_s: float) -> None:
+    def __init__(self, client: RedisClient, give_up_s: float) -> None:
         self.client = client
         self.give_up_s = give_up_s
         self.retries = 0
@@ -68,7 +76,7 @@ class _Retrier:
                     raise PublishError(f"redis unreachable for {self.give_up_s:g} s: {exc}") from None
                 self.retries += 1
                 retrying = True
-                await self.client.connection_pool.disconnect()
+                await drop_connections(self.client)
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
 
@@ -82,18 +90,19 @@ async def publish_call(
     chunk_ms: int = 20,
     speed: float = 1.0,
     give_up_s: float = 60.0,
-    client: aioredis.Redis | None = None,
+    client: RedisClient | None = None,
+    cluster: bool = False,
 ) -> PublishResult:
     if chunk_ms < 1 or speed < 0:
         raise ValueError("--chunk-ms must be at least 1 and --speed not negative")
     own_client = client is None
-    redis = client or redis_client(redis_url)
+    redis = client or redis_client(redis_url, cluster=cluster)
     retrier = _Retrier(redis, give_up_s)
     fmt = audio.fmt
     encoding = _BUS_ENCODING[fmt.encoding]
     step = max(fmt.frame_bytes, fmt.bytes_for(chunk_ms / 1000))
     chunks = [audio.data[i : i + step] for i in range(0, len(audio.data), step)]
-    key = audio_key(interaction_id)
+    key = audio_key(interaction_id, cluster=cluster)
     started = time.monotonic()
     try:
         announcement = {
@@ -140,13 +149,15 @@ async def publish_call(
 
 
 def _writer(
-    redis: aioredis.Redis, key: str, entry_id: str, body: Mapping[str, object]
+    redis: RedisClient, key: str, entry_id: str, body: Mapping[str, object]
 ) -> Callable[[bool], Awaitable[None]]:
     data = json.dumps(body, separators=(",", ":"))
 
     async def write(retrying: bool) -> None:
         try:
             await redis.xadd(key, {"data": data}, id=entry_id)
+        except REDIS_ERRORS:
+            raise  # unreachable for now (a cluster's slot mid-failover among them): retried
         except ResponseError as exc:
             if retrying and "equal or smaller" in str(exc):
                 return  # the earlier attempt was applied after all
@@ -159,22 +170,29 @@ def _writer(
     return write
 
 
-async def transcript_end(redis_url: str, interaction_id: str) -> str:
+async def transcript_end(redis_url: str, interaction_id: str, *, cluster: bool = False) -> str:
     """The id of the call's newest transcript entry ("0-0" if none): follow from there."""
-    redis = redis_client(redis_url)
+    redis = redis_client(redis_url, cluster=cluster)
     try:
-        tail: object = await redis.xrevrange(transcript_key(interaction_id), "+", "-", count=1)
+        key = transcript_key(interaction_id, cluster=cluster)
+        tail: object = await redis.xrevrange(key, "+", "-", count=1)
     finally:
         await redis.aclose()
     return _text(tail[0][0]) if isinstance(tail, list) and tail else "0-0"
 
 
 async def follow_transcript(
-    redis_url: str, interaction_id: str, out: TextIO, *, after: str, timeout_s: float = 3600.0
+    redis_url: str,
+    interaction_id: str,
+    out: TextIO,
+    *,
+    after: str,
+    timeout_s: float = 3600.0,
+    cluster: bool = False,
 ) -> dict[str, object] | None:
     """Print the call's events written after `after`; return `session_ended` (None on timeout)."""
-    redis = redis_client(redis_url)
-    key = transcript_key(interaction_id)
+    redis = redis_client(redis_url, cluster=cluster)
+    key = transcript_key(interaction_id, cluster=cluster)
     cursor = after
     try:
         async with asyncio.timeout(timeout_s):
@@ -182,7 +200,7 @@ async def follow_transcript(
                 try:
                     reply: object = await redis.xread({key: cursor}, count=100, block=500)
                 except REDIS_ERRORS:
-                    await redis.connection_pool.disconnect()
+                    await drop_connections(redis)
                     await asyncio.sleep(0.5)
                     continue
                 for entry_id, data in _stream_entries(reply):

@@ -1,6 +1,13 @@
 """Reading calls' audio: one blocking XREAD over every call this worker reads, each from its
 own cursor, fed to the call's session in order.
 
+Reads are paced: one starts at most every `ASR_BUS_READ_INTERVAL_MS` while audio flows. A
+read that returned at once for every new frame would cost a command, its reply and a pass over
+every call per 20 ms frame; paced, each read carries a few frames of every call, and the worker
+and Redis spend a fraction of that (`bench/bus.py`). The price is latency: a frame waits in
+Redis up to the interval, where on a socket it would wait as long in the session's send buffer
+(`ASR_SEND_CHUNK_MS`).
+
 A call is read only while its session takes audio and is not already holding back as much as
 it may (`OwnedCall.wants_audio`): otherwise its audio waits in Redis, the stream being the
 buffer. A producer that writes nothing for `PRODUCER_SILENT_S` counts as gone, so the
@@ -10,6 +17,7 @@ alone changes each call's `cursor` and the session's source (join, feed, leave).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Final
@@ -25,19 +33,28 @@ log = logging.getLogger("asr_worker.bus")
 
 AUDIO_BLOCK_MS: Final = 100
 AUDIO_ENTRIES_PER_READ: Final = 50  # per call and read: 1 s of 20 ms frames
+CLUSTER_IDLE_READ_S: Final = 0.05  # a cluster cannot block on every call's stream at once: poll
 PRODUCER_SILENT_S: Final = 2.0  # no audio entry this long: the producer counts as gone (grace applies)
 
 
 class AudioReader:
     def __init__(
-        self, link: RedisLink, calls: CallTable, counters: BusCounters, *, feed_limit_s: float
+        self,
+        link: RedisLink,
+        calls: CallTable,
+        counters: BusCounters,
+        *,
+        feed_limit_s: float,
+        read_interval_s: float = 0.0,
     ) -> None:
         """`feed_limit_s`: how much audio a session may retain, unsent, before its call's
-        audio is left in Redis."""
+        audio is left in Redis. `read_interval_s`: the least time from one read's start to
+        the next while reads return audio."""
         self._link = link
         self._calls = calls
         self._counters = counters
         self._feed_limit_s = feed_limit_s
+        self._read_interval_s = read_interval_s
 
     async def run(self) -> None:
         link, table = self._link, self._calls
@@ -54,13 +71,9 @@ class AudioReader:
                 table.changed.clear()
                 await wake_or_timeout(table.changed, AUDIO_BLOCK_MS / 1000)
                 continue
-            cursors: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
-                call.audio_key: call.cursor.read_after for call in calls
-            }
+            read_at = time.monotonic()
             try:
-                reply: object = await link.client.xread(
-                    cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS
-                )
+                reply = await self._read(calls)
             except REDIS_ERRORS as exc:
                 link.failed(exc)
                 continue
@@ -76,6 +89,33 @@ class AudioReader:
             now = time.monotonic()
             for call in calls:
                 self._producer_presence(call, call.audio_key in heard, now)
+            pause_s = read_at + self._read_interval_s - now
+            if link.cluster and not heard:
+                pause_s = max(pause_s, CLUSTER_IDLE_READ_S)  # no blocking read to wait in
+            if pause_s > 0 and (heard or link.cluster):
+                await asyncio.sleep(pause_s)
+
+    async def _read(self, calls: list[OwnedCall]) -> object:
+        """Each call's audio after its cursor, as an XREAD reply. One server: one XREAD over
+        every call, blocking while none has audio. A cluster: one XRANGE per call (a command's
+        keys must share a slot), all in one pipeline that redis-py splits by node."""
+        client = self._link.client
+        if not self._link.cluster:
+            cursors: dict[bytes | str | memoryview, int | bytes | str | memoryview] = {
+                call.audio_key: call.cursor.read_after for call in calls
+            }
+            return await client.xread(cursors, count=AUDIO_ENTRIES_PER_READ, block=AUDIO_BLOCK_MS)
+        pipe = client.pipeline(transaction=False)
+        for call in calls:
+            # XRANGE names its key in a fixed place; for XREAD redis-py would ask the server
+            # where the keys are (COMMAND GETKEYS), a round trip more per call and read.
+            pipe.xrange(call.audio_key, min=f"({call.cursor.read_after}", count=AUDIO_ENTRIES_PER_READ)
+        replies: object = await pipe.execute()
+        merged: dict[str, object] = {}
+        for call, batch in zip(calls, replies if isinstance(replies, list) else [], strict=False):
+            if batch:
+                merged[call.audio_key] = batch
+        return merged
 
     def _feed(self, call: OwnedCall, entry_id: str, fields: Fields) -> None:
         cursor = call.cursor

@@ -50,13 +50,23 @@ class RedisStreamsBus:
         self.timing = ClaimTiming(settings.claim_idle_s)
         self.counters = BusCounters()
         self._calls = CallTable()
-        self._link = RedisLink(settings.redis_url, where, self.consumer, self._link_up)
+        cluster = settings.redis_cluster
+        self._link = RedisLink(settings.redis_url, where, self.consumer, self._link_up, cluster=cluster)
         self._writer = Writer(self._link, self._calls, self.counters, self.timing, Outbox(max_queued_events))
         self._intake = Intake(
-            self._link, self._calls, self.counters, self.timing, max_takeovers=settings.max_takeovers
+            self._link,
+            self._calls,
+            self.counters,
+            self.timing,
+            max_takeovers=settings.max_takeovers,
+            cluster=cluster,
         )
         self._reader = AudioReader(
-            self._link, self._calls, self.counters, feed_limit_s=settings.max_retained_s / 2
+            self._link,
+            self._calls,
+            self.counters,
+            feed_limit_s=settings.max_retained_s / 2,
+            read_interval_s=settings.bus_read_interval_ms / 1000,
         )
         self._housekeeping = Housekeeping(
             self.consumer, dead_consumer_after_s=dead_consumer_after_s(settings.claim_idle_s)
@@ -81,6 +91,7 @@ class RedisStreamsBus:
             "adapter": self.name,
             "ok": self.healthy(),
             "redis": link.where,
+            "cluster": link.cluster,
             "consumer": self.consumer,
             "callsOwned": len(self._calls),
             "eventsQueued": len(self._writer.outbox),

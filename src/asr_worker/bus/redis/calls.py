@@ -160,10 +160,11 @@ class OwnedCall:
     fed: FedEntries = field(default_factory=FedEntries)
     state: CallState = CallState.READING
     source: CallSource | None = None
+    cluster: bool = False  # its keys carry its id as a Redis Cluster hash tag
 
     @property
     def audio_key(self) -> str:
-        return audio_key(self.interaction_id)
+        return audio_key(self.interaction_id, cluster=self.cluster)
 
     # --- the call's session: the only code on the bus that drives its runner -----------------
 

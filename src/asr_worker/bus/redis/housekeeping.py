@@ -12,10 +12,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from .wire import CALLS_KEY, GROUP, REDIS_ERRORS, honour_cancel, id_key, next_id, text
+from .wire import CALLS_KEY, GROUP, REDIS_ERRORS, RedisClient, honour_cancel, id_key, next_id, text
 
 if TYPE_CHECKING:
     from .link import RedisLink
@@ -50,7 +49,7 @@ class Housekeeping:
             except ResponseError as exc:
                 log.warning("housekeeping refused", extra={"error": str(exc)[:200]})
 
-    async def sweep(self, client: aioredis.Redis) -> None:
+    async def sweep(self, client: RedisClient) -> None:
         """One round of trimming and forgetting."""
         groups: object = await client.xinfo_groups(CALLS_KEY)
         keep: list[str] = []

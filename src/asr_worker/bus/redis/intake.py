@@ -70,8 +70,10 @@ class Intake:
         timing: ClaimTiming,
         *,
         max_takeovers: int,
+        cluster: bool = False,
     ) -> None:
         self._link = link
+        self._cluster = cluster
         self._calls = calls
         self._counters = counters
         self._timing = timing
@@ -176,9 +178,24 @@ class Intake:
         client, scripts, consumer = link.client, link.scripts, link.consumer
         handback_idle_ms = self._timing.handback_idle_ms
         start = await scripts.start(iid, consumer, entry_id, self._max_takeovers)
-        if start.verdict is Verdict.LOST:
+        if start.verdict is Verdict.OTHER:
+            # The call's hash belongs to another entry announcing the same id: a second
+            # announcement of a live call if someone holds that entry, else a new call reusing
+            # an id whose last call's worker died before its end was written.
+            if await scripts.holder(start.live_entry) is None:
+                start = await scripts.start(
+                    iid, consumer, entry_id, self._max_takeovers, replaces=start.live_entry
+                )
+            else:
+                start = Start(Verdict.DUPLICATE, live_entry=start.live_entry)
+        if start.verdict is Verdict.DONE:
+            log.info(
+                "a call whose end was written is acknowledged",
+                extra={"interaction_id": iid, "entry": entry_id},
+            )
+            await scripts.acknowledge([entry_id])
             return
-        if start.verdict is Verdict.DUPLICATE:
+        if start.verdict in (Verdict.DUPLICATE, Verdict.OTHER):
             self._counters.bad_calls += 1
             log.warning(
                 "duplicate announcement of a live call; acknowledged",
@@ -186,7 +203,9 @@ class Intake:
             )
             await client.xack(CALLS_KEY, GROUP, entry_id)
             return
-        call = OwnedCall(iid, announcement.tenant_id, announcement.fmt, entry_id, start.mark)
+        call = OwnedCall(
+            iid, announcement.tenant_id, announcement.fmt, entry_id, start.mark, cluster=self._cluster
+        )
         resume: Resume | None = None
         if start.verdict in (Verdict.RESUME, Verdict.POISON):
             resume = await self._resume(call, start)
@@ -230,8 +249,9 @@ class Intake:
         )
         if iid is not None:
             error = Refusal("bad_call", problem, iid)
-            await client.xadd(transcript_key(iid), {"data": dumps_event_text(error)})
-            await client.expire(transcript_key(iid), TRANSCRIPT_TTL_S)
+            key = transcript_key(iid, cluster=self._cluster)
+            await client.xadd(key, {"data": dumps_event_text(error)})
+            await client.expire(key, TRANSCRIPT_TTL_S)
         await client.xack(CALLS_KEY, GROUP, entry_id)
 
     async def _clashes(self, entry_id: str, iid: str) -> bool:
@@ -256,7 +276,7 @@ class Intake:
             await link.client.xack(CALLS_KEY, GROUP, entry_id)
             return True
         # else lost: its session here is still winding down
-        await link.scripts.claim_own(link.consumer, [entry_id], idle_ms=self._timing.handback_idle_ms)
+        await link.scripts.release(link.consumer, [entry_id], idle_ms=self._timing.handback_idle_ms)
         return True
 
     def _abandon(self, call: OwnedCall, takeovers: int) -> None:
@@ -302,7 +322,8 @@ class Intake:
         lower = "-" if mark == "0-0" else f"({mark}"
         scanned = 0
         while scanned < TAIL_SCAN_LIMIT and (last_seq is None or None in finalized):
-            page = entries(await self._link.client.xrevrange(transcript_key(iid), upper, lower, count=200))
+            key = transcript_key(iid, cluster=self._cluster)
+            page = entries(await self._link.client.xrevrange(key, upper, lower, count=200))
             if not page:
                 break
             for entry_id, fields in page:

@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from .scripts import Scripts
-from .wire import CALLS_KEY, GROUP, REDIS_ERRORS, honour_cancel, redis_client
+from .wire import CALLS_KEY, GROUP, REDIS_ERRORS, RedisClient, drop_connections, honour_cancel, redis_client
 
 log = logging.getLogger("asr_worker.bus")
 
@@ -31,14 +30,18 @@ STILL_DOWN_LOG_S: Final = 60.0  # while Redis stays unreachable, one warning thi
 
 
 class RedisLink:
-    def __init__(self, url: str, where: str, consumer: str, on_up: Callable[[bool], None]) -> None:
+    def __init__(
+        self, url: str, where: str, consumer: str, on_up: Callable[[bool], None], *, cluster: bool = False
+    ) -> None:
         """`where` names the server for logs and /health (no password); `on_up(again)` runs
-        each time Redis answers, just before the loops go on (`again`: after an outage)."""
+        each time Redis answers, just before the loops go on (`again`: after an outage).
+        `cluster`: `url` names a node of a Redis Cluster."""
         self._url = url
+        self.cluster = cluster
         self.where = where
         self.consumer = consumer
         self._on_up = on_up
-        self._client: aioredis.Redis | None = None
+        self._client: RedisClient | None = None
         self._scripts: Scripts | None = None
         self._up = asyncio.Event()
         self._down = asyncio.Event()
@@ -52,15 +55,17 @@ class RedisLink:
     # --- the client -------------------------------------------------------------------------
 
     def open(self) -> None:
-        self._client = redis_client(self._url, name=self.consumer, socket_timeout_s=SOCKET_TIMEOUT_S)
-        self._scripts = Scripts(self._client)
+        self._client = redis_client(
+            self._url, name=self.consumer, socket_timeout_s=SOCKET_TIMEOUT_S, cluster=self.cluster
+        )
+        self._scripts = Scripts(self._client, cluster=self.cluster)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         assert self._client is not None, "the bus is not running"
         return self._client
 
@@ -102,10 +107,12 @@ class RedisLink:
         while True:
             honour_cancel()
             await self._down.wait()
-            await self.client.connection_pool.disconnect()
+            await drop_connections(self.client)
             try:
-                await self.client.ping()
+                if not self.cluster:  # a cluster client pings every node; the group's master is enough
+                    await self.client.ping()
                 await self.ensure_group()
+                await self.scripts.load()
             except (*REDIS_ERRORS, ResponseError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 self._warn_still_down(first)

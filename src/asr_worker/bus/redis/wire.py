@@ -7,48 +7,88 @@ call only while its worker holds it are in `scripts.py`."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.audio import AudioFormat, AudioFormatError
 from ...core.ids import BadRequest, check_id, check_optional_id
+from ...jsonwire import loads
 
 CALLS_KEY: Final = "asr:calls"
 GROUP: Final = "asr-workers"
 
-
-def audio_key(interaction_id: str) -> str:
-    return f"asr:audio:{interaction_id}"
-
-
-def progress_key(interaction_id: str) -> str:
-    return f"asr:progress:{interaction_id}"
+# Per-call keys. On a Redis Cluster (REDIS_CLUSTER=true) the call's id is written in braces,
+# `asr:audio:{call-1}`: braces mark the part of a key that picks its slot (the hash tag), so
+# every key of one call lives on one node and the scripts that act on them stay atomic.
+# `asr:calls` is one stream either way; nothing atomic spans it and a call's keys.
 
 
-def transcript_key(interaction_id: str) -> str:
-    return f"transcript.{interaction_id}"
+def _tagged(interaction_id: str, cluster: bool) -> str:
+    return f"{{{interaction_id}}}" if cluster else interaction_id
+
+
+def audio_key(interaction_id: str, *, cluster: bool = False) -> str:
+    return f"asr:audio:{_tagged(interaction_id, cluster)}"
+
+
+def progress_key(interaction_id: str, *, cluster: bool = False) -> str:
+    return f"asr:progress:{_tagged(interaction_id, cluster)}"
+
+
+def transcript_key(interaction_id: str, *, cluster: bool = False) -> str:
+    return f"transcript.{_tagged(interaction_id, cluster)}"
 
 
 # A finished call's transcript (and an abandoned call's audio) stays this long for consumers.
 TRANSCRIPT_TTL_S: Final = 86_400
 
-REDIS_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+# What means "Redis cannot answer now" (the bus waits and retries), as opposed to a refusal. On
+# a cluster that includes a slot whose master is down until its replica takes over.
+REDIS_ERRORS: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
+)
+
+# The one client type the bus talks through: one server, or a cluster (slots routed by redis-py).
+RedisClient = aioredis.Redis | RedisCluster
 
 
-def redis_client(url: str, *, name: str | None = None, socket_timeout_s: float = 5.0) -> aioredis.Redis:
+def redis_client(
+    url: str, *, name: str | None = None, socket_timeout_s: float = 5.0, cluster: bool = False
+) -> RedisClient:
     """A client that fails fast instead of retrying on its own: its callers know which
-    commands are safe to repeat (and repeat them after a reconnect)."""
+    commands are safe to repeat (and repeat them after a reconnect). With `cluster`, `url`
+    names any node of a Redis Cluster; the client learns the others and follows slot moves
+    (MOVED, ASK) and failovers by itself."""
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=2.0,
+            client_name=name,
+        )
     return aioredis.Redis.from_url(
         url,
         retry=Retry(NoBackoff(), 0),
@@ -56,6 +96,13 @@ def redis_client(url: str, *, name: str | None = None, socket_timeout_s: float =
         socket_connect_timeout=2.0,
         client_name=name,
     )
+
+
+async def drop_connections(client: RedisClient) -> None:
+    """After a failure: close the connections it may have left half-open, so the next command
+    connects afresh. A cluster client does this itself, and learns the slots again."""
+    if isinstance(client, aioredis.Redis):
+        await client.connection_pool.disconnect()
 
 
 def honour_cancel() -> None:
@@ -123,8 +170,8 @@ def json_object(raw: bytes | None) -> dict[str, object] | None:
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
+        value = loads(raw)
+    except ValueError:  # not JSON, or nested deeper than the parser goes
         return None
     return value if isinstance(value, dict) else None
 
@@ -234,7 +281,7 @@ def parse_frame(raw: bytes | None, fmt: AudioFormat) -> Frame | str:
                 f"the call is {fmt.encoding} {fmt.sample_rate} Hz"
             )
     try:
-        return Frame(audio=base64.b64decode(audio, validate=True))
+        return Frame(audio=binascii.a2b_base64(audio, strict_mode=True))
     except (binascii.Error, ValueError):
         return "`audio` is not valid base64"
 

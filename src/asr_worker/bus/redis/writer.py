@@ -176,10 +176,18 @@ class Writer:
                 raise
             self._write_retry = False
             outbox.pop(len(batch))
+            ended: list[str] = []
             for group, result in zip(groups, results, strict=True):
-                self._written(group, result)
+                call = group[0].call
+                if self._written(group, result) and call is not None:
+                    ended.append(call.entry_id)
+            # The ends are written: acknowledge their entries (a worker that stops before this
+            # leaves them pending; whoever is handed one next finds the call done).
+            await link.scripts.acknowledge(ended)
 
-    def _written(self, group: list[Outgoing], result: int | Exception) -> None:
+    def _written(self, group: list[Outgoing], result: int | Exception) -> bool:
+        """Note what Redis did with a group; True if it wrote the call's end (the entry is
+        to be acknowledged)."""
         call = group[0].call
         if isinstance(result, Exception):
             log.error(
@@ -187,14 +195,14 @@ class Writer:
                 extra={"interaction_id": group[0].interaction_id, "error": str(result)[:300]},
             )
             self._counters.events_dropped += len(group)
-            return
+            return False
         if result == -1:
             if call is not None:
                 self._lose(call, "another worker holds the call")
-            return
+            return False
         self._counters.events_written += len(group)
         if call is None:
-            return
+            return False
         progress = call.progress
         progress.written_seq = max(progress.written_seq, *(item.seq for item in group))
         finish = group[-1].finish
@@ -203,6 +211,7 @@ class Writer:
         if finish is Finish.ACK:  # an abandoned call is counted (and logged) when it is given up
             self._counters.calls_finished += 1
             log.info("call finished", extra={"interaction_id": call.interaction_id, "entry": call.entry_id})
+        return finish in (Finish.ACK, Finish.ABANDON)
 
     # --- progress and hand-over ---------------------------------------------------------------
 
@@ -257,7 +266,7 @@ class Writer:
         if not ids:
             return
         link = self._link
-        not_held = await link.scripts.claim_own(link.consumer, list(ids), idle_ms=0)
+        not_held = await link.scripts.refresh(link.consumer, [(c.interaction_id, e) for e, c in ids.items()])
         for entry_id, why in not_held.items():
             call = ids.get(entry_id)
             if call is None:
