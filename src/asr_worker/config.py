@@ -137,7 +137,8 @@ def _url(*schemes: str) -> Callable[[str], str]:
         value = text.strip()
         try:
             parts = urlsplit(value)
-            valid = parts.scheme in schemes and bool(parts.hostname) and parts.port != 0
+            where = parts.path if parts.scheme == "unix" else parts.hostname  # a socket file, or a host
+            valid = parts.scheme in schemes and bool(where) and parts.port != 0
         except ValueError:  # a bad port or IPv6 address
             valid = False
         if not valid:
@@ -556,6 +557,10 @@ def _check_combination(s: Settings) -> None:
     if s.fallback_provider and s.fallback_provider == s.provider:
         raise ConfigError(
             f"ASR_FALLBACK_PROVIDER {s.fallback_provider} is ASR_PROVIDER itself; name another provider"
+        )
+    if s.redis_cluster and s.redis_url.startswith("unix:"):
+        raise ConfigError(
+            "REDIS_CLUSTER=true needs REDIS_URL to name a cluster node as redis:// or rediss://"
         )
     if s.send_chunk_ms > s.max_buffer_ms:
         raise ConfigError(

@@ -21,9 +21,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
 from asr_worker.providers.mock import expected_words
-from asr_worker.tools.audio_files import AudioFile
+from asr_worker.tools.audio_files import AudioFile, write_wav
 from asr_worker.tools.publish import publish_call
 from tests.support.audio import PCM8K
+from tests.support.cli import CLI, assert_clean_stderr
 from tests.support.redis_server import final_words, until
 from tests.support.workers import worker_processes
 
@@ -174,3 +175,26 @@ async def test_a_master_killed_mid_call_is_replaced_by_its_replica_and_every_cal
 def _is_subsequence(part: list[str], whole: list[str]) -> bool:
     rest = iter(whole)
     return all(word in rest for word in part)
+
+
+async def test_publish_cluster_puts_a_file_on_the_cluster_and_follows_its_transcript(
+    cluster: RedisClusterNodes, rc: RedisCluster, tmp_path: Path
+) -> None:
+    audio = call_audio(1.6, seed=700)
+    wav = tmp_path / "call.wav"
+    write_wav(wav, audio.data, audio.fmt)
+    async with worker_processes(1, cluster.url, tmp_path, **cluster_env()):
+        result = await asyncio.create_subprocess_exec(
+            *CLI,
+            *("publish", str(wav), "--interaction-id", "cli-c1", "--redis-url", cluster.url),
+            *("--cluster", "--speed", "4", "--follow"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(result.communicate(), 30)
+    assert result.returncode == 0, err.decode()
+    assert_clean_stderr(err.decode())
+    text = out.decode()
+    assert "[cli-c1] session_ended reason=end audio_s=1.6" in text
+    assert final_words(await transcript(rc, "cli-c1")) == expected_words(audio.data, PCM8K)
+    assert await rc.exists("transcript.{cli-c1}") == 1  # the braces are in the key itself

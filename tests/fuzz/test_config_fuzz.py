@@ -336,6 +336,9 @@ VALID: dict[str, Valid] = {
     "openai_transcribe_model": _same(st.from_regex(r"[a-z0-9-]{1,30}", fullmatch=True)),
     "pubsub_adapter": _choice("in_memory", "redis_streams"),
     "redis_url": _url("redis", "rediss"),
+    "redis_cluster": st.sampled_from(
+        [("1", True), ("true", True), (" On", True), ("0", False), ("no", False)]
+    ),
     "worker_token": _secret(_SECRET_TEXT),
     "max_sessions": _whole(1, 1_000_000),
     "max_buffer_ms": _whole(1, 10_000),
@@ -346,6 +349,7 @@ VALID: dict[str, Valid] = {
     "max_retained_s": _seconds(1.0, 3600.0),
     "claim_idle_s": _seconds(1.0, 3600.0),
     "max_takeovers": _whole(0, 1000),
+    "bus_read_interval_ms": _whole(0, 1000),
     "max_frames_per_s": _whole(0, 100_000),
     "max_sources_per_call": _whole(1, 1000),
     "max_buffered_audio_s": _seconds(1.0, 10_000_000.0),
@@ -432,3 +436,9 @@ def test_valid_deepgram_params_are_the_pairs_the_provider_sends(
     settings = load_settings({"ASR_PROVIDER": "deepgram", "DEEPGRAM_API_KEY": key, "DEEPGRAM_PARAMS": text})
     options = deepgram_options(settings)
     assert options.extra_params == tuple(pairs) and options.api_key == key
+
+
+def test_a_cluster_is_named_by_a_node_address_not_a_socket_file() -> None:
+    with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER=true needs REDIS_URL"):
+        load_settings({"REDIS_CLUSTER": "true", "REDIS_URL": "unix:///run/redis/redis.sock"})
+    assert load_settings({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.5:7000"}).redis_cluster
