@@ -249,11 +249,10 @@ def table(runs: dict[str, BusRun], calls: int, seconds: float) -> str:
         return f"{np.percentile(run.latencies_ms, q):.1f} ms" if len(run.latencies_ms) else "n/a"
 
     def label(run: BusRun) -> str:
-        return (
-            "ingest WebSocket"
-            if run.name == "socket"
-            else f"Redis Streams ({run.workers} worker{'s' * (run.workers > 1)})"
-        )
+        if run.name == "socket":
+            return "ingest WebSocket"
+        where = "Redis Cluster" if not np.isnan(run.replica_cores) else "Redis Streams"
+        return f"{where} ({run.workers} worker{'s' * (run.workers > 1)})"
 
     rows = [
         ("", *(label(r) for r in columns)),

@@ -97,18 +97,24 @@ end
 # (seq, fresh, json) per event (seq -1: an event without one, always written). Returns the last
 # seq in the transcript, or -1 if another worker owns the call. Events whose seq is not above
 # the last written one were written already (a retried batch); a fresh session_started
-# restarts the numbering (a new call with an old id). An end ('ack', 'abandon') marks the
+# restarts the numbering (a new call with an old id). The last seq is kept in the call's hash
+# (`seq`), read back from the transcript's newest event only where the hash has none (events
+# of a call this bus does not own, or a hash Redis lost). An end ('ack', 'abandon') marks the
 # hash 'ended' and lets it expire: the caller then acknowledges the entry, and a worker handed
 # the entry before that acknowledgement landed finds the call done.
 WRITE_SCRIPT = (
     OWNS
     + """
 if ARGV[2] ~= '' and owns(KEYS[2], ARGV[1], ARGV[2]) == false then return -1 end
-local last = 0
-local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #tail > 0 then
-  local ok, ev = pcall(cjson.decode, tail[1][2][2])
-  if ok and type(ev) == 'table' and type(ev['seq']) == 'number' then last = ev['seq'] end
+local owned = ARGV[2] ~= ''
+local last = owned and tonumber(redis.call('HGET', KEYS[2], 'seq') or '')
+if not last then
+  last = 0
+  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #tail > 0 then
+    local ok, ev = pcall(cjson.decode, tail[1][2][2])
+    if ok and type(ev) == 'table' and type(ev['seq']) == 'number' then last = ev['seq'] end
+  end
 end
 for i = 5, #ARGV, 3 do
   local seq = tonumber(ARGV[i])
@@ -118,6 +124,7 @@ for i = 5, #ARGV, 3 do
     if seq >= 0 then last = seq end
   end
 end
+if owned and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'seq', last) end
 if ARGV[3] ~= '' then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   if ARGV[3] == 'ack' or ARGV[3] == 'abandon' then
