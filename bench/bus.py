@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,10 +48,12 @@ from .deepgram import (
     Run,
     Sampler,
     deepgram_worker_env,
+    finish_driver,
     free_port,
     pin,
     process,
     read_arrivals,
+    start_driver,
     wait_http,
 )
 from .redis_cluster import RedisClusterNodes
@@ -189,33 +190,11 @@ def run_path(
             names.append(f"worker{k}")
             worker_url = f"ws://127.0.0.1:{port}"
         mode, url = ("redis", redis_url) if path == "redis" else ("worker", worker_url)
-        driver = subprocess.Popen(
-            [
-                py,
-                "-m",
-                "bench.drive",
-                "--mode",
-                mode,
-                "--url",
-                url,
-                "--calls",
-                str(calls),
-                "--seconds",
-                str(seconds),
-                "--entry-ms",
-                str(entry_ms),
-                "--out",
-                str(drive_out),
-                *(["--cluster"] if cluster and path == "redis" else []),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        extra = ["--entry-ms", str(entry_ms), *(["--cluster"] if cluster and path == "redis" else [])]
+        driver = start_driver(mode, url, calls, seconds, drive_out, *extra)
         pin(driver.pid, harness_cpu)
         sampler.watch("driver", driver.pid)
-        out, _ = driver.communicate(timeout=seconds + 120)
-        if driver.returncode != 0:
-            raise SystemExit(f"the {path} driver failed:\n{out}")
+        finish_driver(driver, seconds, path)
         if path == "redis":
             run.redis_commands = command_stats(stat_urls)
         stack.close()  # stop the workers, Redis, then the sink (which writes its arrivals)

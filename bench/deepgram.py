@@ -182,6 +182,27 @@ def pin(pid: int, cpu: int | None) -> None:
             os.sched_setaffinity(pid, {cpu})
 
 
+def start_driver(
+    mode: str, url: str, calls: int, seconds: float, out: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """The callers (`bench.drive`) in a process of their own, saving what they did to `out`."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench.drive", "--mode", mode, "--url", url),
+            *("--calls", str(calls), "--seconds", str(seconds), "--out", str(out), *extra),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish_driver(driver: subprocess.Popen[str], seconds: float, label: str) -> None:
+    """Wait for the callers to finish their calls; a failed run stops the benchmark."""
+    out, _ = driver.communicate(timeout=seconds + 120)
+    if driver.returncode != 0:
+        raise SystemExit(f"the {label} driver failed:\n{out}")
+
+
 def run_phase(
     mode: str,
     calls: int,
@@ -224,32 +245,10 @@ def run_phase(
             sampler.watch("worker", worker.pid)
             url = f"ws://127.0.0.1:{port}"
         driver_started = time.monotonic()
-        driver = subprocess.Popen(
-            [
-                py,
-                "-m",
-                "bench.drive",
-                "--mode",
-                mode,
-                "--url",
-                url,
-                "--calls",
-                str(calls),
-                "--seconds",
-                str(seconds),
-                "--out",
-                str(drive_out),
-                "--rate",
-                str(rate),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        driver = start_driver(mode, url, calls, seconds, drive_out, "--rate", str(rate))
         pin(driver.pid, harness_cpu if mode in ("worker", "realtime") else under_test_cpu)
         sampler.watch("driver", driver.pid)
-        out, _ = driver.communicate(timeout=seconds + 120)
-        if driver.returncode != 0:
-            raise SystemExit(f"the {mode} driver failed:\n{out}")
+        finish_driver(driver, seconds, mode)
         stack.close()  # stop the worker, then the sink (which writes its arrivals)
     drive = np.load(drive_out)
     t_start, t_end = (float(x) for x in drive["window"])
