@@ -157,6 +157,9 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
             await a.send_frames(frames(a_audio[1]), pace_s=0.01)
             if returns:
                 back = await a.next_event("provider_changed")  # at the pause
+            async with http.get(f"{base_url(worker)}/health") as response:
+                fallback_calls = (await response.json())["checks"]["fallback"]["calls"]
+            assert fallback_calls == (0 if returns else 1)  # a call that returned gave its slot back
             await a.send_frames(frames(a_audio[2]))
             for call in (a, b, c):
                 await call.end()
