@@ -81,6 +81,7 @@ class Settings:
     local_endpointing_ms: int = 500
     fallback_provider: str = ""
     failover_after_s: float = 10.0
+    failback_after_s: float = 0.0
     fallback_max_calls: int = 32
     audiohook_api_keys: ApiKeys | None = None
     audiohook_languages: str = "en-US"  # comma-separated
@@ -416,6 +417,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "ASR_FAILOVER_AFTER_S",
         "how long a call may go without a working connection to its primary before it moves to the fallback",
         _seconds(0.5, 3600.0),
+    ),
+    Option(
+        "failback_after_s",
+        "ASR_FAILBACK_AFTER_S",
+        "a call that moved to the fallback returns to its primary, once, at an utterance boundary, "
+        "after the primary has carried new connections for this long (0: it stays on the fallback)",
+        _seconds(0.0, 3600.0),
     ),
     Option(
         "fallback_max_calls",

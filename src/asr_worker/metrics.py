@@ -101,7 +101,8 @@ class WorkerMetrics:
         )
         self.failovers = Counter(
             "asr_failovers",
-            "Calls moved from their provider to the fallback provider, by from, to and reason.",
+            "Calls moved from their provider to the fallback provider (and back, reason "
+            "primary_recovered), by from, to and reason.",
             ["from", "to", "reason"],
             registry=reg,
         )

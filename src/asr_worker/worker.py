@@ -70,7 +70,11 @@ class Worker:
             failover=(
                 None
                 if self.fallback is None
-                else FailoverConfig(self.fallback.name, after_s=settings.failover_after_s)
+                else FailoverConfig(
+                    self.fallback.name,
+                    after_s=settings.failover_after_s,
+                    failback_after_s=settings.failback_after_s,
+                )
             ),
             fallback_max_calls=settings.fallback_max_calls,
             config=session_config(settings),

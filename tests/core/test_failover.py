@@ -198,7 +198,7 @@ def test_a_full_fallback_keeps_the_call_on_its_primary_says_so_once_then_moves_w
 
 def test_a_call_started_on_the_fallback_opens_there_and_says_so(clock: FakeClock) -> None:
     failover = Failover(FailoverConfig("local"))
-    failover.started_moved("circuit_open")
+    failover.started_moved("circuit_open", "deepgram", clock.monotonic())
     rec = Recorder(make_core(clock, provider="local", failover=failover), clock)
     feed(rec, speechlike(0.1))
     (started,) = rec.events("session_started")
@@ -245,3 +245,176 @@ def test_a_call_ending_while_its_primary_is_down_finishes_on_the_fallback(clock:
     rec.poll()
     assert [e["text"] for e in rec.events("transcript")] == ["hello"]
     assert rec.events("session_ended")[0]["reason"] == "end"
+
+
+# --- failback (ASR_FAILBACK_AFTER_S) -------------------------------------------------------
+
+
+class Primary:
+    """The primary's health as the registry reports it: since when it carries new connections."""
+
+    def __init__(self) -> None:
+        self.up_since: float | None = None
+
+
+class CountedSlots(Slots):
+    def __init__(self, room: int) -> None:
+        super().__init__(room)
+        self.released = 0
+
+    def release(self) -> None:
+        self.released += 1
+        self.room += 1
+
+
+def failback_session(
+    clock: FakeClock, failback_after_s: float = 5.0
+) -> tuple[Recorder, CountedSlots, Primary]:
+    slots, primary = CountedSlots(2), Primary()
+    config = FailoverConfig("local", after_s=10.0, failback_after_s=failback_after_s)
+    failover = Failover(config, slots.claim, slots.release, lambda: primary.up_since)
+    rec = Recorder(make_core(clock, provider="deepgram", failover=failover), clock)
+    rec.core.attach_source("a", clock.monotonic())
+    return rec, slots, primary
+
+
+def move_to_fallback(rec: Recorder, audio: bytes) -> int:
+    """Feed `audio`, let the primary fail with an outage, and open the fallback's stream."""
+    feed(rec, audio)
+    rec.core.on_stream_failed(1, OUTAGE, rec.clock.monotonic())
+    rec.poll()
+    (opened,) = fallback_opens(rec)
+    rec.core.on_stream_opened(opened.conn_id, rec.clock.monotonic())
+    rec.poll()
+    return opened.conn_id
+
+
+def test_a_moved_call_returns_to_its_primary_at_a_boundary_once_it_has_worked_for_failback_after_s(
+    clock: FakeClock,
+) -> None:
+    rec, slots, primary = failback_session(clock)
+    audio = speechlike(4.0)
+    fallback = move_to_fallback(rec, audio[: PCM8K.bytes_for(1.0)])
+    moved_at = clock.monotonic()
+    rec.core.on_stream_event(fallback, result(0.0, 0.5, [("one", 0.1, 0.4)]), clock.monotonic())
+    primary.up_since = moved_at + 1.0  # the primary carries other calls again
+    feed(rec, audio[PCM8K.bytes_for(1.0) : PCM8K.bytes_for(2.0)])
+    clock.advance(moved_at + 5.5 - clock.monotonic())  # 4.5 s of the primary working: not yet
+    rec.core.on_stream_event(fallback, result(0.5, 1.0, [("two", 0.6, 0.9)]), clock.monotonic())
+    rec.poll()
+    assert len(rec.events("provider_changed")) == 1 and slots.released == 0
+    clock.advance(1.0)  # 5.5 s of it now, but a final in mid-utterance is no boundary
+    mid = TranscriptResult(0, True, False, "three", 0.9, 1.0, 0.5, (Word("three", 1.1, 1.4, 0.9),))
+    rec.core.on_stream_event(fallback, mid, clock.monotonic())
+    rec.poll()
+    assert len(rec.events("provider_changed")) == 1 and rec.core.provider == "local"
+    # The utterance ends (speech_final): the call goes back, from where the finals reached.
+    rec.core.on_stream_event(fallback, result(1.5, 1.8, [("four", 1.5, 1.7)]), clock.monotonic())
+    rec.poll()
+    first, back = rec.events("provider_changed")
+    assert (back["from"], back["to"], back["reason"], back["at"]) == (
+        "local",
+        "deepgram",
+        "primary_recovered",
+        1.8,
+    )
+    assert first["reason"] == "circuit_open" and rec.core.provider == "deepgram"
+    assert slots.released == 1 and slots.claims == 1
+    assert rec.aborts()[-1].conn_id == fallback
+    reopened = rec.opens()[-1]
+    assert reopened == OpenStream(reopened.conn_id, True, fallback=False)
+    rec.core.on_stream_opened(reopened.conn_id, clock.monotonic())
+    feed(rec, audio[PCM8K.bytes_for(2.0) :])
+    # The primary hears every byte from the covered point on, once; its words are in call time.
+    assert rec.sent_bytes(reopened.conn_id) == audio[PCM8K.bytes_for(1.8) :]
+    # It re-hears the last 0.2 s the fallback had sent; nothing there was final yet.
+    rec.core.on_stream_event(reopened.conn_id, result(0.0, 1.0, [("five", 0.3, 0.7)]), clock.monotonic())
+    rec.poll()
+    finals = [e for e in rec.events("transcript") if e["is_final"]]
+    assert [(e["text"], e["provider"]) for e in finals] == [
+        ("one", "local"),
+        ("two", "local"),
+        ("three", "local"),
+        ("four", "local"),
+        ("five", "deepgram"),
+    ]
+    assert finals[-1]["words"][0]["start"] == 2.1 and finals[-1]["end"] == 2.8
+    rec.core.end("end", clock.monotonic())
+    rec.poll()
+    rec.core.on_stream_closed(reopened.conn_id, None, clock.monotonic())
+    rec.poll()
+    assert rec.events("session_ended")[0]["provider"] == "deepgram"
+
+
+def test_without_failback_after_s_a_moved_call_stays_however_long_the_primary_works(
+    clock: FakeClock,
+) -> None:
+    rec, slots, primary = failback_session(clock, failback_after_s=0.0)
+    fallback = move_to_fallback(rec, speechlike(0.5))
+    primary.up_since = clock.monotonic()
+    for i in range(20):
+        clock.advance(30.0)
+        rec.core.on_stream_event(fallback, result(i * 0.1, i * 0.1 + 0.1, []), clock.monotonic())
+        rec.poll()
+    assert len(rec.events("provider_changed")) == 1 and rec.core.provider == "local"
+    assert slots.released == 0 and all(o.fallback for o in rec.opens()[1:])
+
+
+def test_a_primary_that_is_not_up_or_not_up_long_enough_since_the_move_keeps_the_call(
+    clock: FakeClock,
+) -> None:
+    rec, slots, primary = failback_session(clock)
+    primary.up_since = clock.monotonic() - 100.0  # up long before the move counts from the move
+    fallback = move_to_fallback(rec, speechlike(0.5))
+    moved_at = clock.monotonic()
+    clock.advance(4.0)
+    rec.core.on_stream_event(fallback, result(0.0, 0.1, []), clock.monotonic())
+    rec.poll()
+    assert len(rec.events("provider_changed")) == 1
+    primary.up_since = None  # down again
+    clock.advance(10.0)
+    rec.core.on_stream_event(fallback, result(0.1, 0.2, []), clock.monotonic())
+    rec.poll()
+    assert len(rec.events("provider_changed")) == 1
+    primary.up_since = clock.monotonic()
+    clock.advance(5.0)
+    rec.core.on_stream_event(fallback, result(0.2, 0.3, []), clock.monotonic())  # silence: a boundary
+    rec.poll()
+    assert [e["reason"] for e in rec.events("provider_changed")] == ["circuit_open", "primary_recovered"]
+    assert clock.monotonic() - moved_at == pytest.approx(19.0) and slots.released == 1
+
+
+def test_a_call_returns_at_most_once_and_an_ending_call_does_not_return(clock: FakeClock) -> None:
+    rec, slots, primary = failback_session(clock, failback_after_s=1.0)
+    fallback = move_to_fallback(rec, speechlike(0.5))
+    primary.up_since = clock.monotonic()
+    clock.advance(2.0)
+    rec.core.on_stream_event(fallback, result(0.0, 0.1, []), clock.monotonic())
+    rec.poll()
+    back = rec.opens()[-1]
+    assert not back.fallback and slots.released == 1
+    # The primary fails again for this call: it moves again (a slot again) and stays.
+    rec.core.on_stream_failed(back.conn_id, OUTAGE, clock.monotonic())
+    rec.poll()
+    again = rec.opens()[-1]
+    assert again.fallback and slots.claims == 2
+    rec.core.on_stream_opened(again.conn_id, clock.monotonic())
+    for i in range(5):
+        clock.advance(10.0)
+        rec.core.on_stream_event(again.conn_id, result(0.1 * i, 0.1 * i + 0.1, []), clock.monotonic())
+        rec.poll()
+    assert [e["reason"] for e in rec.events("provider_changed")] == [
+        "circuit_open",
+        "primary_recovered",
+        "circuit_open",
+    ]
+    assert rec.core.provider == "local" and slots.released == 1
+    # A second call that is ending when the boundary comes finishes where it is.
+    other, other_slots, other_primary = failback_session(clock, failback_after_s=1.0)
+    conn = move_to_fallback(other, speechlike(0.5))
+    other_primary.up_since = clock.monotonic()
+    clock.advance(2.0)
+    other.core.end("end", clock.monotonic())
+    other.core.on_stream_event(conn, result(0.0, 0.5, []), clock.monotonic())
+    other.poll()
+    assert len(other.events("provider_changed")) == 1 and other_slots.released == 0

@@ -377,6 +377,7 @@ VALID: dict[str, Valid] = {
         _choice("deepgram", "local", "mock"), st.sampled_from([("", ""), ("none", ""), (" None ", "")])
     ),
     "failover_after_s": _seconds(0.5, 3600.0),
+    "failback_after_s": _seconds(0.0, 3600.0),
     "fallback_max_calls": _whole(1, 1_000_000),
     "audiohook_api_keys": _AUDIOHOOK_KEYS.flatmap(
         lambda keys: _padded(_audiohook_text(keys)).map(lambda written: (written, ApiKeys(dict(keys))))

@@ -17,7 +17,10 @@ the session invariants (docs/ingest-and-events.md) hold:
 * after `poll(now)` no deadline is already due (the runner would spin);
 * with a fallback provider (failover), the call moves at most once, says so once
   (`provider_changed`), opens every later stream on the fallback, and every event after the
-  move names the fallback; every invariant above holds across the move.
+  move names the fallback; every invariant above holds across the move. With failback
+  (`failback_after_s`, the primary's health toggled at random), the call may return to its
+  primary once, only while active, at a final that ends an utterance or covers silence,
+  giving its fallback slot back; after a return it may fail over once more, and stays.
 
 The model provider hears words at fixed call times (every 0.25 s, 0.1 s long, on each
 channel), so a stream that replays audio re-hears the same words, as a real one does.
@@ -103,13 +106,21 @@ class SessionMachine(RuleBasedStateMachine):
         self.final_end_s: dict[int, float] = {}  # per channel, end of the last final event
         self.final_words: set[tuple[int, str]] = set()
         self.fallback_room = 0
-        self.moved = False  # provider_changed was emitted
+        self.fallback_slots = 0  # slots this call holds
+        self.moved = False  # the call is on the fallback now
+        self.changes: list[str] = []  # the reasons of its provider_changed events
+        self.primary_up_since: float | None = None
 
     def _claim_fallback(self) -> bool:
         if self.fallback_room <= 0:
             return False
         self.fallback_room -= 1
+        self.fallback_slots += 1
         return True
+
+    def _release_fallback(self) -> None:
+        self.fallback_room += 1
+        self.fallback_slots -= 1
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -153,8 +164,14 @@ class SessionMachine(RuleBasedStateMachine):
         failover = None
         if fallback_room is not None:
             self.fallback_room = fallback_room
-            config = FailoverConfig("fallback", after_s=data.draw(st.sampled_from([1.0, 5.0])), refusals=2)
-            failover = Failover(config, self._claim_fallback)
+            config = FailoverConfig(
+                "fallback",
+                after_s=data.draw(st.sampled_from([1.0, 5.0])),
+                refusals=2,
+                failback_after_s=data.draw(st.sampled_from([0.0, 0.01, 1.0])),
+            )
+            failover = Failover(config, self._claim_fallback, self._release_fallback, self._up_since)
+            self.primary_up_since = data.draw(st.sampled_from([None, self.clock.monotonic()]))
         self.core = SessionCore(
             interaction_id="call-1",
             tenant_id="acme",
@@ -169,6 +186,9 @@ class SessionMachine(RuleBasedStateMachine):
         )
         self.max_retained = fmt.bytes_for(retained_s)
         self._poll()
+
+    def _up_since(self) -> float | None:
+        return self.primary_up_since
 
     @property
     def now(self) -> float:
@@ -254,9 +274,7 @@ class SessionMachine(RuleBasedStateMachine):
         total_s = self.fmt.seconds(self.origin + len(self.call_audio))
         kind = event["type"]
         if kind == "provider_changed":
-            assert not self.moved, "a second provider_changed"
-            assert (event["from"], event["to"]) == ("model", "fallback")
-            self.moved = True
+            self._provider_changed(event)
         elif "provider" in event:
             assert event["provider"] == ("fallback" if self.moved else "model"), event
         if kind == "transcript":
@@ -267,6 +285,25 @@ class SessionMachine(RuleBasedStateMachine):
         elif kind in ("utterance_end", "speech_started"):
             t = event["last_word_end" if kind == "utterance_end" else "timestamp"]
             assert isinstance(t, float | int) and origin_s - ROUNDING <= t <= total_s + ROUNDING
+
+    def _provider_changed(self, event: WireEvent) -> None:
+        reason = event["reason"]
+        if reason == "primary_recovered":
+            assert self.moved and self.changes and "primary_recovered" not in self.changes, self.changes
+            assert (event["from"], event["to"]) == ("fallback", "model")
+            assert self.core.phase is Phase.ACTIVE, "a return while the call ends"
+            failover = self.core.failover
+            assert failover is not None and failover.config.failback_after_s > 0
+            since = self.primary_up_since
+            assert since is not None and self.now + 1e-9 >= since + failover.config.failback_after_s
+            assert self.fallback_slots == 0, "the slot was not given back"
+            self.moved = False
+        else:
+            assert not self.moved, "a second move to the fallback without a return"
+            assert (event["from"], event["to"]) == ("model", "fallback")
+            assert not self.changes or self.changes[1:] == ["primary_recovered"], self.changes
+            self.moved = True
+        self.changes.append(str(reason))
 
     def _transcript(self, event: WireEvent, origin_s: float, total_s: float) -> None:
         start, end, channel, words = event["start"], event["end"], event["channel"], event["words"]
@@ -348,6 +385,16 @@ class SessionMachine(RuleBasedStateMachine):
             self.core.on_dtmf("0123456789"[roll], roll % 2, self.now)
         elif what == "finalize":
             self.core.finalize(self.now)
+        self._poll()
+
+    @precondition(lambda self: self.core.failover is not None)
+    @rule(up=st.sampled_from([True, True, False]))
+    def the_primary_changes(self, up: bool) -> None:
+        """The primary's health as the registry sees it: up (since now, if it was not) or down."""
+        if not up:
+            self.primary_up_since = None
+        elif self.primary_up_since is None:
+            self.primary_up_since = self.now
         self._poll()
 
     @rule(seconds=st.floats(0, 2) | st.sampled_from([0.02, 0.1, 3.0, 12.0]))
@@ -510,6 +557,7 @@ class SessionMachine(RuleBasedStateMachine):
     def bounded_and_single(self) -> None:
         assert len(self.live) <= 1
         assert self.core.retained_bytes <= self.max_retained
+        assert self.fallback_slots == (1 if self.moved else 0), "a fallback slot held or lost"
         if self.core.phase is Phase.ENDED:
             assert not self.live and self.core.next_deadline() is None
 

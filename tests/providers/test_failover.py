@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from asr_worker.dgserver import Faults
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
@@ -105,22 +106,32 @@ async def test_a_call_whose_provider_drops_and_then_refuses_finishes_on_the_fall
     assert _sample(metrics, "asr_failovers_total", **{"from": "deepgram", "to": "mock"}) == 1
 
 
+@pytest.mark.parametrize("failback_after_s", [0.0, 0.2], ids=["stays", "returns"])
 async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_primary_once_it_recovers(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, failback_after_s: float
 ) -> None:
     """Deepgram refuses everything: the first call moves (the breaker opened), the next finds
     the fallback full (one slot) and waits on Deepgram, saying so. Deepgram comes back: the
-    waiting call's retry is the probe that closes the breaker, a new call uses Deepgram, and
-    the moved call finishes on the fallback."""
+    waiting call's retry is the probe that closes the breaker, and a new call uses Deepgram.
+    The moved call finishes on the fallback; with ASR_FAILBACK_AFTER_S, once Deepgram has
+    carried new connections that long, it returns to Deepgram at its next pause instead, the
+    words before the return from the fallback and after it from Deepgram, none missing or
+    repeated."""
     faults = Faults(reject_status=503)
     fallback = MockProvider(MockOptions(), name="mock")
-    a_audio = (speechlike(0.6), speechlike(0.8, seed=4))
+    a_audio = (speechlike(0.6), speechlike(0.8, seed=4) + silence(0.4), speechlike(0.8, seed=7))
+    a_all = b"".join(a_audio)
     b_audio = speechlike(0.6, seed=5)
     c_audio = speechlike(0.8, seed=6)
+    returns = failback_after_s > 0
     async with running_dg_server(faults=faults) as server:
         provider = deepgram_provider(server, breaker_threshold=2, breaker_cooldown_s=1.0)
         async with deepgram_worker(
-            server, provider=provider, fallback=fallback, fallback_max_calls=1
+            server,
+            provider=provider,
+            fallback=fallback,
+            fallback_max_calls=1,
+            failback_after_s=failback_after_s,
         ) as worker:
             a = await connect(http, worker, "moved")
             await a.send_frames(frames(a_audio[0]))
@@ -135,7 +146,21 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
             await until(lambda: provider.breaker.opened_at is None)  # the waiting call's probe closed it
             c = await connect(http, worker, "after")
             await c.send_frames(frames(c_audio))
-            await a.send_frames(frames(a_audio[1]))
+            watch = worker.manager.primary_watch
+            assert watch is not None
+
+            def primary_up_long_enough() -> bool:
+                since = watch.up_since()
+                return since is not None and worker.clock.monotonic() >= since + 0.2
+
+            await until(primary_up_long_enough)  # (with or without failback: the same wait)
+            await a.send_frames(frames(a_audio[1]), pace_s=0.01)
+            if returns:
+                back = await a.next_event("provider_changed")  # at the pause
+            async with http.get(f"{base_url(worker)}/health") as response:
+                fallback_calls = (await response.json())["checks"]["fallback"]["calls"]
+            assert fallback_calls == (0 if returns else 1)  # a call that returned gave its slot back
+            await a.send_frames(frames(a_audio[2]))
             for call in (a, b, c):
                 await call.end()
             await asyncio.gather(a.collect(), b.collect(), c.collect())
@@ -155,10 +180,36 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
     assert _sample(during, "asr_provider_calls_active", provider="mock") == 1
     assert _sample(during, "asr_provider_calls_active", provider="deepgram") == 1
     assert _sample(during, "asr_provider_connections_active", provider="mock") == 1
-    # The moved call stayed on the fallback to its end, with every word once.
-    assert len(a.of("provider_changed")) == 1 and a.of("session_ended")[0]["provider"] == "mock"
-    assert {e["provider"] for e in a.of("transcript")} == {"mock"}
-    assert a.final_words() == expected_words(a_audio[0] + a_audio[1], PCM8K)
+    assert a.final_words() == expected_words(a_all, PCM8K)  # every word once, in order
+    starts = _word_starts([e for e in _finals(a) if e["text"]])
+    assert starts == sorted(starts) and len(starts) == len(set(starts))
+    (moved,) = fallback.streams_for("moved")
+    if returns:
+        # It went back once, at a pause, from where the fallback's finals reached.
+        assert [e["reason"] for e in a.of("provider_changed")] == ["circuit_open", "primary_recovered"]
+        assert (back["from"], back["to"]) == ("mock", "deepgram")
+        at = float(str(back["at"]))
+        covered = PCM8K.bytes_for(at)
+        assert len(a_audio[0]) < covered < len(a_all) - len(a_audio[2])
+        on_fallback = [e for e in _finals(a) if e["provider"] == "mock"]
+        on_primary = [e for e in _finals(a) if e["provider"] == "deepgram"]
+        assert _finals(a) == on_fallback + on_primary
+        assert _words_of(on_fallback) == expected_words(a_all[:covered], PCM8K)
+        assert _words_of(on_primary) == expected_words(a_all[covered:], PCM8K)
+        assert on_primary and min(_word_starts(on_primary)) >= at
+        # Deepgram heard the call from that byte on, once; the fallback up to (at least) it.
+        assert [bytes(c.audio) for c in server.connections].count(a_all[covered:]) == 1
+        assert bytes(moved.received).startswith(a_all[:covered])
+        assert a.of("session_ended")[0]["provider"] == "deepgram"
+        assert _sample(after, "asr_failovers_total", reason="primary_recovered") == 1
+        assert len(server.connections) == 3  # the waiting call, the new one, the returned one
+    else:
+        # The moved call stayed on the fallback to its end.
+        assert len(a.of("provider_changed")) == 1 and a.of("session_ended")[0]["provider"] == "mock"
+        assert {e["provider"] for e in a.of("transcript")} == {"mock"}
+        assert bytes(moved.received) == a_all
+        assert len(server.connections) == 2  # the waiting call and the new one, each on one connection
+    assert _sample(after, "asr_failovers_total", reason="circuit_open") == 1
     # The waiting call was carried by Deepgram once it came back; the new call went there too.
     for call, audio in ((b, b_audio), (c, c_audio)):
         assert not call.of("provider_changed") and call.of("session_ended")[0]["provider"] == "deepgram"
@@ -166,8 +217,7 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
         assert call.final_words() == expected_words(audio, PCM8K)
     assert c.of("session_started")[0]["provider"] == "deepgram" and not c.of("error")
     assert up["status"] == "ok" and up["checks"]["fallback"]["calls"] == 0
-    assert _sample(after, "asr_failovers_total") == 1
-    assert len(server.connections) == 2  # the waiting call and the new one, each on one connection
+    assert not a.of("error")
 
 
 async def test_a_new_call_during_an_outage_starts_on_the_fallback(http: aiohttp.ClientSession) -> None:

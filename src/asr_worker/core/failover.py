@@ -15,9 +15,15 @@ call must move now, and when it must next look. Three things move a call:
 
 Moving takes one of the fallback's slots (`claim`, given by the session registry: the
 fallback carries a bounded number of calls). Without one the call stays on its primary,
-retrying as before, says so once (`fallback_full`), and asks again `retry_s` later. A call
-that moved stays on the fallback to its end: no flapping inside a call. The replay of the
-audio no final covered is the core's, the same replay as after any reconnect.
+retrying as before, says so once (`fallback_full`), and asks again `retry_s` later. The
+replay of the audio no final covered is the core's, the same replay as after any reconnect.
+
+A call that moved stays on the fallback to its end (no flapping inside a call), unless
+`failback_after_s` (ASR_FAILBACK_AFTER_S) is set: then it returns to its primary
+(`primary_recovered`) at the first utterance boundary once the primary has been carrying new
+connections for that long since the move (`primary_up_since`, given by the session registry:
+the primary's health as its calls see it), giving its fallback slot back (`release`). At most
+once: a call that fails over again after returning stays on the fallback.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .provider_events import ProviderError
 CIRCUIT_OPEN: Final = "circuit_open"
 HANDSHAKE_REFUSED: Final = "handshake_refused"
 NO_CONNECTION: Final = "no_connection"
+PRIMARY_RECOVERED: Final = "primary_recovered"
 
 # What `Failover.take` did.
 STAYED: Final = 0
@@ -44,18 +51,33 @@ class FailoverConfig:
     after_s: float = 10.0  # ASR_FAILOVER_AFTER_S
     refusals: int = 3  # retryable handshake refusals in a row that spend the reconnect budget
     retry_s: float = 2.0  # after `fallback_full`, how long before asking for a slot again
+    failback_after_s: float = 0.0  # ASR_FAILBACK_AFTER_S; 0: a moved call never returns
 
 
 def _no_slot() -> bool:
     return False
 
 
+def _never_up() -> float | None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class Failover:
     config: FailoverConfig
     claim: Callable[[], bool] = _no_slot  # take a slot on the fallback; False when it is full
+    release: Callable[[], None] = _nothing  # give the slot back (a call that returned)
+    # Since when the primary has been carrying new connections (None: it is not).
+    primary_up_since: Callable[[], float | None] = _never_up
     moved: bool = False
     reason: str = ""
+    primary: str = ""  # the provider the call moved from
+    moved_at: float = float("-inf")
+    returned: bool = False  # the call went back to its primary once; it never does again
     down_since: float | None = None  # since when the call has wanted a working connection
     refused: int = 0  # retryable handshake refusals in a row
     full_told: bool = False
@@ -63,9 +85,9 @@ class Failover:
     _opened_at: float | None = None
     _end_by: float | None = None  # the call is ending: if down, move by then
 
-    def started_moved(self, reason: str) -> None:
+    def started_moved(self, reason: str, primary: str, now: float) -> None:
         """The registry put a new call straight on the fallback (the primary's breaker is open)."""
-        self.moved, self.reason = True, reason
+        self.moved, self.reason, self.primary, self.moved_at = True, reason, primary, now
 
     def wanting(self, now: float) -> None:
         """The call asks for a connection; from now on it counts as down until one works."""
@@ -116,7 +138,25 @@ class Failover:
             at = min(at, max(self._end_by, self.down_since))
         return max(at, self.not_before)
 
-    def take(self, reason: str, now: float) -> int:
+    def return_due(self, now: float) -> bool:
+        """A moved call may go back to its primary now (the caller is at an utterance
+        boundary): failback is on, the call has not returned before, and the primary has
+        carried new connections for `failback_after_s` since the move."""
+        after_s = self.config.failback_after_s
+        if not self.moved or self.returned or after_s <= 0:
+            return False
+        since = self.primary_up_since()
+        return since is not None and now + 1e-9 >= max(since, self.moved_at) + after_s
+
+    def go_back(self) -> None:
+        """The call returns to its primary: the slot goes back; the primary counts as down
+        until a connection works, as for any new connection."""
+        self.moved, self.returned, self.reason = False, True, PRIMARY_RECOVERED
+        self.down_since, self.refused, self.full_told = None, 0, False
+        self.not_before, self._opened_at = float("-inf"), None
+        self.release()
+
+    def take(self, reason: str, primary: str, now: float) -> int:
         """Move now if the fallback has room (and it is time to ask): MOVED; FULL the first
         time the fallback had no room for this call (say so, once); else STAYED."""
         if self.moved or now + 1e-9 < self.not_before:
@@ -125,5 +165,5 @@ class Failover:
             self.not_before = now + self.config.retry_s
             told, self.full_told = self.full_told, True
             return STAYED if told else FULL
-        self.moved, self.reason = True, reason
+        self.moved, self.reason, self.primary, self.moved_at = True, reason, primary, now
         return MOVED

@@ -17,6 +17,7 @@ The session invariants (docs/ingest-and-events.md) live here and nowhere else:
 * no repeated words: words a channel has already finalized are filtered from later results;
 * failover: when the provider cannot carry the call (`failover.py` decides when), the next
   stream opens on the fallback provider with the same replay, and `provider_changed` says so;
+  with failback on, the same way back to the primary, once, at an utterance boundary;
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
   only after the provider confirmed its last results (or a bounded wait ran out).
 """
@@ -53,7 +54,7 @@ from .events import (
     TranscriptWord,
     UtteranceEnd,
 )
-from .failover import FULL, MOVED, Failover
+from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
 from .provider_events import (
     ProviderError,
     ProviderEvent,
@@ -388,6 +389,10 @@ class SessionCore:
         base_s = self.fmt.seconds(self._stream_base)
         if isinstance(event, TranscriptResult):
             self._on_result(event, base_s, now)
+            # Failback happens at an utterance boundary: a final ending an utterance, or silence.
+            boundary = event.is_final and (event.speech_final or not event.text)
+            if boundary and failover is not None and self.phase is Phase.ACTIVE and failover.return_due(now):
+                self._fail_back(now)
         elif isinstance(event, ProviderUtteranceEnd):
             self._emit(
                 UtteranceEnd(
@@ -589,7 +594,7 @@ class SessionCore:
         audio no final covered, as after any reconnect. False: the call stays where it is."""
         failover = self.failover
         assert failover is not None
-        taken = failover.take(reason, now)
+        taken = failover.take(reason, self.provider, now)
         if taken == FULL:
             self.emit_error(
                 "fallback_full",
@@ -601,17 +606,27 @@ class SessionCore:
             return False
         if self.link is Link.CONNECTING:
             self._outbox.append(AbortStream(self.conn_id))
-        previous, self.provider = self.provider, failover.config.fallback
+        self._switch(failover.config.fallback, reason, now)
+        return True
+
+    def _fail_back(self, now: float) -> None:
+        """A moved call at an utterance boundary returns to its primary (failback): the
+        fallback's stream is closed and the primary's replays what no final covered yet."""
+        failover = self.failover
+        assert failover is not None
+        failover.go_back()
+        self._outbox.append(AbortStream(self.conn_id))
+        self._switch(failover.primary, PRIMARY_RECOVERED, now)
+
+    def _switch(self, to: str, reason: str, now: float) -> None:
+        previous, self.provider = self.provider, to
         at = round(self.fmt.seconds(self._covered), 3)
         seq, wall_ms = self._next_seq(), self._wall_ms(now)
         self._emit(
-            ProviderChanged(
-                self.interaction_id, self.tenant_id, seq, previous, self.provider, reason, at, wall_ms
-            )
+            ProviderChanged(self.interaction_id, self.tenant_id, seq, previous, to, reason, at, wall_ms)
         )
         self._failures = 0
         self._open(now)
-        return True
 
     def _on_result(self, result: TranscriptResult, base_s: float, now: float) -> None:
         channel = result.channel

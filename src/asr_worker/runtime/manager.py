@@ -21,6 +21,7 @@ from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import AdmissionGate, Provider
+from .primary import PrimaryWatch
 from .runner import SessionRunner
 from .source import CallSource
 from .wakeup import TimerWheel
@@ -78,6 +79,7 @@ class SessionManager:
             None if fallback is None else failover or FailoverConfig(fallback=fallback.name)
         )
         self.fallback_slots = FallbackSlots(fallback_max_calls)
+        self.primary_watch = None if fallback is None else PrimaryWatch(provider)
         self.config = config
         self.max_sessions = max_sessions
         self.max_sources_per_call = max_sources_per_call
@@ -151,7 +153,7 @@ class SessionManager:
                 "not taken; send the call to another worker",
             )
         now = self._clock.monotonic()
-        failover, provider_name = self._failover_for_new_call()
+        failover, provider_name = self._failover_for_new_call(now)
         core = SessionCore(
             interaction_id=interaction_id,
             tenant_id=tenant_id,
@@ -165,23 +167,31 @@ class SessionManager:
             failover=failover,
         )
         runner = SessionRunner(
-            core, self.provider, self._publish, self._metrics, self._clock, self._wheel, self.fallback
+            core,
+            self.provider,
+            self._publish,
+            self._metrics,
+            self._clock,
+            self._wheel,
+            self.fallback,
+            self.primary_watch,
         )
         self._sessions[interaction_id] = runner
         self._empty.clear()
         self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{interaction_id}")
         return runner
 
-    def _failover_for_new_call(self) -> tuple[Failover | None, str]:
+    def _failover_for_new_call(self, now: float) -> tuple[Failover | None, str]:
         """A new call's failover state and the provider it starts on: the fallback while the
         primary takes no new calls (its circuit breaker is open) and the fallback has room."""
-        config = self.failover_config
-        if config is None:
+        config, watch = self.failover_config, self.primary_watch
+        if config is None or watch is None:
             return None, self.provider.name
-        failover = Failover(config, self.fallback_slots.claim)
+        slots = self.fallback_slots
+        failover = Failover(config, slots.claim, slots.release, watch.up_since)
         gate = self.provider
-        if isinstance(gate, AdmissionGate) and not gate.taking_new_calls() and self.fallback_slots.claim():
-            failover.started_moved(CIRCUIT_OPEN)
+        if isinstance(gate, AdmissionGate) and not gate.taking_new_calls() and slots.claim():
+            failover.started_moved(CIRCUIT_OPEN, self.provider.name, now)
             return failover, config.fallback
         return failover, self.provider.name
 

@@ -33,6 +33,7 @@ from ..core.provider_events import ProviderError, ProviderEvent
 from ..core.session import Link, Phase, SessionCore
 from ..metrics import WorkerMetrics
 from ..providers.base import EventPusher, ImmediateSender, Provider, ProviderStream, StreamRequest
+from .primary import PrimaryWatch
 from .wakeup import TimerWheel, Waker
 
 log = logging.getLogger("asr_worker.session")
@@ -88,10 +89,12 @@ class SessionRunner:
         clock: Clock,
         wheel: TimerWheel,
         fallback: Provider | None = None,
+        primary_watch: PrimaryWatch | None = None,
     ) -> None:
         self.core = core
         self._provider = provider
         self._fallback = fallback  # where the core's `OpenStream(fallback=True)` go
+        self._watch = primary_watch  # told how the primary's connections fare (failback)
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
@@ -321,9 +324,13 @@ class SessionRunner:
         except Exception as exc:
             exc = _as_provider_error(exc, self.interaction_id)
             self._count_failure(exc, provider.name)
+            if self._watch is not None and provider is self._provider:
+                self._watch.failed()
             core.on_stream_failed(conn_id, exc, self._clock.monotonic())
             self._waker.wake()
             return
+        if self._watch is not None and provider is self._provider:
+            self._watch.opened(self._clock.monotonic())
         if not core.on_stream_opened(conn_id, self._clock.monotonic()):
             with contextlib.suppress(Exception):
                 await stream.abort()
@@ -356,7 +363,10 @@ class SessionRunner:
             return  # already reported (the reader and a send both saw the fault), or aborted
         self._live.discard(conn_id)
         if error is not None:
-            self._count_failure(error, self._stream_provider.get(conn_id, self._provider.name))
+            provider = self._stream_provider.get(conn_id, self._provider.name)
+            self._count_failure(error, provider)
+            if self._watch is not None and provider == self._provider.name:
+                self._watch.failed()
             log.warning(
                 "provider stream lost",
                 extra={"interaction_id": self.interaction_id, "code": error.code, "detail": error.message},
@@ -395,7 +405,7 @@ class SessionRunner:
         elif isinstance(event, ProviderChanged):
             metrics.failovers.labels(event.from_, event.to, event.reason).inc()
             log.warning(
-                "call moved to the fallback provider",
+                "call moved to another provider",
                 extra={
                     "interaction_id": self.interaction_id,
                     "from": event.from_,
