@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .base import ProviderHealth
+
 
 class BreakerState(IntEnum):
     CLOSED = 0
@@ -60,3 +62,21 @@ class CircuitBreaker:
 
     def retry_in_s(self, now: float) -> float:
         return 0.0 if self.opened_at is None else max(0.0, self.opened_at + self.cooldown_s - now)
+
+    def health(self, now: float, last_failure: str, refusal: str | None = None) -> ProviderHealth:
+        """The provider's health as the breaker sees it, for /health: open, half-open, a
+        refusal that retrying cannot fix (`refusal`: a bad key), recovering, or ok."""
+        state = self.state(now)
+        if state is BreakerState.OPEN:
+            return ProviderHealth(
+                False,
+                f"circuit open after {self.failures} connection failures in a row "
+                f"(last: {last_failure}); new calls fail fast for {self.retry_in_s(now):.0f} s",
+            )
+        if state is BreakerState.HALF_OPEN:
+            return ProviderHealth(
+                False, f"circuit half-open: the next connection is a probe ({last_failure})"
+            )
+        if refusal is not None:
+            return ProviderHealth(False, refusal)
+        return ProviderHealth(True, "ok" if self.failures == 0 else f"recovering: {last_failure}")

@@ -279,23 +279,7 @@ class DeepgramProvider:
         return not self._outage()
 
     def health(self) -> ProviderHealth:
-        now = self._clock.monotonic()
-        state = self.breaker.state(now)
-        if state is BreakerState.OPEN:
-            return ProviderHealth(
-                False,
-                f"circuit open after {self.breaker.failures} connection failures in a row "
-                f"(last: {self._last_failure}); new calls fail fast for {self.breaker.retry_in_s(now):.0f} s",
-            )
-        if state is BreakerState.HALF_OPEN:
-            return ProviderHealth(
-                False, f"circuit half-open: the next connection is a probe ({self._last_failure})"
-            )
-        if self._refusal is not None:
-            return ProviderHealth(False, self._refusal)
-        return ProviderHealth(
-            True, "ok" if self.breaker.failures == 0 else f"recovering: {self._last_failure}"
-        )
+        return self.breaker.health(self._clock.monotonic(), self._last_failure, self._refusal)
 
     async def aclose(self) -> None:
         return None  # every connection belongs to a stream, which its session closes
