@@ -23,9 +23,10 @@ from asr_worker.openai_realtime.protocol import SessionConfig
 from asr_worker.providers.mock import expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
 from asr_worker.worker import Worker
-from tests.conftest import base_url, free_port, running_worker
+from tests.conftest import base_url, running_worker
 from tests.support.audio import frames, silence, speechlike
 from tests.support.client import connect
+from tests.support.http_server import serving
 from tests.support.rt_server import Faults, RealtimeTestServer, running_rt_server
 
 KEY = "sk-openai-test-key-0123456789"
@@ -212,20 +213,12 @@ async def test_a_refused_session_fails_the_call_without_retrying(http: aiohttp.C
             pass
         return ws
 
-    app = web.Application()
-    app.router.add_get("/v1/realtime", realtime)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving("/v1/realtime", realtime) as port:
         options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
         async with running_worker(OpenAIProvider(options)) as worker:
             call = await connect(http, worker, "oa-refused", ULAW_QUERY)
             await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)
             await call.collect()
-    finally:
-        await runner.cleanup()
     assert opened == 1
     [error] = call.of("error")
     assert error["code"] == "provider_rejected" and "no such model" in str(error["message"])
@@ -280,13 +273,7 @@ async def test_a_sloppy_server_gives_each_item_one_final(http: aiohttp.ClientSes
                 await ws.send_str(json.dumps(protocol.completed_event("item_2", "bye", 0.2, "e9")))
         return ws
 
-    app = web.Application()
-    app.router.add_get("/v1/realtime", realtime)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving("/v1/realtime", realtime) as port:
         options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
         async with running_worker(OpenAIProvider(options)) as worker:
             call = await connect(http, worker, "oa-sloppy", ULAW_QUERY)
@@ -294,8 +281,6 @@ async def test_a_sloppy_server_gives_each_item_one_final(http: aiohttp.ClientSes
             await call.end()
             await call.collect()
             garbage = await metric(http, worker, "asr_openai_garbage_messages_total")
-    finally:
-        await runner.cleanup()
     finals = [e for e in call.of("transcript") if e["is_final"]]
     assert [e["text"] for e in finals] == ["hello there", "bye"]
     assert finals[0]["end"] == pytest.approx(0.4) and finals[1]["from_finalize"]

@@ -23,6 +23,7 @@ from tests.conftest import free_port, running_worker
 from tests.security.test_secrets import run_call
 from tests.support.audio import PCM8K
 from tests.support.exposure import Exposure, exception_text, json_logs
+from tests.support.http_server import serving
 from tests.support.rt_server import Faults, running_rt_server
 
 KEY = "sk-live-4e7a1c9b2d8f6053"
@@ -79,16 +80,8 @@ async def echoing_server(accept: bool) -> AsyncIterator[str]:
         await ws.close(code=1011, message=auth.encode()[:120])
         return ws
 
-    app = web.Application()
-    app.router.add_get("/v1/realtime", realtime)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving("/v1/realtime", realtime) as port:
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("accept", [False, True], ids=["refusal", "connection"])

@@ -38,6 +38,7 @@ from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.client import CallClient
 from tests.support.dg_server import deepgram_provider, running_dg_server
 from tests.support.exposure import Exposure, exception_text, json_logs
+from tests.support.http_server import serving
 from tests.support.redis_server import RedisServer, until, wait_for_calls_to_end
 from tests.support.telephony import (
     exotel_media,
@@ -176,16 +177,8 @@ async def echoing_server(accept: bool) -> AsyncIterator[str]:
         await ws.close(code=1011, message=auth.encode()[:120])
         return ws
 
-    app = web.Application()
-    app.router.add_get("/v1/listen", listen)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving("/v1/listen", listen) as port:
         yield f"ws://127.0.0.1:{port}/v1/listen"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("accept", [False, True], ids=["refusal", "connection"])
