@@ -11,7 +11,16 @@ ourselves:
   generation is memory-bound, so it costs 0.045 s per utterance in fours against 0.11 s alone
   (one thread); the encoder does not gain, so a batch of four is about a quarter cheaper;
 * greedy decoding (beam 1, temperature 0) without timestamp tokens, the text then aligned to
-  the audio by cross-attention (Whisper's own word-timestamp method) for word times.
+  the audio by cross-attention (Whisper's own word-timestamp method) for word times;
+* each utterance may come with a prompt, as faster-whisper's `hotwords` and previous text go:
+  `<|startofprev|>` + the call's expected words + its recent finals, then the task tokens. An
+  utterance of a second decoded alone is hard for any model; with what was said before it,
+  Whisper hears it the way it hears it inside the whole recording;
+* no invented text: a decode is dropped when Whisper itself thinks there was no speech and its
+  words are improbable (faster-whisper's rule), when its text repeats itself (a compression
+  ratio above 2.4, Whisper's own loop test), or when it is one of the phrases Whisper is known
+  to produce from silence or noise ("Thank you.", "Thanks for watching!") said with little
+  confidence.
 
 `decode_batch` is blocking and thread-safe: the scheduler runs it in worker threads, where
 CTranslate2 releases the GIL.
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import math
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -39,6 +49,32 @@ _MAX_LENGTH: Final = 448
 _NO_SPEECH_THRESHOLD: Final = 0.6
 _LOG_PROB_THRESHOLD: Final = -1.0
 _PREPEND_PUNCTUATION: Final = frozenset("\"'“¿([{-")
+_COMPRESSION_RATIO_THRESHOLD: Final = 2.4
+_MAX_PROMPT_TOKENS: Final = _MAX_LENGTH // 2 - 1
+# What Whisper says over silence, noise and music; taken only when it is sure of it.
+_HALLUCINATIONS: Final = frozenset(
+    {
+        "thank you",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for listening",
+        "thank you for listening",
+        "please subscribe",
+        "subscribe to my channel",
+        "bye",
+        "you",
+        "so",
+        "oh",
+        "uh",
+        "um",
+        "hmm",
+        "music",
+        "applause",
+    }
+)
+_HALLUCINATION_MIN_LOGPROB: Final = -0.4
+_HALLUCINATION_MAX_NO_SPEECH: Final = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +144,9 @@ class _FasterWhisperModel(Protocol):
 class Decoder(Protocol):
     """What the scheduler needs; the real one is `WhisperDecoder`, tests use fakes."""
 
-    def decode_batch(self, audios: Sequence[Float32Array]) -> list[Decoded]: ...
+    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+        """`prompts[i]` (if given): text said before `audios[i]`, to condition its decode on."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +183,7 @@ class WhisperDecoder:
     def load(cls, options: WhisperOptions) -> WhisperDecoder:
         return cls(_load_model(options), options)
 
-    def decode_batch(self, audios: Sequence[Float32Array]) -> list[Decoded]:
+    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
@@ -156,26 +194,58 @@ class WhisperDecoder:
         frames = max(window_frames(a.size / SAMPLE_RATE) for a in audios)
         batch = np.ascontiguousarray(np.stack([pad_or_trim(f, frames) for f in features]), dtype=np.float32)
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch))
-        results = self._model.model.generate(
-            encoded,
-            [self._prompt] * len(audios),
-            beam_size=1,
-            max_length=_MAX_LENGTH,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=self._suppress,
-        )
+        previous = [self.previous_tokens(prompts[i] if i < len(prompts) else "") for i in range(len(audios))]
+        results = self._generate(encoded, previous)
         tokens: list[list[int]] = []
         for result in results:
             ids = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
             avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1) if ids else -math.inf
-            no_speech = (
-                float(result.no_speech_prob) > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
-            )
-            tokens.append([] if no_speech else ids)
+            no_speech = float(result.no_speech_prob)
+            text = self._tokenizer.decode(ids) if ids else ""
+            tokens.append([] if invented(text, avg_logprob, no_speech) else ids)
         words = self._align(encoded, tokens, [f.shape[-1] for f in features])
         return [Decoded(tuple(w), a.size / SAMPLE_RATE) for w, a in zip(words, audios, strict=True)]
+
+    def previous_tokens(self, prompt: str) -> list[int]:
+        """The tokens of the text said before an utterance, as much as the prompt may hold."""
+        if not prompt.strip():
+            return []
+        return list(self._tokenizer.encode(" " + prompt.strip()))[-_MAX_PROMPT_TOKENS:]
+
+    def _generate(self, encoded: object, previous: list[list[int]]) -> list[_GenerationResult]:
+        """Generate for the batch, each with its previous text (faster-whisper's prompt layout:
+        `<|startofprev|>`, the text, then the task tokens). CTranslate2 wants the task tokens at
+        the same position across a batch, so the prompted decodes keep the last n tokens each
+        (n: the shortest), and the unprompted ones go as a batch of their own."""
+        import ctranslate2
+
+        prompted = [i for i, p in enumerate(previous) if p]
+        plain = [i for i, p in enumerate(previous) if not p]
+        n = min((len(previous[i]) for i in prompted), default=0)
+        groups = [
+            (prompted, [[self._tokenizer.sot_prev, *previous[i][-n:], *self._prompt] for i in prompted]),
+            (plain, [self._prompt] * len(plain)),
+        ]
+        out: list[_GenerationResult | None] = [None] * len(previous)
+        for members, prompts in groups:
+            if not members:
+                continue
+            view = encoded
+            if len(members) != len(previous):
+                view = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[members]))
+            results = self._model.model.generate(
+                view,
+                prompts,
+                beam_size=1,
+                max_length=_MAX_LENGTH,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=self._suppress,
+            )
+            for i, result in zip(members, results, strict=True):
+                out[i] = result
+        return [r for r in out if r is not None]
 
     def _align(
         self, encoded: object, tokens: list[list[int]], num_frames: list[int]
@@ -204,6 +274,28 @@ class WhisperDecoder:
                 ]
             )
         return out
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _plain(text: str) -> str:
+    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch in " '").split())
+
+
+def invented(text: str, avg_logprob: float, no_speech_prob: float) -> bool:
+    """Whether a decode is text Whisper made up rather than heard (see the module's notes)."""
+    if not text.strip():
+        return False
+    if no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD:
+        return True
+    if compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD:
+        return True
+    return _plain(text) in _HALLUCINATIONS and (
+        avg_logprob < _HALLUCINATION_MIN_LOGPROB or no_speech_prob > _HALLUCINATION_MAX_NO_SPEECH
+    )
 
 
 def _merge_punctuation(words: list[DecodedWord]) -> list[DecodedWord]:
