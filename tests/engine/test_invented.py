@@ -16,10 +16,20 @@ from asr_worker.engine.whisper import compression_ratio, invented
         (" you", -0.5, 0.3),
         (" Hello.", -1.5, 0.7),  # faster-whisper's rule: no speech and improbable words
         (" the the the the the the the the the the the the the the the the the the", -0.3, 0.0),  # a loop
+        (" I'm going to get some of the new cars.", -2.1, 0.48),  # brown noise: doubtful, improbable
     ],
 )
 def test_invented_text_is_recognized(text: str, avg_logprob: float, no_speech_prob: float) -> None:
     assert invented(text, avg_logprob, no_speech_prob)
+
+
+def test_a_prompt_said_again_over_doubtful_audio_is_invented() -> None:
+    prompt = "I would like to change my address."
+    assert invented(" I would like to change my address.", -0.7, 0.55, prompt)
+    assert invented(" I would like to go to the airport.", -1.2, 0.36, prompt)
+    # The same words, where Whisper hears speech, are a caller repeating themself.
+    assert not invented(" I would like to change my address.", -0.3, 0.05, prompt)
+    assert not invented(" Four of clubs.", -0.5, 0.35, "Ten of hearts.")
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soxr
 
 from asr_worker.config import Settings
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.codecs import encode_g711
+from asr_worker.engine.model import ModelChoice, resolve_model
+from asr_worker.engine.whisper import WhisperDecoder, WhisperOptions
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import FileResult, transcribe_files
 from tests.support.human_speech import recordings, word_errors
@@ -98,6 +101,27 @@ def test_silence_noise_tones_and_music_produce_no_final_text() -> None:
     for name, result in results.items():
         assert result.ok, (name, result.errors)
         assert result.finals == [], f"{name}: the engine invented {result.finals}"
+
+
+@pytest.fixture(scope="module")
+def decoder() -> WhisperDecoder:
+    settings = Settings()
+    options = WhisperOptions(
+        resolve_model(ModelChoice.parse(settings.local_model)), cpu_threads=1, num_workers=1
+    )
+    return WhisperDecoder.load(options)
+
+
+@pytest.mark.parametrize("prompt", ["", "I would like to change the delivery address for my package."])
+def test_the_decoder_alone_invents_nothing_from_noise_tones_or_music(
+    decoder: WhisperDecoder, prompt: str
+) -> None:
+    """Past the VAD too: Whisper says "you" or "I" over noise, and repeats its prompt over
+    silence or music; none of it comes out of the decoder."""
+    for name, samples in not_speech().items():
+        audio = np.asarray(soxr.resample(samples.astype(np.float32), RATE, 16000), dtype=np.float32)
+        (result,) = decoder.decode_batch([audio[: 16000 * 5]], [prompt])
+        assert result.words == (), f"{name}: {result.text!r}"
 
 
 def test_people_speaking_short_utterances_are_transcribed_about_as_well_as_the_whole_file() -> None:
