@@ -329,3 +329,15 @@ async def test_no_context_when_the_prompt_is_turned_off(silero: SileroVad, speec
         stream = await provider.open(request(call.fmt))
         await play(stream, call.data, call.fmt)
     assert decoder.prompts and set(decoder.prompts) == {""}
+
+
+def test_the_keyterms_setting_becomes_the_engines_keyterms() -> None:
+    from asr_worker.config import Settings, load_settings, local_options
+
+    settings = load_settings(
+        {"ASR_LOCAL_KEYTERMS": " Acme Cloud ,Zorblax,, Acme Cloud", "ASR_LOCAL_CONTEXT_CHARS": "0"}
+    )
+    assert settings.local_keyterms == "Acme Cloud, Zorblax"
+    options = local_options(settings)
+    assert options.keyterms == ("Acme Cloud", "Zorblax") and options.context_chars == 0
+    assert local_options(Settings()).keyterms == () and local_options(Settings()).context_chars == 200
