@@ -267,7 +267,7 @@ def join(
         samples = _load(root / member, rate)
         loud = np.flatnonzero(np.abs(samples) > 0.1 * float(np.abs(samples).max()))
         if loud.size:
-            spoken.append(Spoken(text, t + loud[0] / rate, t + (loud[-1] + 1) / rate))
+            spoken.append(Spoken(text, t + float(loud[0]) / rate, t + float(loud[-1] + 1) / rate))
         else:
             spoken.append(Spoken(text, t, t + samples.size / rate))
         parts.append(samples)
