@@ -317,9 +317,9 @@ async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_fi
     spoken = [r.text for r in finals(events) if r.text]
     assert len(spoken) == 3
     assert decoder.prompts, "every decode is given its channel's context"
-    assert all(p.startswith("Acme, Zorblax, Quux.") for p in decoder.prompts), decoder.prompts
+    assert all(p.endswith("Acme, Zorblax, Quux.") for p in decoder.prompts), decoder.prompts
     # Utterances decoded after the first final went out have it as their context, as a sentence.
-    assert any(p.startswith(f"Acme, Zorblax, Quux. {spoken[0]}.") for p in decoder.prompts), decoder.prompts
+    assert any(p.startswith(f"{spoken[0]}. ") for p in decoder.prompts), decoder.prompts
 
 
 async def test_no_context_when_the_prompt_is_turned_off(silero: SileroVad, speech: Speech) -> None:

@@ -9,8 +9,8 @@ and silence with no speech gets an empty final about every `silence_final_s` (th
 frees its replay buffer by this coverage). Finals are emitted in order though their decodes
 finish out of order; an interim is dropped while an earlier final is still due.
 
-Each decode is conditioned on the channel's context (`prompt`): the call's expected words
-(keyterms), then the end of its recent finals, as whisper_streaming and WhisperLive carry a
+Each decode is conditioned on the channel's context (`prompt`): the end of its recent finals,
+then the call's expected words (keyterms), as whisper_streaming and WhisperLive carry a
 stream's committed text into the next window's prompt. Short utterances cut apart by the VAD
 then decode as they do inside the whole recording.
 
@@ -237,8 +237,9 @@ class Channel:
             self.emit_ready()
 
     def prompt(self) -> str:
-        """The context a decode of this channel starts from: keyterms, then recent finals."""
-        parts = [f"{self.keyterms}." if self.keyterms else "", self.said]
+        """The context a decode of this channel starts from: recent finals, then keyterms (last,
+        so that a prompt shortened from its start to fit a batch keeps them)."""
+        parts = [self.said, f"{self.keyterms}." if self.keyterms else ""]
         return " ".join(p for p in parts if p)
 
     def _remember(self, text: str) -> None:

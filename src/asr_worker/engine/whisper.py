@@ -54,6 +54,7 @@ _LOG_PROB_THRESHOLD: Final = -1.0
 _PREPEND_PUNCTUATION: Final = frozenset("\"'“¿([{-")
 _COMPRESSION_RATIO_THRESHOLD: Final = 2.4
 _MAX_PROMPT_TOKENS: Final = _MAX_LENGTH // 2 - 1
+_SHORT_PROMPT: Final = 32  # tokens: a prompt this long or longer is never cut below it
 # What Whisper says over silence, noise and music; taken only when it is sure of it.
 _HALLUCINATIONS: Final = frozenset(
     {
@@ -248,18 +249,21 @@ class WhisperDecoder:
     ) -> dict[int, _GenerationResult]:
         """Generate for the batch members in `previous`, each with its previous text
         (faster-whisper's prompt layout: `<|startofprev|>`, the text, then the task tokens).
-        CTranslate2 wants the task tokens at the same position across a batch, so the prompted
-        decodes keep the last n tokens each (n: the shortest), and the unprompted ones go as a
-        batch of their own. `limit`: text tokens at most, besides the prompt."""
+        CTranslate2 wants the task tokens at the same position across a batch, so decodes go in
+        up to three batches (no prompt, a short one, a long one), and in each the prompted keep
+        their last n tokens (n: the group's shortest). `limit`: text tokens at most, besides the
+        prompt."""
         import ctranslate2
 
-        prompted = [i for i, p in previous.items() if p]
+        groups: list[tuple[list[int], list[list[int]]]] = []
         plain = [i for i, p in previous.items() if not p]
-        n = min((len(previous[i]) for i in prompted), default=0)
-        groups = [
-            (prompted, [[self._tokenizer.sot_prev, *previous[i][-n:], *self._prompt] for i in prompted]),
-            (plain, [self._prompt] * len(plain)),
-        ]
+        groups.append((plain, [self._prompt] * len(plain)))
+        for short in (True, False):
+            members = [i for i, p in previous.items() if p and (len(p) < _SHORT_PROMPT) == short]
+            n = min((len(previous[i]) for i in members), default=0)
+            groups.append(
+                (members, [[self._tokenizer.sot_prev, *previous[i][-n:], *self._prompt] for i in members])
+            )
         out: dict[int, _GenerationResult] = {}
         for members, prompts in groups:
             if not members:
