@@ -120,6 +120,8 @@ def accuracy(
         lat, texts = realtime(recs)
         pairs = [word_errors(rec.text, t) for rec, t in zip(recs, texts, strict=True)]
         lines.append("")
+        for rec, text in zip(recs, texts, strict=True):
+            lines.append(f"{rec.name}, real time:      {text}")
         if lat:
             lines.append(
                 f"Real time over the ingest socket, {len(recs)} calls at once, 8 kHz mu-law: "
