@@ -78,7 +78,7 @@ class Settings:
     local_language: str = "en"
     local_endpointing_ms: int = 500
     local_keyterms: str = ""
-    local_context_chars: int = 200
+    local_context_chars: int = 0
     fallback_provider: str = ""
     failover_after_s: float = 10.0
     fallback_max_calls: int = 32
@@ -468,7 +468,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "local_context_chars",
         "ASR_LOCAL_CONTEXT_CHARS",
-        "local engine: characters of a call's recent finals each decode is prompted with (0: none)",
+        "local engine: characters of a call's recent finals each decode is prompted with (0: none; "
+        "measured worse on short utterances, see docs/local-engine.md)",
         _int_range(0, 1000),
     ),
     Option(

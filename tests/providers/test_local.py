@@ -310,7 +310,7 @@ async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_fi
 ) -> None:
     call = speech.call(SENTENCES[:3], 8000, Encoding.MULAW, gap_s=2.5)
     decoder = FakeWhisper()
-    async with local_provider(silero, decoder, keyterms=("Acme", "Zorblax")) as provider:
+    async with local_provider(silero, decoder, keyterms=("Acme", "Zorblax"), context_chars=200) as provider:
         fmt = call.fmt
         stream = await provider.open(StreamRequest("call-1", "acme", fmt, keyterms=("Quux", "Acme")))
         events = await play(stream, call.data, call.fmt)
@@ -322,10 +322,10 @@ async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_fi
     assert any(p.startswith(f"{spoken[0]}. ") for p in decoder.prompts), decoder.prompts
 
 
-async def test_no_context_when_the_prompt_is_turned_off(silero: SileroVad, speech: Speech) -> None:
+async def test_no_context_by_default(silero: SileroVad, speech: Speech) -> None:
     call = speech.call(SENTENCES[:2], 8000, Encoding.MULAW, gap_s=2.5)
     decoder = FakeWhisper()
-    async with local_provider(silero, decoder, context_chars=0) as provider:
+    async with local_provider(silero, decoder) as provider:
         stream = await provider.open(request(call.fmt))
         await play(stream, call.data, call.fmt)
     assert decoder.prompts and set(decoder.prompts) == {""}
@@ -335,9 +335,9 @@ def test_the_keyterms_setting_becomes_the_engines_keyterms() -> None:
     from asr_worker.config import Settings, load_settings, local_options
 
     settings = load_settings(
-        {"ASR_LOCAL_KEYTERMS": " Acme Cloud ,Zorblax,, Acme Cloud", "ASR_LOCAL_CONTEXT_CHARS": "0"}
+        {"ASR_LOCAL_KEYTERMS": " Acme Cloud ,Zorblax,, Acme Cloud", "ASR_LOCAL_CONTEXT_CHARS": "150"}
     )
     assert settings.local_keyterms == "Acme Cloud, Zorblax"
     options = local_options(settings)
-    assert options.keyterms == ("Acme Cloud", "Zorblax") and options.context_chars == 0
-    assert local_options(Settings()).keyterms == () and local_options(Settings()).context_chars == 200
+    assert options.keyterms == ("Acme Cloud", "Zorblax") and options.context_chars == 150
+    assert local_options(Settings()).keyterms == () and local_options(Settings()).context_chars == 0

@@ -9,10 +9,9 @@ and silence with no speech gets an empty final about every `silence_final_s` (th
 frees its replay buffer by this coverage). Finals are emitted in order though their decodes
 finish out of order; an interim is dropped while an earlier final is still due.
 
-Each decode is conditioned on the channel's context (`prompt`): the end of its recent finals,
-then the call's expected words (keyterms), as whisper_streaming and WhisperLive carry a
-stream's committed text into the next window's prompt. Short utterances cut apart by the VAD
-then decode as they do inside the whole recording.
+Each decode is conditioned on the channel's context (`prompt`): the end of its recent finals
+(when `context_chars` asks for them, as whisper_streaming and WhisperLive carry a stream's
+committed text into the next window's prompt), then the call's expected words (keyterms).
 
 A channel knows nothing of the provider or the stream it belongs to: the engine's shared
 parts (`ChannelEngine`: scheduler, pool wake-up, clock, metrics, options) and where its
@@ -49,7 +48,7 @@ class ChannelOptions:
     interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
     first_interim_s: float = 0.5  # utterance audio before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
-    context_chars: int = 200  # of the channel's recent finals in each decode's prompt (0: none)
+    context_chars: int = 0  # of the channel's recent finals in each decode's prompt (0: none)
     keyterms: tuple[str, ...] = ()  # words every call is expected to use (ASR_LOCAL_KEYTERMS)
 
 
