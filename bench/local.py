@@ -12,7 +12,13 @@
    and the engine's own mean decode RTF. N is sustained while p95 <= 1.5 s, no final is
    missing and WER stays within 10%; the ramp stops after the first N that is not.
 
-Prints tables; takes about 3 minutes on 2 cores. Needs espeak-ng (Debian).
+3. Accuracy on recordings of people (`bench/local_accuracy.py`): streaming finals' word error
+   rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file,
+   and finals latency of the recordings played as real-time calls.
+
+Prints tables. By default accuracy and speed (about a minute on 2 cores); `--parts capacity`
+runs the ramp (about 4 minutes). Needs espeak-ng (Debian) for speed and capacity, pip (and
+apt-get, where there is one) for the recordings.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+from tests.support.human_speech import Recording
 from tests.support.speech import SENTENCES, CallAudio, Speech, word_error_rate
 
 from asr_worker.config import Settings
@@ -41,6 +48,8 @@ from asr_worker.engine.resample import SAMPLE_RATE
 from asr_worker.engine.whisper import WhisperDecoder, WhisperOptions
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
+
+from .local_accuracy import accuracy
 
 FRAME_S = 0.02
 LATENCY_GOAL_S = 1.5
@@ -296,28 +305,76 @@ async def wait_ready(http: aiohttp.ClientSession, port: int) -> None:
             await asyncio.sleep(0.1)
 
 
+# --- 3. accuracy on people's speech ----------------------------------------------------------
+
+
+def human_calls(recs: list[Recording]) -> tuple[list[float], list[str]]:
+    """The recordings as real-time 8 kHz mu-law calls into a real worker, all at once:
+    (latency of each utterance's final, each call's finals)."""
+
+    async def run() -> tuple[list[float], list[str]]:
+        port = free_port()
+        env = {**os.environ, "PORT": str(port), "ASR_LOG_LEVEL": "warning"}
+        env.pop("ASR_PROVIDER", None)
+        server = await asyncio.create_subprocess_exec(sys.executable, "-m", "asr_worker", "serve", env=env)
+        try:
+            async with aiohttp.ClientSession() as http:
+                await wait_ready(http, port)
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [
+                        tg.create_task(
+                            one_call(http, port, f"human-{r.name}", r.call(8000, Encoding.MULAW), 0.0)
+                        )
+                        for r in recs
+                    ]
+        finally:
+            server.terminate()
+            await asyncio.wait_for(server.wait(), 30)
+        latencies, texts = [], []
+        for rec, task in zip(recs, tasks, strict=True):
+            call = task.result()
+            for spoken in rec.spoken:
+                covering = next((f for f in call.finals if f[1] >= spoken.end_s - 0.05), None)
+                if covering is not None:
+                    latencies.append(covering[0] - (call.started_at + spoken.end_s))
+            texts.append(" ".join(f[2] for f in call.finals))
+        return latencies, texts
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.local", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", default="1,2,4,8,12,16,24,32,40", help="concurrent calls to try, in order")
     parser.add_argument("--sentences", type=int, default=4, help="sentences per call")
     parser.add_argument("--stagger-s", type=float, default=5.0, help="call starts spread over this long")
-    parser.add_argument("--skip-speed", action="store_true", help="only the capacity ramp")
+    parser.add_argument(
+        "--parts",
+        default="accuracy,speed",
+        help="what to measure, of accuracy,speed,capacity (the capacity ramp takes about 4 minutes)",
+    )
+    parser.add_argument("--no-realtime", action="store_true", help="accuracy without the real-time calls")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     steps = [int(s) for s in args.steps.split(",")]
     settings = Settings()
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}\n")
+    if "accuracy" in parts:
+        print(accuracy(settings, table, None if args.no_realtime else human_calls) + "\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         speech = Speech(Path(tmp))
-        if not args.skip_speed:
+        if "speed" in parts:
             print(
                 "Decode speed (real-time factor: wall time / audio time)\n"
                 + decode_speed(speech, settings)
-                + "\n"
+                + "\n",
+                flush=True,
             )
-        print(
-            "Concurrent real-time calls\n"
-            + asyncio.run(capacity(speech, steps, args.sentences, args.stagger_s))
-        )
+        if "capacity" in parts:
+            print(
+                "Concurrent real-time calls\n"
+                + asyncio.run(capacity(speech, steps, args.sentences, args.stagger_s))
+            )
 
 
 if __name__ == "__main__":

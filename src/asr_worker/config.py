@@ -79,6 +79,8 @@ class Settings:
     local_num_workers: int = 0
     local_language: str = "en"
     local_endpointing_ms: int = 500
+    local_keyterms: str = ""
+    local_context_chars: int = 0
     fallback_provider: str = ""
     failover_after_s: float = 10.0
     failback_after_s: float = 0.0
@@ -188,6 +190,18 @@ def _language_codes(text: str) -> str:
     if not codes or any(_LANGUAGE_CODE.match(code) is None for code in codes):
         raise ValueError("must be comma-separated language codes such as en-US,es-ES")
     return ",".join(codes)
+
+
+def keyterm_list(text: str) -> tuple[str, ...]:
+    """`ASR_LOCAL_KEYTERMS`: comma-separated terms, blanks dropped, each kept once."""
+    return tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+
+
+def _keyterms(text: str) -> str:
+    terms = keyterm_list(text)
+    if sum(len(t) + 2 for t in terms) > 500:
+        raise ValueError("must be at most 500 characters of terms (Whisper's prompt is short)")
+    return ", ".join(terms)
 
 
 def _text(text: str) -> str:
@@ -469,6 +483,20 @@ OPTIONS: Final[tuple[Option, ...]] = (
         _int_range(32, 10_000),
     ),
     Option(
+        "local_keyterms",
+        "ASR_LOCAL_KEYTERMS",
+        "local engine: comma-separated words or phrases calls are expected to use (product, agent and "
+        "place names), given to Whisper as context; a call adds its own with Deepgram's keyterm/keywords",
+        _keyterms,
+    ),
+    Option(
+        "local_context_chars",
+        "ASR_LOCAL_CONTEXT_CHARS",
+        "local engine: characters of a call's recent finals each decode is prompted with (0: none; "
+        "measured worse on short utterances, see docs/local-engine.md)",
+        _int_range(0, 1000),
+    ),
+    Option(
         "audiohook_api_keys",
         "ASR_AUDIOHOOK_API_KEYS",
         "Genesys AudioHook credentials: comma-separated KEY or KEY:BASE64_CLIENT_SECRET (several for "
@@ -666,6 +694,8 @@ def local_options(settings: Settings) -> LocalOptions:
         num_workers=settings.local_num_workers or max(1, os.cpu_count() or 1),
         language=settings.local_language,
         vad=VadConfig(min_silence_ms=settings.local_endpointing_ms),
+        keyterms=keyterm_list(settings.local_keyterms),
+        context_chars=settings.local_context_chars,
     )
 
 

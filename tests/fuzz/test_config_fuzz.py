@@ -315,6 +315,9 @@ _AUDIOHOOK_KEYS = st.lists(
     max_size=4,
     unique_by=lambda pair: pair[0],
 )
+_KEYTERMS = st.lists(
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 .'-]{0,20}[A-Za-z0-9]", fullmatch=True), max_size=5, unique=True
+)
 _LANGUAGES = st.lists(st.sampled_from(["en-US", "es-ES", "de-DE", "fr-CA", "yue-HK"]), min_size=1, max_size=4)
 
 
@@ -373,6 +376,10 @@ VALID: dict[str, Valid] = {
     "local_num_workers": _whole(0, 256),
     "local_language": _choice("en", "de", "es", "haw", "yue", "zh"),
     "local_endpointing_ms": _whole(32, 10_000),
+    "local_keyterms": _KEYTERMS.flatmap(
+        lambda terms: _padded(" , ".join(terms)).map(lambda written: (written, ", ".join(terms)))
+    ),
+    "local_context_chars": _whole(0, 1000),
     "fallback_provider": st.one_of(
         _choice("deepgram", "local", "mock"), st.sampled_from([("", ""), ("none", ""), (" None ", "")])
     ),

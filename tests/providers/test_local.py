@@ -41,10 +41,12 @@ class FakeWhisper:
         self.hold_long_s = hold_long_s
         self.short_done = threading.Event()
         self.calls: list[list[float]] = []
+        self.prompts: list[str] = []
 
-    def decode_batch(self, audios: Sequence[Float32Array]) -> list[Decoded]:
+    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
         seconds = [a.size / SAMPLE_RATE for a in audios]
         self.calls.append(seconds)
+        self.prompts += prompts
         if self.hold_long_s is not None:
             if all(s >= self.hold_long_s for s in seconds):
                 assert self.short_done.wait(10)
@@ -301,3 +303,41 @@ async def test_a_model_that_fails_to_load_stops_the_worker_with_the_reason(siler
     with pytest.raises(ProviderError) as refused:
         await provider.open(request(AudioFormat(Encoding.LINEAR16, 8000, 1)))
     assert refused.value.code == "model_unavailable" and not refused.value.retryable
+
+
+async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_finals(
+    silero: SileroVad, speech: Speech
+) -> None:
+    call = speech.call(SENTENCES[:3], 8000, Encoding.MULAW, gap_s=2.5)
+    decoder = FakeWhisper()
+    async with local_provider(silero, decoder, keyterms=("Acme", "Zorblax"), context_chars=200) as provider:
+        fmt = call.fmt
+        stream = await provider.open(StreamRequest("call-1", "acme", fmt, keyterms=("Quux", "Acme")))
+        events = await play(stream, call.data, call.fmt)
+    spoken = [r.text for r in finals(events) if r.text]
+    assert len(spoken) == 3
+    assert decoder.prompts, "every decode is given its channel's context"
+    assert all(p.endswith("Acme, Zorblax, Quux.") for p in decoder.prompts), decoder.prompts
+    # Utterances decoded after the first final went out have it as their context, as a sentence.
+    assert any(p.startswith(f"{spoken[0]}. ") for p in decoder.prompts), decoder.prompts
+
+
+async def test_no_context_by_default(silero: SileroVad, speech: Speech) -> None:
+    call = speech.call(SENTENCES[:2], 8000, Encoding.MULAW, gap_s=2.5)
+    decoder = FakeWhisper()
+    async with local_provider(silero, decoder) as provider:
+        stream = await provider.open(request(call.fmt))
+        await play(stream, call.data, call.fmt)
+    assert decoder.prompts and set(decoder.prompts) == {""}
+
+
+def test_the_keyterms_setting_becomes_the_engines_keyterms() -> None:
+    from asr_worker.config import Settings, load_settings, local_options
+
+    settings = load_settings(
+        {"ASR_LOCAL_KEYTERMS": " Acme Cloud ,Zorblax,, Acme Cloud", "ASR_LOCAL_CONTEXT_CHARS": "150"}
+    )
+    assert settings.local_keyterms == "Acme Cloud, Zorblax"
+    options = local_options(settings)
+    assert options.keyterms == ("Acme Cloud", "Zorblax") and options.context_chars == 150
+    assert local_options(Settings()).keyterms == () and local_options(Settings()).context_chars == 0

@@ -102,6 +102,9 @@ class ListenParams:
     endpointing_ms: int | None = 300  # None: endpointing=false
     utterance_end_ms: int | None = 1000  # None: not sent (needs interim_results)
     vad_events: bool = True
+    # Words the call is expected to use: Deepgram's `keyterm` (Nova-3) and `keywords` (earlier
+    # models, `word:boost`; the boost is Deepgram's own and dropped here), repeated per term.
+    keyterms: tuple[str, ...] = ()
 
     @property
     def multichannel(self) -> bool:
@@ -127,6 +130,7 @@ class ListenParams:
         if self.utterance_end_ms is not None:
             pairs.append(("utterance_end_ms", str(self.utterance_end_ms)))
         pairs.append(("vad_events", format_bool(self.vad_events)))
+        pairs += [("keyterm", term) for term in self.keyterms]
         return pairs
 
     @classmethod
@@ -162,7 +166,35 @@ class ListenParams:
             if utterance_end is None
             else _int_param(query, "utterance_end_ms", None, 1000, 5000),
             vad_events=parse_bool(query.get("vad_events", "false"), "vad_events"),
+            keyterms=_keyterms(query),
         )
+
+
+MAX_KEYTERMS: Final = 100
+MAX_KEYTERM_CHARS: Final = 100
+
+
+def _keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
+    """Every `keyterm` and `keywords` value, in order, each once (a multi-valued query's
+    `items()` yields every pair; a plain mapping holds one of each)."""
+    terms: list[str] = []
+    for key, value in query.items():
+        if key == "keywords":
+            text = value.rsplit(":", 1)[0] if _BOOSTED.fullmatch(value.strip()) else value
+        elif key == "keyterm":
+            text = value
+        else:
+            continue
+        term = " ".join(text.split())
+        if not term:
+            continue
+        if len(term) > MAX_KEYTERM_CHARS:
+            raise ParamError(f"{key} must be at most {MAX_KEYTERM_CHARS} characters")
+        terms.append(term)
+    unique = tuple(dict.fromkeys(terms))
+    if len(unique) > MAX_KEYTERMS:
+        raise ParamError(f"at most {MAX_KEYTERMS} keyterm/keywords values")
+    return unique
 
 
 def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int, hi: int) -> int:
@@ -181,6 +213,7 @@ def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int
 
 
 _WHOLE_NUMBER: Final = re.compile(r"-?[0-9]{1,18}")
+_BOOSTED: Final = re.compile(r".+:-?[0-9]+(\.[0-9]+)?")
 
 
 # --- authentication --------------------------------------------------------------------------

@@ -294,7 +294,7 @@ class _Connection:
         self._slow_s = 0.0
 
     async def run(self) -> None:
-        request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt)
+        request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, keyterms=self.params.keyterms)
         try:
             self._stream = await self.server.provider.open(request)
         except ProviderError as exc:

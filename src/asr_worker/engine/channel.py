@@ -9,6 +9,10 @@ and silence with no speech gets an empty final about every `silence_final_s` (th
 frees its replay buffer by this coverage). Finals are emitted in order though their decodes
 finish out of order; an interim is dropped while an earlier final is still due.
 
+Each decode is conditioned on the channel's context (`prompt`): the end of its recent finals
+(when `context_chars` asks for them, as whisper_streaming and WhisperLive carry a stream's
+committed text into the next window's prompt), then the call's expected words (keyterms).
+
 A channel knows nothing of the provider or the stream it belongs to: the engine's shared
 parts (`ChannelEngine`: scheduler, pool wake-up, clock, metrics, options) and where its
 results go (`ChannelOutput`, the stream) are handed to it.
@@ -44,6 +48,8 @@ class ChannelOptions:
     interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
     first_interim_s: float = 0.5  # utterance audio before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
+    context_chars: int = 0  # of the channel's recent finals in each decode's prompt (0: none)
+    keyterms: tuple[str, ...] = ()  # words every call is expected to use (ASR_LOCAL_KEYTERMS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +106,10 @@ class Channel:
         channels: int,
         sample_rate: int,
         vad: VadStream,
+        keyterms: tuple[str, ...] = (),
     ) -> None:
-        """`index` of `channels` in the call; `sample_rate`: of the audio given to `take`."""
+        """`index` of `channels` in the call; `sample_rate`: of the audio given to `take`;
+        `keyterms`: this call's expected words, besides the engine's."""
         self._engine = engine
         self._scheduler = engine.scheduler
         self._output = output
@@ -118,6 +126,9 @@ class Channel:
         self.utterance = 0  # id of the open (or last) utterance
         self.interim_wanted = False
         self.interim_end = 0  # audio end of the last interim requested
+        terms = dict.fromkeys(t.strip() for t in (*engine.options.keyterms, *keyterms) if t.strip())
+        self.keyterms = ", ".join(terms)
+        self.said = ""  # the end of this channel's finals so far, for the prompt
 
     # --- audio ------------------------------------------------------------------------------
 
@@ -202,7 +213,7 @@ class Channel:
         self.interim_wanted = False
         self.agreement.reset()
         audio = self.audio(utterance.start, utterance.end)
-        job = Job(JobKind.FINAL, self, audio, now, lambda result: self._final_done(slot, result))
+        job = Job(JobKind.FINAL, self, audio, now, lambda result: self._final_done(slot, result), self.prompt)
         try:
             self._scheduler.add_final(job)
         except Overloaded as exc:
@@ -224,6 +235,24 @@ class Channel:
             self.segmenter.floor = max(self.segmenter.floor, end)
             self.emit_ready()
 
+    def prompt(self) -> str:
+        """The context a decode of this channel starts from: recent finals, then keyterms (last,
+        so that a prompt shortened from its start to fit a batch keeps them)."""
+        parts = [self.said, f"{self.keyterms}." if self.keyterms else ""]
+        return " ".join(p for p in parts if p)
+
+    def _remember(self, text: str) -> None:
+        limit = self._engine.options.context_chars
+        if limit <= 0 or not text:
+            return
+        if text[-1].isalnum():  # the prompt's style becomes the next decode's: keep sentences
+            text += "."
+        said = f"{self.said} {text}".strip()
+        if len(said) > limit:  # cut at a word boundary
+            cut = said.find(" ", len(said) - limit)
+            said = said[cut + 1 :] if cut >= 0 else said[-limit:]
+        self.said = said
+
     def _final_done(self, slot: Slot, result: Decoded | Exception) -> None:
         if isinstance(result, Exception):
             self._output.fail(ProviderError("engine_error", f"decoding failed: {result}", retryable=True))
@@ -240,12 +269,14 @@ class Channel:
             words = _words(slot.result, slot.audio_start) if slot.result else ()
             start_s = slot.start / SAMPLE_RATE
             end_s = slot.end_s if slot.end_s is not None else slot.end / SAMPLE_RATE
+            text = " ".join(w.punctuated_word or w.word for w in words)
+            self._remember(text)
             output.push(
                 TranscriptResult(
                     channel=self.index,
                     is_final=True,
                     speech_final=bool(words) and slot.endpointed,
-                    text=" ".join(w.punctuated_word or w.word for w in words),
+                    text=text,
                     confidence=slot.result.confidence if slot.result and words else 0.0,
                     start=start_s,
                     duration=max(0.0, end_s - start_s),
@@ -292,6 +323,7 @@ class Channel:
             self.audio(start, end),
             self._engine.clock(),
             lambda result: self._interim_done(utterance, start, end, result),
+            self.prompt,
         )
 
     def _interim_done(self, utterance: int, start: int, end: int, result: Decoded | Exception) -> None:

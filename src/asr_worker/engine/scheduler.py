@@ -54,6 +54,9 @@ class Job:
     audio: Float32Array
     queued_at: float
     deliver: Callable[[Decoded | Exception], None]
+    # What the channel said before this audio (the decoder's context), asked for at dispatch
+    # so that it holds every final decoded by then.
+    prompt: Callable[[], str] = lambda: ""
 
     @property
     def audio_s(self) -> float:
@@ -278,7 +281,9 @@ class DecodePool:
             self.busy += 1
             started = self._clock()
             try:
-                results = await loop.run_in_executor(executor, decoder.decode_batch, [j.audio for j in batch])
+                results = await loop.run_in_executor(
+                    executor, decoder.decode_batch, [j.audio for j in batch], [j.prompt() for j in batch]
+                )
             except Exception as exc:
                 for job in batch:
                     job.deliver(exc)

@@ -11,7 +11,19 @@ ourselves:
   generation is memory-bound, so it costs 0.045 s per utterance in fours against 0.11 s alone
   (one thread); the encoder does not gain, so a batch of four is about a quarter cheaper;
 * greedy decoding (beam 1, temperature 0) without timestamp tokens, the text then aligned to
-  the audio by cross-attention (Whisper's own word-timestamp method) for word times.
+  the audio by cross-attention (Whisper's own word-timestamp method) for word times;
+* each utterance may come with a prompt, as faster-whisper's `hotwords` and previous text go:
+  `<|startofprev|>` + the call's expected words + its recent finals, then the task tokens. An
+  utterance of a second decoded alone is hard for any model; with what was said before it,
+  Whisper hears it the way it hears it inside the whole recording;
+* no invented text: a decode is dropped when Whisper itself thinks there was no speech and its
+  words are improbable (faster-whisper's rule, and a stricter pair of thresholds), when its
+  text repeats itself (a compression ratio above 2.4, Whisper's own loop test), when it says
+  its prompt again over what it doubts is speech, or when it is one of the phrases Whisper is
+  known to produce from silence or noise ("Thank you.", "Thanks for watching!") said with
+  little confidence. A prompted decode dropped so is decoded again without the prompt (which
+  is what led it astray), and judged again. Text is capped by the audio's length (about twelve
+  tokens a second), so a loop costs little.
 
 `decode_batch` is blocking and thread-safe: the scheduler runs it in worker threads, where
 CTranslate2 releases the GIL.
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -39,6 +52,38 @@ _MAX_LENGTH: Final = 448
 _NO_SPEECH_THRESHOLD: Final = 0.6
 _LOG_PROB_THRESHOLD: Final = -1.0
 _PREPEND_PUNCTUATION: Final = frozenset("\"'“¿([{-")
+_COMPRESSION_RATIO_THRESHOLD: Final = 2.4
+_MAX_PROMPT_TOKENS: Final = _MAX_LENGTH // 2 - 1
+_SHORT_PROMPT: Final = 32  # tokens: a prompt this long or longer is never cut below it
+# What Whisper says over silence, noise and music; taken only when it is sure of it.
+_HALLUCINATIONS: Final = frozenset(
+    {
+        "thank you",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for listening",
+        "thank you for listening",
+        "please subscribe",
+        "subscribe to my channel",
+        "bye",
+        "you",
+        "so",
+        "oh",
+        "uh",
+        "um",
+        "hmm",
+        "music",
+        "applause",
+    }
+)
+_HALLUCINATION_MIN_LOGPROB: Final = -0.4
+# Whisper doubts there is speech (real speech here scores below 0.3) and its words are very
+# improbable; or it doubts, and says again what its prompt said.
+_DOUBTFUL_NO_SPEECH: Final = 0.3
+_IMPROBABLE_LOGPROB: Final = -1.5
+_PROMPT_ECHO: Final = 0.5
+_HALLUCINATION_MAX_NO_SPEECH: Final = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +153,9 @@ class _FasterWhisperModel(Protocol):
 class Decoder(Protocol):
     """What the scheduler needs; the real one is `WhisperDecoder`, tests use fakes."""
 
-    def decode_batch(self, audios: Sequence[Float32Array]) -> list[Decoded]: ...
+    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+        """`prompts[i]` (if given): text said before `audios[i]`, to condition its decode on."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +165,12 @@ class WhisperOptions:
     cpu_threads: int = 1
     num_workers: int = 2
     language: str = "en"
+
+
+def max_tokens(audio_s: float) -> int:
+    """Most text tokens an utterance may have: people say at most about five tokens a second,
+    so a decode that goes on far beyond it is looping (and would cost seconds of decoding)."""
+    return min(_MAX_LENGTH, 32 + math.ceil(12 * audio_s))
 
 
 def window_frames(audio_s: float) -> int:
@@ -145,7 +198,7 @@ class WhisperDecoder:
     def load(cls, options: WhisperOptions) -> WhisperDecoder:
         return cls(_load_model(options), options)
 
-    def decode_batch(self, audios: Sequence[Float32Array]) -> list[Decoded]:
+    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
@@ -156,26 +209,80 @@ class WhisperDecoder:
         frames = max(window_frames(a.size / SAMPLE_RATE) for a in audios)
         batch = np.ascontiguousarray(np.stack([pad_or_trim(f, frames) for f in features]), dtype=np.float32)
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch))
-        results = self._model.model.generate(
-            encoded,
-            [self._prompt] * len(audios),
-            beam_size=1,
-            max_length=_MAX_LENGTH,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=self._suppress,
-        )
-        tokens: list[list[int]] = []
-        for result in results:
-            ids = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
-            avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1) if ids else -math.inf
-            no_speech = (
-                float(result.no_speech_prob) > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD
-            )
-            tokens.append([] if no_speech else ids)
+        texts = [prompts[i] if i < len(prompts) else "" for i in range(len(audios))]
+        limit = max_tokens(max(a.size for a in audios) / SAMPLE_RATE)
+        previous = {i: self.previous_tokens(t) for i, t in enumerate(texts)}
+        results = self._generate(encoded, len(audios), previous, limit)
+        tokens: list[list[int]] = [[] for _ in audios]
+        retry: dict[int, list[int]] = {}
+        for i, result in results.items():
+            ids, heard = self._judge(result, texts[i])
+            if heard:
+                tokens[i] = ids
+            elif previous[i]:
+                retry[i] = []
+        # A prompt can lead Whisper into repeating it or into a loop; such a decode goes again
+        # without one, as faster-whisper retries a failed decode at a higher temperature.
+        for i, result in self._generate(encoded, len(audios), retry, limit).items():
+            ids, heard = self._judge(result, "")
+            tokens[i] = ids if heard else []
         words = self._align(encoded, tokens, [f.shape[-1] for f in features])
         return [Decoded(tuple(w), a.size / SAMPLE_RATE) for w, a in zip(words, audios, strict=True)]
+
+    def _judge(self, result: _GenerationResult, prompt: str) -> tuple[list[int], bool]:
+        """The text tokens of a result, and whether they are heard rather than invented."""
+        ids = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        if not ids:
+            return [], True
+        avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
+        text = self._tokenizer.decode(ids)
+        return ids, not invented(text, avg_logprob, float(result.no_speech_prob), prompt)
+
+    def previous_tokens(self, prompt: str) -> list[int]:
+        """The tokens of the text said before an utterance, as much as the prompt may hold."""
+        if not prompt.strip():
+            return []
+        return list(self._tokenizer.encode(" " + prompt.strip()))[-_MAX_PROMPT_TOKENS:]
+
+    def _generate(
+        self, encoded: object, size: int, previous: dict[int, list[int]], limit: int
+    ) -> dict[int, _GenerationResult]:
+        """Generate for the batch members in `previous`, each with its previous text
+        (faster-whisper's prompt layout: `<|startofprev|>`, the text, then the task tokens).
+        CTranslate2 wants the task tokens at the same position across a batch, so decodes go in
+        up to three batches (no prompt, a short one, a long one), and in each the prompted keep
+        their last n tokens (n: the group's shortest). `limit`: text tokens at most, besides the
+        prompt."""
+        import ctranslate2
+
+        groups: list[tuple[list[int], list[list[int]]]] = []
+        plain = [i for i, p in previous.items() if not p]
+        groups.append((plain, [self._prompt] * len(plain)))
+        for short in (True, False):
+            members = [i for i, p in previous.items() if p and (len(p) < _SHORT_PROMPT) == short]
+            n = min((len(previous[i]) for i in members), default=0)
+            groups.append(
+                (members, [[self._tokenizer.sot_prev, *previous[i][-n:], *self._prompt] for i in members])
+            )
+        out: dict[int, _GenerationResult] = {}
+        for members, prompts in groups:
+            if not members:
+                continue
+            view = encoded
+            if len(members) != size:
+                view = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[members]))
+            results = self._model.model.generate(
+                view,
+                prompts,
+                beam_size=1,
+                max_length=min(_MAX_LENGTH, len(prompts[0]) + limit),  # the prompt counts
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=self._suppress,
+            )
+            out.update(zip(members, results, strict=True))
+        return out
 
     def _align(
         self, encoded: object, tokens: list[list[int]], num_frames: list[int]
@@ -204,6 +311,35 @@ class WhisperDecoder:
                 ]
             )
         return out
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _plain(text: str) -> str:
+    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch in " '").split())
+
+
+def invented(text: str, avg_logprob: float, no_speech_prob: float, prompt: str = "") -> bool:
+    """Whether a decode is text Whisper made up rather than heard (see the module's notes)."""
+    if not text.strip():
+        return False
+    if no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD:
+        return True
+    if no_speech_prob > _DOUBTFUL_NO_SPEECH and avg_logprob < _IMPROBABLE_LOGPROB:
+        return True
+    if compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD:
+        return True
+    words = _plain(text).split()
+    if prompt and no_speech_prob > _DOUBTFUL_NO_SPEECH:
+        said = set(_plain(prompt).split())
+        if sum(w in said for w in words) >= _PROMPT_ECHO * len(words):
+            return True  # the prompt said again over what Whisper doubts is speech
+    return " ".join(words) in _HALLUCINATIONS and (
+        avg_logprob < _HALLUCINATION_MIN_LOGPROB or no_speech_prob > _HALLUCINATION_MAX_NO_SPEECH
+    )
 
 
 def _merge_punctuation(words: list[DecodedWord]) -> list[DecodedWord]:

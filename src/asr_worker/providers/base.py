@@ -26,6 +26,7 @@ class StreamRequest:
     fmt: AudioFormat
     reconnect: bool = False  # a replacement for a dropped stream of the same call
     attempt: int = 1  # the call's nth open attempt (1: the call is new; more: it is retrying)
+    keyterms: tuple[str, ...] = ()  # words the call is expected to use (names, products, codes)
 
 
 @dataclass(frozen=True, slots=True)

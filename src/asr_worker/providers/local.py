@@ -61,6 +61,8 @@ class LocalOptions:
     interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
     first_interim_s: float = 0.5  # utterance audio before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
+    context_chars: int = 0  # of a channel's recent finals in each decode's prompt (0: none)
+    keyterms: tuple[str, ...] = ()  # words every call is expected to use
     max_batch: int = 4
     max_backlog_s: float = 120.0
 
@@ -97,6 +99,8 @@ class LocalProvider:
                 interim_interval_s=opts.interim_interval_s,
                 first_interim_s=opts.first_interim_s,
                 silence_final_s=opts.silence_final_s,
+                context_chars=opts.context_chars,
+                keyterms=opts.keyterms,
             ),
         )
         self._decoder = decoder
@@ -201,7 +205,13 @@ class LocalStream:
         fmt = request.fmt
         self.channels = [
             Channel(
-                engine, self, index=c, channels=fmt.channels, sample_rate=fmt.sample_rate, vad=vad.stream()
+                engine,
+                self,
+                index=c,
+                channels=fmt.channels,
+                sample_rate=fmt.sample_rate,
+                vad=vad.stream(),
+                keyterms=request.keyterms,
             )
             for c in range(fmt.channels)
         ]

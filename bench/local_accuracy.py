@@ -1,0 +1,147 @@
+"""Accuracy of the local engine on recordings of people (`tests/support/human_speech.py`).
+
+For each recording (a call of short utterances separated by pauses) and for all of them:
+
+* whole file: faster-whisper's own `transcribe` with the engine's model on the whole 8 kHz
+  file at once, greedy at temperature 0 as the engine decodes, and with faster-whisper's
+  defaults (beam 5, temperature fallback, seeded) - the bar a stream should reach;
+* streaming WER of the finals at 8 kHz mu-law, 8 kHz linear16 and 16 kHz linear16, through the
+  session pipeline (`asr-worker transcribe`, as fast as it goes; the finals are what a live call
+  gets, since the engine cuts and decodes the same utterances whatever the pace);
+* finals latency: the mu-law calls again, through a real worker's ingest WebSocket in real time,
+  all at once: from the client sending the end of an utterance to receiving the final that
+  covers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soxr
+from tests.support.human_speech import Recording, recordings, word_errors
+
+from asr_worker.config import Settings
+from asr_worker.core.audio import Encoding
+from asr_worker.engine.model import ModelChoice, resolve_model
+from asr_worker.tools.audio_files import AudioFile
+from asr_worker.tools.transcribe import transcribe_files
+
+FORMATS = (
+    ("8k mu-law", 8000, Encoding.MULAW),
+    ("8k linear16", 8000, Encoding.LINEAR16),
+    ("16k", 16000, Encoding.LINEAR16),
+)
+
+
+WHOLE: tuple[tuple[str, dict[str, float]], ...] = (
+    ("whole file greedy", {"beam_size": 1, "temperature": 0.0}),
+    ("whole file default", {}),
+)
+
+
+def whole_file(recs: list[Recording], settings: Settings) -> dict[str, list[str]]:
+    """faster-whisper's `transcribe` on each whole 8 kHz recording with the engine's model and
+    compute type: greedy at temperature 0, as the engine decodes; and faster-whisper's defaults
+    (beam 5, temperature fallback), what a user gets offline - its random fallback seeded, so
+    runs repeat."""
+    import ctranslate2
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(
+        resolve_model(ModelChoice.parse(settings.local_model)),
+        device="cpu",
+        compute_type=settings.local_compute_type,
+        cpu_threads=max(1, settings.local_cpu_threads),
+    )
+    out: dict[str, list[str]] = {}
+    for label, options in WHOLE:
+        ctranslate2.set_random_seed(21)
+        texts = []
+        for rec in recs:
+            audio = np.asarray(soxr.resample(rec.at(8000), 8000, 16000), dtype=np.float32)
+            segments, _info = model.transcribe(audio, language=settings.local_language, **options)
+            texts.append(" ".join(s.text.strip() for s in segments))
+        out[label] = texts
+    return out
+
+
+def streamed(recs: list[Recording], settings: Settings, rate: int, encoding: Encoding) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for rec in recs:
+            call = rec.call(rate, encoding)
+            files.append(AudioFile(Path(tmp) / f"{rec.name}.raw", call.fmt, call.data))
+        with open(os.devnull, "w") as sink:
+            results = asyncio.run(transcribe_files(files, settings, out=sink, err=sink))
+    by_name = {r.name: r for r in results}
+    return [" ".join(by_name[f.path.name].finals) if f.path.name in by_name else "" for f in files]
+
+
+def wer_cell(pairs: list[tuple[int, int]]) -> str:
+    errors = sum(e for e, _n in pairs)
+    words = sum(n for _e, n in pairs)
+    return f"{errors / words:.1%}" if words else "-"
+
+
+def accuracy(
+    settings: Settings,
+    table: Callable[[list[str], list[list[str]]], str],
+    realtime: Callable[[list[Recording]], tuple[list[float], list[str]]] | None = None,
+) -> str:
+    """The table; `realtime` (from bench.local) plays the recordings as live calls for latency."""
+    recs = recordings()
+    whole = whole_file(recs, settings)
+    streams = {label: streamed(recs, settings, rate, enc) for label, rate, enc in FORMATS}
+    columns = [*(label for label, _o in WHOLE), *(f"stream {label}" for label, _r, _e in FORMATS)]
+    totals: dict[str, list[tuple[int, int]]] = {c: [] for c in columns}
+    rows = []
+    for i, rec in enumerate(recs):
+        cells = {label: word_errors(rec.text, whole[label][i]) for label, _o in WHOLE}
+        for label, _r, _e in FORMATS:
+            cells[f"stream {label}"] = word_errors(rec.text, streams[label][i])
+        for key, value in cells.items():
+            totals[key].append(value)
+        rows.append(
+            [rec.name, f"{rec.seconds:.1f}", str(len(rec.spoken)), str(cells[columns[0]][1])]
+            + [wer_cell([cells[c]]) for c in columns]
+        )
+    rows.append(
+        [
+            "all",
+            f"{sum(r.seconds for r in recs):.1f}",
+            str(sum(len(r.spoken) for r in recs)),
+            str(sum(n for _e, n in totals[columns[0]])),
+        ]
+        + [wer_cell(totals[c]) for c in columns]
+    )
+    lines = [
+        "Word error rate of finals on recordings of people (numbers spelled out before scoring)",
+        table(["recording", "audio s", "utterances", "words", *columns], rows),
+        "",
+    ]
+    for i, rec in enumerate(recs):
+        lines.append(f"{rec.name}, reference:      {rec.text}")
+        for label, _o in WHOLE:
+            lines.append(f"{rec.name}, {label}: {whole[label][i]}")
+        lines.append(f"{rec.name}, stream mu-law:  {streams['8k mu-law'][i]}")
+    if realtime is not None:
+        lat, texts = realtime(recs)
+        pairs = [word_errors(rec.text, t) for rec, t in zip(recs, texts, strict=True)]
+        lines.append("")
+        for rec, text in zip(recs, texts, strict=True):
+            lines.append(f"{rec.name}, real time:      {text}")
+        if lat:
+            lines.append(
+                f"Real time over the ingest socket, {len(recs)} calls at once, 8 kHz mu-law: "
+                f"WER {wer_cell(pairs)}; finals latency from the end of an utterance "
+                f"p50 {np.percentile(lat, 50):.2f} s, p95 {np.percentile(lat, 95):.2f} s, "
+                f"max {max(lat):.2f} s over {len(lat)} utterances"
+            )
+        else:
+            lines.append("Real time over the ingest socket: no finals")
+    return "\n".join(lines)

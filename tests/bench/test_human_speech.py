@@ -1,0 +1,41 @@
+"""The recordings of people that `bench.local` and the accuracy tests use: fetched, checked
+and scored as documented (`tests/support/human_speech.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import human_speech
+from tests.support.human_speech import FetchError, spoken_form, word_errors
+
+
+def test_numbers_abbreviations_and_hyphens_are_scored_as_spoken() -> None:
+    assert spoken_form("10 of clubs. 4, Queen of clubs.") == "ten of clubs four queen of clubs"
+    assert (
+        spoken_form("And Mr. John had 21 ill-disposed cats")
+        == "and mister john had twenty one ill disposed cats"
+    )
+    assert word_errors("ten of clubs five five", "10 of cloves. 5, 5.") == (1, 5)
+    assert word_errors("front left", "") == (2, 2)
+
+
+def test_a_file_that_does_not_match_its_sha256_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="sha256"):
+        human_speech._store(tmp_path, "a/b.wav", b"not the recording", "0" * 64)
+    assert not (tmp_path / "a" / "b.wav").exists()
+
+
+def test_every_recording_is_fetched_checked_and_joined_with_pauses() -> None:
+    recordings = human_speech.recordings()
+    names = [r.name for r in recordings]
+    assert names[:2] == ["cards", "librivox"], "the PyPI sets are always there"
+    for rec in recordings:
+        assert rec.rate == 16000 and rec.seconds > 10
+        starts = [s.start_s for s in rec.spoken]
+        assert starts == sorted(starts) and all(s.end_s > s.start_s for s in rec.spoken)
+        gaps = [b.start_s - a.end_s for a, b in zip(rec.spoken, rec.spoken[1:], strict=False)]
+        assert min(gaps) > 0.5, "short utterances separated by pauses"
+        call = rec.call()
+        assert call.fmt.sample_rate == 8000 and abs(len(call.data) - rec.seconds * 8000) <= 1
