@@ -77,7 +77,7 @@ _HALLUCINATIONS: Final = frozenset(
         "applause",
     }
 )
-_HALLUCINATION_MIN_LOGPROB: Final = -0.4
+_HALLUCINATION_MIN_LOGPROB: Final = -0.55  # a caller's "Thank you." at 8 kHz scored -0.46
 # Whisper doubts there is speech (real speech here scores below 0.3) and its words are very
 # improbable; or it doubts, and says again what its prompt said.
 _DOUBTFUL_NO_SPEECH: Final = 0.3
