@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -63,6 +63,7 @@ from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
 from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderHealth, StreamRequest
 from .breaker import BreakerState, CircuitBreaker
+from .connection_metrics import ConnectionMetrics
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
 
@@ -123,59 +124,17 @@ def parse_extra_params(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-class DeepgramMetrics:
-    """Deepgram-specific series, in a registry of their own that the worker's registry
-    collects (`register_metrics`), so two workers in one process do not clash."""
-
+class DeepgramMetrics(ConnectionMetrics):
     def __init__(self, breaker_state: Callable[[], float]) -> None:
-        reg = self.registry = CollectorRegistry(auto_describe=True)
-        self.handshakes = Counter(
-            "asr_deepgram_handshakes",
-            "Handshakes with Deepgram by outcome: the HTTP status, or network/timeout.",
-            ["status"],
-            registry=reg,
-        )
-        self.handshake_seconds = Histogram(
-            "asr_deepgram_handshake_seconds",
-            "Time to open a Deepgram connection (successful handshakes).",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-            registry=reg,
-        )
-        self.closes = Counter(
-            "asr_deepgram_closes",
-            "Deepgram connections that ended, by close code (1006: no close frame).",
-            ["code"],
-            registry=reg,
-        )
-        self.garbage = Counter(
-            "asr_deepgram_garbage_messages",
-            "Messages from Deepgram that were not valid protocol and were skipped, by kind.",
-            ["kind"],
-            registry=reg,
-        )
-        self.server_errors = Counter(
-            "asr_deepgram_server_errors",
-            "Error messages Deepgram sent, by variant.",
-            ["variant"],
-            registry=reg,
-        )
-        self.stalls = Counter(
-            "asr_deepgram_stalls",
-            "Connections given up because Deepgram answered nothing in time (audio or Finalize sent).",
-            registry=reg,
-        )
-        self.failed_fast = Counter(
-            "asr_deepgram_calls_failed_fast",
-            "New calls failed at once because the circuit breaker was open.",
-            registry=reg,
+        super().__init__(
+            "deepgram",
+            "Deepgram",
+            breaker_state,
+            error_label="variant",
+            stall_help="Connections given up because Deepgram answered nothing in time "
+            "(audio or Finalize sent).",
         )
         self._variants: set[str] = set()
-        circuit = Gauge(
-            "asr_deepgram_circuit_state",
-            "The circuit breaker shared by all calls: 0 closed, 1 open, 2 half-open.",
-            registry=reg,
-        )
-        circuit.set_function(breaker_state)
 
     def variant_label(self, variant: str) -> str:
         """An Error message's variant as a metric label: the server chooses it, so only a

@@ -39,7 +39,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import soxr
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -61,6 +61,7 @@ from ..openai_realtime.protocol import (
 )
 from .base import ProviderHealth, StreamRequest
 from .breaker import CircuitBreaker
+from .connection_metrics import ConnectionMetrics
 
 log = logging.getLogger("asr_worker.openai")
 # websockets logs handshake headers at DEBUG, the Authorization header among them.
@@ -122,52 +123,15 @@ def wire_format(fmt: AudioFormat) -> InputFormat | None:
     return None
 
 
-class OpenAIMetrics:
+class OpenAIMetrics(ConnectionMetrics):
     def __init__(self, breaker_state: Callable[[], float]) -> None:
-        reg = self.registry = CollectorRegistry(auto_describe=True)
-        self.handshakes = Counter(
-            "asr_openai_handshakes",
-            "Realtime handshakes by outcome: HTTP status, or network/timeout.",
-            ["status"],
-            registry=reg,
+        super().__init__(
+            "openai",
+            "the Realtime server",
+            breaker_state,
+            error_label="type",
+            stall_help="Connections given up because a commit or an item was not answered in time.",
         )
-        self.handshake_seconds = Histogram(
-            "asr_openai_handshake_seconds",
-            "Time to open a Realtime connection (successful handshakes).",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-            registry=reg,
-        )
-        self.closes = Counter(
-            "asr_openai_closes",
-            "Realtime connections that ended, by close code (1006: no close frame).",
-            ["code"],
-            registry=reg,
-        )
-        self.garbage = Counter(
-            "asr_openai_garbage_messages",
-            "Server messages that were not valid protocol and were skipped, by kind.",
-            ["kind"],
-            registry=reg,
-        )
-        self.server_errors = Counter(
-            "asr_openai_server_errors", "Error events the server sent, by type.", ["type"], registry=reg
-        )
-        self.stalls = Counter(
-            "asr_openai_stalls",
-            "Connections given up because a commit or an item was not answered in time.",
-            registry=reg,
-        )
-        self.failed_fast = Counter(
-            "asr_openai_calls_failed_fast",
-            "New calls failed at once because the circuit breaker was open.",
-            registry=reg,
-        )
-        circuit = Gauge(
-            "asr_openai_circuit_state",
-            "The circuit breaker shared by all calls: 0 closed, 1 open, 2 half-open.",
-            registry=reg,
-        )
-        circuit.set_function(breaker_state)
 
 
 class OpenAIProvider:
