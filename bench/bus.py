@@ -54,6 +54,7 @@ from .deepgram import (
     process,
     read_arrivals,
     start_driver,
+    start_sink,
     wait_http,
 )
 from .redis_cluster import RedisClusterNodes
@@ -144,16 +145,7 @@ def run_path(
     run = BusRun(path, calls, workers=workers if path == "redis" else 1)
     drive_out, sink_out = tmp / f"{path}-drive.npz", tmp / f"{path}-sink.npz"
     with contextlib.ExitStack() as stack, Sampler() as sampler:
-        sink_port = free_port()
-        sink = stack.enter_context(
-            process(
-                [py, "-m", "bench.dg_sink", "--port", str(sink_port), "--out", str(sink_out)],
-                wait_line="ready",
-            )
-        )
-        pin(sink.pid, harness_cpu)
-        sampler.watch("sink", sink.pid)
-        dg_url = f"ws://127.0.0.1:{sink_port}/v1/listen"
+        dg_url = start_sink(stack, sampler, sink_out, harness_cpu) + "/v1/listen"
         env = dict(worker_env)
         masters: list[str] = []
         replicas: list[str] = []

@@ -182,6 +182,21 @@ def pin(pid: int, cpu: int | None) -> None:
             os.sched_setaffinity(pid, {cpu})
 
 
+def start_sink(stack: contextlib.ExitStack, sampler: Sampler, out: Path, cpu: int | None) -> str:
+    """The Deepgram-protocol sink (`bench.dg_sink`) in a process of its own, watched and pinned
+    to `cpu`, stopped with `stack` (when it writes its arrivals to `out`): its ws:// URL."""
+    port = free_port()
+    sink = stack.enter_context(
+        process(
+            [sys.executable, "-m", "bench.dg_sink", "--port", str(port), "--out", str(out)],
+            wait_line="ready",
+        )
+    )
+    pin(sink.pid, cpu)
+    sampler.watch("sink", sink.pid)
+    return f"ws://127.0.0.1:{port}"
+
+
 def start_driver(
     mode: str, url: str, calls: int, seconds: float, out: Path, *extra: str
 ) -> subprocess.Popen[str]:
@@ -222,16 +237,7 @@ def run_phase(
     with contextlib.ExitStack() as stack, Sampler() as sampler:
         url = ""
         if mode != "pace":
-            sink_port = free_port()
-            sink = stack.enter_context(
-                process(
-                    [py, "-m", "bench.dg_sink", "--port", str(sink_port), "--out", str(sink_out)],
-                    wait_line="ready",
-                )
-            )
-            pin(sink.pid, harness_cpu)
-            sampler.watch("sink", sink.pid)
-            url = f"ws://127.0.0.1:{sink_port}"
+            url = start_sink(stack, sampler, sink_out, harness_cpu)
         if mode in ("worker", "realtime"):
             port = free_port()
             worker = stack.enter_context(

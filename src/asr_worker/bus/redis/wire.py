@@ -81,15 +81,8 @@ def redis_client(
     commands are safe to repeat (and repeat them after a reconnect). With `cluster`, `url`
     names any node of a Redis Cluster; the client learns the others and follows slot moves
     (MOVED, ASK) and failovers by itself."""
-    if cluster:
-        return RedisCluster.from_url(
-            url,
-            retry=Retry(NoBackoff(), 0),
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=2.0,
-            client_name=name,
-        )
-    return aioredis.Redis.from_url(
+    make = RedisCluster.from_url if cluster else aioredis.Redis.from_url
+    return make(
         url,
         retry=Retry(NoBackoff(), 0),
         socket_timeout=socket_timeout_s,
