@@ -20,16 +20,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 NODE_TIMEOUT_MS = 1000  # how long a master may not answer before its replica takes over
 
 
 class RedisClusterNodes:
     def __init__(self, data_dir: Path, *, masters: int = 3, replicas_each: int = 1) -> None:
         self.dir = data_dir
-        self.ports = [free_port() for _ in range(masters * (1 + replicas_each))]
         # Each node's cluster bus on a port of its own (by default it is the port + 10000,
-        # which a free port above 55535 cannot have).
-        self.bus_ports = {port: free_port() for port in self.ports}
+        # which a free port above 55535 cannot have). All distinct: the system may hand out a
+        # port it handed out a moment ago, and two nodes on one port make a five-node cluster.
+        nodes = masters * (1 + replicas_each)
+        distinct = distinct_free_ports(2 * nodes)
+        self.ports = distinct[:nodes]
+        self.bus_ports = dict(zip(self.ports, distinct[nodes:], strict=True))
         self.masters = masters
         self.replicas_each = replicas_each
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
@@ -52,6 +64,7 @@ class RedisClusterNodes:
                     *("--cluster-port", str(self.bus_ports[port])),
                     *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
                     *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
+                    *("--repl-diskless-sync-delay", "0"),  # replicas sync at once, not 5 s later
                     *("--save", "", "--appendonly", "no", "--logfile", str(node_dir / "redis.log")),
                 ]
             )
