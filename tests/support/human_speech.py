@@ -9,6 +9,9 @@ ordinary clients, checked file by file against known sha256 sums, and cached und
 * `librivox`: five sentences of a person reading *Sense and Sensibility* (LibriVox, public
   domain), from the same sdist, with their `.txt` transcripts (the reader's own repetition, "a
   more a amiable", is in the reference as spoken).
+* `jfk`: John F. Kennedy's "ask not what your country can do for you" (1961, public domain),
+  the sample of whisper.cpp (MIT) as the sdist of `pywhispercpp` on PyPI carries it: a
+  broadcast recording of a man speaking in phrases with pauses between them.
 * `channels`: eight two-word announcements ("front left"...) by a person, from Debian's
   `alsa-utils` (`/usr/share/sounds/alsa/`, GPL-2+); fetched with `apt-get download` where
   apt exists, else left out.
@@ -45,6 +48,8 @@ POCKETSPHINX = "pocketsphinx==5.1.1"
 POCKETSPHINX_SDIST = "pocketsphinx-5.1.1.tar.gz"
 _PS = "pocketsphinx-5.1.1/test/data/"
 _LIBRIVOX = _PS + "librivox/sense_and_sensibility_01_austen_64kb-"
+WHISPER_CPP = "pywhispercpp==1.5.1"
+WHISPER_CPP_SDIST = "pywhispercpp-1.5.1.tar.gz"
 
 # (member of the sdist, sha256, transcript)
 CARDS = (
@@ -96,6 +101,14 @@ LIBRIVOX = (
         _LIBRIVOX + "0930.wav",
         "954adbf0b56ac8a148cbe77b39ca18d76b5f2a1e1f405565bd786ce3e68a68b7",
         "he might even have been made amiable himself",
+    ),
+)
+JFK = (
+    (
+        "pywhispercpp-1.5.1/whisper.cpp/samples/jfk.wav",
+        "59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e",
+        "and so my fellow americans ask not what your country can do for you ask what you can do "
+        "for your country",
     ),
 )
 _ALSA = "usr/share/sounds/alsa/"
@@ -173,24 +186,24 @@ def _store(root: Path, member: str, data: bytes, sha256: str) -> None:
     os.replace(tmp, target)
 
 
-def fetch_pocketsphinx(root: Path) -> None:
-    """The sdist with pip (which reads its metadata in an isolated build environment, but builds
-    nothing), its test clips kept."""
-    clips = CARDS + LIBRIVOX
+def fetch_sdist(root: Path, requirement: str, sdist: str, clips: tuple[Clip, ...]) -> None:
+    """A package's sdist with pip (which reads its metadata in an isolated build environment,
+    but builds nothing), the clips kept."""
     if _cached(root, clips):
         return
+    package = requirement.split("==", 1)[0]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-        cmd += ["--no-binary", "pocketsphinx", "-d", tmp, POCKETSPHINX]
+        cmd += ["--no-binary", package, "-d", tmp, requirement]
         subprocess.run(cmd, check=False, capture_output=True, timeout=600)
-        sdist = Path(tmp) / POCKETSPHINX_SDIST
-        if not sdist.is_file():
-            raise FetchError(f"pip could not download {POCKETSPHINX}")
-        with tarfile.open(sdist) as tar:
+        path = Path(tmp) / sdist
+        if not path.is_file():
+            raise FetchError(f"pip could not download {requirement}")
+        with tarfile.open(path) as tar:
             for member, sha256, _text in clips:
                 extracted = tar.extractfile(member)
                 if extracted is None:
-                    raise FetchError(f"{member} is not in {POCKETSPHINX_SDIST}")
+                    raise FetchError(f"{member} is not in {sdist}")
                 _store(root, member, extracted.read(), sha256)
 
 
@@ -281,10 +294,12 @@ def join(
 def recordings(root: Path | None = None, *, with_alsa: bool = True) -> list[Recording]:
     """Every recording set available here, fetched into the cache first if needed."""
     root = root or cache_root()
-    fetch_pocketsphinx(root)
+    fetch_sdist(root, POCKETSPHINX, POCKETSPHINX_SDIST, CARDS + LIBRIVOX)
+    fetch_sdist(root, WHISPER_CPP, WHISPER_CPP_SDIST, JFK)
     out = [
         join("cards", "pocketsphinx sdist (BSD-2-Clause)", root, CARDS, gap_s=1.0),
         join("librivox", "pocketsphinx sdist (LibriVox, public domain)", root, LIBRIVOX, gap_s=0.8),
+        join("jfk", "whisper.cpp sample in the pywhispercpp sdist (public domain)", root, JFK, gap_s=0.5),
     ]
     if with_alsa and fetch_alsa(root):
         out.append(join("channels", "Debian alsa-utils (GPL-2+)", root, CHANNELS, gap_s=1.0))
