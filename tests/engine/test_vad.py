@@ -27,14 +27,23 @@ def windows(ms: float) -> int:
 
 
 def test_an_utterance_ends_after_min_silence_and_is_padded() -> None:
-    seg = Segmenter(VadConfig(min_silence_ms=480, pad_ms=192))
+    seg = Segmenter(VadConfig(min_silence_ms=480, pad_ms=192, lead_in_ms=320))
     assert seg.push(probs((0.0, 20), (0.9, 30))) == []
-    assert seg.open_start == 20 * W - 6 * W, "padded back by pad_ms while open"
+    assert seg.open_start == 20 * W - 10 * W, "reaches back by lead_in_ms while open"
     closed = seg.push(probs((0.1, windows(480) - 1)))
     assert closed == [], "not before min_silence"
     (utterance,) = seg.push(probs((0.1, 1)))
-    assert utterance == Utterance(start=14 * W, end=56 * W, speech_end=50 * W, endpointed=True)
+    assert utterance == Utterance(start=10 * W, end=56 * W, speech_end=50 * W, endpointed=True)
     assert open_start(seg) is None and seg.floor == 56 * W
+
+
+def test_a_soft_start_is_inside_the_lead_in() -> None:
+    """A first word Silero is unsure of (0.3-0.5 for 400 ms, as "ask" in a phone call) is in
+    the utterance: it starts lead_in_ms before the first window at or above threshold."""
+    seg = Segmenter(VadConfig(lead_in_ms=512))
+    seg.push(probs((0.0, 30), (0.4, windows(416)), (0.9, 20)))
+    start = open_start(seg)
+    assert start is not None and start <= (30) * W, "the unsure 416 ms are in"
 
 
 def test_hysteresis_keeps_speech_going_between_the_thresholds() -> None:
@@ -46,13 +55,45 @@ def test_hysteresis_keeps_speech_going_between_the_thresholds() -> None:
 
 
 def test_short_blips_are_not_utterances() -> None:
-    seg = Segmenter(VadConfig(min_speech_ms=200, min_silence_ms=320))
-    assert seg.push(probs((0.9, 3), (0.0, 20))) == []  # 96 ms of "speech": a click
+    seg = Segmenter(VadConfig(min_speech_ms=200, min_silence_ms=320, blip_hold_ms=640))
+    assert seg.push(probs((0.0, 40), (0.9, 3), (0.0, 40))) == []  # 96 ms of "speech": a click
     assert seg.floor == 0
+    assert seg.blip is None, "nothing followed it within blip_hold_ms: forgotten"
+    assert seg.settled == seg.position - seg.config.samples(seg.config.lead_in_ms)
+
+
+def test_a_blip_followed_by_speech_starts_the_utterance() -> None:
+    """ "front ... center": a soft first word sure for under min_speech_ms, then a pause longer
+    than min_silence_ms, then the rest: one utterance from the blip on."""
+    cfg = VadConfig(min_speech_ms=200, min_silence_ms=480, lead_in_ms=160, pad_ms=160, blip_hold_ms=1000)
+    seg = Segmenter(cfg)
+    seg.push(probs((0.0, 40), (0.9, 5), (0.1, windows(544))))  # 160 ms of "front", 544 ms pause
+    assert seg.open_start is None and seg.blip == (35 * W, 45 * W)
+    assert seg.settled == 35 * W, "a silence final may not cover the held blip"
+    seg.push(probs((0.9, 15), (0.0, 20)))
+    # the utterance closed: it starts at the blip's padded start, not 160 ms before "center"
+    assert seg.floor > 0
+    assert seg.blip is None
+
+
+def test_a_held_blip_starts_the_next_utterance_exactly() -> None:
+    cfg = VadConfig(min_speech_ms=200, min_silence_ms=480, lead_in_ms=160, pad_ms=160, blip_hold_ms=1000)
+    seg = Segmenter(cfg)
+    seg.push(probs((0.0, 40), (0.9, 5), (0.1, windows(544)), (0.9, 15)))
+    (u,) = seg.push(probs((0.0, 20)))
+    assert u.start == 35 * W and u.endpointed
+
+
+def test_a_blip_older_than_the_hold_does_not_start_speech() -> None:
+    cfg = VadConfig(min_speech_ms=200, min_silence_ms=480, lead_in_ms=160, pad_ms=160, blip_hold_ms=640)
+    seg = Segmenter(cfg)
+    seg.push(probs((0.0, 40), (0.9, 5), (0.1, windows(1000)), (0.9, 15)))
+    start = open_start(seg)
+    assert start is not None and start > 45 * W + cfg.samples(640)
 
 
 def test_padding_never_reaches_into_audio_already_given_away() -> None:
-    seg = Segmenter(VadConfig(min_silence_ms=320, pad_ms=320))
+    seg = Segmenter(VadConfig(min_silence_ms=320, pad_ms=320, lead_in_ms=320))
     (first,) = seg.push(probs((0.9, 10), (0.0, 10)))
     seg.push(probs((0.9, 10)))
     assert seg.open_start == first.end
@@ -61,7 +102,7 @@ def test_padding_never_reaches_into_audio_already_given_away() -> None:
 
 
 def test_a_too_long_utterance_is_cut_at_its_quietest_recent_window() -> None:
-    seg = Segmenter(VadConfig(max_utterance_s=3.2, min_silence_ms=500, pad_ms=0))
+    seg = Segmenter(VadConfig(max_utterance_s=3.2, min_silence_ms=500, pad_ms=0, lead_in_ms=0))
     stream = probs((0.9, 50), (0.4, 1), (0.9, 49), (0.9, 10))
     closed = seg.push(stream)
     assert len(closed) == 1
@@ -92,7 +133,8 @@ def test_silero_finds_each_sentence_of_real_speech(silero: SileroVad, speech: Sp
         found += seg.push(vad.push(samples[i : i + 320]))
     assert len(found) == 3
     for u, spoken in zip(found, call.spoken, strict=True):
-        assert abs(u.start / SAMPLE_RATE - spoken.start_s) < 0.4
+        # it starts before the voice (by about the lead-in), never after it
+        assert spoken.start_s - 0.7 < u.start / SAMPLE_RATE <= spoken.start_s + 0.1
         assert abs(u.speech_end / SAMPLE_RATE - spoken.end_s) < 0.3
 
 

@@ -170,10 +170,10 @@ class Channel:
         if samples.size:
             self._chunks.append((self.position, samples))
             self.position += samples.size
-        # Keep what a future utterance may start from (its padding reaches back), no more.
+        # Keep what a future utterance may start from (its lead-in reaches back), no more.
         keep_from = self.segmenter.open_start
         if keep_from is None:
-            keep_from = max(self.covered, self.segmenter.position - 2 * self.segmenter.config.samples(1000))
+            keep_from = self.segmenter.settled
         while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= keep_from:
             self._chunks.popleft()
 
@@ -227,8 +227,7 @@ class Channel:
         """Through silence, an empty final about every second: coverage keeps moving."""
         if self.segmenter.open_start is not None:
             return
-        pad = self.segmenter.config.samples(self.segmenter.config.pad_ms)
-        end = self.segmenter.position - pad
+        end = self.segmenter.settled
         if end - self.covered >= round(self._engine.options.silence_final_s * SAMPLE_RATE):
             self.slots.append(Slot(self.covered, end, done=True))
             self.covered = end

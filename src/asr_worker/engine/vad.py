@@ -8,9 +8,19 @@ so often), cheap enough to run on the event loop beside the socket work.
 
 The segmenter is the endpointing policy and has no model in it, so it is tested on made-up
 probabilities: speech starts at a window at or above `threshold`; it ends once the probability
-has stayed below `neg_threshold` for `min_silence_ms`; utterances are padded by `pad_ms` each
-side (never into audio already given to an earlier one); blips shorter than `min_speech_ms` are
-not utterances; an utterance reaching `max_utterance_s` is cut at its quietest recent window.
+has stayed below `neg_threshold` for `min_silence_ms`; an utterance reaches back
+`lead_in_ms` before its first sure window and on `pad_ms` after its last (never into audio
+already given to an earlier one); an utterance reaching `max_utterance_s` is cut at its quietest
+recent window.
+
+Silero is less sure of itself on telephone audio than on the wideband audio it learned from:
+the first word of a phrase often scores 0.3-0.5 for a few hundred milliseconds before the
+probability passes `threshold` (a caller's "ask not" crossed it 400 ms after "ask" began), so
+an utterance starts half a second before its first sure window, not 0.2 s. And a blip shorter
+than `min_speech_ms` is not an utterance on its own, but it is held for `blip_hold_ms`: speech
+that begins within that time starts at the blip, so a soft first word followed by a short pause
+("front ... center", where "front" scored above threshold for 192 ms) is not lost; a blip
+nothing follows is a click or a cough, left to the silence final that covers it.
 """
 
 from __future__ import annotations
@@ -97,7 +107,9 @@ class VadConfig:
     neg_threshold: float = 0.35
     min_silence_ms: int = 500
     min_speech_ms: int = 200
-    pad_ms: int = 200
+    pad_ms: int = 200  # after the last speech window
+    lead_in_ms: int = 500  # before the first window at or above threshold
+    blip_hold_ms: int = 1000  # a too-short blip starts speech that begins this soon after it
     max_utterance_s: float = 15.0
 
     def samples(self, ms: float) -> int:
@@ -123,6 +135,8 @@ class Segmenter:
     speech_start: int | None = None  # where the open utterance's speech began
     speech_end: int = 0  # end of its last window at or above threshold
     silence_run: int = 0
+    blip: tuple[int, int] | None = None  # (padded start, speech end) of a held too-short blip
+    _reach_back: int | None = None  # the open utterance starts at a blip before it
     _recent: list[tuple[int, float]] = field(default_factory=list)  # (window end, prob) while open
 
     @property
@@ -130,7 +144,19 @@ class Segmenter:
         """Start (padded) of the open utterance, if speech is going on."""
         if self.speech_start is None:
             return None
-        return max(self.floor, self.speech_start - self.config.samples(self.config.pad_ms))
+        start = self.speech_start - self.config.samples(self.config.lead_in_ms)
+        if self._reach_back is not None:
+            start = min(start, self._reach_back)
+        return max(self.floor, start)
+
+    @property
+    def settled(self) -> int:
+        """No utterance will ever start before this: what a silence final may cover. Behind the
+        judged audio by the lead-in, and held at a blip that speech may still start from."""
+        settled = self.position - self.config.samples(self.config.lead_in_ms)
+        if self.blip is not None:
+            settled = min(settled, self.blip[0])
+        return max(self.floor, settled)
 
     def push(self, probs: Float32Array) -> list[Utterance]:
         """Judge the next windows; return the utterances they closed."""
@@ -140,9 +166,13 @@ class Segmenter:
             start, end = self.position, self.position + WINDOW
             self.position = end
             if self.speech_start is None:
+                if self.blip is not None and start - self.blip[1] > cfg.samples(cfg.blip_hold_ms):
+                    self.blip = None  # nothing followed it: a click or a cough
                 if p >= cfg.threshold:
                     self.speech_start, self.speech_end, self.silence_run = start, end, 0
                     self._recent = [(end, p)]
+                    self._reach_back = self.blip[0] if self.blip is not None else None
+                    self.blip = None
                 continue
             self._recent.append((end, p))
             if p >= cfg.threshold or (p >= cfg.neg_threshold and self.silence_run == 0):
@@ -177,8 +207,11 @@ class Segmenter:
         self.speech_start = None
         self.silence_run = 0
         self._recent = []
+        self._reach_back = None
         if speech < self.config.samples(self.config.min_speech_ms) and not keep_short:
-            return None  # a click or a cough: left to the silence final that covers it
+            self.blip = (start, speech_end)  # held: speech may follow it (see the module's notes)
+            return None
+        self.blip = None
         self.floor = end
         return Utterance(start, end, speech_end, endpointed)
 
