@@ -135,3 +135,22 @@ def test_people_speaking_short_utterances_are_transcribed_about_as_well_as_the_w
         print(f"{rec.name}: {e}/{n} words wrong: {' '.join(result.finals)}")
         errors, words = errors + e, words + n
     assert errors / words <= MAX_WER, f"streaming WER {errors / words:.1%}"
+
+
+def test_a_decode_that_loops_is_decoded_again_with_repetition_penalised(
+    decoder: WhisperDecoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person saying "five five" with 0.8 s before it: greedy decoding loops ("5 5 5 5 ..."),
+    which the loop test rightly drops; decoded again with repeated tokens penalised, it is the
+    two words that were said."""
+    from asr_worker.engine import whisper
+
+    cards = next(r for r in recordings() if r.name == "cards")
+    five_five = cards.spoken[3]
+    assert five_five.text == "five five"
+    audio = cards.at(16000)[round((five_five.start_s - 0.8) * 16000) : round((five_five.end_s + 0.2) * 16000)]
+    (result,) = decoder.decode_batch([audio])
+    assert word_errors("five five", result.text) == (0, 2), result.text
+    monkeypatch.setattr(whisper, "_RETRY_REPETITION_PENALTY", 1.0)
+    (unpenalised,) = decoder.decode_batch([audio])
+    assert unpenalised.words == (), "without the penalty the retry loops again, and is dropped"

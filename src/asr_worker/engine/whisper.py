@@ -21,9 +21,10 @@ ourselves:
   text repeats itself (a compression ratio above 2.4, Whisper's own loop test), when it says
   its prompt again over what it doubts is speech, or when it is one of the phrases Whisper is
   known to produce from silence or noise ("Thank you.", "Thanks for watching!") said with
-  little confidence. A prompted decode dropped so is decoded again without the prompt (which
-  is what led it astray), and judged again. Text is capped by the audio's length (about twelve
-  tokens a second), so a loop costs little.
+  little confidence. A decode dropped so is decoded once more, without the prompt (which can
+  lead it astray) and with repeated tokens penalised (which breaks a greedy loop: "five five"
+  heard as "5 5 5 5 ..." comes out "5, 5"), and judged again. Text is capped by the audio's
+  length (about twelve tokens a second), so a loop costs little.
 
 `decode_batch` is blocking and thread-safe: the scheduler runs it in worker threads, where
 CTranslate2 releases the GIL.
@@ -84,6 +85,7 @@ _DOUBTFUL_NO_SPEECH: Final = 0.3
 _IMPROBABLE_LOGPROB: Final = -1.5
 _PROMPT_ECHO: Final = 0.5
 _HALLUCINATION_MAX_NO_SPEECH: Final = 0.2
+_RETRY_REPETITION_PENALTY: Final = 1.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ class _Ctranslate2Whisper(Protocol):
         return_no_speech_prob: bool,
         suppress_blank: bool,
         suppress_tokens: list[int],
+        repetition_penalty: float,
     ) -> list[_GenerationResult]: ...
 
 
@@ -219,11 +222,16 @@ class WhisperDecoder:
             ids, heard = self._judge(result, texts[i])
             if heard:
                 tokens[i] = ids
-            elif previous[i]:
+            else:
                 retry[i] = []
-        # A prompt can lead Whisper into repeating it or into a loop; such a decode goes again
-        # without one, as faster-whisper retries a failed decode at a higher temperature.
-        for i, result in self._generate(encoded, len(audios), retry, limit).items():
+        # A decode judged invented goes once more, without the prompt (which can lead Whisper
+        # into repeating it) and with repeated tokens penalised (greedy decoding loops: "five
+        # five" becomes "5 5 5 5 ..." and is dropped, where penalised it is "5, 5"), as
+        # faster-whisper retries a failed decode at a higher temperature, but deterministic.
+        # What is invented from silence or noise stays so, and is dropped again.
+        for i, result in self._generate(
+            encoded, len(audios), retry, limit, _RETRY_REPETITION_PENALTY
+        ).items():
             ids, heard = self._judge(result, "")
             tokens[i] = ids if heard else []
         words = self._align(encoded, tokens, [f.shape[-1] for f in features])
@@ -245,7 +253,12 @@ class WhisperDecoder:
         return list(self._tokenizer.encode(" " + prompt.strip()))[-_MAX_PROMPT_TOKENS:]
 
     def _generate(
-        self, encoded: object, size: int, previous: dict[int, list[int]], limit: int
+        self,
+        encoded: object,
+        size: int,
+        previous: dict[int, list[int]],
+        limit: int,
+        repetition_penalty: float = 1.0,
     ) -> dict[int, _GenerationResult]:
         """Generate for the batch members in `previous`, each with its previous text
         (faster-whisper's prompt layout: `<|startofprev|>`, the text, then the task tokens).
@@ -275,6 +288,7 @@ class WhisperDecoder:
                 view,
                 prompts,
                 beam_size=1,
+                repetition_penalty=repetition_penalty,
                 max_length=min(_MAX_LENGTH, len(prompts[0]) + limit),  # the prompt counts
                 return_scores=True,
                 return_no_speech_prob=True,
