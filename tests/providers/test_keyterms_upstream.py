@@ -1,8 +1,9 @@
-"""A call's keyterms, named on the ingest socket, go upstream the way each service takes them:
-to Deepgram as one `keyterm` query parameter each (the project's own dg-server, which
-records every connection, stands in for it), to an OpenAI Realtime server in the
-transcription session's `prompt` (the worker's own `/v1/realtime` behind a recording proxy).
-Real worker, real sockets."""
+"""A call's keyterms, named on the ingest socket, go to each provider the way it takes them:
+into the local engine's Whisper prompt (after the worker-wide ones), to Deepgram as one
+`keyterm` query parameter each (the project's own dg-server, which records every
+connection, stands in for it), to an OpenAI Realtime server in the transcription session's
+`prompt` (the worker's own `/v1/realtime` behind a recording proxy). Real worker, real
+sockets."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import aiohttp
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.dgserver import Faults
+from asr_worker.engine.vad import SileroVad
 from asr_worker.openai_realtime.protocol import MAX_PROMPT_CHARS
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider
+from asr_worker.providers.local import LocalOptions, LocalProvider
 from asr_worker.providers.mock import expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, keyterms_prompt
 from tests.conftest import running_worker
@@ -21,6 +24,9 @@ from tests.support.audio import PCM8K, frames, silence, speechlike
 from tests.support.client import connect
 from tests.support.dg_server import deepgram_worker, running_dg_server
 from tests.support.rt_server import running_rt_server
+from tests.support.speech import SENTENCES, Speech
+
+from .test_local import FakeWhisper
 
 ULAW = AudioFormat(Encoding.MULAW, 8000, 1)
 TERMS = [
@@ -122,3 +128,24 @@ def test_the_prompt_lists_as_many_whole_terms_as_fit() -> None:
     assert prompt is not None and len(prompt) <= MAX_PROMPT_CHARS
     kept = prompt.split(", ")
     assert kept == list(terms[: len(kept)]) and len(kept) == (MAX_PROMPT_CHARS + 2) // 102
+
+
+async def test_the_local_engine_prompts_whisper_with_the_worker_and_call_keyterms(
+    http: aiohttp.ClientSession, speech: Speech
+) -> None:
+    """Through the real engine (Silero VAD, the decode pool) with a fake Whisper that records
+    the prompt of every decode."""
+    call_audio = speech.call(SENTENCES[:1], 8000, Encoding.MULAW, gap_s=0.5)
+    decoder = FakeWhisper()
+    provider = LocalProvider(
+        LocalOptions(num_workers=1, keyterms=("Acme Cloud", "Everywhere")),
+        decoder=decoder,
+        vad=SileroVad.load(),
+    )
+    async with running_worker(provider) as worker:
+        call = await connect(http, worker, "local-terms", query("encoding=mulaw&sample_rate=8000&channels=1"))
+        await call.send_frames(frames(call_audio.data, call_audio.fmt))
+        await call.end()
+        await call.collect()
+    assert [e for e in call.of("transcript") if e["is_final"] and e["text"]] and not call.of("error")
+    assert decoder.prompts and all(p == "Acme Cloud, Everywhere, Zorblax, ZX-1234." for p in decoder.prompts)
