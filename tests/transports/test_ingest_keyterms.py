@@ -137,3 +137,21 @@ async def test_a_call_moved_to_the_fallback_provider_keeps_its_keyterms(http: ai
             await call.collect()
     assert server.connections[0].params.keyterms == EXPECTED
     assert [s.request.keyterms for s in fallback.streams_for("moved")] == [EXPECTED]
+
+
+@pytest.mark.parametrize("road", ["raw", "aiohttp"])
+async def test_the_most_keyterms_allowed_reach_deepgram_on_either_road(road: str) -> None:
+    """100 terms of 100 characters: an 11 KB request line into the worker and out to dg-server
+    (aiohttp's parser takes 8190 bytes unless told more)."""
+    terms = tuple(f"{n:03d}" + "x" * 97 for n in range(100))
+    async with (
+        running_dg_server() as server,
+        deepgram_worker(server) as worker,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http,
+    ):
+        if road == "aiohttp":
+            async with http.get(base_url(worker) + "/health") as response:
+                assert response.status == 200
+        call = await connect(http, worker, f"most-{road}", query(*[("keyterm", t) for t in terms]))
+        await finish(call)
+    assert [c.params.keyterms for c in server.connections] == [terms]

@@ -172,6 +172,9 @@ class ListenParams:
 
 MAX_KEYTERMS: Final = 100
 MAX_KEYTERM_CHARS: Final = 100
+# The request line a server reads, long enough for the most keyterms allowed, percent-encoded,
+# with the other parameters (aiohttp's default, 8190 bytes, holds about 75 of 100 characters).
+MAX_REQUEST_LINE_BYTES: Final = 64 * 1024
 
 
 def parse_keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
