@@ -166,17 +166,24 @@ class ListenParams:
             if utterance_end is None
             else _int_param(query, "utterance_end_ms", None, 1000, 5000),
             vad_events=parse_bool(query.get("vad_events", "false"), "vad_events"),
-            keyterms=_keyterms(query),
+            keyterms=parse_keyterms(query),
         )
 
 
 MAX_KEYTERMS: Final = 100
 MAX_KEYTERM_CHARS: Final = 100
+# The request line a server reads, long enough for the most keyterms allowed, percent-encoded,
+# with the other parameters (aiohttp's default, 8190 bytes, holds about 75 of 100 characters).
+MAX_REQUEST_LINE_BYTES: Final = 64 * 1024
 
 
-def _keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
+def parse_keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
     """Every `keyterm` and `keywords` value, in order, each once (a multi-valued query's
-    `items()` yields every pair; a plain mapping holds one of each)."""
+    `items()` yields every pair; a plain mapping holds one of each). Each `keywords` value is
+    `word` or `word:boost`, the boost dropped; whitespace runs become one space. Raises
+    ParamError for a term over MAX_KEYTERM_CHARS or more than MAX_KEYTERMS distinct terms.
+    Every server that takes a call's expected words from a query (dg-server, the ingest
+    socket) reads them here, so the limits and the wording are the same everywhere."""
     terms: list[str] = []
     for key, value in query.items():
         if key == "keywords":

@@ -156,7 +156,7 @@ class DeepgramServer:
         faults.reject_status, faults.reject_count, faults.reject_percent = self._before_outage
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(handler_args={"max_line_size": protocol.MAX_REQUEST_LINE_BYTES})
         app.add_routes([web.get(protocol.LISTEN_PATH, self._listen), web.get("/health", self._health)])
         app.on_shutdown.append(self._on_shutdown)
         return app

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..core.clock import Clock
+from ..deepgram.protocol import MAX_REQUEST_LINE_BYTES
 from ..metrics import CONTENT_TYPE, WorkerMetrics
 from ..runtime.manager import SessionManager
 from . import page
@@ -61,7 +62,10 @@ def build_app(served: ServedProcess, routes: Iterable[web.RouteDef]) -> web.Appl
         return web.json_response({"sessions": listing, "count": len(listing)})
 
     app = web.Application(
-        client_max_size=1 << 20, middlewares=[auth_middleware(served.settings.worker_token)]
+        client_max_size=1 << 20,
+        middlewares=[auth_middleware(served.settings.worker_token)],
+        # an ingest socket's query may name a call's keyterms: as long a line as the raw path takes
+        handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},
     )
     app.add_routes(
         [

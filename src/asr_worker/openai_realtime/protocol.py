@@ -41,6 +41,7 @@ DEFAULT_MODEL: Final = "gpt-4o-transcribe"
 # OpenAI takes up to 15 MiB in one append; asr-worker takes less (the call's audio is fed
 # on at once, and a client sends 20-250 ms a message): `max_audio_bytes` is the caller's.
 MIN_COMMIT_MS: Final = 100  # OpenAI refuses to commit less (`input_audio_buffer_commit_empty`)
+MAX_PROMPT_CHARS: Final = 4096  # a transcription `prompt`, as the server here takes it
 
 Schema = Literal["ga", "beta"]
 
@@ -405,7 +406,7 @@ def _transcription(value: object, param: str, event_id: str | None) -> Transcrip
     out = Transcription(
         model=_short_text(model, param + ".model", event_id) if model is not None else DEFAULT_MODEL,
         language=_optional_text(obj.get("language"), param + ".language", event_id),
-        prompt=_optional_text(obj.get("prompt"), param + ".prompt", event_id, limit=4096),
+        prompt=_optional_text(obj.get("prompt"), param + ".prompt", event_id, limit=MAX_PROMPT_CHARS),
     )
     return out
 

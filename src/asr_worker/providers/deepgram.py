@@ -186,7 +186,7 @@ class DeepgramProvider:
         failure: ProviderError | None = None
         try:
             conn = await connect(
-                self.url_for(request.fmt),
+                self.url_for(request.fmt, request.keyterms),
                 additional_headers=self._headers,
                 user_agent_header=f"asr-worker/{__version__}",
                 compression=None,  # audio does not deflate; compressing it only costs CPU
@@ -248,26 +248,33 @@ class DeepgramProvider:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def url_for(self, fmt: AudioFormat) -> str:
-        """DEEPGRAM_URL with the call's audio format and the configured options as its query."""
+    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = ()) -> str:
+        """DEEPGRAM_URL with the call's audio format, the configured options and the call's
+        keyterms (one `keyterm` each, as Nova-3 takes them) as its query."""
+        if keyterms:
+            return self._build_url(fmt, keyterms)  # once per stream opened: not worth a cache
         url = self._urls.get(fmt)
         if url is None:
-            url = self._urls[fmt] = self._build_url(fmt)
+            url = self._urls[fmt] = self._build_url(fmt, ())
         return url
 
-    def _build_url(self, fmt: AudioFormat) -> str:
+    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...]) -> str:
         opts = self.options
+        parts = urlsplit(opts.url)
+        overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
+        overrides += list(opts.extra_params)
+        # A configured `keyterm` (DEEPGRAM_PARAMS or DEEPGRAM_URL's query) is for every call:
+        # the call's own are added to it, not replaced by it, and a term is sent once.
+        configured_terms = {v for k, v in overrides if k == "keyterm"}
         ours = ListenParams(
             encoding=str(fmt.encoding),
             sample_rate=fmt.sample_rate,
             channels=fmt.channels,
             model=opts.model,
             language=opts.language,
+            keyterms=tuple(t for t in keyterms if t not in configured_terms),
         ).query()
-        parts = urlsplit(opts.url)
-        overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
-        overrides += list(opts.extra_params)
-        replaced = {k for k, _ in overrides}
+        replaced = {k for k, _ in overrides} - {"keyterm"}
         query = [(k, v) for k, v in ours if k not in replaced] + overrides
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 

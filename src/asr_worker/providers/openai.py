@@ -7,7 +7,8 @@ server) for it:
 
 * on open, a GA `session.update`: transcription session, the call's format (`audio/pcm` 24 kHz
   as it is, `audio/pcmu` / `audio/pcma` at 8 kHz as they are; any other mono format is
-  resampled to 24 kHz pcm16 here), `server_vad` turn detection, the configured model;
+  resampled to 24 kHz pcm16 here), `server_vad` turn detection, the configured model, and
+  the call's keyterms (if any) listed in the transcription `prompt`;
 * audio goes out continuously as `input_audio_buffer.append`;
 * `...transcription.delta` events become interims (the item's text so far), `.completed`
   becomes the final of its item, covering the stream's audio up to the item's end
@@ -52,6 +53,7 @@ from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
     G711_ALAW,
     G711_ULAW,
+    MAX_PROMPT_CHARS,
     PCM16,
     InputFormat,
     ProtocolViolation,
@@ -121,6 +123,19 @@ def wire_format(fmt: AudioFormat) -> InputFormat | None:
     if fmt.sample_rate == 8000 and fmt.encoding is Encoding.ALAW:
         return G711_ALAW
     return None
+
+
+def keyterms_prompt(keyterms: tuple[str, ...]) -> str | None:
+    """The call's keyterms as a transcription `prompt`: the words listed, comma-separated (as
+    OpenAI's guidance has it for spellings the model should expect), as many whole terms as
+    fit the prompt limit; None when the call names none."""
+    prompt = ""
+    for term in keyterms:
+        longer = f"{prompt}, {term}" if prompt else term
+        if len(longer) > MAX_PROMPT_CHARS:
+            break
+        prompt = longer
+    return prompt or None
 
 
 class OpenAIMetrics(ConnectionMetrics):
@@ -274,6 +289,7 @@ class OpenAIStream:
         self._scrub = scrub
         self._interaction_id = request.interaction_id
         self._fmt = request.fmt
+        self._prompt = keyterms_prompt(request.keyterms)
         self._wire = wire_format(request.fmt)
         self._resampler = (
             None
@@ -300,7 +316,7 @@ class OpenAIStream:
     async def start(self) -> None:
         config = SessionConfig(
             format=self._wire or PCM16,
-            transcription=Transcription(self._options.model, self._options.language),
+            transcription=Transcription(self._options.model, self._options.language, self._prompt),
             turn_detection=TurnDetection(),
         )
         update = protocol.session_update_event(config)

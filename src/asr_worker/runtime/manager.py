@@ -117,12 +117,19 @@ class SessionManager:
     # --- calls ------------------------------------------------------------------------------
 
     def open_session(
-        self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat, resume: Resume | None = None
+        self,
+        interaction_id: str,
+        tenant_id: str | None,
+        fmt: AudioFormat,
+        resume: Resume | None = None,
+        keyterms: tuple[str, ...] = (),
     ) -> SessionRunner:
         """The live session for a source about to attach to this call, created if there is none.
 
         Raises SessionRefused (with a stable code) when the worker will not take it. `resume`
-        continues a call another worker began (it applies only to a new session)."""
+        continues a call another worker began, and `keyterms` are the words the call is
+        expected to use, given to every provider stream the call opens; both apply only to a
+        new session (a source joining a call under way changes neither)."""
         runner = self._sessions.get(interaction_id)
         if runner is not None:
             core = runner.core
@@ -175,6 +182,7 @@ class SessionManager:
             self._wheel,
             self.fallback,
             self.primary_watch,
+            keyterms,
         )
         self._sessions[interaction_id] = runner
         self._empty.clear()
@@ -196,12 +204,18 @@ class SessionManager:
         return failover, self.provider.name
 
     def join(
-        self, interaction_id: str, tenant_id: str | None, fmt: AudioFormat, resume: Resume | None = None
+        self,
+        interaction_id: str,
+        tenant_id: str | None,
+        fmt: AudioFormat,
+        resume: Resume | None = None,
+        *,
+        keyterms: tuple[str, ...] = (),
     ) -> CallSource:
         """Join the call as one more of its sources, starting its session if it has none: the
         handle every source feeds the call through and leaves it by. Raises SessionRefused
-        as `open_session` does."""
-        return CallSource(self.open_session(interaction_id, tenant_id, fmt, resume))
+        as `open_session` does; `keyterms` count only when this source starts the call."""
+        return CallSource(self.open_session(interaction_id, tenant_id, fmt, resume, keyterms))
 
     def get(self, interaction_id: str) -> SessionRunner | None:
         return self._sessions.get(interaction_id)

@@ -90,8 +90,12 @@ class SessionRunner:
         wheel: TimerWheel,
         fallback: Provider | None = None,
         primary_watch: PrimaryWatch | None = None,
+        keyterms: tuple[str, ...] = (),
     ) -> None:
         self.core = core
+        # The words the call is expected to use, in every stream it opens (reconnects and the
+        # fallback provider's too): fixed by the source that started the call.
+        self.keyterms = keyterms
         self._provider = provider
         self._fallback = fallback  # where the core's `OpenStream(fallback=True)` go
         self._watch = primary_watch  # told how the primary's connections fare (failback)
@@ -316,7 +320,12 @@ class SessionRunner:
     async def _open_and_read(self, action: OpenStream) -> None:
         conn_id, core = action.conn_id, self.core
         request = StreamRequest(
-            core.interaction_id, core.tenant_id, core.fmt, reconnect=action.reconnect, attempt=conn_id
+            core.interaction_id,
+            core.tenant_id,
+            core.fmt,
+            reconnect=action.reconnect,
+            attempt=conn_id,
+            keyterms=self.keyterms,
         )
         provider = self._fallback if action.fallback and self._fallback is not None else self._provider
         try:

@@ -1,7 +1,10 @@
 """One ingest socket's part in its call, whichever socket implementation carries it: aiohttp's
 (`ingest_ws`) or the raw one served on the loop's transport (`ingest_raw`).
 
-The socket's path and query name the call and its audio format; joining gives the socket its
+The socket's path and query name the call and its audio format, and may list the words the
+call is expected to use, by Deepgram's names (`keyterm`, `keywords`, each repeated once per
+term; read by the Deepgram protocol's own parser, so the limits and errors are dg-server's);
+they are the call's for its life, set by the socket that starts it. Joining gives the socket its
 `CallSource` (what it feeds the call through and leaves it by) and a subscription to the
 call's events. Text messages are control: `{"type": "end"}` ends the call, anything else is
 an `error` event for the call's watchers.
@@ -16,6 +19,7 @@ from typing import Final
 
 from ..core.audio import AudioFormat, AudioFormatError
 from ..core.ids import BadRequest, check_id, check_optional_id
+from ..deepgram.protocol import ParamError, parse_keyterms
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
@@ -49,7 +53,9 @@ class IngestCall:
     def open(
         cls, host: CallHost, interaction_id: str | None, query: Mapping[str, str], path: str
     ) -> IngestCall:
-        """Join (or start) the call the socket's path and query name, or raise Refused."""
+        """Join (or start) the call the socket's path and query name, or raise Refused.
+        `query` may hold a key more than once (aiohttp's and yarl's MultiDict: `items()`
+        yields every pair), as repeated `keyterm` values do."""
         try:
             checked_id = check_id(interaction_id, "interaction_id")
             tenant_id = check_optional_id(query.get("tenant_id"), "tenant_id")
@@ -58,11 +64,13 @@ class IngestCall:
                 query.get("sample_rate", "8000"),
                 query.get("channels", "1"),
             )
-        except (BadRequest, AudioFormatError) as exc:
+            keyterms = parse_keyterms(query)
+        except (BadRequest, AudioFormatError, ParamError) as exc:
             log.info("ingest refused", extra={"reason": str(exc), "path": path[:200]})
             raise Refused("bad_request", str(exc), CLOSE_BAD_INPUT) from None
         try:
-            source = host.manager.join(checked_id, tenant_id, fmt)
+            # A socket joining a call already under way leaves its keyterms as they are.
+            source = host.manager.join(checked_id, tenant_id, fmt, keyterms=keyterms)
         except SessionRefused as exc:
             log.info("ingest refused", extra={"interaction_id": checked_id, "reason": exc.code})
             raise Refused(exc.code, exc.message, REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT)) from None

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Final, cast
 
+from websockets import http11
 from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
@@ -31,6 +32,7 @@ from yarl import URL
 
 from ..core.events import SessionEnded
 from ..credentials import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
+from ..deepgram.protocol import MAX_REQUEST_LINE_BYTES
 from ..jsonwire import dumps_event
 from ..wsframes import FrameSplitter
 from .common import (
@@ -53,6 +55,10 @@ PATH_PREFIX: Final = "/v1/audio/"
 MAX_HEAD_BYTES: Final = 64 * 1024  # a request's line and headers
 CLOSE_TIMEOUT_S: Final = 10.0  # how long a client has to answer our close frame (aiohttp's default)
 FIRST_LINE: Final = b"GET " + PATH_PREFIX.encode()
+# websockets reads a request line of at most 8192 bytes (WEBSOCKETS_MAX_LINE_LENGTH, read at
+# each parse); a query naming the most keyterms a call may have is longer. The head as a whole
+# stays capped by MAX_HEAD_BYTES before websockets sees it.
+http11.MAX_LINE_LENGTH = max(http11.MAX_LINE_LENGTH, MAX_REQUEST_LINE_BYTES)
 
 Spawn = Callable[[Coroutine[object, object, None]], asyncio.Task[None]]
 
