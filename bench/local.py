@@ -13,8 +13,11 @@
    missing and WER stays within 10%; the ramp stops after the first N that is not.
 
 3. Accuracy on recordings of people (`bench/local_accuracy.py`): streaming finals' word error
-   rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file,
-   and finals latency of the recordings played as real-time calls.
+   rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file;
+   then the mu-law recordings as real-time calls over each way a call arrives
+   (`bench/local_calls.py`; `--paths ingest,twilio,dg`): the ingest WebSocket, Twilio Media
+   Streams (events from the call's SSE stream) and `dg-server` through the official
+   deepgram-sdk, each path's WER and finals latency.
 
 Prints tables. By default accuracy and speed (about a minute on 2 cores); `--parts capacity`
 runs the ramp (about 4 minutes). Needs espeak-ng (Debian) for speed and capacity, pip (and

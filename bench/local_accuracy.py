@@ -51,6 +51,18 @@ PATH_NAMES = {
     "dg": "dg-server + deepgram-sdk",
 }
 
+REALTIME_HEADERS = [
+    "path",
+    "WER",
+    "final p50 s",
+    "p95 s",
+    "max s",
+    "utterances",
+    "interims/utt",
+    "calls ok",
+    "load",
+]
+
 WHOLE: tuple[tuple[str, dict[str, float]], ...] = (
     ("whole file greedy", {"beam_size": 1, "temperature": 0.0}),
     ("whole file default", {}),
@@ -152,7 +164,8 @@ def realtime_table(
     runs = asyncio.run(paths_at_once([(rec.name, c) for rec, c in zip(recs, calls, strict=True)], paths))
     utterances = sum(len(c.spoken) for c in calls)
     rows, lines = [], []
-    for path, path_runs in runs.items():
+    for path, path_run in runs.items():
+        path_runs = path_run.runs
         lat, missing = call_latencies(calls, path_runs)
         pairs = [word_errors(rec.text, run.text) for rec, run in zip(recs, path_runs, strict=True)]
         rows.append(
@@ -162,16 +175,19 @@ def realtime_table(
                 *(f"{np.percentile(lat, q):.2f}" if lat else "-" for q in (50, 95, 100)),
                 f"{utterances - missing}/{utterances}",
                 f"{sum(r.interims for r in path_runs) / utterances:.1f}",
-                "yes" if all(r.ended for r in path_runs) else "NO",
+                f"{sum(r.ended and not r.errors for r in path_runs)}/{len(path_runs)}",
+                f"{path_run.load:.1f}",
             ]
         )
-        lines += [f"{rec.name}, {path}: {run.text}" for rec, run in zip(recs, path_runs, strict=True)]
-    headers = ["path", "WER", "final p50 s", "p95 s", "max s", "utterances", "interims/utt", "ended"]
+        for rec, run in zip(recs, path_runs, strict=True):
+            problems = ", ".join([*run.errors, *([] if run.ended else ["no end"])])
+            lines.append(f"{rec.name}, {path}: {run.text}" + (f"  [{problems}]" if problems else ""))
     return [
         f"Real time: the {len(recs)} recordings as 8 kHz mu-law calls at once, 20 ms frames at 1x, "
         "over each path in turn (finals latency: from sending the end of an utterance to "
-        "receiving the final that covers it)",
-        table(headers, rows),
+        "receiving the final that covers it; utterances: those a final covered; calls ok: ended "
+        "without an error; load: the load average as the path's calls ended)",
+        table(REALTIME_HEADERS, rows),
         "",
         *lines,
     ]

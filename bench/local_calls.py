@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,7 +49,8 @@ class CallRun:
     started_at: float = 0.0  # loop time of the first frame sent
     finals: list[tuple[float, float, str]] = field(default_factory=list)  # (arrived, audio end, text)
     interims: int = 0
-    ended: bool = False
+    ended: bool = False  # the call's end arrived: `session_ended`, the SDK's `Metadata`
+    errors: list[str] = field(default_factory=list)  # error events' codes (`finalize_timeout`...)
 
     def heard(self, is_final: bool, end_s: float, text: str) -> None:
         if not text:
@@ -144,6 +146,8 @@ def take_event(run: CallRun, event: dict[str, object]) -> None:
         run.heard(bool(event["is_final"]), float(str(event["end"])), str(event["text"]))
     elif event["type"] == "session_ended":
         run.ended = True
+    elif event["type"] == "error":
+        run.errors.append(str(event["code"]))
 
 
 async def dg_call(port: int, call: CallAudio) -> CallRun:
@@ -225,19 +229,25 @@ async def wait_ready(http: aiohttp.ClientSession, port: int, path: str = "/ready
             await asyncio.sleep(0.1)
 
 
+@dataclass
+class PathRun:
+    runs: list[CallRun]  # in the calls' order
+    load: float  # the 1-minute load average as the path's calls ended: what else ran meanwhile
+
+
 async def paths_at_once(
     calls: list[tuple[str, CallAudio]], paths: list[str], provider: str = "local"
-) -> dict[str, list[CallRun]]:
-    """All the calls at once over each path in turn (a path's calls alone on its server): the
-    runs, by path, in the calls' order. One `serve` takes both the ingest and the Twilio calls."""
-    out: dict[str, list[CallRun]] = {}
+) -> dict[str, PathRun]:
+    """All the calls at once over each path in turn (a path's calls alone on its server), by
+    path. One `serve` takes both the ingest and the Twilio calls."""
+    out: dict[str, PathRun] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         for command in dict.fromkeys(COMMAND[p] for p in paths):
             async with running(command, http, provider) as port:
                 for path in (p for p in paths if COMMAND[p] == command):
                     async with asyncio.TaskGroup() as tg:
                         tasks = [tg.create_task(one_call(path, http, port, name, c)) for name, c in calls]
-                    out[path] = [t.result() for t in tasks]
+                    out[path] = PathRun([t.result() for t in tasks], os.getloadavg()[0])
     return {p: out[p] for p in paths}
 
 

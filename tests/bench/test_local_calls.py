@@ -4,10 +4,10 @@ path's client gets every final of its calls, and the latencies are measured from
 from __future__ import annotations
 
 import pytest
+from bench.local_calls import PATHS, call_latencies, parse_paths, paths_at_once
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import expected_words
-from bench.local_calls import PATHS, call_latencies, parse_paths, paths_at_once
 from tests.support.audio import silence, speechlike
 from tests.support.speech import CallAudio, Spoken
 
@@ -30,9 +30,10 @@ async def test_every_path_delivers_each_calls_finals_and_their_latency() -> None
     calls = [call(1), call(5)]
     runs = await paths_at_once([(f"c{i}", c) for i, c in enumerate(calls)], list(PATHS), provider="mock")
     assert list(runs) == list(PATHS)
-    for path, path_runs in runs.items():
+    for path, path_run in runs.items():
+        path_runs = path_run.runs
         for c, run in zip(calls, path_runs, strict=True):
-            assert run.ended, path
+            assert run.ended and not run.errors, path
             assert run.text == " ".join(expected_words(c.data, MULAW8K)), path
             assert run.interims > 0, path
         latencies, missing = call_latencies(calls, path_runs)
