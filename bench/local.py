@@ -152,7 +152,7 @@ async def capacity(speech: Speech, steps: list[int], sentences: int, stagger_s: 
     best = 0
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
-        running("serve", http, env={"ASR_MAX_SESSIONS": "1000"}) as port,
+        running("serve", env={"ASR_MAX_SESSIONS": "1000"}) as port,
     ):
         rng = random.Random(4)
         for n in steps:

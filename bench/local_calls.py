@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from tests.conftest import free_port
 from tests.support.cli import logging_command
+from tests.support.smoke import wait_ready
 from tests.support.speech import CallAudio, Spoken
 from tests.support.telephony import SseStream, fixture_text, twilio_media, twilio_start, twilio_stop
 
@@ -190,43 +191,25 @@ async def dg_call(port: int, call: CallAudio) -> CallRun:
 # --- the servers ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def running(
-    command: str, http: aiohttp.ClientSession, provider: str = "local", env: dict[str, str] | None = None
+    command: str, provider: str = "local", env: dict[str, str] | None = None
 ) -> AsyncIterator[int]:
     """`asr-worker serve` or `asr-worker dg-server` on a free port (yielded), its log in a
-    temporary file, from when it takes calls: its engine is loaded (the local engine's log line;
-    `serve`'s `/ready`) and it answers HTTP; SIGTERM and awaited at the block's end."""
+    temporary file, from when it takes calls with its engine loaded: `serve` answers `/ready`
+    (which waits for the engine); `dg-server` has no readiness probe, so its log says so (both
+    listen before the engine loads); SIGTERM and awaited at the block's end."""
     port = free_port()
     args = ("serve",) if command == "serve" else (command, "--port", str(port))
     env = {"PORT": str(port), "ASR_LOG_LEVEL": "info", "ASR_PROVIDER": provider, **(env or {})}
-    started = (
-        "local engine ready" if provider == "local" else "serving" if command == "serve" else "listening"
-    )
+    started = {"serve": "serving", "dg-server": "local engine ready" if provider == "local" else "listening"}
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         async with logging_command(
-            *args, env=env, log_path=Path(tmp) / "server.log", until_logged=started, timeout_s=180
-        ):
-            await wait_ready(http, port, "/ready" if command == "serve" else "/health")
+            *args, env=env, log_path=Path(tmp) / "server.log", until_logged=started[command], timeout_s=180
+        ) as process:
+            if command == "serve":
+                await wait_ready(f"http://127.0.0.1:{port}", process, timeout_s=180)
             yield port
-
-
-async def wait_ready(http: aiohttp.ClientSession, port: int, path: str = "/ready") -> None:
-    async with asyncio.timeout(120):
-        while True:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}{path}") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -243,7 +226,7 @@ async def paths_at_once(
     out: dict[str, PathRun] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         for command in dict.fromkeys(COMMAND[p] for p in paths):
-            async with running(command, http, provider) as port:
+            async with running(command, provider) as port:
                 for path in (p for p in paths if COMMAND[p] == command):
                     async with asyncio.TaskGroup() as tg:
                         tasks = [tg.create_task(one_call(path, http, port, name, c)) for name, c in calls]
