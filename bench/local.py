@@ -19,9 +19,10 @@
    Streams (events from the call's SSE stream) and `dg-server` through the official
    deepgram-sdk, each path's WER and finals latency.
 
-Prints tables. By default accuracy and speed (about a minute on 2 cores); `--parts capacity`
-runs the ramp (about 4 minutes). Needs espeak-ng (Debian) for speed and capacity, pip (and
-apt-get, where there is one) for the recordings.
+Prints tables. By default accuracy (about 3.5 minutes on 2 cores, of which the real-time calls
+take some 40 s a path) and speed; `--parts capacity` runs the ramp (about 4 minutes). Needs
+espeak-ng (Debian) for speed and capacity, pip (and apt-get, where there is one) for the
+recordings.
 """
 
 from __future__ import annotations
