@@ -16,12 +16,12 @@ MULAW8K = AudioFormat(Encoding.MULAW, 8000, 1)
 
 def call(seed: int) -> CallAudio:
     data = (
-        speechlike(0.8, MULAW8K, seed)
-        + silence(0.8, MULAW8K)
-        + speechlike(0.6, MULAW8K, seed + 1)
-        + silence(0.8, MULAW8K)
+        speechlike(0.6, MULAW8K, seed)
+        + silence(0.6, MULAW8K)
+        + speechlike(0.4, MULAW8K, seed + 1)
+        + silence(0.6, MULAW8K)
     )
-    return CallAudio(MULAW8K, data, (Spoken("a", 0.0, 0.8), Spoken("b", 1.6, 2.2)))
+    return CallAudio(MULAW8K, data, (Spoken("a", 0.0, 0.6), Spoken("b", 1.2, 1.6)))
 
 
 # deepgram-sdk 7.x uses websockets' legacy client, which warns that it is deprecated.
