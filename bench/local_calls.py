@@ -155,6 +155,7 @@ async def dg_call(port: int, call: CallAudio) -> CallRun:
     from deepgram import AsyncDeepgramClient
     from deepgram.core.events import EventType
     from deepgram.environment import DeepgramClientEnvironment
+    from deepgram.listen.v1 import ListenV1Metadata, ListenV1Results
 
     run = CallRun()
     url = f"ws://127.0.0.1:{port}"
@@ -165,12 +166,10 @@ async def dg_call(port: int, call: CallAudio) -> CallRun:
     )
 
     def on_message(message: object) -> None:
-        kind = type(message).__name__
-        channel = getattr(message, "channel", None)
-        if kind == "ListenV1Results" and channel is not None:
-            end_s = float(getattr(message, "start", 0.0)) + float(getattr(message, "duration", 0.0))
-            run.heard(bool(getattr(message, "is_final", False)), end_s, channel.alternatives[0].transcript)
-        elif kind == "ListenV1Metadata":
+        if isinstance(message, ListenV1Results):
+            text = message.channel.alternatives[0].transcript
+            run.heard(bool(message.is_final), message.start + message.duration, text)
+        elif isinstance(message, ListenV1Metadata):
             run.ended = True
 
     async with client.listen.v1.connect(
