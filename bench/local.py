@@ -13,19 +13,22 @@
    missing and WER stays within 10%; the ramp stops after the first N that is not.
 
 3. Accuracy on recordings of people (`bench/local_accuracy.py`): streaming finals' word error
-   rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file,
-   and finals latency of the recordings played as real-time calls.
+   rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file;
+   then the mu-law recordings as real-time calls over each way a call arrives
+   (`bench/local_calls.py`; `--paths ingest,twilio,dg`): the ingest WebSocket, Twilio Media
+   Streams (events from the call's SSE stream) and `dg-server` through the official
+   deepgram-sdk, each path's WER and finals latency.
 
-Prints tables. By default accuracy and speed (about a minute on 2 cores); `--parts capacity`
-runs the ramp (about 4 minutes). Needs espeak-ng (Debian) for speed and capacity, pip (and
-apt-get, where there is one) for the recordings.
+Prints tables. By default accuracy (about 3.5 minutes on 2 cores, of which the real-time calls
+take some 40 s a path) and speed; `--parts capacity` runs the ramp (about 4 minutes). Needs
+espeak-ng (Debian) for speed and capacity, pip (and apt-get, where there is one) for the
+recordings.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -33,12 +36,10 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import numpy as np
-from tests.support.human_speech import Recording
 from tests.support.speech import SENTENCES, CallAudio, Speech, word_error_rate
 
 from asr_worker.config import Settings
@@ -50,8 +51,8 @@ from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
 
 from .local_accuracy import accuracy
+from .local_calls import PATHS, call_latencies, ingest_call, parse_paths, running
 
-FRAME_S = 0.02
 LATENCY_GOAL_S = 1.5
 WER_GOAL = 0.10
 
@@ -125,47 +126,6 @@ def decode_speed(speech: Speech, settings: Settings) -> str:
 # --- 2. capacity -------------------------------------------------------------------------------
 
 
-@dataclass
-class CallRun:
-    started_at: float = 0.0
-    finals: list[tuple[float, float, str]] = field(default_factory=list)  # (arrived, end, text)
-    interims: int = 0
-    ended: bool = False
-
-
-async def one_call(
-    http: aiohttp.ClientSession, port: int, name: str, call: CallAudio, delay_s: float
-) -> CallRun:
-    run = CallRun()
-    loop = asyncio.get_running_loop()
-    await asyncio.sleep(delay_s)
-    query = f"encoding={call.fmt.encoding}&sample_rate={call.fmt.sample_rate}&channels=1"
-    async with http.ws_connect(f"ws://127.0.0.1:{port}/v1/audio/{name}?{query}") as ws:
-
-        async def play() -> None:
-            step = call.fmt.bytes_for(FRAME_S)
-            run.started_at = loop.time()
-            for n, i in enumerate(range(0, len(call.data), step)):
-                await ws.send_bytes(call.data[i : i + step])
-                await asyncio.sleep(max(0.0, run.started_at + (n + 1) * FRAME_S - loop.time()))
-            await ws.send_str(json.dumps({"type": "end"}))
-
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(play())
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    continue
-                event = json.loads(msg.data)
-                if event["type"] == "transcript" and event["text"]:
-                    if event["is_final"]:
-                        run.finals.append((loop.time(), float(event["end"]), str(event["text"])))
-                    else:
-                        run.interims += 1
-                elif event["type"] == "session_ended":
-                    run.ended = True
-    return run
-
-
 async def scrape(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
     """The engine's counters and histogram sums, by series name."""
     async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
@@ -189,77 +149,60 @@ def rotated(speech: Speech, i: int, sentences: int) -> CallAudio:
 
 async def capacity(speech: Speech, steps: list[int], sentences: int, stagger_s: float) -> str:
     calls = [rotated(speech, i, sentences) for i in range(len(SENTENCES))]
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "ASR_LOG_LEVEL": "warning", "ASR_MAX_SESSIONS": "1000"}
-    env.pop("ASR_PROVIDER", None)
-    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "asr_worker", "serve", env=env)
     rows = []
     best = 0
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            await wait_ready(http, port)
-            rng = random.Random(4)
-            for n in steps:
-                before = await scrape(http, port)
-                load_before = os.getloadavg()[0]
-                async with asyncio.TaskGroup() as tg:
-                    tasks = [
-                        tg.create_task(
-                            one_call(
-                                http, port, f"bench-{n}-{i}", calls[i % len(calls)], rng.uniform(0, stagger_s)
-                            )
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+        running("serve", env={"ASR_MAX_SESSIONS": "1000"}) as port,
+    ):
+        rng = random.Random(4)
+        for n in steps:
+            before = await scrape(http, port)
+            load_before = os.getloadavg()[0]
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(
+                        ingest_call(
+                            http, port, f"bench-{n}-{i}", calls[i % len(calls)], rng.uniform(0, stagger_s)
                         )
-                        for i in range(n)
-                    ]
-                runs = [t.result() for t in tasks]
-                after = await scrape(http, port)
-                latencies, missing, wers = [], 0, []
-                for i, run in enumerate(runs):
-                    call = calls[i % len(calls)]
-                    for spoken in call.spoken:
-                        covering = next((f for f in run.finals if f[1] >= spoken.end_s - 0.05), None)
-                        if covering is None:
-                            missing += 1
-                        else:
-                            latencies.append(covering[0] - (run.started_at + spoken.end_s))
-                    wers.append(word_error_rate(call.text, " ".join(f[2] for f in run.finals)))
-                p95 = percentile(latencies, 95)
-                wer = statistics.mean(wers)
-                ok = p95 <= LATENCY_GOAL_S and missing == 0 and wer <= WER_GOAL and all(r.ended for r in runs)
-                decodes = delta(after, before, "asr_local_decode_rtf_count")
-                mean_rtf = (
-                    delta(after, before, "asr_local_decode_rtf_sum") / decodes if decodes else float("nan")
-                )
-                final = '{kind="final"}'
-                final_batches = delta(after, before, f"asr_local_decode_seconds_count{final}")
-                final_s = delta(after, before, f"asr_local_decode_seconds_sum{final}") / max(
-                    1.0, final_batches
-                )
-                per_batch = delta(after, before, f"asr_local_decoded_utterances_total{final}") / max(
-                    1.0, final_batches
-                )
-                rows.append(
-                    [
-                        str(n),
-                        f"{percentile(latencies, 50):.2f}",
-                        f"{p95:.2f}",
-                        f"{max(latencies, default=float('nan')):.2f}",
-                        str(missing),
-                        f"{wer:.3f}",
-                        f"{sum(r.interims for r in runs) / (n * sentences):.1f}",
-                        f"{mean_rtf:.3f}",
-                        f"{final_s:.2f} / {per_batch:.1f}",
-                        f"{max(load_before, os.getloadavg()[0]):.1f}",
-                        "yes" if ok else "NO",
-                    ]
-                )
-                print(table(HEADERS, rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-                if not ok:
-                    break
-                best = n
-    finally:
-        server.terminate()
-        await asyncio.wait_for(server.wait(), 30)
+                    )
+                    for i in range(n)
+                ]
+            runs = [t.result() for t in tasks]
+            after = await scrape(http, port)
+            played = [calls[i % len(calls)] for i in range(n)]
+            latencies, missing = call_latencies(played, runs)
+            wers = [word_error_rate(c.text, r.text) for c, r in zip(played, runs, strict=True)]
+            p95 = percentile(latencies, 95)
+            wer = statistics.mean(wers)
+            ok = p95 <= LATENCY_GOAL_S and missing == 0 and wer <= WER_GOAL and all(r.ended for r in runs)
+            decodes = delta(after, before, "asr_local_decode_rtf_count")
+            mean_rtf = delta(after, before, "asr_local_decode_rtf_sum") / decodes if decodes else float("nan")
+            final = '{kind="final"}'
+            final_batches = delta(after, before, f"asr_local_decode_seconds_count{final}")
+            final_s = delta(after, before, f"asr_local_decode_seconds_sum{final}") / max(1.0, final_batches)
+            per_batch = delta(after, before, f"asr_local_decoded_utterances_total{final}") / max(
+                1.0, final_batches
+            )
+            rows.append(
+                [
+                    str(n),
+                    f"{percentile(latencies, 50):.2f}",
+                    f"{p95:.2f}",
+                    f"{max(latencies, default=float('nan')):.2f}",
+                    str(missing),
+                    f"{wer:.3f}",
+                    f"{sum(r.interims for r in runs) / (n * sentences):.1f}",
+                    f"{mean_rtf:.3f}",
+                    f"{final_s:.2f} / {per_batch:.1f}",
+                    f"{max(load_before, os.getloadavg()[0]):.1f}",
+                    "yes" if ok else "NO",
+                ]
+            )
+            print(table(HEADERS, rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+            if not ok:
+                break
+            best = n
     call_s = statistics.mean(c.fmt.seconds(len(c.data)) for c in calls)
     return (
         f"{sentences} sentences per call, {call_s:.1f} s of 8 kHz mu-law audio on average, real time, "
@@ -285,64 +228,6 @@ HEADERS = [
 ]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_ready(http: aiohttp.ClientSession, port: int) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/ready") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-
-
-# --- 3. accuracy on people's speech ----------------------------------------------------------
-
-
-def human_calls(recs: list[Recording]) -> tuple[list[float], list[str]]:
-    """The recordings as real-time 8 kHz mu-law calls into a real worker, all at once:
-    (latency of each utterance's final, each call's finals)."""
-
-    async def run() -> tuple[list[float], list[str]]:
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "ASR_LOG_LEVEL": "warning"}
-        env.pop("ASR_PROVIDER", None)
-        server = await asyncio.create_subprocess_exec(sys.executable, "-m", "asr_worker", "serve", env=env)
-        try:
-            async with aiohttp.ClientSession() as http:
-                await wait_ready(http, port)
-                async with asyncio.TaskGroup() as tg:
-                    tasks = [
-                        tg.create_task(
-                            one_call(http, port, f"human-{r.name}", r.call(8000, Encoding.MULAW), 0.0)
-                        )
-                        for r in recs
-                    ]
-        finally:
-            server.terminate()
-            await asyncio.wait_for(server.wait(), 30)
-        latencies, texts = [], []
-        for rec, task in zip(recs, tasks, strict=True):
-            call = task.result()
-            for spoken in rec.spoken:
-                covering = next((f for f in call.finals if f[1] >= spoken.end_s - 0.05), None)
-                if covering is not None:
-                    latencies.append(covering[0] - (call.started_at + spoken.end_s))
-            texts.append(" ".join(f[2] for f in call.finals))
-        return latencies, texts
-
-    return asyncio.run(run())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.local", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", default="1,2,4,8,12,16,24,32,40", help="concurrent calls to try, in order")
@@ -353,14 +238,22 @@ def main() -> None:
         default="accuracy,speed",
         help="what to measure, of accuracy,speed,capacity (the capacity ramp takes about 4 minutes)",
     )
-    parser.add_argument("--no-realtime", action="store_true", help="accuracy without the real-time calls")
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help=f"accuracy: the real-time calls, by these of {','.join(PATHS)} (none: no real-time calls)",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     steps = [int(s) for s in args.steps.split(",")]
+    try:
+        paths = [] if args.paths == "none" else parse_paths(args.paths)
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = Settings()
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}\n")
     if "accuracy" in parts:
-        print(accuracy(settings, table, None if args.no_realtime else human_calls) + "\n", flush=True)
+        print(accuracy(settings, table, paths) + "\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         speech = Speech(Path(tmp))
         if "speed" in parts:

@@ -8,9 +8,14 @@ For each recording (a call of short utterances separated by pauses) and for all 
 * streaming WER of the finals at 8 kHz mu-law, 8 kHz linear16 and 16 kHz linear16, through the
   session pipeline (`asr-worker transcribe`, as fast as it goes; the finals are what a live call
   gets, since the engine cuts and decodes the same utterances whatever the pace);
-* finals latency: the mu-law calls again, through a real worker's ingest WebSocket in real time,
-  all at once: from the client sending the end of an utterance to receiving the final that
-  covers it.
+* real time, by the three ways a call arrives (`bench/local_calls.py`): the mu-law recordings
+  again, all at once, 20 ms at a time at 1x, over a real `asr-worker serve`'s ingest WebSocket,
+  its Twilio Media Streams endpoint (the events read from the call's Server-Sent Events stream,
+  as a Twilio user reads them) and `asr-worker dg-server` through the official `deepgram-sdk`,
+  each path in turn with its calls alone on the server: the WER of the finals each path
+  delivers, and finals latency from the client sending the end of an utterance to receiving the
+  final that covers it (p50, p95, max over every utterance), interims per utterance, and whether
+  every call ended cleanly (`session_ended`; the SDK's `Metadata`).
 """
 
 from __future__ import annotations
@@ -31,12 +36,32 @@ from asr_worker.engine.model import ModelChoice, resolve_model
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
 
+from .local_calls import call_latencies, paths_at_once
+
 FORMATS = (
     ("8k mu-law", 8000, Encoding.MULAW),
     ("8k linear16", 8000, Encoding.LINEAR16),
     ("16k", 16000, Encoding.LINEAR16),
 )
 
+
+PATH_NAMES = {
+    "ingest": "ingest WebSocket (serve)",
+    "twilio": "Twilio Media Streams + SSE (serve)",
+    "dg": "dg-server + deepgram-sdk",
+}
+
+REALTIME_HEADERS = [
+    "path",
+    "WER",
+    "final p50 s",
+    "p95 s",
+    "max s",
+    "utterances",
+    "interims/utt",
+    "calls ok",
+    "load",
+]
 
 WHOLE: tuple[tuple[str, dict[str, float]], ...] = (
     ("whole file greedy", {"beam_size": 1, "temperature": 0.0}),
@@ -88,12 +113,8 @@ def wer_cell(pairs: list[tuple[int, int]]) -> str:
     return f"{errors / words:.1%}" if words else "-"
 
 
-def accuracy(
-    settings: Settings,
-    table: Callable[[list[str], list[list[str]]], str],
-    realtime: Callable[[list[Recording]], tuple[list[float], list[str]]] | None = None,
-) -> str:
-    """The table; `realtime` (from bench.local) plays the recordings as live calls for latency."""
+def accuracy(settings: Settings, table: Callable[[list[str], list[list[str]]], str], paths: list[str]) -> str:
+    """The tables; `paths` (of `local_calls.PATHS`) those to play the recordings over in real time."""
     recs = recordings()
     whole = whole_file(recs, settings)
     streams = {label: streamed(recs, settings, rate, enc) for label, rate, enc in FORMATS}
@@ -129,19 +150,44 @@ def accuracy(
         for label, _o in WHOLE:
             lines.append(f"{rec.name}, {label}: {whole[label][i]}")
         lines.append(f"{rec.name}, stream mu-law:  {streams['8k mu-law'][i]}")
-    if realtime is not None:
-        lat, texts = realtime(recs)
-        pairs = [word_errors(rec.text, t) for rec, t in zip(recs, texts, strict=True)]
-        lines.append("")
-        for rec, text in zip(recs, texts, strict=True):
-            lines.append(f"{rec.name}, real time:      {text}")
-        if lat:
-            lines.append(
-                f"Real time over the ingest socket, {len(recs)} calls at once, 8 kHz mu-law: "
-                f"WER {wer_cell(pairs)}; finals latency from the end of an utterance "
-                f"p50 {np.percentile(lat, 50):.2f} s, p95 {np.percentile(lat, 95):.2f} s, "
-                f"max {max(lat):.2f} s over {len(lat)} utterances"
-            )
-        else:
-            lines.append("Real time over the ingest socket: no finals")
+    if paths:
+        lines += ["", *realtime_table(recs, paths, table)]
     return "\n".join(lines)
+
+
+def realtime_table(
+    recs: list[Recording], paths: list[str], table: Callable[[list[str], list[list[str]]], str]
+) -> list[str]:
+    """The mu-law recordings as real-time calls, all at once, over each path: its finals' WER
+    and latency."""
+    calls = [rec.call(8000, Encoding.MULAW) for rec in recs]
+    runs = asyncio.run(paths_at_once([(rec.name, c) for rec, c in zip(recs, calls, strict=True)], paths))
+    utterances = sum(len(c.spoken) for c in calls)
+    rows, lines = [], []
+    for path, path_run in runs.items():
+        path_runs = path_run.runs
+        lat, missing = call_latencies(calls, path_runs)
+        pairs = [word_errors(rec.text, run.text) for rec, run in zip(recs, path_runs, strict=True)]
+        rows.append(
+            [
+                PATH_NAMES[path],
+                wer_cell(pairs),
+                *(f"{np.percentile(lat, q):.2f}" if lat else "-" for q in (50, 95, 100)),
+                f"{utterances - missing}/{utterances}",
+                f"{sum(r.interims for r in path_runs) / utterances:.1f}",
+                f"{sum(r.ended and not r.errors for r in path_runs)}/{len(path_runs)}",
+                f"{path_run.load:.1f}",
+            ]
+        )
+        for rec, run in zip(recs, path_runs, strict=True):
+            problems = ", ".join([*run.errors, *([] if run.ended else ["no end"])])
+            lines.append(f"{rec.name}, {path}: {run.text}" + (f"  [{problems}]" if problems else ""))
+    return [
+        f"Real time: the {len(recs)} recordings as 8 kHz mu-law calls at once, 20 ms frames at 1x, "
+        "over each path in turn (finals latency: from sending the end of an utterance to "
+        "receiving the final that covers it; utterances: those a final covered; calls ok: ended "
+        "without an error; load: the load average as the path's calls ended)",
+        table(REALTIME_HEADERS, rows),
+        "",
+        *lines,
+    ]

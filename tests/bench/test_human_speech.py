@@ -40,3 +40,5 @@ def test_every_recording_is_fetched_checked_and_joined_with_pauses() -> None:
         assert len(rec.spoken) > 1 or rec.name == "jfk", "jfk is one clip, its pauses its own"
         call = rec.call()
         assert call.fmt.sample_rate == 8000 and abs(len(call.data) - rec.seconds * 8000) <= 1
+    jfk = recordings[2]
+    assert 10.5 < jfk.spoken[-1].end_s < 10.8, "the voice ends before the crowd after 'country'"

@@ -111,6 +111,11 @@ JFK = (
         "for your country",
     ),
 )
+# Where the voice stops in a clip that goes on with other sound, seconds into the clip: jfk's
+# crowd after "country" (faster-whisper puts the word at 9.94-10.36 s of the clip; the last
+# burst of voice ends at 10.17 s) is as loud as speech, so the loudness rule below would take
+# the clip's last sample for the end of speech.
+VOICE_END_S = {JFK[0][0]: 10.2}
 _ALSA = "usr/share/sounds/alsa/"
 CHANNELS = (
     (
@@ -280,7 +285,8 @@ def join(
         samples = _load(root / member, rate)
         loud = np.flatnonzero(np.abs(samples) > 0.1 * float(np.abs(samples).max()))
         if loud.size:
-            spoken.append(Spoken(text, t + float(loud[0]) / rate, t + float(loud[-1] + 1) / rate))
+            end_s = VOICE_END_S.get(member, float(loud[-1] + 1) / rate)
+            spoken.append(Spoken(text, t + float(loud[0]) / rate, t + end_s))
         else:
             spoken.append(Spoken(text, t, t + samples.size / rate))
         parts.append(samples)
