@@ -347,7 +347,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         "finalize_timeout_s",
         "ASR_FINALIZE_TIMEOUT_S",
-        "longest wait for a provider's last results at call end",
+        "wait for a provider's last results at call end; a final covering more restarts it (twice at most)",
         _seconds(0.1, 120.0),
     ),
     Option(

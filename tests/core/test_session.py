@@ -496,6 +496,43 @@ def test_a_connection_that_replaces_a_failed_one_at_the_end_gets_a_fresh_wait(cl
     assert [e["text"] for e in rec.events("transcript")] == ["bye"]
 
 
+def test_finals_that_cover_more_at_the_end_restart_its_wait(clock: FakeClock) -> None:
+    """A provider working through a backlog (a busy local engine, its finals seconds behind)
+    keeps the end open while each final covers more of the call; a final that covers nothing
+    new does not, and the end stays bounded by FINALIZE_WAITS_MAX waits."""
+    rec = connected(clock, finalize_timeout_s=5.0)
+    for _ in range(99):  # two seconds of audio in all
+        rec.core.on_audio(b"\x01\x00" * 160, clock.monotonic())
+    ended_at = clock.monotonic()
+    rec.core.end("end", ended_at)
+    rec.run_until(ended_at + 4.0)
+    rec.core.on_stream_event(1, final(0.0, 1.0, [("one", 0.2, 0.6)]), clock.monotonic())
+    rec.run_until(ended_at + 8.5)
+    assert rec.phase() is Phase.ENDING and not rec.events("error"), "the wait began again at 4 s"
+    rec.core.on_stream_event(1, final(0.0, 1.0, [("one", 0.2, 0.6)]), clock.monotonic())
+    rec.run_until(ended_at + 9.1)
+    assert rec.phase() is Phase.ENDED, "a final covering nothing new is no progress"
+    assert [e["code"] for e in rec.events("error")] == ["finalize_timeout"]
+
+
+def test_progress_at_the_end_never_waits_past_the_bound(clock: FakeClock) -> None:
+    rec = connected(clock, finalize_timeout_s=5.0)
+    for _ in range(499):  # ten seconds of audio
+        rec.core.on_audio(b"\x01\x00" * 160, clock.monotonic())
+    ended_at = clock.monotonic()
+    rec.core.end("end", ended_at)
+    for second in range(1, 10):
+        rec.run_until(ended_at + second)
+        if rec.phase() is Phase.ENDING:
+            rec.core.on_stream_event(
+                1, final(second - 1.0, float(second), [("w", second - 0.5, second - 0.1)]), clock.monotonic()
+            )
+    rec.run_until(ended_at + FINALIZE_WAITS_MAX * 5.0 + 0.01)
+    assert rec.phase() is Phase.ENDED
+    assert [e["code"] for e in rec.events("error")] == ["finalize_timeout"]
+    assert len(rec.events("transcript")) == 9
+
+
 def test_a_call_end_is_bounded_however_many_connections_fail(clock: FakeClock) -> None:
     rec = connected(clock, finalize_timeout_s=5.0, backoff_initial_s=0.1, backoff_max_s=0.1)
     ended_at = clock.monotonic()

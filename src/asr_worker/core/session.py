@@ -16,8 +16,8 @@ The session invariants (docs/ingest-and-events.md) live here and nowhere else:
   new stream after a drop starts by replaying them; call time = stream time + stream base;
 * no repeated words: words a channel has already finalized are filtered from later results;
 * failover: when the provider cannot carry the call (`failover.py` decides when), the next
-  stream opens on the fallback provider with the same replay, and `provider_changed` says so;
-  with failback on, the same way back to the primary, once, at an utterance boundary;
+  stream opens on the fallback with the same replay, and `provider_changed` says so; with
+  failback on, the same way back to the primary, once, at an utterance boundary;
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
   only after the provider confirmed its last results (or a bounded wait ran out).
 """
@@ -67,9 +67,9 @@ from .provider_events import UtteranceEnd as ProviderUtteranceEnd
 from .session_types import Resume, SessionConfig, SessionStats
 
 _EPSILON_S: Final = 1e-6
-# A call's end waits `finalize_timeout_s` for its connection's last finals; a connection that
-# replaces a failed one during the end gets a fresh wait, up to this many waits in all. One
-# fault at the end of a call no longer costs its last words, and the end stays bounded.
+# A call's end waits `finalize_timeout_s` for its connection's last finals, afresh after a
+# connection replaces a failed one or a final covers more (a busy local engine's backlog), up
+# to this many waits in all: a fault or a provider some seconds behind costs no last words.
 FINALIZE_WAITS_MAX: Final = 2
 
 
@@ -89,8 +89,7 @@ class Link(StrEnum):
     CLOSING = "closing"  # end sent; waiting for the provider's last results and clean close
 
 
-# When audio arrived: (the call offset its message ended at, the monotonic time it came).
-# A plain tuple: one is made per audio message, 25,000 a second at 500 calls.
+# When audio arrived: (call offset its message ended at, monotonic time); a plain tuple, 25k/s.
 _Arrival = tuple[int, float]
 
 
@@ -355,11 +354,15 @@ class SessionCore:
             self._outbox.append(FlushStream(self.conn_id))
         self._flush_wanted = False
         if self.phase is Phase.ENDING:
-            wait_s = self.config.finalize_timeout_s
-            latest = self._end_started + FINALIZE_WAITS_MAX * wait_s
-            self._end_deadline = min(latest, max(self._end_deadline or now, now + wait_s))
+            self._wait_again(now)
             self._end_stream()
         return True
+
+    def _wait_again(self, now: float) -> None:
+        """The end's wait starts over from now (a new connection, or progress), within the bound."""
+        wait_s, latest = self.config.finalize_timeout_s, self._end_started
+        latest += FINALIZE_WAITS_MAX * self.config.finalize_timeout_s
+        self._end_deadline = min(latest, max(self._end_deadline or now, now + wait_s))
 
     def on_stream_failed(self, conn_id: int, error: ProviderError, now: float) -> None:
         """The open for `conn_id` failed."""
@@ -521,9 +524,8 @@ class SessionCore:
             "sources": len(self._sources),
             "audio_s": round(self.audio_s, 3),
             "covered_s": round(self.fmt.seconds(self._covered), 3),
-            # Held audio in its two kinds: not yet sent (the only part that is lag, at most
-            # ASR_MAX_BUFFER_MS while connected), and sent but not yet covered by a final
-            # (kept to replay after a reconnect; seconds of it are normal mid-utterance).
+            # Held audio: not yet sent (the only lag, at most ASR_MAX_BUFFER_MS while connected),
+            # and sent but not covered by a final (kept for replay; seconds mid-utterance).
             "buffered_ms": round(self.fmt.seconds(len(self._buf)) * 1000),
             "unsent_ms": round(self.fmt.seconds(self._received - self._sent) * 1000),
             "kept_for_replay_ms": round(self.fmt.seconds(self._sent - self._covered) * 1000),
@@ -642,7 +644,8 @@ class SessionCore:
             start_s = max(start_s, done_s)
         if result.is_final:
             self.stats.finals += 1
-            self._cover(channel, end_s, result.channels)
+            if self._cover(channel, end_s, result.channels) and self.phase is Phase.ENDING:
+                self._wait_again(now)
         else:
             self.stats.interims += 1
         if not text and not result.from_finalize:
@@ -667,14 +670,14 @@ class SessionCore:
             )
         )
 
-    def _cover(self, channel: int, end_s: float, channels: int) -> None:
-        """A final covered `channel` up to `end_s`; free what every channel has covered."""
+    def _cover(self, channel: int, end_s: float, channels: int) -> bool:
+        """A final covered `channel` up to `end_s`; free what all have covered. True if it moved."""
         if end_s > self._covered_s.get(channel, 0.0):
             self._covered_s[channel] = end_s
         known = [self._covered_s.get(c, 0.0) for c in range(max(channels, 1))]
         covered = min(self._sent, max(self._covered, self.fmt.bytes_for(min(known))))
         if covered <= self._covered:
-            return
+            return False
         self._covered = covered
         drop = covered - self._base
         if drop > 0:
@@ -683,6 +686,7 @@ class SessionCore:
         arrivals = self._arrivals
         while len(arrivals) > 1 and arrivals[0][0] <= covered:
             arrivals.popleft()
+        return True
 
     def _latency_ms(self, end_s: float, now: float) -> int:
         """From the arrival of the audio a result ends at, to now."""
