@@ -20,7 +20,7 @@ from asr_worker.config import ConfigError, load_settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.openai_realtime import protocol
 from asr_worker.openai_realtime.protocol import SessionConfig
-from asr_worker.providers.mock import expected_words
+from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -321,3 +321,34 @@ async def test_the_circuit_breaker_fails_new_calls_fast_while_the_endpoint_is_do
     assert [e["code"] for e in new.of("error")] == ["provider_unavailable"] and failed_fast == 1
     assert live.final_words() == expected_words(first + second, ULAW)
     assert up["status"] == "ok"
+
+
+async def test_an_outage_of_the_openai_endpoint_moves_calls_to_the_fallback(
+    http: aiohttp.ClientSession,
+) -> None:
+    """With a fallback, an endpoint refusing every handshake is an outage like Deepgram's: the
+    call that opened the circuit moves, and a new call starts on the fallback without trying
+    the endpoint (its circuit-open refusal is an outage, not the call's own failure)."""
+    faults = Faults(refuse_status=503)
+    fallback = MockProvider(MockOptions(), name="mock")
+    audio = speechlike(0.6, ULAW, seed=8)
+    async with running_rt_server(faults) as server:
+        oa = provider(server, breaker_threshold=1, breaker_cooldown_s=60.0)
+        async with running_worker(oa, fallback=fallback, fallback_provider="mock") as worker:
+            first = await connect(http, worker, "first", ULAW_QUERY)
+            await first.send_frames(frames(speechlike(0.2, ULAW), ULAW))
+            await first.next_event("provider_changed")
+            assert not oa.taking_new_calls()
+            tried = server.refused
+            new = await connect(http, worker, "new", ULAW_QUERY)
+            await new.send_frames(frames(audio, ULAW))
+            for call in (first, new):
+                await call.end()
+            await asyncio.gather(first.collect(), new.collect())
+    assert server.refused == tried and not server.connections, "the new call never tried the endpoint"
+    assert new.of("session_started")[0]["provider"] == "mock" and not new.of("provider_changed")
+    assert new.final_words() == expected_words(audio, ULAW) and not new.of("error")
+    assert (first.of("provider_changed")[0]["from"], first.of("provider_changed")[0]["to"]) == (
+        "openai",
+        "mock",
+    )

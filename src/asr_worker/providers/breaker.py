@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from ..core.provider_events import ProviderError
 from .base import ProviderHealth
 
 
@@ -59,6 +60,24 @@ class CircuitBreaker:
         ):
             self.opened_at = now
             self.trips += 1
+
+    def is_open(self, now: float) -> bool:
+        """The provider is failing for every call (an outage), not only for one."""
+        return self.state(now) is BreakerState.OPEN
+
+    def refuse_new_call(self, now: float, provider: str, last_failure: str) -> ProviderError | None:
+        """What a new call gets at once while the breaker is open (None: it may try): an
+        outage, which a fallback provider takes over; counts the refusal."""
+        if self.allow_new(now):
+            return None
+        return ProviderError(
+            "provider_unavailable",
+            f"{provider} is failing for every call ({self.failures} connection failures in a row, "
+            f"last: {last_failure}); new calls fail at once for {self.retry_in_s(now):.0f} s more",
+            retryable=False,
+            status=503,
+            outage=True,
+        )
 
     def retry_in_s(self, now: float) -> float:
         return 0.0 if self.opened_at is None else max(0.0, self.opened_at + self.cooldown_s - now)

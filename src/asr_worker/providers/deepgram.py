@@ -62,7 +62,7 @@ from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
 from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderHealth, StreamRequest
-from .breaker import BreakerState, CircuitBreaker
+from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
@@ -168,17 +168,14 @@ class DeepgramProvider:
 
     async def open(self, request: StreamRequest) -> DeepgramStream:
         now = self._clock.monotonic()
-        if request.attempt == 1 and not self.breaker.allow_new(now):
+        refused = (
+            self.breaker.refuse_new_call(now, "Deepgram", self._last_failure)
+            if request.attempt == 1
+            else None
+        )
+        if refused is not None:
             self.metrics.failed_fast.inc()
-            raise ProviderError(
-                "provider_unavailable",
-                f"Deepgram is failing for every call ({self.breaker.failures} connection failures in a row, "
-                f"last: {self._last_failure}); new calls fail at once for "
-                f"{self.breaker.retry_in_s(now):.0f} s more",
-                retryable=False,
-                status=503,
-                outage=True,
-            )
+            raise refused
         wait_s = self._not_before - now
         if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
             await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
@@ -318,13 +315,13 @@ class DeepgramProvider:
 
     def _outage(self) -> bool:
         """The breaker is open: Deepgram is failing for every call, not only this one."""
-        return self.breaker.state(self._clock.monotonic()) is BreakerState.OPEN
+        return self.breaker.is_open(self._clock.monotonic())
 
     def _count_failure(self, what: str) -> None:
         self._last_failure = what
-        was_open = self.breaker.state(self._clock.monotonic()) is BreakerState.OPEN
+        was_open = self._outage()
         self.breaker.failure(self._clock.monotonic())
-        if not was_open and self.breaker.state(self._clock.monotonic()) is BreakerState.OPEN:
+        if not was_open and self._outage():
             log.error(
                 "deepgram circuit open: failing new calls",
                 extra={

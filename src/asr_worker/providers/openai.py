@@ -168,16 +168,14 @@ class OpenAIProvider:
 
     async def open(self, request: StreamRequest) -> OpenAIStream:
         now = self._clock.monotonic()
-        if request.attempt == 1 and not self.breaker.allow_new(now):
+        refused = (
+            self.breaker.refuse_new_call(now, "the OpenAI endpoint", self._last_failure)
+            if request.attempt == 1
+            else None
+        )
+        if refused is not None:
             self.metrics.failed_fast.inc()
-            raise ProviderError(
-                "provider_unavailable",
-                f"the OpenAI endpoint is failing for every call ({self.breaker.failures} connection failures "
-                f"in a row, last: {self._last_failure}); new calls fail at once for "
-                f"{self.breaker.retry_in_s(now):.0f} s more",
-                retryable=False,
-                status=503,
-            )
+            raise refused
         if request.fmt.channels != 1:
             raise ProviderError(
                 "unsupported_format",
@@ -247,10 +245,19 @@ class OpenAIProvider:
         if status is None:
             self.metrics.handshakes.labels(code).inc()
         self._last_failure = f"{code}: {detail}"
-        self.breaker.failure(self._clock.monotonic())
+        now = self._clock.monotonic()
+        self.breaker.failure(now)
         return ProviderError(
-            code, f"could not reach the OpenAI endpoint ({detail})", retryable=True, status=status
+            code,
+            f"could not reach the OpenAI endpoint ({detail})",
+            retryable=True,
+            status=status,
+            outage=self.breaker.is_open(now),
         )
+
+    def taking_new_calls(self) -> bool:
+        """New calls fail at once while the breaker is open (a fallback takes them meanwhile)."""
+        return not self.breaker.is_open(self._clock.monotonic())
 
     def health(self) -> ProviderHealth:
         return self.breaker.health(self._clock.monotonic(), self._last_failure, self._refusal)
