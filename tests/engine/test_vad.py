@@ -84,6 +84,17 @@ def test_a_held_blip_starts_the_next_utterance_exactly() -> None:
     assert u.start == 35 * W and u.endpointed
 
 
+def test_finalize_takes_a_held_blip_as_the_utterance() -> None:
+    """A short "no" right before a bot's Finalize: nothing will follow it, so it is decoded."""
+    cfg = VadConfig(min_speech_ms=200, min_silence_ms=480, lead_in_ms=160, pad_ms=160, blip_hold_ms=1000)
+    seg = Segmenter(cfg)
+    seg.push(probs((0.0, 40), (0.9, 5), (0.1, windows(544))))
+    u = seg.close_now(seg.position)
+    assert u == Utterance(start=35 * W, end=seg.position, speech_end=45 * W, endpointed=True)
+    assert seg.blip is None and seg.floor == seg.position
+    assert seg.close_now(seg.position) is None
+
+
 def test_a_blip_older_than_the_hold_does_not_start_speech() -> None:
     cfg = VadConfig(min_speech_ms=200, min_silence_ms=480, lead_in_ms=160, pad_ms=160, blip_hold_ms=640)
     seg = Segmenter(cfg)

@@ -194,9 +194,16 @@ class Segmenter:
         return closed
 
     def close_now(self, end: int) -> Utterance | None:
-        """The call or stream ends (Finalize): the open utterance ends here, whatever its length."""
+        """The call or stream ends (Finalize): the open utterance ends here, whatever its length;
+        with none open, a held blip is the utterance (a short "no" just before a bot's Finalize
+        is the answer, not a cough: nothing will follow it to start from it)."""
         if self.speech_start is None:
-            return None
+            if self.blip is None:
+                return None
+            start, speech_end = self.blip
+            self.blip = None
+            self.floor = end
+            return Utterance(start, end, speech_end, endpointed=True)
         return self._close(end, endpointed=True, keep_short=True)
 
     def _close(self, end: int, *, endpointed: bool, keep_short: bool = False) -> Utterance | None:
