@@ -17,7 +17,8 @@ call started is echoed; the call keeps the terms it started with.
 
 Bad input (not JSON, an unknown event, an unsupported format, an append too large, an audio
 format change after audio has flowed, a prompt past the keyterm limits) gets OpenAI's `error`
-event and one log line; the session goes on. Watchers (SSE, the page, the bus) see the call like any other.
+event and one log line; the session goes on. Watchers (SSE, the page, the bus) see the call
+like any other.
 """
 
 from __future__ import annotations
