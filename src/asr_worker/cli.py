@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--interaction-id", required=True, help="the call's id")
     publish.add_argument("--tenant-id", default=None, help="the call's tenant")
     publish.add_argument(
+        "--keyterm",
+        action="append",
+        default=[],
+        help="a word or phrase the call is expected to use; repeat it once per term",
+    )
+    publish.add_argument(
         "--redis-url", default=None, help="Redis [env REDIS_URL; default redis://127.0.0.1:6379/0]"
     )
     publish.add_argument("--chunk-ms", type=int, default=20, help="audio per frame, ms [20]")
@@ -376,6 +382,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     from .core.ids import BadRequest, check_id, check_optional_id
+    from .deepgram.protocol import check_keyterms
     from .tools.audio_files import AudioFileError, read_audio
 
     try:
@@ -383,15 +390,21 @@ def _publish(args: argparse.Namespace) -> int:
         audio = read_audio(args.file, raw)
         interaction_id = check_id(args.interaction_id, "--interaction-id")
         tenant_id = check_optional_id(args.tenant_id, "--tenant-id")
+        keyterms = check_keyterms(args.keyterm, "--keyterm")  # a ParamError is a ValueError
     except (AudioFileError, BadRequest, ValueError) as exc:
         print(f"asr-worker publish: {exc}", file=sys.stderr)
         return 2
     url = args.redis_url or os.environ.get("REDIS_URL") or Settings().redis_url
-    return asyncio.run(_publish_and_follow(args, audio, url, interaction_id, tenant_id))
+    return asyncio.run(_publish_and_follow(args, audio, url, interaction_id, tenant_id, keyterms))
 
 
 async def _publish_and_follow(
-    args: argparse.Namespace, audio: AudioFile, url: str, interaction_id: str, tenant_id: str | None
+    args: argparse.Namespace,
+    audio: AudioFile,
+    url: str,
+    interaction_id: str,
+    tenant_id: str | None,
+    keyterms: tuple[str, ...],
 ) -> int:
     from redis.exceptions import RedisError
 
@@ -417,6 +430,7 @@ async def _publish_and_follow(
                 url,
                 interaction_id,
                 tenant_id=tenant_id,
+                keyterms=keyterms,
                 chunk_ms=args.chunk_ms,
                 speed=args.speed,
                 cluster=args.cluster,

@@ -48,8 +48,10 @@ def twilio_start(
     tracks: tuple[str, ...] = ("inbound", "outbound"),
     interaction_id: str | None = None,
     stream_sid: str = "MZ00000000000000000000000000000001",
+    params: dict[str, str] | None = None,
 ) -> str:
-    params = {"interaction_id": interaction_id} if interaction_id else {}
+    """A `start`; `params` are more custom parameters (TwiML's `<Parameter>`s)."""
+    params = {**({"interaction_id": interaction_id} if interaction_id else {}), **(params or {})}
     return json.dumps(
         {
             "event": "start",
@@ -93,9 +95,13 @@ def twilio_stop() -> str:
 
 
 def exotel_start(
-    call_sid: str = "exo-call-1", sample_rate: int = 8000, interaction_id: str | None = None
+    call_sid: str = "exo-call-1",
+    sample_rate: int = 8000,
+    interaction_id: str | None = None,
+    params: dict[str, str] | None = None,
 ) -> str:
-    params = {"interaction_id": interaction_id} if interaction_id else {}
+    """A `start`; `params` are more of its `custom_parameters`."""
+    params = {**({"interaction_id": interaction_id} if interaction_id else {}), **(params or {})}
     return json.dumps(
         {
             "event": "start",

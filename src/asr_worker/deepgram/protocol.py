@@ -184,23 +184,39 @@ def parse_keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
     ParamError for a term over MAX_KEYTERM_CHARS or more than MAX_KEYTERMS distinct terms.
     Every server that takes a call's expected words from a query (dg-server, the ingest
     socket) reads them here, so the limits and the wording are the same everywhere."""
-    terms: list[str] = []
+    named: list[tuple[str, str]] = []
     for key, value in query.items():
         if key == "keywords":
-            text = value.rsplit(":", 1)[0] if _BOOSTED.fullmatch(value.strip()) else value
+            named.append((key, value.rsplit(":", 1)[0] if _BOOSTED.fullmatch(value.strip()) else value))
         elif key == "keyterm":
-            text = value
-        else:
-            continue
+            named.append((key, value))
+    return _distinct_terms(named, f"at most {MAX_KEYTERMS} keyterm/keywords values")
+
+
+def check_keyterms(values: Iterable[str], name: str) -> tuple[str, ...]:
+    """A call's keyterms given as a list rather than a query (a telephony stream's custom
+    parameter, a Redis bus announcement, AudioHook's customConfig), read as parse_keyterms
+    reads `keyterm` values, with its limits. A ParamError names `name`, the field the terms
+    came in, with the term's index: `keyterms[3] must be at most 100 characters`."""
+    named = [(f"{name}[{index}]", value) for index, value in enumerate(values)]
+    return _distinct_terms(named, f"{name}: at most {MAX_KEYTERMS} terms")
+
+
+def _distinct_terms(named: list[tuple[str, str]], too_many: str) -> tuple[str, ...]:
+    """The terms of (where, text) pairs in order, whitespace runs one space, empty ones
+    skipped, each once; ParamError for a term over MAX_KEYTERM_CHARS (naming its `where`) or
+    for more than MAX_KEYTERMS (saying `too_many`)."""
+    terms: list[str] = []
+    for where, text in named:
         term = " ".join(text.split())
         if not term:
             continue
         if len(term) > MAX_KEYTERM_CHARS:
-            raise ParamError(f"{key} must be at most {MAX_KEYTERM_CHARS} characters")
+            raise ParamError(f"{where} must be at most {MAX_KEYTERM_CHARS} characters")
         terms.append(term)
     unique = tuple(dict.fromkeys(terms))
     if len(unique) > MAX_KEYTERMS:
-        raise ParamError(f"at most {MAX_KEYTERMS} keyterm/keywords values")
+        raise ParamError(too_many)
     return unique
 
 

@@ -1,8 +1,9 @@
 """`asr-worker publish FILE --interaction-id ID`: put a file on the Redis bus as a live call.
 
-It announces the call on `asr:calls`, writes 20 ms frames (the seed system's audio frame JSON)
-to `asr:audio:{ID}` at real time (`--speed`), then the end entry; with `--follow` it prints the
-call's transcript from `transcript.{ID}` until `session_ended`.
+It announces the call on `asr:calls` (with its keyterms, `--keyterm`, if any), writes 20 ms
+frames (the seed system's audio frame JSON) to `asr:audio:{ID}` at real time (`--speed`), then
+the end entry; with `--follow` it prints the call's transcript from `transcript.{ID}` until
+`session_ended`.
 
 Like a telephony producer, it rides out a Redis restart: frames due while Redis is away are
 kept and written, in order, when it answers again. Frames carry explicit stream ids
@@ -87,6 +88,7 @@ async def publish_call(
     interaction_id: str,
     *,
     tenant_id: str | None = None,
+    keyterms: tuple[str, ...] = (),
     chunk_ms: int = 20,
     speed: float = 1.0,
     give_up_s: float = 60.0,
@@ -105,13 +107,15 @@ async def publish_call(
     key = audio_key(interaction_id, cluster=cluster)
     started = time.monotonic()
     try:
-        announcement = {
+        announcement: dict[str, object] = {
             "interaction_id": interaction_id,
             "tenant_id": tenant_id,
             "encoding": encoding,
             "sample_rate": fmt.sample_rate,
             "channels": fmt.channels,
         }
+        if keyterms:
+            announcement["keyterms"] = list(keyterms)
         call_entry = await retrier(
             lambda _retrying: redis.xadd(CALLS_KEY, {"data": json.dumps(announcement)}),
         )

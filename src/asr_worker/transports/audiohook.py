@@ -10,8 +10,9 @@ reference server does. Then the dialogue (`audiohook.protocol` has the messages)
   picks 8 kHz PCMU or L16 with the channels `external` (channel 0) and `internal` (channel 1)
   interleaved, else one party alone, and refuses with `disconnect` when nothing fits. The call
   is `customConfig.interaction_id` or else the `conversationId`; the tenant the
-  `organizationId`. An `open` for the null conversation id is Genesys's connection probe:
-  answered, but no call is started.
+  `organizationId`; its keyterms `customConfig.keyterms` (a list of strings or one
+  comma-separated string, held to the Deepgram protocol's keyterm limits). An `open` for the
+  null conversation id is Genesys's connection probe: answered, but no call is started.
 - Audio feeds the call; the call's transcripts come back as `event` messages with `transcript`
   entities whose times are the client's stream `position`s (see `_Timeline`).
 - `ping` -> `pong`, `update` -> `updated`, `paused`/`resumed` (audio in a pause is not sent on),
@@ -45,6 +46,7 @@ from ..config import language_codes
 from ..core.audio import AudioFormat, Encoding
 from ..core.events import SessionEnded, Transcript
 from ..core.ids import BadRequest, check_id
+from ..deepgram.protocol import ParamError, check_keyterms
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
@@ -65,6 +67,19 @@ def routes(host: CallHost) -> list[web.RouteDef]:
         web.get("/v1/audiohook", endpoint.socket),
         web.post("/v1/audiohook/{interaction_id}/{action}", endpoint.control),
     ]
+
+
+def custom_keyterms(value: object) -> tuple[str, ...]:
+    """`customConfig.keyterms`: a list of strings or one comma-separated string (what an
+    integration's configuration field holds); ParamError past the keyterm limits."""
+    name = "customConfig.keyterms"
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return check_keyterms(value.split(","), name)
+    if isinstance(value, list) and all(isinstance(term, str) for term in value):
+        return check_keyterms(value, name)
+    raise ParamError(f"{name} must be a list of strings or a comma-separated string")
 
 
 class _Endpoint:
@@ -415,13 +430,15 @@ class _Session:
             interaction_id = check_id(
                 custom_id if isinstance(custom_id, str) else message.conversation_id, "interaction_id"
             )
-        except BadRequest as exc:
+            keyterms = custom_keyterms(message.custom_config.get("keyterms"))
+        except (BadRequest, ParamError) as exc:
             await self.refuse("bad_request", str(exc))
             return
         encoding = Encoding.MULAW if media.format == "PCMU" else Encoding.LINEAR16
         fmt = AudioFormat(encoding, ah.SAMPLE_RATE, len(media.channels))
         try:
-            source = self.host.manager.join(interaction_id, message.organization_id, fmt)
+            # A session continuing the call (`continuedSessions`) leaves its keyterms as they are.
+            source = self.host.manager.join(interaction_id, message.organization_id, fmt, keyterms=keyterms)
         except SessionRefused as exc:
             await self.refuse(exc.code, exc.message)
             return
@@ -444,6 +461,7 @@ class _Session:
                 "format": media.format,
                 "channels": ",".join(media.channels),
                 "continued": len(message.continued_sessions),
+                "keyterms": len(keyterms),
                 "resumed": source.runner.status.resumed,
             },
         )

@@ -10,9 +10,15 @@ and A-law at 8 kHz. `commit` asks the session for its final now (the ingest sock
 `finalize`); `clear` drops the text of what was sent before it. The call's results become
 conversation items (`openai_items`). When the client closes the socket the call ends.
 
+The transcription `prompt` in effect at the first append names the call's keyterms: its
+comma-separated terms (how the OpenAI provider lists a call's keyterms in its own prompt),
+held to the Deepgram protocol's keyterm limits when an update sets it. A prompt set after the
+call started is echoed; the call keeps the terms it started with.
+
 Bad input (not JSON, an unknown event, an unsupported format, an append too large, an audio
-format change after audio has flowed) gets OpenAI's `error` event and one log line; the
-session goes on. Watchers (SSE, the page, the bus) see the call like any other.
+format change after audio has flowed, a prompt past the keyterm limits) gets OpenAI's `error`
+event and one log line; the session goes on. Watchers (SSE, the page, the bus) see the call
+like any other.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..core.audio import AudioFormat, Encoding
 from ..core.events import CallError, SessionEnded, Transcript
 from ..core.ids import BadRequest, check_optional_id
 from ..core.session import Phase
+from ..deepgram.protocol import ParamError, check_keyterms
 from ..jsonwire import dumps_text
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
@@ -118,6 +125,7 @@ class RealtimeSession:
         self._tenant_id = tenant_id
         self._schema: Schema = "beta" if beta else "ga"
         self._config = SessionConfig()
+        self._keyterms: tuple[str, ...] = ()  # the prompt's terms, the call's once it starts
         self._session_id = f"sess_{secrets.token_hex(8)}"
         self._source: CallSource | None = None
         self._subscription: Subscription | None = None
@@ -209,8 +217,22 @@ class RealtimeSession:
                 )
             )
             return
+        prompt = config.transcription.prompt
+        try:
+            keyterms = () if prompt is None else check_keyterms(prompt.split(","), "prompt")
+        except ParamError as exc:
+            param = (
+                "session.audio.input.transcription"
+                if event.schema == "ga"
+                else "session.input_audio_transcription"
+            )
+            self._error(
+                ProtocolError("invalid_value", str(exc), param=f"{param}.prompt", event_id=event.event_id)
+            )
+            return
         self._schema = event.schema
         self._config = config
+        self._keyterms = keyterms
         self._send(
             protocol.session_event("updated", self._schema, config, self._session_id, self._event_id())
         )
@@ -243,7 +265,9 @@ class RealtimeSession:
         # Subscribe before joining, so the call's first events are seen.
         subscription = self._host.hub.subscribe(self.interaction_id)
         try:
-            source = self._host.manager.join(self.interaction_id, self._tenant_id, self._fmt)
+            source = self._host.manager.join(
+                self.interaction_id, self._tenant_id, self._fmt, keyterms=self._keyterms
+            )
         except SessionRefused as exc:
             subscription.close()
             self._fmt = None
@@ -260,6 +284,7 @@ class RealtimeSession:
                 "format": fmt.name,
                 "schema": self._schema,
                 "model": self._config.transcription.model[:60],
+                "keyterms": len(self._keyterms),
             },
         )
         tg.create_task(self._pump(subscription))

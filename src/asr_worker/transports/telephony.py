@@ -5,6 +5,10 @@ The worker sends nothing back. `stop` ends the call; a socket that drops
 without `stop` only detaches, so the session waits `ASR_SESSION_GRACE_S` for the same call to
 come back, and a new socket for it continues the same session on the same provider connection.
 
+A call's expected words (its keyterms, for every provider stream it opens) are the custom
+parameters `keyterm` (one term) and `keyterms` (comma-separated: a platform gives one value
+per name), held to the Deepgram protocol's keyterm limits.
+
 Bad input never crashes anything: before `start` there is no call to tell, so the worker logs
 one line and closes the socket with a reason; after it, the problem becomes an `error` event
 for the call's watchers and the stream goes on.
@@ -22,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ..core.audio import AudioFormat
 from ..core.ids import BadRequest, check_id, check_optional_id
 from ..core.session import Phase
+from ..deepgram.protocol import ParamError, check_keyterms, parse_keyterms
 from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
 from .common import (
@@ -52,7 +57,15 @@ def _event_name(message: Message) -> str:
     return type(message).__name__.lower()
 
 
-_URL_PARAMETERS: Final = frozenset({"interaction_id", "tenant_id"})
+_URL_PARAMETERS: Final = frozenset({"interaction_id", "tenant_id", "keyterm", "keyterms"})
+
+
+def call_keyterms(params: Mapping[str, str]) -> tuple[str, ...]:
+    """The keyterms a stream's parameters name: `keyterm`, then each of the comma-separated
+    `keyterms`, each once; ParamError (naming the parameter) past the keyterm limits."""
+    single = parse_keyterms({"keyterm": params["keyterm"]}) if "keyterm" in params else ()
+    listed = check_keyterms(params.get("keyterms", "").split(","), "keyterms")
+    return check_keyterms([*single, *listed], "keyterm and keyterms")
 
 
 async def media_stream(host: CallHost, request: web.Request, platform: Platform) -> web.StreamResponse:
@@ -164,13 +177,15 @@ class _MediaStream:
         try:
             interaction_id = check_id(params.get("interaction_id") or start.call_sid, "interaction_id")
             tenant_id = check_optional_id(params.get("tenant_id"), "tenant_id")
-        except BadRequest as exc:
+            keyterms = call_keyterms(params)
+        except (BadRequest, ParamError) as exc:
             return await self._problem("bad_request", str(exc))
         channel_map = self._platform.channel_of_track
         channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
         fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
         try:
-            source = self._host.manager.join(interaction_id, tenant_id, fmt)
+            # A socket continuing a call under way leaves its keyterms as they are.
+            source = self._host.manager.join(interaction_id, tenant_id, fmt, keyterms=keyterms)
         except SessionRefused as exc:
             log.info(
                 "telephony stream refused",
@@ -194,6 +209,7 @@ class _MediaStream:
                 "encoding": str(fmt.encoding),
                 "sample_rate": fmt.sample_rate,
                 "channels": channels,
+                "keyterms": len(keyterms),
                 "resumed": source.runner.status.resumed,
             },
         )

@@ -161,6 +161,7 @@ class OwnedCall:
     state: CallState = CallState.READING
     source: CallSource | None = None
     cluster: bool = False  # its keys carry its id as a Redis Cluster hash tag
+    keyterms: tuple[str, ...] = ()  # from its announcement, which every takeover reads again
 
     @property
     def audio_key(self) -> str:
@@ -171,7 +172,9 @@ class OwnedCall:
     def open(self, manager: SessionManager, resume: Resume | None) -> None:
         """Join the call's session, starting it, with this bus as its source (raises
         SessionRefused or ValueError if this worker cannot)."""
-        self.source = manager.join(self.interaction_id, self.tenant_id, self.fmt, resume)
+        self.source = manager.join(
+            self.interaction_id, self.tenant_id, self.fmt, resume, keyterms=self.keyterms
+        )
 
     @property
     def runner(self) -> SessionRunner | None:

@@ -203,8 +203,16 @@ class Intake:
             )
             await client.xack(CALLS_KEY, GROUP, entry_id)
             return
+        # A claimed entry is the announcement itself, read again: a call continued here keeps
+        # the keyterms it was announced with.
         call = OwnedCall(
-            iid, announcement.tenant_id, announcement.fmt, entry_id, start.mark, cluster=self._cluster
+            iid,
+            announcement.tenant_id,
+            announcement.fmt,
+            entry_id,
+            start.mark,
+            cluster=self._cluster,
+            keyterms=announcement.keyterms,
         )
         resume: Resume | None = None
         if start.verdict in (Verdict.RESUME, Verdict.POISON):
