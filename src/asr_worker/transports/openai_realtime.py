@@ -11,12 +11,13 @@ and A-law at 8 kHz. `commit` asks the session for its final now (the ingest sock
 conversation items (`openai_items`). When the client closes the socket the call ends.
 
 The transcription `prompt` in effect at the first append names the call's keyterms: its
-comma-separated terms (how the OpenAI provider lists a call's keyterms in its own prompt),
-held to the Deepgram protocol's keyterm limits when an update sets it. A prompt set after the
-call started is echoed; the call keeps the terms it started with.
+comma-separated pieces (how the OpenAI provider lists a call's keyterms in its own prompt)
+that are terms by the keyterm limits. OpenAI takes any prompt, so none is refused: a piece
+over 100 characters is prose rather than a term and is left out, as are pieces past the
+100th. A prompt set after the call started is echoed; the call keeps the terms it started with.
 
 Bad input (not JSON, an unknown event, an unsupported format, an append too large, an audio
-format change after audio has flowed, a prompt past the keyterm limits) gets OpenAI's `error`
+format change after audio has flowed) gets OpenAI's `error`
 event and one log line; the session goes on. Watchers (SSE, the page, the bus) see the call
 like any other.
 """
@@ -36,7 +37,7 @@ from ..core.audio import AudioFormat, Encoding
 from ..core.events import CallError, SessionEnded, Transcript
 from ..core.ids import BadRequest, check_optional_id
 from ..core.session import Phase
-from ..deepgram.protocol import ParamError, check_keyterms
+from ..deepgram.protocol import MAX_KEYTERM_CHARS, MAX_KEYTERMS, check_keyterms
 from ..jsonwire import dumps_text
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
@@ -217,22 +218,9 @@ class RealtimeSession:
                 )
             )
             return
-        prompt = config.transcription.prompt
-        try:
-            keyterms = () if prompt is None else check_keyterms(prompt.split(","), "prompt")
-        except ParamError as exc:
-            param = (
-                "session.audio.input.transcription"
-                if event.schema == "ga"
-                else "session.input_audio_transcription"
-            )
-            self._error(
-                ProtocolError("invalid_value", str(exc), param=f"{param}.prompt", event_id=event.event_id)
-            )
-            return
         self._schema = event.schema
         self._config = config
-        self._keyterms = keyterms
+        self._keyterms = prompt_keyterms(config.transcription.prompt)
         self._send(
             protocol.session_event("updated", self._schema, config, self._session_id, self._event_id())
         )
@@ -406,3 +394,10 @@ class RealtimeSession:
         finally:
             gauge.dec(len(outbox))
             outbox.clear()
+
+
+def prompt_keyterms(prompt: str | None) -> tuple[str, ...]:
+    """The keyterms a transcription prompt names (see the module's notes): never an error."""
+    pieces = [" ".join(piece.split()) for piece in (prompt or "").split(",")]
+    terms = tuple(dict.fromkeys(p for p in pieces if p and len(p) <= MAX_KEYTERM_CHARS))
+    return check_keyterms(terms[:MAX_KEYTERMS], "prompt")
