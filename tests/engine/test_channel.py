@@ -145,3 +145,22 @@ def test_silence_alone_still_moves_coverage() -> None:
     assert len(finals) >= 2 and all(not f.text for f in finals)
     assert finals_waiting(scheduler) == [], "nothing to decode"
     assert channel.covered > 2 * SAMPLE_RATE
+
+
+def test_the_first_interim_waits_for_speech_not_for_the_lead_in() -> None:
+    """An utterance is decoded from half a second before the voice, which holds no words: its
+    first interim comes after `first_interim_s` of speech, and the next after
+    `interim_interval_s` more; an interim on the lead-in and a breath of voice makes up words."""
+    channel, _output, scheduler, clock, _wakes = a_channel()
+    feed(channel, clock, silence(2.0))
+    feed(channel, clock, speech(0.4))
+    assert scheduler.interims_waiting == 0, "0.4 s of speech: too early, whatever the lead-in"
+    feed(channel, clock, speech(0.2))
+    assert scheduler.interims_waiting == 1
+    (job,) = scheduler.next_batch(interims_running=0)
+    assert job.kind is JobKind.INTERIM and job.audio_s >= 1.0, "the interim's audio has the lead-in"
+    job.deliver(Decoded((), job.audio_s))
+    feed(channel, clock, speech(0.6))
+    assert scheduler.interims_waiting == 0, "the next one after interim_interval_s of new audio"
+    feed(channel, clock, speech(0.2))
+    assert scheduler.interims_waiting == 1

@@ -46,7 +46,7 @@ from .whisper import Decoded, DecodedWord
 class ChannelOptions:
     vad: VadConfig = field(default_factory=VadConfig)
     interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
-    first_interim_s: float = 0.5  # utterance audio before its first interim
+    first_interim_s: float = 0.5  # speech in the open utterance before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
     context_chars: int = 0  # of the channel's recent finals in each decode's prompt (0: none)
     keyterms: tuple[str, ...] = ()  # words every call is expected to use (ASR_LOCAL_KEYTERMS)
@@ -125,7 +125,7 @@ class Channel:
         self._chunks: deque[tuple[int, Float32Array]] = deque()  # (start position, samples)
         self.utterance = 0  # id of the open (or last) utterance
         self.interim_wanted = False
-        self.interim_end = 0  # audio end of the last interim requested
+        self.interim_end: int | None = None  # audio end of the open utterance's last interim
         terms = dict.fromkeys(t.strip() for t in (*engine.options.keyterms, *keyterms) if t.strip())
         self.keyterms = ", ".join(terms)
         self.said = ""  # the end of this channel's finals so far, for the prompt
@@ -190,7 +190,7 @@ class Channel:
     def _opened(self) -> None:
         self.utterance += 1
         self.agreement.reset()
-        self.interim_end = self.segmenter.open_start or self.position
+        self.interim_end = None
         start = self.segmenter.speech_start or 0
         self._output.push(SpeechStarted(self.index, start / SAMPLE_RATE))
 
@@ -295,15 +295,23 @@ class Channel:
     # --- interims ---------------------------------------------------------------------------
 
     def _maybe_want_interim(self, now: float) -> None:
-        start = self.segmenter.open_start
-        if start is None or self.interim_wanted or self._output.closed:
+        """An interim is due once the utterance has `first_interim_s` of speech (counted from
+        the voice, not from the lead-in before it, which is no words), then after every
+        `interim_interval_s` of new audio."""
+        speech_start = self.segmenter.speech_start
+        if (
+            self.segmenter.open_start is None
+            or speech_start is None
+            or self.interim_wanted
+            or self._output.closed
+        ):
             return
         opts = self._engine.options
-        grown = self.position - max(self.interim_end, start)
-        if (
-            self.position - start < opts.first_interim_s * SAMPLE_RATE
-            or grown < opts.interim_interval_s * SAMPLE_RATE
-        ):
+        if self.interim_end is None:
+            due = self.position - speech_start >= opts.first_interim_s * SAMPLE_RATE
+        else:
+            due = self.position - self.interim_end >= opts.interim_interval_s * SAMPLE_RATE
+        if not due:
             return
         self.interim_wanted = True
         self._scheduler.want_interim(self, now, self._make_interim)

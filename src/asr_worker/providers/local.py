@@ -59,7 +59,7 @@ class LocalOptions:
     language: str = "en"
     vad: VadConfig = field(default_factory=VadConfig)
     interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
-    first_interim_s: float = 0.5  # utterance audio before its first interim
+    first_interim_s: float = 0.5  # speech in the open utterance before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
     context_chars: int = 0  # of a channel's recent finals in each decode's prompt (0: none)
     keyterms: tuple[str, ...] = ()  # words every call is expected to use
