@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, parse_announcement, progress_key, transcript_key
+from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, parse_announcement, transcript_key
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.audio_files import write_wav
 from asr_worker.tools.publish import publish_call
@@ -27,7 +27,7 @@ from tests.support.redis_server import (
     wait_for_calls_to_end,
 )
 
-from .conftest import call_audio
+from .conftest import call_audio, hold_as_thief
 from .test_redis_streams import bus_worker, has_final
 
 TERMS = ("Acme  Cloud", "Zorblax", " order ZX-1234 ", "Acme Cloud", "")
@@ -96,18 +96,11 @@ async def test_a_call_continued_after_a_takeover_keeps_its_keyterms(
     thief_alive = asyncio.Event()
     thief_alive.set()
 
-    async def thief(entry_id: bytes) -> None:
-        await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
-        await r.hset(progress_key("taken-terms"), "owner", "thief")
-        while thief_alive.is_set():
-            await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
-            await asyncio.sleep(0.1)
-
     async with bus_worker(mock_provider, redis_server) as worker, asyncio.TaskGroup() as tg:
         tg.create_task(publish_call(audio, redis_server.url, "taken-terms", keyterms=TERMS, speed=2))
         await until(lambda: has_final(r, "taken-terms"))
         ((entry_id, _),) = await entries(r, CALLS_KEY)
-        tg.create_task(thief(entry_id))
+        tg.create_task(hold_as_thief(r, entry_id, "taken-terms", thief_alive))
 
         async def gone_here() -> bool:
             return worker.manager.get("taken-terms") is None

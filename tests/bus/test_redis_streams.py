@@ -33,7 +33,7 @@ from tests.support.redis_server import (
     wait_for_calls_to_end,
 )
 
-from .conftest import call_audio
+from .conftest import call_audio, hold_as_thief
 
 
 def bus(server: RedisServer, **overrides: object) -> dict[str, object]:
@@ -250,20 +250,11 @@ async def test_a_call_taken_away_is_not_written_and_comes_back_when_its_taker_di
     thief_alive = asyncio.Event()
     thief_alive.set()
 
-    async def thief(entry_id: bytes) -> None:
-        """Another worker that claims the call, makes itself its owner (as the start script
-        does), keeps its claim fresh, then dies."""
-        await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
-        await r.hset(progress_key("stolen-1"), "owner", "thief")
-        while thief_alive.is_set():
-            await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
-            await asyncio.sleep(0.1)
-
     async with bus_worker(mock_provider, redis_server) as worker, asyncio.TaskGroup() as tg:
         tg.create_task(publish_call(audio, redis_server.url, "stolen-1", speed=2))
         await until(lambda: has_final(r, "stolen-1"))
         ((entry_id, _),) = await entries(r, CALLS_KEY)
-        tg.create_task(thief(entry_id))
+        tg.create_task(hold_as_thief(r, entry_id, "stolen-1", thief_alive))
 
         async def gone_here() -> bool:
             return worker.manager.get("stolen-1") is None

@@ -25,7 +25,7 @@ from tests.support.redis_server import (
     wait_for_calls_to_end,
 )
 
-from .conftest import call_audio
+from .conftest import call_audio, hold_as_thief
 from .test_redis_streams import bus_worker, has_final
 
 IID = "poison-1"
@@ -127,15 +127,6 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
     audio = call_audio(30.0, seed=11)
     thief_alive = asyncio.Event()
 
-    async def thief(entry_id: bytes) -> None:
-        """A worker that takes the call, makes itself its owner (as the start script does) and
-        keeps its claim fresh while alive."""
-        await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
-        await r.hset(progress_key(IID), "owner", "thief")
-        while thief_alive.is_set():
-            await r.xclaim(CALLS_KEY, GROUP, "thief", 0, [entry_id], justid=True)
-            await asyncio.sleep(0.1)
-
     async with bus_worker(mock_provider, redis_server, max_takeovers=1) as worker:
         producer = asyncio.create_task(publish_call(audio, redis_server.url, IID, speed=1))
         await until(lambda: has_final(r, IID))
@@ -151,7 +142,7 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
             await until(served_here, timeout_s=10)  # the call is (back) here
             thief_alive.set()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(thief(entry_id))
+                tg.create_task(hold_as_thief(r, entry_id, IID, thief_alive))
 
                 async def gone_here() -> bool:
                     return worker.manager.get(IID) is None
