@@ -42,19 +42,12 @@ from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    ConnectionClosedError,
-    InvalidHandshake,
-    InvalidStatus,
-    InvalidURI,
-)
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event, State
 
-from .. import __version__
 from ..core.audio import AudioFormat
 from ..core.clock import Clock, SystemClock
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
@@ -64,6 +57,7 @@ from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderHealth, StreamRequest
 from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics
+from .handshake import Refused, Unreachable, open_websocket
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
 
@@ -180,36 +174,20 @@ class DeepgramProvider:
         if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
             await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
         started = self._clock.monotonic()
-        failure: ProviderError | None = None
-        try:
-            conn = await connect(
-                self.url_for(request.fmt, request.keyterms),
-                additional_headers=self._headers,
-                user_agent_header=f"asr-worker/{__version__}",
-                compression=None,  # audio does not deflate; compressing it only costs CPU
-                open_timeout=self.options.open_timeout_s,
-                ping_interval=self.options.ping_interval_s,
-                ping_timeout=self.options.ping_timeout_s,
-                close_timeout=self.options.close_timeout_s,
-                max_size=1 << 22,
-                max_queue=64,
-                logger=_wire_log,
-                create_connection=_PushingConnection,
-            )
-        except InvalidStatus as exc:
-            failure = self._refused(exc.response)
-        except InvalidURI:
-            failure = ProviderError("bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False)
-        except TimeoutError:
-            failure = self._network_failure(
-                "timeout", f"no handshake within {self.options.open_timeout_s:g} s"
-            )
-        except (OSError, InvalidHandshake, ConnectionClosed) as exc:
-            failure = self._network_failure("network", self.scrub(_describe_network_error(exc)))
-        if failure is not None:
-            # Raised outside the handler, so nothing of the library's exception (the server's
-            # response, which may echo the request) stays chained to what callers print.
-            raise failure
+        conn = await open_websocket(
+            self.url_for(request.fmt, request.keyterms),
+            self._headers,
+            self.options,
+            max_queue=64,
+            logger=_wire_log,
+            connection=_PushingConnection,
+        )
+        if isinstance(conn, Refused):
+            raise self._refused(conn.response)
+        if isinstance(conn, Unreachable):
+            if conn.kind == "bad_url":
+                raise ProviderError("bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False)
+            raise self._network_failure(conn.kind, self.scrub(conn.detail))
         self.metrics.handshakes.labels("101").inc()
         self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
         self.breaker.success()
@@ -668,12 +646,6 @@ def _retry_after_s(value: str | None) -> float | None:
     except ValueError:
         return None  # an HTTP date: rare for Deepgram; the backoff covers it
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _describe_network_error(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def create(options: DeepgramOptions) -> DeepgramProvider:

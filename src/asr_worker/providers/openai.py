@@ -41,10 +41,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import numpy as np
 import soxr
 from prometheus_client import CollectorRegistry
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from .. import __version__, jsonwire
+from .. import jsonwire
 from ..core.audio import AudioFormat, Encoding
 from ..core.clock import Clock, SystemClock
 from ..core.codecs import to_linear16
@@ -64,6 +64,7 @@ from ..openai_realtime.protocol import (
 from .base import ProviderHealth, StreamRequest
 from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics
+from .handshake import Refused, Unreachable, open_websocket
 
 log = logging.getLogger("asr_worker.openai")
 # websockets logs handshake headers at DEBUG, the Authorization header among them.
@@ -183,34 +184,13 @@ class OpenAIProvider:
                 retryable=False,
             )
         started = self._clock.monotonic()
-        failure: ProviderError | None = None
-        try:
-            conn = await connect(
-                self.url,
-                additional_headers=self._headers,
-                user_agent_header=f"asr-worker/{__version__}",
-                compression=None,
-                open_timeout=self.options.open_timeout_s,
-                ping_interval=self.options.ping_interval_s,
-                ping_timeout=self.options.ping_timeout_s,
-                close_timeout=self.options.close_timeout_s,
-                max_size=1 << 22,
-                max_queue=256,
-                logger=_wire_log,
-            )
-        except InvalidStatus as exc:
-            failure = self._refused(exc.response.status_code, bytes(exc.response.body or b""))
-        except InvalidURI:
-            failure = ProviderError("bad_url", "OPENAI_BASE_URL is not a usable URL", retryable=False)
-        except TimeoutError:
-            failure = self._network_failure(
-                "timeout", f"no handshake within {self.options.open_timeout_s:g} s"
-            )
-        except (OSError, InvalidHandshake, ConnectionClosed) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            failure = self._network_failure("network", self.scrub(str(detail))[:200])
-        if failure is not None:
-            raise failure
+        conn = await open_websocket(self.url, self._headers, self.options, max_queue=256, logger=_wire_log)
+        if isinstance(conn, Refused):
+            raise self._refused(conn.response.status_code, bytes(conn.response.body or b""))
+        if isinstance(conn, Unreachable):
+            if conn.kind == "bad_url":
+                raise ProviderError("bad_url", "OPENAI_BASE_URL is not a usable URL", retryable=False)
+            raise self._network_failure(conn.kind, self.scrub(conn.detail))
         self.metrics.handshakes.labels("101").inc()
         self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
         self.breaker.success()
