@@ -223,3 +223,31 @@ def test_raw_audio_needs_its_format(tmp_path: Path) -> None:
     )
     result = transcribe("--sample-rate", "8000", str(raw))
     assert result.returncode == 2 and "--sample-rate is for raw audio: give --encoding too" in result.stderr
+
+
+def test_a_provider_that_holds_a_long_utterance_does_not_stall_the_feeding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feeding waits for finals once it is `LOOKAHEAD_S` ahead of them; a provider that gives
+    its first final only after 20 s of unbroken sound (the mock, a final every 100 words of
+    200 ms) must still get the audio it needs for it. With the bound at 15 s, feeding and
+    finals waited on each other for ever."""
+    wav = tmp_path / "unbroken.wav"
+    noise = np.random.default_rng(7).integers(-8000, 8000, 8000 * 45).astype("<i2")
+    write_wav(wav, noise.tobytes(), PCM8K)
+    monkeypatch.setenv("ASR_MOCK", "words_per_final=100")
+    result = transcribe(str(wav), timeout=60)
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(line.split(maxsplit=1)[1] for line in result.stdout.splitlines())
+    assert printed.split() == expected_words(noise.tobytes(), PCM8K)
+    assert [line.split()[0] for line in result.stdout.splitlines()][:2] == ["0.00-20.00", "20.00-40.00"]
+
+
+def test_the_feeding_bound_is_wider_than_the_most_the_local_engine_holds() -> None:
+    from asr_worker.engine.channel import ChannelOptions
+    from asr_worker.tools.transcribe import LOOKAHEAD_S
+
+    options = ChannelOptions()
+    vad = options.vad
+    held_s = vad.max_utterance_s + (vad.lead_in_ms + vad.blip_hold_ms + vad.pad_ms) / 1000
+    assert LOOKAHEAD_S > held_s + options.silence_final_s + 5

@@ -3,7 +3,9 @@
 No HTTP: a `SessionManager` with the configured provider (the local engine by default), one
 session per file, fed as fast as the engine keeps up (or at 1x with `--realtime`), ended, and
 its events printed. Feeding runs at most `LOOKAHEAD_S` of audio ahead of the finals, so a long
-file never fills the session's replay buffer or the engine's queue.
+file never fills the session's replay buffer or the engine's queue. The bound is wider than the
+most audio a provider holds before its next final (the local engine: an utterance of up to
+15 s, the lead-in before it and a held blip), or feeding and finals would wait on each other.
 
 Output: each final as a line `start-end text` on stdout. On a terminal, the interim of the
 utterance being heard is shown on a status line (stderr) that it keeps overwriting, with a
@@ -31,7 +33,7 @@ from ..providers import BackgroundProvider, Provider
 from ..runtime.manager import SessionManager
 from .audio_files import AudioFile
 
-LOOKAHEAD_S: Final = 15.0
+LOOKAHEAD_S: Final = 30.0  # within ASR_MAX_RETAINED_S's default of 60 s
 FAST_CHUNK_S: Final = 0.1
 REALTIME_CHUNK_S: Final = 0.02
 _READY_TIMEOUT_S: Final = 300.0
