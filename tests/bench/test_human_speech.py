@@ -30,15 +30,17 @@ def test_a_file_that_does_not_match_its_sha256_is_refused(tmp_path: Path) -> Non
 def test_every_recording_is_fetched_checked_and_joined_with_pauses() -> None:
     recordings = human_speech.recordings()
     names = [r.name for r in recordings]
-    assert names[:3] == ["cards", "librivox", "jfk"], "the PyPI sets are always there"
+    assert names[:5] == ["cards", "librivox", "jfk", "phrases", "sonnet"], "the PyPI sets are always there"
     for rec in recordings:
-        assert rec.rate == 16000 and rec.seconds > 10
+        assert rec.rate == 16000 and rec.seconds > 8
         starts = [s.start_s for s in rec.spoken]
         assert starts == sorted(starts) and all(s.end_s > s.start_s for s in rec.spoken)
         gaps = [b.start_s - a.end_s for a, b in zip(rec.spoken, rec.spoken[1:], strict=False)]
         assert all(g > 0.5 for g in gaps), "clips separated by pauses"
-        assert len(rec.spoken) > 1 or rec.name == "jfk", "jfk is one clip, its pauses its own"
+        assert len(rec.spoken) > 1 or rec.name in ("jfk", "sonnet"), "one clip, its pauses its own"
         call = rec.call()
         assert call.fmt.sample_rate == 8000 and abs(len(call.data) - rec.seconds * 8000) <= 1
     jfk = recordings[2]
     assert 10.5 < jfk.spoken[-1].end_s < 10.8, "the voice ends before the crowd after 'country'"
+    sonnet = recordings[4]
+    assert sonnet.text.split()[:3] == ["one", "from", "fairest"] and len(sonnet.text.split()) == 108

