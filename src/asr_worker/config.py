@@ -78,7 +78,7 @@ class Settings:
     local_cpu_threads: int = 1
     local_num_workers: int = 0
     local_language: str = "en"
-    local_endpointing_ms: int = 500
+    local_endpointing_ms: int = 450
     local_keyterms: str = ""
     local_context_chars: int = 0
     fallback_provider: str = ""
