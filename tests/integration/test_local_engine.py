@@ -143,7 +143,7 @@ async def test_finalize_mid_call_returns_the_open_utterance_at_once_and_the_call
     local_worker: Worker, http: aiohttp.ClientSession, speech: Speech
 ) -> None:
     """A voice bot's turn end: the caller stopped, too briefly for the endpointer (0.1 s of
-    silence, it waits 0.5 s), and `finalize` asks for the final now; then the call goes on."""
+    silence, it waits 0.45 s), and `finalize` asks for the final now; then the call goes on."""
     turn = speech.call(SENTENCES[0:1], 8000, tail_s=0.1)
     rest = speech.call(SENTENCES[1:2], 8000, lead_s=0.3)
     step = turn.fmt.bytes_for(FRAME_S)
