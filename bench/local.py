@@ -17,10 +17,11 @@
    then the mu-law recordings as real-time calls over each way a call arrives
    (`bench/local_calls.py`; `--paths ingest,twilio,dg`): the ingest WebSocket, Twilio Media
    Streams (events from the call's SSE stream) and `dg-server` through the official
-   deepgram-sdk, each path's WER and finals latency.
+   deepgram-sdk, each path's WER and finals latency; and where the VAD ends each utterance,
+   from the end of its voice, with the engine's thresholds and with Silero's usual ones.
 
-Prints tables. By default accuracy (about 3.5 minutes on 2 cores, of which the real-time calls
-take some 40 s a path) and speed; `--parts capacity` runs the ramp (about 4 minutes). Needs
+Prints tables. By default accuracy (about 7 minutes on 2 cores, of which the real-time calls
+take some 80 s a path) and speed; `--parts capacity` runs the ramp (about 4 minutes). Needs
 espeak-ng (Debian) for speed and capacity, pip (and apt-get, where there is one) for the
 recordings.
 """

@@ -15,7 +15,11 @@ For each recording (a call of short utterances separated by pauses) and for all 
   each path in turn with its calls alone on the server: the WER of the finals each path
   delivers, and finals latency from the client sending the end of an utterance to receiving the
   final that covers it (p50, p95, max over every utterance), interims per utterance, and whether
-  every call ended cleanly (`session_ended`; the SDK's `Metadata`).
+  every call ended cleanly (`session_ended`; the SDK's `Metadata`);
+* endpointing alone, independent of the machine's speed: Silero and the segmenter over the
+  mu-law recordings, with the engine's thresholds and with Silero's usual ones, and how long
+  after the end of each utterance's voice its endpoint comes (the part of finals latency that
+  is the VAD waiting for silence), with the number of utterances and the audio decoded.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from tests.support.human_speech import Recording, recordings, word_errors
 
 from asr_worker.config import Settings
 from asr_worker.core.audio import Encoding
+from asr_worker.core.codecs import decode_g711
 from asr_worker.engine.model import ModelChoice, resolve_model
+from asr_worker.engine.vad import Segmenter, SileroVad, VadConfig
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
 
@@ -150,9 +156,66 @@ def accuracy(settings: Settings, table: Callable[[list[str], list[list[str]]], s
         for label, _o in WHOLE:
             lines.append(f"{rec.name}, {label}: {whole[label][i]}")
         lines.append(f"{rec.name}, stream mu-law:  {streams['8k mu-law'][i]}")
+    lines += ["", *endpointing_table(recs, settings, table)]
     if paths:
         lines += ["", *realtime_table(recs, paths, table)]
     return "\n".join(lines)
+
+
+def endpointing_table(
+    recs: list[Recording], settings: Settings, table: Callable[[list[str], list[list[str]]], str]
+) -> list[str]:
+    """Where the VAD ends each utterance, from the end of its voice: the engine's settings
+    against Silero's usual thresholds (0.5 and 0.35, 500 ms of silence)."""
+    silero = SileroVad.load()
+    engine = VadConfig(min_silence_ms=settings.local_endpointing_ms)
+    usual = VadConfig(threshold=0.5, neg_threshold=0.35, min_silence_ms=500)
+    rows = []
+    for label, config in (("engine", engine), ("Silero's usual", usual)):
+        delays, utterances, decoded_s = endpoint_delays(recs, silero, config)
+        rows.append(
+            [
+                label,
+                f"{config.threshold:g} / {config.neg_threshold:g}",
+                str(config.min_silence_ms),
+                str(utterances),
+                f"{decoded_s:.1f}",
+                *(f"{np.percentile(delays, q):.2f}" for q in (50, 95, 100)),
+            ]
+        )
+    header = ["VAD", "start / end threshold", "silence ms", "utterances", "decoded s"]
+    return [
+        "Endpointing on the 8 kHz mu-law recordings: from the end of an utterance's voice to its "
+        "endpoint, seconds of audio (no decoding, so the same on any machine)",
+        table([*header, "p50 s", "p95 s", "max s"], rows),
+    ]
+
+
+def endpoint_delays(
+    recs: list[Recording], silero: SileroVad, config: VadConfig
+) -> tuple[list[float], int, float]:
+    """Per spoken utterance, seconds from the end of its voice to the endpoint of the utterance
+    that covers it; and the utterances cut and the seconds of audio they span."""
+    delays: list[float] = []
+    utterances, decoded = 0, 0
+    frame = 320  # 20 ms at 16 kHz, as calls arrive
+    for rec in recs:
+        call = rec.call(8000, Encoding.MULAW)
+        pcm = np.frombuffer(decode_g711(call.data, Encoding.MULAW), dtype="<i2").astype(np.float32) / 32768
+        audio = np.asarray(soxr.resample(pcm, 8000, 16000), dtype=np.float32)
+        stream, segmenter = silero.stream(), Segmenter(config)
+        closed: list[tuple[int, int]] = []  # (where the endpoint was decided, utterance end)
+        for i in range(0, audio.size, frame):
+            for utterance in segmenter.push(stream.push(audio[i : i + frame])):
+                closed.append((segmenter.position, utterance.end))
+                decoded += utterance.end - utterance.start
+        utterances += len(closed)
+        for spoken in rec.spoken:
+            voice_end = round(spoken.end_s * 16000)
+            decided = next((at for at, end in closed if end >= voice_end - 1600), None)
+            if decided is not None:
+                delays.append((decided - voice_end) / 16000)
+    return delays, utterances, decoded / 16000
 
 
 def realtime_table(

@@ -44,3 +44,19 @@ def test_every_recording_is_fetched_checked_and_joined_with_pauses() -> None:
     assert 10.5 < jfk.spoken[-1].end_s < 10.8, "the voice ends before the crowd after 'country'"
     sonnet = recordings[4]
     assert sonnet.text.split()[:3] == ["one", "from", "fairest"] and len(sonnet.text.split()) == 108
+
+
+def test_the_endpointing_table_finds_the_endpoint_of_every_utterance() -> None:
+    """`bench.local`'s endpointing part: real Silero over the recordings; every utterance said
+    gets an endpoint, and none comes before the silence the endpointer waits for."""
+    from bench.local_accuracy import endpoint_delays
+
+    from asr_worker.engine.vad import SileroVad, VadConfig
+
+    recordings = human_speech.recordings()
+    config = VadConfig()
+    delays, utterances, decoded_s = endpoint_delays(recordings, SileroVad.load(), config)
+    assert len(delays) == sum(len(r.spoken) for r in recordings)
+    assert utterances >= len(delays) - 2, "the two one-clip recordings are several utterances each"
+    assert all(config.min_silence_ms / 1000 - 0.1 <= d < 2.0 for d in delays), delays
+    assert 0 < decoded_s < sum(r.seconds for r in recordings)
