@@ -202,6 +202,21 @@ def check_keyterms(values: Iterable[str], name: str) -> tuple[str, ...]:
     return _distinct_terms(named, f"{name}: at most {MAX_KEYTERMS} terms")
 
 
+def json_keyterms(value: object, name: str, *, comma_separated: bool = False) -> tuple[str, ...]:
+    """A call's keyterms as a JSON field carries them (a Redis bus announcement's `keyterms`,
+    AudioHook's `customConfig.keyterms`): absent, a list of strings or, where
+    `comma_separated`, one comma-separated string; held to check_keyterms's limits, and a
+    ParamError naming `name` for any other value."""
+    if value is None:
+        return ()
+    if comma_separated and isinstance(value, str):
+        return check_keyterms(value.split(","), name)
+    if isinstance(value, list) and all(isinstance(term, str) for term in value):
+        return check_keyterms(value, name)
+    shape = "a list of strings or a comma-separated string" if comma_separated else "a list of strings"
+    raise ParamError(f"{name} must be {shape}")
+
+
 def _distinct_terms(named: list[tuple[str, str]], too_many: str) -> tuple[str, ...]:
     """The terms of (where, text) pairs in order, whitespace runs one space, empty ones
     skipped, each once; ParamError for a term over MAX_KEYTERM_CHARS (naming its `where`) or

@@ -46,7 +46,7 @@ from ..config import language_codes
 from ..core.audio import AudioFormat, Encoding
 from ..core.events import SessionEnded, Transcript
 from ..core.ids import BadRequest, check_id
-from ..deepgram.protocol import ParamError, check_keyterms
+from ..deepgram.protocol import ParamError, json_keyterms
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
@@ -67,19 +67,6 @@ def routes(host: CallHost) -> list[web.RouteDef]:
         web.get("/v1/audiohook", endpoint.socket),
         web.post("/v1/audiohook/{interaction_id}/{action}", endpoint.control),
     ]
-
-
-def custom_keyterms(value: object) -> tuple[str, ...]:
-    """`customConfig.keyterms`: a list of strings or one comma-separated string (what an
-    integration's configuration field holds); ParamError past the keyterm limits."""
-    name = "customConfig.keyterms"
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return check_keyterms(value.split(","), name)
-    if isinstance(value, list) and all(isinstance(term, str) for term in value):
-        return check_keyterms(value, name)
-    raise ParamError(f"{name} must be a list of strings or a comma-separated string")
 
 
 class _Endpoint:
@@ -430,7 +417,10 @@ class _Session:
             interaction_id = check_id(
                 custom_id if isinstance(custom_id, str) else message.conversation_id, "interaction_id"
             )
-            keyterms = custom_keyterms(message.custom_config.get("keyterms"))
+            # A list of strings, or one comma-separated string as an integration's field holds.
+            keyterms = json_keyterms(
+                message.custom_config.get("keyterms"), "customConfig.keyterms", comma_separated=True
+            )
         except (BadRequest, ParamError) as exc:
             await self.refuse("bad_request", str(exc))
             return

@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.audio import AudioFormat, AudioFormatError
 from ...core.ids import BadRequest, check_id, check_optional_id
-from ...deepgram.protocol import ParamError, check_keyterms
+from ...deepgram.protocol import ParamError, json_keyterms
 from ...jsonwire import loads
 
 CALLS_KEY: Final = "asr:calls"
@@ -234,20 +234,10 @@ def parse_announcement(raw: bytes | None) -> tuple[Announcement | None, str | No
         fmt = AudioFormat.parse(
             body.get("encoding", "linear16"), body.get("sample_rate", 8000), body.get("channels", 1)
         )
-        keyterms = announced_keyterms(body.get("keyterms"))
+        keyterms = json_keyterms(body.get("keyterms"), "keyterms")
     except (BadRequest, AudioFormatError, ParamError) as exc:
         return None, readable, str(exc)
     return Announcement(interaction_id, tenant_id, fmt, keyterms), interaction_id, ""
-
-
-def announced_keyterms(value: object) -> tuple[str, ...]:
-    """An announcement's optional `keyterms`: a JSON list of strings, held to the Deepgram
-    protocol's keyterm limits (ParamError past them, or for anything but such a list)."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(term, str) for term in value):
-        raise ParamError("keyterms must be a list of strings")
-    return check_keyterms(value, "keyterms")
 
 
 def _valid_id(value: str) -> bool:
