@@ -45,9 +45,10 @@ from tests.support.speech import SENTENCES, CallAudio, Speech, word_error_rate
 
 from asr_worker.config import Settings
 from asr_worker.core.audio import Encoding
-from asr_worker.engine.model import ModelChoice, resolve_model
+from asr_worker.engine.model import resolve_model
 from asr_worker.engine.resample import SAMPLE_RATE
 from asr_worker.engine.whisper import WhisperDecoder, WhisperOptions
+from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
 
@@ -74,13 +75,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def decode_speed(speech: Speech, settings: Settings) -> str:
-    num_workers = settings.local_num_workers or max(1, os.cpu_count() or 1)
+    engine = settings.of(local.SETTINGS)
+    num_workers = engine.num_workers or max(1, os.cpu_count() or 1)
     options = WhisperOptions(
-        resolve_model(ModelChoice.parse(settings.local_model)),
-        settings.local_compute_type,
-        settings.local_cpu_threads,
-        num_workers,
-        settings.local_language,
+        resolve_model(engine.model), engine.compute_type, engine.cpu_threads, num_workers, engine.language
     )
     decoder = WhisperDecoder.load(options)
     clips = []

@@ -37,8 +37,9 @@ from tests.support.human_speech import Recording, recordings, word_errors
 from asr_worker.config import Settings
 from asr_worker.core.audio import Encoding
 from asr_worker.core.codecs import decode_g711
-from asr_worker.engine.model import ModelChoice, resolve_model
+from asr_worker.engine.model import resolve_model
 from asr_worker.engine.vad import Segmenter, SileroVad, VadConfig
+from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
 
@@ -83,11 +84,12 @@ def whole_file(recs: list[Recording], settings: Settings) -> dict[str, list[str]
     import ctranslate2
     from faster_whisper import WhisperModel
 
+    engine = settings.of(local.SETTINGS)
     model = WhisperModel(
-        resolve_model(ModelChoice.parse(settings.local_model)),
+        resolve_model(engine.model),
         device="cpu",
-        compute_type=settings.local_compute_type,
-        cpu_threads=max(1, settings.local_cpu_threads),
+        compute_type=engine.compute_type,
+        cpu_threads=max(1, engine.cpu_threads),
     )
     out: dict[str, list[str]] = {}
     for label, options in WHOLE:
@@ -95,7 +97,7 @@ def whole_file(recs: list[Recording], settings: Settings) -> dict[str, list[str]
         texts = []
         for rec in recs:
             audio = np.asarray(soxr.resample(rec.at(8000), 8000, 16000), dtype=np.float32)
-            segments, _info = model.transcribe(audio, language=settings.local_language, **options)
+            segments, _info = model.transcribe(audio, language=engine.language, **options)
             texts.append(" ".join(s.text.strip() for s in segments))
         out[label] = texts
     return out
@@ -168,7 +170,7 @@ def endpointing_table(
     """Where the VAD ends each utterance, from the end of its voice: the engine's settings
     against Silero's usual thresholds (0.5 and 0.35, 500 ms of silence)."""
     silero = SileroVad.load()
-    engine = VadConfig(min_silence_ms=settings.local_endpointing_ms)
+    engine = settings.of(local.SETTINGS).vad
     usual = VadConfig(threshold=0.5, neg_threshold=0.35, min_silence_ms=500)
     rows = []
     for label, config in (("engine", engine), ("Silero's usual", usual)):

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from asr_worker import compiled
-from asr_worker.config import Settings
+from asr_worker.config import settings_with
 from asr_worker.providers.base import Provider
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.worker import Worker
@@ -64,7 +64,7 @@ async def running_worker(provider: Provider | None = None, **overrides: Any) -> 
     """A worker serving on a free loopback port until the block ends (then drained);
     `fallback=` gives it a fallback provider object."""
     fallback: Provider | None = overrides.pop("fallback", None)
-    settings = Settings(**{"port": 0, "provider": "mock", **overrides})
+    settings = settings_with(**{"port": 0, "provider": "mock", **overrides})
     worker = Worker(settings, provider=provider, fallback=fallback)
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))

@@ -1,5 +1,6 @@
 """The `asr-worker` command. Each subcommand is a small function here that parses its own flags
-and calls into the package; configuration flags come from `config.OPTIONS`."""
+and calls into the package; each names the settings sections it takes (`config`), whose rows
+make its configuration flags and their help."""
 
 from __future__ import annotations
 
@@ -11,22 +12,30 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from . import __version__, logs
-from .config import ConfigError, Settings, add_arguments, load_settings, parse_options
+from . import __version__, config, logs
+from .bus.redis.options import RedisOptions
+from .config import ENGINE_SECTIONS, WORKER_SECTIONS, Settings
+from .dgserver import settings as dg_settings
+from .http import options as http_options
 from .providers.base import ProviderStartError
-
-if TYPE_CHECKING:
-    from .dgserver.settings import DgServerSettings
+from .settings import ConfigError, Section
 
 if TYPE_CHECKING:
     from .core.audio import AudioFormat
+    from .settings import Options
     from .tools.audio_files import AudioFile
 
 log = logging.getLogger("asr_worker")
 
 Command = Callable[[argparse.Namespace], int]
+
+# The settings each command takes: serve all of the worker's; transcribe the speech pipeline's;
+# dg-server its own and a speech engine's.
+SERVE: Final = WORKER_SECTIONS
+TRANSCRIBE: Final = ENGINE_SECTIONS
+DG_SERVER: Final = dg_settings.SECTIONS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the worker: HTTP and WebSocket server, sessions, provider, bus",
         description="Run the worker. Every option is also an environment variable.",
     )
-    add_arguments(serve)
+    _add_sections(serve, SERVE)
     serve.set_defaults(command=_serve)
 
     stream = commands.add_parser(
@@ -91,9 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--json", action="store_true", help="print every event as a JSON line")
     transcribe.add_argument("--realtime", action="store_true", help="feed at 1x, as a live call would arrive")
     _raw_format_arguments(transcribe)
-    add_arguments(
-        transcribe, title="speech engine and session (flag, or environment variable)", exclude=_SERVER_ONLY
-    )
+    _add_sections(transcribe, TRANSCRIBE)
     transcribe.set_defaults(command=_transcribe)
 
     publish = commands.add_parser(
@@ -111,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a word or phrase the call is expected to use; repeat it once per term",
     )
     publish.add_argument(
-        "--redis-url", default=None, help="Redis [env REDIS_URL; default redis://127.0.0.1:6379/0]"
+        "--redis-url", default=None, help=f"Redis [env REDIS_URL; default {RedisOptions().url}]"
     )
     publish.add_argument("--chunk-ms", type=int, default=20, help="audio per frame, ms [20]")
     publish.add_argument("--speed", type=float, default=1.0, help="1 = real time, 0 = as fast as possible")
@@ -131,64 +138,16 @@ def _parser() -> argparse.ArgumentParser:
         "speech engine ASR_PROVIDER names, with fault-injection flags. The official Deepgram SDKs "
         "can talk to it. Every option is also an environment variable.",
     )
-    from .dgserver.settings import DG_OPTIONS, DgServerSettings
-
-    add_arguments(
-        dg_server,
-        DG_OPTIONS,
-        DgServerSettings(),
-        title="dg-server (flag, or environment variable)",
-        dest_prefix="dg_",
-    )
-    add_arguments(dg_server, title="speech engine (flag, or environment variable)", exclude=_WORKER_ONLY)
+    _add_sections(dg_server, DG_SERVER)
     dg_server.set_defaults(command=_dg_server)
     return parser
 
 
-# Worker settings that mean nothing to dg-server (it has its own address and key).
-_WORKER_ONLY = frozenset(
-    {
-        "host",
-        "port",
-        "worker_token",
-        "pubsub_adapter",
-        "redis_url",
-        "claim_idle_s",
-        "max_takeovers",
-        "deepgram_api_key",
-        "deepgram_url",
-        "deepgram_model",
-        "deepgram_language",
-        "deepgram_params",
-        "max_sessions",
-        "max_buffer_ms",
-        "keepalive_s",
-        "session_grace_s",
-        "send_chunk_ms",
-        "finalize_timeout_s",
-        "max_retained_s",
-    }
-)
-
-
-# Worker settings that mean nothing without a server (transcribe runs the pipeline in-process).
-_SERVER_ONLY = frozenset(
-    {
-        "host",
-        "port",
-        "worker_token",
-        "allow_unauthenticated",
-        "pubsub_adapter",
-        "redis_url",
-        "claim_idle_s",
-        "max_takeovers",
-        "max_sessions",
-        "max_sources_per_call",
-        "max_frames_per_s",
-        "max_buffered_audio_s",
-        "max_message_bytes",
-    }
-)
+def _add_sections(parser: argparse.ArgumentParser, sections: tuple[Section[Options], ...]) -> None:
+    """Each section's flags under its own heading (flag, or environment variable)."""
+    for section in sections:
+        if section.rows:
+            section.add_arguments(parser, f"{section.title} (flag, or environment variable)")
 
 
 def _raw_format_arguments(parser: argparse.ArgumentParser) -> None:
@@ -232,11 +191,11 @@ def run_loop(main: Coroutine[object, object, int]) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = load_settings(os.environ, args)
-    logs.configure(settings.log_level)
-    for secret in (settings.deepgram_api_key, settings.worker_token):
-        if secret is not None:
-            logs.register_secret(secret.reveal())
+    settings = config.load_settings(os.environ, args, SERVE)
+    logs.configure(settings.of(logs.SETTINGS).level)
+    for section in SERVE:  # a last line of defence: every secret is hidden wherever it appears
+        for secret in config.secrets(settings, section):
+            logs.register_secret(secret)
     return run_loop(_serve_until_signalled(settings))
 
 
@@ -255,7 +214,8 @@ async def _serve_until_signalled(settings: Settings) -> int:
     try:
         await worker.serve(stop)
     except Exception as exc:
-        if (line := _start_failure("asr-worker", "", settings.host, settings.port, exc)) is None:
+        listener = settings.of(http_options.SETTINGS)
+        if (line := _start_failure("asr-worker", "", listener.host, listener.port, exc)) is None:
             raise
         print(line, file=sys.stderr)
         return 2
@@ -286,25 +246,24 @@ def _start_failure(command: str, env_prefix: str, host: str, port: int, exc: Bas
 
 
 def _dg_server(args: argparse.Namespace) -> int:
-    from .dgserver.settings import DG_OPTIONS, DgServerSettings
-
-    dg = DgServerSettings(**parse_options(DG_OPTIONS, os.environ, args, "dg_"))  # type: ignore[arg-type]
-    settings = load_settings(os.environ, args)
+    settings = config.load_settings(os.environ, args, DG_SERVER)
     if settings.provider == "deepgram":
         raise ConfigError("ASR_PROVIDER=deepgram makes no sense for dg-server: it serves a local engine")
-    logs.configure(settings.log_level)
-    if dg.api_key is not None:
-        logs.register_secret(dg.api_key.reveal())
-    return run_loop(_dg_server_until_signalled(settings, dg))
+    logs.configure(settings.of(logs.SETTINGS).level)
+    for section in DG_SERVER:
+        for secret in config.secrets(settings, section):
+            logs.register_secret(secret)
+    return run_loop(_dg_server_until_signalled(settings))
 
 
-async def _dg_server_until_signalled(settings: Settings, dg: DgServerSettings) -> int:
+async def _dg_server_until_signalled(settings: Settings) -> int:
     from .dgserver.main import serve
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    dg = settings.of(dg_settings.SETTINGS)
     try:
         await serve(settings, dg, stop)
     except (ValueError, ImportError) as exc:
@@ -355,8 +314,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     from .tools.audio_files import AudioFileError, decode_audio
     from .tools.transcribe import transcribe_files
 
-    settings = load_settings(os.environ, args)
-    logs.configure("warning" if settings.log_level == "info" else settings.log_level)
+    settings = config.load_settings(os.environ, args, TRANSCRIBE)
+    level = settings.of(logs.SETTINGS).level
+    logs.configure("warning" if level == "info" else level)
     try:
         raw = _raw_format(args)
         files = [decode_audio(path, raw) for path in args.files]
@@ -394,7 +354,7 @@ def _publish(args: argparse.Namespace) -> int:
     except (AudioFileError, BadRequest, ValueError) as exc:
         print(f"asr-worker publish: {exc}", file=sys.stderr)
         return 2
-    url = args.redis_url or os.environ.get("REDIS_URL") or Settings().redis_url
+    url = args.redis_url or os.environ.get("REDIS_URL") or RedisOptions().url
     return asyncio.run(_publish_and_follow(args, audio, url, interaction_id, tenant_id, keyterms))
 
 

@@ -17,11 +17,20 @@ import binascii
 import hmac
 import logging
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 log = logging.getLogger("asr_worker.auth")
 
 UNAUTHORIZED_HEADERS: Final = (("WWW-Authenticate", 'Bearer realm="asr-worker"'),)
+
+
+@runtime_checkable
+class Secrets(Protocol):
+    """Something that holds secret text (a key, a list of keys and their signing secrets)."""
+
+    def revealed(self) -> tuple[str, ...]:
+        """Every secret text it holds, for the log formatter to hide wherever it appears."""
+        ...
 
 
 class Secret:
@@ -34,6 +43,9 @@ class Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def revealed(self) -> tuple[str, ...]:
+        return (self._value,)
 
     def __repr__(self) -> str:
         return "Secret('********')"

@@ -11,7 +11,10 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from typing import Final, TextIO
+
+from .settings import Section, Setting, choice
 
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _secrets: set[str] = set()
@@ -46,7 +49,27 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str, separators=(",", ":")))
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
+@dataclass(frozen=True)
+class LogOptions:
+    level: str = "info"
+
+
+SETTINGS: Final = Section(
+    "logs",
+    "logging",
+    LogOptions,
+    (
+        Setting(
+            "level",
+            "ASR_LOG_LEVEL",
+            "debug, info, warning or error",
+            choice("debug", "info", "warning", "error"),
+        ),
+    ),
+)
+
+
+def configure(level: str = LogOptions.level, stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

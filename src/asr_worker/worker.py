@@ -23,15 +23,19 @@ from typing import Final
 from aiohttp import web
 
 from . import __version__, compiled
-from .bus import Bus, make_bus
-from .config import Settings, make_fallback, make_provider, session_config
+from .bus import SETTINGS as BUS
+from .bus import Bus, bus_kind
+from .config import Settings, make_fallback, make_provider
+from .core import failover, session_types
 from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
-from .core.failover import FailoverConfig
+from .http import options as http_options
 from .http.app import build_app
+from .http.options import HttpOptions
 from .http.server import HttpServer
 from .metrics import LiveTotals, WorkerMetrics
 from .providers import BackgroundProvider, InstrumentedProvider, Provider
+from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, twilio
@@ -53,10 +57,15 @@ class Worker:
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.http: HttpOptions = settings.of(http_options.SETTINGS)
         self.clock = clock or SystemClock()
         self.provider = provider or make_provider(settings)
         self.fallback = fallback or make_fallback(settings)  # failover: where calls move
-        self.bus = bus or make_bus(settings)
+        session = settings.of(session_types.SETTINGS)
+        if bus is None:
+            kind = bus_kind(settings.of(BUS).adapter)
+            bus = kind.create(settings.of(kind.settings), session)
+        self.bus = bus
         self.hub = EventHub()
         self.metrics = WorkerMetrics(self.live_totals, self.provider.name)
         self.providers = [self.provider] if self.fallback is None else [self.provider, self.fallback]
@@ -67,20 +76,9 @@ class Worker:
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
-            failover=(
-                None
-                if self.fallback is None
-                else FailoverConfig(
-                    self.fallback.name,
-                    after_s=settings.failover_after_s,
-                    failback_after_s=settings.failback_after_s,
-                )
-            ),
-            fallback_max_calls=settings.fallback_max_calls,
-            config=session_config(settings),
-            max_sessions=settings.max_sessions,
-            max_sources_per_call=settings.max_sources_per_call,
-            max_buffered_audio_s=settings.max_buffered_audio_s,
+            failover=settings.of(failover.SETTINGS),
+            config=session,
+            limits=settings.of(calls.SETTINGS),
             publish=self.publish,
             metrics=self.metrics,
             clock=self.clock,
@@ -102,7 +100,7 @@ class Worker:
             *twilio.routes(self),
             *exotel.routes(self),
             *openai_realtime.routes(self),
-            *audiohook.routes(self),
+            *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
         ]
         app = build_app(self, routes)
@@ -115,7 +113,7 @@ class Worker:
                 # the bus connects and logs anything (the one line the user sees says why).
                 # The ingest sockets' event senders are this group's tasks.
                 ingest = IngestServer(self, tg.create_task)
-                self.port = await server.start(self.settings.host, self.settings.port, ingest)
+                self.port = await server.start(self.http.host, self.http.port, ingest)
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 provider_tasks = [
                     tg.create_task(background.run(), name=f"provider:{background.name}")
@@ -127,7 +125,7 @@ class Worker:
                 log.info(
                     "serving",
                     extra={
-                        "host": self.settings.host,
+                        "host": self.http.host,
                         "port": self.port,
                         "provider": self.provider.name,
                         "bus": self.bus.name,

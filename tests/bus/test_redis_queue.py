@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis import RedisOptions
+from asr_worker.bus.redis.bus import RedisStreamsBus
 from asr_worker.bus.redis.outbox import Finish, Outbox, Outgoing
 from asr_worker.bus.redis.wire import Frame, next_id, parse_announcement, parse_frame
-from asr_worker.config import Settings
 from asr_worker.core.events import CallEvent, SessionEnded, Transcript
 from asr_worker.jsonwire import dumps_event_text
 from tests.support.audio import PCM8K
@@ -51,7 +51,7 @@ def test_a_call_end_is_never_dropped() -> None:
 
 def test_the_bus_counts_and_shows_what_its_full_queue_dropped() -> None:
     """Redis never connected: every event waits, and past the bound the bus drops and says so."""
-    bus = RedisStreamsBus(Settings(pubsub_adapter="redis_streams"), max_queued_events=4)
+    bus = RedisStreamsBus(RedisOptions(), max_queued_events=4)
     for seq in range(1, 5):
         bus.publish(event(seq))
     assert bus.status()["eventsQueued"] == 4 and bus.status()["eventsDropped"] == 0
@@ -83,9 +83,7 @@ def test_announcements_and_frames_are_checked() -> None:
 def test_the_redis_password_is_never_shown() -> None:
     from asr_worker import logs
 
-    bus = RedisStreamsBus(
-        Settings(pubsub_adapter="redis_streams", redis_url="redis://user:s3cret-pw@10.0.0.5:6390/2")
-    )
+    bus = RedisStreamsBus(RedisOptions(url="redis://user:s3cret-pw@10.0.0.5:6390/2"))
     assert "s3cret-pw" not in json.dumps(bus.status())
     assert bus.status()["redis"] == "10.0.0.5:6390/2"
     assert logs.redact("Error connecting with s3cret-pw") == "Error connecting with ********"

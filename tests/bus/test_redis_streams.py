@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis.bus import RedisStreamsBus
 from asr_worker.bus.redis.housekeeping import Housekeeping
 from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words

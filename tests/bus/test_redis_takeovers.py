@@ -8,7 +8,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from asr_worker.bus.redis import RedisStreamsBus
+from asr_worker.bus.redis.bus import RedisStreamsBus
 from asr_worker.bus.redis.calls import OwnedCall
 from asr_worker.bus.redis.outbox import Finish, Outgoing
 from asr_worker.bus.redis.scripts import NotHeld, Scripts, Verdict

@@ -18,21 +18,18 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from asr_worker.audiohook.signature import ApiKeys
-from asr_worker.config import (
-    COMPUTE_TYPES,
-    OPTIONS,
-    ConfigError,
-    Settings,
-    deepgram_options,
-    load_settings,
-    parse_options,
-)
+from asr_worker.bus.redis import options as redis
+from asr_worker.config import Settings, load_settings, rows_by_name, settings_with
 from asr_worker.credentials import Secret
+from asr_worker.dgserver import settings as dg_server
 from asr_worker.dgserver.faults import Faults
-from asr_worker.dgserver.settings import DG_OPTIONS
-from asr_worker.engine.model import KNOWN_SIZES
+from asr_worker.engine.model import KNOWN_SIZES, ModelChoice
+from asr_worker.providers import deepgram
 from asr_worker.providers.deepgram import parse_extra_params
+from asr_worker.providers.local import COMPUTE_TYPES
+from asr_worker.providers.mock import SETTINGS as MOCK
 from asr_worker.providers.mock import MockOptions
+from asr_worker.settings import ConfigError
 from tests.support.fuzz import TRICKY_STRINGS, bounded, examples
 
 # A configuration error names the variable, quotes a short excerpt of the value (and of a bad
@@ -95,7 +92,10 @@ PLAUSIBLE = st.sampled_from(
     ]
 )
 VALUES = st.one_of(PLAUSIBLE, st.text(max_size=30), TRICKY_STRINGS)
-ENVIRONMENTS = st.dictionaries(st.sampled_from([opt.env for opt in OPTIONS]), VALUES, max_size=6).map(
+ROWS = rows_by_name()  # every setting of the worker, by its flag's name
+ENVIRONMENTS = st.dictionaries(
+    st.sampled_from([row.env for _, row in ROWS.values()]), VALUES, max_size=6
+).map(
     lambda env: (
         {**env, "DEEPGRAM_API_KEY": SECRET_KEY, "ASR_WORKER_TOKEN": SECRET_TOKEN}
         if "DEEPGRAM_API_KEY" in env
@@ -140,16 +140,16 @@ def test_any_environment_is_settings_or_one_short_config_error(env: dict[str, st
     assert isinstance(settings, Settings)
     for secret in hidden:
         assert secret not in repr(settings)
-    urlsplit(settings.redis_url).port  # noqa: B018 - a URL that passed has a usable port
-    urlsplit(settings.deepgram_url).port  # noqa: B018
+    urlsplit(settings.of(redis.SETTINGS).url).port  # noqa: B018 - a URL that passed has a usable port
+    urlsplit(settings.of(deepgram.SETTINGS).url).port  # noqa: B018
 
 
 @examples(200)
-@given(st.dictionaries(st.sampled_from([opt.env for opt in DG_OPTIONS]), VALUES, max_size=4))
+@given(st.dictionaries(st.sampled_from([row.env for row in dg_server.SETTINGS.rows]), VALUES, max_size=4))
 @example({"DG_SERVER_FAULTS": "a" * 5000})
 def test_any_dg_server_environment_is_settings_or_one_short_config_error(env: dict[str, str]) -> None:
     try:
-        parse_options(DG_OPTIONS, env, None, "dg_")
+        dg_server.SETTINGS.load(env)
     except ConfigError as exc:
         bounded(str(exc), CONFIG_MESSAGE_CHARS)
 
@@ -217,7 +217,7 @@ def test_deepgram_params_are_pairs_or_a_short_error(text: str) -> None:
     assert not {k for k, _ in pairs} & {"encoding", "sample_rate", "channels", "multichannel"}
 
 
-@pytest.mark.parametrize("name", [opt.env for opt in OPTIONS if opt.secret])
+@pytest.mark.parametrize("name", [row.env for _, row in ROWS.values() if row.secret])
 def test_a_bad_secret_is_never_shown(name: str) -> None:
     # Secrets take any text, so the combination check is what can refuse them; it names the
     # variable, never the value.
@@ -333,7 +333,9 @@ VALID: dict[str, Valid] = {
     "deepgram_url": _url("ws", "wss"),
     "deepgram_model": _same(st.from_regex(r"[a-z0-9-]{1,20}", fullmatch=True)),
     "deepgram_language": _same(st.sampled_from(["en-US", "de", "multi", "es-419"])),
-    "deepgram_params": _same(_DG_PAIRS.map(_params_text)),
+    "deepgram_params": _DG_PAIRS.flatmap(
+        lambda pairs: _padded(_params_text(pairs)).map(lambda written: (written, tuple(pairs)))
+    ),
     "openai_api_key": _secret(_SECRET_TEXT),
     "openai_base_url": _url("https", "http", "wss", "ws"),
     "openai_transcribe_model": _same(st.from_regex(r"[a-z0-9-]{1,30}", fullmatch=True)),
@@ -369,15 +371,21 @@ VALID: dict[str, Valid] = {
         ]
     ),
     "log_level": _choice("debug", "info", "warning", "error"),
-    "mock": _same(_MOCK_VALUES.map(_mock_text)),
-    "local_model": _same(st.sampled_from(["", *sorted(KNOWN_SIZES)])),
+    "mock": _MOCK_VALUES.flatmap(
+        lambda values: _padded(_mock_text(values)).map(
+            lambda written: (written, replace(MockOptions(), **values))  # type: ignore[arg-type]
+        )
+    ),
+    "local_model": _valid(
+        st.sampled_from(["", *sorted(KNOWN_SIZES)]).map(ModelChoice.parse), lambda c: c.size or ""
+    ),
     "local_compute_type": _choice(*COMPUTE_TYPES),
     "local_cpu_threads": _whole(0, 256),
     "local_num_workers": _whole(0, 256),
     "local_language": _choice("en", "de", "es", "haw", "yue", "zh"),
     "local_endpointing_ms": _whole(32, 10_000),
     "local_keyterms": _KEYTERMS.flatmap(
-        lambda terms: _padded(" , ".join(terms)).map(lambda written: (written, ", ".join(terms)))
+        lambda terms: _padded(" , ".join(terms)).map(lambda written: (written, tuple(terms)))
     ),
     "local_context_chars": _whole(0, 1000),
     "fallback_provider": st.one_of(
@@ -390,20 +398,20 @@ VALID: dict[str, Valid] = {
         lambda keys: _padded(_audiohook_text(keys)).map(lambda written: (written, ApiKeys(dict(keys))))
     ),
     "audiohook_languages": _LANGUAGES.flatmap(
-        lambda codes: _padded(",".join(codes)).map(lambda written: (written, ",".join(codes)))
+        lambda codes: _padded(",".join(codes)).map(lambda written: (written, tuple(codes)))
     ),
 }
 
 
 def test_every_option_has_valid_values_to_try() -> None:
-    assert set(VALID) == {opt.field for opt in OPTIONS} == {f.name for f in fields(Settings)}
+    assert set(VALID) == set(ROWS)
 
 
 @examples(200)
 @given(st.fixed_dictionaries({}, optional=VALID))
 def test_valid_values_parse_to_what_they_say(chosen: dict[str, tuple[str, object]]) -> None:
-    env = {opt.env: chosen[opt.field][0] for opt in OPTIONS if opt.field in chosen}
-    assert parse_options(OPTIONS, env) == {field: value for field, (_, value) in chosen.items()}
+    for name, (written, value) in chosen.items():
+        assert ROWS[name][1].parse(written) == value
 
 
 @examples(200)
@@ -412,7 +420,7 @@ def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tup
     """Every variable set at once, a token and a key among them, so only the one combination
     of numbers, and a fallback that is the provider itself, can be refused."""
     values = {field: value for field, (_, value) in chosen.items()}
-    env = {opt.env: chosen[opt.field][0] for opt in OPTIONS}
+    env = {row.env: chosen[name][0] for name, (_, row) in ROWS.items()}
     send_chunk_ms, max_buffer_ms = values["send_chunk_ms"], values["max_buffer_ms"]
     assert isinstance(send_chunk_ms, int) and isinstance(max_buffer_ms, int)
     if values["fallback_provider"] == values["provider"]:
@@ -423,7 +431,7 @@ def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tup
         with pytest.raises(ConfigError, match=r"^ASR_SEND_CHUNK_MS"):
             load_settings(env)
         return
-    assert load_settings(env) == replace(Settings(), **values)  # type: ignore[arg-type]
+    assert load_settings(env) == settings_with(**values)
 
 
 @examples(200)
@@ -431,7 +439,7 @@ def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tup
 def test_valid_mock_options_are_the_options_they_say(values: dict[str, object]) -> None:
     text = _mock_text(values)
     assert MockOptions.parse(text) == replace(MockOptions(), **values)  # type: ignore[arg-type]
-    assert load_settings({"ASR_MOCK": f" {text} "}).mock == text
+    assert load_settings({"ASR_MOCK": f" {text} "}).of(MOCK) == MockOptions.parse(text)
 
 
 @examples(200)
@@ -442,11 +450,15 @@ def test_valid_deepgram_params_are_the_pairs_the_provider_sends(
     text = _params_text(pairs)
     assert parse_extra_params(text) == tuple(pairs)
     settings = load_settings({"ASR_PROVIDER": "deepgram", "DEEPGRAM_API_KEY": key, "DEEPGRAM_PARAMS": text})
-    options = deepgram_options(settings)
-    assert options.extra_params == tuple(pairs) and options.api_key == key
+    options = settings.of(deepgram.SETTINGS)
+    assert options.extra_params == tuple(pairs) and options.api_key == Secret(key)
 
 
 def test_a_cluster_is_named_by_a_node_address_not_a_socket_file() -> None:
     with pytest.raises(ConfigError, match=r"^REDIS_CLUSTER=true needs REDIS_URL"):
         load_settings({"REDIS_CLUSTER": "true", "REDIS_URL": "unix:///run/redis/redis.sock"})
-    assert load_settings({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.5:7000"}).redis_cluster
+    assert (
+        load_settings({"REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.5:7000"})
+        .of(redis.SETTINGS)
+        .cluster
+    )

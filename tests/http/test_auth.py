@@ -8,10 +8,12 @@ import logging
 import aiohttp
 import pytest
 
-from asr_worker.config import ConfigError, load_settings
+from asr_worker.config import load_settings
 from asr_worker.credentials import Secret
+from asr_worker.http.options import SETTINGS as HTTP
 from asr_worker.logs import JsonFormatter
 from asr_worker.providers.mock import MockProvider
+from asr_worker.settings import ConfigError
 from tests.conftest import running_worker
 from tests.support.audio import frames, speechlike
 from tests.support.client import CallClient
@@ -76,13 +78,15 @@ async def test_open_paths_stay_open_and_the_rest_need_the_token(
 def test_a_public_address_without_a_token_needs_an_explicit_switch() -> None:
     with pytest.raises(ConfigError, match=r"HOST 0\.0\.0\.0 is not a loopback address"):
         load_settings({"HOST": "0.0.0.0"})
-    assert load_settings({"HOST": "0.0.0.0", "ASR_ALLOW_UNAUTHENTICATED": "1"}).allow_unauthenticated
-    assert load_settings({"HOST": "0.0.0.0", "ASR_WORKER_TOKEN": TOKEN}).worker_token == Secret(TOKEN)
+    assert load_settings({"HOST": "0.0.0.0", "ASR_ALLOW_UNAUTHENTICATED": "1"}).of(HTTP).allow_unauthenticated
+    assert load_settings({"HOST": "0.0.0.0", "ASR_WORKER_TOKEN": TOKEN}).of(HTTP).worker_token == Secret(
+        TOKEN
+    )
     for loopback in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
-        assert load_settings({"HOST": loopback}).host == loopback
+        assert load_settings({"HOST": loopback}).of(HTTP).host == loopback
 
 
 def test_secrets_do_not_print() -> None:
     settings = load_settings({"ASR_WORKER_TOKEN": TOKEN, "DEEPGRAM_API_KEY": "dg-secret-key-123"})
     assert TOKEN not in repr(settings) and "dg-secret-key-123" not in repr(settings)
-    assert TOKEN not in str(settings.worker_token)
+    assert TOKEN not in str(settings.of(HTTP).worker_token)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from asr_worker.config import Settings, make_fallback
+from asr_worker.config import make_fallback, settings_with
 from asr_worker.core.audio import Encoding
 from asr_worker.dgserver import Faults
 from tests.support.client import connect
@@ -22,7 +22,7 @@ async def test_a_call_is_transcribed_by_the_local_fallback_while_deepgram_refuse
     http: aiohttp.ClientSession, speech: Speech
 ) -> None:
     spoken = speech.call(SENTENCES[0:2], 16000, Encoding.LINEAR16)
-    fallback = make_fallback(Settings(provider="deepgram", fallback_provider="local"))
+    fallback = make_fallback(settings_with(provider="deepgram", fallback_provider="local"))
     assert fallback is not None and fallback.name == "local"
     async with (
         running_dg_server(faults=Faults(reject_status=503)) as server,

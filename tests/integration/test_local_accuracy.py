@@ -21,8 +21,9 @@ import soxr
 from asr_worker.config import Settings
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.codecs import encode_g711
-from asr_worker.engine.model import ModelChoice, resolve_model
+from asr_worker.engine.model import resolve_model
 from asr_worker.engine.whisper import WhisperDecoder, WhisperOptions
+from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import FileResult, transcribe_files
 from tests.support.human_speech import recordings, spoken_form, word_errors
@@ -106,10 +107,7 @@ def test_silence_noise_tones_and_music_produce_no_final_text() -> None:
 
 @pytest.fixture(scope="module")
 def decoder() -> WhisperDecoder:
-    settings = Settings()
-    options = WhisperOptions(
-        resolve_model(ModelChoice.parse(settings.local_model)), cpu_threads=1, num_workers=1
-    )
+    options = WhisperOptions(resolve_model(Settings().of(local.SETTINGS).model), cpu_threads=1, num_workers=1)
     return WhisperDecoder.load(options)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asr_worker.config import Settings, deepgram_options
+from asr_worker.config import settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.provider_events import (
     SpeechStarted,
@@ -21,6 +21,7 @@ from asr_worker.core.provider_events import (
 from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
 from asr_worker.deepgram.protocol import ListenParams, ModelInfo, ParamError, ProtocolViolation
+from asr_worker.providers import deepgram
 from asr_worker.providers.breaker import BreakerState, CircuitBreaker
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider, close_error, parse_extra_params
 
@@ -244,7 +245,7 @@ def test_the_url_carries_the_call_format_and_lets_configuration_override_the_res
     provider = DeepgramProvider(
         DeepgramOptions(
             url="ws://dg.example/v1/listen?tag=prod&channels=9",
-            api_key="k",
+            api_key=Secret("k"),
             extra_params=(("smart_format", "true"), ("endpointing", "500")),
         )
     )
@@ -255,8 +256,8 @@ def test_the_url_carries_the_call_format_and_lets_configuration_override_the_res
     assert url.startswith("ws://dg.example/v1/listen?") and "k" not in query.values()
     with pytest.raises(ValueError, match="sample_rate"):
         parse_extra_params("sample_rate=16000")
-    settings = Settings(deepgram_api_key=Secret("key"), deepgram_params="numerals=true")
-    assert deepgram_options(settings).extra_params == (("numerals", "true"),)
+    settings = settings_with(deepgram_api_key=Secret("key"), deepgram_params=(("numerals", "true"),))
+    assert settings.of(deepgram.SETTINGS).extra_params == (("numerals", "true"),)
 
 
 def test_the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() -> None:

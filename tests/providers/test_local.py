@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from asr_worker.config import Settings, local_options
+from asr_worker.config import Settings, settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.provider_events import (
     ProviderError,
@@ -26,6 +26,7 @@ from asr_worker.core.provider_events import (
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.vad import SileroVad
 from asr_worker.engine.whisper import Decoded, DecodedWord, Decoder
+from asr_worker.providers import local
 from asr_worker.providers.base import ProviderStartError, StreamRequest
 from asr_worker.providers.local import LocalOptions, LocalProvider, LocalStream
 from asr_worker.worker import Worker
@@ -149,8 +150,8 @@ async def test_endpointing_is_the_silence_that_ends_an_utterance(
 ) -> None:
     """Two sentences 0.6 s apart: one utterance each under a short endpointing, one for both
     under a long one (ASR_LOCAL_ENDPOINTING_MS)."""
-    settings = Settings(local_endpointing_ms=endpointing_ms)
-    vad = local_options(settings).vad
+    settings = settings_with(local_endpointing_ms=endpointing_ms)
+    vad = settings.of(local.SETTINGS).vad
     assert vad.min_silence_ms == endpointing_ms
     call = speech.call(SENTENCES[4:6], 16000, gap_s=0.6, tail_s=2.0)
     async with local_provider(silero, vad=vad) as provider:
@@ -294,7 +295,7 @@ async def test_a_model_that_fails_to_load_stops_the_worker_with_the_reason(siler
     turns the reason into its one line (tests/test_cli.py)."""
     provider = GatedProvider(silero, fail="sha256 mismatch")
     provider.gate.set()
-    worker = Worker(Settings(port=0), provider=provider)
+    worker = Worker(settings_with(port=0), provider=provider)
     with pytest.raises(ExceptionGroup) as stopped:
         await asyncio.wait_for(worker.serve(asyncio.Event()), 20)
     assert stopped.group_contains(ProviderStartError, match="sha256 mismatch")
@@ -332,12 +333,11 @@ async def test_no_context_by_default(silero: SileroVad, speech: Speech) -> None:
 
 
 def test_the_keyterms_setting_becomes_the_engines_keyterms() -> None:
-    from asr_worker.config import Settings, load_settings, local_options
+    from asr_worker.config import load_settings
 
     settings = load_settings(
         {"ASR_LOCAL_KEYTERMS": " Acme Cloud ,Zorblax,, Acme Cloud", "ASR_LOCAL_CONTEXT_CHARS": "150"}
     )
-    assert settings.local_keyterms == "Acme Cloud, Zorblax"
-    options = local_options(settings)
+    options = settings.of(local.SETTINGS)
     assert options.keyterms == ("Acme Cloud", "Zorblax") and options.context_chars == 150
-    assert local_options(Settings()).keyterms == () and local_options(Settings()).context_chars == 0
+    assert Settings().of(local.SETTINGS).keyterms == () and Settings().of(local.SETTINGS).context_chars == 0

@@ -16,12 +16,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from asr_worker.config import ConfigError, load_settings, make_provider
+from asr_worker.config import load_settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.credentials import Secret
 from asr_worker.openai_realtime import protocol
 from asr_worker.openai_realtime.protocol import SessionConfig
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
+from asr_worker.settings import ConfigError
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
 from tests.support.audio import frames, silence, speechlike
@@ -36,7 +38,7 @@ ULAW_QUERY = "encoding=mulaw&sample_rate=8000&channels=1"
 
 
 def provider(server: RealtimeTestServer, **options: Any) -> OpenAIProvider:
-    return OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=KEY, **options))
+    return OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=Secret(KEY), **options))
 
 
 @asynccontextmanager
@@ -214,7 +216,7 @@ async def test_a_refused_session_fails_the_call_without_retrying(http: aiohttp.C
         return ws
 
     async with serving("/v1/realtime", realtime) as port:
-        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
+        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=Secret(KEY))
         async with running_worker(OpenAIProvider(options)) as worker:
             call = await connect(http, worker, "oa-refused", ULAW_QUERY)
             await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)
@@ -274,7 +276,7 @@ async def test_a_sloppy_server_gives_each_item_one_final(http: aiohttp.ClientSes
         return ws
 
     async with serving("/v1/realtime", realtime) as port:
-        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
+        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=Secret(KEY))
         async with running_worker(OpenAIProvider(options)) as worker:
             call = await connect(http, worker, "oa-sloppy", ULAW_QUERY)
             await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)

@@ -17,7 +17,7 @@ from asr_worker.core.session import Phase
 from asr_worker.core.session_types import SessionConfig
 from asr_worker.metrics import LiveTotals, WorkerMetrics
 from asr_worker.providers.mock import MockOptions, MockProvider
-from asr_worker.runtime.manager import SessionManager, SessionRefused
+from asr_worker.runtime.manager import CallLimits, SessionManager, SessionRefused
 from tests.support.audio import PCM8K, speechlike
 
 FRAME = speechlike(0.02)  # 20 ms of 8 kHz linear16
@@ -57,8 +57,7 @@ async def _manager(events: Events, *, grace_s: float = 10.0, max_sources: int = 
     return SessionManager(
         provider=provider,
         config=SessionConfig(grace_s=grace_s),
-        max_sessions=10,
-        max_sources_per_call=max_sources,
+        limits=CallLimits(max_sessions=10, max_sources_per_call=max_sources),
         publish=events.publish,
         metrics=WorkerMetrics(LiveTotals, provider.name),
         clock=SystemClock(),

@@ -10,9 +10,11 @@ import aiohttp
 import pytest
 
 from asr_worker.audiohook.signature import ApiKeys
-from asr_worker.config import ConfigError, load_settings
+from asr_worker.config import load_settings
 from asr_worker.providers.mock import MockProvider
+from asr_worker.settings import ConfigError
 from asr_worker.transports import audiohook as transport
+from asr_worker.transports.audiohook import SETTINGS as AUDIOHOOK
 from tests.conftest import running_worker
 from tests.support.audiohook import connect, upgrade_headers, url
 from tests.support.exposure import Exposure, json_logs
@@ -30,12 +32,13 @@ async def test_audiohook_keys_and_secrets_never_leak(
     monkeypatch.setattr(transport, "FAILURE_DELAY_S", 0.0)
     settings = load_settings({"ASR_AUDIOHOOK_API_KEYS": f"{KEY}:{SECRET_B64},{OTHER_KEY}"})
     exposure = Exposure()
-    exposure.add("settings", [repr(settings), str(settings), repr(settings.audiohook_api_keys)])
+    keys = settings.of(AUDIOHOOK).api_keys
+    exposure.add("settings", [repr(settings), str(settings), repr(keys)])
     with pytest.raises(ConfigError) as bad:
         load_settings({"ASR_AUDIOHOOK_API_KEYS": f"{KEY}:not base64!"})
     exposure.add("config error", str(bad.value))
     with json_logs() as logs:
-        async with running_worker(MockProvider(), audiohook_api_keys=settings.audiohook_api_keys) as worker:
+        async with running_worker(MockProvider(), audiohook_api_keys=keys) as worker:
             hook = await connect(http, worker, KEY, SECRET)
             await hook.open()
             await hook.close()
@@ -49,5 +52,5 @@ async def test_audiohook_keys_and_secrets_never_leak(
             await exposure.read_worker(http, worker, None)
     exposure.add("logs", logs.getvalue())
     assert '"msg":"audiohook refused"' in logs.getvalue()
-    assert isinstance(settings.audiohook_api_keys, ApiKeys)
+    assert isinstance(keys, ApiKeys)
     exposure.assert_hidden(KEY, OTHER_KEY, SECRET_B64, SECRET.decode(), WRONG_KEY)

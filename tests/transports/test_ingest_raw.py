@@ -16,7 +16,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from asr_worker.config import Settings
+from asr_worker.config import settings_with
 from asr_worker.core.events import SpeechStarted
 from asr_worker.credentials import Secret
 from asr_worker.providers.mock import MockProvider, expected_words
@@ -252,7 +252,7 @@ class RecordingTransport(asyncio.Transport):
 
 
 async def test_events_that_come_together_leave_in_one_write() -> None:
-    worker = Worker(Settings(port=0, provider="mock"), provider=MockProvider())
+    worker = Worker(settings_with(port=0, provider="mock"), provider=MockProvider())
     transport = RecordingTransport()
     client = ClientProtocol(parse_uri(f"ws://127.0.0.1/v1/audio/batch?{QUERY}"))
     client.send_request(client.connect())
@@ -279,7 +279,7 @@ async def test_events_that_come_together_leave_in_one_write() -> None:
 
 async def test_a_request_that_arrives_a_byte_at_a_time_is_served_and_its_audio_reaches_the_call() -> None:
     provider = MockProvider()
-    worker = Worker(Settings(port=0, provider="mock"), provider=provider)
+    worker = Worker(settings_with(port=0, provider="mock"), provider=provider)
     transport = RecordingTransport()
     client = ClientProtocol(parse_uri(f"ws://127.0.0.1/v1/audio/slow?{QUERY}"))
     client.send_request(client.connect())
@@ -298,7 +298,7 @@ async def test_a_request_that_arrives_a_byte_at_a_time_is_served_and_its_audio_r
 
 
 async def test_request_headers_over_the_cap_get_431_and_a_close() -> None:
-    worker = Worker(Settings(port=0, provider="mock"), provider=MockProvider())
+    worker = Worker(settings_with(port=0, provider="mock"), provider=MockProvider())
     transport = RecordingTransport()
     protocol = ingest_raw.IngestProtocol(worker, asyncio.create_task, set())
     protocol.connection_made(transport)

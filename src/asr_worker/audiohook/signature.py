@@ -284,6 +284,12 @@ class ApiKeys:
     def __len__(self) -> int:
         return len(self._secrets)
 
+    def revealed(self) -> tuple[str, ...]:
+        """Every key and client secret (as configured, base64), for the log formatter to hide."""
+        texts = list(self._secrets)
+        texts += [base64.b64encode(secret).decode() for secret in self._secrets.values() if secret]
+        return tuple(texts)
+
     def __repr__(self) -> str:
         return f"ApiKeys(<{len(self._secrets)} hidden>)"
 

@@ -1,26 +1,43 @@
-"""Buses: where calls come from and where their events go, besides this process's sockets."""
+"""Buses: where calls come from and where their events go, besides this process's sockets.
+
+`PUBSUB_ADAPTER` picks one from `BUSES`, the one registry: each entry names a module that
+registers itself as `KIND` (its settings and how to build it), so a new bus is a module and
+a line here.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Final
 
-from .base import Bus
+from ..settings import Section, Setting, choice
+from .base import Bus, BusKind
 
-if TYPE_CHECKING:
-    from ..config import Settings
-
-# One line per bus; each module has `create(settings) -> Bus`.
-BUSES: dict[str, str] = {
+BUSES: Final = {
     "in_memory": "asr_worker.bus.in_memory",
     "redis_streams": "asr_worker.bus.redis",
 }
 
 
-def make_bus(settings: Settings) -> Bus:
-    module = importlib.import_module(BUSES[settings.pubsub_adapter])
-    bus: Bus = module.create(settings)
-    return bus
+@dataclass(frozen=True)
+class BusChoice:
+    adapter: str = "in_memory"
 
 
-__all__ = ["BUSES", "Bus", "make_bus"]
+SETTINGS: Final = Section(
+    "bus",
+    "bus",
+    BusChoice,
+    (Setting("adapter", "PUBSUB_ADAPTER", "bus: " + ", ".join(BUSES), choice(*BUSES)),),
+)
+
+
+def bus_kind(adapter: str) -> BusKind:
+    kind = importlib.import_module(BUSES[adapter]).KIND
+    if not isinstance(kind, BusKind):
+        raise TypeError(f"{BUSES[adapter]}.KIND is not a BusKind")
+    return kind
+
+
+__all__ = ["BUSES", "SETTINGS", "Bus", "BusChoice", "BusKind", "bus_kind"]

@@ -4,14 +4,20 @@ cancelled; `healthy` feeds /health and /ready."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..core.events import CallEvent
+from ..core.session_types import SessionConfig
+from ..settings import Section
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ..runtime.manager import SessionManager
+    from ..settings import Options
+
+OptionsT = TypeVar("OptionsT", bound="Options")
 
 
 class Bus(Protocol):
@@ -31,3 +37,17 @@ class Bus(Protocol):
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Add the bus's own metrics (queues, calls, Redis state) to the worker's registry."""
+
+
+class BusKind:
+    """What a bus module registers as `KIND`: its settings, and how to build it from them and
+    the sessions' own (how much audio a call keeps bounds how far ahead a bus may feed it)."""
+
+    def __init__(self, settings: Section[OptionsT], create: Callable[[OptionsT, SessionConfig], Bus]) -> None:
+        self.settings: Section[Options] = settings
+        self._create: Callable[[object, SessionConfig], Bus] = lambda options, session: create(
+            settings.pick(options), session
+        )
+
+    def create(self, options: object, session: SessionConfig) -> Bus:
+        return self._create(options, session)

@@ -4,14 +4,17 @@ which the event hub already serves, and calls come in only over the ingest endpo
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from ..core.events import CallEvent
+from ..core.session_types import SessionConfig
+from ..settings import Section
+from .base import BusKind
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ..config import Settings
     from ..runtime.manager import SessionManager
 
 
@@ -34,5 +37,15 @@ class InMemoryBus:
         return None  # nothing of its own: the event hub's figures are the worker's
 
 
-def create(settings: Settings) -> InMemoryBus:
+@dataclass(frozen=True)
+class InMemoryOptions:
+    """Nothing to configure."""
+
+
+def create(options: InMemoryOptions, session: SessionConfig) -> InMemoryBus:
     return InMemoryBus()
+
+
+SETTINGS: Final = Section("in_memory", "in-memory bus", InMemoryOptions, ())
+
+KIND: Final = BusKind(SETTINGS, create)

@@ -28,10 +28,12 @@ once: a call that fails over again after returning stays on the fallback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from ..settings import Section, Setting, int_range, seconds
 from .provider_events import ProviderError
 
 CIRCUIT_OPEN: Final = "circuit_open"
@@ -47,11 +49,60 @@ FULL: Final = 2
 
 @dataclass(frozen=True, slots=True)
 class FailoverConfig:
-    fallback: str  # the fallback provider's name
-    after_s: float = 10.0  # ASR_FAILOVER_AFTER_S
+    fallback: str = ""  # the fallback provider's name; "": no failover
+    after_s: float = 10.0
     refusals: int = 3  # retryable handshake refusals in a row that spend the reconnect budget
     retry_s: float = 2.0  # after `fallback_full`, how long before asking for a slot again
-    failback_after_s: float = 0.0  # ASR_FAILBACK_AFTER_S; 0: a moved call never returns
+    failback_after_s: float = 0.0  # 0: a moved call never returns
+    max_calls: int = 32  # calls the fallback carries at once (the session registry's slots)
+
+
+def _provider_name(text: str) -> str:
+    """A provider's name, or "" for none; which names exist is the configuration's to check."""
+    value = text.strip().lower()
+    if value in ("", "none"):
+        return ""
+    if not _NAME.fullmatch(value):
+        raise ValueError("must be a provider's name, or none")
+    return value
+
+
+_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+SETTINGS: Final = Section(
+    "failover",
+    "failover to a second provider",
+    FailoverConfig,
+    (
+        Setting(
+            "fallback",
+            "ASR_FALLBACK_PROVIDER",
+            "a second provider a call moves to, mid-call, when its primary cannot carry it "
+            "(none: no failover)",
+            _provider_name,
+        ),
+        Setting(
+            "after_s",
+            "ASR_FAILOVER_AFTER_S",
+            "how long a call may go without a working connection to its primary before it moves to "
+            "the fallback",
+            seconds(0.5, 3600.0),
+        ),
+        Setting(
+            "failback_after_s",
+            "ASR_FAILBACK_AFTER_S",
+            "a call that moved to the fallback returns to its primary, once, at an utterance boundary, "
+            "after the primary has carried new connections for this long (0: it stays on the fallback)",
+            seconds(0.0, 3600.0),
+        ),
+        Setting(
+            "max_calls",
+            "ASR_FALLBACK_MAX_CALLS",
+            "most calls the fallback provider carries at once; calls beyond it wait for their primary",
+            int_range(1, 1_000_000),
+        ),
+    ),
+)
 
 
 def _no_slot() -> bool:

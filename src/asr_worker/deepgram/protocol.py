@@ -87,6 +87,10 @@ def parse_bool(text: str, name: str) -> bool:
     raise ParamError(f"{name} must be true or false, not {text[:20]!r}")
 
 
+DEFAULT_MODEL: Final = "nova-3"  # what the worker asks for, and what a server assumes unasked
+DEFAULT_LANGUAGE: Final = "en-US"
+
+
 @dataclass(frozen=True, slots=True)
 class ListenParams:
     """The query of a live request: what the worker asks for, and what a server parses."""
@@ -94,8 +98,8 @@ class ListenParams:
     encoding: str = "linear16"
     sample_rate: int = 8000
     channels: int = 1
-    model: str = "nova-3"
-    language: str = "en-US"
+    model: str = DEFAULT_MODEL
+    language: str = DEFAULT_LANGUAGE
     interim_results: bool = True
     punctuate: bool = True
     smart_format: bool = False

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..config import Settings, is_loopback, make_provider
+from ..config import Settings, make_provider
 from ..providers import BackgroundProvider
+from ..settings import is_loopback
 from .faults import Faults
 from .server import DeepgramServer
 from .settings import DgServerSettings

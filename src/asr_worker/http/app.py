@@ -12,20 +12,20 @@ from typing import Protocol
 
 from aiohttp import web
 
-from ..config import Settings
 from ..core.clock import Clock
 from ..deepgram.protocol import MAX_REQUEST_LINE_BYTES
 from ..metrics import CONTENT_TYPE, WorkerMetrics
 from ..runtime.manager import SessionManager
 from . import page
 from .auth import auth_middleware
+from .options import HttpOptions
 
 
 class ServedProcess(Protocol):
     """What the HTTP edge's own endpoints read of the process they report on."""
 
     @property
-    def settings(self) -> Settings:
+    def http(self) -> HttpOptions:
         """The token every endpoint but /health, /metrics and the page's shell requires."""
         ...
 
@@ -63,7 +63,7 @@ def build_app(served: ServedProcess, routes: Iterable[web.RouteDef]) -> web.Appl
 
     app = web.Application(
         client_max_size=1 << 20,
-        middlewares=[auth_middleware(served.settings.worker_token)],
+        middlewares=[auth_middleware(served.http.worker_token)],
         # an ingest socket's query may name a call's keyterms: as long a line as the raw path takes
         handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},
     )

@@ -11,12 +11,18 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat
 from ..core.provider_events import ProviderError, ProviderEvent
+from ..settings import Section
+
+if TYPE_CHECKING:
+    from ..settings import Options
+
+OptionsT = TypeVar("OptionsT", bound="Options")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,37 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release what the provider shares between calls (models, pools)."""
+
+
+def _needs_nothing(options: object) -> tuple[str, str] | None:
+    return None
+
+
+class ProviderKind:
+    """What a provider module registers as `KIND`: its settings, how to build it from them, and
+    what it cannot run without. The configuration's registry names the module; nothing else
+    about a provider is written outside it."""
+
+    def __init__(
+        self,
+        settings: Section[OptionsT],
+        create: Callable[[OptionsT], Provider],
+        missing: Callable[[OptionsT], tuple[str, str] | None] = _needs_nothing,
+    ) -> None:
+        self.settings: Section[Options] = settings
+        self._create: Callable[[object], Provider] = lambda options: create(settings.pick(options))
+        self._missing: Callable[[object], tuple[str, str] | None] = lambda options: missing(
+            settings.pick(options)
+        )
+
+    def create(self, options: object) -> Provider:
+        return self._create(options)
+
+    def missing(self, options: object) -> tuple[str, str] | None:
+        """What these options lack for the provider to run at all, and why: ("DEEPGRAM_API_KEY",
+        "uses api.deepgram.com") reads "DEEPGRAM_API_KEY is required when ASR_PROVIDER=deepgram
+        uses api.deepgram.com"; None if nothing."""
+        return self._missing(options)
 
 
 # Optional extras: the worker calls them when a provider has them (checked with isinstance).

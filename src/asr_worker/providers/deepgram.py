@@ -51,10 +51,12 @@ from websockets.protocol import Event, State
 from ..core.audio import AudioFormat
 from ..core.clock import Clock, SystemClock
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
+from ..credentials import Secret
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
+from ..settings import Section, Setting, secret, text, url
 from ..wsframes import MaskKeys, binary_frame
-from .base import ProviderHealth, StreamRequest
+from .base import ProviderHealth, ProviderKind, StreamRequest
 from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics
 from .handshake import Refused, Unreachable, open_websocket
@@ -86,9 +88,9 @@ _STATUS_CODES: Final = {
 @dataclass(frozen=True, slots=True)
 class DeepgramOptions:
     url: str = "wss://api.deepgram.com/v1/listen"
-    api_key: str | None = field(default=None, repr=False)  # never printed
-    model: str = "nova-3"
-    language: str = "en-US"
+    api_key: Secret | None = field(default=None, repr=False)  # never printed
+    model: str = protocol.DEFAULT_MODEL
+    language: str = protocol.DEFAULT_LANGUAGE
     extra_params: tuple[tuple[str, str], ...] = ()  # DEEPGRAM_PARAMS, override the defaults
     open_timeout_s: float = 5.0
     # websockets' own pings find a dead TCP connection (and a send blocked on it) in <= 20 s.
@@ -149,10 +151,10 @@ class DeepgramProvider:
         self._clock = clock or SystemClock()
         self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
         self.metrics = DeepgramMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
-        self._headers: list[tuple[str, str]] = (
-            [("Authorization", f"Token {options.api_key}")] if options.api_key else []
-        )
-        self.scrub = _scrubber(options.api_key)
+        key = options.api_key.reveal() if options.api_key is not None else None
+        self._key = key
+        self._headers: list[tuple[str, str]] = [("Authorization", f"Token {key}")] if key else []
+        self.scrub = _scrubber(key)
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
         self._refusal: str | None = None  # the last non-retryable refusal, for /health
@@ -260,8 +262,8 @@ class DeepgramProvider:
         # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
         scrub = self.scrub
         body = bytes(response.body or b"")
-        if self.options.api_key and len(self.options.api_key) >= 4:
-            body = body.replace(self.options.api_key.encode(), _HIDDEN.encode())
+        if self._key and len(self._key) >= 4:
+            body = body.replace(self._key.encode(), _HIDDEN.encode())
         dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
         err_code, err_msg = protocol.read_refusal(status, dg_error, body)
         request_id = scrub(response.headers.get("dg-request-id", ""))
@@ -650,3 +652,31 @@ def _retry_after_s(value: str | None) -> float | None:
 
 def create(options: DeepgramOptions) -> DeepgramProvider:
     return DeepgramProvider(options)
+
+
+def _missing(options: DeepgramOptions) -> tuple[str, str] | None:
+    """Deepgram's cloud takes no call without a key (a self-hosted or test server may)."""
+    host = urlsplit(options.url).hostname or ""
+    cloud = host == "deepgram.com" or host.endswith(".deepgram.com")
+    return ("DEEPGRAM_API_KEY", "uses api.deepgram.com") if cloud and options.api_key is None else None
+
+
+SETTINGS: Final = Section(
+    "deepgram",
+    "Deepgram provider",
+    DeepgramOptions,
+    (
+        Setting("api_key", "DEEPGRAM_API_KEY", "Deepgram API key (never logged)", secret, secret=True),
+        Setting("url", "DEEPGRAM_URL", "Deepgram live endpoint", url("ws", "wss")),
+        Setting("model", "DEEPGRAM_MODEL", "Deepgram model", text),
+        Setting("language", "DEEPGRAM_LANGUAGE", "Deepgram language", text),
+        Setting(
+            "extra_params",
+            "DEEPGRAM_PARAMS",
+            "extra Deepgram query parameters, e.g. smart_format=true&endpointing=500",
+            parse_extra_params,
+        ),
+    ),
+)
+
+KIND: Final = ProviderKind(SETTINGS, create, _missing)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections import deque
@@ -41,7 +42,8 @@ from ..engine.resample import SAMPLE_RATE, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
 from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
-from .base import ProviderHealth, ProviderStartError, ResultQueue, StreamRequest
+from ..settings import Section, Setting, choice, int_range, term_list
+from .base import ProviderHealth, ProviderKind, ProviderStartError, ResultQueue, StreamRequest
 
 log = logging.getLogger("asr_worker.local")
 
@@ -55,7 +57,7 @@ class LocalOptions:
     model: ModelChoice = field(default_factory=ModelChoice)
     compute_type: str = "int8"
     cpu_threads: int = 1
-    num_workers: int = 2
+    num_workers: int = 0  # decodes at once; 0: one per core
     language: str = "en"
     vad: VadConfig = field(default_factory=VadConfig)
     interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
@@ -81,12 +83,13 @@ class LocalProvider:
         """`decoder`/`vad` given (tests) skip loading; otherwise `run` loads them."""
         self.options = options or LocalOptions()
         opts = self.options
+        self.num_workers = opts.num_workers or max(1, os.cpu_count() or 1)
         self.scheduler = Scheduler(
             max_batch=opts.max_batch,
-            interim_slots=max(1, opts.num_workers - 1),
+            interim_slots=max(1, self.num_workers - 1),
             max_backlog_s=opts.max_backlog_s,
         )
-        self.pool = DecodePool(self.scheduler, opts.num_workers, clock)
+        self.pool = DecodePool(self.scheduler, self.num_workers, clock)
         self.metrics = self.pool.metrics
         self.clock = clock
         self.channel_engine = ChannelEngine(
@@ -141,7 +144,7 @@ class LocalProvider:
         model = resolve_model(opts.model)
         verified = time.monotonic()
         decoder = WhisperDecoder.load(
-            WhisperOptions(model, opts.compute_type, opts.cpu_threads, opts.num_workers, opts.language)
+            WhisperOptions(model, opts.compute_type, opts.cpu_threads, self.num_workers, opts.language)
         )
         decoder.decode_batch([np.zeros(SAMPLE_RATE, dtype=np.float32)])  # warm the kernels up
         vad = self._vad or SileroVad.load()
@@ -151,7 +154,7 @@ class LocalProvider:
                 "model": opts.model.describe(),
                 "compute_type": opts.compute_type,
                 "cpu_threads": opts.cpu_threads,
-                "num_workers": opts.num_workers,
+                "num_workers": self.num_workers,
                 "verify_s": round(verified - started, 2),
                 "load_s": round(time.monotonic() - verified, 2),
             },
@@ -318,3 +321,100 @@ class LocalStream:
 
 def create(options: LocalOptions) -> LocalProvider:
     return LocalProvider(options)
+
+
+# CTranslate2's compute types (https://opennmt.net/CTranslate2/quantization.html).
+COMPUTE_TYPES: Final = (
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+
+
+def _language(text: str) -> str:
+    value = text.strip().lower()
+    if not (2 <= len(value) <= 3 and value.isalpha()) and value not in ("haw", "yue"):
+        raise ValueError("must be a Whisper language code such as en, de or es")
+    return value
+
+
+def _keyterms(text: str) -> tuple[str, ...]:
+    terms = term_list(text)
+    if sum(len(t) + 2 for t in terms) > 500:
+        raise ValueError("must be at most 500 characters of terms (Whisper's prompt is short)")
+    return terms
+
+
+def _model(choice: object) -> str:
+    return choice.describe() if isinstance(choice, ModelChoice) and choice != ModelChoice() else "none"
+
+
+SETTINGS: Final = Section(
+    "local",
+    "local engine",
+    LocalOptions,
+    (
+        Setting(
+            "model",
+            "ASR_LOCAL_MODEL",
+            "local engine model: empty for the packaged Whisper base, a faster-whisper model "
+            "directory, or a size such as small.en (downloaded by faster-whisper)",
+            ModelChoice.parse,
+            show=_model,
+        ),
+        Setting(
+            "compute_type",
+            "ASR_LOCAL_COMPUTE_TYPE",
+            "local engine CTranslate2 compute type: " + ", ".join(COMPUTE_TYPES),
+            choice(*COMPUTE_TYPES),
+        ),
+        Setting(
+            "cpu_threads",
+            "ASR_LOCAL_CPU_THREADS",
+            "local engine threads per decode (faster-whisper's cpu_threads; 0 = CTranslate2's default)",
+            int_range(0, 256),
+        ),
+        Setting(
+            "num_workers",
+            "ASR_LOCAL_NUM_WORKERS",
+            "local engine decodes in parallel (faster-whisper's num_workers; 0 = one per core)",
+            int_range(0, 256),
+        ),
+        Setting(
+            "language",
+            "ASR_LOCAL_LANGUAGE",
+            "local engine language (a Whisper language code)",
+            _language,
+        ),
+        Setting(
+            "vad.min_silence_ms",
+            "ASR_LOCAL_ENDPOINTING_MS",
+            "local engine: silence that ends an utterance with a speech_final result "
+            "(Deepgram's `endpointing`)",
+            int_range(32, 10_000),
+        ),
+        Setting(
+            "keyterms",
+            "ASR_LOCAL_KEYTERMS",
+            "local engine: comma-separated words or phrases calls are expected to use (product, agent and "
+            "place names), given to Whisper as context; a call adds its own with Deepgram's keyterm/keywords",
+            _keyterms,
+        ),
+        Setting(
+            "context_chars",
+            "ASR_LOCAL_CONTEXT_CHARS",
+            "local engine: characters of a call's recent finals each decode is prompted with (0: none; "
+            "measured worse on short utterances, see docs/local-engine.md)",
+            int_range(0, 1000),
+        ),
+    ),
+)
+
+KIND: Final = ProviderKind(SETTINGS, create)

@@ -23,13 +23,15 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
+from typing import Final
 
 import numpy as np
 
 from ..core.audio import AudioFormat
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderError, ProviderEvent, TranscriptResult, Word
-from .base import ProviderHealth, ResultQueue, StreamRequest
+from ..settings import Section, Setting
+from .base import ProviderHealth, ProviderKind, ResultQueue, StreamRequest
 
 VOCABULARY = [
     "alpha",
@@ -301,3 +303,20 @@ class MockProvider:
 
 def create(options: MockOptions) -> MockProvider:
     return MockProvider(options)
+
+
+SETTINGS: Final = Section(
+    "mock",
+    "mock provider",
+    MockOptions,
+    (
+        Setting(
+            "",
+            "ASR_MOCK",
+            "mock provider options, e.g. word_ms=200,drop_after_ms=3000 (tests)",
+            MockOptions.parse,
+        ),
+    ),
+)
+
+KIND: Final = ProviderKind(SETTINGS, create)

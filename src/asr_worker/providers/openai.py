@@ -49,6 +49,7 @@ from ..core.audio import AudioFormat, Encoding
 from ..core.clock import Clock, SystemClock
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderError, ProviderEvent, SpeechStarted, TranscriptResult
+from ..credentials import Secret
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
     G711_ALAW,
@@ -61,7 +62,8 @@ from ..openai_realtime.protocol import (
     Transcription,
     TurnDetection,
 )
-from .base import ProviderHealth, StreamRequest
+from ..settings import Section, Setting, secret, text, url
+from .base import ProviderHealth, ProviderKind, StreamRequest
 from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics
 from .handshake import Refused, Unreachable, open_websocket
@@ -90,7 +92,7 @@ _STATUS_CODES: Final = {
 @dataclass(frozen=True, slots=True)
 class OpenAIOptions:
     base_url: str = "https://api.openai.com/v1"
-    api_key: str | None = field(default=None, repr=False)  # never printed
+    api_key: Secret | None = field(default=None, repr=False)  # never printed
     model: str = protocol.DEFAULT_MODEL
     language: str | None = None
     open_timeout_s: float = 5.0
@@ -159,8 +161,8 @@ class OpenAIProvider:
         self._clock = clock or SystemClock()
         self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
         self.metrics = OpenAIMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
-        self._headers = [("Authorization", f"Bearer {options.api_key}")] if options.api_key else []
-        key = options.api_key
+        key = options.api_key.reveal() if options.api_key is not None else None
+        self._headers = [("Authorization", f"Bearer {key}")] if key else []
         self.scrub: Callable[[str], str] = (
             (lambda text: text.replace(key, _HIDDEN)) if key and len(key) >= 4 else str
         )
@@ -591,3 +593,29 @@ class OpenAIStream:
 
 def create(options: OpenAIOptions) -> OpenAIProvider:
     return OpenAIProvider(options)
+
+
+def _missing(options: OpenAIOptions) -> tuple[str, str] | None:
+    """OpenAI's cloud takes no call without a key (a compatible local server may)."""
+    host = urlsplit(options.base_url).hostname or ""
+    cloud = host == "openai.com" or host.endswith(".openai.com")
+    return ("OPENAI_API_KEY", "uses api.openai.com") if cloud and options.api_key is None else None
+
+
+SETTINGS: Final = Section(
+    "openai",
+    "OpenAI provider",
+    OpenAIOptions,
+    (
+        Setting("api_key", "OPENAI_API_KEY", "OpenAI API key (never logged)", secret, secret=True),
+        Setting(
+            "base_url",
+            "OPENAI_BASE_URL",
+            "OpenAI-compatible API base; the openai provider streams to its /realtime?intent=transcription",
+            url("https", "http", "wss", "ws"),
+        ),
+        Setting("model", "OPENAI_TRANSCRIBE_MODEL", "transcription model for the openai provider", text),
+    ),
+)
+
+KIND: Final = ProviderKind(SETTINGS, create, _missing)

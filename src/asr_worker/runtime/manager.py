@@ -11,7 +11,9 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import Final
 
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
@@ -21,12 +23,49 @@ from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import AdmissionGate, Provider
+from ..settings import Section, Setting, int_range, seconds
 from .primary import PrimaryWatch
 from .runner import SessionRunner
 from .source import CallSource
 from .wakeup import TimerWheel
 
 log = logging.getLogger("asr_worker.sessions")
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How much the registry takes on before it refuses new calls and sources."""
+
+    max_sessions: int = 1000
+    max_sources_per_call: int = 8
+    max_buffered_audio_s: float = 3600.0
+
+
+SETTINGS: Final = Section(
+    "calls",
+    "call limits",
+    CallLimits,
+    (
+        Setting(
+            "max_sessions",
+            "ASR_MAX_SESSIONS",
+            "most concurrent calls; more are refused",
+            int_range(1, 1_000_000),
+        ),
+        Setting(
+            "max_sources_per_call",
+            "ASR_MAX_SOURCES_PER_CALL",
+            "most sockets feeding one call",
+            int_range(1, 1000),
+        ),
+        Setting(
+            "max_buffered_audio_s",
+            "ASR_MAX_BUFFERED_AUDIO_S",
+            "new calls are refused while the worker holds more audio than this, seconds",
+            seconds(1.0, 10_000_000.0),
+        ),
+    ),
+)
 
 
 class SessionRefused(Exception):
@@ -64,10 +103,7 @@ class SessionManager:
         config: SessionConfig,
         fallback: Provider | None = None,
         failover: FailoverConfig | None = None,
-        fallback_max_calls: int = 32,
-        max_sessions: int,
-        max_sources_per_call: int = 8,
-        max_buffered_audio_s: float = 3600.0,
+        limits: CallLimits | None = None,
         publish: Callable[[CallEvent], None],
         metrics: WorkerMetrics,
         clock: Clock,
@@ -75,15 +111,15 @@ class SessionManager:
     ) -> None:
         self.provider = provider
         self.fallback = fallback
-        self.failover_config = (
-            None if fallback is None else failover or FailoverConfig(fallback=fallback.name)
-        )
-        self.fallback_slots = FallbackSlots(fallback_max_calls)
+        failover = failover or FailoverConfig()
+        self.failover_config = None if fallback is None else replace(failover, fallback=fallback.name)
+        self.fallback_slots = FallbackSlots(failover.max_calls)
         self.primary_watch = None if fallback is None else PrimaryWatch(provider)
         self.config = config
-        self.max_sessions = max_sessions
-        self.max_sources_per_call = max_sources_per_call
-        self.max_buffered_audio_s = max_buffered_audio_s
+        limits = limits or CallLimits()
+        self.max_sessions = limits.max_sessions
+        self.max_sources_per_call = limits.max_sources_per_call
+        self.max_buffered_audio_s = limits.max_buffered_audio_s
         self._publish = publish
         self._metrics = metrics
         self._clock = clock

@@ -24,13 +24,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from ..config import Settings, make_provider, session_config
+from ..config import Settings, make_fallback, make_provider
+from ..core import failover, session_types
 from ..core.clock import SystemClock
 from ..core.events import CallError, CallEvent, SessionEnded, Transcript
 from ..jsonwire import dumps_event_text
 from ..metrics import LiveTotals, WorkerMetrics
 from ..providers import BackgroundProvider, Provider
-from ..runtime.manager import SessionManager
+from ..runtime.manager import CallLimits, SessionManager
 from .audio_files import AudioFile
 
 LOOKAHEAD_S: Final = 30.0  # within ASR_MAX_RETAINED_S's default of 60 s
@@ -156,16 +157,22 @@ async def transcribe_files(
         display.event(result, event, many)
         display.progress(result)
 
+    fallback = make_fallback(settings) if provider.name == settings.provider else None
     manager = SessionManager(
         provider=provider,
-        config=session_config(settings),
-        max_sessions=max(1, len(files)),
+        fallback=fallback,
+        failover=settings.of(failover.SETTINGS),
+        config=settings.of(session_types.SETTINGS),
+        limits=CallLimits(max_sessions=max(1, len(files))),
         publish=publish,
         metrics=WorkerMetrics(LiveTotals, provider.name),
         clock=SystemClock(),
     )
     async with asyncio.TaskGroup() as tg:
-        background = tg.create_task(provider.run()) if isinstance(provider, BackgroundProvider) else None
+        background: list[asyncio.Task[None]] = []
+        for each in [provider] if fallback is None else [provider, fallback]:
+            if isinstance(each, BackgroundProvider):
+                background.append(tg.create_task(each.run()))
         try:
             await _wait_ready(provider)
             async with manager:
@@ -175,8 +182,8 @@ async def transcribe_files(
                     await _feed(manager, call_id, audio, result, display, realtime)
         finally:
             display.done()
-            if background is not None:
-                background.cancel()
+            for task in background:
+                task.cancel()
     return [results[k] for k in results]
 
 

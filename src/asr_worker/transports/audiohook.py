@@ -34,15 +34,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import WSMsgType, web
 
 from ..audiohook import protocol as ah
-from ..audiohook.signature import NonceCache, authenticate, header_fields
-from ..config import language_codes
+from ..audiohook.signature import ApiKeys, NonceCache, authenticate, header_fields
 from ..core.audio import AudioFormat, Encoding
 from ..core.events import SessionEnded, Transcript
 from ..core.ids import BadRequest, check_id
@@ -50,6 +51,7 @@ from ..deepgram.protocol import ParamError, json_keyterms
 from ..runtime.hub import Subscription
 from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
+from ..settings import Section, Setting
 from .common import upgrade_refusal
 from .host import CallHost
 
@@ -61,8 +63,47 @@ _MAX_BREAKS: Final = 256
 _NORMAL_ENDS: Final = frozenset({"end", "stop", "close", "grace"})
 
 
-def routes(host: CallHost) -> list[web.RouteDef]:
-    endpoint = _Endpoint(host)
+@dataclass(frozen=True)
+class AudioHookOptions:
+    api_keys: ApiKeys | None = None  # None: the endpoint is closed
+    languages: tuple[str, ...] = ("en-US",)  # what `opened` lists in supportedLanguages
+
+
+_LANGUAGE_CODE: Final = re.compile(r"^[a-z]{2,3}-[A-Za-z]{2,3}$")
+
+
+def _language_codes(text: str) -> tuple[str, ...]:
+    codes = tuple(code.strip() for code in text.split(",") if code.strip())
+    if not codes or any(_LANGUAGE_CODE.match(code) is None for code in codes):
+        raise ValueError("must be comma-separated language codes such as en-US,es-ES")
+    return codes
+
+
+SETTINGS: Final = Section(
+    "audiohook",
+    "Genesys AudioHook",
+    AudioHookOptions,
+    (
+        Setting(
+            "api_keys",
+            "ASR_AUDIOHOOK_API_KEYS",
+            "Genesys AudioHook credentials: comma-separated KEY or KEY:BASE64_CLIENT_SECRET (several for "
+            "rotation; never logged); unset: /v1/audiohook is closed",
+            ApiKeys.parse,
+            secret=True,
+        ),
+        Setting(
+            "languages",
+            "ASR_AUDIOHOOK_LANGUAGES",
+            "languages /v1/audiohook reports to Genesys (supportedLanguages), comma-separated",
+            _language_codes,
+        ),
+    ),
+)
+
+
+def routes(host: CallHost, options: AudioHookOptions) -> list[web.RouteDef]:
+    endpoint = _Endpoint(host, options)
     return [
         web.get("/v1/audiohook", endpoint.socket),
         web.post("/v1/audiohook/{interaction_id}/{action}", endpoint.control),
@@ -72,20 +113,19 @@ def routes(host: CallHost) -> list[web.RouteDef]:
 class _Endpoint:
     """The endpoint's state across connections: seen nonces, and the live sessions by call."""
 
-    def __init__(self, host: CallHost) -> None:
+    def __init__(self, host: CallHost, options: AudioHookOptions) -> None:
         self.host = host
+        self.options = options
         self.nonces = NonceCache()
         self.live: dict[str, set[_Session]] = {}
 
     async def socket(self, request: web.Request) -> web.StreamResponse:
         host = self.host
-        ws = web.WebSocketResponse(
-            max_msg_size=host.settings.max_message_bytes, heartbeat=None, compress=False
-        )
+        ws = web.WebSocketResponse(max_msg_size=host.http.max_message_bytes, heartbeat=None, compress=False)
         refusal = upgrade_refusal(request, ws, host.draining)
         if refusal is not None:
             return refusal
-        keys = host.settings.audiohook_api_keys
+        keys = self.options.api_keys
         if keys is None:
             host.metrics.audiohook_refused.labels("disabled").inc()
             log.info("audiohook refused", extra={"reason": "disabled", "peer": request.remote})
@@ -394,8 +434,7 @@ class _Session:
                 ),
             )
             return
-        settings = self.host.settings
-        languages = language_codes(settings.audiohook_languages)
+        languages = self.endpoint.options.languages
         supported = languages if message.supported_languages else None
         self.language = message.language or languages[0]
         media = ah.choose_media(message.media)

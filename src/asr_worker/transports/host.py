@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from ..config import Settings
+from ..http.options import HttpOptions
 from ..metrics import WorkerMetrics
 from ..runtime.hub import EventHub
 from ..runtime.manager import SessionManager
@@ -32,8 +32,8 @@ class CallHost(Protocol):
         ...
 
     @property
-    def settings(self) -> Settings:
-        """Limits (largest message, longest buffering) and the token the raw ingest path checks."""
+    def http(self) -> HttpOptions:
+        """The listener's limits (the largest message) and the token the raw ingest path checks."""
         ...
 
     @property

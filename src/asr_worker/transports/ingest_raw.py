@@ -93,7 +93,7 @@ class IngestProtocol(asyncio.Protocol):
         self._host = host
         self._spawn = spawn
         self._connections = connections
-        max_bytes = host.settings.max_message_bytes
+        max_bytes = host.http.max_message_bytes
         self._ws = ServerProtocol(max_size=max_bytes, logger=_PROTOCOL_LOG)
         self._transport: asyncio.Transport | None = None
         self._call: IngestCall | None = None
@@ -175,7 +175,7 @@ class IngestProtocol(asyncio.Protocol):
     def _handshake(self, request: Request) -> None:
         host, ws = self._host, self._ws
         url = URL(request.path)
-        token = host.settings.worker_token
+        token = host.http.worker_token
         if token is not None:
             presented = presented_credentials("GET", request.headers.get("Authorization", ""), url.query)
             if not token_matches(token, presented):

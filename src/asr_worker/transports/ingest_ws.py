@@ -28,7 +28,7 @@ async def audio_socket(host: CallHost, request: web.Request) -> web.StreamRespon
     """The ingest socket on aiohttp: for a client whose upgrade came on a kept-alive connection
     (aiohttp's client reuses them), which the connection router has already given to aiohttp."""
     # no permessage-deflate, like the raw path: audio hardly compresses and deflate costs CPU
-    ws = web.WebSocketResponse(max_msg_size=host.settings.max_message_bytes, heartbeat=None, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=host.http.max_message_bytes, heartbeat=None, compress=False)
     refusal = upgrade_refusal(request, ws, host.draining)
     if refusal is not None:
         return refusal

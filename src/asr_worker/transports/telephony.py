@@ -195,7 +195,9 @@ class _MediaStream:
             return True
         self._source, self._fmt, self._stream_sid = source, fmt, start.stream_sid
         if channels == 2:
-            self._interleaver = TrackInterleaver(start.fmt, max_lag_ms=self._host.settings.max_buffer_ms)
+            self._interleaver = TrackInterleaver(
+                start.fmt, max_lag_ms=self._host.manager.config.max_buffer_ms
+            )
             metrics = self._host.metrics  # the series exist (at 0) from the first two-track call on
             metrics.telephony_silence.labels(self._platform.name)
             metrics.telephony_pending.labels(self._platform.name)

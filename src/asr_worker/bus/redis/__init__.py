@@ -40,16 +40,22 @@ transcript stream is the consumers': it is never trimmed, and expires a day afte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from .bus import RedisStreamsBus
+from ..base import BusKind
+from .options import SETTINGS, RedisOptions
 
 if TYPE_CHECKING:
-    from ...config import Settings
+    from ...core.session_types import SessionConfig
+    from .bus import RedisStreamsBus
 
 
-def create(settings: Settings) -> RedisStreamsBus:
-    return RedisStreamsBus(settings)
+def create(options: RedisOptions, session: SessionConfig) -> RedisStreamsBus:
+    from .bus import RedisStreamsBus  # redis-py loads only where this bus runs
+
+    return RedisStreamsBus(options, session)
 
 
-__all__ = ["RedisStreamsBus", "create"]
+KIND: Final = BusKind(SETTINGS, create)
+
+__all__ = ["KIND", "SETTINGS", "RedisOptions", "create"]

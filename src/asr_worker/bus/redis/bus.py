@@ -21,19 +21,20 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ... import logs
+from ...core.session_types import SessionConfig
 from .audio import AudioReader
 from .calls import CallTable, ClaimTiming
 from .housekeeping import Housekeeping, dead_consumer_after_s
 from .intake import Intake
 from .link import RedisLink
 from .metrics import BusCollector, BusCounters, BusGauges
+from .options import RedisOptions
 from .outbox import MAX_QUEUED_EVENTS, Outbox
 from .writer import Writer
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ...config import Settings
     from ...core.events import CallEvent
     from ...runtime.manager import SessionManager
 
@@ -41,8 +42,18 @@ if TYPE_CHECKING:
 class RedisStreamsBus:
     name = "redis_streams"
 
-    def __init__(self, settings: Settings, *, max_queued_events: int = MAX_QUEUED_EVENTS) -> None:
-        parts = urlsplit(settings.redis_url)
+    def __init__(
+        self,
+        options: RedisOptions | None = None,
+        session: SessionConfig | None = None,
+        *,
+        max_queued_events: int = MAX_QUEUED_EVENTS,
+    ) -> None:
+        settings = options or RedisOptions()
+        # A call's audio is fed ahead of what its session sent on by at most half of what a
+        # session keeps for replay, so feeding never makes a session shed audio.
+        feed_limit_s = (session or SessionConfig()).max_retained_s / 2
+        parts = urlsplit(settings.url)
         if parts.password:
             logs.register_secret(parts.password)
         where = f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
@@ -50,8 +61,8 @@ class RedisStreamsBus:
         self.timing = ClaimTiming(settings.claim_idle_s)
         self.counters = BusCounters()
         self._calls = CallTable()
-        cluster = settings.redis_cluster
-        self._link = RedisLink(settings.redis_url, where, self.consumer, self._link_up, cluster=cluster)
+        cluster = settings.cluster
+        self._link = RedisLink(settings.url, where, self.consumer, self._link_up, cluster=cluster)
         self._writer = Writer(self._link, self._calls, self.counters, self.timing, Outbox(max_queued_events))
         self._intake = Intake(
             self._link,
@@ -65,8 +76,8 @@ class RedisStreamsBus:
             self._link,
             self._calls,
             self.counters,
-            feed_limit_s=settings.max_retained_s / 2,
-            read_interval_s=settings.bus_read_interval_ms / 1000,
+            feed_limit_s=feed_limit_s,
+            read_interval_s=settings.read_interval_ms / 1000,
         )
         self._housekeeping = Housekeeping(
             self.consumer, dead_consumer_after_s=dead_consumer_after_s(settings.claim_idle_s)
