@@ -655,10 +655,9 @@ def make_fallback(settings: Settings) -> Provider | None:
 def deepgram_options(settings: Settings) -> DeepgramOptions:
     from .providers.deepgram import DeepgramOptions, parse_extra_params
 
-    key = settings.deepgram_api_key
     return DeepgramOptions(
         url=settings.deepgram_url,
-        api_key=None if key is None else key.reveal(),
+        api_key=settings.deepgram_api_key,
         model=settings.deepgram_model,
         language=settings.deepgram_language,
         extra_params=parse_extra_params(settings.deepgram_params),
@@ -668,10 +667,9 @@ def deepgram_options(settings: Settings) -> DeepgramOptions:
 def openai_options(settings: Settings) -> OpenAIOptions:
     from .providers.openai import OpenAIOptions
 
-    key = settings.openai_api_key
     return OpenAIOptions(
         base_url=settings.openai_base_url,
-        api_key=None if key is None else key.reveal(),
+        api_key=settings.openai_api_key,
         model=settings.openai_transcribe_model,
     )
 

@@ -443,7 +443,7 @@ def test_valid_deepgram_params_are_the_pairs_the_provider_sends(
     assert parse_extra_params(text) == tuple(pairs)
     settings = load_settings({"ASR_PROVIDER": "deepgram", "DEEPGRAM_API_KEY": key, "DEEPGRAM_PARAMS": text})
     options = deepgram_options(settings)
-    assert options.extra_params == tuple(pairs) and options.api_key == key
+    assert options.extra_params == tuple(pairs) and options.api_key == Secret(key)
 
 
 def test_a_cluster_is_named_by_a_node_address_not_a_socket_file() -> None:

@@ -26,6 +26,7 @@ from asr_worker.core.provider_events import (
     UtteranceEnd,
     Word,
 )
+from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
 from asr_worker.deepgram.protocol import (
     MAX_STREAM_S,
@@ -196,7 +197,9 @@ def test_a_handshake_refusal_is_a_provider_error_with_a_short_message(
     status: int, dg_error: str | None, retry_after: str | None, body: bytes, request_id: str | None
 ) -> None:
     clock = FakeClock()
-    provider = DeepgramProvider(DeepgramOptions(url="ws://127.0.0.1:1/v1/listen", api_key=KEY), clock=clock)
+    provider = DeepgramProvider(
+        DeepgramOptions(url="ws://127.0.0.1:1/v1/listen", api_key=Secret(KEY)), clock=clock
+    )
     headers = Headers()
     for name, value in (("dg-error", dg_error), ("Retry-After", retry_after), ("dg-request-id", request_id)):
         if value is not None:

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from asr_worker.core.provider_events import ProviderError
+from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
 from asr_worker.dgserver import ConnectionRecord, Faults
 from asr_worker.providers.base import StreamRequest
@@ -344,7 +345,9 @@ async def test_a_silent_server_times_out_and_a_closed_port_fails_both_retryably(
         with pytest.raises(ProviderError) as timed_out:
             await provider.open(request)
     assert timed_out.value.code == "connect_timeout" and timed_out.value.retryable
-    nobody = DeepgramProvider(DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key="k"))
+    nobody = DeepgramProvider(
+        DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key=Secret("k"))
+    )
     with pytest.raises(ProviderError) as refused:
         await nobody.open(request)
     assert refused.value.code == "connect_failed" and refused.value.retryable

@@ -244,7 +244,7 @@ def test_the_url_carries_the_call_format_and_lets_configuration_override_the_res
     provider = DeepgramProvider(
         DeepgramOptions(
             url="ws://dg.example/v1/listen?tag=prod&channels=9",
-            api_key="k",
+            api_key=Secret("k"),
             extra_params=(("smart_format", "true"), ("endpointing", "500")),
         )
     )

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aiohttp
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.credentials import Secret
 from asr_worker.dgserver import Faults
 from asr_worker.engine.vad import SileroVad
 from asr_worker.openai_realtime.protocol import MAX_PROMPT_CHARS
@@ -100,7 +101,9 @@ async def test_openai_receives_the_calls_keyterms_in_the_transcription_prompt(
 ) -> None:
     ulaw = "encoding=mulaw&sample_rate=8000&channels=1"
     async with running_rt_server() as server:
-        provider = OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key="sk-test-0123456789"))
+        provider = OpenAIProvider(
+            OpenAIOptions(base_url=server.base_url, api_key=Secret("sk-test-0123456789"))
+        )
         async with running_worker(provider) as worker:
             for call in [
                 await connect(http, worker, "oa-terms", query(ulaw)),

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from asr_worker.config import ConfigError, load_settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.credentials import Secret
 from asr_worker.openai_realtime import protocol
 from asr_worker.openai_realtime.protocol import SessionConfig
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
@@ -36,7 +37,7 @@ ULAW_QUERY = "encoding=mulaw&sample_rate=8000&channels=1"
 
 
 def provider(server: RealtimeTestServer, **options: Any) -> OpenAIProvider:
-    return OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=KEY, **options))
+    return OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=Secret(KEY), **options))
 
 
 @asynccontextmanager
@@ -214,7 +215,7 @@ async def test_a_refused_session_fails_the_call_without_retrying(http: aiohttp.C
         return ws
 
     async with serving("/v1/realtime", realtime) as port:
-        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
+        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=Secret(KEY))
         async with running_worker(OpenAIProvider(options)) as worker:
             call = await connect(http, worker, "oa-refused", ULAW_QUERY)
             await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)
@@ -274,7 +275,7 @@ async def test_a_sloppy_server_gives_each_item_one_final(http: aiohttp.ClientSes
         return ws
 
     async with serving("/v1/realtime", realtime) as port:
-        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
+        options = OpenAIOptions(base_url=f"http://127.0.0.1:{port}/v1", api_key=Secret(KEY))
         async with running_worker(OpenAIProvider(options)) as worker:
             call = await connect(http, worker, "oa-sloppy", ULAW_QUERY)
             await call.send_frames(frames(speechlike(0.6, ULAW), ULAW), pace_s=0.002)

@@ -45,7 +45,7 @@ async def test_the_openai_key_never_leaks_whatever_the_endpoint_does(
     with json_logs() as logs:
         async with running_rt_server(SCENARIOS[scenario]) as server:
             provider = OpenAIProvider(
-                OpenAIOptions(base_url=server.base_url, api_key=KEY, finalize_timeout_s=0.5)
+                OpenAIOptions(base_url=server.base_url, api_key=Secret(KEY), finalize_timeout_s=0.5)
             )
             async with running_worker(provider, finalize_timeout_s=1.0) as worker:
                 call = await run_call(http, worker, "oa-secret", exposure)
@@ -91,7 +91,7 @@ async def test_a_server_that_echoes_the_key_back_does_not_make_the_worker_repeat
     exposure = Exposure()
     with json_logs() as logs:
         async with echoing_server(accept) as url:
-            provider = OpenAIProvider(OpenAIOptions(base_url=url, api_key=KEY, breaker_threshold=100))
+            provider = OpenAIProvider(OpenAIOptions(base_url=url, api_key=Secret(KEY), breaker_threshold=100))
             async with running_worker(provider, finalize_timeout_s=1.0) as worker:
                 call = await run_call(http, worker, "oa-echo", exposure)
             exposure.add("health detail", provider.health().detail)
@@ -105,8 +105,8 @@ async def test_provider_errors_settings_and_streams_never_hold_the_key() -> None
     exposure = Exposure()
     async with echoing_server(accept=False) as url:
         with pytest.raises(ProviderError) as refused:
-            await OpenAIProvider(OpenAIOptions(base_url=url, api_key=KEY)).open(request)
-    nobody = OpenAIProvider(OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key=KEY))
+            await OpenAIProvider(OpenAIOptions(base_url=url, api_key=Secret(KEY))).open(request)
+    nobody = OpenAIProvider(OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key=Secret(KEY)))
     with pytest.raises(ProviderError) as unreachable:
         await nobody.open(request)
     assert refused.value.code == "unauthorized" and not refused.value.retryable
@@ -114,10 +114,10 @@ async def test_provider_errors_settings_and_streams_never_hold_the_key() -> None
     exposure.add("errors", [exception_text(refused.value), exception_text(unreachable.value)])
     settings = load_settings({"ASR_PROVIDER": "openai", "OPENAI_API_KEY": KEY})
     options = openai_options(settings)
-    assert options.api_key == KEY  # it is there, for the Authorization header
+    assert options.api_key == Secret(KEY)  # it is there, for the Authorization header
     exposure.add("settings", [repr(settings), str(settings), repr(options), str(options)])
     async with running_rt_server() as server:
-        provider = OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=KEY))
+        provider = OpenAIProvider(OpenAIOptions(base_url=server.base_url, api_key=Secret(KEY)))
         stream = await provider.open(request)
         try:
             exposure.add("stream", [repr(stream), str(stream), repr(provider)])

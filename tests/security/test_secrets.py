@@ -144,7 +144,9 @@ async def test_the_deepgram_key_never_leaks_whatever_deepgram_does(
 
 async def test_the_key_never_leaks_when_deepgram_is_unreachable(http: aiohttp.ClientSession) -> None:
     exposure = Exposure()
-    provider = DeepgramProvider(DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key=KEY))
+    provider = DeepgramProvider(
+        DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key=Secret(KEY))
+    )
     with json_logs() as logs:
         async with running_worker(provider, finalize_timeout_s=1.0) as worker:
             call = await run_call(http, worker, "unreachable", exposure)
@@ -188,7 +190,7 @@ async def test_a_server_that_echoes_the_key_back_does_not_make_the_worker_repeat
     exposure = Exposure()
     with json_logs() as logs:
         async with echoing_server(accept) as url:
-            provider = DeepgramProvider(DeepgramOptions(url=url, api_key=KEY, breaker_threshold=100))
+            provider = DeepgramProvider(DeepgramOptions(url=url, api_key=Secret(KEY), breaker_threshold=100))
             async with running_worker(provider, finalize_timeout_s=1.0) as worker:
                 call = await run_call(http, worker, "echo", exposure)
             exposure.add("health detail", provider.health().detail)
@@ -217,13 +219,15 @@ async def test_provider_errors_and_their_tracebacks_never_hold_the_key() -> None
             with pytest.raises(ProviderError) as caught:
                 await provider.open(request)
             failures.append(caught.value)
-    nobody = DeepgramProvider(DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key=KEY))
+    nobody = DeepgramProvider(
+        DeepgramOptions(url=f"ws://127.0.0.1:{free_port()}/v1/listen", api_key=Secret(KEY))
+    )
     with pytest.raises(ProviderError) as refused:
         await nobody.open(request)
     failures.append(refused.value)
     async with echoing_server(accept=False) as url:
         with pytest.raises(ProviderError) as echoed:
-            await DeepgramProvider(DeepgramOptions(url=url, api_key=KEY)).open(request)
+            await DeepgramProvider(DeepgramOptions(url=url, api_key=Secret(KEY))).open(request)
     failures.append(echoed.value)
     codes = [f.code for f in failures]
     assert codes == [
@@ -247,7 +251,7 @@ async def test_a_live_stream_and_the_settings_never_show_the_key() -> None:
         {"ASR_PROVIDER": "deepgram", "DEEPGRAM_API_KEY": KEY, "DEEPGRAM_URL": "ws://h/v1/listen"}
     )
     options = deepgram_options(settings)
-    assert options.api_key == KEY  # it is there, for the Authorization header
+    assert options.api_key == Secret(KEY)  # it is there, for the Authorization header
     exposure = Exposure()
     exposure.add("settings", [repr(settings), str(settings), repr(settings.deepgram_api_key)])
     exposure.add("options", [repr(options), str(options)])

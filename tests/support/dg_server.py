@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from asr_worker.credentials import Secret
 from asr_worker.dgserver import ConnectionRecord, DeepgramServer, Faults
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider
 from asr_worker.providers.mock import MockOptions, MockProvider
@@ -27,7 +28,7 @@ async def running_dg_server(
 
 
 def deepgram_provider(server: DeepgramServer, key: str = "test-key", **options: Any) -> DeepgramProvider:
-    return DeepgramProvider(DeepgramOptions(url=server.url, api_key=key, **options))
+    return DeepgramProvider(DeepgramOptions(url=server.url, api_key=Secret(key), **options))
 
 
 @asynccontextmanager

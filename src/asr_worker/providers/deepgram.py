@@ -51,6 +51,7 @@ from websockets.protocol import Event, State
 from ..core.audio import AudioFormat
 from ..core.clock import Clock, SystemClock
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
+from ..credentials import Secret
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
 from ..wsframes import MaskKeys, binary_frame
@@ -86,7 +87,7 @@ _STATUS_CODES: Final = {
 @dataclass(frozen=True, slots=True)
 class DeepgramOptions:
     url: str = "wss://api.deepgram.com/v1/listen"
-    api_key: str | None = field(default=None, repr=False)  # never printed
+    api_key: Secret | None = field(default=None, repr=False)  # never printed
     model: str = "nova-3"
     language: str = "en-US"
     extra_params: tuple[tuple[str, str], ...] = ()  # DEEPGRAM_PARAMS, override the defaults
@@ -149,10 +150,9 @@ class DeepgramProvider:
         self._clock = clock or SystemClock()
         self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
         self.metrics = DeepgramMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
-        self._headers: list[tuple[str, str]] = (
-            [("Authorization", f"Token {options.api_key}")] if options.api_key else []
-        )
-        self.scrub = _scrubber(options.api_key)
+        key = "" if options.api_key is None else options.api_key.reveal()
+        self._headers: list[tuple[str, str]] = [("Authorization", f"Token {key}")] if key else []
+        self.scrub = _scrubber(key)
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
         self._refusal: str | None = None  # the last non-retryable refusal, for /health
@@ -260,8 +260,9 @@ class DeepgramProvider:
         # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
         scrub = self.scrub
         body = bytes(response.body or b"")
-        if self.options.api_key and len(self.options.api_key) >= 4:
-            body = body.replace(self.options.api_key.encode(), _HIDDEN.encode())
+        key = "" if self.options.api_key is None else self.options.api_key.reveal()
+        if len(key) >= 4:
+            body = body.replace(key.encode(), _HIDDEN.encode())
         dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
         err_code, err_msg = protocol.read_refusal(status, dg_error, body)
         request_id = scrub(response.headers.get("dg-request-id", ""))

@@ -49,6 +49,7 @@ from ..core.audio import AudioFormat, Encoding
 from ..core.clock import Clock, SystemClock
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderError, ProviderEvent, SpeechStarted, TranscriptResult
+from ..credentials import Secret
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
     G711_ALAW,
@@ -90,7 +91,7 @@ _STATUS_CODES: Final = {
 @dataclass(frozen=True, slots=True)
 class OpenAIOptions:
     base_url: str = "https://api.openai.com/v1"
-    api_key: str | None = field(default=None, repr=False)  # never printed
+    api_key: Secret | None = field(default=None, repr=False)  # never printed
     model: str = protocol.DEFAULT_MODEL
     language: str | None = None
     open_timeout_s: float = 5.0
@@ -159,8 +160,8 @@ class OpenAIProvider:
         self._clock = clock or SystemClock()
         self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
         self.metrics = OpenAIMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
-        self._headers = [("Authorization", f"Bearer {options.api_key}")] if options.api_key else []
-        key = options.api_key
+        key = "" if options.api_key is None else options.api_key.reveal()
+        self._headers = [("Authorization", f"Bearer {key}")] if key else []
         self.scrub: Callable[[str], str] = (
             (lambda text: text.replace(key, _HIDDEN)) if key and len(key) >= 4 else str
         )
