@@ -20,14 +20,9 @@ whose `retryable` flag is the decision the core needs:
   connection, as after a drop. Without this, pings alone would keep such a connection, and
   every word said into it, forever.
 
-A circuit breaker shared by all calls fails *new* calls at once while Deepgram is failing for
-everyone (and `/health` says so): a call's first connection attempt (`StreamRequest.attempt`
-1) is refused; calls already admitted keep retrying with their own backoff, and those
-attempts are the probes that close it again. While it is open every failure says so
-(`ProviderError.outage`) and `taking_new_calls` is False: with a fallback provider, the
-session core moves such calls there, and new calls start there.
-The API key goes into the `Authorization` header and nowhere else: no message, log line or
-metric label built here contains a request header.
+The circuit breaker, the handshake and its bookkeeping, the key scrubber, the stall watchdog
+and the connection's end are the remote providers' skeleton (`providers.remote`); this module
+is Deepgram's protocol mapping and options.
 """
 
 from __future__ import annotations
@@ -37,37 +32,30 @@ import logging
 import math
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError
 from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Event, State
 
 from ..core.audio import AudioFormat
-from ..core.clock import Clock, SystemClock
+from ..core.clock import Clock
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
-from ..credentials import Secret
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
 from ..settings import Section, Setting, secret, text, url
 from ..wsframes import MaskKeys, binary_frame
-from .base import ProviderHealth, ProviderKind, StreamRequest
-from .breaker import CircuitBreaker
+from .base import ProviderKind, StreamRequest
 from .connection_metrics import ConnectionMetrics
-from .handshake import Refused, Unreachable, open_websocket
+from .remote import STATUS_CODES, Opened, RemoteOptions, RemoteProvider, RemoteStream
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
 
 log = logging.getLogger("asr_worker.deepgram")
-# websockets logs every handshake header at DEBUG, the Authorization header (the key) among
-# them: its logger for our connections never goes below INFO, whatever ASR_LOG_LEVEL says.
-_wire_log = logging.getLogger("asr_worker.deepgram.wire")
-_wire_log.setLevel(logging.INFO)
 
 # Query keys that describe the audio: they always come from the call, never from configuration.
 AUDIO_KEYS: Final = frozenset({"encoding", "sample_rate", "channels", "multichannel"})
@@ -75,32 +63,17 @@ AUDIO_KEYS: Final = frozenset({"encoding", "sample_rate", "channels", "multichan
 _VARIANT: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 _MAX_VARIANTS: Final = 20
 
-_STATUS_CODES: Final = {
-    400: "bad_request",
-    401: "unauthorized",
-    402: "payment_required",
-    403: "forbidden",
-    404: "not_found",
-    429: "rate_limited",
-}
+_STATUS_CODES: Final = {**STATUS_CODES, 402: "payment_required"}
 
 
 @dataclass(frozen=True, slots=True)
-class DeepgramOptions:
+class DeepgramOptions(RemoteOptions):
     url: str = "wss://api.deepgram.com/v1/listen"
-    api_key: Secret | None = field(default=None, repr=False)  # never printed
     model: str = protocol.DEFAULT_MODEL
     language: str = protocol.DEFAULT_LANGUAGE
     extra_params: tuple[tuple[str, str], ...] = ()  # DEEPGRAM_PARAMS, override the defaults
-    open_timeout_s: float = 5.0
-    # websockets' own pings find a dead TCP connection (and a send blocked on it) in <= 20 s.
-    ping_interval_s: float = 10.0
-    ping_timeout_s: float = 10.0
-    close_timeout_s: float = 1.0
     stall_timeout_s: float = 10.0  # audio sent, nothing back for this long: the connection is stalled
     finalize_stall_timeout_s: float = 2.0  # Finalize sent, its final not back for this long: stalled
-    breaker_threshold: int = 5
-    breaker_cooldown_s: float = 10.0
     max_retry_after_s: float = 30.0
 
 
@@ -141,175 +114,6 @@ class DeepgramMetrics(ConnectionMetrics):
             return "other" if variant else "unknown"
         self._variants.add(variant)
         return variant
-
-
-class DeepgramProvider:
-    name = "deepgram"
-
-    def __init__(self, options: DeepgramOptions, clock: Clock | None = None) -> None:
-        self.options = options
-        self._clock = clock or SystemClock()
-        self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
-        self.metrics = DeepgramMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
-        key = options.api_key.reveal() if options.api_key is not None else None
-        self._key = key
-        self._headers: list[tuple[str, str]] = [("Authorization", f"Token {key}")] if key else []
-        self.scrub = _scrubber(key)
-        self._urls: dict[AudioFormat, str] = {}
-        self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
-        self._refusal: str | None = None  # the last non-retryable refusal, for /health
-        self._last_failure = ""
-
-    # --- the Provider interface -----------------------------------------------------------
-
-    async def open(self, request: StreamRequest) -> DeepgramStream:
-        now = self._clock.monotonic()
-        refused = (
-            self.breaker.refuse_new_call(now, "Deepgram", self._last_failure)
-            if request.attempt == 1
-            else None
-        )
-        if refused is not None:
-            self.metrics.failed_fast.inc()
-            raise refused
-        wait_s = self._not_before - now
-        if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
-            await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
-        started = self._clock.monotonic()
-        conn = await open_websocket(
-            self.url_for(request.fmt, request.keyterms),
-            self._headers,
-            self.options,
-            max_queue=64,
-            logger=_wire_log,
-            connection=_PushingConnection,
-        )
-        if isinstance(conn, Refused):
-            raise self._refused(conn.response)
-        if isinstance(conn, Unreachable):
-            if conn.kind == "bad_url":
-                raise ProviderError("bad_url", "DEEPGRAM_URL is not a usable WebSocket URL", retryable=False)
-            raise self._network_failure(conn.kind, self.scrub(conn.detail))
-        self.metrics.handshakes.labels("101").inc()
-        self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
-        self.breaker.success()
-        self._refusal = None
-        response = conn.response
-        request_id = self.scrub(response.headers.get("dg-request-id", "")) if response is not None else ""
-        log.debug(
-            "deepgram stream opened",
-            extra={"interaction_id": request.interaction_id, "dg_request_id": request_id},
-        )
-        return DeepgramStream(
-            conn,
-            request,
-            request_id,
-            self.metrics,
-            self.scrub,
-            stall_timeout_s=self.options.stall_timeout_s,
-            finalize_stall_timeout_s=self.options.finalize_stall_timeout_s,
-        )
-
-    def taking_new_calls(self) -> bool:
-        """New calls fail at once while the breaker is open (a fallback takes them meanwhile)."""
-        return not self._outage()
-
-    def health(self) -> ProviderHealth:
-        return self.breaker.health(self._clock.monotonic(), self._last_failure, self._refusal)
-
-    async def aclose(self) -> None:
-        return None  # every connection belongs to a stream, which its session closes
-
-    def register_metrics(self, registry: CollectorRegistry) -> None:
-        registry.register(self.metrics.registry)
-
-    # --- helpers --------------------------------------------------------------------------
-
-    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = ()) -> str:
-        """DEEPGRAM_URL with the call's audio format, the configured options and the call's
-        keyterms (one `keyterm` each, as Nova-3 takes them) as its query."""
-        if keyterms:
-            return self._build_url(fmt, keyterms)  # once per stream opened: not worth a cache
-        url = self._urls.get(fmt)
-        if url is None:
-            url = self._urls[fmt] = self._build_url(fmt, ())
-        return url
-
-    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...]) -> str:
-        opts = self.options
-        parts = urlsplit(opts.url)
-        overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
-        overrides += list(opts.extra_params)
-        # A configured `keyterm` (DEEPGRAM_PARAMS or DEEPGRAM_URL's query) is for every call:
-        # the call's own are added to it, not replaced by it, and a term is sent once.
-        configured_terms = {v for k, v in overrides if k == "keyterm"}
-        ours = ListenParams(
-            encoding=str(fmt.encoding),
-            sample_rate=fmt.sample_rate,
-            channels=fmt.channels,
-            model=opts.model,
-            language=opts.language,
-            keyterms=tuple(t for t in keyterms if t not in configured_terms),
-        ).query()
-        replaced = {k for k, _ in overrides} - {"keyterm"}
-        query = [(k, v) for k, v in ours if k not in replaced] + overrides
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
-
-    def _refused(self, response: Response) -> ProviderError:
-        status = response.status_code
-        self.metrics.handshakes.labels(str(status)).inc()
-        # What the server says is scrubbed of the key before it is read: a proxy or a
-        # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
-        scrub = self.scrub
-        body = bytes(response.body or b"")
-        if self._key and len(self._key) >= 4:
-            body = body.replace(self._key.encode(), _HIDDEN.encode())
-        dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
-        err_code, err_msg = protocol.read_refusal(status, dg_error, body)
-        request_id = scrub(response.headers.get("dg-request-id", ""))
-        detail = f"Deepgram refused the connection: HTTP {status} {err_code}: {err_msg}"
-        if request_id:
-            detail += f" (dg-request-id {request_id[:80]})"
-        code = _STATUS_CODES.get(status, f"http_{status}")
-        if status in protocol.NON_RETRYABLE_STATUSES:
-            self._refusal = detail
-            log.error("deepgram refused the connection", extra={"status": status, "err_code": err_code})
-            return ProviderError(code, detail, retryable=False, status=status)
-        retry_after = _retry_after_s(response.headers.get("Retry-After"))
-        if retry_after is not None:
-            self._not_before = max(
-                self._not_before, self._clock.monotonic() + min(retry_after, self.options.max_retry_after_s)
-            )
-        self._count_failure(f"HTTP {status} {err_code}")
-        return ProviderError(code, detail, retryable=True, status=status, outage=self._outage())
-
-    def _network_failure(self, kind: str, detail: str) -> ProviderError:
-        self.metrics.handshakes.labels(kind).inc()
-        self._count_failure(detail)
-        return ProviderError(
-            "connect_failed" if kind == "network" else "connect_timeout",
-            f"could not connect to Deepgram: {detail}",
-            retryable=True,
-            outage=self._outage(),
-        )
-
-    def _outage(self) -> bool:
-        """The breaker is open: Deepgram is failing for every call, not only this one."""
-        return self.breaker.is_open(self._clock.monotonic())
-
-    def _count_failure(self, what: str) -> None:
-        self._last_failure = what
-        was_open = self._outage()
-        self.breaker.failure(self._clock.monotonic())
-        if not was_open and self._outage():
-            log.error(
-                "deepgram circuit open: failing new calls",
-                extra={
-                    "failures": self.breaker.failures,
-                    "cooldown_s": self.breaker.cooldown_s,
-                    "last": what,
-                },
-            )
 
 
 class _PushingConnection(ClientConnection):
@@ -368,37 +172,138 @@ class _PushingConnection(ClientConnection):
         sink(text)
 
 
-class DeepgramStream:
+class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "DeepgramStream"]):
+    """Deepgram's side of the skeleton: the listen URL for each call's format and keyterms,
+    Deepgram's refusals (its err_code and err_msg, Retry-After, which holds back every call:
+    rate limits are per project), and streams on a connection that pushes each result to the
+    session as it is parsed."""
+
+    name = "deepgram"
+    peer = "Deepgram"
+    auth_scheme = "Token"
+    bad_url_message = "DEEPGRAM_URL is not a usable WebSocket URL"
+    max_queue = 64
+    connection = _PushingConnection
+
+    def __init__(self, options: DeepgramOptions, clock: Clock | None = None) -> None:
+        super().__init__(options, DeepgramMetrics, clock)
+        self._urls: dict[AudioFormat, str] = {}
+        self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
+
+    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = ()) -> str:
+        """DEEPGRAM_URL with the call's audio format, the configured options and the call's
+        keyterms (one `keyterm` each, as Nova-3 takes them) as its query."""
+        if keyterms:
+            return self._build_url(fmt, keyterms)  # once per stream opened: not worth a cache
+        url = self._urls.get(fmt)
+        if url is None:
+            url = self._urls[fmt] = self._build_url(fmt, ())
+        return url
+
+    # --- the protocol mapping -------------------------------------------------------------
+
+    def _url_for(self, request: StreamRequest) -> str:
+        return self.url_for(request.fmt, request.keyterms)
+
+    async def _before_handshake(self, request: StreamRequest, now: float) -> None:
+        wait_s = self._not_before - now
+        if wait_s > 0:  # Deepgram said Retry-After: rate limits are per project, so every call waits
+            await asyncio.sleep(min(wait_s, self.options.max_retry_after_s))
+
+    async def _start_stream(self, opened: Opened[DeepgramMetrics]) -> DeepgramStream:
+        response = opened.conn.response
+        request_id = self.scrub(response.headers.get("dg-request-id", "")) if response is not None else ""
+        log.debug(
+            "deepgram stream opened",
+            extra={"interaction_id": opened.request.interaction_id, "dg_request_id": request_id},
+        )
+        return DeepgramStream(
+            opened,
+            request_id,
+            stall_timeout_s=self.options.stall_timeout_s,
+            finalize_stall_timeout_s=self.options.finalize_stall_timeout_s,
+        )
+
+    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...]) -> str:
+        opts = self.options
+        parts = urlsplit(opts.url)
+        overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
+        overrides += list(opts.extra_params)
+        # A configured `keyterm` (DEEPGRAM_PARAMS or DEEPGRAM_URL's query) is for every call:
+        # the call's own are added to it, not replaced by it, and a term is sent once.
+        configured_terms = {v for k, v in overrides if k == "keyterm"}
+        ours = ListenParams(
+            encoding=str(fmt.encoding),
+            sample_rate=fmt.sample_rate,
+            channels=fmt.channels,
+            model=opts.model,
+            language=opts.language,
+            keyterms=tuple(t for t in keyterms if t not in configured_terms),
+        ).query()
+        replaced = {k for k, _ in overrides} - {"keyterm"}
+        query = [(k, v) for k, v in ours if k not in replaced] + overrides
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+    def _refused(self, response: Response) -> ProviderError:
+        status = response.status_code
+        # What the server says is scrubbed of the key before it is read: a proxy or a
+        # misconfigured DEEPGRAM_URL may echo the request's Authorization header back.
+        scrub = self.scrub
+        body = self.scrub_body(bytes(response.body or b""))
+        dg_error = {"dg-error": scrub(response.headers.get("dg-error", ""))}
+        err_code, err_msg = protocol.read_refusal(status, dg_error, body)
+        request_id = scrub(response.headers.get("dg-request-id", ""))
+        detail = f"Deepgram refused the connection: HTTP {status} {err_code}: {err_msg}"
+        if request_id:
+            detail += f" (dg-request-id {request_id[:80]})"
+        code = _STATUS_CODES.get(status, f"http_{status}")
+        if status in protocol.NON_RETRYABLE_STATUSES:
+            log.error("deepgram refused the connection", extra={"status": status, "err_code": err_code})
+            return self._lasting_refusal(code, detail, detail, status)
+        retry_after = _retry_after_s(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            self._not_before = max(
+                self._not_before, self._clock.monotonic() + min(retry_after, self.options.max_retry_after_s)
+            )
+        return self._retryable_failure(code, detail, f"HTTP {status} {err_code}", status)
+
+    def _unreachable(self, kind: str, detail: str) -> ProviderError:
+        code = "connect_failed" if kind == "network" else "connect_timeout"
+        return self._retryable_failure(code, f"could not connect to Deepgram: {detail}", detail)
+
+    def _circuit_opened(self, last_failure: str) -> None:
+        log.error(
+            "deepgram circuit open: failing new calls",
+            extra={
+                "failures": self.breaker.failures,
+                "cooldown_s": self.breaker.cooldown_s,
+                "last": last_failure,
+            },
+        )
+
+
+class DeepgramStream(RemoteStream[DeepgramMetrics]):
     """One live connection. Its methods map every socket failure to a ProviderError."""
+
+    _log = log
+    _said_by = "deepgram"
 
     def __init__(
         self,
-        conn: ClientConnection,
-        request: StreamRequest,
+        opened: Opened[DeepgramMetrics],
         request_id: str,
-        metrics: DeepgramMetrics,
-        scrub: Callable[[str], str] = str,
         *,
         stall_timeout_s: float = 10.0,
         finalize_stall_timeout_s: float = 2.0,
     ) -> None:
-        self._conn = conn
-        self._scrub = scrub  # what the server sends may echo the key: never repeat it
-        self._send = conn.send
-        self._channels = request.fmt.channels
-        self._interaction_id = request.interaction_id
+        super().__init__(opened)
+        self._channels = opened.request.fmt.channels
         self.request_id = request_id
-        self._metrics = metrics
-        self._closing = False
-        self._warned = False
-        # The stall watchdog: loop times by which Deepgram must have answered, one timer.
-        self._loop = asyncio.get_running_loop()
+        # Loop times by which Deepgram must have answered, for the stall watchdog.
         self._stall_timeout_s = stall_timeout_s
         self._finalize_stall_timeout_s = finalize_stall_timeout_s
         self._answer_due: float | None = None  # audio went out, nothing came back since
         self._final_due: float | None = None  # a Finalize went out, its final has not come
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._stalled_for_s = 0.0  # set when the watchdog gave the connection up
         self._sink_error: Exception | None = None  # what the pushed-to sink raised, if anything
 
     async def send_audio(self, data: bytes) -> None:
@@ -406,10 +311,7 @@ class DeepgramStream:
             return
         if self._answer_due is None:
             self._answer_due = self._expect_by(self._stall_timeout_s)
-        try:
-            await self._send(data)  # websockets' own path, which waits for the transport to drain
-        except ConnectionClosed as exc:
-            raise self._closed_error(exc) from None
+        await self._write(data)  # websockets' own path, which waits for the transport to drain
 
     def send_audio_now(self, data: bytes) -> bool:
         """Frame the message (`wsframes.binary_frame`) and hand it to the transport directly.
@@ -436,27 +338,18 @@ class DeepgramStream:
         return True
 
     async def keepalive(self) -> None:
-        await self._text(protocol.KEEPALIVE)
+        await self._write(protocol.KEEPALIVE)
 
     async def finalize(self) -> None:
         if self._final_due is None:
             self._final_due = self._expect_by(self._finalize_stall_timeout_s)
-        await self._text(protocol.FINALIZE)
+        await self._write(protocol.FINALIZE)
 
     async def close_stream(self) -> None:
         self._closing = True
         if self._final_due is None:  # answered by the last final and Metadata
             self._final_due = self._expect_by(self._finalize_stall_timeout_s)
-        await self._text(protocol.CLOSE_STREAM)
-
-    async def abort(self) -> None:
-        self._stop_watchdog()
-        if self._conn.state is not State.CLOSED:
-            self._closing = True
-            try:
-                await self._conn.close(protocol.CLOSE_NORMAL)  # bounded by close_timeout
-            except Exception:  # already broken: nothing to close cleanly
-                self._conn.transport.abort()
+        await self._write(protocol.CLOSE_STREAM)
 
     def push_events_to(self, sink: Callable[[ProviderEvent], None]) -> bool:
         conn = self._conn
@@ -493,14 +386,7 @@ class DeepgramStream:
                 self._conn.stop_pushing()
         if self._sink_error is not None:
             raise self._sink_error
-        code, reason = _close_of(self._conn)
-        self._metrics.closes.labels(str(code)).inc()
-        if not self._closing:
-            raise ProviderError(
-                "closed",
-                f"Deepgram closed the stream ({code} {self._scrub(reason)[:200]}) before it was asked to",
-                retryable=True,
-            )
+        self._clean_close()
 
     def _handle(self, message: str | bytes) -> ProviderEvent | None:
         """One message from Deepgram as the call's event, or None (garbage, errors, nothing
@@ -509,7 +395,7 @@ class DeepgramStream:
         try:
             parsed = protocol.parse_server_message(message, self._channels)
         except ProtocolViolation as exc:
-            self._garbage(exc)
+            self._garbage(exc.kind, exc.detail)
             return None
         if parsed is None:
             return None
@@ -539,68 +425,27 @@ class DeepgramStream:
             )
         return parsed
 
-    # --- internals ------------------------------------------------------------------------
+    # --- for the skeleton -----------------------------------------------------------------
 
-    async def _text(self, message: str) -> None:
-        try:
-            await self._send(message)
-        except ConnectionClosed as exc:
-            raise self._closed_error(exc) from None
+    def _earliest_due(self) -> float | None:
+        answer, final = self._answer_due, self._final_due
+        if answer is None:
+            return final
+        return answer if final is None else min(answer, final)
 
-    def _expect_by(self, within_s: float) -> float:
-        """A due time for Deepgram's answer; the watchdog wakes for the earliest one."""
-        due = self._loop.time() + within_s
-        if self._watchdog is None or due < self._watchdog.when():
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            self._watchdog = self._loop.call_at(due, self._check_stall)
-        return due
+    def _stall_message(self, due: float) -> str:
+        waited_s = self._finalize_stall_timeout_s if due == self._final_due else self._stall_timeout_s
+        return f"Deepgram answered nothing for {waited_s:g} s; the connection is given up"
 
-    def _check_stall(self) -> None:
-        self._watchdog = None
-        pending = [due for due in (self._answer_due, self._final_due) if due is not None]
-        if not pending:
-            return  # answered meanwhile; the next send sets a new due time
-        due = min(pending)
-        if due > self._loop.time() + 1e-3:
-            self._watchdog = self._loop.call_at(due, self._check_stall)
-            return
-        self._stalled_for_s = (
-            self._finalize_stall_timeout_s if due == self._final_due else self._stall_timeout_s
+    def _close_error(self, code: int, reason: str) -> ProviderError:
+        return close_error(code, reason)
+
+    def _unasked_close(self, code: int, reason: str) -> ProviderError:
+        return ProviderError(
+            "closed",
+            f"Deepgram closed the stream ({code} {reason[:200]}) before it was asked to",
+            retryable=True,
         )
-        self._metrics.stalls.inc()
-        self._conn.transport.abort()  # the reader and any blocked send see the connection end
-
-    def _stop_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-
-    def _closed_error(self, exc: ConnectionClosed) -> ProviderError:
-        if self._stalled_for_s:
-            return ProviderError(
-                "stalled",
-                f"Deepgram answered nothing for {self._stalled_for_s:g} s; the connection is given up",
-                retryable=True,
-            )
-        code, reason = (
-            (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd is not None else (protocol.CLOSE_ABNORMAL, "")
-        )
-        self._metrics.closes.labels(str(code)).inc()
-        return close_error(code, self._scrub(reason))
-
-    def _garbage(self, exc: ProtocolViolation) -> None:
-        self._metrics.garbage.labels(exc.kind).inc()
-        if not self._warned:  # once per stream: a broken server must not flood the log
-            self._warned = True
-            log.warning(
-                "deepgram sent a message that is not valid protocol; skipping such messages",
-                extra={
-                    "interaction_id": self._interaction_id,
-                    "kind": exc.kind,
-                    "detail": self._scrub(exc.detail)[:200],
-                },
-            )
 
 
 def close_error(code: int, reason: str) -> ProviderError:
@@ -620,24 +465,6 @@ def close_error(code: int, reason: str) -> ProviderError:
     if code == protocol.CLOSE_INTERNAL and "net0001" in reason.lower():
         return ProviderError("idle_timeout", f"Deepgram closed an idle stream ({shown})", retryable=True)
     return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
-
-
-_HIDDEN: Final = "<DEEPGRAM_API_KEY>"
-
-
-def _scrubber(key: str | None) -> Callable[[str], str]:
-    """A function that hides `key` wherever it appears in a text from the server (a key of
-    a few characters is no real key, and hiding it would garble every message)."""
-    if not key or len(key) < 4:
-        return str
-    return lambda text: text.replace(key, _HIDDEN)
-
-
-def _close_of(conn: ClientConnection) -> tuple[int, str]:
-    rcvd = conn.protocol.close_rcvd
-    if rcvd is None:
-        return protocol.CLOSE_ABNORMAL, ""
-    return rcvd.code, rcvd.reason
 
 
 def _retry_after_s(value: str | None) -> float | None:

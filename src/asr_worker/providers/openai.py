@@ -24,32 +24,31 @@ server) for it:
   an item not completed within its time: `stalled`) are retryable, and the core replays what
   no final covered on a new connection.
 
-A circuit breaker shared by all calls fails new calls at once while the endpoint fails for
-everyone. The key goes into the `Authorization` header and nowhere else.
+The circuit breaker, the handshake and its bookkeeping, the key scrubber, the stall watchdog
+and the connection's end are the remote providers' skeleton (`providers.remote`); this module
+is the Realtime protocol mapping and its options.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import soxr
-from prometheus_client import CollectorRegistry
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
 
 from .. import jsonwire
 from ..core.audio import AudioFormat, Encoding
-from ..core.clock import Clock, SystemClock
+from ..core.clock import Clock
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderError, ProviderEvent, SpeechStarted, TranscriptResult
-from ..credentials import Secret
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
     G711_ALAW,
@@ -63,46 +62,29 @@ from ..openai_realtime.protocol import (
     TurnDetection,
 )
 from ..settings import Section, Setting, secret, text, url
-from .base import ProviderHealth, ProviderKind, StreamRequest
-from .breaker import CircuitBreaker
+from .base import ProviderKind, StreamRequest
 from .connection_metrics import ConnectionMetrics
-from .handshake import Refused, Unreachable, open_websocket
+from .remote import STATUS_CODES, Opened, RemoteOptions, RemoteProvider, RemoteStream
 
 log = logging.getLogger("asr_worker.openai")
-# websockets logs handshake headers at DEBUG, the Authorization header among them.
-_wire_log = logging.getLogger("asr_worker.openai.wire")
-_wire_log.setLevel(logging.INFO)
 
-_HIDDEN: Final = "<OPENAI_API_KEY>"
 SESSION_UPDATE_ID: Final = "asr_worker_session_update"  # an error naming it: the session was refused
 # Error types as metric labels (the server chooses them: anything else counts as `other`).
 _ERROR_TYPES: Final = frozenset(
     {"invalid_request_error", "server_error", "rate_limit_error", "authentication_error", "error"}
 )
 _NOT_RETRYABLE_STATUSES: Final = frozenset({400, 401, 402, 403, 404, 405, 410, 413, 414, 415, 422})
-_STATUS_CODES: Final = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    429: "rate_limited",
-}
+# A close with one of these codes refuses what was sent: the same again would fail the same way.
+_NOT_RETRYABLE_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 
 
 @dataclass(frozen=True, slots=True)
-class OpenAIOptions:
+class OpenAIOptions(RemoteOptions):
     base_url: str = "https://api.openai.com/v1"
-    api_key: Secret | None = field(default=None, repr=False)  # never printed
     model: str = protocol.DEFAULT_MODEL
     language: str | None = None
-    open_timeout_s: float = 5.0
-    ping_interval_s: float = 10.0
-    ping_timeout_s: float = 10.0
-    close_timeout_s: float = 1.0
     item_timeout_s: float = 10.0  # an item committed (by VAD or us) must be completed within this
     finalize_timeout_s: float = 3.0  # a commit of ours must be completed (or refused as empty) within this
-    breaker_threshold: int = 5
-    breaker_cooldown_s: float = 10.0
 
 
 def realtime_url(base_url: str) -> str:
@@ -141,68 +123,51 @@ def keyterms_prompt(keyterms: tuple[str, ...]) -> str | None:
     return prompt or None
 
 
-class OpenAIMetrics(ConnectionMetrics):
-    def __init__(self, breaker_state: Callable[[], float]) -> None:
-        super().__init__(
-            "openai",
-            "the Realtime server",
-            breaker_state,
-            error_label="type",
-            stall_help="Connections given up because a commit or an item was not answered in time.",
-        )
+# The provider's series (`asr_openai_...`), from the breaker's state.
+_metrics: Final = partial(
+    ConnectionMetrics,
+    "openai",
+    "the Realtime server",
+    error_label="type",
+    stall_help="Connections given up because a commit or an item was not answered in time.",
+)
 
 
-class OpenAIProvider:
+class OpenAIProvider(RemoteProvider[OpenAIOptions, ConnectionMetrics, "OpenAIStream"]):
+    """The Realtime endpoint's side of the skeleton: one URL for every call (the
+    transcription intent), mono calls only, the endpoint's refusals (the message of its JSON
+    error), and streams that configure their session before the call's audio."""
+
     name = "openai"
+    peer = "the OpenAI endpoint"
+    auth_scheme = "Bearer"
+    bad_url_message = "OPENAI_BASE_URL is not a usable URL"
+    max_queue = 256
 
     def __init__(self, options: OpenAIOptions, clock: Clock | None = None) -> None:
-        self.options = options
         self.url = realtime_url(options.base_url)
-        self._clock = clock or SystemClock()
-        self.breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cooldown_s)
-        self.metrics = OpenAIMetrics(lambda: float(self.breaker.state(self._clock.monotonic())))
-        key = options.api_key.reveal() if options.api_key is not None else None
-        self._headers = [("Authorization", f"Bearer {key}")] if key else []
-        self.scrub: Callable[[str], str] = (
-            (lambda text: text.replace(key, _HIDDEN)) if key and len(key) >= 4 else str
-        )
-        self._refusal: str | None = None
-        self._last_failure = ""
+        super().__init__(options, _metrics, clock)
 
-    async def open(self, request: StreamRequest) -> OpenAIStream:
-        now = self._clock.monotonic()
-        refused = (
-            self.breaker.refuse_new_call(now, "the OpenAI endpoint", self._last_failure)
-            if request.attempt == 1
-            else None
-        )
-        if refused is not None:
-            self.metrics.failed_fast.inc()
-            raise refused
+    # --- the protocol mapping -------------------------------------------------------------
+
+    def _url_for(self, request: StreamRequest) -> str:
+        return self.url
+
+    async def _before_handshake(self, request: StreamRequest, now: float) -> None:
         if request.fmt.channels != 1:
             raise ProviderError(
                 "unsupported_format",
                 "the openai provider takes one channel; this call has two",
                 retryable=False,
             )
-        started = self._clock.monotonic()
-        conn = await open_websocket(self.url, self._headers, self.options, max_queue=256, logger=_wire_log)
-        if isinstance(conn, Refused):
-            raise self._refused(conn.response.status_code, bytes(conn.response.body or b""))
-        if isinstance(conn, Unreachable):
-            if conn.kind == "bad_url":
-                raise ProviderError("bad_url", "OPENAI_BASE_URL is not a usable URL", retryable=False)
-            raise self._network_failure(conn.kind, self.scrub(conn.detail))
-        self.metrics.handshakes.labels("101").inc()
-        self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
-        self.breaker.success()
-        self._refusal = None
-        stream = OpenAIStream(conn, request, self.options, self.metrics, self.scrub)
+
+    async def _start_stream(self, opened: Opened[ConnectionMetrics]) -> OpenAIStream:
+        stream = OpenAIStream(opened, self.options)
         await stream.start()
         return stream
 
-    def _refused(self, status: int, body: bytes) -> ProviderError:
-        self.metrics.handshakes.labels(str(status)).inc()
+    def _refused(self, response: Response) -> ProviderError:
+        status, body = response.status_code, bytes(response.body or b"")
         message = ""
         try:
             data = jsonwire.loads(body.decode("utf-8", "replace")) if body else None
@@ -212,43 +177,23 @@ class OpenAIProvider:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             message = str(error["message"])
         shown = self.scrub(message)[:200] or f"HTTP {status}"
-        code = _STATUS_CODES.get(status, f"http_{status}")
+        code = STATUS_CODES.get(status, f"http_{status}")
         if status in _NOT_RETRYABLE_STATUSES:
-            self._refusal = f"the endpoint refused the connection: {status} {shown}"
-            return ProviderError(
+            return self._lasting_refusal(
                 code,
                 f"the OpenAI endpoint refused the connection ({status}: {shown})",
-                retryable=False,
-                status=status,
+                f"the endpoint refused the connection: {status} {shown}",
+                status,
             )
-        return self._network_failure(code, f"{status}: {shown}", status)
-
-    def _network_failure(self, code: str, detail: str, status: int | None = None) -> ProviderError:
-        if status is None:
-            self.metrics.handshakes.labels(code).inc()
-        self._last_failure = f"{code}: {detail}"
-        now = self._clock.monotonic()
-        self.breaker.failure(now)
-        return ProviderError(
-            code,
-            f"could not reach the OpenAI endpoint ({detail})",
-            retryable=True,
-            status=status,
-            outage=self.breaker.is_open(now),
+        detail = f"{status}: {shown}"
+        return self._retryable_failure(
+            code, f"could not reach the OpenAI endpoint ({detail})", f"{code}: {detail}", status
         )
 
-    def taking_new_calls(self) -> bool:
-        """New calls fail at once while the breaker is open (a fallback takes them meanwhile)."""
-        return not self.breaker.is_open(self._clock.monotonic())
-
-    def health(self) -> ProviderHealth:
-        return self.breaker.health(self._clock.monotonic(), self._last_failure, self._refusal)
-
-    async def aclose(self) -> None:
-        return None
-
-    def register_metrics(self, registry: CollectorRegistry) -> None:
-        registry.register(self.metrics.registry)
+    def _unreachable(self, kind: str, detail: str) -> ProviderError:
+        return self._retryable_failure(
+            kind, f"could not reach the OpenAI endpoint ({detail})", f"{kind}: {detail}"
+        )
 
 
 @dataclass(slots=True)
@@ -261,22 +206,16 @@ class _Item:
     due: float | None = None  # loop time by which it must be completed
 
 
-class OpenAIStream:
+class OpenAIStream(RemoteStream[ConnectionMetrics]):
     """One Realtime connection. Its methods map every socket failure to a ProviderError."""
 
-    def __init__(
-        self,
-        conn: ClientConnection,
-        request: StreamRequest,
-        options: OpenAIOptions,
-        metrics: OpenAIMetrics,
-        scrub: Callable[[str], str],
-    ) -> None:
-        self._conn = conn
+    _log = log
+    _said_by = "the OpenAI endpoint"
+
+    def __init__(self, opened: Opened[ConnectionMetrics], options: OpenAIOptions) -> None:
+        super().__init__(opened)
+        request = opened.request
         self._options = options
-        self._metrics = metrics
-        self._scrub = scrub
-        self._interaction_id = request.interaction_id
         self._fmt = request.fmt
         self._prompt = keyterms_prompt(request.keyterms)
         self._wire = wire_format(request.fmt)
@@ -296,11 +235,6 @@ class OpenAIStream:
         self._finalizes: deque[tuple[float, float]] = deque()  # (stream seconds, due loop time)
         self._final_end = 0.0
         self._done: deque[str] = deque(maxlen=64)  # the items completed last
-        self._closing = False
-        self._warned = False
-        self._loop = asyncio.get_running_loop()
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._stalled = False
 
     async def start(self) -> None:
         config = SessionConfig(
@@ -333,7 +267,7 @@ class OpenAIStream:
         self._finalizes.append(
             (self._fmt.seconds(self._sent_bytes), self._loop.time() + self._options.finalize_timeout_s)
         )
-        self._arm()
+        self._rewatch()
         await self._send(protocol.commit_event())
 
     async def close_stream(self) -> None:
@@ -349,14 +283,6 @@ class OpenAIStream:
             await self.finalize()  # (the core's Finalize just before has usually committed it all)
         elif self._idle():
             await self._conn.close()
-
-    async def abort(self) -> None:
-        self._stop_watchdog()
-        self._closing = True
-        try:
-            await self._conn.close()
-        except Exception:
-            self._conn.transport.abort()
 
     async def events(self) -> AsyncIterator[ProviderEvent]:
         out = self._out
@@ -378,15 +304,7 @@ class OpenAIStream:
             self._stop_watchdog()
         if self._error is not None:
             raise self._error
-        rcvd = self._conn.protocol.close_rcvd
-        code = rcvd.code if rcvd is not None else 1006
-        self._metrics.closes.labels(str(code)).inc()
-        if not self._closing:
-            raise ProviderError(
-                "closed",
-                f"the OpenAI endpoint closed the stream ({code}) before it was asked to",
-                retryable=True,
-            )
+        self._clean_close()
 
     # --- server events --------------------------------------------------------------------
 
@@ -394,17 +312,7 @@ class OpenAIStream:
         try:
             event = protocol.parse_server_event(message)
         except ProtocolViolation as exc:
-            self._metrics.garbage.labels(exc.kind).inc()
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "the OpenAI endpoint sent a message that is not valid protocol; skipping such messages",
-                    extra={
-                        "interaction_id": self._interaction_id,
-                        "kind": exc.kind,
-                        "detail": self._scrub(exc.detail)[:200],
-                    },
-                )
+            self._garbage(exc.kind, exc.detail)
             return
         if isinstance(event, protocol.SpeechStarted):
             start = event.audio_start_ms / 1000
@@ -443,7 +351,7 @@ class OpenAIStream:
             )
         elif isinstance(event, protocol.ServerError):
             self._server_error(event)
-        self._arm()
+        self._rewatch()
 
     def _committed(self, item_id: str) -> None:
         item = self._items.get(item_id) or _Item(item_id, self._speech.pop(item_id, self._final_end))
@@ -528,57 +436,21 @@ class OpenAIStream:
     def _idle(self) -> bool:
         return not self._items and not self._finalizes
 
-    # --- the stall watchdog ---------------------------------------------------------------
+    # --- for the skeleton -----------------------------------------------------------------
 
-    def _arm(self) -> None:
+    def _earliest_due(self) -> float | None:
         dues = [i.due for i in self._items.values() if i.due is not None] + [d for _, d in self._finalizes]
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        if dues:
-            self._watchdog = self._loop.call_at(min(dues), self._check_stall)
+        return min(dues, default=None)
 
-    def _check_stall(self) -> None:
-        self._watchdog = None
-        now = self._loop.time()
-        dues = [i.due for i in self._items.values() if i.due is not None] + [d for _, d in self._finalizes]
-        if not dues:
-            return
-        if min(dues) > now + 1e-3:
-            self._arm()
-            return
-        self._stalled = True
-        self._metrics.stalls.inc()
-        self._conn.transport.abort()
+    def _stall_message(self, due: float) -> str:
+        return "the OpenAI endpoint did not complete a commit or an item in time; the connection is given up"
 
-    def _stop_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-
-    # --- internals ------------------------------------------------------------------------
-
-    async def _send(self, event: dict[str, object]) -> None:
-        try:
-            await self._conn.send(protocol.dumps(event))
-        except ConnectionClosed as exc:
-            raise self._closed_error(exc) from None
-
-    def _closed_error(self, exc: ConnectionClosed) -> ProviderError:
-        if self._stalled:
-            return ProviderError(
-                "stalled",
-                "the OpenAI endpoint did not complete a commit or an item in time; "
-                "the connection is given up",
-                retryable=True,
-            )
-        code = exc.rcvd.code if exc.rcvd is not None else 1006
-        reason = self._scrub(exc.rcvd.reason)[:200] if exc.rcvd is not None else ""
-        self._metrics.closes.labels(str(code)).inc()
-        if code in (1002, 1003, 1007, 1008, 1009, 1010):
+    def _close_error(self, code: int, reason: str) -> ProviderError:
+        shown = f"{code} {reason[:200]}"
+        if code in _NOT_RETRYABLE_CLOSE_CODES:
             return ProviderError(
                 "provider_rejected",
-                f"the OpenAI endpoint refused the stream ({code} {reason})",
+                f"the OpenAI endpoint refused the stream ({shown})",
                 retryable=False,
                 status=code,
             )
@@ -587,8 +459,16 @@ class OpenAIStream:
                 "connection_lost", "the connection to the OpenAI endpoint dropped", retryable=True
             )
         return ProviderError(
-            "provider_closed", f"the OpenAI endpoint closed the stream ({code} {reason})", retryable=True
+            "provider_closed", f"the OpenAI endpoint closed the stream ({shown})", retryable=True
         )
+
+    def _unasked_close(self, code: int, reason: str) -> ProviderError:
+        return ProviderError(
+            "closed", f"the OpenAI endpoint closed the stream ({code}) before it was asked to", retryable=True
+        )
+
+    async def _send(self, event: dict[str, object]) -> None:
+        await self._write(protocol.dumps(event))
 
 
 def create(options: OpenAIOptions) -> OpenAIProvider:
