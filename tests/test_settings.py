@@ -15,8 +15,9 @@ from asr_worker import cli
 from asr_worker.config import ENGINE_SECTIONS, WORKER_SECTIONS, load_settings, rows_by_name, settings_with
 from asr_worker.core import session_types
 from asr_worker.dgserver import settings as dg_server
+from asr_worker.errors import ConfigError
 from asr_worker.http import options as http
-from asr_worker.settings import ConfigError, Section, Setting, int_range, seconds, show
+from asr_worker.settings import Section, Setting, int_range, seconds, show
 
 if TYPE_CHECKING:
     from asr_worker.settings import Options

@@ -18,9 +18,9 @@ from . import __version__, config, logs
 from .bus.redis.options import RedisOptions
 from .config import ENGINE_SECTIONS, WORKER_SECTIONS, Settings
 from .dgserver import settings as dg_settings
+from .errors import ConfigError, StartError
 from .http import options as http_options
-from .providers.base import ProviderStartError
-from .settings import ConfigError, Section
+from .settings import Section
 
 if TYPE_CHECKING:
     from .core.audio import AudioFormat
@@ -172,14 +172,13 @@ def _raw_format(args: argparse.Namespace) -> AudioFormat | None:
 
 def run_loop(main: Coroutine[object, object, int]) -> int:
     """Run a server on uvloop where it is installed (Linux and macOS wheels): sockets, timers
-    and callbacks are about half of the worker's CPU, and uvloop does them in C.
+    and callbacks are much of the worker's work, and uvloop does them in C.
 
     The garbage collector is tuned first. A worker allocates many short-lived objects per
     audio frame (freed by reference counting, not by the collector) and holds many long-lived
-    ones (sessions, recent events); with CPython's default thresholds the collector ran every
-    700 allocations and its full passes stopped the loop for up to a few hundred ms at 500
-    calls (bench.deepgram: p99 forward latency 220-355 ms, send gaps up to 400 ms; with these
-    thresholds 57-81 ms and 120 ms, and 7% less CPU)."""
+    ones (sessions, recent events); with CPython's default thresholds the collector runs every
+    700 allocations, and its full passes stop the loop long enough to delay every call's
+    audio (the figures are in docs/performance.md)."""
     gc.freeze()  # what start-up built lives as long as the process: never scan it again
     gc.set_threshold(50_000, 20, 100)
     try:
@@ -236,7 +235,7 @@ def _start_failure(command: str, env_prefix: str, host: str, port: int, exc: Bas
     """The one line (as a bad setting's) for what stopped a server from starting: a port in use
     or an address this machine does not have, or a provider that cannot start (a model that
     does not load), however deep the task groups that started them nested it; else None."""
-    cause = _leaf(exc, (OSError, ProviderStartError))
+    cause = _leaf(exc, (OSError, StartError))
     if isinstance(cause, OSError):
         return (
             f"{command}: cannot listen on {host}:{port}: {cause.strerror or cause}; choose another "
@@ -326,7 +325,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     try:
         results = asyncio.run(transcribe_files(files, settings, realtime=args.realtime, as_json=args.json))
     except Exception as exc:
-        if (cause := _leaf(exc, (ProviderStartError, RuntimeError, ImportError, ValueError))) is None:
+        if (cause := _leaf(exc, (StartError, RuntimeError, ImportError, ValueError))) is None:
             raise
         print(f"asr-worker transcribe: cannot start: {cause}", file=sys.stderr)
         return 2
@@ -341,8 +340,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from .core.ids import BadRequest, check_id, check_optional_id
-    from .deepgram.protocol import check_keyterms
+    from .core.ids import check_id, check_optional_id
+    from .core.keyterms import check_keyterms
+    from .errors import BadRequest
     from .tools.audio_files import AudioFileError, read_audio
 
     try:

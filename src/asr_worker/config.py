@@ -28,10 +28,11 @@ from .bus.redis import options as redis
 from .core import failover
 from .core import session_types as session
 from .credentials import Secrets
+from .errors import ConfigError
 from .http import options as http
 from .providers.base import Provider, ProviderKind
 from .runtime import manager as calls
-from .settings import ConfigError, Section, Setting, choice, field_value, is_loopback, replace_field
+from .settings import Section, Setting, choice, field_value, is_loopback, replace_field
 from .transports import audiohook
 
 if TYPE_CHECKING:

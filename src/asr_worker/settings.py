@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from .credentials import Secret
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
     from _typeshed import DataclassInstance as Options  # what a section's options are: a dataclass
 
 __all__ = [
-    "ConfigError",
     "Options",
     "Section",
     "Setting",
@@ -57,10 +57,6 @@ __all__ = [
     "text",
     "url",
 ]
-
-
-class ConfigError(ValueError):
-    """An invalid setting; the message names the variable and says what is allowed."""
 
 
 T_co = TypeVar("T_co", bound="DataclassInstance", covariant=True)

@@ -28,7 +28,7 @@ def _python_unmask(data: bytes | bytearray | memoryview, mask: bytes | bytearray
     return (int.from_bytes(data, "little") ^ key_int).to_bytes(size, "little")
 
 
-try:  # websockets' C helper when its wheel has it (10x faster); the same result otherwise
+try:  # websockets' C helper when its wheel has it (faster); the same result otherwise
     from websockets.speedups import apply_mask
 
     unmask = apply_mask

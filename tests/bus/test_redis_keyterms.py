@@ -40,8 +40,8 @@ def announcement(iid: str, **extra: object) -> bytes:
 
 
 BAD = [
-    ("Zorblax", "keyterms must be a list of strings"),
-    (["Zorblax", 7], "keyterms must be a list of strings"),
+    (7, "keyterms must be a list of strings or a comma-separated string"),
+    (["Zorblax", 7], "keyterms must be a list of strings or a comma-separated string"),
     (["ok", "x" * 101], "keyterms[1] must be at most 100 characters"),
     ([f"t{n}" for n in range(101)], "keyterms: at most 100 terms"),
 ]
@@ -49,11 +49,13 @@ BAD = [
 
 def test_an_announcements_keyterms_are_checked_with_the_keyterm_limits() -> None:
     parsed, _, problem = parse_announcement(announcement("k-1", keyterms=list(TERMS)))
-    assert parsed is not None and parsed.keyterms == EXPECTED and not problem
+    assert parsed is not None and parsed.options.keyterms == EXPECTED and not problem
     parsed, _, _ = parse_announcement(announcement("k-2"))
-    assert parsed is not None and parsed.keyterms == ()
+    assert parsed is not None and parsed.options.keyterms == ()
     parsed, _, _ = parse_announcement(announcement("k-3", keyterms=None))
-    assert parsed is not None and parsed.keyterms == ()
+    assert parsed is not None and parsed.options.keyterms == ()
+    parsed, _, _ = parse_announcement(announcement("k-5", keyterms="Zorblax, Acme Cloud"))
+    assert parsed is not None and parsed.options.keyterms == ("Zorblax", "Acme Cloud")
     for terms, reason in BAD:
         parsed, iid, problem = parse_announcement(announcement("k-4", keyterms=terms))
         assert parsed is None and iid == "k-4" and problem == reason
@@ -67,7 +69,7 @@ async def test_a_bus_calls_keyterms_reach_the_provider(
         await publish_call(audio, redis_server.url, "bus-terms", keyterms=TERMS, speed=0)
         await wait_for_calls_to_end(r, ["bus-terms"])
     [stream] = mock_provider.streams_for("bus-terms")
-    assert stream.request.keyterms == EXPECTED
+    assert stream.request.options.keyterms == EXPECTED
 
 
 @pytest.mark.parametrize(("terms", "reason"), BAD)
@@ -112,7 +114,7 @@ async def test_a_call_continued_after_a_takeover_keeps_its_keyterms(
     assert len(started) == 2 and started[1]["resumed"] is True
     assert final_words(events) == expected_words(audio.data, PCM8K)
     streams = mock_provider.streams_for("taken-terms")
-    assert len(streams) >= 2 and all(s.request.keyterms == EXPECTED for s in streams)
+    assert len(streams) >= 2 and all(s.request.options.keyterms == EXPECTED for s in streams)
 
 
 async def test_publish_keyterm_options_go_into_the_announcement(

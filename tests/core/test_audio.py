@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from asr_worker.core.audio import AudioFormat, AudioFormatError, Encoding
+from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.errors import AudioFormatError
 
 
 @pytest.mark.parametrize(

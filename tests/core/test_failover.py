@@ -9,8 +9,9 @@ import pytest
 from asr_worker.core.actions import OpenStream
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.failover import Failover, FailoverConfig
-from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
+from asr_worker.core.provider_events import TranscriptResult, Word
 from asr_worker.core.session import Link
+from asr_worker.errors import ProviderError
 from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.sim import Recorder, make_core
 

@@ -12,9 +12,10 @@ from asr_worker.core.actions import Emit, FlushStream, OpenStream, SendAudio, Se
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.events import SessionEnded
-from asr_worker.core.provider_events import ProviderError, TranscriptResult, Word
+from asr_worker.core.provider_events import TranscriptResult, Word
 from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase
 from asr_worker.core.session_types import Resume
+from asr_worker.errors import ProviderError
 from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.sim import Recorder, make_core
 

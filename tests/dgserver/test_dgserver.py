@@ -21,6 +21,7 @@ from websockets.typing import Subprotocol
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.deepgram import protocol
 from asr_worker.dgserver import Faults
+from asr_worker.errors import ProtocolViolation
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import read_audio, write_wav
 from tests.conftest import free_port
@@ -205,7 +206,7 @@ async def test_garbage_fault_sends_every_kind_of_bad_message() -> None:
             async for message in ws:
                 try:
                     protocol.parse_server_message(message, 1)
-                except protocol.ProtocolViolation as exc:
+                except ProtocolViolation as exc:
                     kinds.add(exc.kind)
     assert kinds == {"not_json", "unknown_type", "bad_fields", "not_object", "binary"}
 

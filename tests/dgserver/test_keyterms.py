@@ -10,8 +10,9 @@ from multidict import MultiDict
 from websockets.asyncio.client import connect
 
 from asr_worker.deepgram import protocol
-from asr_worker.deepgram.protocol import ListenParams, ParamError
+from asr_worker.deepgram.protocol import ListenParams
 from asr_worker.dgserver import DeepgramServer
+from asr_worker.errors import ParamError
 from asr_worker.providers.base import StreamRequest
 from asr_worker.providers.mock import MockOptions, MockProvider, MockStream
 
@@ -42,7 +43,7 @@ async def test_keyterms_and_keywords_reach_the_engines_stream_request() -> None:
         async with asyncio.timeout(10):
             async for _message in ws:
                 pass
-    assert [r.keyterms for r in provider.requests] == [("Acme Cloud", "Zorblax", "Quux")]
+    assert [r.options.keyterms for r in provider.requests] == [("Acme Cloud", "Zorblax", "Quux")]
 
 
 def test_the_worker_side_sends_keyterms_as_deepgram_takes_them() -> None:

@@ -12,12 +12,12 @@ from asr_worker.engine.model import (
     PACKAGED_MODEL_SHA256,
     SMALL_FILES,
     ModelChoice,
-    ModelError,
     ensure_packaged_model,
     packaged_part_dirs,
     resolve_model,
     sha256_of,
 )
+from asr_worker.errors import ModelError
 
 PART1 = b"weights-first-half-" * 1000
 PART2 = b"weights-second-half" * 1000

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from asr_worker.audiohook import protocol as ah
 from asr_worker.audiohook.signature import ApiKeys, NonceCache, authenticate
+from asr_worker.errors import ProtocolError
 from tests.support.fuzz import bounded, dumps, examples, near_valid
 
 SESSION = str(uuid.uuid4())
@@ -52,8 +53,8 @@ def valid(kind: str) -> dict[str, object]:
 def _check(text: str) -> ah.ClientMessage | None:
     try:
         message = ah.parse_client_message(text)
-    except ah.ProtocolError as exc:
-        bounded(exc.info)
+    except ProtocolError as exc:
+        bounded(exc.message)
         return None
     header = message.header
     assert ah.is_uuid(header.id) and header.seq >= 0 and header.serverseq >= 0 and header.position >= 0

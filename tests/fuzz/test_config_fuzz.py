@@ -24,12 +24,12 @@ from asr_worker.credentials import Secret
 from asr_worker.dgserver import settings as dg_server
 from asr_worker.dgserver.faults import Faults
 from asr_worker.engine.model import KNOWN_SIZES, ModelChoice
+from asr_worker.errors import ConfigError
 from asr_worker.providers import deepgram
 from asr_worker.providers.deepgram import parse_extra_params
 from asr_worker.providers.local import COMPUTE_TYPES
 from asr_worker.providers.mock import SETTINGS as MOCK
 from asr_worker.providers.mock import MockOptions
-from asr_worker.settings import ConfigError
 from tests.support.fuzz import TRICKY_STRINGS, bounded, examples
 
 # A configuration error names the variable, quotes a short excerpt of the value (and of a bad

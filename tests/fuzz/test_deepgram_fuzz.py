@@ -19,7 +19,6 @@ from websockets.http11 import Response
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.provider_events import (
-    ProviderError,
     SpeechStarted,
     StreamMetadata,
     TranscriptResult,
@@ -28,14 +27,8 @@ from asr_worker.core.provider_events import (
 )
 from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
-from asr_worker.deepgram.protocol import (
-    MAX_STREAM_S,
-    ListenParams,
-    ModelInfo,
-    ParamError,
-    ProtocolViolation,
-    ServerError,
-)
+from asr_worker.deepgram.protocol import MAX_STREAM_S, ListenParams, ModelInfo, ServerError
+from asr_worker.errors import ParamError, ProtocolViolation, ProviderError
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider, _retry_after_s, close_error
 from tests.support.dg_server import running_dg_server
 from tests.support.fuzz import (

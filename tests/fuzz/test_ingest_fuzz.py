@@ -12,11 +12,12 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from asr_worker.core.audio import AudioFormat, AudioFormatError, Encoding
-from asr_worker.core.ids import BadRequest, check_id, check_optional_id
+from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.ids import check_id, check_optional_id
 from asr_worker.credentials import Secret, token_matches
+from asr_worker.errors import AudioFormatError, BadRequest, ProtocolError
 from asr_worker.http.auth import presented_tokens
-from asr_worker.transports.ingest_call import ControlError, parse_control
+from asr_worker.transports.ingest_call import parse_control
 from asr_worker.transports.sse import _resume_after
 from tests.conftest import running_worker
 from tests.support.fuzz import (
@@ -48,7 +49,7 @@ CONTROL = st.one_of(
 def test_a_control_message_is_a_command_or_a_short_control_error(text: str) -> None:
     try:
         command = parse_control(text)
-    except ControlError as exc:
+    except ProtocolError as exc:
         assert exc.code in ("bad_message", "unknown_message")
         bounded(exc.message)
         return

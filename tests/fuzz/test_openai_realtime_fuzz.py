@@ -15,13 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asr_worker.core.events import Transcript
+from asr_worker.errors import ProtocolError, ProtocolViolation
 from asr_worker.openai_realtime import protocol
 from asr_worker.openai_realtime.protocol import (
     G711_ALAW,
     G711_ULAW,
     PCM16,
-    ProtocolError,
-    ProtocolViolation,
     SessionConfig,
     SessionUpdate,
     Transcription,

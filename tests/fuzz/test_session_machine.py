@@ -49,15 +49,10 @@ from asr_worker.core.actions import (
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.failover import Failover, FailoverConfig
-from asr_worker.core.provider_events import (
-    ProviderError,
-    SpeechStarted,
-    TranscriptResult,
-    UtteranceEnd,
-    Word,
-)
+from asr_worker.core.provider_events import SpeechStarted, TranscriptResult, UtteranceEnd, Word
 from asr_worker.core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from asr_worker.core.session_types import Resume, SessionConfig
+from asr_worker.errors import ProviderError
 from tests.support.fuzz import examples
 from tests.support.sim import WireEvent, wire
 

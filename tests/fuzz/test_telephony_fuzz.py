@@ -1,7 +1,7 @@
 """Fuzzing the Twilio and Exotel parsers with near-valid messages: each documented message
 (tests/transports/fixtures/) with fields dropped, retyped, made huge, negative, not numbers,
 not base64 or unicode, or the text cut and spliced. Every input is a typed message or a
-ParseError with a stable code and a short reason."""
+ProtocolError with a stable code and a short reason."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from asr_worker.core.audio import AudioFormat
+from asr_worker.errors import ProtocolError
 from asr_worker.transports import exotel_messages, twilio_messages
 from asr_worker.transports.telephony_messages import (
     DTMF_KEYS,
@@ -22,7 +23,6 @@ from asr_worker.transports.telephony_messages import (
     Mark,
     Media,
     Message,
-    ParseError,
     Start,
     Stop,
 )
@@ -46,10 +46,10 @@ PLATFORMS: dict[str, tuple[Callable[[str], Message], int, tuple[str, ...]]] = {
 
 
 def _check(parse: Callable[[str], Message], max_payload: int, raw: str) -> Message | None:
-    """Parse; assert the outcome is a well-formed message or a short ParseError."""
+    """Parse; assert the outcome is a well-formed message or a short ProtocolError."""
     try:
         message = parse(raw)
-    except ParseError as exc:
+    except ProtocolError as exc:
         assert exc.code in CODES
         bounded(exc.message)
         return None

@@ -10,10 +10,10 @@ import pytest
 
 from asr_worker.config import load_settings
 from asr_worker.credentials import Secret
+from asr_worker.errors import ConfigError
 from asr_worker.http.options import SETTINGS as HTTP
 from asr_worker.logs import JsonFormatter
 from asr_worker.providers.mock import MockProvider
-from asr_worker.settings import ConfigError
 from tests.conftest import running_worker
 from tests.support.audio import frames, speechlike
 from tests.support.client import CallClient

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from asr_worker.core.provider_events import ProviderError
 from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
 from asr_worker.dgserver import ConnectionRecord, Faults
+from asr_worker.errors import ProviderError
 from asr_worker.providers.base import StreamRequest
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider
 from asr_worker.providers.mock import expected_words

@@ -20,7 +20,8 @@ from asr_worker.core.provider_events import (
 )
 from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
-from asr_worker.deepgram.protocol import ListenParams, ModelInfo, ParamError, ProtocolViolation
+from asr_worker.deepgram.protocol import ListenParams, ModelInfo
+from asr_worker.errors import ParamError, ProtocolViolation
 from asr_worker.providers import deepgram
 from asr_worker.providers.breaker import BreakerState, CircuitBreaker
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider, close_error, parse_extra_params

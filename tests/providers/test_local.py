@@ -15,8 +15,8 @@ import pytest
 
 from asr_worker.config import Settings, settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.call_options import CallOptions
 from asr_worker.core.provider_events import (
-    ProviderError,
     ProviderEvent,
     SpeechStarted,
     StreamMetadata,
@@ -26,8 +26,9 @@ from asr_worker.core.provider_events import (
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.vad import SileroVad
 from asr_worker.engine.whisper import Decoded, DecodedWord, Decoder
+from asr_worker.errors import ProviderError, StartError
 from asr_worker.providers import local
-from asr_worker.providers.base import ProviderStartError, StreamRequest
+from asr_worker.providers.base import StreamRequest
 from asr_worker.providers.local import LocalOptions, LocalProvider, LocalStream
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -298,7 +299,7 @@ async def test_a_model_that_fails_to_load_stops_the_worker_with_the_reason(siler
     worker = Worker(settings_with(port=0), provider=provider)
     with pytest.raises(ExceptionGroup) as stopped:
         await asyncio.wait_for(worker.serve(asyncio.Event()), 20)
-    assert stopped.group_contains(ProviderStartError, match="sha256 mismatch")
+    assert stopped.group_contains(StartError, match="sha256 mismatch")
     health = provider.health()
     assert not health.ok and "sha256 mismatch" in health.detail
     with pytest.raises(ProviderError) as refused:
@@ -313,7 +314,9 @@ async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_fi
     decoder = FakeWhisper()
     async with local_provider(silero, decoder, keyterms=("Acme", "Zorblax"), context_chars=200) as provider:
         fmt = call.fmt
-        stream = await provider.open(StreamRequest("call-1", "acme", fmt, keyterms=("Quux", "Acme")))
+        stream = await provider.open(
+            StreamRequest("call-1", "acme", fmt, options=CallOptions(keyterms=("Quux", "Acme")))
+        )
         events = await play(stream, call.data, call.fmt)
     spoken = [r.text for r in finals(events) if r.text]
     assert len(spoken) == 3

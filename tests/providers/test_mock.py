@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from asr_worker.core.provider_events import ProviderError, TranscriptResult
+from asr_worker.core.provider_events import TranscriptResult
+from asr_worker.errors import ProviderError
 from asr_worker.providers.base import ResultQueue, StreamRequest
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from tests.support.audio import PCM8K, frames, silence, speechlike

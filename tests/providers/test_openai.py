@@ -19,11 +19,11 @@ from aiohttp import web
 from asr_worker.config import load_settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.credentials import Secret
+from asr_worker.errors import ConfigError
 from asr_worker.openai_realtime import protocol
 from asr_worker.openai_realtime.protocol import SessionConfig
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider, realtime_url
-from asr_worker.settings import ConfigError
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
 from tests.support.audio import frames, silence, speechlike

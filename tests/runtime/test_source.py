@@ -15,9 +15,10 @@ from asr_worker.core.clock import SystemClock
 from asr_worker.core.events import CallEvent
 from asr_worker.core.session import Phase
 from asr_worker.core.session_types import SessionConfig
+from asr_worker.errors import SessionRefused
 from asr_worker.metrics import LiveTotals, WorkerMetrics
 from asr_worker.providers.mock import MockOptions, MockProvider
-from asr_worker.runtime.manager import CallLimits, SessionManager, SessionRefused
+from asr_worker.runtime.manager import CallLimits, SessionManager
 from tests.support.audio import PCM8K, speechlike
 
 FRAME = speechlike(0.02)  # 20 ms of 8 kHz linear16

@@ -11,8 +11,8 @@ import pytest
 
 from asr_worker.audiohook.signature import ApiKeys
 from asr_worker.config import load_settings
+from asr_worker.errors import ConfigError
 from asr_worker.providers.mock import MockProvider
-from asr_worker.settings import ConfigError
 from asr_worker.transports import audiohook as transport
 from asr_worker.transports.audiohook import SETTINGS as AUDIOHOOK
 from tests.conftest import running_worker

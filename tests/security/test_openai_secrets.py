@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from asr_worker.config import load_settings
-from asr_worker.core.provider_events import ProviderError
 from asr_worker.credentials import Secret
+from asr_worker.errors import ProviderError
 from asr_worker.providers import openai as openai_provider
 from asr_worker.providers.base import StreamRequest
 from asr_worker.providers.openai import OpenAIOptions, OpenAIProvider

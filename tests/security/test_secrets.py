@@ -24,9 +24,9 @@ from aiohttp import web
 from asr_worker.bus.redis import RedisOptions
 from asr_worker.config import load_settings
 from asr_worker.core.audio import AudioFormat, Encoding
-from asr_worker.core.provider_events import ProviderError
 from asr_worker.credentials import Secret
 from asr_worker.dgserver import Faults
+from asr_worker.errors import ProviderError
 from asr_worker.providers import deepgram
 from asr_worker.providers.base import StreamRequest
 from asr_worker.providers.deepgram import DeepgramOptions, DeepgramProvider

@@ -55,7 +55,7 @@ async def test_custom_config_keyterms_reach_the_provider(
     conversation = str(uuid.uuid4())
     await call(await connect(http, hook_worker), conversation, keyterms)
     [stream] = mock_provider.streams_for(conversation)
-    assert stream.request.keyterms == EXPECTED
+    assert stream.request.options.keyterms == EXPECTED
 
 
 async def test_a_continued_session_leaves_the_calls_keyterms(
@@ -69,7 +69,7 @@ async def test_a_continued_session_leaves_the_calls_keyterms(
     continued = [{"id": first.id, "serverseq": first.serverseq, "clientseq": first.seq}]
     await second.open(conversation, continuedSessions=continued, customConfig={"keyterms": ["Other"]})
     await second.close()
-    assert [s.request.keyterms for s in mock_provider.streams_for(conversation)] == [("Zorblax",)]
+    assert [s.request.options.keyterms for s in mock_provider.streams_for(conversation)] == [("Zorblax",)]
 
 
 @pytest.mark.parametrize(

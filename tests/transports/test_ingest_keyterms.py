@@ -57,7 +57,7 @@ async def test_repeated_keyterm_and_keywords_values_reach_the_provider_in_order_
         assert worker.http_server.raw_connections == (1 if road == "raw" else 0)
         await finish(call)
     [stream] = provider.streams_for(f"terms-{road}")
-    assert stream.request.keyterms == EXPECTED
+    assert stream.request.options.keyterms == EXPECTED
 
 
 async def test_a_call_without_keyterms_asks_for_none(
@@ -65,7 +65,7 @@ async def test_a_call_without_keyterms_asks_for_none(
 ) -> None:
     provider = mock_provider
     await finish(await connect(http, worker, "plain"))
-    assert provider.streams_for("plain")[0].request.keyterms == ()
+    assert provider.streams_for("plain")[0].request.options.keyterms == ()
 
 
 async def test_the_source_that_starts_the_call_fixes_its_keyterms(
@@ -78,7 +78,7 @@ async def test_the_source_that_starts_the_call_fixes_its_keyterms(
     await second.send_frames(frames(speechlike(0.4)))
     await second.ws.close()
     await finish(first)
-    assert [s.request.keyterms for s in provider.streams_for("fixed")] == [("Zorblax",)]
+    assert [s.request.options.keyterms for s in provider.streams_for("fixed")] == [("Zorblax",)]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ async def test_every_reconnect_asks_for_the_calls_keyterms_again(http: aiohttp.C
     assert call.of("session_ended")[0]["reconnects"] == 2
     requests = [s.request for s in provider.streams_for("flaky")]
     assert [r.reconnect for r in requests] == [False, True, True]
-    assert [r.keyterms for r in requests] == [EXPECTED] * 3
+    assert [r.options.keyterms for r in requests] == [EXPECTED] * 3
 
 
 async def test_a_call_moved_to_the_fallback_provider_keeps_its_keyterms(http: aiohttp.ClientSession) -> None:
@@ -136,7 +136,7 @@ async def test_a_call_moved_to_the_fallback_provider_keeps_its_keyterms(http: ai
             await call.end()
             await call.collect()
     assert server.connections[0].params.keyterms == EXPECTED
-    assert [s.request.keyterms for s in fallback.streams_for("moved")] == [EXPECTED]
+    assert [s.request.options.keyterms for s in fallback.streams_for("moved")] == [EXPECTED]
 
 
 @pytest.mark.parametrize("road", ["raw", "aiohttp"])

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asr_worker.transports.ingest_call import ControlError, parse_control
+from asr_worker.errors import ProtocolError
+from asr_worker.transports.ingest_call import parse_control
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -37,7 +38,7 @@ def test_known_commands(text: str, command: str) -> None:
 def test_any_text_is_a_command_or_a_clear_error(text: str) -> None:
     try:
         assert parse_control(text) in ("end", "keepalive")
-    except ControlError as exc:
+    except ProtocolError as exc:
         assert exc.code in ("bad_message", "unknown_message") and exc.message
 
 
@@ -45,10 +46,10 @@ def test_any_text_is_a_command_or_a_clear_error(text: str) -> None:
 def test_any_json_is_a_command_or_a_clear_error(value: object) -> None:
     try:
         parse_control(json.dumps(value))
-    except ControlError as exc:
+    except ProtocolError as exc:
         assert exc.code in ("bad_message", "unknown_message")
 
 
 def test_deeply_nested_json_is_refused_not_crashed() -> None:
-    with pytest.raises(ControlError):
+    with pytest.raises(ProtocolError):
         parse_control("[" * 100_000 + "]" * 100_000)

@@ -62,7 +62,7 @@ async def test_the_prompt_at_the_first_append_names_the_calls_keyterms(
         updated = (await conn.recv()).to_dict()
         assert "Other" in json.dumps(updated)
     [stream] = mock_provider.streams
-    assert stream.request.keyterms == EXPECTED
+    assert stream.request.options.keyterms == EXPECTED
 
 
 @pytest.mark.parametrize(
@@ -90,4 +90,4 @@ async def test_a_prompt_is_never_refused_and_only_its_terms_are_keyterms(
         await ws.send_str(json.dumps({"type": "input_audio_buffer.commit"}))
         await next_of(ws, "conversation.item.input_audio_transcription.completed")
     [stream] = mock_provider.streams
-    assert stream.request.keyterms == expected
+    assert stream.request.options.keyterms == expected

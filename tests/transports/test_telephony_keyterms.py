@@ -57,7 +57,7 @@ async def test_twilio_custom_parameters_name_the_calls_keyterms(
     await closed(ws)
     assert ws.close_code == 1000
     [stream] = mock_provider.streams_for("tw-terms")
-    assert stream.request.keyterms == EXPECTED
+    assert stream.request.options.keyterms == EXPECTED
 
 
 async def test_a_call_without_keyterm_parameters_asks_for_none(
@@ -67,7 +67,7 @@ async def test_a_call_without_keyterm_parameters_asks_for_none(
     await twilio_call(ws, "tw-plain", {"keyterms": " , "})
     await ws.send_str(twilio_stop())
     await closed(ws)
-    assert mock_provider.streams_for("tw-plain")[0].request.keyterms == ()
+    assert mock_provider.streams_for("tw-plain")[0].request.options.keyterms == ()
 
 
 async def test_a_twilio_socket_resuming_a_call_leaves_its_keyterms_and_reconnects_ask_for_them(
@@ -87,7 +87,7 @@ async def test_a_twilio_socket_resuming_a_call_leaves_its_keyterms_and_reconnect
         await twilio_call(second, "tw-resumed", {"keyterms": "Other,More"})
         await second.send_str(twilio_stop())
         await closed(second)
-    assert [s.request.keyterms for s in provider.streams_for("tw-resumed")] == [("Zorblax",)]
+    assert [s.request.options.keyterms for s in provider.streams_for("tw-resumed")] == [("Zorblax",)]
 
 
 @pytest.mark.parametrize(
@@ -136,9 +136,13 @@ async def test_exotel_custom_parameters_and_the_applets_url_name_the_calls_keyte
         await ws.send_str(exotel_stop())
         await closed(ws)
         assert ws.close_code == 1000
-    assert mock_provider.streams_for("exo-terms")[0].request.keyterms == EXPECTED
-    assert mock_provider.streams_for("exo-url")[0].request.keyterms == ("Quux", "Zorblax", "Acme Cloud")
-    assert mock_provider.streams_for("exo-both")[0].request.keyterms == ("Kept",)
+    assert mock_provider.streams_for("exo-terms")[0].request.options.keyterms == EXPECTED
+    assert mock_provider.streams_for("exo-url")[0].request.options.keyterms == (
+        "Quux",
+        "Zorblax",
+        "Acme Cloud",
+    )
+    assert mock_provider.streams_for("exo-both")[0].request.options.keyterms == ("Kept",)
 
 
 async def test_a_bad_exotel_keyterm_closes_the_socket_with_the_reason(

@@ -1,5 +1,5 @@
 """The Twilio and Exotel parsers: the platforms' documented messages, and hostile input that
-must give a clear ParseError (never another exception)."""
+must give a clear ProtocolError (never another exception)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.errors import ProtocolError
 from asr_worker.transports import exotel_messages, twilio_messages
-from asr_worker.transports.telephony_messages import (
-    Clear,
-    Connected,
-    Dtmf,
-    Mark,
-    Media,
-    Message,
-    ParseError,
-    Start,
-    Stop,
-)
+from asr_worker.transports.telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, Start, Stop
 from tests.support.telephony import fixture, fixture_text
 
 Parser = Callable[[str], Message]
@@ -172,7 +163,7 @@ HOSTILE_TWILIO = [
 
 @pytest.mark.parametrize(("text", "code", "reason"), HOSTILE_TWILIO)
 def test_hostile_twilio_input_gets_a_clear_parse_error(text: str, code: str, reason: str) -> None:
-    with pytest.raises(ParseError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         twilio_messages.parse(text)
     assert caught.value.code == code
     assert reason in caught.value.message
@@ -198,7 +189,7 @@ HOSTILE_EXOTEL = [
 
 @pytest.mark.parametrize(("text", "code", "reason"), HOSTILE_EXOTEL)
 def test_hostile_exotel_input_gets_a_clear_parse_error(text: str, code: str, reason: str) -> None:
-    with pytest.raises(ParseError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         exotel_messages.parse(text)
     assert caught.value.code == code
     assert reason in caught.value.message
@@ -209,7 +200,7 @@ def test_an_exotel_start_without_the_inner_stream_sid_uses_the_outer_one() -> No
     assert isinstance(start, Start) and start.stream_sid == "a8e0c7e4b5f5d3a1e9c2b6d4f7a0c3e5"
 
 
-# --- properties: whatever arrives, a message or a ParseError ---------------------------------------
+# --- properties: whatever arrives, a message or a ProtocolError ---------------------------------------
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -259,10 +250,10 @@ def message_like(draw: st.DrawFn) -> str:
 @settings(max_examples=150, deadline=None)
 @given(raw=st.text(max_size=200) | message_like())
 def test_any_text_parses_or_gives_a_parse_error(parse: Parser, raw: str) -> None:
-    error: ParseError | None = None
+    error: ProtocolError | None = None
     try:
         message: Message | None = parse(raw)
-    except ParseError as exc:
+    except ProtocolError as exc:
         message, error = None, exc
     if error is not None:
         assert error.code in {"bad_message", "unknown_message", "bad_audio", "bad_format", "too_large"}

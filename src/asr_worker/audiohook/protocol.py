@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from ..errors import ProtocolError
+
 VERSION: Final = "2"
 NULL_UUID: Final = "00000000-0000-0000-0000-000000000000"
 MAX_TEXT_CHARS: Final = 65535  # the reference refuses longer text messages, both ways
@@ -45,14 +47,6 @@ CLIENT_TYPES: Final = ("open", "ping", "paused", "resumed", "discarded", "update
 CHANNELS: Final = ("external", "internal")
 
 
-class ProtocolError(ValueError):
-    """A client message the server cannot take; `info` is short and safe to send back."""
-
-    def __init__(self, info: str) -> None:
-        super().__init__(info)
-        self.info = info
-
-
 def is_uuid(value: object) -> bool:
     return isinstance(value, str) and _UUID.match(value) is not None
 
@@ -61,10 +55,10 @@ def parse_duration(value: object) -> float:
     """`PT1.23S` to seconds; ProtocolError if it is not one."""
     match = _DURATION.match(value) if isinstance(value, str) and len(value) <= 40 else None
     if match is None:
-        raise ProtocolError(f"not a duration: {str(value)[:40]!r}")
+        raise ProtocolError("bad_message", f"not a duration: {str(value)[:40]!r}")
     seconds = float(match.group(1))
     if seconds >= 2**53 / 1e9:
-        raise ProtocolError("duration too large")
+        raise ProtocolError("bad_message", "duration too large")
     return seconds
 
 
@@ -169,22 +163,26 @@ ClientMessage = Open | Ping | Paused | Resumed | Discarded | Update | ClientErro
 def parse_client_message(text: str) -> ClientMessage:
     """One client text message; raises ProtocolError with a reason."""
     if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(f"Text message too large (>64K). Length: {len(text)}")
+        raise ProtocolError("bad_message", f"Text message too large (>64K). Length: {len(text)}")
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
-        raise ProtocolError("Text message not valid JSON") from None
+        raise ProtocolError("bad_message", "Text message not valid JSON") from None
     if not isinstance(body, dict):
-        raise ProtocolError("Message not a well-formed client message")
+        raise ProtocolError("bad_message", "Message not a well-formed client message")
     header = _header(body)
     kind = body["type"]
     params: dict[str, object] = body["parameters"]
     if kind not in CLIENT_TYPES:
-        raise ProtocolError(f"Invalid Message: '{kind[:40]}' is not a supported client message")
+        raise ProtocolError(
+            "bad_message", f"Invalid Message: '{kind[:40]}' is not a supported client message"
+        )
     try:
         return _parse_parameters(kind, header, params)
     except ProtocolError as exc:
-        raise ProtocolError(f"Invalid Message: Invalid/missing parameters of '{kind}' ({exc.info})") from None
+        raise ProtocolError(
+            "bad_message", f"Invalid Message: Invalid/missing parameters of '{kind}' ({exc.message})"
+        ) from None
 
 
 def _header(body: dict[str, object]) -> Header:
@@ -195,14 +193,14 @@ def _header(body: dict[str, object]) -> Header:
         or not isinstance(kind, str)
         or not isinstance(params, dict)
     ):
-        raise ProtocolError("Message not a well-formed client message")
+        raise ProtocolError("bad_message", "Message not a well-formed client message")
     seq, serverseq = body.get("seq"), body.get("serverseq")
     if not _is_seq(seq) or not _is_seq(serverseq):
-        raise ProtocolError("Message not a well-formed client message")
+        raise ProtocolError("bad_message", "Message not a well-formed client message")
     try:
         position = parse_duration(body.get("position"))
     except ProtocolError:
-        raise ProtocolError("Message not a well-formed client message") from None
+        raise ProtocolError("bad_message", "Message not a well-formed client message") from None
     assert isinstance(seq, int) and isinstance(serverseq, int)
     return Header(str(body["id"]), seq, serverseq, position)
 
@@ -225,44 +223,44 @@ def _parse_parameters(kind: str, header: Header, params: dict[str, object]) -> C
     if kind == "error":
         code, message = params.get("code"), params.get("message")
         if not isinstance(code, int) or isinstance(code, bool) or not 400 <= code < 10000:
-            raise ProtocolError("`code` must be a number from 400")
+            raise ProtocolError("bad_message", "`code` must be a number from 400")
         if not isinstance(message, str):
-            raise ProtocolError("`message` must be a string")
+            raise ProtocolError("bad_message", "`message` must be a string")
         retry = params.get("retryAfter")
         return ClientError(header, code, message[:500], None if retry is None else parse_duration(retry))
     if kind == "close":
         reason = params.get("reason")
         if reason not in CLOSE_REASONS:
-            raise ProtocolError(f"`reason` must be one of {', '.join(CLOSE_REASONS)}")
+            raise ProtocolError("bad_message", f"`reason` must be one of {', '.join(CLOSE_REASONS)}")
         return Close(header, str(reason))
     return _open(header, params)
 
 
 def _language(value: object) -> str:
     if not isinstance(value, str) or _LANGUAGE.match(value) is None:
-        raise ProtocolError("`language` must be a language code such as en-US")
+        raise ProtocolError("bad_message", "`language` must be a language code such as en-US")
     return value
 
 
 def _open(header: Header, params: dict[str, object]) -> Open:
     organization_id, conversation_id = params.get("organizationId"), params.get("conversationId")
     if not is_uuid(organization_id) or not is_uuid(conversation_id):
-        raise ProtocolError("`organizationId` and `conversationId` must be UUIDs")
+        raise ProtocolError("bad_message", "`organizationId` and `conversationId` must be UUIDs")
     participant = params.get("participant")
     if not isinstance(participant, dict):
-        raise ProtocolError("`participant` must be an object")
+        raise ProtocolError("bad_message", "`participant` must be an object")
     participant_id = participant.get("id")
     media = params.get("media")
     if not isinstance(media, list):
-        raise ProtocolError("`media` must be a list")
+        raise ProtocolError("bad_message", "`media` must be a list")
     offers = tuple(offer for offer in (_offer(item) for item in media[:_MAX_OFFERS]) if offer is not None)
     language = params.get("language")
     supported = params.get("supportedLanguages", False)
     if not isinstance(supported, bool):
-        raise ProtocolError("`supportedLanguages` must be true or false")
+        raise ProtocolError("bad_message", "`supportedLanguages` must be true or false")
     custom = params.get("customConfig", {})
     if not isinstance(custom, dict):
-        raise ProtocolError("`customConfig` must be an object")
+        raise ProtocolError("bad_message", "`customConfig` must be an object")
     return Open(
         header=header,
         organization_id=str(organization_id),
@@ -295,7 +293,7 @@ def _continued(value: object) -> tuple[ContinuedSession, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ProtocolError("`continuedSessions` must be a list")
+        raise ProtocolError("bad_message", "`continuedSessions` must be a list")
     out: list[ContinuedSession] = []
     for item in value[:_MAX_CONTINUED]:
         if (
@@ -304,7 +302,9 @@ def _continued(value: object) -> tuple[ContinuedSession, ...]:
             or not _is_seq(item.get("serverseq"))
             or not _is_seq(item.get("clientseq"))
         ):
-            raise ProtocolError("`continuedSessions` entries need `id`, `serverseq` and `clientseq`")
+            raise ProtocolError(
+                "bad_message", "`continuedSessions` entries need `id`, `serverseq` and `clientseq`"
+            )
         out.append(ContinuedSession(str(item["id"]), int(item["serverseq"]), int(item["clientseq"])))
     return tuple(out)
 

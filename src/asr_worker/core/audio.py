@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..errors import AudioFormatError
+
 
 class Encoding(StrEnum):
     LINEAR16 = "linear16"
@@ -32,10 +34,6 @@ _ENCODING_ALIASES: dict[str, Encoding] = {
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
-
-
-class AudioFormatError(ValueError):
-    """A format a client asked for that the worker cannot take; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from ..errors import ProviderError
 from ..settings import Section, Setting, int_range, seconds
-from .provider_events import ProviderError
 
 CIRCUIT_OPEN: Final = "circuit_open"
 HANDSHAKE_REFUSED: Final = "handshake_refused"

@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ..errors import BadRequest
+
 _ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-class BadRequest(ValueError):
-    """Input a source refuses; the message is safe to show the client."""
 
 
 def check_id(value: str | None, name: str) -> str:

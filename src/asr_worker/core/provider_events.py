@@ -66,30 +66,3 @@ class StreamMetadata:
 
 
 ProviderEvent = TranscriptResult | UtteranceEnd | SpeechStarted | StreamMetadata
-
-
-class ProviderError(Exception):
-    """A provider refused or lost a stream.
-
-    `retryable` says whether the same call may try again (network faults, 1011, 5xx, 429) or
-    must fail (bad key, bad request, no credit). `code` is short and stable for metrics;
-    `message` is for people and never contains a secret. `outage` says the provider is failing
-    for every call, not only this one (its circuit breaker is open): a call with a fallback
-    provider moves there at once (`core/failover.py`).
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        outage: bool = False,
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.outage = outage

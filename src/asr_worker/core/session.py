@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from ..errors import ProviderError
 from .actions import (
     AbortStream,
     Action,
@@ -56,7 +57,6 @@ from .events import (
 )
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
 from .provider_events import (
-    ProviderError,
     ProviderEvent,
     StreamMetadata,
     TranscriptResult,

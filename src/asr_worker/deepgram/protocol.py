@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .. import jsonwire
+from ..core.call_options import CallOptions
 from ..core.provider_events import (
     ProviderEvent,
     SpeechStarted,
@@ -26,6 +27,7 @@ from ..core.provider_events import (
     UtteranceEnd,
     Word,
 )
+from ..errors import ParamError, ProtocolViolation
 
 LISTEN_PATH: Final = "/v1/listen"
 
@@ -67,10 +69,6 @@ MAX_SPEAKERS: Final = 1_000_000
 
 
 # --- query parameters ----------------------------------------------------------------------
-
-
-class ParamError(ValueError):
-    """A query parameter a server cannot accept; the message names it."""
 
 
 def format_bool(value: bool) -> str:
@@ -170,73 +168,8 @@ class ListenParams:
             if utterance_end is None
             else _int_param(query, "utterance_end_ms", None, 1000, 5000),
             vad_events=parse_bool(query.get("vad_events", "false"), "vad_events"),
-            keyterms=parse_keyterms(query),
+            keyterms=CallOptions.from_query(query).keyterms,
         )
-
-
-MAX_KEYTERMS: Final = 100
-MAX_KEYTERM_CHARS: Final = 100
-# The request line a server reads, long enough for the most keyterms allowed, percent-encoded,
-# with the other parameters (aiohttp's default, 8190 bytes, holds about 75 of 100 characters).
-MAX_REQUEST_LINE_BYTES: Final = 64 * 1024
-
-
-def parse_keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
-    """Every `keyterm` and `keywords` value, in order, each once (a multi-valued query's
-    `items()` yields every pair; a plain mapping holds one of each). Each `keywords` value is
-    `word` or `word:boost`, the boost dropped; whitespace runs become one space. Raises
-    ParamError for a term over MAX_KEYTERM_CHARS or more than MAX_KEYTERMS distinct terms.
-    Every server that takes a call's expected words from a query (dg-server, the ingest
-    socket) reads them here, so the limits and the wording are the same everywhere."""
-    named: list[tuple[str, str]] = []
-    for key, value in query.items():
-        if key == "keywords":
-            named.append((key, value.rsplit(":", 1)[0] if _BOOSTED.fullmatch(value.strip()) else value))
-        elif key == "keyterm":
-            named.append((key, value))
-    return _distinct_terms(named, f"at most {MAX_KEYTERMS} keyterm/keywords values")
-
-
-def check_keyterms(values: Iterable[str], name: str) -> tuple[str, ...]:
-    """A call's keyterms given as a list rather than a query (a telephony stream's custom
-    parameter, a Redis bus announcement, AudioHook's customConfig), read as parse_keyterms
-    reads `keyterm` values, with its limits. A ParamError names `name`, the field the terms
-    came in, with the term's index: `keyterms[3] must be at most 100 characters`."""
-    named = [(f"{name}[{index}]", value) for index, value in enumerate(values)]
-    return _distinct_terms(named, f"{name}: at most {MAX_KEYTERMS} terms")
-
-
-def json_keyterms(value: object, name: str, *, comma_separated: bool = False) -> tuple[str, ...]:
-    """A call's keyterms as a JSON field carries them (a Redis bus announcement's `keyterms`,
-    AudioHook's `customConfig.keyterms`): absent, a list of strings or, where
-    `comma_separated`, one comma-separated string; held to check_keyterms's limits, and a
-    ParamError naming `name` for any other value."""
-    if value is None:
-        return ()
-    if comma_separated and isinstance(value, str):
-        return check_keyterms(value.split(","), name)
-    if isinstance(value, list) and all(isinstance(term, str) for term in value):
-        return check_keyterms(value, name)
-    shape = "a list of strings or a comma-separated string" if comma_separated else "a list of strings"
-    raise ParamError(f"{name} must be {shape}")
-
-
-def _distinct_terms(named: list[tuple[str, str]], too_many: str) -> tuple[str, ...]:
-    """The terms of (where, text) pairs in order, whitespace runs one space, empty ones
-    skipped, each once; ParamError for a term over MAX_KEYTERM_CHARS (naming its `where`) or
-    for more than MAX_KEYTERMS (saying `too_many`)."""
-    terms: list[str] = []
-    for where, text in named:
-        term = " ".join(text.split())
-        if not term:
-            continue
-        if len(term) > MAX_KEYTERM_CHARS:
-            raise ParamError(f"{where} must be at most {MAX_KEYTERM_CHARS} characters")
-        terms.append(term)
-    unique = tuple(dict.fromkeys(terms))
-    if len(unique) > MAX_KEYTERMS:
-        raise ParamError(too_many)
-    return unique
 
 
 def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int, hi: int) -> int:
@@ -255,7 +188,6 @@ def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int
 
 
 _WHOLE_NUMBER: Final = re.compile(r"-?[0-9]{1,18}")
-_BOOSTED: Final = re.compile(r".+:-?[0-9]+(\.[0-9]+)?")
 
 
 # --- authentication --------------------------------------------------------------------------
@@ -351,15 +283,6 @@ class ServerError:
 
     variant: str
     description: str
-
-
-class ProtocolViolation(ValueError):
-    """A message that does not follow the protocol: `kind` is stable, for metrics."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
 
 
 ServerMessage = ProviderEvent | ServerError

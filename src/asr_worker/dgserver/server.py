@@ -30,15 +30,12 @@ from aiohttp import WSMsgType, web
 
 from .. import __version__
 from ..core.audio import AudioFormat
-from ..core.provider_events import (
-    ProviderError,
-    ProviderEvent,
-    SpeechStarted,
-    TranscriptResult,
-    UtteranceEnd,
-)
+from ..core.call_options import CallOptions
+from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd
 from ..deepgram import protocol
-from ..deepgram.protocol import ListenParams, ModelInfo, ParamError, ProtocolViolation, Refusal
+from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
+from ..errors import ParamError, ProtocolViolation, ProviderError
+from ..http.options import MAX_REQUEST_LINE_BYTES
 from ..providers.base import Provider, ProviderStream, StreamRequest
 from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
 
@@ -156,7 +153,7 @@ class DeepgramServer:
         faults.reject_status, faults.reject_count, faults.reject_percent = self._before_outage
 
     def app(self) -> web.Application:
-        app = web.Application(handler_args={"max_line_size": protocol.MAX_REQUEST_LINE_BYTES})
+        app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES})
         app.add_routes([web.get(protocol.LISTEN_PATH, self._listen), web.get("/health", self._health)])
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -294,7 +291,9 @@ class _Connection:
         self._slow_s = 0.0
 
     async def run(self) -> None:
-        request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, keyterms=self.params.keyterms)
+        request = StreamRequest(
+            f"dg-{self.record.request_id}", None, self.fmt, options=CallOptions(keyterms=self.params.keyterms)
+        )
         try:
             self._stream = await self.server.provider.open(request)
         except ProviderError as exc:

@@ -27,14 +27,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..core.provider_events import (
-    ProviderError,
-    ProviderEvent,
-    SpeechStarted,
-    TranscriptResult,
-    UtteranceEnd,
-    Word,
-)
+from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd, Word
+from ..errors import ProviderError
 from .agreement import Agreement, normalize
 from .resample import SAMPLE_RATE, Float32Array, StreamResampler
 from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Scheduler

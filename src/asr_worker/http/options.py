@@ -8,6 +8,11 @@ from typing import Final
 from ..credentials import Secret
 from ..settings import Section, Setting, boolean, host, int_range, secret
 
+# The request line a server reads: long enough for the most keyterms a call may name,
+# percent-encoded, with the other parameters (aiohttp's default, 8190 bytes, holds about 75 of
+# 100 terms of 100 characters).
+MAX_REQUEST_LINE_BYTES: Final = 64 * 1024
+
 
 @dataclass(frozen=True)
 class HttpOptions:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from .. import jsonwire
+from ..errors import ProtocolError, ProtocolViolation
 
 REALTIME_PATH: Final = "/v1/realtime"
 # Browsers cannot set headers on a WebSocket: they offer the key as a subprotocol.
@@ -178,32 +179,6 @@ class SessionPatch:
 
 
 # --- errors ---------------------------------------------------------------------------------
-
-
-class ProtocolError(ValueError):
-    """A client event the server cannot take: it answers with an `error` event built from
-    this (`error_event`), and the session goes on."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        event_id: str | None = None,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param, self.event_id, self.type = code, message, param, event_id, type
-
-
-class ProtocolViolation(ValueError):
-    """A server event that is not valid protocol (for the client side): `kind` is short and
-    stable (a metric label), `detail` for the log."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind, self.detail = kind, detail
 
 
 # --- client events: parsing (server side) ------------------------------------------------------

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat
-from ..core.provider_events import ProviderError, ProviderEvent
+from ..core.call_options import NO_OPTIONS, CallOptions
+from ..core.provider_events import ProviderEvent
+from ..errors import ProviderError
 from ..settings import Section
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ class StreamRequest:
     fmt: AudioFormat
     reconnect: bool = False  # a replacement for a dropped stream of the same call
     attempt: int = 1  # the call's nth open attempt (1: the call is new; more: it is retrying)
-    keyterms: tuple[str, ...] = ()  # words the call is expected to use (names, products, codes)
+    options: CallOptions = NO_OPTIONS  # what the call asks of its transcription (its keyterms...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +112,11 @@ class ProviderKind:
 # Optional extras: the worker calls them when a provider has them (checked with isinstance).
 
 
-class ProviderStartError(Exception):
-    """A provider that cannot start at all (a model that does not load): no call could be
-    served, so the process stops with this message as its one line."""
-
-
 @runtime_checkable
 class BackgroundProvider(Protocol):
     async def run(self) -> None:
         """Work the provider shares between calls (load a model, run decoders), started with the
-        worker and cancelled after its sessions have drained. Raises ProviderStartError when
+        worker and cancelled after its sessions have drained. Raises StartError when
         it cannot start at all."""
 
 

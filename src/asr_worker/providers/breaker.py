@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..core.provider_events import ProviderError
+from ..errors import ProviderError
 from .base import ProviderHealth
 
 

@@ -36,22 +36,22 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedError
-from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.http11 import Response
-from websockets.protocol import Event, State
+from websockets.protocol import State
 
 from ..core.audio import AudioFormat
 from ..core.clock import Clock
-from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata, TranscriptResult
+from ..core.provider_events import ProviderEvent, StreamMetadata, TranscriptResult
 from ..deepgram import protocol
-from ..deepgram.protocol import ListenParams, ProtocolViolation, ServerError
+from ..deepgram.protocol import ListenParams, ServerError
+from ..errors import ProtocolViolation, ProviderError
 from ..settings import Section, Setting, secret, text, url
 from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderKind, StreamRequest
 from .connection_metrics import ConnectionMetrics
 from .remote import STATUS_CODES, Opened, RemoteOptions, RemoteProvider, RemoteStream
+from .ws_push import PushingConnection
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
 
@@ -116,62 +116,6 @@ class DeepgramMetrics(ConnectionMetrics):
         return variant
 
 
-class _PushingConnection(ClientConnection):
-    """websockets' client connection, which can hand each complete data message to a callback
-    as its frames are parsed, instead of queueing it for a reader task to await.
-
-    At 500 calls Deepgram sends about 1,250 results a second, and the queue, the future and the
-    task switch behind each were a large part of what a result cost. websockets still parses
-    every frame, enforces max_size and answers pings and closes; only where a data message goes
-    changes, and only if nothing was queued before, so messages keep their order."""
-
-    _sink: Callable[[str | bytes], None] | None = None
-    _queued_messages = 0  # data frames websockets' own queue took (before a sink was set)
-    _fragments: list[bytes] | None = None  # a fragmented message's frames so far
-    _text = True  # the message being received is text (its first frame said so)
-
-    def push_to(self, sink: Callable[[str | bytes], None]) -> bool:
-        """Messages go to `sink` from now on: text as str, binary as bytes, as `recv` gives."""
-        if self._queued_messages:
-            return False  # a reader must drain the queue first, or the order would change
-        self._sink = sink
-        return True
-
-    def stop_pushing(self) -> None:
-        """Drop the callback (the stream has ended): it refers back to the stream and its
-        session, and this cycle would otherwise wait for a full garbage collection."""
-        self._sink = None
-
-    def process_event(self, event: Event) -> None:
-        sink = self._sink
-        if sink is None or not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
-            if self.response is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
-                self._queued_messages += 1
-            super().process_event(event)
-            return
-        if event.opcode is not Opcode.CONT:
-            self._text = event.opcode is Opcode.TEXT
-        if not event.fin:
-            if self._fragments is None:
-                self._fragments = []
-            self._fragments.append(bytes(event.data))
-            return
-        data = bytes(event.data)
-        if self._fragments is not None:
-            self._fragments.append(data)
-            data, self._fragments = b"".join(self._fragments), None
-        if not self._text:
-            sink(data)
-            return
-        try:
-            text = data.decode()
-        except UnicodeDecodeError as exc:  # as websockets' own recv answers it
-            self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-            self.send_data()
-            return
-        sink(text)
-
-
 class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "DeepgramStream"]):
     """Deepgram's side of the skeleton: the listen URL for each call's format and keyterms,
     Deepgram's refusals (its err_code and err_msg, Retry-After, which holds back every call:
@@ -183,7 +127,7 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
     auth_scheme = "Token"
     bad_url_message = "DEEPGRAM_URL is not a usable WebSocket URL"
     max_queue = 64
-    connection = _PushingConnection
+    connection = PushingConnection
 
     def __init__(self, options: DeepgramOptions, clock: Clock | None = None) -> None:
         super().__init__(options, DeepgramMetrics, clock)
@@ -203,7 +147,7 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
     # --- the protocol mapping -------------------------------------------------------------
 
     def _url_for(self, request: StreamRequest) -> str:
-        return self.url_for(request.fmt, request.keyterms)
+        return self.url_for(request.fmt, request.options.keyterms)
 
     async def _before_handshake(self, request: StreamRequest, now: float) -> None:
         wait_s = self._not_before - now
@@ -316,8 +260,8 @@ class DeepgramStream(RemoteStream[DeepgramMetrics]):
     def send_audio_now(self, data: bytes) -> bool:
         """Frame the message (`wsframes.binary_frame`) and hand it to the transport directly.
         websockets' asyncio `send` wraps the same in a context manager and a drain per message,
-        which at 500 calls cost an eighth of the worker's CPU. Only while the
-        transport takes more: when it is paused (or the connection is not open) the caller
+        25,000 times a second at 500 calls (docs/performance.md). Only while the transport takes
+        more: when it is paused (or the connection is not open) the caller
         awaits `send_audio`, which waits for the drain (or raises the close)."""
         if not data:
             return True  # an empty binary frame is Deepgram's legacy end-of-stream signal
@@ -353,7 +297,7 @@ class DeepgramStream(RemoteStream[DeepgramMetrics]):
 
     def push_events_to(self, sink: Callable[[ProviderEvent], None]) -> bool:
         conn = self._conn
-        if not isinstance(conn, _PushingConnection):
+        if not isinstance(conn, PushingConnection):
             return False
 
         def on_message(message: str | bytes) -> None:
@@ -382,7 +326,7 @@ class DeepgramStream(RemoteStream[DeepgramMetrics]):
             raise self._closed_error(exc) from None
         finally:
             self._stop_watchdog()
-            if isinstance(self._conn, _PushingConnection):
+            if isinstance(self._conn, PushingConnection):
                 self._conn.stop_pushing()
         if self._sink_error is not None:
             raise self._sink_error

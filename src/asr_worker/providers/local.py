@@ -35,15 +35,16 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat
-from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
+from ..core.provider_events import ProviderEvent, StreamMetadata
 from ..engine.channel import Channel, ChannelEngine, ChannelOptions
 from ..engine.model import ModelChoice, resolve_model
 from ..engine.resample import SAMPLE_RATE, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
 from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
+from ..errors import ProviderError, StartError
 from ..settings import Section, Setting, choice, int_range, term_list
-from .base import ProviderHealth, ProviderKind, ProviderStartError, ResultQueue, StreamRequest
+from .base import ProviderHealth, ProviderKind, ResultQueue, StreamRequest
 
 log = logging.getLogger("asr_worker.local")
 
@@ -118,7 +119,7 @@ class LocalProvider:
         """Load the model (off the event loop), then decode for every call until cancelled."""
         decoder = await self._loaded_decoder()
         if decoder is None:
-            raise ProviderStartError(self._error or "the local speech model could not be loaded")
+            raise StartError(self._error or "the local speech model could not be loaded")
         self._running = True
         self._ready.set()
         try:
@@ -214,7 +215,7 @@ class LocalStream:
                 channels=fmt.channels,
                 sample_rate=fmt.sample_rate,
                 vad=vad.stream(),
-                keyterms=request.keyterms,
+                keyterms=request.options.keyterms,
             )
             for c in range(fmt.channels)
         ]

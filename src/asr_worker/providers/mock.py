@@ -29,7 +29,8 @@ import numpy as np
 
 from ..core.audio import AudioFormat
 from ..core.codecs import to_linear16
-from ..core.provider_events import ProviderError, ProviderEvent, TranscriptResult, Word
+from ..core.provider_events import ProviderEvent, TranscriptResult, Word
+from ..errors import ProviderError
 from ..settings import Section, Setting
 from .base import ProviderHealth, ProviderKind, ResultQueue, StreamRequest
 

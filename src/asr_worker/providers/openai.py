@@ -48,7 +48,8 @@ from .. import jsonwire
 from ..core.audio import AudioFormat, Encoding
 from ..core.clock import Clock
 from ..core.codecs import to_linear16
-from ..core.provider_events import ProviderError, ProviderEvent, SpeechStarted, TranscriptResult
+from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult
+from ..errors import ProtocolViolation, ProviderError
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
     G711_ALAW,
@@ -56,7 +57,6 @@ from ..openai_realtime.protocol import (
     MAX_PROMPT_CHARS,
     PCM16,
     InputFormat,
-    ProtocolViolation,
     SessionConfig,
     Transcription,
     TurnDetection,
@@ -217,7 +217,7 @@ class OpenAIStream(RemoteStream[ConnectionMetrics]):
         request = opened.request
         self._options = options
         self._fmt = request.fmt
-        self._prompt = keyterms_prompt(request.keyterms)
+        self._prompt = keyterms_prompt(request.options.keyterms)
         self._wire = wire_format(request.fmt)
         self._resampler = (
             None

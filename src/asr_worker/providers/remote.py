@@ -62,8 +62,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 
 from ..core.clock import Clock, SystemClock
-from ..core.provider_events import ProviderError
 from ..credentials import Secret
+from ..errors import ProviderError
 from .base import ProviderHealth, StreamRequest
 from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics

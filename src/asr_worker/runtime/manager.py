@@ -16,11 +16,13 @@ from types import TracebackType
 from typing import Final
 
 from ..core.audio import AudioFormat
+from ..core.call_options import NO_OPTIONS, CallOptions
 from ..core.clock import Clock
 from ..core.events import CallEvent
 from ..core.failover import CIRCUIT_OPEN, Failover, FailoverConfig
 from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
+from ..errors import SessionRefused
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
 from ..providers.base import AdmissionGate, Provider
 from ..settings import Section, Setting, int_range, seconds
@@ -66,15 +68,6 @@ SETTINGS: Final = Section(
         ),
     ),
 )
-
-
-class SessionRefused(Exception):
-    """A call or source the worker will not take now; `code` is stable, `message` is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class FallbackSlots:
@@ -158,14 +151,14 @@ class SessionManager:
         tenant_id: str | None,
         fmt: AudioFormat,
         resume: Resume | None = None,
-        keyterms: tuple[str, ...] = (),
+        options: CallOptions = NO_OPTIONS,
     ) -> SessionRunner:
         """The live session for a source about to attach to this call, created if there is none.
 
         Raises SessionRefused (with a stable code) when the worker will not take it. `resume`
-        continues a call another worker began, and `keyterms` are the words the call is
-        expected to use, given to every provider stream the call opens; both apply only to a
-        new session (a source joining a call under way changes neither)."""
+        continues a call another worker began, and `options` are what the call asks of its
+        transcription (`core.call_options`), given to every provider stream the call opens;
+        both apply only to a new session (a source joining a call under way changes neither)."""
         runner = self._sessions.get(interaction_id)
         if runner is not None:
             core = runner.core
@@ -218,7 +211,7 @@ class SessionManager:
             self._wheel,
             self.fallback,
             self.primary_watch,
-            keyterms,
+            options,
         )
         self._sessions[interaction_id] = runner
         self._empty.clear()
@@ -246,12 +239,12 @@ class SessionManager:
         fmt: AudioFormat,
         resume: Resume | None = None,
         *,
-        keyterms: tuple[str, ...] = (),
+        options: CallOptions = NO_OPTIONS,
     ) -> CallSource:
         """Join the call as one more of its sources, starting its session if it has none: the
         handle every source feeds the call through and leaves it by. Raises SessionRefused
-        as `open_session` does; `keyterms` count only when this source starts the call."""
-        return CallSource(self.open_session(interaction_id, tenant_id, fmt, resume, keyterms))
+        as `open_session` does; `options` count only when this source starts the call."""
+        return CallSource(self.open_session(interaction_id, tenant_id, fmt, resume, options))
 
     def get(self, interaction_id: str) -> SessionRunner | None:
         return self._sessions.get(interaction_id)

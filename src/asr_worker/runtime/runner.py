@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..core.actions import (
     AbortStream,
@@ -27,10 +27,12 @@ from ..core.actions import (
     SendAudio,
     SendKeepAlive,
 )
+from ..core.call_options import NO_OPTIONS, CallOptions
 from ..core.clock import Clock
 from ..core.events import CallError, CallEvent, ProviderChanged, SessionEnded, SessionStarted, Transcript
-from ..core.provider_events import ProviderError, ProviderEvent
+from ..core.provider_events import ProviderEvent
 from ..core.session import Link, Phase, SessionCore
+from ..errors import ProviderError
 from ..metrics import WorkerMetrics
 from ..providers.base import EventPusher, ImmediateSender, Provider, ProviderStream, StreamRequest
 from .primary import PrimaryWatch
@@ -90,12 +92,12 @@ class SessionRunner:
         wheel: TimerWheel,
         fallback: Provider | None = None,
         primary_watch: PrimaryWatch | None = None,
-        keyterms: tuple[str, ...] = (),
+        options: CallOptions = NO_OPTIONS,
     ) -> None:
         self.core = core
         # The words the call is expected to use, in every stream it opens (reconnects and the
         # fallback provider's too): fixed by the source that started the call.
-        self.keyterms = keyterms
+        self.options = options
         self._provider = provider
         self._fallback = fallback  # where the core's `OpenStream(fallback=True)` go
         self._watch = primary_watch  # told how the primary's connections fare (failback)
@@ -255,12 +257,12 @@ class SessionRunner:
         elif isinstance(action, OpenStream):
             self._tasks[action.conn_id] = tg.create_task(self._open_and_read(action))
         elif isinstance(action, SendKeepAlive):
-            await self._call(action.conn_id, "keepalive")
+            await self._call(action.conn_id, _keepalive)
         elif isinstance(action, EndStream):
-            await self._call(action.conn_id, "finalize")
-            await self._call(action.conn_id, "close_stream")
+            await self._call(action.conn_id, _finalize)
+            await self._call(action.conn_id, _close_stream)
         elif isinstance(action, FlushStream):
-            await self._call(action.conn_id, "finalize")
+            await self._call(action.conn_id, _finalize)
         elif isinstance(action, AbortStream):
             await self._abort(action.conn_id)
 
@@ -295,12 +297,12 @@ class SessionRunner:
         self._last_send[action.conn_id] = now
         self._metrics.forward_wait.observe(action.waited_s)
 
-    async def _call(self, conn_id: int, method: str) -> None:
+    async def _call(self, conn_id: int, method: Callable[[ProviderStream], Awaitable[None]]) -> None:
         stream = self._streams.get(conn_id)
         if stream is None:
             return
         try:
-            await getattr(stream, method)()
+            await method(stream)
         except Exception as exc:
             self._stream_closed(conn_id, _as_provider_error(exc, self.interaction_id))
 
@@ -325,7 +327,7 @@ class SessionRunner:
             core.fmt,
             reconnect=action.reconnect,
             attempt=conn_id,
-            keyterms=self.keyterms,
+            options=self.options,
         )
         provider = self._fallback if action.fallback and self._fallback is not None else self._provider
         try:
@@ -428,6 +430,19 @@ class SessionRunner:
             log.info("session started", extra={"interaction_id": self.interaction_id})
         metrics.events_published.inc()
         self._publish(event)
+
+
+# What the loop asks of a stream besides audio, as functions `_call` applies to it.
+def _keepalive(stream: ProviderStream) -> Awaitable[None]:
+    return stream.keepalive()
+
+
+def _finalize(stream: ProviderStream) -> Awaitable[None]:
+    return stream.finalize()
+
+
+def _close_stream(stream: ProviderStream) -> Awaitable[None]:
+    return stream.close_stream()
 
 
 def _as_provider_error(exc: Exception, interaction_id: str) -> ProviderError:

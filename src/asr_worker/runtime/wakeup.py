@@ -3,11 +3,11 @@ core's next deadline comes.
 
 At 500 calls a deadline comes due 8,000 times a second (new waiting audio must leave within
 `max_buffer_ms`, and most of it leaves sooner, in a full chunk, so most of those deadlines
-have moved on by the time they come). One event-loop timer per session, re-armed at each, was
-an eighth of the worker's CPU: a timer object, two heap operations and a callback dispatch
-each. `TimerWheel` keeps every session's deadline in `tick_s` slots behind one loop timer.
-A slot fires only once its time has passed, and each waker asks its core how long is really
-left before it wakes the loop, so a deadline is never early and at most a tick late.
+have moved on by the time they come). One event-loop timer per session, re-armed at each,
+would cost a timer object, two heap operations and a callback dispatch each. `TimerWheel`
+keeps every session's deadline in `tick_s` slots behind one loop timer. A slot fires only
+once its time has passed, and each waker asks its core how long is really left before it
+wakes the loop, so a deadline is never early and at most a tick late.
 """
 
 from __future__ import annotations

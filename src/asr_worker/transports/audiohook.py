@@ -45,11 +45,11 @@ from aiohttp import WSMsgType, web
 from ..audiohook import protocol as ah
 from ..audiohook.signature import ApiKeys, NonceCache, authenticate, header_fields
 from ..core.audio import AudioFormat, Encoding
+from ..core.call_options import CallOptions
 from ..core.events import SessionEnded, Transcript
-from ..core.ids import BadRequest, check_id
-from ..deepgram.protocol import ParamError, json_keyterms
+from ..core.ids import check_id
+from ..errors import BadRequest, ParamError, ProtocolError, SessionRefused
 from ..runtime.hub import Subscription
-from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
 from ..settings import Section, Setting
 from .common import upgrade_refusal
@@ -344,9 +344,9 @@ class _Session:
         messages = self.host.metrics.audiohook_messages
         try:
             message = ah.parse_client_message(text)
-        except ah.ProtocolError as exc:
+        except ProtocolError as exc:
             messages.labels("invalid").inc()
-            await self.client_error(exc.info)
+            await self.client_error(exc.message)
             return
         header = message.header
         messages.labels(type(message).__name__.lower()).inc()
@@ -456,18 +456,15 @@ class _Session:
             interaction_id = check_id(
                 custom_id if isinstance(custom_id, str) else message.conversation_id, "interaction_id"
             )
-            # A list of strings, or one comma-separated string as an integration's field holds.
-            keyterms = json_keyterms(
-                message.custom_config.get("keyterms"), "customConfig.keyterms", comma_separated=True
-            )
+            options = CallOptions.from_fields(message.custom_config, "customConfig")
         except (BadRequest, ParamError) as exc:
             await self.refuse("bad_request", str(exc))
             return
         encoding = Encoding.MULAW if media.format == "PCMU" else Encoding.LINEAR16
         fmt = AudioFormat(encoding, ah.SAMPLE_RATE, len(media.channels))
         try:
-            # A session continuing the call (`continuedSessions`) leaves its keyterms as they are.
-            source = self.host.manager.join(interaction_id, message.organization_id, fmt, keyterms=keyterms)
+            # A session continuing the call (`continuedSessions`) leaves its options as they are.
+            source = self.host.manager.join(interaction_id, message.organization_id, fmt, options=options)
         except SessionRefused as exc:
             await self.refuse(exc.code, exc.message)
             return
@@ -490,7 +487,7 @@ class _Session:
                 "format": media.format,
                 "channels": ",".join(media.channels),
                 "continued": len(message.continued_sessions),
-                "keyterms": len(keyterms),
+                "keyterms": len(options.keyterms),
                 "resumed": source.runner.status.resumed,
             },
         )

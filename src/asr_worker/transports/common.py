@@ -7,6 +7,7 @@ from typing import Final
 from aiohttp import WebSocketError, WSCloseCode, web
 
 from ..core.events import Refusal
+from ..errors import CodedError
 from ..jsonwire import dumps_event_text
 
 # Close codes: 1008 policy (bad input), 1013 try again later (capacity, draining, ending).
@@ -32,6 +33,12 @@ DRAINING: Final = (
     503,
     {"error": "draining", "message": "the worker is shutting down; use another worker"},
 )
+
+
+def close_code_for(error: CodedError) -> int:
+    """The WebSocket close code a refusal goes with: 1013 (try again later) for what may pass
+    (capacity, draining, a call ending), 1008 for what was wrong with the request."""
+    return REFUSAL_CLOSE_CODES.get(error.code, CLOSE_BAD_INPUT)
 
 
 def upgrade_refusal(request: web.Request, ws: web.WebSocketResponse, draining: bool) -> web.Response | None:

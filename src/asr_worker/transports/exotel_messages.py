@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..core.audio import AudioFormat, AudioFormatError, Encoding
+from ..core.audio import AudioFormat, Encoding
+from ..errors import AudioFormatError, ProtocolError
 from .telephony_messages import (
     Clear,
     Connected,
@@ -18,7 +19,6 @@ from .telephony_messages import (
     Mark,
     Media,
     Message,
-    ParseError,
     Start,
     Stop,
     audio_payload,
@@ -38,7 +38,7 @@ SAMPLE_RATES: Final = (8000, 16000, 24000)
 
 
 def parse(raw: str) -> Message:
-    """One Exotel text message; raises ParseError with a reason."""
+    """One Exotel text message; raises ProtocolError with a reason."""
     event, body = load_object(raw, MAX_MESSAGE_CHARS)
     if event == "media":
         media = obj(body, "media", "media")
@@ -60,7 +60,7 @@ def parse(raw: str) -> Message:
         return Mark(text(obj(body, "mark", "mark"), "name", "mark"))
     if event == "clear":
         return Clear()
-    raise ParseError(
+    raise ProtocolError(
         "unknown_message",
         f"unknown event {event[:40]!r}; Exotel's are connected, start, media, dtmf, mark, clear, stop",
     )
@@ -75,17 +75,19 @@ def _start(start: dict[str, object], body: dict[str, object]) -> Start:
     elif encoding_name in ("audio/x-mulaw", "ulaw") and bits in (None, 8):
         encoding = Encoding.MULAW
     else:
-        raise ParseError(
+        raise ProtocolError(
             "bad_format",
             f"start: media_format {str(encoding_name)[:40]!r} at {bits} bits is not 16-bit audio/x-raw",
         )
     rate = count(media_format, "sample_rate", "start.media_format", required=True)
     if encoding is Encoding.LINEAR16 and rate not in SAMPLE_RATES:
-        raise ParseError("bad_format", f"start: media_format.sample_rate {rate} is not 8000, 16000 or 24000")
+        raise ProtocolError(
+            "bad_format", f"start: media_format.sample_rate {rate} is not 8000, 16000 or 24000"
+        )
     try:
         fmt = AudioFormat.parse(encoding, rate)
     except AudioFormatError as exc:
-        raise ParseError("bad_format", f"start: {exc}") from None
+        raise ProtocolError("bad_format", f"start: {exc}") from None
     stream_sid = optional_text(start, "stream_sid") or text(body, "stream_sid", "start")
     return Start(
         stream_sid=stream_sid,

@@ -17,13 +17,12 @@ import logging
 from collections.abc import Mapping
 from typing import Final
 
-from ..core.audio import AudioFormat, AudioFormatError
-from ..core.ids import BadRequest, check_id, check_optional_id
-from ..deepgram.protocol import ParamError, parse_keyterms
+from ..core.audio import AudioFormat
+from ..core.call_options import CallOptions
+from ..core.ids import check_id, check_optional_id
+from ..errors import BadRequest, ProtocolError, SessionRefused
 from ..runtime.hub import Subscription
-from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
-from .common import CLOSE_BAD_INPUT, REFUSAL_CLOSE_CODES
 from .host import CallHost
 
 log = logging.getLogger("asr_worker.ingest")
@@ -32,14 +31,6 @@ log = logging.getLogger("asr_worker.ingest")
 _END_TYPES: Final = frozenset({"end", "closestream"})
 _FINALIZE_TYPES: Final = frozenset({"finalize"})
 _IGNORED_TYPES: Final = frozenset({"keepalive"})
-
-
-class Refused(Exception):
-    """Why a socket cannot join a call; sent as an `error` event, then a close with `close_code`."""
-
-    def __init__(self, code: str, message: str, close_code: int) -> None:
-        super().__init__(message)
-        self.code, self.message, self.close_code = code, message, close_code
 
 
 class IngestCall:
@@ -53,7 +44,9 @@ class IngestCall:
     def open(
         cls, host: CallHost, interaction_id: str | None, query: Mapping[str, str], path: str
     ) -> IngestCall:
-        """Join (or start) the call the socket's path and query name, or raise Refused.
+        """Join (or start) the call the socket's path and query name, or raise BadRequest or
+        SessionRefused (a socket sends it as an `error` event, then closes with
+        `common.close_code_for` it).
         `query` may hold a key more than once (aiohttp's and yarl's MultiDict: `items()`
         yields every pair), as repeated `keyterm` values do."""
         try:
@@ -64,16 +57,16 @@ class IngestCall:
                 query.get("sample_rate", "8000"),
                 query.get("channels", "1"),
             )
-            keyterms = parse_keyterms(query)
-        except (BadRequest, AudioFormatError, ParamError) as exc:
-            log.info("ingest refused", extra={"reason": str(exc), "path": path[:200]})
-            raise Refused("bad_request", str(exc), CLOSE_BAD_INPUT) from None
+            options = CallOptions.from_query(query)
+        except BadRequest as exc:
+            log.info("ingest refused", extra={"reason": exc.message, "path": path[:200]})
+            raise
         try:
-            # A socket joining a call already under way leaves its keyterms as they are.
-            source = host.manager.join(checked_id, tenant_id, fmt, keyterms=keyterms)
+            # A socket joining a call already under way leaves its options as they are.
+            source = host.manager.join(checked_id, tenant_id, fmt, options=options)
         except SessionRefused as exc:
             log.info("ingest refused", extra={"interaction_id": checked_id, "reason": exc.code})
-            raise Refused(exc.code, exc.message, REFUSAL_CLOSE_CODES.get(exc.code, CLOSE_BAD_INPUT)) from None
+            raise
         # Subscribe before anything can yield, so a new call's socket sees its session_started.
         return cls(source, host.hub.subscribe(checked_id))
 
@@ -82,7 +75,7 @@ class IngestCall:
         anything unknown is an `error` event."""
         try:
             command = parse_control(text)
-        except ControlError as exc:
+        except ProtocolError as exc:
             self.source.error(exc.code, exc.message)
             return
         if command == "end":
@@ -97,27 +90,18 @@ class IngestCall:
         self.source.leave()
 
 
-class ControlError(ValueError):
-    """A text message the ingest socket does not take; `code` and `message` go in the error event."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def parse_control(text: str) -> str:
     """A text message to the command it carries ("end", "finalize" or "keepalive"), or
-    ControlError."""
+    ProtocolError."""
     try:
         message = json.loads(text)
     except (ValueError, RecursionError):
-        raise ControlError(
+        raise ProtocolError(
             "bad_message", 'a text message must be JSON such as {"type": "end"}; ignored'
         ) from None
     kind = message.get("type") if isinstance(message, dict) else None
     if not isinstance(kind, str):
-        raise ControlError(
+        raise ProtocolError(
             "bad_message", "a text message must be a JSON object with a string `type`; ignored"
         )
     if kind.lower() in _END_TYPES:
@@ -126,6 +110,6 @@ def parse_control(text: str) -> str:
         return "finalize"
     if kind.lower() in _IGNORED_TYPES:
         return "keepalive"
-    raise ControlError(
+    raise ProtocolError(
         "unknown_message", f"unknown message type {kind[:40]!r}; known: end, finalize, keepalive; ignored"
     )

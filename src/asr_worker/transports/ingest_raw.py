@@ -32,19 +32,21 @@ from yarl import URL
 
 from ..core.events import SessionEnded
 from ..credentials import UNAUTHORIZED_HEADERS, presented_credentials, token_matches, unauthorized
-from ..deepgram.protocol import MAX_REQUEST_LINE_BYTES
+from ..errors import BadRequest, SessionRefused
+from ..http.options import MAX_REQUEST_LINE_BYTES
 from ..jsonwire import dumps_event
 from ..wsframes import FrameSplitter
 from .common import (
     CLOSE_NORMAL,
     DRAINING,
     NOT_AN_UPGRADE,
+    close_code_for,
     close_reason,
     error_event,
     socket_failure,
 )
 from .host import CallHost
-from .ingest_call import IngestCall, Refused
+from .ingest_call import IngestCall
 
 log = logging.getLogger("asr_worker.ingest")
 # websockets logs every opened and closed connection at INFO; aiohttp's socket did not.
@@ -192,9 +194,9 @@ class IngestProtocol(asyncio.Protocol):
         interaction_id = url.path[len(PATH_PREFIX) :] or None
         try:
             self._call = IngestCall.open(host, interaction_id, url.query, url.path)
-        except Refused as exc:
+        except (BadRequest, SessionRefused) as exc:
             ws.send_text(dumps_event(error_event(exc.code, exc.message)))
-            self._close(exc.close_code, close_reason(exc.message).decode())
+            self._close(close_code_for(exc), close_reason(exc.message).decode())
             return
         self._splitter = FrameSplitter(self._max_bytes, self._call.source.feed, self._other_frame)
         self._spawn(self._send_events(self._call))

@@ -13,11 +13,12 @@ import contextlib
 from aiohttp import WSMsgType, web
 
 from ..core.events import SessionEnded
+from ..errors import BadRequest, SessionRefused
 from ..jsonwire import dumps_event_text
 from ..runtime.hub import Subscription
-from .common import CLOSE_NORMAL, refuse, socket_error, upgrade_refusal
+from .common import CLOSE_NORMAL, close_code_for, refuse, socket_error, upgrade_refusal
 from .host import CallHost, bind
-from .ingest_call import IngestCall, Refused
+from .ingest_call import IngestCall
 
 
 def routes(host: CallHost) -> list[web.RouteDef]:
@@ -35,8 +36,8 @@ async def audio_socket(host: CallHost, request: web.Request) -> web.StreamRespon
     await ws.prepare(request)
     try:
         call = IngestCall.open(host, request.match_info.get("interaction_id"), request.query, request.path)
-    except Refused as exc:
-        await refuse(ws, exc.code, exc.message, exc.close_code)
+    except (BadRequest, SessionRefused) as exc:
+        await refuse(ws, exc.code, exc.message, close_code_for(exc))
         return ws
     try:
         async with asyncio.TaskGroup() as tg:

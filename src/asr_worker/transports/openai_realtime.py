@@ -34,23 +34,23 @@ from typing import Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat, Encoding
+from ..core.call_options import CallOptions
 from ..core.events import CallError, SessionEnded, Transcript
-from ..core.ids import BadRequest, check_optional_id
+from ..core.ids import check_optional_id
+from ..core.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS, check_keyterms
 from ..core.session import Phase
-from ..deepgram.protocol import MAX_KEYTERM_CHARS, MAX_KEYTERMS, check_keyterms
+from ..errors import BadRequest, ProtocolError, SessionRefused
 from ..jsonwire import dumps_text
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
     AudioAppend,
     AudioClear,
     AudioCommit,
-    ProtocolError,
     Schema,
     SessionConfig,
     SessionUpdate,
 )
 from ..runtime.hub import Subscription
-from ..runtime.manager import SessionRefused
 from ..runtime.source import CallSource
 from .common import CLOSE_NORMAL, close_reason, upgrade_refusal
 from .host import CallHost, bind
@@ -254,7 +254,7 @@ class RealtimeSession:
         subscription = self._host.hub.subscribe(self.interaction_id)
         try:
             source = self._host.manager.join(
-                self.interaction_id, self._tenant_id, self._fmt, keyterms=self._keyterms
+                self.interaction_id, self._tenant_id, self._fmt, options=CallOptions(keyterms=self._keyterms)
             )
         except SessionRefused as exc:
             subscription.close()

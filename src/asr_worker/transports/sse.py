@@ -19,7 +19,8 @@ from typing import Final
 from aiohttp import web
 
 from ..core.events import CallEvent, Event, EventsDropped, Refusal, SessionEnded
-from ..core.ids import BadRequest, check_id
+from ..core.ids import check_id
+from ..errors import BadRequest
 from ..jsonwire import dumps_event
 from ..runtime.hub import Subscription
 from .host import CallHost, bind

@@ -24,10 +24,10 @@ from typing import Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat
-from ..core.ids import BadRequest, check_id, check_optional_id
+from ..core.call_options import CallOptions
+from ..core.ids import check_id, check_optional_id
 from ..core.session import Phase
-from ..deepgram.protocol import ParamError, check_keyterms, parse_keyterms
-from ..runtime.manager import SessionRefused
+from ..errors import BadRequest, ParamError, ProtocolError, SessionRefused
 from ..runtime.source import CallSource
 from .common import (
     CLOSE_BAD_INPUT,
@@ -38,7 +38,7 @@ from .common import (
 )
 from .host import CallHost
 from .interleave import TrackInterleaver
-from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, ParseError, Start, Stop
+from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, Start, Stop
 
 log = logging.getLogger("asr_worker.telephony")
 
@@ -58,14 +58,6 @@ def _event_name(message: Message) -> str:
 
 
 _URL_PARAMETERS: Final = frozenset({"interaction_id", "tenant_id", "keyterm", "keyterms"})
-
-
-def call_keyterms(params: Mapping[str, str]) -> tuple[str, ...]:
-    """The keyterms a stream's parameters name: `keyterm`, then each of the comma-separated
-    `keyterms`, each once; ParamError (naming the parameter) past the keyterm limits."""
-    single = parse_keyterms({"keyterm": params["keyterm"]}) if "keyterm" in params else ()
-    listed = check_keyterms(params.get("keyterms", "").split(","), "keyterms")
-    return check_keyterms([*single, *listed], "keyterm and keyterms")
 
 
 async def media_stream(host: CallHost, request: web.Request, platform: Platform) -> web.StreamResponse:
@@ -108,7 +100,7 @@ class _MediaStream:
             if msg.type is WSMsgType.TEXT:
                 try:
                     message = self._platform.parse(msg.data)
-                except ParseError as exc:
+                except ProtocolError as exc:
                     self._messages.labels(self._platform.name, "invalid").inc()
                     if await self._problem(exc.code, exc.message):
                         return
@@ -177,15 +169,15 @@ class _MediaStream:
         try:
             interaction_id = check_id(params.get("interaction_id") or start.call_sid, "interaction_id")
             tenant_id = check_optional_id(params.get("tenant_id"), "tenant_id")
-            keyterms = call_keyterms(params)
+            options = CallOptions.from_parameters(params)
         except (BadRequest, ParamError) as exc:
             return await self._problem("bad_request", str(exc))
         channel_map = self._platform.channel_of_track
         channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
         fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
         try:
-            # A socket continuing a call under way leaves its keyterms as they are.
-            source = self._host.manager.join(interaction_id, tenant_id, fmt, keyterms=keyterms)
+            # A socket continuing a call under way leaves its options as they are.
+            source = self._host.manager.join(interaction_id, tenant_id, fmt, options=options)
         except SessionRefused as exc:
             log.info(
                 "telephony stream refused",
@@ -211,7 +203,7 @@ class _MediaStream:
                 "encoding": str(fmt.encoding),
                 "sample_rate": fmt.sample_rate,
                 "channels": channels,
-                "keyterms": len(keyterms),
+                "keyterms": len(options.keyterms),
                 "resumed": source.runner.status.resumed,
             },
         )

@@ -1,8 +1,8 @@
 """What a telephony media stream says, as typed messages: the shapes Twilio's and Exotel's
 parsers (`twilio_messages`, `exotel_messages`) both produce, and the pieces they share.
 
-Parsers are pure functions, text in, one message or a `ParseError` out, so they can be tested
-against fixtures and hostile input (and fuzzed) without a socket. A `ParseError` carries a
+Parsers are pure functions, text in, one message or a `ProtocolError` out, so they can be tested
+against fixtures and hostile input (and fuzzed) without a socket. A `ProtocolError` carries a
 stable `code` and a reason a person can act on; it never echoes more than a short excerpt of
 what was sent.
 """
@@ -17,21 +17,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..core.audio import AudioFormat
+from ..errors import ProtocolError
 
 # Numbers arrive as strings ("chunk": "2"); anything longer than this is not a count we believe.
 _MAX_DIGITS: Final = 12
 _MAX_PARAMETERS: Final = 32
 _MAX_PARAMETER_CHARS: Final = 512
-
-
-class ParseError(ValueError):
-    """A message the worker cannot use. `code` is stable (`bad_message`, `unknown_message`,
-    `bad_audio`, `bad_format`, `too_large`); `message` says what was wrong."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,32 +79,32 @@ Message = Connected | Start | Media | Dtmf | Mark | Clear | Stop
 def load_object(raw: str, max_chars: int) -> tuple[str, dict[str, object]]:
     """Parse one JSON text message into its `event` name and body."""
     if len(raw) > max_chars:
-        raise ParseError("too_large", f"a message of {len(raw)} characters is over the {max_chars} limit")
+        raise ProtocolError("too_large", f"a message of {len(raw)} characters is over the {max_chars} limit")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
-        raise ParseError("bad_message", "a message must be a JSON object; this one is not JSON") from None
+        raise ProtocolError("bad_message", "a message must be a JSON object; this one is not JSON") from None
     if not isinstance(body, dict):
-        raise ParseError("bad_message", f"a message must be a JSON object, not {type(body).__name__}")
+        raise ProtocolError("bad_message", f"a message must be a JSON object, not {type(body).__name__}")
     event = body.get("event")
     if not isinstance(event, str) or not event:
-        raise ParseError("bad_message", "a message must have a string `event`")
+        raise ProtocolError("bad_message", "a message must have a string `event`")
     return event, body
 
 
 def obj(body: Mapping[str, object], key: str, where: str) -> dict[str, object]:
     value = body.get(key)
     if not isinstance(value, dict):
-        raise ParseError("bad_message", f"{where} needs an object `{key}`")
+        raise ProtocolError("bad_message", f"{where} needs an object `{key}`")
     return value
 
 
 def text(body: Mapping[str, object], key: str, where: str, *, max_chars: int = 256) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
-        raise ParseError("bad_message", f"{where} needs a string `{key}`")
+        raise ProtocolError("bad_message", f"{where} needs a string `{key}`")
     if len(value) > max_chars:
-        raise ParseError("bad_message", f"{where}: `{key}` is longer than {max_chars} characters")
+        raise ProtocolError("bad_message", f"{where}: `{key}` is longer than {max_chars} characters")
     return value
 
 
@@ -124,7 +115,7 @@ def dtmf_digit(body: Mapping[str, object], where: str) -> str:
     """The key pressed: one of a telephone keypad's 16 (A-D upper-cased)."""
     digit = text(body, "digit", where, max_chars=8).upper()
     if len(digit) != 1 or digit not in DTMF_KEYS:
-        raise ParseError("bad_message", f"{where}: `digit` must be one of {DTMF_KEYS}, not {digit!r}")
+        raise ProtocolError("bad_message", f"{where}: `digit` must be one of {DTMF_KEYS}, not {digit!r}")
     return digit
 
 
@@ -139,12 +130,12 @@ def count(body: Mapping[str, object], key: str, where: str, *, required: bool = 
     if value is None and not required:
         return None
     if isinstance(value, bool):
-        raise ParseError("bad_message", f"{where}: `{key}` must be a whole number")
+        raise ProtocolError("bad_message", f"{where}: `{key}` must be a whole number")
     if isinstance(value, int) and 0 <= value < 10**_MAX_DIGITS:
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
         return int(value)
-    raise ParseError("bad_message", f"{where}: `{key}` must be a whole number, not {str(value)[:20]!r}")
+    raise ProtocolError("bad_message", f"{where}: `{key}` must be a whole number, not {str(value)[:20]!r}")
 
 
 def parameters(body: Mapping[str, object], key: str, where: str) -> dict[str, str]:
@@ -153,16 +144,16 @@ def parameters(body: Mapping[str, object], key: str, where: str) -> dict[str, st
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ParseError("bad_message", f"{where}: `{key}` must be an object")
+        raise ProtocolError("bad_message", f"{where}: `{key}` must be an object")
     if len(value) > _MAX_PARAMETERS:
-        raise ParseError("bad_message", f"{where}: `{key}` has more than {_MAX_PARAMETERS} entries")
+        raise ProtocolError("bad_message", f"{where}: `{key}` has more than {_MAX_PARAMETERS} entries")
     out: dict[str, str] = {}
     for name, item in value.items():
         if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise ParseError("bad_message", f"{where}: `{key}.{name[:40]}` must be a string")
+            raise ProtocolError("bad_message", f"{where}: `{key}.{name[:40]}` must be a string")
         shown = str(item)
         if len(name) > _MAX_PARAMETER_CHARS or len(shown) > _MAX_PARAMETER_CHARS:
-            raise ParseError(
+            raise ProtocolError(
                 "bad_message", f"{where}: `{key}` entries must be under {_MAX_PARAMETER_CHARS} chars"
             )
         out[name] = shown
@@ -173,10 +164,10 @@ def audio_payload(media: Mapping[str, object], where: str, max_bytes: int) -> by
     """The base64 `payload`, decoded strictly; over `max_bytes` of audio is refused unread."""
     value = media.get("payload")
     if not isinstance(value, str):
-        raise ParseError("bad_audio", f"{where} needs a base64 string `payload`")
+        raise ProtocolError("bad_audio", f"{where} needs a base64 string `payload`")
     if len(value) > (max_bytes + 2) // 3 * 4:
-        raise ParseError("too_large", f"{where}: payload is over {max_bytes} bytes of audio; dropped")
+        raise ProtocolError("too_large", f"{where}: payload is over {max_bytes} bytes of audio; dropped")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ParseError("bad_audio", f"{where}: payload is not valid base64; dropped") from None
+        raise ProtocolError("bad_audio", f"{where}: payload is not valid base64; dropped") from None

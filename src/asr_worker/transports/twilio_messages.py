@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..core.audio import AudioFormat, AudioFormatError, Encoding
+from ..core.audio import AudioFormat, Encoding
+from ..errors import AudioFormatError, ProtocolError
 from .telephony_messages import (
     Clear,
     Connected,
@@ -18,7 +19,6 @@ from .telephony_messages import (
     Mark,
     Media,
     Message,
-    ParseError,
     Start,
     Stop,
     audio_payload,
@@ -40,13 +40,13 @@ _ENCODINGS: Final = {"audio/x-mulaw": Encoding.MULAW, "audio/x-alaw": Encoding.A
 
 
 def parse(raw: str) -> Message:
-    """One Twilio text message; raises ParseError with a reason."""
+    """One Twilio text message; raises ProtocolError with a reason."""
     event, body = load_object(raw, MAX_MESSAGE_CHARS)
     if event == "media":
         media = obj(body, "media", "media")
         track = optional_text(media, "track", max_chars=32) or "inbound"
         if track not in TRACKS:
-            raise ParseError(
+            raise ProtocolError(
                 "bad_message", f"media: unknown track {track[:20]!r}; Twilio's are inbound, outbound"
             )
         return Media(
@@ -71,7 +71,7 @@ def parse(raw: str) -> Message:
         return Mark(text(obj(body, "mark", "mark"), "name", "mark"))
     if event == "clear":
         return Clear()
-    raise ParseError(
+    raise ProtocolError(
         "unknown_message",
         f"unknown event {event[:40]!r}; Twilio's are connected, start, media, dtmf, mark, stop",
     )
@@ -85,23 +85,23 @@ def _start(start: dict[str, object]) -> Start:
         or any(t not in TRACKS for t in tracks_value)
         or len(set(tracks_value)) != len(tracks_value)
     ):
-        raise ParseError("bad_message", "start: `tracks` must be a list of inbound and/or outbound")
+        raise ProtocolError("bad_message", "start: `tracks` must be a list of inbound and/or outbound")
     media_format = obj(start, "mediaFormat", "start")
     encoding_name = media_format.get("encoding")
     encoding = _ENCODINGS.get(encoding_name) if isinstance(encoding_name, str) else None
     if encoding is None:
-        raise ParseError(
+        raise ProtocolError(
             "bad_format", f"start: mediaFormat.encoding {str(encoding_name)[:40]!r} is not audio/x-mulaw"
         )
     channels = count(media_format, "channels", "start.mediaFormat") or 1
     if channels != 1:
-        raise ParseError("bad_format", f"start: mediaFormat.channels must be 1 per track, not {channels}")
+        raise ProtocolError("bad_format", f"start: mediaFormat.channels must be 1 per track, not {channels}")
     try:
         fmt = AudioFormat.parse(
             encoding, count(media_format, "sampleRate", "start.mediaFormat", required=True)
         )
     except AudioFormatError as exc:
-        raise ParseError("bad_format", f"start: {exc}") from None
+        raise ProtocolError("bad_format", f"start: {exc}") from None
     return Start(
         stream_sid=text(start, "streamSid", "start"),
         call_sid=text(start, "callSid", "start"),

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 from ...core.audio import AudioFormat
+from ...core.call_options import NO_OPTIONS, CallOptions
 from ...core.session import Phase
 from ...core.session_types import Resume
 from .wire import audio_key
@@ -161,7 +162,7 @@ class OwnedCall:
     state: CallState = CallState.READING
     source: CallSource | None = None
     cluster: bool = False  # its keys carry its id as a Redis Cluster hash tag
-    keyterms: tuple[str, ...] = ()  # from its announcement, which every takeover reads again
+    options: CallOptions = NO_OPTIONS  # from its announcement, which every takeover reads again
 
     @property
     def audio_key(self) -> str:
@@ -173,7 +174,7 @@ class OwnedCall:
         """Join the call's session, starting it, with this bus as its source (raises
         SessionRefused or ValueError if this worker cannot)."""
         self.source = manager.join(
-            self.interaction_id, self.tenant_id, self.fmt, resume, keyterms=self.keyterms
+            self.interaction_id, self.tenant_id, self.fmt, resume, options=self.options
         )
 
     @property

@@ -18,8 +18,8 @@ from redis.exceptions import ResponseError
 
 from ...core.events import Refusal
 from ...core.session_types import Resume
+from ...errors import SessionRefused
 from ...jsonwire import dumps_event_text
-from ...runtime.manager import SessionRefused
 from .calls import (
     ABANDONED,
     AudioCursor,
@@ -212,7 +212,7 @@ class Intake:
             entry_id,
             start.mark,
             cluster=self._cluster,
-            keyterms=announcement.keyterms,
+            options=announcement.options,
         )
         resume: Resume | None = None
         if start.verdict in (Verdict.RESUME, Verdict.POISON):

@@ -26,9 +26,10 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...core.audio import AudioFormat, AudioFormatError
-from ...core.ids import BadRequest, check_id, check_optional_id
-from ...deepgram.protocol import ParamError, json_keyterms
+from ...core.audio import AudioFormat
+from ...core.call_options import NO_OPTIONS, CallOptions
+from ...core.ids import check_id, check_optional_id
+from ...errors import AudioFormatError, BadRequest, ParamError
 from ...jsonwire import loads
 
 CALLS_KEY: Final = "asr:calls"
@@ -217,7 +218,7 @@ class Announcement:
     interaction_id: str
     tenant_id: str | None
     fmt: AudioFormat
-    keyterms: tuple[str, ...] = ()
+    options: CallOptions = NO_OPTIONS
 
 
 def parse_announcement(raw: bytes | None) -> tuple[Announcement | None, str | None, str]:
@@ -234,10 +235,10 @@ def parse_announcement(raw: bytes | None) -> tuple[Announcement | None, str | No
         fmt = AudioFormat.parse(
             body.get("encoding", "linear16"), body.get("sample_rate", 8000), body.get("channels", 1)
         )
-        keyterms = json_keyterms(body.get("keyterms"), "keyterms")
+        options = CallOptions.from_fields(body, "")
     except (BadRequest, AudioFormatError, ParamError) as exc:
         return None, readable, str(exc)
-    return Announcement(interaction_id, tenant_id, fmt, keyterms), interaction_id, ""
+    return Announcement(interaction_id, tenant_id, fmt, options), interaction_id, ""
 
 
 def _valid_id(value: str) -> bool:

@@ -1,6 +1,8 @@
-"""The Deepgram client's connection hands messages to a callback as they are parsed, over a real
-socket: every message once and in order (fragmented, binary, or queued before the callback was
-set), and text that is not UTF-8 closes the connection with 1007 as websockets' own reader does."""
+"""The guard on the one websockets internal the worker overrides (`providers/ws_push.py`): the
+Deepgram client's connection hands messages to a callback as they are parsed, over a real
+socket with the locked websockets: every message once and in order (fragmented, binary, or
+queued before the callback was set), pings answered, and text that is not UTF-8 closes the
+connection with 1007 as websockets' own reader does."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from asr_worker.core.provider_events import ProviderEvent
 from asr_worker.providers.base import StreamRequest
-from asr_worker.providers.deepgram import _PushingConnection
+from asr_worker.providers.ws_push import PushingConnection
 from tests.support.audio import PCM8K, frames, speechlike
 from tests.support.dg_server import deepgram_provider, running_dg_server
 
@@ -45,8 +47,8 @@ async def test_every_message_reaches_the_callback_once_and_in_order() -> None:
         await ws.close()
 
     got: list[str | bytes] = []
-    async with server(script) as url, connect(url, create_connection=_PushingConnection) as conn:
-        assert isinstance(conn, _PushingConnection)
+    async with server(script) as url, connect(url, create_connection=PushingConnection) as conn:
+        assert isinstance(conn, PushingConnection)
         assert conn.push_to(got.append)
         await conn.send("go")
         left = [message async for message in conn]  # ends at the close; nothing was queued
@@ -62,8 +64,8 @@ async def test_a_message_queued_before_the_callback_keeps_the_reader_in_charge()
         await ws.close()
 
     got: list[str | bytes] = []
-    async with server(script) as url, connect(url, create_connection=_PushingConnection) as conn:
-        assert isinstance(conn, _PushingConnection)
+    async with server(script) as url, connect(url, create_connection=PushingConnection) as conn:
+        assert isinstance(conn, PushingConnection)
         await conn.send("go")
         assert await conn.recv() == "early"
         assert not conn.push_to(got.append)  # refused: one message already went to the queue
@@ -77,8 +79,8 @@ async def test_text_that_is_not_utf8_closes_with_1007() -> None:
         await ws.send(b"\xff\xfe", text=True)
 
     got: list[str | bytes] = []
-    async with server(script) as url, connect(url, create_connection=_PushingConnection) as conn:
-        assert isinstance(conn, _PushingConnection)
+    async with server(script) as url, connect(url, create_connection=PushingConnection) as conn:
+        assert isinstance(conn, PushingConnection)
         assert conn.push_to(got.append)
         await conn.send("go")
         await asyncio.wait_for(conn.wait_closed(), 5)
@@ -106,5 +108,5 @@ async def test_a_deepgram_stream_pushes_results_and_a_failing_sink_ends_the_stre
             await asyncio.wait_for(reader, 10)
     assert len(pushed) == 2  # and none after the sink failed
     conn = stream._conn
-    assert isinstance(conn, _PushingConnection)
+    assert isinstance(conn, PushingConnection)
     assert conn._sink is None  # the ended stream left no callback (and no cycle) behind
