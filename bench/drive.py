@@ -55,7 +55,11 @@ from redis.asyncio.cluster import RedisCluster
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from asr_worker.bus.redis.wire import call_tag
+
 from .common import FRAME_MS, QUERY, call_frame, frame_pool, proc_sample, speech_plan, stamped
+
+TENANT = "bench"
 
 SLOTS: Final = 10
 _APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","audio":"'
@@ -237,13 +241,15 @@ class RedisProducer:
         return f"bench-{c}"
 
     def tagged(self, c: int) -> str:
-        """The call's id as its keys carry it: in braces (a hash tag) on a cluster."""
-        return f"{{{self.call_id(c)}}}" if self.cluster else self.call_id(c)
+        """The call as its keys carry it: its tenant and id (`wire.call_tag`), in braces (a hash
+        tag) on a cluster."""
+        tag = call_tag(TENANT, self.call_id(c))
+        return f"{{{tag}}}" if self.cluster else tag
 
     async def announce(self, c: int) -> Send:
         body = {
             "interaction_id": self.call_id(c),
-            "tenant_id": "bench",
+            "tenant_id": TENANT,
             "encoding": "linear16",
             "sample_rate": 8000,
             "channels": 1,
@@ -265,7 +271,7 @@ class RedisProducer:
         self._seq[c] = seq + 1
         body = {
             "interaction_id": self.call_id(c),
-            "tenant_id": "bench",
+            "tenant_id": TENANT,
             "seq": seq,
             "timestamp_ms": time.time_ns() // 1_000_000,
             "sample_rate": 8000,

@@ -368,12 +368,14 @@ async def _publish_and_follow(
 ) -> int:
     from redis.exceptions import RedisError
 
+    from .bus.redis.wire import call_tag
     from .tools.publish import PublishError, follow_transcript, publish_call, transcript_end
 
+    tag = call_tag(tenant_id, interaction_id)
+
     try:
-        after = await transcript_end(
-            url, interaction_id, cluster=args.cluster
-        )  # Redis answers: fail fast if not
+        # The call's transcript stream (its tenant's, for another tenant than the default)
+        after = await transcript_end(url, tag, cluster=args.cluster)  # Redis answers: fail fast if not
     except (RedisError, OSError) as exc:
         print(f"asr-worker publish: cannot use Redis: {exc}", file=sys.stderr)
         return 1
@@ -383,7 +385,7 @@ async def _publish_and_follow(
         async with asyncio.TaskGroup() as tg:
             if args.follow:
                 follower = tg.create_task(
-                    follow_transcript(url, interaction_id, sys.stdout, after=after, cluster=args.cluster)
+                    follow_transcript(url, tag, sys.stdout, after=after, cluster=args.cluster)
                 )
             result = await publish_call(
                 audio,

@@ -33,7 +33,7 @@ from .http import options as http
 from .providers.base import Provider, ProviderKind
 from .runtime import manager as calls
 from .settings import Section, Setting, choice, field_value, is_loopback, replace_field
-from .transports import audiohook
+from .transports import audiohook, twilio
 
 if TYPE_CHECKING:
     from .settings import Options
@@ -89,6 +89,7 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     BUS,
     *(bus_kind(name).settings for name in BUSES),
     audiohook.SETTINGS,
+    twilio.SETTINGS,
     *ENGINE_SECTIONS[3:],
 )
 
@@ -190,15 +191,12 @@ def check(settings: Settings) -> None:
                 need, why = missing
                 raise ConfigError(f"{need} is required when {variable}={name} {why}")
     listener = settings.of(http.SETTINGS)
-    if (
-        listener.worker_token is None
-        and not listener.allow_unauthenticated
-        and not is_loopback(listener.host)
-    ):
+    keyless = listener.worker_token is None and not listener.api_keys
+    if keyless and not listener.allow_unauthenticated and not is_loopback(listener.host):
         raise ConfigError(
-            f"HOST {listener.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set: set a "
-            "token, or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to serve without one on "
-            "purpose"
+            f"HOST {listener.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set (nor "
+            "ASR_API_KEYS): set keys, or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to "
+            "serve without them on purpose"
         )
     shared = settings.of(redis.SETTINGS)
     if shared.cluster and shared.url.startswith("unix:"):

@@ -16,7 +16,7 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, Protocol, runtime_checkable
 
 log = logging.getLogger("asr_worker.auth")
@@ -61,18 +61,23 @@ class Secret:
 
 # OpenAI's browser clients offer the key as a WebSocket subprotocol (they cannot set headers).
 OPENAI_KEY_SUBPROTOCOL: Final = "openai-insecure-api-key."
+# Deepgram's browser clients offer `token, KEY`; a server selects `token`.
+TOKEN_SUBPROTOCOL: Final = "token"
 
 
 def presented_credentials(
     method: str, header: str, query: Mapping[str, str], subprotocols: str = ""
 ) -> list[str]:
     """Every credential in a request's Authorization header, (on GET) its query, and its
-    offered WebSocket subprotocols (`openai-insecure-api-key.TOKEN`)."""
+    offered WebSocket subprotocols: `openai-insecure-api-key.TOKEN` (OpenAI's browser clients)
+    and `token, KEY` (Deepgram's)."""
     tokens: list[str] = []
-    for item in subprotocols.split(","):
-        offered = item.strip()
-        if offered.startswith(OPENAI_KEY_SUBPROTOCOL) and len(offered) > len(OPENAI_KEY_SUBPROTOCOL):
-            tokens.append(offered[len(OPENAI_KEY_SUBPROTOCOL) :])
+    offered = [item.strip() for item in subprotocols.split(",") if item.strip()]
+    for item in offered:
+        if item.startswith(OPENAI_KEY_SUBPROTOCOL) and len(item) > len(OPENAI_KEY_SUBPROTOCOL):
+            tokens.append(item[len(OPENAI_KEY_SUBPROTOCOL) :])
+    if len(offered) == 2 and offered[0].lower() == TOKEN_SUBPROTOCOL:
+        tokens.append(offered[1])
     scheme, _, value = header.partition(" ")
     if scheme.lower() in ("bearer", "token") and value:  # `Token KEY`: how Deepgram's clients send a key
         tokens.append(value.strip())
@@ -89,7 +94,7 @@ def presented_credentials(
     return tokens
 
 
-def token_matches(expected: Secret, presented: list[str]) -> bool:
+def token_matches(expected: Secret, presented: Sequence[str]) -> bool:
     # Header and query text may hold lone surrogates (undecodable bytes): surrogatepass
     # encodes anything, and such a candidate simply does not match.
     want = expected.reveal().encode("utf-8", "surrogatepass")
@@ -98,13 +103,3 @@ def token_matches(expected: Secret, presented: list[str]) -> bool:
         hmac.compare_digest(want, candidate.encode("utf-8", "surrogatepass")) for candidate in presented
     ]
     return any(results)
-
-
-def unauthorized(presented: list[str], path: str, peer: str | None) -> dict[str, str]:
-    """Log one line for a refused request and give the 401 body to answer it with."""
-    reason = "a bearer token is required" if not presented else "the token is not valid"
-    log.info("unauthorized", extra={"path": path[:200], "reason": reason, "peer": peer})
-    return {
-        "error": "unauthorized",
-        "message": f"{reason}: send Authorization: Bearer TOKEN (or ?token= on GET)",
-    }

@@ -80,6 +80,15 @@ class SessionRefused(CodedError):
     `draining`, `session_ending`, ...), `message` says what to do."""
 
 
+class AccessDenied(CodedError):
+    """A request without a valid key (`unauthorized`, HTTP 401) or with one that may not do
+    what it asks (`forbidden`, HTTP 403); the message says which key form or scope is needed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.status = 401 if code == "unauthorized" else 403
+
+
 class ProviderError(CodedError):
     """A provider refused or lost a stream.
 

@@ -31,6 +31,7 @@ from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
 from .http import options as http_options
 from .http.app import build_app
+from .http.limits import ConnectionLimits
 from .http.options import HttpOptions
 from .http.server import HttpServer
 from .metrics import LiveTotals, WorkerMetrics
@@ -38,6 +39,7 @@ from .providers import BackgroundProvider, InstrumentedProvider, Provider
 from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
+from .tenancy import Keyring
 from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, twilio
 from .transports.ingest_raw import IngestServer
 
@@ -58,6 +60,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.http: HttpOptions = settings.of(http_options.SETTINGS)
+        self.keyring = Keyring(self.http.worker_token, self.http.api_keys)
         self.clock = clock or SystemClock()
         self.provider = provider or make_provider(settings)
         self.fallback = fallback or make_fallback(settings)  # failover: where calls move
@@ -73,6 +76,8 @@ class Worker:
             if isinstance(instrumented, InstrumentedProvider):
                 instrumented.register_metrics(self.metrics.registry)
         self.bus.register_metrics(self.metrics.registry)
+        self.limits = ConnectionLimits(self.http)
+        self.limits.register_metrics(self.metrics.registry)
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
@@ -97,16 +102,22 @@ class Worker:
         # One line per transport: its routes, served with this worker as their host.
         routes = [
             *ingest_ws.routes(self),
-            *twilio.routes(self),
+            *twilio.routes(self, self.settings.of(twilio.SETTINGS)),
             *exotel.routes(self),
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
         ]
-        app = build_app(self, routes)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        app = build_app(self, routes, self.keyring, self.limits)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=2.0,
+            keepalive_timeout=self.http.idle_timeout_s,
+        )
         await runner.setup()
-        server = self.http_server = HttpServer(runner)
+        server = self.http_server = HttpServer(runner, self.limits, self.http.head_timeout_s)
         try:
             async with self.manager, asyncio.TaskGroup() as tg:
                 # Listen first: a port in use stops the start here, before the model loads or
@@ -130,6 +141,7 @@ class Worker:
                         "provider": self.provider.name,
                         "bus": self.bus.name,
                         "build": compiled.describe(),
+                        **self.limits.describe(),
                     },
                 )
                 if stale := compiled.stale_modules():

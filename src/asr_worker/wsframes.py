@@ -51,9 +51,10 @@ class FrameSplitter:
         self, max_payload: int, audio: Callable[[bytes], object], other: Callable[[bytes], None]
     ) -> None:
         self._max_payload = max_payload
-        self._audio = audio
+        self.audio = audio  # where audio payloads go (a socket may point it elsewhere later)
         self._other = other
-        self._pending = b""
+        self._pending = bytearray()  # an incomplete frame's bytes so far
+        self._need = 0  # bytes `_pending` must hold before it is worth parsing again
         self._in_fragments = False  # a fragmented message is open: binary frames are not audio
         self._passthrough = False  # websockets owns the stream from here (an oversized frame)
 
@@ -65,8 +66,16 @@ class FrameSplitter:
         if self._passthrough:
             self._other(data)
             return
-        buf = self._pending + data if self._pending else data
-        self._pending = b""
+        if self._pending:
+            # An incomplete frame grows in place, and is parsed again only once it may be
+            # whole: a frame trickled in a byte at a time costs no more than one sent at once.
+            self._pending += data
+            if len(self._pending) < self._need:
+                return
+            buf = bytes(self._pending)
+            self._pending = bytearray()
+        else:
+            buf = data
         pos, size = 0, len(buf)
         while size - pos >= 2:
             first, second = buf[pos], buf[pos + 1]
@@ -74,12 +83,14 @@ class FrameSplitter:
             head = pos + 2
             if length == 126:
                 if size - head < 2:
-                    break
+                    self._keep(buf, pos, head + 2)
+                    return
                 length = (buf[head] << 8) | buf[head + 1]
                 head += 2
             elif length == 127:
                 if size - head < 8:
-                    break
+                    self._keep(buf, pos, head + 8)
+                    return
                 length = int.from_bytes(buf[head : head + 8], "big")
                 head += 8
             if length > self._max_payload:
@@ -89,16 +100,23 @@ class FrameSplitter:
             masked = second & _MASKED
             end = head + (4 if masked else 0) + length
             if end > size:
-                break
+                self._keep(buf, pos, end)
+                return
             if first == AUDIO_FIRST_BYTE and masked and not self._in_fragments:
-                self._audio(unmask(buf[head + 4 : end], buf[head : head + 4]))
+                self.audio(unmask(buf[head + 4 : end], buf[head : head + 4]))
             else:
                 if not first & _CONTROL:  # a data frame: opens or closes a fragmented message
                     self._in_fragments = not first & _FIN
                 self._other(buf[pos:end])
             pos = end
         if pos < size:
-            self._pending = buf[pos:]
+            self._keep(buf, pos, pos + 2)
+
+    def _keep(self, buf: bytes, pos: int, until: int) -> None:
+        """Hold the incomplete frame at `pos` until the stream reaches `until` (its end, or as
+        far as its header says so far)."""
+        self._pending = bytearray(buf[pos:])
+        self._need = until - pos
 
 
 class MaskKeys:

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, parse_announcement, transcript_key
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.audio_files import write_wav
 from asr_worker.tools.publish import publish_call
@@ -105,7 +106,7 @@ async def test_a_call_continued_after_a_takeover_keeps_its_keyterms(
         tg.create_task(hold_as_thief(r, entry_id, "taken-terms", thief_alive))
 
         async def gone_here() -> bool:
-            return worker.manager.get("taken-terms") is None
+            return worker.manager.get(CallKey("default", "taken-terms")) is None
 
         await until(gone_here, timeout_s=5)
         thief_alive.clear()  # the taker dies: the call comes back here

@@ -45,7 +45,7 @@ def test_a_call_end_is_never_dropped() -> None:
     assert outbox.put(outgoing(3, call="c")) is None  # nothing droppable: kept, beyond the bound by one
     assert outbox.queued() == [("a", 9), ("b", 9), ("c", 3)]
     dropped = outbox.put(outgoing(4, call="c"))
-    assert dropped is not None and (dropped.interaction_id, dropped.seq) == ("c", 3)
+    assert dropped is not None and (dropped.tag, dropped.seq) == ("c", 3)
     assert outbox.queued() == [("a", 9), ("b", 9), ("c", 4)]
 
 
@@ -64,7 +64,7 @@ def test_the_bus_counts_and_shows_what_its_full_queue_dropped() -> None:
 def test_announcements_and_frames_are_checked() -> None:
     good = json.dumps({"interaction_id": "c-1", "tenant_id": "t", "encoding": "pcm16", "sample_rate": 8000})
     announcement, iid, problem = parse_announcement(good.encode())
-    assert announcement is not None and announcement.fmt == PCM8K and iid == "c-1" and not problem
+    assert announcement is not None and announcement.fmt == PCM8K and iid == "t/c-1" and not problem
     for raw, wanted in [
         (b"nope", "not a JSON object"),
         (json.dumps({"interaction_id": "bad id"}).encode(), "interaction_id must be"),

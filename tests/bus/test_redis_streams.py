@@ -18,6 +18,7 @@ from redis.typing import EncodableT, FieldT
 from asr_worker.bus.redis.bus import RedisStreamsBus
 from asr_worker.bus.redis.housekeeping import Housekeeping
 from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, transcript_key
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.publish import publish_call
@@ -59,13 +60,18 @@ def received(provider: MockProvider, interaction_id: str) -> bytes:
     return b"".join(bytes(s.received) for s in provider.streams_for(interaction_id))
 
 
+# Another tenant's call: its keys carry the tenant (`acme/bus-1`), so two tenants' calls with one id
+# never share a stream.
+TAG = "acme/bus-1"
+
+
 async def test_a_call_on_the_bus_is_transcribed_in_order_then_cleaned_up(
     redis_server: RedisServer, r: aioredis.Redis, mock_provider: MockProvider, http: aiohttp.ClientSession
 ) -> None:
     audio = call_audio(2.4, seed=1)
     async with bus_worker(mock_provider, redis_server) as worker:
         result = await publish_call(audio, redis_server.url, "bus-1", tenant_id="acme", speed=0)
-        events = (await wait_for_calls_to_end(r, ["bus-1"]))["bus-1"]
+        events = (await wait_for_calls_to_end(r, [TAG]))[TAG]
         async with http.get(f"{base_url(worker)}/metrics") as response:
             metrics = await response.text()
         async with http.get(f"{base_url(worker)}/health") as response:
@@ -86,10 +92,10 @@ async def test_a_call_on_the_bus_is_transcribed_in_order_then_cleaned_up(
     # acknowledged only now, and nothing of the call left but its transcript and the note that
     # it ended (for a worker handed the entry before the acknowledgement), which both expire
     assert (await r.xpending(CALLS_KEY, GROUP))["pending"] == 0
-    assert await r.exists(audio_key("bus-1")) == 0
-    assert await r.hget(progress_key("bus-1"), "ended") == b"1"
-    assert 0 < await r.ttl(progress_key("bus-1")) <= 86_400
-    assert 0 < await r.ttl(transcript_key("bus-1")) <= 86_400
+    assert await r.exists(audio_key(TAG)) == 0
+    assert await r.hget(progress_key(TAG), "ended") == b"1"
+    assert 0 < await r.ttl(progress_key(TAG)) <= 86_400
+    assert 0 < await r.ttl(transcript_key(TAG)) <= 86_400
     assert result.frames == len(frames(audio.data))
 
 
@@ -228,7 +234,9 @@ async def test_redis_restarted_mid_call_loses_no_frame(
                     await asyncio.sleep(0.02)
             await asyncio.sleep(1.0)  # Redis stays away for a while; the call goes on being spoken
             assert not publishing.done()
-            assert worker.manager.get("restart-1") is not None, "the worker kept the session"
+            assert worker.manager.get(CallKey("default", "restart-1")) is not None, (
+                "the worker kept the session"
+            )
             server.start()
             await wait_ready(http, worker)
             r = aioredis.Redis.from_url(server.url)
@@ -257,7 +265,7 @@ async def test_a_call_taken_away_is_not_written_and_comes_back_when_its_taker_di
         tg.create_task(hold_as_thief(r, entry_id, "stolen-1", thief_alive))
 
         async def gone_here() -> bool:
-            return worker.manager.get("stolen-1") is None
+            return worker.manager.get(CallKey("default", "stolen-1")) is None
 
         await until(gone_here, timeout_s=5)
         written = await transcript(r, "stolen-1")
@@ -303,11 +311,11 @@ async def test_while_the_provider_is_away_the_audio_waits_in_redis_and_none_is_s
         await publish_call(audio, redis_server.url, "away-1", speed=0)  # all of it is in Redis now
 
         async def reading_stopped() -> bool:
-            runner = worker.manager.get("away-1")
+            runner = worker.manager.get(CallKey("default", "away-1"))
             return runner is not None and runner.core.retained_bytes >= PCM8K.bytes_for(2.0)
 
         await until(reading_stopped)
-        runner = worker.manager.get("away-1")
+        runner = worker.manager.get(CallKey("default", "away-1"))
         assert runner is not None
         for _ in range(10):  # it stays stopped: half of ASR_MAX_RETAINED_S, plus one read at most
             assert runner.core.retained_bytes <= PCM8K.bytes_for(3.0)

@@ -13,6 +13,7 @@ from asr_worker.bus.redis.calls import OwnedCall
 from asr_worker.bus.redis.outbox import Finish, Outgoing
 from asr_worker.bus.redis.scripts import NotHeld, Scripts, Verdict
 from asr_worker.bus.redis.wire import CALLS_KEY, GROUP, audio_key, progress_key, text
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.publish import publish_call
 from tests.support.audio import PCM8K
@@ -76,7 +77,7 @@ async def test_an_ended_call_whose_acknowledgement_was_lost_is_done_for_its_next
     scripts = Scripts(r)
     entry_id = await pending_entry(r, "a")
     assert (await scripts.start(IID, "a", entry_id, 3)).verdict is Verdict.NEW
-    call = OwnedCall(IID, None, PCM8K, entry_id, "0-0")
+    call = OwnedCall(IID, "default", PCM8K, entry_id, "0-0")
     end = Outgoing(IID, 1, True, '{"type":"session_ended","seq":1}', call, Finish.ACK)
     assert await scripts.write_events("a", [[end]], retry=False) == [1]
     await moves_to(r, entry_id, "b")  # a stopped before acknowledging
@@ -107,7 +108,7 @@ async def test_only_the_owner_writes_saves_and_refreshes(
     scripts = Scripts(r)
     entry_id = await pending_entry(r, "a")
     await scripts.start(IID, "a", entry_id, 3)
-    call = OwnedCall(IID, None, PCM8K, entry_id, "0-0")
+    call = OwnedCall(IID, "default", PCM8K, entry_id, "0-0")
     event = Outgoing(IID, 1, True, '{"type":"session_started","seq":1}', call, Finish.NONE)
     await moves_to(r, entry_id, "b")
     assert (await scripts.start(IID, "b", entry_id, 3)).verdict is Verdict.RESUME
@@ -137,7 +138,7 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
                 """Held here, and its start written: a thief quicker than that write would make
                 this holding leave no trace (its events are refused once it has lost the call)."""
                 starts = [e for e in await transcript(r, IID) if e["type"] == "session_started"]
-                return worker.manager.get(IID) is not None and len(starts) == holding
+                return worker.manager.get(CallKey("default", IID)) is not None and len(starts) == holding
 
             await until(served_here, timeout_s=10)  # the call is (back) here
             thief_alive.set()
@@ -145,7 +146,7 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
                 tg.create_task(hold_as_thief(r, entry_id, IID, thief_alive))
 
                 async def gone_here() -> bool:
-                    return worker.manager.get(IID) is None
+                    return worker.manager.get(CallKey("default", IID)) is None
 
                 await until(gone_here, timeout_s=5)
                 thief_alive.clear()  # it dies holding the call
@@ -172,7 +173,7 @@ async def test_a_call_whose_holders_keep_vanishing_is_given_up_and_the_worker_go
         # Its audio stays a day for whoever investigates, and expires even if a producer goes on.
         assert 0 < await r.ttl(audio_key(IID)) <= 86_400
         assert isinstance(worker.bus, RedisStreamsBus) and worker.bus.counters.calls_abandoned == 1
-        assert worker.manager.get(IID) is None
+        assert worker.manager.get(CallKey("default", IID)) is None
 
         # The worker goes on: the next call is served whole.
         follow = call_audio(2.0, seed=12)

@@ -77,14 +77,17 @@ def data_field(draw: st.DrawFn, valid: dict[str, object]) -> bytes | None:
 @example(dumps({**ANNOUNCEMENT, "interaction_id": "x" * 100_000}).encode())
 @example(b'{"interaction_id": "call-1", "encoding": ' + b"[" * 5000 + b"]" * 5000 + b"}")
 def test_an_announcement_is_a_call_or_a_short_problem(raw: bytes | None) -> None:
-    announcement, iid, problem = parse_announcement(raw)
+    announcement, tag, problem = parse_announcement(raw)
     if announcement is not None:
         assert isinstance(announcement, Announcement) and problem == ""
-        assert iid == announcement.interaction_id == check_id(iid, "interaction_id")
+        assert tag == announcement.tag and tag.endswith(
+            check_id(announcement.interaction_id, "interaction_id")
+        )
         assert announcement.fmt.channels in (1, 2) and 8000 <= announcement.fmt.sample_rate <= 48000
     else:
         bounded(problem)
-        assert iid is None or check_id(iid, "interaction_id") == iid  # only a usable id is echoed
+        # only a usable id is echoed, as the call's tag: [TENANT/]ID
+        assert tag is None or all(check_id(part, "interaction_id") == part for part in tag.split("/"))
 
 
 @examples(250)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from asr_worker.core.events import EventsDropped, SessionStarted, Transcript
+from asr_worker.core.ids import CallKey
 from asr_worker.runtime.hub import EventHub, Subscription
 
 
@@ -22,7 +23,7 @@ async def _seqs(sub: Subscription, count: int) -> list[int]:
 
 async def test_watchers_get_their_calls_events_in_order() -> None:
     hub = EventHub()
-    one, everything = hub.subscribe("a"), hub.subscribe(None)
+    one, everything = hub.subscribe(CallKey("default", "a")), hub.subscribe_tenant("default")
     for seq in range(1, 4):
         hub.publish(_event("a", seq))
         hub.publish(_event("b", seq))
@@ -32,7 +33,7 @@ async def test_watchers_get_their_calls_events_in_order() -> None:
 
 async def test_a_slow_watcher_loses_the_oldest_and_gets_a_marker() -> None:
     hub = EventHub(max_queued=5)
-    slow = hub.subscribe("a")
+    slow = hub.subscribe(CallKey("default", "a"))
     for seq in range(1, 13):
         hub.publish(_event("a", seq))
     marker = await slow.get()
@@ -45,7 +46,7 @@ async def test_resume_after_a_seq_replays_kept_events() -> None:
     hub = EventHub()
     for seq in range(1, 6):
         hub.publish(_event("a", seq))
-    resumed = hub.subscribe("a", after_seq=3)
+    resumed = hub.subscribe(CallKey("default", "a"), after_seq=3)
     assert await _seqs(resumed, 2) == [4, 5]
 
 
@@ -55,13 +56,13 @@ async def test_a_new_session_started_restarts_the_calls_history() -> None:
         hub.publish(_event("a", seq))
     hub.publish(SessionStarted("a", None, 1, "mock", "linear16", 8000, 1, 0))
     hub.publish(_event("a", 2))
-    assert [event.seq for event in hub.recent("a")] == [1, 2]
-    assert isinstance(hub.recent("a")[0], SessionStarted)
+    assert [event.seq for event in hub.recent(CallKey("default", "a"))] == [1, 2]
+    assert isinstance(hub.recent(CallKey("default", "a"))[0], SessionStarted)
 
 
 async def test_closing_ends_iteration() -> None:
     hub = EventHub()
-    sub = hub.subscribe("a")
+    sub = hub.subscribe(CallKey("default", "a"))
     hub.publish(_event("a", 1))
     sub.close()
     assert [e async for e in sub] == [_event("a", 1)]
@@ -70,10 +71,10 @@ async def test_closing_ends_iteration() -> None:
 
 async def test_close_ends_every_subscription_after_what_it_holds_and_refuses_new_ones() -> None:
     hub = EventHub()
-    one, everything = hub.subscribe("c1"), hub.subscribe(None)
+    one, everything = hub.subscribe(CallKey("default", "c1")), hub.subscribe_tenant("default")
     hub.publish(SessionStarted("c1", None, 1, "mock", "linear16", 8000, 1, 0))
     hub.close()
     assert await _seqs(one, 1) == [1] and await one.get() is None
     assert await _seqs(everything, 1) == [1] and await everything.get() is None
-    late = hub.subscribe("c1", after_seq=0)
+    late = hub.subscribe(CallKey("default", "c1"), after_seq=0)
     assert await late.get() is None and hub.subscribers == 0

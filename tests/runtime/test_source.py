@@ -13,6 +13,7 @@ import pytest
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.clock import SystemClock
 from asr_worker.core.events import CallEvent
+from asr_worker.core.ids import CallKey
 from asr_worker.core.session import Phase
 from asr_worker.core.session_types import SessionConfig
 from asr_worker.errors import SessionRefused
@@ -77,8 +78,8 @@ async def manager(events: Events) -> AsyncIterator[SessionManager]:
 
 
 async def test_joining_attaches_and_leaving_detaches_exactly_once(manager: SessionManager) -> None:
-    first = manager.join("call-1", None, PCM8K)
-    second = manager.join("call-1", None, PCM8K)
+    first = manager.join(CallKey("default", "call-1"), PCM8K)
+    second = manager.join(CallKey("default", "call-1"), PCM8K)
     assert first.runner is second.runner, "two sources of one call feed one session"
     core = first.runner.core
     assert (core.source_count, first.attached, second.attached) == (2, True, True)
@@ -96,24 +97,24 @@ async def test_joining_attaches_and_leaving_detaches_exactly_once(manager: Sessi
 
 
 async def test_a_refused_join_leaves_the_call_as_it_was(manager: SessionManager) -> None:
-    source = manager.join("call-1", None, PCM8K)
+    source = manager.join(CallKey("default", "call-1"), PCM8K)
     with pytest.raises(SessionRefused) as refused:
-        manager.join("call-1", None, AudioFormat(Encoding.MULAW, 8000, 1))
+        manager.join(CallKey("default", "call-1"), AudioFormat(Encoding.MULAW, 8000, 1))
     assert refused.value.code == "format_mismatch"
     assert source.runner.core.source_count == 1
 
 
 async def test_a_call_takes_no_more_sources_than_its_limit(events: Events) -> None:
     async with await _manager(events, max_sources=2) as manager:
-        manager.join("call-1", None, PCM8K)
-        manager.join("call-1", None, PCM8K)
+        manager.join(CallKey("default", "call-1"), PCM8K)
+        manager.join(CallKey("default", "call-1"), PCM8K)
         with pytest.raises(SessionRefused) as refused:
-            manager.join("call-1", None, PCM8K)
+            manager.join(CallKey("default", "call-1"), PCM8K)
         assert refused.value.code == "too_many_sources"
 
 
 async def test_what_a_source_sends_reaches_the_call_in_order(manager: SessionManager, events: Events) -> None:
-    source = manager.join("call-1", None, PCM8K)
+    source = manager.join(CallKey("default", "call-1"), PCM8K)
     assert source.feed(FRAME)
     assert not source.feed(FRAME[:3]), "not whole samples: dropped, and the call is told"
     source.dtmf("5", 0)
@@ -131,7 +132,7 @@ async def test_what_a_source_sends_reaches_the_call_in_order(manager: SessionMan
 
 
 async def test_abandon_ends_the_call_at_once_and_leaves(manager: SessionManager, events: Events) -> None:
-    source = manager.join("call-1", None, PCM8K)
+    source = manager.join(CallKey("default", "call-1"), PCM8K)
     source.abandon("abandoned", "given up")
     assert source.runner.core.phase is Phase.ENDED and not source.attached
     assert events.of("error")[-1]["code"] == "abandoned"
@@ -142,7 +143,7 @@ async def test_the_last_source_leaving_ends_the_call_after_its_grace_unless_one_
     events: Events,
 ) -> None:
     async with await _manager(events, grace_s=0.0) as manager:
-        source = manager.join("call-1", None, PCM8K)
+        source = manager.join(CallKey("default", "call-1"), PCM8K)
         source.leave()  # with no grace period the session ends at its next turn...
         source.rejoin()  # ...unless a source is back before it: no await in between
         await events.until("session_started")  # the session's loop has had its turn

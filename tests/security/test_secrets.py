@@ -321,7 +321,7 @@ async def test_the_worker_token_never_leaks_on_any_path(http: aiohttp.ClientSess
                     exposure.add(f"401 {path}", f"{dict(response.headers)} {await response.text()}")
             await exposure.read_worker(http, worker, TOKEN)
     exposure.add("logs", logs.getvalue())
-    assert '"msg":"unauthorized"' in logs.getvalue()
+    assert '"msg":"access denied"' in logs.getvalue()
     exposure.assert_hidden(TOKEN, WRONG_TOKEN)
 
 

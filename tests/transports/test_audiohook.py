@@ -17,6 +17,7 @@ import pytest
 from asr_worker.audiohook import protocol as ah
 from asr_worker.audiohook.signature import ApiKeys
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.transports import audiohook as transport
 from asr_worker.worker import Worker
@@ -112,7 +113,7 @@ async def test_interaction_id_from_custom_config_and_supported_languages(
     hook = await connect(http, hook_worker)
     opened = await hook.open(customConfig={"interaction_id": "genesys-call-7"}, supportedLanguages=True)
     assert opened["parameters"]["supportedLanguages"] == ["en-US"]
-    assert hook_worker.manager.get("genesys-call-7") is not None
+    assert hook_worker.manager.get(CallKey(ORG, "genesys-call-7")) is not None
     await hook.close()
 
 
@@ -400,12 +401,12 @@ async def test_a_dropped_socket_only_leaves_the_call_which_a_new_session_continu
     await first.open(conversation)
     await first.audio(speechlike(0.5, STEREO, seed=8))
     await first.ws.close()  # no `close`: a network drop
-    runner = hook_worker.manager.get(conversation)
+    runner = hook_worker.manager.get(CallKey(ORG, conversation))
     assert runner is not None
     await wait_until(lambda: runner.core.source_count == 0)
     second = await connect(http, hook_worker)
     await second.open(conversation, continuedSessions=[{"id": first.id, "serverseq": 1, "clientseq": 1}])
-    assert hook_worker.manager.get(conversation) is runner
+    assert hook_worker.manager.get(CallKey(ORG, conversation)) is runner
     await second.audio(speechlike(0.5, STEREO, seed=9) + silence(0.3, STEREO))
     await second.close()
     assert mock_provider.opens == 1 and runner.status.end_reason == "close"

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
@@ -111,7 +112,7 @@ async def test_a_dropped_exotel_socket_resumes_on_reconnect_with_one_provider_co
         await send_audio(first, part1, fmt)
         await watcher.until("transcript")
         await first.close()
-        runner = worker.manager.get("exo-resume")
+        runner = worker.manager.get(CallKey("default", "exo-resume"))
         assert runner is not None
         await wait_until(lambda: runner.core.source_count == 0)
         second = await http.ws_connect(ws_url(worker, "/v1/exotel"))
@@ -169,7 +170,7 @@ async def test_a_call_beyond_capacity_is_closed_with_try_again_later(http: aioht
     async with running_worker(MockProvider(), max_sessions=1) as worker:
         first = await http.ws_connect(ws_url(worker, "/v1/exotel"))
         await first.send_str(exotel_start(interaction_id="one"))
-        await wait_until(lambda: worker.manager.get("one") is not None)
+        await wait_until(lambda: worker.manager.get(CallKey("default", "one")) is not None)
         second = await http.ws_connect(ws_url(worker, "/v1/exotel"))
         await second.send_str(exotel_start(interaction_id="two"))
         msg = await asyncio.wait_for(second.receive(), 5)

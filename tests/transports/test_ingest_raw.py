@@ -18,6 +18,7 @@ from websockets.uri import parse_uri
 
 from asr_worker.config import settings_with
 from asr_worker.core.events import SpeechStarted
+from asr_worker.core.ids import CallKey
 from asr_worker.credentials import Secret
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.transports import ingest_raw
@@ -291,7 +292,7 @@ async def test_a_request_that_arrives_a_byte_at_a_time_is_served_and_its_audio_r
         for i in range(len(stream)):
             protocol.data_received(stream[i : i + 1])
         assert transport.writes[0].startswith(b"HTTP/1.1 101 ")
-        runner = worker.manager.get("slow")
+        runner = worker.manager.get(CallKey("default", "slow"))
         assert runner is not None and runner.core.audio_s == pytest.approx(0.2)
         protocol.connection_lost(None)
         runner.abandon("test", "done")

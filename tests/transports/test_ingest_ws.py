@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from asr_worker.core.events import SessionEnded
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
@@ -279,7 +280,7 @@ async def test_a_call_whose_socket_drops_finalizes_after_the_grace_period(
 ) -> None:
     provider = MockProvider()
     async with running_worker(provider, session_grace_s=0.3) as worker:
-        watcher = worker.hub.subscribe("dropped")
+        watcher = worker.hub.subscribe(CallKey("default", "dropped"))
         call = await connect(http, worker, "dropped")
         await call.send_frames(frames(speechlike(1.0)))
         await call.ws.close()

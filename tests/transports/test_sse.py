@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from asr_worker.core.events import EventsDropped, Refusal, Transcript
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockProvider
 from asr_worker.transports import sse
 from asr_worker.worker import Worker
@@ -154,7 +155,8 @@ async def test_open_streams_end_when_the_worker_shuts_down(http: aiohttp.ClientS
 async def test_resume_is_bounded_by_the_kept_history_and_drop_markers_are_sse_events(worker: Worker) -> None:
     for seq in range(1, 1201):
         worker.hub.publish(_transcript("flood", seq, "x"))
-    sub = worker.hub.subscribe("flood", after_seq=0)  # replays the kept history (500) into its queue
+    # replays the kept history (500) into its queue
+    sub = worker.hub.subscribe(CallKey("default", "flood"), after_seq=0)
     first = await sub.get()
     assert isinstance(first, Transcript) and first.seq == 701
     sub.close()

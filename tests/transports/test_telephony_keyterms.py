@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockProvider
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
@@ -80,7 +81,7 @@ async def test_a_twilio_socket_resuming_a_call_leaves_its_keyterms_and_reconnect
         first = await http.ws_connect(ws_url(worker, "/v1/twilio"))
         await twilio_call(first, "tw-resumed", {"keyterms": "Zorblax"})
         await first.close()
-        runner = worker.manager.get("tw-resumed")
+        runner = worker.manager.get(CallKey("default", "tw-resumed"))
         assert runner is not None
         await wait_until(lambda: runner.core.source_count == 0)
         second = await http.ws_connect(ws_url(worker, "/v1/twilio"))

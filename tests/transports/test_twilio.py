@@ -11,6 +11,7 @@ import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.events import SessionEnded, SessionStarted
+from asr_worker.core.ids import CallKey
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
@@ -95,7 +96,7 @@ async def test_the_call_sid_is_the_id_when_no_interaction_id_is_given_and_one_tr
     worker: Worker, http: aiohttp.ClientSession, mock_provider: MockProvider
 ) -> None:
     call_sid = "CAfeedfacefeedfacefeedfacefeedface"
-    watcher = worker.hub.subscribe(call_sid)
+    watcher = worker.hub.subscribe(CallKey("default", call_sid))
     audio = speechlike(1.0, TRACK, seed=3)
     ws = await http.ws_connect(ws_url(worker, "/v1/twilio"))
     await ws.send_str(twilio_start(call_sid, tracks=("inbound",)))
@@ -127,7 +128,7 @@ async def test_a_dropped_socket_waits_in_grace_and_a_reconnect_resumes_on_the_sa
         await send_both_tracks(first, part1_in, part1_out)
         await watcher.until("transcript")
         await first.close()  # the platform's socket drops: no stop
-        runner = worker.manager.get("resumed")
+        runner = worker.manager.get(CallKey("default", "resumed"))
         assert runner is not None
         await wait_until(lambda: runner.core.source_count == 0)
         assert runner.core.phase == "active"  # waiting in its grace period
@@ -277,7 +278,7 @@ async def test_a_reconnect_in_another_format_is_refused_and_the_call_goes_on(
     await other.send_str(twilio_start(interaction_id="pinned", tracks=("inbound",)))
     msg = await asyncio.wait_for(other.receive(), 5)
     assert other.close_code == 1008 and "mulaw 8000 Hz x2" in str(msg.extra)
-    runner = worker.manager.get("pinned")
+    runner = worker.manager.get(CallKey("default", "pinned"))
     assert runner is not None and runner.core.phase == "active" and runner.core.source_count == 1
     await first.send_str(twilio_stop())
     await assert_nothing_sent_back(first)
@@ -311,7 +312,7 @@ async def test_an_outbound_only_stream_is_channel_1_with_a_silent_channel_0(
         await ws.send_str(twilio_media("outbound", i + 1, 20 * i, chunk))
     await ws.send_str(twilio_stop())
     await assert_nothing_sent_back(ws)
-    await wait_until(lambda: worker.manager.get("agent-only") is None)
+    await wait_until(lambda: worker.manager.get(CallKey("default", "agent-only")) is None)
     received = bytes(mock_provider.streams_for("agent-only")[0].received)
     assert mock_provider.streams_for("agent-only")[0].request.fmt == STEREO
     assert received[1::2] == outbound and set(received[0::2]) == {0xFF}

@@ -17,12 +17,15 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from . import sfv
+
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 MAX_CLOCK_SKEW_S: Final = 3
 MAX_SIGNATURE_AGE_S: Final = 10
@@ -242,34 +245,48 @@ def _parameters(params: sfv.Params) -> tuple[SignatureParameters, VerifyResult |
 
 
 class ApiKeys:
-    """`ASR_AUDIOHOOK_API_KEYS`: API keys, each with its client secret (empty: none). Never
-    printed: repr and str say only how many there are."""
+    """`ASR_AUDIOHOOK_API_KEYS`: API keys, each with its client secret (empty: none) and the
+    Genesys organization it is bound to, if any. Never printed: repr and str say only how many
+    there are."""
 
-    __slots__ = ("_secrets",)
+    __slots__ = ("_organizations", "_secrets")
 
-    def __init__(self, secrets: Mapping[str, bytes]) -> None:
+    def __init__(self, secrets: Mapping[str, bytes], organizations: Mapping[str, str] | None = None) -> None:
         self._secrets = dict(secrets)
+        self._organizations = dict(organizations or {})
 
     @classmethod
     def parse(cls, text: str) -> ApiKeys | None:
-        """Comma-separated `KEY` or `KEY:BASE64_CLIENT_SECRET`; None when empty."""
+        """Comma-separated `KEY`, `KEY:BASE64_CLIENT_SECRET`, and either followed by
+        `:ORGANIZATION_ID` (a Genesys organization's UUID) to bind the key to that
+        organization; None when empty."""
         secrets: dict[str, bytes] = {}
+        organizations: dict[str, str] = {}
         for raw in text.split(","):
             entry = raw.strip()
             if not entry:
                 continue
-            key, sep, secret = entry.partition(":")
-            key = key.strip()
-            if not key or any(c.isspace() for c in key) or not key.isprintable():
-                raise ValueError("must be comma-separated KEY or KEY:BASE64_CLIENT_SECRET entries")
+            key, *rest = (part.strip() for part in entry.split(":"))
+            if not key or any(c.isspace() for c in key) or not key.isprintable() or len(rest) > 2:
+                raise ValueError(
+                    "must be comma-separated KEY, KEY:BASE64_CLIENT_SECRET or KEY:BASE64_CLIENT_SECRET:"
+                    "ORGANIZATION_ID entries (KEY::ORGANIZATION_ID without a secret)"
+                )
+            if rest and _UUID.fullmatch(rest[-1]):  # base64 has no `-`: a UUID is the organization
+                organizations[key] = rest.pop().lower()
+            secret = rest[0] if rest else None
             try:
-                decoded = base64.b64decode(secret.strip(), validate=True) if sep else b""
+                decoded = base64.b64decode(secret, validate=True) if secret else b""
             except (binascii.Error, ValueError):
                 raise ValueError("has a client secret that is not base64") from None
-            if sep and not decoded:
+            if secret is not None and not decoded and key not in organizations:
                 raise ValueError("has an empty client secret after `:`")
             secrets[key] = decoded
-        return cls(secrets) if secrets else None
+        return cls(secrets, organizations) if secrets else None
+
+    def organization(self, key: str) -> str | None:
+        """The Genesys organization `key` is bound to (its sessions must name it), if any."""
+        return self._organizations.get(key)
 
     def secret(self, key: str) -> bytes | None:
         """The key's client secret (b"" for none), or None for a key that is not configured.
@@ -296,10 +313,14 @@ class ApiKeys:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ApiKeys) and other._secrets == self._secrets
+        return (
+            isinstance(other, ApiKeys)
+            and other._secrets == self._secrets
+            and other._organizations == self._organizations
+        )
 
     def __hash__(self) -> int:
-        return hash(frozenset(self._secrets.items()))
+        return hash((frozenset(self._secrets.items()), frozenset(self._organizations.items())))
 
 
 class NonceCache:

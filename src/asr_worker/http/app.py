@@ -13,20 +13,18 @@ from typing import Protocol
 from aiohttp import web
 
 from ..core.clock import Clock
+from ..errors import AccessDenied, CodedError
 from ..metrics import CONTENT_TYPE, WorkerMetrics
 from ..runtime.manager import SessionManager
+from ..tenancy import Keyring, Scope
 from . import page
-from .auth import auth_middleware
-from .options import MAX_REQUEST_LINE_BYTES, HttpOptions
+from .auth import ANY_KEY, OPEN, Route, access_middleware, principal_of
+from .limits import ConnectionLimits
+from .options import MAX_REQUEST_LINE_BYTES
 
 
 class ServedProcess(Protocol):
     """What the HTTP edge's own endpoints read of the process they report on."""
-
-    @property
-    def http(self) -> HttpOptions:
-        """The token every endpoint but /health, /metrics and the page's shell requires."""
-        ...
 
     @property
     def clock(self) -> Clock: ...
@@ -44,7 +42,11 @@ class ServedProcess(Protocol):
     def readiness(self) -> tuple[bool, str]: ...
 
 
-def build_app(served: ServedProcess, routes: Iterable[web.RouteDef]) -> web.Application:
+def build_app(
+    served: ServedProcess, routes: Iterable[Route], keyring: Keyring, limits: ConnectionLimits
+) -> web.Application:
+    """The application: the edge's own routes and the ones given, each guarded as it declares."""
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response(served.health())
 
@@ -56,24 +58,36 @@ def build_app(served: ServedProcess, routes: Iterable[web.RouteDef]) -> web.Appl
         return web.Response(body=served.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def sessions(request: web.Request) -> web.Response:
+        """The calls of the key's tenant, with their state."""
         now = served.clock.monotonic()
-        listing = [runner.core.snapshot(now) for runner in served.manager.sessions]
+        try:
+            tenant = principal_of(request).tenants_seen(request.query.get("tenant_id"))
+        except CodedError as exc:
+            status = exc.status if isinstance(exc, AccessDenied) else 400
+            return web.json_response({"error": exc.code, "message": exc.message}, status=status)
+        listing = [runner.core.snapshot(now) for runner in served.manager.sessions_of(tenant)]
         return web.json_response({"sessions": listing, "count": len(listing)})
 
+    every = [
+        Route("GET", "/health", health, OPEN),
+        Route("GET", "/ready", ready, ANY_KEY),
+        Route("GET", "/metrics", metrics, OPEN),
+        Route("GET", "/v1/sessions", sessions, Scope.OPERATE),
+        *page.routes(),
+        *routes,
+    ]
     app = web.Application(
         client_max_size=1 << 20,
-        middlewares=[auth_middleware(served.http.worker_token)],
+        middlewares=[access_middleware(keyring, every, limits)],
         # an ingest socket's query may name a call's keyterms: as long a line as the raw path takes
         handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES},
     )
     app.add_routes(
         [
-            web.get("/health", health),
-            web.get("/ready", ready),
-            web.get("/metrics", metrics),
-            web.get("/v1/sessions", sessions),
-            *page.routes(),
-            *routes,
+            web.get(route.path, route.handler)
+            if route.method == "GET"
+            else web.route(route.method, route.path, route.handler)
+            for route in every
         ]
     )
     return app

@@ -14,6 +14,8 @@ from typing import Final
 
 from aiohttp import web
 
+from .auth import OPEN, Route
+
 _FILES: Final = {
     "index.html": "text/html",
     "app.js": "text/javascript",
@@ -30,8 +32,10 @@ _HEADERS: Final = {
 }
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/", index), web.get("/static/{name}", static)]
+def routes() -> list[Route]:
+    """The page's shell and assets hold no call data: everything it shows comes from the API,
+    which wants a key with `watch` (the page carries it as `?token=`)."""
+    return [Route("GET", "/", index, OPEN), Route("GET", "/static/{name}", static, OPEN)]
 
 
 def _file(name: str) -> web.Response:

@@ -9,6 +9,13 @@ connection (aiohttp's client reuses them) is served by aiohttp's own route for t
 
 The raw server is whatever satisfies `RawServer`; the composition root passes the ingest
 socket's (`transports.ingest_raw.IngestServer`), so this module knows no transport.
+
+The router is also every connection's first deadline: it takes a connection only if its
+address and the process's file descriptors have room (`limits.ConnectionLimits`), and hands it
+over only once its whole request head has arrived, within `ASR_HEAD_TIMEOUT_S` (else 408) and
+`MAX_HEAD_BYTES` (else 431). A silent or half-sent connection so holds a descriptor for a few
+seconds at most, and what is served after it (aiohttp, the raw ingest socket) always starts
+from a complete head.
 """
 
 from __future__ import annotations
@@ -19,7 +26,17 @@ from typing import Final, Protocol, cast
 
 from aiohttp import web
 
+from .limits import ConnectionLimits
+
 BACKLOG: Final = 1024  # a fleet reconnecting its calls at once should not meet refused connections
+MAX_HEAD_BYTES: Final = 64 * 1024  # a request's line and headers
+_HEAD_END: Final = b"\r\n\r\n"
+
+
+def _status(code: int, reason: str, retry_after_s: int | None = None) -> bytes:
+    """A bodiless HTTP answer that closes the connection."""
+    extra = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
+    return f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n".encode()
 
 
 class RawServer(Protocol):
@@ -46,7 +63,7 @@ class RawServer(Protocol):
 
 
 class ConnectionRouter(asyncio.Protocol):
-    """Holds a new connection's first bytes until they tell whose it is, then hands it over."""
+    """Holds a new connection's request head until it is whole, then hands it to its server."""
 
     def __init__(self, server: HttpServer, raw: RawServer) -> None:
         self._server = server
@@ -54,22 +71,59 @@ class ConnectionRouter(asyncio.Protocol):
         self._first_line = raw.first_line
         self._transport: asyncio.Transport | None = None
         self._first = b""
+        self._deadline: asyncio.TimerHandle | None = None
+        self._peer: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else "local"
+        limits = self._server.limits
+        refused = limits.admit(self._peer, self._transport)
+        if refused is not None:
+            limits.refuse(refused, self._peer)
+            self._end(_status(503, "Service Unavailable", retry_after_s=1))
+            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._server.head_timeout_s, self._head_late)
 
     def data_received(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
         self._first += data
-        if self._first.startswith(self._first_line):
-            self._hand_over(self._raw.protocol())
-        elif not self._first_line.startswith(self._first):
-            self._hand_over(self._server.http_protocol())
+        if _HEAD_END in self._first:
+            raw = self._first.startswith(self._first_line)
+            self._hand_over(self._raw.protocol() if raw else self._server.http_protocol())
+        elif len(self._first) > MAX_HEAD_BYTES:
+            self._server.limits.refuse("head_too_large", self._peer)
+            self._end(_status(431, "Request Header Fields Too Large"))
 
     def eof_received(self) -> bool | None:
         return None  # closed before it said anything that needs an answer
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+
+    def _head_late(self) -> None:
+        self._deadline = None
+        self._server.limits.refuse("head_timeout", self._peer)
+        self._end(_status(408, "Request Timeout"))
+
+    def _end(self, answer: bytes) -> None:
+        self._stop_deadline()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(answer)
+            transport.close()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def _hand_over(self, protocol: asyncio.Protocol) -> None:
+        self._stop_deadline()
         transport = self._transport
         assert transport is not None
         transport.set_protocol(protocol)
@@ -81,8 +135,10 @@ class ConnectionRouter(asyncio.Protocol):
 class HttpServer:
     """The listening socket, aiohttp's application and the raw server beside it."""
 
-    def __init__(self, runner: web.AppRunner) -> None:
+    def __init__(self, runner: web.AppRunner, limits: ConnectionLimits, head_timeout_s: float) -> None:
         self._runner = runner
+        self.limits = limits
+        self.head_timeout_s = head_timeout_s
         self._server: asyncio.Server | None = None
         self._raw: RawServer | None = None
 

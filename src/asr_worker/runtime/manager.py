@@ -20,6 +20,7 @@ from ..core.call_options import NO_OPTIONS, CallOptions
 from ..core.clock import Clock
 from ..core.events import CallEvent
 from ..core.failover import CIRCUIT_OPEN, Failover, FailoverConfig
+from ..core.ids import CallKey
 from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..errors import SessionRefused
@@ -117,7 +118,7 @@ class SessionManager:
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()
-        self._sessions: dict[str, SessionRunner] = {}
+        self._sessions: dict[CallKey, SessionRunner] = {}
         self._tasks: dict[SessionRunner, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._wheel: TimerWheel | None = None  # every session's deadlines, one loop timer
@@ -147,8 +148,7 @@ class SessionManager:
 
     def open_session(
         self,
-        interaction_id: str,
-        tenant_id: str | None,
+        key: CallKey,
         fmt: AudioFormat,
         resume: Resume | None = None,
         options: CallOptions = NO_OPTIONS,
@@ -159,7 +159,7 @@ class SessionManager:
         continues a call another worker began, and `options` are what the call asks of its
         transcription (`core.call_options`), given to every provider stream the call opens;
         both apply only to a new session (a source joining a call under way changes neither)."""
-        runner = self._sessions.get(interaction_id)
+        runner = self._sessions.get(key)
         if runner is not None:
             core = runner.core
             if core.phase is not Phase.ACTIVE:
@@ -191,8 +191,8 @@ class SessionManager:
         now = self._clock.monotonic()
         failover, provider_name = self._failover_for_new_call(now)
         core = SessionCore(
-            interaction_id=interaction_id,
-            tenant_id=tenant_id,
+            interaction_id=key.interaction_id,
+            tenant_id=key.tenant,
             fmt=fmt,
             provider=provider_name,
             config=self.config,
@@ -213,9 +213,9 @@ class SessionManager:
             self.primary_watch,
             options,
         )
-        self._sessions[interaction_id] = runner
+        self._sessions[key] = runner
         self._empty.clear()
-        self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{interaction_id}")
+        self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{key.interaction_id}")
         return runner
 
     def _failover_for_new_call(self, now: float) -> tuple[Failover | None, str]:
@@ -234,8 +234,7 @@ class SessionManager:
 
     def join(
         self,
-        interaction_id: str,
-        tenant_id: str | None,
+        key: CallKey,
         fmt: AudioFormat,
         resume: Resume | None = None,
         *,
@@ -243,15 +242,21 @@ class SessionManager:
     ) -> CallSource:
         """Join the call as one more of its sources, starting its session if it has none: the
         handle every source feeds the call through and leaves it by. Raises SessionRefused
-        as `open_session` does; `options` count only when this source starts the call."""
-        return CallSource(self.open_session(interaction_id, tenant_id, fmt, resume, options))
+        as `open_session` does; `options` count only when this source starts the call. The
+        key's tenant is the one its source's credentials name: a call is only ever joined by
+        sources of its own tenant."""
+        return CallSource(self.open_session(key, fmt, resume, options))
 
-    def get(self, interaction_id: str) -> SessionRunner | None:
-        return self._sessions.get(interaction_id)
+    def get(self, key: CallKey) -> SessionRunner | None:
+        return self._sessions.get(key)
 
     @property
     def sessions(self) -> list[SessionRunner]:
         return list(self._sessions.values())
+
+    def sessions_of(self, tenant: str | None) -> list[SessionRunner]:
+        """The live calls of one tenant (what its keys may list and watch); None: of all."""
+        return [runner for key, runner in self._sessions.items() if tenant is None or key.tenant == tenant]
 
     @property
     def at_capacity(self) -> bool:
@@ -283,8 +288,8 @@ class SessionManager:
         self._tasks.pop(runner, None)
         if runner.core.failover is not None and runner.core.failover.moved:
             self.fallback_slots.release()
-        if self._sessions.get(runner.interaction_id) is runner:
-            del self._sessions[runner.interaction_id]
+        if self._sessions.get(runner.key) is runner:
+            del self._sessions[runner.key]
         for name, value in _counter_values(runner.core).items():
             self._ended_counters[name] += value
         if not self._sessions:

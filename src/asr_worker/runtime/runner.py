@@ -30,6 +30,7 @@ from ..core.actions import (
 from ..core.call_options import NO_OPTIONS, CallOptions
 from ..core.clock import Clock
 from ..core.events import CallError, CallEvent, ProviderChanged, SessionEnded, SessionStarted, Transcript
+from ..core.ids import DEFAULT_TENANT, CallKey
 from ..core.provider_events import ProviderEvent
 from ..core.session import Link, Phase, SessionCore
 from ..errors import ProviderError
@@ -95,6 +96,7 @@ class SessionRunner:
         options: CallOptions = NO_OPTIONS,
     ) -> None:
         self.core = core
+        self.key = CallKey(core.tenant_id or DEFAULT_TENANT, core.interaction_id)  # the registry's key
         # The words the call is expected to use, in every stream it opens (reconnects and the
         # fallback provider's too): fixed by the source that started the call.
         self.options = options

@@ -28,6 +28,7 @@ from ..bus.redis.wire import (
     REDIS_ERRORS,
     RedisClient,
     audio_key,
+    call_tag,
     drop_connections,
     honour_cancel,
     redis_client,
@@ -104,7 +105,7 @@ async def publish_call(
     encoding = _BUS_ENCODING[fmt.encoding]
     step = max(fmt.frame_bytes, fmt.bytes_for(chunk_ms / 1000))
     chunks = [audio.data[i : i + step] for i in range(0, len(audio.data), step)]
-    key = audio_key(interaction_id, cluster=cluster)
+    key = audio_key(call_tag(tenant_id, interaction_id), cluster=cluster)
     started = time.monotonic()
     try:
         announcement: dict[str, object] = {
@@ -174,11 +175,12 @@ def _writer(
     return write
 
 
-async def transcript_end(redis_url: str, interaction_id: str, *, cluster: bool = False) -> str:
-    """The id of the call's newest transcript entry ("0-0" if none): follow from there."""
+async def transcript_end(redis_url: str, call: str, *, cluster: bool = False) -> str:
+    """The id of the newest entry of the call's transcript ("0-0" if none): follow from there.
+    `call` is its tag (`wire.call_tag`: the tenant and the id)."""
     redis = redis_client(redis_url, cluster=cluster)
     try:
-        key = transcript_key(interaction_id, cluster=cluster)
+        key = transcript_key(call, cluster=cluster)
         tail: object = await redis.xrevrange(key, "+", "-", count=1)
     finally:
         await redis.aclose()
@@ -187,16 +189,17 @@ async def transcript_end(redis_url: str, interaction_id: str, *, cluster: bool =
 
 async def follow_transcript(
     redis_url: str,
-    interaction_id: str,
+    call: str,
     out: TextIO,
     *,
     after: str,
     timeout_s: float = 3600.0,
     cluster: bool = False,
 ) -> dict[str, object] | None:
-    """Print the call's events written after `after`; return `session_ended` (None on timeout)."""
+    """Print the events of the call (its tag) written after `after`; return `session_ended`
+    (None on timeout)."""
     redis = redis_client(redis_url, cluster=cluster)
-    key = transcript_key(interaction_id, cluster=cluster)
+    key = transcript_key(call, cluster=cluster)
     cursor = after
     try:
         async with asyncio.timeout(timeout_s):

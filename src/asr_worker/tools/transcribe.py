@@ -28,6 +28,7 @@ from ..config import Settings, make_fallback, make_provider
 from ..core import failover, session_types
 from ..core.clock import SystemClock
 from ..core.events import CallError, CallEvent, SessionEnded, Transcript
+from ..core.ids import DEFAULT_TENANT, CallKey
 from ..jsonwire import dumps_event_text
 from ..metrics import LiveTotals, WorkerMetrics
 from ..providers import BackgroundProvider, Provider
@@ -203,7 +204,7 @@ async def _feed(
     display: Display,
     realtime: bool,
 ) -> None:
-    source = manager.join(call_id, None, audio.fmt)
+    source = manager.join(CallKey(DEFAULT_TENANT, call_id), audio.fmt)
     done = source.runner.done
     loop = asyncio.get_running_loop()
     chunk_s = REALTIME_CHUNK_S if realtime else FAST_CHUNK_S

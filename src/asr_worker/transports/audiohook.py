@@ -47,12 +47,14 @@ from ..audiohook.signature import ApiKeys, NonceCache, authenticate, header_fiel
 from ..core.audio import AudioFormat, Encoding
 from ..core.call_options import CallOptions
 from ..core.events import SessionEnded, Transcript
-from ..core.ids import check_id
-from ..errors import BadRequest, ParamError, ProtocolError, SessionRefused
+from ..core.ids import CallKey, check_id
+from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
+from ..http.auth import SELF_CHECKED, Route, principal_of
 from ..runtime.hub import Subscription
 from ..runtime.source import CallSource
 from ..settings import Section, Setting
-from .common import upgrade_refusal
+from ..tenancy import Scope
+from .common import call_named, upgrade_refusal
 from .host import CallHost
 
 log = logging.getLogger("asr_worker.audiohook")
@@ -102,12 +104,21 @@ SETTINGS: Final = Section(
 )
 
 
-def routes(host: CallHost, options: AudioHookOptions) -> list[web.RouteDef]:
+def routes(host: CallHost, options: AudioHookOptions) -> list[Route]:
     endpoint = _Endpoint(host, options)
     return [
-        web.get("/v1/audiohook", endpoint.socket),
-        web.post("/v1/audiohook/{interaction_id}/{action}", endpoint.control),
+        Route("GET", "/v1/audiohook", endpoint.socket, SELF_CHECKED, long_lived=True),
+        Route("POST", "/v1/audiohook/{interaction_id}/{action}", endpoint.control, Scope.OPERATE),
     ]
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """What an AudioHook key is bound to: the tenant ASR_API_KEYS names for it (else its calls
+    belong to their Genesys organization), and the one organization it may serve."""
+
+    tenant: str | None
+    organization: str | None
 
 
 class _Endpoint:
@@ -117,7 +128,7 @@ class _Endpoint:
         self.host = host
         self.options = options
         self.nonces = NonceCache()
-        self.live: dict[str, set[_Session]] = {}
+        self.live: dict[CallKey, set[_Session]] = {}
 
     async def socket(self, request: web.Request) -> web.StreamResponse:
         host = self.host
@@ -160,7 +171,12 @@ class _Endpoint:
                 status=400,
             )
         await ws.prepare(request)
-        session = _Session(self, ws, session_id, headers.get("audiohook-organization-id"))
+        api_key = headers.get("x-api-key", "")
+        ring = host.keyring.keys
+        binding = _Binding(
+            tenant=None if ring is None else ring.tenant_of(api_key), organization=keys.organization(api_key)
+        )
+        session = _Session(self, ws, session_id, headers.get("audiohook-organization-id"), binding)
         try:
             await session.run()
         finally:
@@ -173,7 +189,13 @@ class _Endpoint:
         interaction_id, action = request.match_info["interaction_id"], request.match_info["action"]
         if action not in ("pause", "resume", "disconnect"):
             raise web.HTTPNotFound()
-        sessions = list(self.live.get(interaction_id, ()))
+        try:
+            claimed = request.query.get("tenant_id")
+            call = call_named(self.host, principal_of(request), interaction_id, claimed)
+        except (BadRequest, AccessDenied) as exc:
+            status = exc.status if isinstance(exc, AccessDenied) else 400
+            return web.json_response({"error": exc.code, "message": exc.message}, status=status)
+        sessions = list(self.live.get(call, ()))
         if not sessions:
             return web.json_response(
                 {"error": "not_found", "message": "no AudioHook session carries this call"}, status=404
@@ -231,7 +253,12 @@ class _Session:
     """One AudioHook session: one WebSocket, at most one call joined."""
 
     def __init__(
-        self, endpoint: _Endpoint, ws: web.WebSocketResponse, session_id: str, org: str | None
+        self,
+        endpoint: _Endpoint,
+        ws: web.WebSocketResponse,
+        session_id: str,
+        org: str | None,
+        binding: _Binding,
     ) -> None:
         self.endpoint = endpoint
         self.host = endpoint.host
@@ -239,6 +266,8 @@ class _Session:
         self.id = session_id
         self.probe = session_id == ah.NULL_UUID  # Genesys's connection probe (or its null conversation)
         self.org_header = org
+        self.binding = binding
+        self.key: CallKey | None = None  # the call, once opened
         self.state = "PREPARING"  # ACTIVE, PAUSED, CLOSING, CLOSED, ERROR (we disconnected)
         self.seq = 0
         self.clientseq = 0
@@ -297,11 +326,12 @@ class _Session:
             self.subscription.close()
         if self.source is not None:
             self.source.leave()
-            sessions = self.endpoint.live.get(self.source.interaction_id)
-            if sessions is not None:
+            key = self.key
+            sessions = self.endpoint.live.get(key) if key is not None else None
+            if key is not None and sessions is not None:
                 sessions.discard(self)
                 if not sessions:
-                    del self.endpoint.live[self.source.interaction_id]
+                    del self.endpoint.live[key]
 
     async def send(self, kind: str, parameters: dict[str, object]) -> bool:
         """One server message, numbered in the order sent."""
@@ -421,6 +451,18 @@ class _Session:
         if self.state != "PREPARING":
             log.info("audiohook open ignored", extra={"session": self.id, "state": self.state})
             return
+        bound = self.binding.organization
+        if bound is not None and message.organization_id.lower() != bound:
+            self.state = "ERROR"
+            self.host.metrics.audiohook_refused.labels("unauthorized").inc()
+            log.info(
+                "audiohook refused", extra={"session": self.id, "reason": "key bound to another organization"}
+            )
+            await self.send(
+                "disconnect",
+                ah.disconnect_parameters("unauthorized", "This API key is not for this organization"),
+            )
+            return
         if self.org_header != message.organization_id:
             self.state = "ERROR"
             self.host.metrics.audiohook_refused.labels("unauthorized").inc()
@@ -457,23 +499,28 @@ class _Session:
                 custom_id if isinstance(custom_id, str) else message.conversation_id, "interaction_id"
             )
             options = CallOptions.from_fields(message.custom_config, "customConfig")
-        except (BadRequest, ParamError) as exc:
+            # The tenant is the key's where ASR_API_KEYS names it, else the Genesys organization.
+            key = CallKey(
+                self.binding.tenant or check_id(message.organization_id, "organizationId"), interaction_id
+            )
+        except BadRequest as exc:
             await self.refuse("bad_request", str(exc))
             return
         encoding = Encoding.MULAW if media.format == "PCMU" else Encoding.LINEAR16
         fmt = AudioFormat(encoding, ah.SAMPLE_RATE, len(media.channels))
         try:
             # A session continuing the call (`continuedSessions`) leaves its options as they are.
-            source = self.host.manager.join(interaction_id, message.organization_id, fmt, options=options)
+            source = self.host.manager.join(key, fmt, options=options)
         except SessionRefused as exc:
             await self.refuse(exc.code, exc.message)
             return
         # Subscribe before anything can yield, so a new call's first events are seen.
         self.source, self.media = source, media
-        self.subscription = self.host.hub.subscribe(interaction_id)
+        self.key = key
+        self.subscription = self.host.hub.subscribe(key)
         self.timeline = _Timeline(fmt, source.runner.status.audio_s)
         self.timeline.note_position(message.header.position)
-        self.endpoint.live.setdefault(interaction_id, set()).add(self)
+        self.endpoint.live.setdefault(key, set()).add(self)
         self.state = "ACTIVE"
         self.events_allowed.set()
         await self.send("opened", ah.opened_parameters(media, supported))

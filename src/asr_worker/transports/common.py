@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Final
 
-from aiohttp import WebSocketError, WSCloseCode, web
+from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType, web
 
 from ..core.events import Refusal
+from ..core.ids import ANY_TENANT, CallKey
 from ..errors import CodedError
 from ..jsonwire import dumps_event_text
 
+if TYPE_CHECKING:
+    from ..tenancy import Principal
+    from .host import CallHost
+
 # Close codes: 1008 policy (bad input), 1013 try again later (capacity, draining, ending).
 CLOSE_BAD_INPUT: Final = int(WSCloseCode.POLICY_VIOLATION)
+CLOSE_TOO_BIG: Final = int(WSCloseCode.MESSAGE_TOO_BIG)
 CLOSE_TRY_LATER: Final = int(WSCloseCode.TRY_AGAIN_LATER)
 CLOSE_NORMAL: Final = int(WSCloseCode.OK)
 REFUSAL_CLOSE_CODES: Final = {
@@ -79,3 +86,37 @@ def socket_failure(exc: object, too_large: bool) -> tuple[str, str]:
     if too_large:
         return "too_large", f"{exc!s:.160}; the socket is closed, the call goes on"
     return "socket_error", f"the socket failed: {exc!s:.160}"
+
+
+async def first_within(ws: web.WebSocketResponse, host: CallHost) -> AsyncIterator[WSMessage]:
+    """A call socket's messages, the first of which must come within
+    `ASR_FIRST_MESSAGE_TIMEOUT_S` of the upgrade: a socket that says nothing is closed (1008)
+    and counted, so silent sockets cannot hold the worker's connections. After the first
+    message, a quiet socket is a call on hold, and stays."""
+    timeout_s = host.http.first_message_timeout_s
+    try:
+        first = await ws.receive(timeout=timeout_s)
+    except TimeoutError:
+        host.limits.refuse("first_message_timeout")
+        why = f"no message within {timeout_s:g} s of the upgrade"
+        await refuse(ws, "first_message_timeout", why, CLOSE_BAD_INPUT)
+        return
+    if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+        return  # as aiohttp's own iteration ends
+    yield first
+    async for later in ws:
+        yield later
+
+
+def call_named(host: CallHost, principal: Principal, interaction_id: str, claimed: str | None) -> CallKey:
+    """The call a watcher or operator means by an interaction id: in its key's tenant. A key
+    that names tenants and names none (the worker token, a keyless development worker) means
+    the call with this id in whichever tenant has one; with none yet (or several), the
+    `ANY_TENANT` key, which a watcher's subscription matches in any tenant."""
+    if (claimed is None or claimed == "") and principal.names_tenant:
+        tenants = {
+            runner.key.tenant for runner in host.manager.sessions if runner.interaction_id == interaction_id
+        }
+        tenants |= set(host.hub.tenants_of(interaction_id)) if not tenants else set()
+        return CallKey(tenants.pop() if len(tenants) == 1 else ANY_TENANT, interaction_id)
+    return CallKey(principal.tenant_of_call(claimed), interaction_id)

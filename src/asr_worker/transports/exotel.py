@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..http.auth import Route
+from ..tenancy import Scope
 from . import exotel_messages
 from .host import CallHost, bind
 from .telephony import Platform, media_stream
@@ -21,8 +23,9 @@ PLATFORM = Platform(
 )
 
 
-def routes(host: CallHost) -> list[web.RouteDef]:
-    return [web.get("/v1/exotel", bind(host, exotel_socket))]
+def routes(host: CallHost) -> list[Route]:
+    """Exotel dials `wss://KEY:TOKEN@host/v1/exotel`: HTTP Basic, the worker's key as the password."""
+    return [Route("GET", "/v1/exotel", bind(host, exotel_socket), Scope.STREAM, long_lived=True)]
 
 
 async def exotel_socket(host: CallHost, request: web.Request) -> web.StreamResponse:

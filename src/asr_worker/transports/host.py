@@ -14,10 +14,12 @@ from typing import Protocol
 
 from aiohttp import web
 
+from ..http.limits import ConnectionLimits
 from ..http.options import HttpOptions
 from ..metrics import WorkerMetrics
 from ..runtime.hub import EventHub
 from ..runtime.manager import SessionManager
+from ..tenancy import Keyring
 
 
 class CallHost(Protocol):
@@ -33,7 +35,17 @@ class CallHost(Protocol):
 
     @property
     def http(self) -> HttpOptions:
-        """The listener's limits (the largest message) and the token the raw ingest path checks."""
+        """The listener's limits: the largest message, the first message's deadline."""
+        ...
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys requests authenticate with (the raw ingest path checks them itself)."""
+        ...
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        """Connections per key (the raw ingest path counts its own)."""
         ...
 
     @property

@@ -19,10 +19,11 @@ from typing import Final
 
 from ..core.audio import AudioFormat
 from ..core.call_options import CallOptions
-from ..core.ids import check_id, check_optional_id
-from ..errors import BadRequest, ProtocolError, SessionRefused
+from ..core.ids import CallKey, check_id
+from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
 from ..runtime.hub import Subscription
 from ..runtime.source import CallSource
+from ..tenancy import Principal
 from .host import CallHost
 
 log = logging.getLogger("asr_worker.ingest")
@@ -42,33 +43,38 @@ class IngestCall:
 
     @classmethod
     def open(
-        cls, host: CallHost, interaction_id: str | None, query: Mapping[str, str], path: str
+        cls,
+        host: CallHost,
+        principal: Principal,
+        interaction_id: str | None,
+        query: Mapping[str, str],
+        path: str,
     ) -> IngestCall:
-        """Join (or start) the call the socket's path and query name, or raise BadRequest or
-        SessionRefused (a socket sends it as an `error` event, then closes with
-        `common.close_code_for` it).
+        """Join (or start) the call the socket's path and query name, under the tenant its key
+        names, or raise BadRequest, AccessDenied or SessionRefused (a socket sends it as an
+        `error` event, then closes with `common.close_code_for` it).
         `query` may hold a key more than once (aiohttp's and yarl's MultiDict: `items()`
         yields every pair), as repeated `keyterm` values do."""
         try:
             checked_id = check_id(interaction_id, "interaction_id")
-            tenant_id = check_optional_id(query.get("tenant_id"), "tenant_id")
+            key = CallKey(principal.tenant_of_call(query.get("tenant_id")), checked_id)
             fmt = AudioFormat.parse(
                 query.get("encoding", "linear16"),
                 query.get("sample_rate", "8000"),
                 query.get("channels", "1"),
             )
             options = CallOptions.from_query(query)
-        except BadRequest as exc:
+        except (BadRequest, AccessDenied) as exc:
             log.info("ingest refused", extra={"reason": exc.message, "path": path[:200]})
             raise
         try:
             # A socket joining a call already under way leaves its options as they are.
-            source = host.manager.join(checked_id, tenant_id, fmt, options=options)
+            source = host.manager.join(key, fmt, options=options)
         except SessionRefused as exc:
             log.info("ingest refused", extra={"interaction_id": checked_id, "reason": exc.code})
             raise
         # Subscribe before anything can yield, so a new call's socket sees its session_started.
-        return cls(source, host.hub.subscribe(checked_id))
+        return cls(source, host.hub.subscribe(key))
 
     def text(self, text: str) -> None:
         """A control message: `end` ends the call, `finalize` asks for the pending final now;

@@ -13,16 +13,20 @@ import contextlib
 from aiohttp import WSMsgType, web
 
 from ..core.events import SessionEnded
-from ..errors import BadRequest, SessionRefused
+from ..errors import CodedError
+from ..http.auth import Route, principal_of
 from ..jsonwire import dumps_event_text
 from ..runtime.hub import Subscription
-from .common import CLOSE_NORMAL, close_code_for, refuse, socket_error, upgrade_refusal
+from ..tenancy import Scope
+from .common import CLOSE_NORMAL, close_code_for, first_within, refuse, socket_error, upgrade_refusal
 from .host import CallHost, bind
 from .ingest_call import IngestCall
 
 
-def routes(host: CallHost) -> list[web.RouteDef]:
-    return [web.get("/v1/audio/{interaction_id}", bind(host, audio_socket))]
+def routes(host: CallHost) -> list[Route]:
+    return [
+        Route("GET", "/v1/audio/{interaction_id}", bind(host, audio_socket), Scope.STREAM, long_lived=True)
+    ]
 
 
 async def audio_socket(host: CallHost, request: web.Request) -> web.StreamResponse:
@@ -35,14 +39,16 @@ async def audio_socket(host: CallHost, request: web.Request) -> web.StreamRespon
         return refusal
     await ws.prepare(request)
     try:
-        call = IngestCall.open(host, request.match_info.get("interaction_id"), request.query, request.path)
-    except (BadRequest, SessionRefused) as exc:
+        call = IngestCall.open(
+            host, principal_of(request), request.match_info.get("interaction_id"), request.query, request.path
+        )
+    except CodedError as exc:
         await refuse(ws, exc.code, exc.message, close_code_for(exc))
         return ws
     try:
         async with asyncio.TaskGroup() as tg:
             pump = tg.create_task(_send_events(ws, call.subscription))
-            await _receive(ws, call)
+            await _receive(ws, call, host)
             call.subscription.close()  # the client is gone: no one to send to
             await pump
     finally:
@@ -50,9 +56,9 @@ async def audio_socket(host: CallHost, request: web.Request) -> web.StreamRespon
     return ws
 
 
-async def _receive(ws: web.WebSocketResponse, call: IngestCall) -> None:
+async def _receive(ws: web.WebSocketResponse, call: IngestCall, host: CallHost) -> None:
     feed = call.source.feed
-    async for msg in ws:
+    async for msg in first_within(ws, host):
         if msg.type is WSMsgType.BINARY:
             feed(msg.data)
         elif msg.type is WSMsgType.TEXT:

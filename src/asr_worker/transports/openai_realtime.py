@@ -36,10 +36,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ..core.audio import AudioFormat, Encoding
 from ..core.call_options import CallOptions
 from ..core.events import CallError, SessionEnded, Transcript
-from ..core.ids import check_optional_id
+from ..core.ids import CallKey, check_optional_id
 from ..core.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS, check_keyterms
 from ..core.session import Phase
-from ..errors import BadRequest, ProtocolError, SessionRefused
+from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
+from ..http.auth import Route, principal_of
 from ..jsonwire import dumps_text
 from ..openai_realtime import protocol
 from ..openai_realtime.protocol import (
@@ -52,6 +53,7 @@ from ..openai_realtime.protocol import (
 )
 from ..runtime.hub import Subscription
 from ..runtime.source import CallSource
+from ..tenancy import Scope
 from .common import CLOSE_NORMAL, close_reason, upgrade_refusal
 from .host import CallHost, bind
 from .openai_items import ItemTracker
@@ -66,8 +68,9 @@ MAX_OUTBOX: Final = 2000  # server events waiting to be sent on one socket
 _NORMAL_ENDS: Final = frozenset({"end", "client_closed", "shutdown", "grace_timeout", "stop"})
 
 
-def routes(host: CallHost) -> list[web.RouteDef]:
-    return [web.get(protocol.REALTIME_PATH, bind(host, realtime_socket))]
+def routes(host: CallHost) -> list[Route]:
+    """Bearer keys, as OpenAI's SDKs send them (or the browser clients' key subprotocol)."""
+    return [Route("GET", protocol.REALTIME_PATH, bind(host, realtime_socket), Scope.STREAM, long_lived=True)]
 
 
 async def realtime_socket(host: CallHost, request: web.Request) -> web.StreamResponse:
@@ -83,10 +86,11 @@ async def realtime_socket(host: CallHost, request: web.Request) -> web.StreamRes
     intent = request.query.get("intent", "transcription")
     try:
         interaction_id = check_optional_id(request.query.get("interaction_id"), "interaction_id")
-        tenant_id = check_optional_id(request.query.get("tenant_id"), "tenant_id")
-    except BadRequest as exc:
+        tenant = principal_of(request).tenant_of_call(request.query.get("tenant_id"))
+    except (BadRequest, AccessDenied) as exc:
+        status = exc.status if isinstance(exc, AccessDenied) else 400
         return web.json_response(
-            {"error": {"type": "invalid_request_error", "message": str(exc)}}, status=400
+            {"error": {"type": "invalid_request_error", "message": exc.message}}, status=status
         )
     if intent != "transcription":
         return web.json_response(
@@ -103,7 +107,8 @@ async def realtime_socket(host: CallHost, request: web.Request) -> web.StreamRes
     beta = request.headers.get("OpenAI-Beta", "").strip().lower().startswith("realtime") or (
         "openai-beta.realtime-v1" in offered
     )
-    session = RealtimeSession(host, ws, interaction_id or f"rt_{secrets.token_hex(8)}", tenant_id, beta)
+    key = CallKey(tenant, interaction_id or f"rt_{secrets.token_hex(8)}")
+    session = RealtimeSession(host, ws, key, beta)
     try:
         await session.run()
     finally:
@@ -116,14 +121,13 @@ class RealtimeSession:
         self,
         host: CallHost,
         ws: web.WebSocketResponse,
-        interaction_id: str,
-        tenant_id: str | None,
+        key: CallKey,
         beta: bool,
     ) -> None:
         self._host = host
         self._ws = ws
-        self.interaction_id = interaction_id
-        self._tenant_id = tenant_id
+        self.key = key
+        self.interaction_id = key.interaction_id
         self._schema: Schema = "beta" if beta else "ga"
         self._config = SessionConfig()
         self._keyterms: tuple[str, ...] = ()  # the prompt's terms, the call's once it starts
@@ -251,10 +255,10 @@ class RealtimeSession:
         fmt = self._config.format
         self._fmt = AudioFormat(Encoding(fmt.encoding), fmt.sample_rate, 1)
         # Subscribe before joining, so the call's first events are seen.
-        subscription = self._host.hub.subscribe(self.interaction_id)
+        subscription = self._host.hub.subscribe(self.key)
         try:
             source = self._host.manager.join(
-                self.interaction_id, self._tenant_id, self._fmt, options=CallOptions(keyterms=self._keyterms)
+                self.key, self._fmt, options=CallOptions(keyterms=self._keyterms)
             )
         except SessionRefused as exc:
             subscription.close()

@@ -20,9 +20,12 @@ from aiohttp import web
 
 from ..core.events import CallEvent, Event, EventsDropped, Refusal, SessionEnded
 from ..core.ids import check_id
-from ..errors import BadRequest
+from ..errors import AccessDenied, BadRequest
+from ..http.auth import Route, principal_of
 from ..jsonwire import dumps_event
 from ..runtime.hub import Subscription
+from ..tenancy import Scope
+from .common import call_named
 from .host import CallHost, bind
 
 KEEPALIVE_S: Final = 15.0
@@ -36,10 +39,14 @@ _HEADERS: Final = {
 }
 
 
-def routes(host: CallHost) -> list[web.RouteDef]:
+def routes(host: CallHost) -> list[Route]:
+    """A key with `watch` sees its tenant's calls; one that names tenants (the worker token)
+    picks the tenant with `?tenant_id=` (default `default`)."""
     return [
-        web.get("/v1/calls/{interaction_id}/events", bind(host, call_events)),
-        web.get("/v1/events", bind(host, all_events)),
+        Route(
+            "GET", "/v1/calls/{interaction_id}/events", bind(host, call_events), Scope.WATCH, long_lived=True
+        ),
+        Route("GET", "/v1/events", bind(host, all_events), Scope.WATCH, long_lived=True),
     ]
 
 
@@ -70,20 +77,23 @@ def _resume_after(request: web.Request) -> int | None:
 async def call_events(host: CallHost, request: web.Request) -> web.StreamResponse:
     try:
         interaction_id = check_id(request.match_info.get("interaction_id"), "interaction_id")
+        call = call_named(host, principal_of(request), interaction_id, request.query.get("tenant_id"))
         after = _resume_after(request)
     except BadRequest as exc:
         return _bad_request(str(exc))
-    kept = host.hub.recent(interaction_id)
+    except AccessDenied as exc:
+        return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status)
+    kept = host.hub.recent(call)
     last = kept[-1] if kept else None
     if (
         after is not None
         and last is not None
         and isinstance(last, SessionEnded)
         and after >= last.seq
-        and host.manager.get(interaction_id) is None
+        and host.manager.get(call) is None
     ):
         return web.Response(status=204)  # the call is over and the client has seen all of it
-    subscription = host.hub.subscribe(interaction_id, after_seq=0 if after is None else after)
+    subscription = host.hub.subscribe(call, after_seq=0 if after is None else after)
     return await _stream(request, host, subscription, [], ends_with_call=True, with_ids=True)
 
 
@@ -94,12 +104,18 @@ async def all_events(host: CallHost, request: web.Request) -> web.StreamResponse
     if not replay_text.isascii() or not replay_text.isdigit() or int(replay_text) > MAX_REPLAY:
         return _bad_request(f"replay must be a whole number from 0 to {MAX_REPLAY}")
     replay = int(replay_text)
+    try:
+        tenant = principal_of(request).tenants_seen(request.query.get("tenant_id"))
+    except BadRequest as exc:
+        return _bad_request(str(exc))
+    except AccessDenied as exc:
+        return web.json_response({"error": exc.code, "message": exc.message}, status=exc.status)
     # No await between reading the history and subscribing: nothing is missed or repeated.
     backlog: list[CallEvent] = []
     if replay:
-        for runner in host.manager.sessions:
-            backlog.extend(host.hub.recent(runner.interaction_id)[-replay:])
-    subscription = host.hub.subscribe(None)
+        for runner in host.manager.sessions_of(tenant):
+            backlog.extend(host.hub.recent(runner.key)[-replay:])
+    subscription = host.hub.subscribe_tenant(tenant)
     return await _stream(request, host, subscription, backlog, ends_with_call=False, with_ids=False)
 
 

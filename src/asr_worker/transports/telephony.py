@@ -25,15 +25,18 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat
 from ..core.call_options import CallOptions
-from ..core.ids import check_id, check_optional_id
+from ..core.ids import CallKey, check_id
 from ..core.session import Phase
-from ..errors import BadRequest, ParamError, ProtocolError, SessionRefused
+from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
+from ..http.auth import principal_of
 from ..runtime.source import CallSource
+from ..tenancy import Principal
 from .common import (
     CLOSE_BAD_INPUT,
     CLOSE_NORMAL,
     REFUSAL_CLOSE_CODES,
     close_reason,
+    first_within,
     upgrade_refusal,
 )
 from .host import CallHost
@@ -71,7 +74,7 @@ async def media_stream(host: CallHost, request: web.Request, platform: Platform)
     # Parameters on the socket's URL (`?interaction_id=...`), for platforms whose users set
     # them there: the `start` message's custom parameters win where both name one.
     url_params = {k: v for k, v in request.query.items() if k in _URL_PARAMETERS}
-    stream = _MediaStream(host, ws, platform, url_params)
+    stream = _MediaStream(host, ws, platform, url_params, principal_of(request))
     try:
         await stream.run()
     finally:
@@ -81,9 +84,15 @@ async def media_stream(host: CallHost, request: web.Request, platform: Platform)
 
 class _MediaStream:
     def __init__(
-        self, host: CallHost, ws: web.WebSocketResponse, platform: Platform, url_params: dict[str, str]
+        self,
+        host: CallHost,
+        ws: web.WebSocketResponse,
+        platform: Platform,
+        url_params: dict[str, str],
+        principal: Principal,
     ) -> None:
         self._host = host
+        self._principal = principal  # whose calls this stream may open: its key's tenant
         self._url_params = url_params
         self._ws = ws
         self._platform = platform
@@ -96,7 +105,7 @@ class _MediaStream:
         self._pending_s = 0.0
 
     async def run(self) -> None:
-        async for msg in self._ws:
+        async for msg in first_within(self._ws, self._host):
             if msg.type is WSMsgType.TEXT:
                 try:
                     message = self._platform.parse(msg.data)
@@ -168,16 +177,16 @@ class _MediaStream:
         params = {**self._url_params, **start.custom_parameters}
         try:
             interaction_id = check_id(params.get("interaction_id") or start.call_sid, "interaction_id")
-            tenant_id = check_optional_id(params.get("tenant_id"), "tenant_id")
+            key = CallKey(self._principal.tenant_of_call(params.get("tenant_id")), interaction_id)
             options = CallOptions.from_parameters(params)
-        except (BadRequest, ParamError) as exc:
-            return await self._problem("bad_request", str(exc))
+        except (BadRequest, AccessDenied) as exc:
+            return await self._problem(exc.code, exc.message)
         channel_map = self._platform.channel_of_track
         channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
         fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
         try:
             # A socket continuing a call under way leaves its options as they are.
-            source = self._host.manager.join(interaction_id, tenant_id, fmt, options=options)
+            source = self._host.manager.join(key, fmt, options=options)
         except SessionRefused as exc:
             log.info(
                 "telephony stream refused",

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Final
 
 from ...core.audio import AudioFormat
 from ...core.call_options import NO_OPTIONS, CallOptions
+from ...core.ids import CallKey
 from ...core.session import Phase
 from ...core.session_types import Resume
-from .wire import audio_key
+from .wire import audio_key, call_tag
 
 if TYPE_CHECKING:
     from ...runtime.manager import SessionManager
@@ -152,7 +153,7 @@ class FedEntries:
 @dataclass(slots=True)
 class OwnedCall:
     interaction_id: str
-    tenant_id: str | None
+    tenant_id: str
     fmt: AudioFormat
     entry_id: str  # the call's entry in asr:calls
     mark: str  # the transcript's last id before this call's first event
@@ -165,8 +166,13 @@ class OwnedCall:
     options: CallOptions = NO_OPTIONS  # from its announcement, which every takeover reads again
 
     @property
+    def tag(self) -> str:
+        """The call's name in its Redis keys (`wire.call_tag`)."""
+        return call_tag(self.tenant_id, self.interaction_id)
+
+    @property
     def audio_key(self) -> str:
-        return audio_key(self.interaction_id, cluster=self.cluster)
+        return audio_key(self.tag, cluster=self.cluster)
 
     # --- the call's session: the only code on the bus that drives its runner -----------------
 
@@ -174,7 +180,7 @@ class OwnedCall:
         """Join the call's session, starting it, with this bus as its source (raises
         SessionRefused or ValueError if this worker cannot)."""
         self.source = manager.join(
-            self.interaction_id, self.tenant_id, self.fmt, resume, options=self.options
+            CallKey(self.tenant_id, self.interaction_id), self.fmt, resume, options=self.options
         )
 
     @property
@@ -242,13 +248,14 @@ class CallTable:
     def __iter__(self) -> Iterator[OwnedCall]:
         return iter(list(self._calls.values()))
 
-    def get(self, interaction_id: str) -> OwnedCall | None:
-        return self._calls.get(interaction_id)
+    def get(self, tag: str) -> OwnedCall | None:
+        """The call with this tag (`wire.call_tag`: its tenant and id)."""
+        return self._calls.get(tag)
 
     def add(self, call: OwnedCall) -> None:
-        self._calls[call.interaction_id] = call
+        self._calls[call.tag] = call
 
     def forget(self, call: OwnedCall) -> None:
-        if self._calls.get(call.interaction_id) is call:
-            del self._calls[call.interaction_id]
+        if self._calls.get(call.tag) is call:
+            del self._calls[call.tag]
         self.freed.set()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 from redis.exceptions import ResponseError
 
 from ...core.events import Refusal
+from ...core.ids import CallKey
 from ...core.session_types import Resume
 from ...errors import SessionRefused
 from ...jsonwire import dumps_event_text
@@ -36,6 +37,7 @@ from .wire import (
     GROUP,
     REDIS_ERRORS,
     TRANSCRIPT_TTL_S,
+    Announcement,
     Fields,
     entries,
     event_seq,
@@ -171,20 +173,20 @@ class Intake:
         if announcement is None:
             await self._skip_bad(entry_id, readable_iid, problem)
             return
-        iid = announcement.interaction_id
-        if await self._clashes(entry_id, iid):
+        iid, tag = announcement.interaction_id, announcement.tag  # its id, and its name in Redis keys
+        if await self._clashes(entry_id, announcement):
             return
         link = self._link
         client, scripts, consumer = link.client, link.scripts, link.consumer
         handback_idle_ms = self._timing.handback_idle_ms
-        start = await scripts.start(iid, consumer, entry_id, self._max_takeovers)
+        start = await scripts.start(tag, consumer, entry_id, self._max_takeovers)
         if start.verdict is Verdict.OTHER:
             # The call's hash belongs to another entry announcing the same id: a second
             # announcement of a live call if someone holds that entry, else a new call reusing
             # an id whose last call's worker died before its end was written.
             if await scripts.holder(start.live_entry) is None:
                 start = await scripts.start(
-                    iid, consumer, entry_id, self._max_takeovers, replaces=start.live_entry
+                    tag, consumer, entry_id, self._max_takeovers, replaces=start.live_entry
                 )
             else:
                 start = Start(Verdict.DUPLICATE, live_entry=start.live_entry)
@@ -227,7 +229,7 @@ class Intake:
             log.info(
                 "call refused here; handing it back", extra={"interaction_id": iid, "reason": str(exc)[:200]}
             )
-            await scripts.hand_back(consumer, iid, entry_id, idle_ms=handback_idle_ms)
+            await scripts.hand_back(consumer, tag, entry_id, idle_ms=handback_idle_ms)
             return
         if start.verdict is Verdict.POISON:
             self._abandon(call, takeovers=start.takeovers)
@@ -247,7 +249,7 @@ class Intake:
             },
         )
 
-    async def _skip_bad(self, entry_id: str, iid: str | None, problem: str) -> None:
+    async def _skip_bad(self, entry_id: str, tag: str | None, problem: str) -> None:
         """An announcement no call can start from: acknowledged, and said on the call's
         transcript if its id is readable."""
         client = self._link.client
@@ -255,21 +257,22 @@ class Intake:
         log.warning(
             "bad call announcement; acknowledged and skipped", extra={"entry": entry_id, "problem": problem}
         )
-        if iid is not None:
-            error = Refusal("bad_call", problem, iid)
-            key = transcript_key(iid, cluster=self._cluster)
+        if tag is not None:
+            error = Refusal("bad_call", problem, tag.rpartition("/")[2])  # the id, without its tenant
+            key = transcript_key(tag, cluster=self._cluster)
             await client.xadd(key, {"data": dumps_event_text(error)})
             await client.expire(key, TRANSCRIPT_TTL_S)
         await client.xack(CALLS_KEY, GROUP, entry_id)
 
-    async def _clashes(self, entry_id: str, iid: str) -> bool:
+    async def _clashes(self, entry_id: str, announcement: Announcement) -> bool:
         """The call already has a session here: a second announcement of a call this worker
         owns is acknowledged; a call another source serves here, or one lost that still
         winds down here, is handed back for another worker (or a later scan) to take."""
         link = self._link
-        known = self._calls.get(iid)
+        iid = announcement.interaction_id
+        known = self._calls.get(announcement.tag)
         if known is None:
-            if self.manager.get(iid) is None:
+            if self.manager.get(CallKey(announcement.tenant_id, iid)) is None:
                 return False
             log.warning(
                 "a session for this call already runs here from another source; handing the entry back",
@@ -310,7 +313,7 @@ class Intake:
         """From the progress hash and the transcript's tail: where the call continues. Sets
         the call's cursor and progress to that point (the call is not shared yet)."""
         fmt, after = call.fmt, start.after
-        last_seq, finalized = await self._transcript_tail(call.interaction_id, call.mark, fmt.channels)
+        last_seq, finalized = await self._transcript_tail(call.tag, call.mark, fmt.channels)
         if last_seq is None and start.offset == 0:
             return None  # nothing of this call was published: it starts afresh
         offset = start.offset - start.offset % fmt.frame_bytes
@@ -320,7 +323,7 @@ class Intake:
         return Resume(offset=offset, seq=last_seq or 0, finalized_s=tuple(f or 0.0 for f in finalized))
 
     async def _transcript_tail(
-        self, iid: str, mark: str, channels: int
+        self, tag: str, mark: str, channels: int
     ) -> tuple[int | None, list[float | None]]:
         """The last seq published for the call (since `mark`), and where each channel's last
         final ended, read back from the newest end of its transcript."""
@@ -330,7 +333,7 @@ class Intake:
         lower = "-" if mark == "0-0" else f"({mark}"
         scanned = 0
         while scanned < TAIL_SCAN_LIMIT and (last_seq is None or None in finalized):
-            key = transcript_key(iid, cluster=self._cluster)
+            key = transcript_key(tag, cluster=self._cluster)
             page = entries(await self._link.client.xrevrange(key, upper, lower, count=200))
             if not page:
                 break

@@ -30,7 +30,7 @@ class Finish(StrEnum):
 
 @dataclass(slots=True)
 class Outgoing:
-    interaction_id: str
+    tag: str  # the call's tag (`wire.call_tag`): its name in Redis keys
     seq: int  # -1: an event without one (always written)
     fresh: bool  # a session_started that restarts the call's numbering
     data: str  # the event, serialized
@@ -74,5 +74,5 @@ class Outbox:
             self._items.popleft()
 
     def queued(self) -> list[tuple[str, int]]:
-        """(interaction_id, seq) of every queued event, in order."""
-        return [(item.interaction_id, item.seq) for item in self._items]
+        """(call tag, seq) of every queued event, in order."""
+        return [(item.tag, item.seq) for item in self._items]

@@ -271,7 +271,7 @@ class Scripts:
         pipe = self._client.pipeline(transaction=False)
         for group in groups:
             first = group[0]
-            iid = first.interaction_id
+            iid = first.tag
             call = first.call
             args: list[str | int] = [
                 consumer,
@@ -309,7 +309,7 @@ class Scripts:
     async def save(self, consumer: str, call: OwnedCall, point: ProgressPoint, trim: str) -> int:
         """1 when saved (and the audio trimmed below `trim`, if given), 0 when the call's hash
         is gone, -1 when another worker owns the call."""
-        iid = call.interaction_id
+        iid = call.tag
         raw: object = await self._save(
             keys=[self._progress(iid), audio_key(iid, cluster=self._cluster)],
             args=[

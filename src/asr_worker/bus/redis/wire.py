@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...core.audio import AudioFormat
 from ...core.call_options import NO_OPTIONS, CallOptions
-from ...core.ids import check_id, check_optional_id
+from ...core.ids import DEFAULT_TENANT, check_id, check_optional_id
 from ...errors import AudioFormatError, BadRequest, ParamError
 from ...jsonwire import loads
 
@@ -41,20 +41,33 @@ GROUP: Final = "asr-workers"
 # `asr:calls` is one stream either way; nothing atomic spans it and a call's keys.
 
 
-def _tagged(interaction_id: str, cluster: bool) -> str:
-    return f"{{{interaction_id}}}" if cluster else interaction_id
+# A call's name in its keys is its interaction id for the default tenant (what a single-tenant
+# producer writes: `asr:audio:call-1`), and `TENANT/ID` for any other (`asr:audio:acme/call-1`):
+# `/` is in no id, so two tenants' calls with one interaction id never share a key.
 
 
-def audio_key(interaction_id: str, *, cluster: bool = False) -> str:
-    return f"asr:audio:{_tagged(interaction_id, cluster)}"
+def call_tag(tenant: str | None, interaction_id: str) -> str:
+    """The name a call's Redis keys carry."""
+    if tenant is None or tenant == DEFAULT_TENANT:
+        return interaction_id
+    return f"{tenant}/{interaction_id}"
 
 
-def progress_key(interaction_id: str, *, cluster: bool = False) -> str:
-    return f"asr:progress:{_tagged(interaction_id, cluster)}"
+def _tagged(call: str, cluster: bool) -> str:
+    return f"{{{call}}}" if cluster else call
 
 
-def transcript_key(interaction_id: str, *, cluster: bool = False) -> str:
-    return f"transcript.{_tagged(interaction_id, cluster)}"
+def audio_key(call: str, *, cluster: bool = False) -> str:
+    """The call's audio stream; `call` is its tag (`call_tag`)."""
+    return f"asr:audio:{_tagged(call, cluster)}"
+
+
+def progress_key(call: str, *, cluster: bool = False) -> str:
+    return f"asr:progress:{_tagged(call, cluster)}"
+
+
+def transcript_key(call: str, *, cluster: bool = False) -> str:
+    return f"transcript.{_tagged(call, cluster)}"
 
 
 # A finished call's transcript (and an abandoned call's audio) stays this long for consumers.
@@ -216,29 +229,38 @@ def next_id(entry_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Announcement:
     interaction_id: str
-    tenant_id: str | None
+    tenant_id: str
     fmt: AudioFormat
     options: CallOptions = NO_OPTIONS
 
+    @property
+    def tag(self) -> str:
+        return call_tag(self.tenant_id, self.interaction_id)
+
 
 def parse_announcement(raw: bytes | None) -> tuple[Announcement | None, str | None, str]:
-    """(announcement, interaction_id if readable, problem)."""
+    """(announcement, the call's tag if its id is readable, problem). A call without a
+    `tenant_id` is the default tenant's."""
     body = json_object(raw)
     if body is None:
         return None, None, "the `data` field is not a JSON object"
     iid = body.get("interaction_id")
-    readable = iid if isinstance(iid, str) and _valid_id(iid) else None
+    tenant = body.get("tenant_id")
+    readable_tenant = tenant if isinstance(tenant, str) and _valid_id(tenant) else None
+    readable = call_tag(readable_tenant, iid) if isinstance(iid, str) and _valid_id(iid) else None
     try:
         interaction_id = check_id(iid if isinstance(iid, str) else None, "interaction_id")
-        tenant = body.get("tenant_id")
-        tenant_id = check_optional_id(tenant if isinstance(tenant, str) else None, "tenant_id")
+        tenant_id = (
+            check_optional_id(tenant if isinstance(tenant, str) else None, "tenant_id") or DEFAULT_TENANT
+        )
         fmt = AudioFormat.parse(
             body.get("encoding", "linear16"), body.get("sample_rate", 8000), body.get("channels", 1)
         )
         options = CallOptions.from_fields(body, "")
     except (BadRequest, AudioFormatError, ParamError) as exc:
         return None, readable, str(exc)
-    return Announcement(interaction_id, tenant_id, fmt, options), interaction_id, ""
+    announcement = Announcement(interaction_id, tenant_id, fmt, options)
+    return announcement, announcement.tag, ""
 
 
 def _valid_id(value: str) -> bool:

@@ -27,7 +27,7 @@ from ...jsonwire import dumps_event_text
 from .calls import ABANDONED, CallState, CallTable, ClaimTiming, OwnedCall, PendingProgress
 from .outbox import Finish, Outbox, Outgoing
 from .scripts import NotHeld
-from .wire import REDIS_ERRORS, honour_cancel, next_id, wake_or_timeout
+from .wire import REDIS_ERRORS, call_tag, honour_cancel, next_id, wake_or_timeout
 
 if TYPE_CHECKING:
     from .link import RedisLink
@@ -65,7 +65,7 @@ class Writer:
     # --- events in ----------------------------------------------------------------------------
 
     def publish(self, event: CallEvent) -> None:
-        iid = event.interaction_id
+        iid = call_tag(event.tenant_id, event.interaction_id)
         call = self._calls.get(iid)
         if call is not None and call.state is CallState.LOST:
             if isinstance(event, SessionEnded):
@@ -161,11 +161,7 @@ class Writer:
             batch = outbox.head(WRITE_BATCH)
             groups: list[list[Outgoing]] = []
             for item in batch:
-                if (
-                    groups
-                    and groups[-1][0].interaction_id == item.interaction_id
-                    and not groups[-1][-1].finish
-                ):
+                if groups and groups[-1][0].tag == item.tag and not groups[-1][-1].finish:
                     groups[-1].append(item)
                 else:
                     groups.append([item])
@@ -192,7 +188,7 @@ class Writer:
         if isinstance(result, Exception):
             log.error(
                 "redis refused a batch of events; dropped",
-                extra={"interaction_id": group[0].interaction_id, "error": str(result)[:300]},
+                extra={"call": group[0].tag, "error": str(result)[:300]},
             )
             self._counters.events_dropped += len(group)
             return False
@@ -246,7 +242,7 @@ class Writer:
             progress.saved_offset, progress.saved_after = point.covered, point.after
             if call.state is CallState.HANDING_OVER:
                 await link.scripts.hand_back(
-                    link.consumer, call.interaction_id, call.entry_id, idle_ms=self._timing.handback_idle_ms
+                    link.consumer, call.tag, call.entry_id, idle_ms=self._timing.handback_idle_ms
                 )
                 self._calls.forget(call)
                 self._counters.calls_handed_over += 1
@@ -266,7 +262,7 @@ class Writer:
         if not ids:
             return
         link = self._link
-        not_held = await link.scripts.refresh(link.consumer, [(c.interaction_id, e) for e, c in ids.items()])
+        not_held = await link.scripts.refresh(link.consumer, [(c.tag, e) for e, c in ids.items()])
         for entry_id, why in not_held.items():
             call = ids.get(entry_id)
             if call is None:
