@@ -64,6 +64,7 @@ from .provider_events import (
 )
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
+from .rate_limit import TokenBucket
 from .session_types import Resume, SessionConfig, SessionStats
 
 _EPSILON_S: Final = 1e-6
@@ -112,6 +113,9 @@ class SessionCore:
     end_reason: str | None = None
     stats: SessionStats = field(default_factory=SessionStats)
 
+    # The parts, each its own idea (module docstring); made from the config below.
+    _rate: TokenBucket = field(init=False)
+
     # Call byte offsets: buf[0] is call offset `_base`; everything before `_covered` is
     # finalized, everything before `_sent` went out on the current stream.
     _buf: bytearray = field(default_factory=bytearray)
@@ -134,9 +138,6 @@ class SessionCore:
     _dropping: bool = False
     _told_ending: bool = False
     _flush_wanted: bool = False  # a finalize asked for while no stream was connected
-    _rate_tokens: float = 0.0
-    _rate_at: float = 0.0
-    _rate_warned_at: float = float("-inf")
     _sources: set[str] = field(default_factory=set)
     _seq: int = 0
     _outbox: list[Action] = field(default_factory=list)
@@ -156,9 +157,9 @@ class SessionCore:
         self._keepalive_s = config.keepalive_s
         self._max_retained_bytes = fmt.bytes_for(config.max_retained_s)
         self._message_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000))
+        self._rate = TokenBucket(config.max_frames_per_s, self.created_at)
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
-        self._rate_tokens, self._rate_at = self.config.max_frames_per_s or _NEVER, self.created_at
         fmt = self.fmt
         offset_s: float | None = None
         if self.resume is not None:
@@ -225,9 +226,8 @@ class SessionCore:
             return AudioTaken.REFUSED
         if not data:
             return AudioTaken.JOINED
-        if self._rate_tokens >= 1.0:  # the token bucket's common case, inline (see below)
-            self._rate_tokens -= 1.0
-        elif not self._take_rate_token(now):
+        if not self._rate.take(now):
+            self._rate_limited(now)
             return AudioTaken.REFUSED
         stats = self.stats
         stats.frames_in += 1
@@ -248,27 +248,16 @@ class SessionCore:
             return AudioTaken.POLL
         return AudioTaken.WAITING if starts_waiting else AudioTaken.JOINED
 
-    def _take_rate_token(self, now: float) -> bool:
-        """A token bucket of one second's worth of messages: a source flooding the call loses
-        the excess (one `error` event a second says so); normal bursts pass. Refilled only
-        when it runs low (`on_audio` takes a token itself while there are some), for what the
-        time since the last refill earned: the same bound, give or take one message, without
-        the arithmetic on every message. No limit (0): a bucket that never runs low."""
-        rate = self.config.max_frames_per_s
-        self._rate_tokens = min(rate, self._rate_tokens + (now - self._rate_at) * rate)
-        self._rate_at = now
-        if self._rate_tokens >= 1.0:
-            self._rate_tokens -= 1.0
-            return True
+    def _rate_limited(self, now: float) -> None:
+        """A message over the rate limit was dropped: counted, and said once a second."""
         self.stats.frames_rate_limited += 1
-        if now - self._rate_warned_at >= 1.0:
-            self._rate_warned_at = now
+        if self._rate.warn_due(now):
             self.emit_error(
                 "rate_limited",
-                f"more than {rate:g} audio messages a second for this call; the excess is dropped",
+                f"more than {self._rate.per_s:g} audio messages a second for this call; "
+                "the excess is dropped",
                 now,
             )
-        return False
 
     def end(self, reason: str, now: float) -> None:
         """The call is over: flush, end the stream, emit `session_ended` once it confirmed."""
