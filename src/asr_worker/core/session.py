@@ -25,7 +25,6 @@ The session invariants (docs/ingest-and-events.md) live here and nowhere else:
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -55,6 +54,7 @@ from .events import (
     UtteranceEnd,
 )
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
+from .latency import ArrivalLatency
 from .provider_events import (
     ProviderError,
     ProviderEvent,
@@ -90,10 +90,6 @@ class Link(StrEnum):
     CLOSING = "closing"  # end sent; waiting for the provider's last results and clean close
 
 
-# When audio arrived: (call offset its message ended at, monotonic time); plain tuples, 25,000/s at 500 calls.
-_Arrival = tuple[int, float]
-
-
 @dataclass(slots=True)
 class SessionCore:
     interaction_id: str
@@ -114,6 +110,7 @@ class SessionCore:
     stats: SessionStats = field(default_factory=SessionStats)
 
     # The parts, each its own idea (module docstring); made from the config below.
+    _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
 
     # Call byte offsets: buf[0] is call offset `_base`; everything before `_covered` is
@@ -127,7 +124,6 @@ class SessionCore:
     _covered_s: dict[int, float] = field(default_factory=dict)  # per channel, call seconds
     _pending_since: float | None = None
     _last_sent_at: float = 0.0
-    _arrivals: deque[_Arrival] = field(default_factory=deque)
 
     _failures: int = 0
     _retry_at: float | None = None
@@ -238,7 +234,7 @@ class SessionCore:
             stats.frames_reused += 1
         self._buf += data
         received = self._received = self._received + len(data)
-        self._arrivals.append((received, now))
+        self._arrivals.arrived(received, now)
         starts_waiting = self._pending_since is None
         if starts_waiting:
             self._pending_since = now
@@ -653,7 +649,7 @@ class SessionCore:
                 round(max(start_s, end_s), 3),
                 tuple([_word_event(w, base_s) for w in words]),
                 self.provider,
-                self._latency_ms(end_s, now),
+                self._arrivals.latency_ms(self.fmt.bytes_for(end_s), now),
                 self._wall_ms(now),
             )
         )
@@ -671,22 +667,8 @@ class SessionCore:
         if drop > 0:
             del self._buf[:drop]
             self._base = covered
-        arrivals = self._arrivals
-        while len(arrivals) > 1 and arrivals[0][0] <= covered:
-            arrivals.popleft()
+        self._arrivals.forget_through(covered)
         return True
-
-    def _latency_ms(self, end_s: float, now: float) -> int:
-        """From the arrival of the audio a result ends at, to now."""
-        target = self.fmt.bytes_for(end_s)
-        arrived = None
-        for end_offset, at in reversed(self._arrivals):
-            if end_offset < target:
-                break
-            arrived = at
-        if arrived is None:
-            return 0 if not self._arrivals else max(0, round((now - self._arrivals[-1][1]) * 1000))
-        return max(0, round((now - arrived) * 1000))
 
     def _shed_oldest(self, now: float) -> None:
         """The retained buffer is full: drop its oldest audio, counting what that costs."""
@@ -715,8 +697,7 @@ class SessionCore:
                 )
         else:
             self._dropping = False
-        while len(self._arrivals) > 1 and self._arrivals[0][0] <= new_base:
-            self._arrivals.popleft()
+        self._arrivals.forget_through(new_base)
 
     def _give_up(self, now: float) -> None:
         untranscribed = self.fmt.seconds(self._received - self._covered)
