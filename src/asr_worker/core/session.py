@@ -41,6 +41,7 @@ from .actions import (
     SendKeepAlive,
 )
 from .audio import AudioFormat
+from .dedup import WordDedup, text_of
 from .events import (
     CallError,
     CallEvent,
@@ -67,7 +68,6 @@ from .provider_events import UtteranceEnd as ProviderUtteranceEnd
 from .rate_limit import TokenBucket
 from .session_types import Resume, SessionConfig, SessionStats
 
-_EPSILON_S: Final = 1e-6
 # A call's end waits `finalize_timeout_s` for its connection's last finals, afresh after a
 # connection replaces a failed one or a final covers more (a busy local engine's backlog), up
 # to this many waits in all: a fault or a provider some seconds behind costs no last words.
@@ -110,6 +110,7 @@ class SessionCore:
     stats: SessionStats = field(default_factory=SessionStats)
 
     # The parts, each its own idea (module docstring); made from the config below.
+    _dedup: WordDedup = field(default_factory=WordDedup)
     _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
 
@@ -121,7 +122,6 @@ class SessionCore:
     _sent: int = 0
     _covered: int = 0
     _stream_base: int = 0  # call offset of the current stream's first byte
-    _covered_s: dict[int, float] = field(default_factory=dict)  # per channel, call seconds
     _pending_since: float | None = None
     _last_sent_at: float = 0.0
 
@@ -182,10 +182,7 @@ class SessionCore:
             raise ValueError(f"cannot resume at byte {resume.offset}, seq {resume.seq}: not whole samples")
         offset = resume.offset
         self._base = self._received = self._sent = self._covered = self._stream_base = offset
-        at_offset = self.fmt.seconds(offset)
-        for channel in range(self.fmt.channels):
-            done = resume.finalized_s[channel] if channel < len(resume.finalized_s) else 0.0
-            self._covered_s[channel] = max(at_offset, done)
+        self._dedup.start_at(self.fmt.seconds(offset), resume.finalized_s, self.fmt.channels)
         self._seq = resume.seq
 
     # --- inputs from sources --------------------------------------------------------------
@@ -618,14 +615,14 @@ class SessionCore:
         channel = result.channel
         start_s, end_s = base_s + result.start, base_s + result.end
         words, text = result.words, result.text
-        done_s = self._covered_s.get(channel, 0.0)
-        if start_s < done_s - _EPSILON_S:
+        dedup = self._dedup
+        if dedup.repeats(channel, start_s):
             # A replayed stream re-heard audio this channel already finalized: only new words count.
-            kept = tuple(w for w in words if base_s + w.start >= done_s - _EPSILON_S)
+            kept = dedup.new_words(channel, words, base_s)
             if len(kept) != len(words):
                 self.stats.words_deduplicated += len(words) - len(kept)
-                words, text = kept, _join(kept)
-            start_s = max(start_s, done_s)
+                words, text = kept, text_of(kept)
+            start_s = max(start_s, dedup.finalized_s(channel))
         if result.is_final:
             self.stats.finals += 1
             if self._cover(channel, end_s, result.channels) and self.phase is Phase.ENDING:
@@ -656,10 +653,8 @@ class SessionCore:
 
     def _cover(self, channel: int, end_s: float, channels: int) -> bool:
         """A final covered `channel` up to `end_s`; free what all have covered. True if it moved."""
-        if end_s > self._covered_s.get(channel, 0.0):
-            self._covered_s[channel] = end_s
-        known = [self._covered_s.get(c, 0.0) for c in range(max(channels, 1))]
-        covered = min(self._sent, max(self._covered, self.fmt.bytes_for(min(known))))
+        all_s = self._dedup.finalized(channel, end_s, channels)
+        covered = min(self._sent, max(self._covered, self.fmt.bytes_for(all_s)))
         if covered <= self._covered:
             return False
         self._covered = covered
@@ -752,10 +747,6 @@ def _due(now: float, deadline: float | None) -> bool:
     """Deadlines are met to within a nanosecond, so a timer set for `deadline` never wakes
     a hair early and finds nothing to do."""
     return deadline is not None and now + 1e-9 >= deadline
-
-
-def _join(words: tuple[Word, ...]) -> str:
-    return " ".join(w.punctuated_word or w.word for w in words)
 
 
 def _word_event(w: Word, base_s: float) -> TranscriptWord:
