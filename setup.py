@@ -31,6 +31,7 @@ COMPILED = [
     "src/asr_worker/core/latency.py",
     "src/asr_worker/core/provider_events.py",
     "src/asr_worker/core/rate_limit.py",
+    "src/asr_worker/core/replay.py",
     "src/asr_worker/core/session.py",
     "src/asr_worker/core/session_types.py",
     "src/asr_worker/wsframes.py",

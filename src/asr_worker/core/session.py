@@ -66,6 +66,7 @@ from .provider_events import (
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
 from .rate_limit import TokenBucket
+from .replay import ReplayBuffer
 from .session_types import Resume, SessionConfig, SessionStats
 
 # A call's end waits `finalize_timeout_s` for its connection's last finals, afresh after a
@@ -110,18 +111,11 @@ class SessionCore:
     stats: SessionStats = field(default_factory=SessionStats)
 
     # The parts, each its own idea (module docstring); made from the config below.
+    _replay: ReplayBuffer = field(init=False)
     _dedup: WordDedup = field(default_factory=WordDedup)
     _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
 
-    # Call byte offsets: buf[0] is call offset `_base`; everything before `_covered` is
-    # finalized, everything before `_sent` went out on the current stream.
-    _buf: bytearray = field(default_factory=bytearray)
-    _base: int = 0
-    _received: int = 0
-    _sent: int = 0
-    _covered: int = 0
-    _stream_base: int = 0  # call offset of the current stream's first byte
     _pending_since: float | None = None
     _last_sent_at: float = 0.0
 
@@ -142,7 +136,6 @@ class SessionCore:
     _chunk_bytes: int = field(init=False, default=0)
     _max_wait_s: float = field(init=False, default=0.0)
     _keepalive_s: float = field(init=False, default=0.0)
-    _max_retained_bytes: int = field(init=False, default=0)
     _message_bytes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -151,8 +144,8 @@ class SessionCore:
         self._chunk_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000))
         self._max_wait_s = config.max_buffer_ms / 1000
         self._keepalive_s = config.keepalive_s
-        self._max_retained_bytes = fmt.bytes_for(config.max_retained_s)
         self._message_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000))
+        self._replay = ReplayBuffer(fmt.bytes_for(config.max_retained_s), fmt.frame_bytes)
         self._rate = TokenBucket(config.max_frames_per_s, self.created_at)
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
@@ -180,9 +173,8 @@ class SessionCore:
         """Every call offset starts at `resume.offset` instead of 0; nothing before it is held."""
         if resume.offset < 0 or resume.offset % self.fmt.frame_bytes or resume.seq < 0:
             raise ValueError(f"cannot resume at byte {resume.offset}, seq {resume.seq}: not whole samples")
-        offset = resume.offset
-        self._base = self._received = self._sent = self._covered = self._stream_base = offset
-        self._dedup.start_at(self.fmt.seconds(offset), resume.finalized_s, self.fmt.channels)
+        self._replay.start_at(resume.offset)
+        self._dedup.start_at(self.fmt.seconds(resume.offset), resume.finalized_s, self.fmt.channels)
         self._seq = resume.seq
 
     # --- inputs from sources --------------------------------------------------------------
@@ -229,15 +221,15 @@ class SessionCore:
             self._open(now)
         else:
             stats.frames_reused += 1
-        self._buf += data
-        received = self._received = self._received + len(data)
+        replay = self._replay
+        received = replay.append(data)
         self._arrivals.arrived(received, now)
         starts_waiting = self._pending_since is None
         if starts_waiting:
             self._pending_since = now
-        if received - self._base > self._max_retained_bytes:
+        if received - replay.base > replay.capacity_bytes:
             self._shed_oldest(now)
-        if self.link is not Link.CONNECTED or self._outbox or received - self._sent >= self._chunk_bytes:
+        if self.link is not Link.CONNECTED or self._outbox or received - replay.sent >= self._chunk_bytes:
             return AudioTaken.POLL
         return AudioTaken.WAITING if starts_waiting else AudioTaken.JOINED
 
@@ -325,12 +317,9 @@ class SessionCore:
         self._failures = 0
         self._retry_at = None
         # Replay: the new stream starts at the first byte no final has covered.
-        self._stream_base = self._covered
-        if self._sent > self._covered:
-            self.stats.bytes_replayed += self._sent - self._covered
-        self._sent = self._covered
+        self.stats.bytes_replayed += self._replay.rewind()
         self._last_sent_at = now
-        if self._received > self._sent:
+        if self._replay.unsent_bytes > 0:
             self._flush(now)
         if self._flush_wanted and self.phase is Phase.ACTIVE:
             self._outbox.append(FlushStream(self.conn_id))
@@ -370,7 +359,7 @@ class SessionCore:
         failover = self.failover
         if failover is not None and failover.down_since is not None:
             failover.working()  # a result: this connection carries the call
-        base_s = self.fmt.seconds(self._stream_base)
+        base_s = self.fmt.seconds(self._replay.stream_base)
         if isinstance(event, TranscriptResult):
             self._on_result(event, base_s, now)
             # Failback happens at an utterance boundary: a final ending an utterance, or silence.
@@ -420,7 +409,8 @@ class SessionCore:
         if self.link is Link.BACKOFF and _due(now, self._retry_at):
             self._open(now)
         if self.link is Link.CONNECTED:
-            pending = self._received - self._sent
+            replay = self._replay
+            pending = replay.received - replay.sent
             if pending and (
                 pending >= self._chunk_bytes
                 or self._pending_since is None
@@ -446,7 +436,8 @@ class SessionCore:
             deadline = self._end_deadline
         link = self.link
         if link is Link.CONNECTED:
-            if self._received > self._sent and self._pending_since is not None:
+            replay = self._replay
+            if replay.received > replay.sent and self._pending_since is not None:
                 deadline = min(deadline, self._pending_since + self._max_wait_s)
             deadline = min(deadline, self._last_sent_at + self._keepalive_s)
         elif link is Link.BACKOFF and self._retry_at is not None:
@@ -468,11 +459,11 @@ class SessionCore:
 
     @property
     def audio_s(self) -> float:
-        return self.fmt.seconds(self._received)
+        return self.fmt.seconds(self._replay.received)
 
     @property
     def retained_bytes(self) -> int:
-        return len(self._buf)
+        return self._replay.held_bytes
 
     @property
     def max_wait_s(self) -> float:
@@ -481,13 +472,13 @@ class SessionCore:
 
     @property
     def unsent_bytes(self) -> int:
-        return self._received - self._sent
+        return self._replay.unsent_bytes
 
     @property
     def covered_offset(self) -> int:
         """Call byte offset up to which final results cover the audio (or it was given up):
         a session resumed elsewhere at this offset loses no audio that is not yet final."""
-        return self._covered
+        return self._replay.covered
 
     @property
     def last_seq(self) -> int:
@@ -495,6 +486,7 @@ class SessionCore:
         return self._seq
 
     def snapshot(self, now: float) -> dict[str, object]:
+        replay = self._replay
         return {
             "interaction_id": self.interaction_id,
             "tenant_id": self.tenant_id,
@@ -504,12 +496,12 @@ class SessionCore:
             **self.fmt.describe(),
             "sources": len(self._sources),
             "audio_s": round(self.audio_s, 3),
-            "covered_s": round(self.fmt.seconds(self._covered), 3),
+            "covered_s": round(self.fmt.seconds(replay.covered), 3),
             # Held audio: not yet sent (the only lag, at most ASR_MAX_BUFFER_MS while connected),
             # and sent but not covered by a final (kept for replay; seconds mid-utterance).
-            "buffered_ms": round(self.fmt.seconds(len(self._buf)) * 1000),
-            "unsent_ms": round(self.fmt.seconds(self._received - self._sent) * 1000),
-            "kept_for_replay_ms": round(self.fmt.seconds(self._sent - self._covered) * 1000),
+            "buffered_ms": round(self.fmt.seconds(replay.held_bytes) * 1000),
+            "unsent_ms": round(self.fmt.seconds(replay.unsent_bytes) * 1000),
+            "kept_for_replay_ms": round(self.fmt.seconds(replay.replayable_bytes) * 1000),
             "reconnects": self.stats.reconnects,
             "finals": self.stats.finals,
             "age_s": round(now - self.created_at, 3),
@@ -530,19 +522,16 @@ class SessionCore:
 
     def _flush(self, now: float) -> None:
         """Send everything not yet sent on the current stream, in messages of bounded size."""
-        start, stop = self._sent - self._base, self._received - self._base
+        replay = self._replay
+        start, stop = replay.sent, replay.received
         if stop <= start:
             return
         waited = 0.0 if self._pending_since is None else max(0.0, now - self._pending_since)
         step = self._message_bytes
-        view = memoryview(self._buf)
-        try:
-            for i in range(start, stop, step):
-                self._outbox.append(SendAudio(self.conn_id, bytes(view[i : min(i + step, stop)]), waited))
-        finally:
-            view.release()
+        for i in range(start, stop, step):
+            self._outbox.append(SendAudio(self.conn_id, replay.read(i, min(i + step, stop)), waited))
         self.stats.bytes_out += stop - start
-        self._sent = self._received
+        replay.sent_all()
         self._pending_since = None
         self._last_sent_at = now
 
@@ -569,7 +558,7 @@ class SessionCore:
         # Full jitter on the upper half, so calls that dropped together do not return together.
         self._retry_at = now + delay * (0.5 + self.rng.random() / 2)
         self.link = Link.BACKOFF
-        if self._pending_since is None and self._received > self._covered:
+        if self._pending_since is None and self._replay.received > self._replay.covered:
             self._pending_since = now
 
     def _fail_over(self, reason: str, now: float) -> bool:
@@ -603,7 +592,7 @@ class SessionCore:
 
     def _switch(self, to: str, reason: str, now: float) -> None:
         previous, self.provider = self.provider, to
-        at = round(self.fmt.seconds(self._covered), 3)
+        at = round(self.fmt.seconds(self._replay.covered), 3)
         seq, wall_ms = self._next_seq(), self._wall_ms(now)
         self._emit(
             ProviderChanged(self.interaction_id, self.tenant_id, seq, previous, to, reason, at, wall_ms)
@@ -654,31 +643,21 @@ class SessionCore:
     def _cover(self, channel: int, end_s: float, channels: int) -> bool:
         """A final covered `channel` up to `end_s`; free what all have covered. True if it moved."""
         all_s = self._dedup.finalized(channel, end_s, channels)
-        covered = min(self._sent, max(self._covered, self.fmt.bytes_for(all_s)))
-        if covered <= self._covered:
+        replay = self._replay
+        if not replay.cover(self.fmt.bytes_for(all_s)):
             return False
-        self._covered = covered
-        drop = covered - self._base
-        if drop > 0:
-            del self._buf[:drop]
-            self._base = covered
-        self._arrivals.forget_through(covered)
+        self._arrivals.forget_through(replay.covered)
         return True
 
     def _shed_oldest(self, now: float) -> None:
-        """The retained buffer is full: drop its oldest audio, counting what that costs."""
-        excess = self._received - self._base - self._max_retained_bytes
-        excess -= excess % self._frame_bytes
-        if excess <= 0:
-            return
-        new_base = self._base + excess
-        del self._buf[:excess]
-        self._base = new_base
-        self._covered = max(self._covered, new_base)  # can no longer be replayed
-        if new_base > self._sent:
-            lost = new_base - self._sent
+        """The replay buffer is full: drop its oldest audio, counting what that costs."""
+        replay = self._replay
+        held_from = replay.base
+        lost = replay.shed_oldest()
+        if replay.base == held_from:
+            return  # less than a frame over
+        if lost:
             self.stats.bytes_dropped += lost
-            self._sent = new_base
             if self.link in (Link.CONNECTED, Link.CLOSING):
                 # The live stream would get audio with a hole in it; start a fresh one instead.
                 self._lost_stream(ProviderError("stalled", "provider not taking audio", retryable=True), now)
@@ -692,10 +671,10 @@ class SessionCore:
                 )
         else:
             self._dropping = False
-        self._arrivals.forget_through(new_base)
+        self._arrivals.forget_through(replay.base)
 
     def _give_up(self, now: float) -> None:
-        untranscribed = self.fmt.seconds(self._received - self._covered)
+        untranscribed = self.fmt.seconds(self._replay.received - self._replay.covered)
         self.emit_error(
             "finalize_timeout",
             f"the provider did not confirm the last results within {now - self._end_started:.3g} s "
@@ -724,7 +703,7 @@ class SessionCore:
                 self._wall_ms(now),
             )
         )
-        self._buf.clear()
+        self._replay.clear()
         self._arrivals.clear()
 
     def _next_seq(self) -> int:
