@@ -28,6 +28,7 @@ COMPILED = [
     "src/asr_worker/core/dedup.py",
     "src/asr_worker/core/events.py",
     "src/asr_worker/core/failover.py",
+    "src/asr_worker/core/forwarding.py",
     "src/asr_worker/core/latency.py",
     "src/asr_worker/core/provider_events.py",
     "src/asr_worker/core/rate_limit.py",

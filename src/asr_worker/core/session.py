@@ -55,6 +55,7 @@ from .events import (
     UtteranceEnd,
 )
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
+from .forwarding import Forwarding
 from .latency import ArrivalLatency
 from .provider_events import (
     ProviderError,
@@ -112,12 +113,10 @@ class SessionCore:
 
     # The parts, each its own idea (module docstring); made from the config below.
     _replay: ReplayBuffer = field(init=False)
+    _forwarding: Forwarding = field(init=False)
     _dedup: WordDedup = field(default_factory=WordDedup)
     _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
-
-    _pending_since: float | None = None
-    _last_sent_at: float = 0.0
 
     _failures: int = 0
     _retry_at: float | None = None
@@ -131,21 +130,18 @@ class SessionCore:
     _sources: set[str] = field(default_factory=set)
     _seq: int = 0
     _outbox: list[Action] = field(default_factory=list)
-    # Sizes derived from the (frozen) format and config, computed once: they are read per frame.
-    _frame_bytes: int = field(init=False, default=0)
-    _chunk_bytes: int = field(init=False, default=0)
-    _max_wait_s: float = field(init=False, default=0.0)
-    _keepalive_s: float = field(init=False, default=0.0)
-    _message_bytes: int = field(init=False, default=0)
+    _frame_bytes: int = field(init=False, default=0)  # the format's, read per frame
 
     def __post_init__(self) -> None:
         fmt, config = self.fmt, self.config
         self._frame_bytes = fmt.frame_bytes
-        self._chunk_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000))
-        self._max_wait_s = config.max_buffer_ms / 1000
-        self._keepalive_s = config.keepalive_s
-        self._message_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000))
         self._replay = ReplayBuffer(fmt.bytes_for(config.max_retained_s), fmt.frame_bytes)
+        self._forwarding = Forwarding(
+            chunk_bytes=max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000)),
+            max_wait_s=config.max_buffer_ms / 1000,
+            keepalive_s=config.keepalive_s,
+            message_bytes=max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000)),
+        )
         self._rate = TokenBucket(config.max_frames_per_s, self.created_at)
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
@@ -221,15 +217,17 @@ class SessionCore:
             self._open(now)
         else:
             stats.frames_reused += 1
-        replay = self._replay
+        replay, forwarding = self._replay, self._forwarding
         received = replay.append(data)
         self._arrivals.arrived(received, now)
-        starts_waiting = self._pending_since is None
-        if starts_waiting:
-            self._pending_since = now
+        starts_waiting = forwarding.waits(now)
         if received - replay.base > replay.capacity_bytes:
             self._shed_oldest(now)
-        if self.link is not Link.CONNECTED or self._outbox or received - replay.sent >= self._chunk_bytes:
+        if (
+            self.link is not Link.CONNECTED
+            or self._outbox
+            or received - replay.sent >= forwarding.chunk_bytes
+        ):
             return AudioTaken.POLL
         return AudioTaken.WAITING if starts_waiting else AudioTaken.JOINED
 
@@ -318,7 +316,7 @@ class SessionCore:
         self._retry_at = None
         # Replay: the new stream starts at the first byte no final has covered.
         self.stats.bytes_replayed += self._replay.rewind()
-        self._last_sent_at = now
+        self._forwarding.stream_opened(now)
         if self._replay.unsent_bytes > 0:
             self._flush(now)
         if self._flush_wanted and self.phase is Phase.ACTIVE:
@@ -409,17 +407,11 @@ class SessionCore:
         if self.link is Link.BACKOFF and _due(now, self._retry_at):
             self._open(now)
         if self.link is Link.CONNECTED:
-            replay = self._replay
-            pending = replay.received - replay.sent
-            if pending and (
-                pending >= self._chunk_bytes
-                or self._pending_since is None
-                or _due(now, self._pending_since + self._max_wait_s)
-            ):
+            replay, forwarding = self._replay, self._forwarding
+            if forwarding.send_due(replay.received - replay.sent, now):
                 self._flush(now)
-            elif _due(now, self._last_sent_at + self._keepalive_s):
+            elif forwarding.keepalive_due(now):
                 self.stats.keepalives += 1
-                self._last_sent_at = now
                 self._outbox.append(SendKeepAlive(self.conn_id))
         actions, self._outbox = self._outbox, []
         return actions
@@ -437,9 +429,7 @@ class SessionCore:
         link = self.link
         if link is Link.CONNECTED:
             replay = self._replay
-            if replay.received > replay.sent and self._pending_since is not None:
-                deadline = min(deadline, self._pending_since + self._max_wait_s)
-            deadline = min(deadline, self._last_sent_at + self._keepalive_s)
+            deadline = min(deadline, self._forwarding.deadline(replay.received - replay.sent))
         elif link is Link.BACKOFF and self._retry_at is not None:
             deadline = min(deadline, self._retry_at)
         if self.failover is not None and link in (Link.CONNECTING, Link.BACKOFF):
@@ -468,7 +458,7 @@ class SessionCore:
     @property
     def max_wait_s(self) -> float:
         """How long new waiting audio may wait before it must go out (`max_buffer_ms`)."""
-        return self._max_wait_s
+        return self._forwarding.max_wait_s
 
     @property
     def unsent_bytes(self) -> int:
@@ -526,14 +516,12 @@ class SessionCore:
         start, stop = replay.sent, replay.received
         if stop <= start:
             return
-        waited = 0.0 if self._pending_since is None else max(0.0, now - self._pending_since)
-        step = self._message_bytes
+        waited = self._forwarding.sent(now)
+        step = self._forwarding.message_bytes
         for i in range(start, stop, step):
             self._outbox.append(SendAudio(self.conn_id, replay.read(i, min(i + step, stop)), waited))
         self.stats.bytes_out += stop - start
         replay.sent_all()
-        self._pending_since = None
-        self._last_sent_at = now
 
     def _end_stream(self) -> None:
         self.link = Link.CLOSING
@@ -558,8 +546,8 @@ class SessionCore:
         # Full jitter on the upper half, so calls that dropped together do not return together.
         self._retry_at = now + delay * (0.5 + self.rng.random() / 2)
         self.link = Link.BACKOFF
-        if self._pending_since is None and self._replay.received > self._replay.covered:
-            self._pending_since = now
+        if self._replay.received > self._replay.covered:
+            self._forwarding.waits(now)  # what the next stream replays has waited since now
 
     def _fail_over(self, reason: str, now: float) -> bool:
         """Move the call to the fallback provider if it has room; the new stream replays the
