@@ -25,6 +25,7 @@ from setuptools.command.build_ext import build_ext
 COMPILED = [
     "src/asr_worker/core/actions.py",
     "src/asr_worker/core/audio.py",
+    "src/asr_worker/core/backoff.py",
     "src/asr_worker/core/dedup.py",
     "src/asr_worker/core/events.py",
     "src/asr_worker/core/failover.py",

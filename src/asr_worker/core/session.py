@@ -41,6 +41,7 @@ from .actions import (
     SendKeepAlive,
 )
 from .audio import AudioFormat
+from .backoff import Backoff
 from .dedup import WordDedup, text_of
 from .events import (
     CallError,
@@ -88,7 +89,7 @@ class Link(StrEnum):
     IDLE = "idle"  # no audio yet, so no stream wanted
     CONNECTING = "connecting"  # an open is in flight; everyone else waits for it
     CONNECTED = "connected"
-    BACKOFF = "backoff"  # the last stream dropped or failed to open; retrying at `retry_at`
+    BACKOFF = "backoff"  # the last stream dropped or failed to open; retrying after a backoff
     CLOSING = "closing"  # end sent; waiting for the provider's last results and clean close
 
 
@@ -117,9 +118,8 @@ class SessionCore:
     _dedup: WordDedup = field(default_factory=WordDedup)
     _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
+    _backoff: Backoff = field(init=False)
 
-    _failures: int = 0
-    _retry_at: float | None = None
     _ever_connected: bool = False
     _grace_at: float | None = None
     _end_deadline: float | None = None
@@ -143,6 +143,7 @@ class SessionCore:
             message_bytes=max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000)),
         )
         self._rate = TokenBucket(config.max_frames_per_s, self.created_at)
+        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, self.rng)
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
         fmt = self.fmt
@@ -312,8 +313,7 @@ class SessionCore:
         self._ever_connected = True
         if self.failover is not None:
             self.failover.opened(now)
-        self._failures = 0
-        self._retry_at = None
+        self._backoff.reset()
         # Replay: the new stream starts at the first byte no final has covered.
         self.stats.bytes_replayed += self._replay.rewind()
         self._forwarding.stream_opened(now)
@@ -404,7 +404,7 @@ class SessionCore:
             reason = failover.due(now)
             if reason is not None:
                 self._fail_over(reason, now)
-        if self.link is Link.BACKOFF and _due(now, self._retry_at):
+        if self.link is Link.BACKOFF and _due(now, self._backoff.retry_at):
             self._open(now)
         if self.link is Link.CONNECTED:
             replay, forwarding = self._replay, self._forwarding
@@ -430,8 +430,8 @@ class SessionCore:
         if link is Link.CONNECTED:
             replay = self._replay
             deadline = min(deadline, self._forwarding.deadline(replay.received - replay.sent))
-        elif link is Link.BACKOFF and self._retry_at is not None:
-            deadline = min(deadline, self._retry_at)
+        elif link is Link.BACKOFF and self._backoff.retry_at is not None:
+            deadline = min(deadline, self._backoff.retry_at)
         if self.failover is not None and link in (Link.CONNECTING, Link.BACKOFF):
             deadline = min(deadline, self.failover.deadline() or _NEVER)
         return None if deadline == _NEVER else deadline
@@ -503,7 +503,7 @@ class SessionCore:
     def _open(self, now: float) -> None:
         self.conn_id += 1
         self.link = Link.CONNECTING
-        self._retry_at = None
+        self._backoff.cancel()
         failover = self.failover
         if failover is not None:
             failover.wanting(now)
@@ -541,10 +541,7 @@ class SessionCore:
             self.end_reason = "provider_error"
             self._finish(now)
             return
-        self._failures += 1
-        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (self._failures - 1))
-        # Full jitter on the upper half, so calls that dropped together do not return together.
-        self._retry_at = now + delay * (0.5 + self.rng.random() / 2)
+        self._backoff.failed(now)
         self.link = Link.BACKOFF
         if self._replay.received > self._replay.covered:
             self._forwarding.waits(now)  # what the next stream replays has waited since now
@@ -585,7 +582,7 @@ class SessionCore:
         self._emit(
             ProviderChanged(self.interaction_id, self.tenant_id, seq, previous, to, reason, at, wall_ms)
         )
-        self._failures = 0
+        self._backoff.reset()
         self._open(now)
 
     def _on_result(self, result: TranscriptResult, base_s: float, now: float) -> None:
@@ -677,7 +674,7 @@ class SessionCore:
         self.link = Link.IDLE
         self.phase = Phase.ENDED
         self._end_deadline = None
-        self._retry_at = None
+        self._backoff.cancel()
         self._emit(
             SessionEnded(
                 self.interaction_id,
