@@ -27,6 +27,7 @@ COMPILED = [
     "src/asr_worker/core/audio.py",
     "src/asr_worker/core/backoff.py",
     "src/asr_worker/core/dedup.py",
+    "src/asr_worker/core/end_wait.py",
     "src/asr_worker/core/events.py",
     "src/asr_worker/core/failover.py",
     "src/asr_worker/core/forwarding.py",

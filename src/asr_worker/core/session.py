@@ -43,6 +43,7 @@ from .actions import (
 from .audio import AudioFormat
 from .backoff import Backoff
 from .dedup import WordDedup, text_of
+from .end_wait import FINALIZE_WAITS_MAX, EndWait
 from .events import (
     CallError,
     CallEvent,
@@ -71,10 +72,8 @@ from .rate_limit import TokenBucket
 from .replay import ReplayBuffer
 from .session_types import Resume, SessionConfig, SessionStats
 
-# A call's end waits `finalize_timeout_s` for its connection's last finals, afresh after a
-# connection replaces a failed one or a final covers more (a busy local engine's backlog), up
-# to this many waits in all: a fault or a provider some seconds behind costs no last words.
-FINALIZE_WAITS_MAX: Final = 2
+# FINALIZE_WAITS_MAX is the end wait's, and here too: a call's longest end is the session's fact.
+__all__ = ["FINALIZE_WAITS_MAX", "Link", "Phase", "SessionCore"]
 
 
 class Phase(StrEnum):
@@ -119,11 +118,10 @@ class SessionCore:
     _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
     _backoff: Backoff = field(init=False)
+    _end_wait: EndWait = field(init=False)
 
     _ever_connected: bool = False
     _grace_at: float | None = None
-    _end_deadline: float | None = None
-    _end_started: float = 0.0
     _dropping: bool = False
     _told_ending: bool = False
     _flush_wanted: bool = False  # a finalize asked for while no stream was connected
@@ -144,6 +142,7 @@ class SessionCore:
         )
         self._rate = TokenBucket(config.max_frames_per_s, self.created_at)
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, self.rng)
+        self._end_wait = EndWait(config.finalize_timeout_s)
         # A session nobody feeds ends after the grace period like one whose sources left.
         self._grace_at = self.created_at + self.config.grace_s
         fmt = self.fmt
@@ -250,8 +249,7 @@ class SessionCore:
         self.phase = Phase.ENDING
         self.end_reason = reason
         self._grace_at = None
-        self._end_started = now
-        self._end_deadline = now + self.config.finalize_timeout_s
+        self._end_wait.start(now)
         if self.failover is not None:
             self.failover.ending(now + self.config.finalize_timeout_s / 2)
         if self.link is Link.IDLE:
@@ -323,14 +321,9 @@ class SessionCore:
             self._outbox.append(FlushStream(self.conn_id))
         self._flush_wanted = False
         if self.phase is Phase.ENDING:
-            self._wait_again(now)
+            self._end_wait.again(now)  # a new connection: its last finals may still come
             self._end_stream()
         return True
-
-    def _wait_again(self, now: float) -> None:
-        """The end's wait starts over from now (a new connection, or progress), within the bound."""
-        latest = self._end_started + FINALIZE_WAITS_MAX * (wait_s := self.config.finalize_timeout_s)
-        self._end_deadline = min(latest, max(self._end_deadline or now, now + wait_s))
 
     def on_stream_failed(self, conn_id: int, error: ProviderError, now: float) -> None:
         """The open for `conn_id` failed."""
@@ -397,7 +390,7 @@ class SessionCore:
         """Run what is due at `now` and hand over every pending action."""
         if self.phase is Phase.ACTIVE and _due(now, self._grace_at):
             self.end("grace_timeout", now)
-        if self.phase is Phase.ENDING and _due(now, self._end_deadline):
+        if self.phase is Phase.ENDING and _due(now, self._end_wait.deadline):
             self._give_up(now)
         failover = self.failover
         if failover is not None and self.link in (Link.CONNECTING, Link.BACKOFF):
@@ -424,8 +417,8 @@ class SessionCore:
         if self.phase is Phase.ACTIVE:
             if self._grace_at is not None:
                 deadline = self._grace_at
-        elif self.phase is Phase.ENDING and self._end_deadline is not None:
-            deadline = self._end_deadline
+        elif self.phase is Phase.ENDING and self._end_wait.deadline is not None:
+            deadline = self._end_wait.deadline
         link = self.link
         if link is Link.CONNECTED:
             replay = self._replay
@@ -600,7 +593,7 @@ class SessionCore:
         if result.is_final:
             self.stats.finals += 1
             if self._cover(channel, end_s, result.channels) and self.phase is Phase.ENDING:
-                self._wait_again(now)
+                self._end_wait.again(now)  # progress: more finals may still come
         else:
             self.stats.interims += 1
         if not text and not result.from_finalize:
@@ -662,7 +655,7 @@ class SessionCore:
         untranscribed = self.fmt.seconds(self._replay.received - self._replay.covered)
         self.emit_error(
             "finalize_timeout",
-            f"the provider did not confirm the last results within {now - self._end_started:.3g} s "
+            f"the provider did not confirm the last results within {now - self._end_wait.started_at:.3g} s "
             f"of the call's end; {untranscribed:.2f} s of audio may be untranscribed",
             now,
         )
@@ -673,7 +666,7 @@ class SessionCore:
             self._outbox.append(AbortStream(self.conn_id))
         self.link = Link.IDLE
         self.phase = Phase.ENDED
-        self._end_deadline = None
+        self._end_wait.stop()
         self._backoff.cancel()
         self._emit(
             SessionEnded(
