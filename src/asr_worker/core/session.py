@@ -7,19 +7,26 @@ actions to carry out (open a provider stream, send audio, send a keep-alive, end
 stream, emit an event: a typed value from `events`, which only the edges write as JSON) and
 `next_deadline()` to know when to poll again if nothing else happens.
 
-The session invariants (docs/ingest-and-events.md) live here and nowhere else:
+The session invariants (docs/ingest-and-events.md) hold here, each kept by a small pure part
+this core owns (its own module, with its own tests), and the core orchestrates them: the
+phases, the link state, the actions and the events.
 
 * single flight: a stream is opened only from the IDLE/BACKOFF states, so however many
-  sources deliver first frames before the provider answers, exactly one open happens;
-* continuous forwarding: once connected, no byte waits longer than `max_buffer_ms`;
-* no lost audio: bytes stay in the retained buffer until a final result covers them, and a
-  new stream after a drop starts by replaying them; call time = stream time + stream base;
-* no repeated words: words a channel has already finalized are filtered from later results;
+  sources deliver first frames before the provider answers, exactly one open happens; a
+  failed one is retried after a jittered backoff (`backoff.py`);
+* continuous forwarding: once connected, no byte waits longer than `max_buffer_ms`
+  (`forwarding.py`, which also times keep-alives);
+* no lost audio: bytes stay in the replay buffer (`replay.py`) until a final result covers
+  them, and a new stream starts by replaying them; call time = stream time + stream base;
+* no repeated words: words a channel has already finalized are left out of later results
+  (`dedup.py`);
 * failover: when the provider cannot carry the call (`failover.py` decides when), the next
   stream opens on the fallback with the same replay, and `provider_changed` says so; with
   failback on, the same way back to the primary, once, at an utterance boundary;
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
-  only after the provider confirmed its last results (or a bounded wait ran out).
+  only after the provider confirmed its last results, or a bounded wait ran out (`end_wait.py`);
+* bounds: a flooding source loses the excess (`rate_limit.py`); each transcript says how long
+  ago its audio arrived (`latency.py`).
 """
 
 from __future__ import annotations
@@ -144,8 +151,7 @@ class SessionCore:
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, self.rng)
         self._end_wait = EndWait(config.finalize_timeout_s)
         # A session nobody feeds ends after the grace period like one whose sources left.
-        self._grace_at = self.created_at + self.config.grace_s
-        fmt = self.fmt
+        self._grace_at = self.created_at + config.grace_s
         offset_s: float | None = None
         if self.resume is not None:
             self._start_from(self.resume)
