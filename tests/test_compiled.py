@@ -138,3 +138,14 @@ def test_asr_interpreted_runs_the_sources_of_the_compiled_modules() -> None:
         p.name.startswith("session.") and p.suffix == ".so" for p in (ROOT / "src/asr_worker/core").iterdir()
     ):
         assert compiled.is_extension(session) and "core.session" in described
+
+
+def test_the_core_modules_a_compiled_module_imports_are_compiled_too() -> None:
+    """A module of core/ that a compiled one imports, but COMPILED does not list, still works:
+    interpreted, and every call into it from the compiled core goes through Python. The
+    session core's parts (its replay buffer, rate limit, forwarding) run for every frame."""
+    names = set(_compiled_by_setup())
+    for name in sorted(names):
+        internal, _ = _imports(name)
+        core = {m for m in internal if m.startswith("asr_worker.core.") and _source(m) is not None}
+        assert core <= names, f"{name} imports {sorted(core - names)}, which setup.py does not compile"

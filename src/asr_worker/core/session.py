@@ -7,25 +7,31 @@ actions to carry out (open a provider stream, send audio, send a keep-alive, end
 stream, emit an event: a typed value from `events`, which only the edges write as JSON) and
 `next_deadline()` to know when to poll again if nothing else happens.
 
-The session invariants (docs/ingest-and-events.md) live here and nowhere else:
+The session invariants (docs/ingest-and-events.md) hold here, each kept by a small pure part
+this core owns (its own module, with its own tests), and the core orchestrates them: the
+phases, the link state, the actions and the events.
 
 * single flight: a stream is opened only from the IDLE/BACKOFF states, so however many
-  sources deliver first frames before the provider answers, exactly one open happens;
-* continuous forwarding: once connected, no byte waits longer than `max_buffer_ms`;
-* no lost audio: bytes stay in the retained buffer until a final result covers them, and a
-  new stream after a drop starts by replaying them; call time = stream time + stream base;
-* no repeated words: words a channel has already finalized are filtered from later results;
+  sources deliver first frames before the provider answers, exactly one open happens; a
+  failed one is retried after a jittered backoff (`backoff.py`);
+* continuous forwarding: once connected, no byte waits longer than `max_buffer_ms`
+  (`forwarding.py`, which also times keep-alives);
+* no lost audio: bytes stay in the replay buffer (`replay.py`) until a final result covers
+  them, and a new stream starts by replaying them; call time = stream time + stream base;
+* no repeated words: words a channel has already finalized are left out of later results
+  (`dedup.py`);
 * failover: when the provider cannot carry the call (`failover.py` decides when), the next
   stream opens on the fallback with the same replay, and `provider_changed` says so; with
   failback on, the same way back to the primary, once, at an utterance boundary;
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
-  only after the provider confirmed its last results (or a bounded wait ran out).
+  only after the provider confirmed its last results, or a bounded wait ran out (`end_wait.py`);
+* bounds: a flooding source loses the excess (`rate_limit.py`); each transcript says how long
+  ago its audio arrived (`latency.py`).
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -43,6 +49,9 @@ from .actions import (
     SendKeepAlive,
 )
 from .audio import AudioFormat
+from .backoff import Backoff
+from .dedup import WordDedup, text_of
+from .end_wait import FINALIZE_WAITS_MAX, EndWait
 from .events import (
     CallError,
     CallEvent,
@@ -56,6 +65,8 @@ from .events import (
     UtteranceEnd,
 )
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
+from .forwarding import Forwarding
+from .latency import ArrivalLatency
 from .provider_events import (
     ProviderEvent,
     StreamMetadata,
@@ -64,13 +75,12 @@ from .provider_events import (
 )
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
+from .rate_limit import TokenBucket
+from .replay import ReplayBuffer
 from .session_types import Resume, SessionConfig, SessionStats
 
-_EPSILON_S: Final = 1e-6
-# A call's end waits `finalize_timeout_s` for its connection's last finals, afresh after a
-# connection replaces a failed one or a final covers more (a busy local engine's backlog), up
-# to this many waits in all: a fault or a provider some seconds behind costs no last words.
-FINALIZE_WAITS_MAX: Final = 2
+# FINALIZE_WAITS_MAX is the end wait's, and here too: a call's longest end is the session's fact.
+__all__ = ["FINALIZE_WAITS_MAX", "Link", "Phase", "SessionCore"]
 
 
 class Phase(StrEnum):
@@ -85,12 +95,8 @@ class Link(StrEnum):
     IDLE = "idle"  # no audio yet, so no stream wanted
     CONNECTING = "connecting"  # an open is in flight; everyone else waits for it
     CONNECTED = "connected"
-    BACKOFF = "backoff"  # the last stream dropped or failed to open; retrying at `retry_at`
+    BACKOFF = "backoff"  # the last stream dropped or failed to open; retrying after a backoff
     CLOSING = "closing"  # end sent; waiting for the provider's last results and clean close
-
-
-# When audio arrived: (call offset its message ended at, monotonic time); plain tuples, 25,000/s at 500 calls.
-_Arrival = tuple[int, float]
 
 
 @dataclass(slots=True)
@@ -112,54 +118,40 @@ class SessionCore:
     end_reason: str | None = None
     stats: SessionStats = field(default_factory=SessionStats)
 
-    # Call byte offsets: buf[0] is call offset `_base`; everything before `_covered` is
-    # finalized, everything before `_sent` went out on the current stream.
-    _buf: bytearray = field(default_factory=bytearray)
-    _base: int = 0
-    _received: int = 0
-    _sent: int = 0
-    _covered: int = 0
-    _stream_base: int = 0  # call offset of the current stream's first byte
-    _covered_s: dict[int, float] = field(default_factory=dict)  # per channel, call seconds
-    _pending_since: float | None = None
-    _last_sent_at: float = 0.0
-    _arrivals: deque[_Arrival] = field(default_factory=deque)
+    # The parts, each its own idea (module docstring); made from the config below.
+    _replay: ReplayBuffer = field(init=False)
+    _forwarding: Forwarding = field(init=False)
+    _dedup: WordDedup = field(default_factory=WordDedup)
+    _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
+    _rate: TokenBucket = field(init=False)
+    _backoff: Backoff = field(init=False)
+    _end_wait: EndWait = field(init=False)
 
-    _failures: int = 0
-    _retry_at: float | None = None
     _ever_connected: bool = False
     _grace_at: float | None = None
-    _end_deadline: float | None = None
-    _end_started: float = 0.0
     _dropping: bool = False
     _told_ending: bool = False
     _flush_wanted: bool = False  # a finalize asked for while no stream was connected
-    _rate_tokens: float = 0.0
-    _rate_at: float = 0.0
-    _rate_warned_at: float = float("-inf")
     _sources: set[str] = field(default_factory=set)
     _seq: int = 0
     _outbox: list[Action] = field(default_factory=list)
-    # Sizes derived from the (frozen) format and config, computed once: they are read per frame.
-    _frame_bytes: int = field(init=False, default=0)
-    _chunk_bytes: int = field(init=False, default=0)
-    _max_wait_s: float = field(init=False, default=0.0)
-    _keepalive_s: float = field(init=False, default=0.0)
-    _max_retained_bytes: int = field(init=False, default=0)
-    _message_bytes: int = field(init=False, default=0)
+    _frame_bytes: int = field(init=False, default=0)  # the format's, read per frame
 
     def __post_init__(self) -> None:
         fmt, config = self.fmt, self.config
         self._frame_bytes = fmt.frame_bytes
-        self._chunk_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000))
-        self._max_wait_s = config.max_buffer_ms / 1000
-        self._keepalive_s = config.keepalive_s
-        self._max_retained_bytes = fmt.bytes_for(config.max_retained_s)
-        self._message_bytes = max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000))
+        self._replay = ReplayBuffer(fmt.bytes_for(config.max_retained_s), fmt.frame_bytes)
+        self._forwarding = Forwarding(
+            chunk_bytes=max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000)),
+            max_wait_s=config.max_buffer_ms / 1000,
+            keepalive_s=config.keepalive_s,
+            message_bytes=max(fmt.frame_bytes, fmt.bytes_for(config.max_message_ms / 1000)),
+        )
+        self._rate = TokenBucket(config.max_frames_per_s, self.created_at)
+        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s, self.rng)
+        self._end_wait = EndWait(config.finalize_timeout_s)
         # A session nobody feeds ends after the grace period like one whose sources left.
-        self._grace_at = self.created_at + self.config.grace_s
-        self._rate_tokens, self._rate_at = self.config.max_frames_per_s or _NEVER, self.created_at
-        fmt = self.fmt
+        self._grace_at = self.created_at + config.grace_s
         offset_s: float | None = None
         if self.resume is not None:
             self._start_from(self.resume)
@@ -183,12 +175,8 @@ class SessionCore:
         """Every call offset starts at `resume.offset` instead of 0; nothing before it is held."""
         if resume.offset < 0 or resume.offset % self.fmt.frame_bytes or resume.seq < 0:
             raise ValueError(f"cannot resume at byte {resume.offset}, seq {resume.seq}: not whole samples")
-        offset = resume.offset
-        self._base = self._received = self._sent = self._covered = self._stream_base = offset
-        at_offset = self.fmt.seconds(offset)
-        for channel in range(self.fmt.channels):
-            done = resume.finalized_s[channel] if channel < len(resume.finalized_s) else 0.0
-            self._covered_s[channel] = max(at_offset, done)
+        self._replay.start_at(resume.offset)
+        self._dedup.start_at(self.fmt.seconds(resume.offset), resume.finalized_s, self.fmt.channels)
         self._seq = resume.seq
 
     # --- inputs from sources --------------------------------------------------------------
@@ -225,9 +213,8 @@ class SessionCore:
             return AudioTaken.REFUSED
         if not data:
             return AudioTaken.JOINED
-        if self._rate_tokens >= 1.0:  # the token bucket's common case, inline (see below)
-            self._rate_tokens -= 1.0
-        elif not self._take_rate_token(now):
+        if not self._rate.take(now):
+            self._rate_limited(now)
             return AudioTaken.REFUSED
         stats = self.stats
         stats.frames_in += 1
@@ -236,39 +223,30 @@ class SessionCore:
             self._open(now)
         else:
             stats.frames_reused += 1
-        self._buf += data
-        received = self._received = self._received + len(data)
-        self._arrivals.append((received, now))
-        starts_waiting = self._pending_since is None
-        if starts_waiting:
-            self._pending_since = now
-        if received - self._base > self._max_retained_bytes:
+        replay, forwarding = self._replay, self._forwarding
+        received = replay.append(data)
+        self._arrivals.arrived(received, now)
+        starts_waiting = forwarding.waits(now)
+        if received - replay.base > replay.capacity_bytes:
             self._shed_oldest(now)
-        if self.link is not Link.CONNECTED or self._outbox or received - self._sent >= self._chunk_bytes:
+        if (
+            self.link is not Link.CONNECTED
+            or self._outbox
+            or received - replay.sent >= forwarding.chunk_bytes
+        ):
             return AudioTaken.POLL
         return AudioTaken.WAITING if starts_waiting else AudioTaken.JOINED
 
-    def _take_rate_token(self, now: float) -> bool:
-        """A token bucket of one second's worth of messages: a source flooding the call loses
-        the excess (one `error` event a second says so); normal bursts pass. Refilled only
-        when it runs low (`on_audio` takes a token itself while there are some), for what the
-        time since the last refill earned: the same bound, give or take one message, without
-        the arithmetic on every message. No limit (0): a bucket that never runs low."""
-        rate = self.config.max_frames_per_s
-        self._rate_tokens = min(rate, self._rate_tokens + (now - self._rate_at) * rate)
-        self._rate_at = now
-        if self._rate_tokens >= 1.0:
-            self._rate_tokens -= 1.0
-            return True
+    def _rate_limited(self, now: float) -> None:
+        """A message over the rate limit was dropped: counted, and said once a second."""
         self.stats.frames_rate_limited += 1
-        if now - self._rate_warned_at >= 1.0:
-            self._rate_warned_at = now
+        if self._rate.warn_due(now):
             self.emit_error(
                 "rate_limited",
-                f"more than {rate:g} audio messages a second for this call; the excess is dropped",
+                f"more than {self._rate.per_s:g} audio messages a second for this call; "
+                "the excess is dropped",
                 now,
             )
-        return False
 
     def end(self, reason: str, now: float) -> None:
         """The call is over: flush, end the stream, emit `session_ended` once it confirmed."""
@@ -277,8 +255,7 @@ class SessionCore:
         self.phase = Phase.ENDING
         self.end_reason = reason
         self._grace_at = None
-        self._end_started = now
-        self._end_deadline = now + self.config.finalize_timeout_s
+        self._end_wait.start(now)
         if self.failover is not None:
             self.failover.ending(now + self.config.finalize_timeout_s / 2)
         if self.link is Link.IDLE:
@@ -340,28 +317,19 @@ class SessionCore:
         self._ever_connected = True
         if self.failover is not None:
             self.failover.opened(now)
-        self._failures = 0
-        self._retry_at = None
+        self._backoff.reset()
         # Replay: the new stream starts at the first byte no final has covered.
-        self._stream_base = self._covered
-        if self._sent > self._covered:
-            self.stats.bytes_replayed += self._sent - self._covered
-        self._sent = self._covered
-        self._last_sent_at = now
-        if self._received > self._sent:
+        self.stats.bytes_replayed += self._replay.rewind()
+        self._forwarding.stream_opened(now)
+        if self._replay.unsent_bytes > 0:
             self._flush(now)
         if self._flush_wanted and self.phase is Phase.ACTIVE:
             self._outbox.append(FlushStream(self.conn_id))
         self._flush_wanted = False
         if self.phase is Phase.ENDING:
-            self._wait_again(now)
+            self._end_wait.again(now)  # a new connection: its last finals may still come
             self._end_stream()
         return True
-
-    def _wait_again(self, now: float) -> None:
-        """The end's wait starts over from now (a new connection, or progress), within the bound."""
-        latest = self._end_started + FINALIZE_WAITS_MAX * (wait_s := self.config.finalize_timeout_s)
-        self._end_deadline = min(latest, max(self._end_deadline or now, now + wait_s))
 
     def on_stream_failed(self, conn_id: int, error: ProviderError, now: float) -> None:
         """The open for `conn_id` failed."""
@@ -388,7 +356,7 @@ class SessionCore:
         failover = self.failover
         if failover is not None and failover.down_since is not None:
             failover.working()  # a result: this connection carries the call
-        base_s = self.fmt.seconds(self._stream_base)
+        base_s = self.fmt.seconds(self._replay.stream_base)
         if isinstance(event, TranscriptResult):
             self._on_result(event, base_s, now)
             # Failback happens at an utterance boundary: a final ending an utterance, or silence.
@@ -428,26 +396,21 @@ class SessionCore:
         """Run what is due at `now` and hand over every pending action."""
         if self.phase is Phase.ACTIVE and _due(now, self._grace_at):
             self.end("grace_timeout", now)
-        if self.phase is Phase.ENDING and _due(now, self._end_deadline):
+        if self.phase is Phase.ENDING and _due(now, self._end_wait.deadline):
             self._give_up(now)
         failover = self.failover
         if failover is not None and self.link in (Link.CONNECTING, Link.BACKOFF):
             reason = failover.due(now)
             if reason is not None:
                 self._fail_over(reason, now)
-        if self.link is Link.BACKOFF and _due(now, self._retry_at):
+        if self.link is Link.BACKOFF and _due(now, self._backoff.retry_at):
             self._open(now)
         if self.link is Link.CONNECTED:
-            pending = self._received - self._sent
-            if pending and (
-                pending >= self._chunk_bytes
-                or self._pending_since is None
-                or _due(now, self._pending_since + self._max_wait_s)
-            ):
+            replay, forwarding = self._replay, self._forwarding
+            if forwarding.send_due(replay.received - replay.sent, now):
                 self._flush(now)
-            elif _due(now, self._last_sent_at + self._keepalive_s):
+            elif forwarding.keepalive_due(now):
                 self.stats.keepalives += 1
-                self._last_sent_at = now
                 self._outbox.append(SendKeepAlive(self.conn_id))
         actions, self._outbox = self._outbox, []
         return actions
@@ -460,15 +423,14 @@ class SessionCore:
         if self.phase is Phase.ACTIVE:
             if self._grace_at is not None:
                 deadline = self._grace_at
-        elif self.phase is Phase.ENDING and self._end_deadline is not None:
-            deadline = self._end_deadline
+        elif self.phase is Phase.ENDING and self._end_wait.deadline is not None:
+            deadline = self._end_wait.deadline
         link = self.link
         if link is Link.CONNECTED:
-            if self._received > self._sent and self._pending_since is not None:
-                deadline = min(deadline, self._pending_since + self._max_wait_s)
-            deadline = min(deadline, self._last_sent_at + self._keepalive_s)
-        elif link is Link.BACKOFF and self._retry_at is not None:
-            deadline = min(deadline, self._retry_at)
+            replay = self._replay
+            deadline = min(deadline, self._forwarding.deadline(replay.received - replay.sent))
+        elif link is Link.BACKOFF and self._backoff.retry_at is not None:
+            deadline = min(deadline, self._backoff.retry_at)
         if self.failover is not None and link in (Link.CONNECTING, Link.BACKOFF):
             deadline = min(deadline, self.failover.deadline() or _NEVER)
         return None if deadline == _NEVER else deadline
@@ -486,26 +448,26 @@ class SessionCore:
 
     @property
     def audio_s(self) -> float:
-        return self.fmt.seconds(self._received)
+        return self.fmt.seconds(self._replay.received)
 
     @property
     def retained_bytes(self) -> int:
-        return len(self._buf)
+        return self._replay.held_bytes
 
     @property
     def max_wait_s(self) -> float:
         """How long new waiting audio may wait before it must go out (`max_buffer_ms`)."""
-        return self._max_wait_s
+        return self._forwarding.max_wait_s
 
     @property
     def unsent_bytes(self) -> int:
-        return self._received - self._sent
+        return self._replay.unsent_bytes
 
     @property
     def covered_offset(self) -> int:
         """Call byte offset up to which final results cover the audio (or it was given up):
         a session resumed elsewhere at this offset loses no audio that is not yet final."""
-        return self._covered
+        return self._replay.covered
 
     @property
     def last_seq(self) -> int:
@@ -513,6 +475,7 @@ class SessionCore:
         return self._seq
 
     def snapshot(self, now: float) -> dict[str, object]:
+        replay = self._replay
         return {
             "interaction_id": self.interaction_id,
             "tenant_id": self.tenant_id,
@@ -522,12 +485,12 @@ class SessionCore:
             **self.fmt.describe(),
             "sources": len(self._sources),
             "audio_s": round(self.audio_s, 3),
-            "covered_s": round(self.fmt.seconds(self._covered), 3),
+            "covered_s": round(self.fmt.seconds(replay.covered), 3),
             # Held audio: not yet sent (the only lag, at most ASR_MAX_BUFFER_MS while connected),
             # and sent but not covered by a final (kept for replay; seconds mid-utterance).
-            "buffered_ms": round(self.fmt.seconds(len(self._buf)) * 1000),
-            "unsent_ms": round(self.fmt.seconds(self._received - self._sent) * 1000),
-            "kept_for_replay_ms": round(self.fmt.seconds(self._sent - self._covered) * 1000),
+            "buffered_ms": round(self.fmt.seconds(replay.held_bytes) * 1000),
+            "unsent_ms": round(self.fmt.seconds(replay.unsent_bytes) * 1000),
+            "kept_for_replay_ms": round(self.fmt.seconds(replay.replayable_bytes) * 1000),
             "reconnects": self.stats.reconnects,
             "finals": self.stats.finals,
             "age_s": round(now - self.created_at, 3),
@@ -539,7 +502,7 @@ class SessionCore:
     def _open(self, now: float) -> None:
         self.conn_id += 1
         self.link = Link.CONNECTING
-        self._retry_at = None
+        self._backoff.cancel()
         failover = self.failover
         if failover is not None:
             failover.wanting(now)
@@ -548,21 +511,16 @@ class SessionCore:
 
     def _flush(self, now: float) -> None:
         """Send everything not yet sent on the current stream, in messages of bounded size."""
-        start, stop = self._sent - self._base, self._received - self._base
+        replay = self._replay
+        start, stop = replay.sent, replay.received
         if stop <= start:
             return
-        waited = 0.0 if self._pending_since is None else max(0.0, now - self._pending_since)
-        step = self._message_bytes
-        view = memoryview(self._buf)
-        try:
-            for i in range(start, stop, step):
-                self._outbox.append(SendAudio(self.conn_id, bytes(view[i : min(i + step, stop)]), waited))
-        finally:
-            view.release()
+        waited = self._forwarding.sent(now)
+        step = self._forwarding.message_bytes
+        for i in range(start, stop, step):
+            self._outbox.append(SendAudio(self.conn_id, replay.read(i, min(i + step, stop)), waited))
         self.stats.bytes_out += stop - start
-        self._sent = self._received
-        self._pending_since = None
-        self._last_sent_at = now
+        replay.sent_all()
 
     def _end_stream(self) -> None:
         self.link = Link.CLOSING
@@ -582,13 +540,10 @@ class SessionCore:
             self.end_reason = "provider_error"
             self._finish(now)
             return
-        self._failures += 1
-        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (self._failures - 1))
-        # Full jitter on the upper half, so calls that dropped together do not return together.
-        self._retry_at = now + delay * (0.5 + self.rng.random() / 2)
+        self._backoff.failed(now)
         self.link = Link.BACKOFF
-        if self._pending_since is None and self._received > self._covered:
-            self._pending_since = now
+        if self._replay.received > self._replay.covered:
+            self._forwarding.waits(now)  # what the next stream replays has waited since now
 
     def _fail_over(self, reason: str, now: float) -> bool:
         """Move the call to the fallback provider if it has room; the new stream replays the
@@ -621,30 +576,30 @@ class SessionCore:
 
     def _switch(self, to: str, reason: str, now: float) -> None:
         previous, self.provider = self.provider, to
-        at = round(self.fmt.seconds(self._covered), 3)
+        at = round(self.fmt.seconds(self._replay.covered), 3)
         seq, wall_ms = self._next_seq(), self._wall_ms(now)
         self._emit(
             ProviderChanged(self.interaction_id, self.tenant_id, seq, previous, to, reason, at, wall_ms)
         )
-        self._failures = 0
+        self._backoff.reset()
         self._open(now)
 
     def _on_result(self, result: TranscriptResult, base_s: float, now: float) -> None:
         channel = result.channel
         start_s, end_s = base_s + result.start, base_s + result.end
         words, text = result.words, result.text
-        done_s = self._covered_s.get(channel, 0.0)
-        if start_s < done_s - _EPSILON_S:
+        dedup = self._dedup
+        if dedup.repeats(channel, start_s):
             # A replayed stream re-heard audio this channel already finalized: only new words count.
-            kept = tuple(w for w in words if base_s + w.start >= done_s - _EPSILON_S)
+            kept = dedup.new_words(channel, words, base_s)
             if len(kept) != len(words):
                 self.stats.words_deduplicated += len(words) - len(kept)
-                words, text = kept, _join(kept)
-            start_s = max(start_s, done_s)
+                words, text = kept, text_of(kept)
+            start_s = max(start_s, dedup.finalized_s(channel))
         if result.is_final:
             self.stats.finals += 1
             if self._cover(channel, end_s, result.channels) and self.phase is Phase.ENDING:
-                self._wait_again(now)
+                self._end_wait.again(now)  # progress: more finals may still come
         else:
             self.stats.interims += 1
         if not text and not result.from_finalize:
@@ -664,55 +619,29 @@ class SessionCore:
                 round(max(start_s, end_s), 3),
                 tuple([_word_event(w, base_s) for w in words]),
                 self.provider,
-                self._latency_ms(end_s, now),
+                self._arrivals.latency_ms(self.fmt.bytes_for(end_s), now),
                 self._wall_ms(now),
             )
         )
 
     def _cover(self, channel: int, end_s: float, channels: int) -> bool:
         """A final covered `channel` up to `end_s`; free what all have covered. True if it moved."""
-        if end_s > self._covered_s.get(channel, 0.0):
-            self._covered_s[channel] = end_s
-        known = [self._covered_s.get(c, 0.0) for c in range(max(channels, 1))]
-        covered = min(self._sent, max(self._covered, self.fmt.bytes_for(min(known))))
-        if covered <= self._covered:
+        all_s = self._dedup.finalized(channel, end_s, channels)
+        replay = self._replay
+        if not replay.cover(self.fmt.bytes_for(all_s)):
             return False
-        self._covered = covered
-        drop = covered - self._base
-        if drop > 0:
-            del self._buf[:drop]
-            self._base = covered
-        arrivals = self._arrivals
-        while len(arrivals) > 1 and arrivals[0][0] <= covered:
-            arrivals.popleft()
+        self._arrivals.forget_through(replay.covered)
         return True
 
-    def _latency_ms(self, end_s: float, now: float) -> int:
-        """From the arrival of the audio a result ends at, to now."""
-        target = self.fmt.bytes_for(end_s)
-        arrived = None
-        for end_offset, at in reversed(self._arrivals):
-            if end_offset < target:
-                break
-            arrived = at
-        if arrived is None:
-            return 0 if not self._arrivals else max(0, round((now - self._arrivals[-1][1]) * 1000))
-        return max(0, round((now - arrived) * 1000))
-
     def _shed_oldest(self, now: float) -> None:
-        """The retained buffer is full: drop its oldest audio, counting what that costs."""
-        excess = self._received - self._base - self._max_retained_bytes
-        excess -= excess % self._frame_bytes
-        if excess <= 0:
-            return
-        new_base = self._base + excess
-        del self._buf[:excess]
-        self._base = new_base
-        self._covered = max(self._covered, new_base)  # can no longer be replayed
-        if new_base > self._sent:
-            lost = new_base - self._sent
+        """The replay buffer is full: drop its oldest audio, counting what that costs."""
+        replay = self._replay
+        held_from = replay.base
+        lost = replay.shed_oldest()
+        if replay.base == held_from:
+            return  # less than a frame over
+        if lost:
             self.stats.bytes_dropped += lost
-            self._sent = new_base
             if self.link in (Link.CONNECTED, Link.CLOSING):
                 # The live stream would get audio with a hole in it; start a fresh one instead.
                 self._lost_stream(ProviderError("stalled", "provider not taking audio", retryable=True), now)
@@ -726,14 +655,13 @@ class SessionCore:
                 )
         else:
             self._dropping = False
-        while len(self._arrivals) > 1 and self._arrivals[0][0] <= new_base:
-            self._arrivals.popleft()
+        self._arrivals.forget_through(replay.base)
 
     def _give_up(self, now: float) -> None:
-        untranscribed = self.fmt.seconds(self._received - self._covered)
+        untranscribed = self.fmt.seconds(self._replay.received - self._replay.covered)
         self.emit_error(
             "finalize_timeout",
-            f"the provider did not confirm the last results within {now - self._end_started:.3g} s "
+            f"the provider did not confirm the last results within {now - self._end_wait.started_at:.3g} s "
             f"of the call's end; {untranscribed:.2f} s of audio may be untranscribed",
             now,
         )
@@ -744,8 +672,8 @@ class SessionCore:
             self._outbox.append(AbortStream(self.conn_id))
         self.link = Link.IDLE
         self.phase = Phase.ENDED
-        self._end_deadline = None
-        self._retry_at = None
+        self._end_wait.stop()
+        self._backoff.cancel()
         self._emit(
             SessionEnded(
                 self.interaction_id,
@@ -759,7 +687,7 @@ class SessionCore:
                 self._wall_ms(now),
             )
         )
-        self._buf.clear()
+        self._replay.clear()
         self._arrivals.clear()
 
     def _next_seq(self) -> int:
@@ -782,10 +710,6 @@ def _due(now: float, deadline: float | None) -> bool:
     """Deadlines are met to within a nanosecond, so a timer set for `deadline` never wakes
     a hair early and finds nothing to do."""
     return deadline is not None and now + 1e-9 >= deadline
-
-
-def _join(words: tuple[Word, ...]) -> str:
-    return " ".join(w.punctuated_word or w.word for w in words)
 
 
 def _word_event(w: Word, base_s: float) -> TranscriptWord:
