@@ -226,6 +226,7 @@ def run_phase(
     worker_env: dict[str, str],
     pinned: bool,
     rate: int = 8000,
+    driver_extra: tuple[str, ...] = (),
 ) -> Run:
     """One measured run. With `pinned`, the process under test (the worker, or the SDK's
     driver) has CPU 0 and the harness (sink, worker-mode driver) CPU 1: "N calls on one core",
@@ -251,7 +252,8 @@ def run_phase(
             sampler.watch("worker", worker.pid)
             url = f"ws://127.0.0.1:{port}"
         driver_started = time.monotonic()
-        driver = start_driver(mode, url, calls, seconds, drive_out, "--rate", str(rate))
+        extra = driver_extra if mode == "worker" else ()
+        driver = start_driver(mode, url, calls, seconds, drive_out, "--rate", str(rate), *extra)
         pin(driver.pid, harness_cpu if mode in ("worker", "realtime") else under_test_cpu)
         sampler.watch("driver", driver.pid)
         finish_driver(driver, seconds, mode)
@@ -395,6 +397,13 @@ def main() -> None:
         action="store_true",
         help="do not pin the process under test to CPU 0, the harness to CPU 1",
     )
+    parser.add_argument(
+        "--api-keys",
+        type=int,
+        default=0,
+        help="give the worker this many tenants' keys (ASR_API_KEYS, in a file) and every call one "
+        "of them: what checking a key on each connection costs",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--keep", help="keep the raw send and arrival records (.npz) in this directory")
     parser.add_argument(
@@ -406,6 +415,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    driver_extra: tuple[str, ...] = ()
+    if args.api_keys:
+        keys_file = Path(tempfile.mkdtemp(prefix="asr-bench-keys-")) / "keys"
+        keys = [f"bench-key-{n:06d}-{os.urandom(8).hex()}" for n in range(args.api_keys)]
+        keys_file.write_text("".join(f"{key}:tenant-{n % 50}:stream\n" for n, key in enumerate(keys)))
+        worker_env["ASR_API_KEYS"] = str(keys_file)
+        driver_extra = ("--key", keys[-1])  # the last: a key found after every other is compared
     pinned = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
     load_before = os.getloadavg()
     rounds: list[dict[str, Run]] = []
@@ -422,7 +438,9 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-                runs[mode] = run_phase(mode, args.calls, args.seconds, Path(tmp), worker_env, pinned)
+                runs[mode] = run_phase(
+                    mode, args.calls, args.seconds, Path(tmp), worker_env, pinned, driver_extra=driver_extra
+                )
             rounds.append(runs)
     runs = rounds[-1]
     print(

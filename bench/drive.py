@@ -80,6 +80,9 @@ SDK_OPTIONS: Final[dict[str, object]] = {
 Send = Callable[[bytes], Awaitable[None]]
 
 
+KEY = ""  # --key
+
+
 class Calls:
     """The calls of one run: how to send a frame to each, and how to end them all."""
 
@@ -113,8 +116,15 @@ class Calls:
 
     async def _open_ingest(self, i: int, stack: AsyncExitStack, tg: asyncio.TaskGroup) -> Send:
         query = QUERY.replace("sample_rate=8000", f"sample_rate={self.rate}")
+        # With --key, each call presents a tenant's key, as a real client does.
+        headers = {"Authorization": f"Bearer {KEY}"} if KEY else None
         ws = await stack.enter_async_context(
-            connect(f"{self.url}/v1/audio/bench-{i}?{query}", compression=None, max_size=1 << 22)
+            connect(
+                f"{self.url}/v1/audio/bench-{i}?{query}",
+                compression=None,
+                max_size=1 << 22,
+                additional_headers=headers,
+            )
         )
 
         async def end() -> None:
@@ -537,7 +547,10 @@ def main() -> None:
     parser.add_argument("--entry-ms", type=int, default=FRAME_MS, help="redis: audio per entry (ms)")
     parser.add_argument("--cluster", action="store_true", help="redis: --url names a node of a Redis Cluster")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--key", default="", help="worker: the key each ingest call presents")
     args = parser.parse_args()
+    global KEY  # noqa: PLW0603 - the process's one setting, read where each call connects
+    KEY = args.key
     if args.mode == "churn":
         lo, _, hi = args.call_seconds.partition("-")
         call_s = (float(lo), float(hi or lo))

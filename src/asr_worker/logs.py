@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass
 from typing import Final, TextIO
+from urllib.parse import quote, quote_plus
 
 from .settings import Section, Setting, choice
 
@@ -21,8 +23,15 @@ _secrets: set[str] = set()
 
 
 def register_secret(value: str) -> None:
-    if len(value) >= 4:
-        _secrets.add(value)
+    """Hide `value` in every log line, in each form a line may carry it: as it is, as JSON
+    escapes it, and percent-encoded as a client may have sent it in a URL (upper- or lower-case
+    hex, `+` or `%20` for a space)."""
+    if len(value) < 4:
+        return
+    encoded = quote(value, safe="")
+    forms = {value, json.dumps(value)[1:-1], encoded, quote_plus(value, safe="")}
+    forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    _secrets.update(form for form in forms if len(form) >= 4)
 
 
 def redact(text: str) -> str:

@@ -29,6 +29,8 @@ _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 
 MAX_CLOCK_SKEW_S: Final = 3
 MAX_SIGNATURE_AGE_S: Final = 10
+# How long a used nonce is remembered: as long as a signature carrying it can be valid.
+NONCE_TTL_S: Final = MAX_SIGNATURE_AGE_S + 2 * MAX_CLOCK_SKEW_S
 MIN_NONCE_CHARS: Final = 22
 REQUIRED_COMPONENTS: Final = (
     "@request-target",
@@ -344,7 +346,7 @@ class NonceCache:
             return "nonce already used (a replayed request)"
         if len(self._seen) >= self.limit:
             return "too many signed requests in the signature window; try again"
-        self._seen[nonce] = now + MAX_SIGNATURE_AGE_S + 2 * MAX_CLOCK_SKEW_S
+        self._seen[nonce] = now + NONCE_TTL_S
         return None
 
 
@@ -381,17 +383,23 @@ def authenticate(
         # Unsigned is fine for a known key without a client secret.
         return VERIFIED if keys.secret(api_key) == b"" else result
     if result.ok:
-        nonce = _signed_nonce(headers)
+        nonce = signed_nonce(headers)
         refusal = nonces.admit(nonce, now) if nonce else None
         if refusal is not None:
             return _fail("FAILED", refusal)
     return result
 
 
-def _signed_nonce(headers: Mapping[str, str]) -> str | None:
-    inputs = sfv.parse_dictionary(headers.get("signature-input", ""))
-    base = next(iter(inputs.values()))
-    nonce = dict(base.params).get("nonce")
+def signed_nonce(headers: Mapping[str, str]) -> str | None:
+    """The nonce of a request's signature, if it is signed (an unsigned request has none)."""
+    if not headers.get("signature-input"):
+        return None
+    try:
+        inputs = sfv.parse_dictionary(headers["signature-input"])
+    except sfv.SfvError:
+        return None
+    base = next(iter(inputs.values()), None)
+    nonce = dict(base.params).get("nonce") if base is not None else None
     return nonce if isinstance(nonce, str) else None
 
 

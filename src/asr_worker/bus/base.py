@@ -38,6 +38,12 @@ class Bus(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Add the bus's own metrics (queues, calls, Redis state) to the worker's registry."""
 
+    async def first_sighting(self, token: str, ttl_s: float) -> bool:
+        """True the first time any worker sharing this bus sees `token` within `ttl_s` (a
+        signed request's nonce): a replay to another worker is refused there too. A bus that
+        is one process answers True: the process's own cache has already looked."""
+        ...
+
 
 class BusKind:
     """What a bus module registers as `KIND`: its settings, and how to build it from them and

@@ -36,6 +36,9 @@ class InMemoryBus:
     def register_metrics(self, registry: CollectorRegistry) -> None:
         return None  # nothing of its own: the event hub's figures are the worker's
 
+    async def first_sighting(self, token: str, ttl_s: float) -> bool:
+        return True  # one process: its own caches have looked
+
 
 @dataclass(frozen=True)
 class InMemoryOptions:

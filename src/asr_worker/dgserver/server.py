@@ -32,6 +32,7 @@ from .. import __version__
 from ..core.audio import AudioFormat
 from ..core.call_options import CallOptions
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd
+from ..credentials import Secret, token_matches
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
 from ..errors import ParamError, ProtocolViolation, ProviderError
@@ -202,7 +203,7 @@ class DeepgramServer:
             self.injected[f"reject_{status}"] += 1
             return self._refuse(record, protocol.refusal_for(status), faults.retry_after_s)
         key, via_subprotocol = protocol.credentials(request.headers)
-        if self.api_key is not None and key != self.api_key:
+        if self.api_key is not None and (key is None or not token_matches(Secret(self.api_key), [key])):
             return self._refuse(record, protocol.refusal_for(401))
         try:
             params = ListenParams.from_query(request.query)

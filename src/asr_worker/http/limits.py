@@ -75,7 +75,8 @@ class ConnectionLimits:
         self.refused = Counter(
             "asr_connections_refused",
             "Connections refused or closed before they became calls, by why: head_timeout, "
-            "head_too_large, first_message_timeout, per_address, per_key, fd_headroom.",
+            "head_too_large, malformed_request, first_message_timeout, per_address, per_key, "
+            "fd_headroom.",
             ["reason"],
             registry=self.registry,
         )

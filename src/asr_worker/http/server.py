@@ -21,13 +21,16 @@ from a complete head.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Final, Protocol, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .limits import ConnectionLimits
 
+_AIOHTTP_SERVER_LOG: Final = logging.getLogger("aiohttp.server")
 BACKLOG: Final = 1024  # a fleet reconnecting its calls at once should not meet refused connections
 MAX_HEAD_BYTES: Final = 64 * 1024  # a request's line and headers
 _HEAD_END: Final = b"\r\n\r\n"
@@ -132,6 +135,25 @@ class ConnectionRouter(asyncio.Protocol):
         self._first = b""
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs every request it cannot parse as an ERROR with a traceback: a flood of
+    malformed requests, which needs no key, would flood the log. Such a record becomes a
+    refusal of kind `malformed_request` instead: counted, and one line at most every
+    `limits.LOG_EVERY_S` that names the peer and no part of the request."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        super().__init__()
+        self._limits = limits
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        _, _, peer = record.getMessage().partition(" from ")
+        self._limits.refuse("malformed_request", peer[:60] or None)
+        return False
+
+
 class HttpServer:
     """The listening socket, aiohttp's application and the raw server beside it."""
 
@@ -139,12 +161,14 @@ class HttpServer:
         self._runner = runner
         self.limits = limits
         self.head_timeout_s = head_timeout_s
+        self._quiet = MalformedRequests(limits)
         self._server: asyncio.Server | None = None
         self._raw: RawServer | None = None
 
     async def start(self, host: str, port: int, raw: RawServer) -> int:
         """Listen; return the bound port (the configured one, or the one the OS chose for 0)."""
         self._raw = raw
+        _AIOHTTP_SERVER_LOG.addFilter(self._quiet)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ConnectionRouter(self, raw), host, port, backlog=BACKLOG, reuse_address=True
@@ -165,6 +189,7 @@ class HttpServer:
 
     def close(self) -> None:
         """Stop listening and drop the raw connections still open (their calls have ended)."""
+        _AIOHTTP_SERVER_LOG.removeFilter(self._quiet)
         if self._server is not None:
             self._server.close()
         if self._raw is not None:

@@ -43,7 +43,15 @@ from typing import Final
 from aiohttp import WSMsgType, web
 
 from ..audiohook import protocol as ah
-from ..audiohook.signature import ApiKeys, NonceCache, authenticate, header_fields
+from ..audiohook.signature import (
+    NONCE_TTL_S,
+    ApiKeys,
+    NonceCache,
+    VerifyResult,
+    authenticate,
+    header_fields,
+    signed_nonce,
+)
 from ..core.audio import AudioFormat, Encoding
 from ..core.call_options import CallOptions
 from ..core.events import SessionEnded, Transcript
@@ -54,7 +62,7 @@ from ..runtime.hub import Subscription
 from ..runtime.source import CallSource
 from ..settings import Section, Setting
 from ..tenancy import Scope
-from .common import call_named, upgrade_refusal
+from .common import call_named, first_within, upgrade_refusal
 from .host import CallHost
 
 log = logging.getLogger("asr_worker.audiohook")
@@ -151,6 +159,9 @@ class _Endpoint:
         headers = header_fields((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
         result = authenticate(headers, request.raw_path, keys, self.nonces, time.time())
         host.metrics.audiohook_nonces.set(len(self.nonces))
+        nonce = signed_nonce(headers) if result.ok else None
+        if nonce is not None and not await host.bus.first_sighting(f"audiohook:{nonce}", NONCE_TTL_S):
+            result = VerifyResult("FAILED", "the signature's nonce was already used")
         if not result.ok:
             host.metrics.audiohook_refused.labels("unauthorized").inc()
             log.info(
@@ -293,7 +304,7 @@ class _Session:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             try:
-                async for msg in self.ws:
+                async for msg in first_within(self.ws, self.host):
                     if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                         await self.receive(msg.type, msg.data)
                     elif msg.type is WSMsgType.ERROR:

@@ -22,6 +22,12 @@ from ..runtime.manager import SessionManager
 from ..tenancy import Keyring
 
 
+class ReplayGuard(Protocol):
+    async def first_sighting(self, token: str, ttl_s: float) -> bool:
+        """True the first time any worker sharing the bus sees `token` within `ttl_s`."""
+        ...
+
+
 class CallHost(Protocol):
     @property
     def manager(self) -> SessionManager:
@@ -41,6 +47,11 @@ class CallHost(Protocol):
     @property
     def keyring(self) -> Keyring:
         """The keys requests authenticate with (the raw ingest path checks them itself)."""
+        ...
+
+    @property
+    def bus(self) -> ReplayGuard:
+        """Whether another worker has seen a signed request's nonce (AudioHook replays)."""
         ...
 
     @property

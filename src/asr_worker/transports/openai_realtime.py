@@ -54,7 +54,7 @@ from ..openai_realtime.protocol import (
 from ..runtime.hub import Subscription
 from ..runtime.source import CallSource
 from ..tenancy import Scope
-from .common import CLOSE_NORMAL, close_reason, upgrade_refusal
+from .common import CLOSE_NORMAL, close_reason, first_within, upgrade_refusal
 from .host import CallHost, bind
 from .openai_items import ItemTracker
 
@@ -154,7 +154,7 @@ class RealtimeSession:
         )
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
-            async for msg in self._ws:
+            async for msg in first_within(self._ws, self._host):
                 if msg.type is WSMsgType.TEXT:
                     self._text(msg.data, tg)
                 elif msg.type is WSMsgType.BINARY:

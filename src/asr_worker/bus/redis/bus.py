@@ -14,6 +14,8 @@ call) and the `BusCounters` (`metrics.py`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import os
 import secrets
 import socket
@@ -30,6 +32,7 @@ from .link import RedisLink
 from .metrics import BusCollector, BusCounters, BusGauges
 from .options import RedisOptions
 from .outbox import MAX_QUEUED_EVENTS, Outbox
+from .wire import REDIS_ERRORS
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -113,6 +116,15 @@ class RedisStreamsBus:
             status["downForSeconds"] = round(down_for, 1)
             status["lastError"] = link.last_error
         return status
+
+    async def first_sighting(self, token: str, ttl_s: float) -> bool:
+        """SET NX with the window as its expiry: the first worker to set it wins. With Redis
+        away, True: the signature, its time window and this process's own cache still hold."""
+        key = "asr:seen:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        try:
+            return bool(await self._link.client.set(key, "1", nx=True, ex=max(1, math.ceil(ttl_s))))
+        except REDIS_ERRORS:
+            return True
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         outbox = self._writer.outbox
