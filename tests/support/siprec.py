@@ -1,0 +1,180 @@
+"""SIPREC and RTP for tests: sipp (Debian `sip-tester`) playing the scenario files under
+`tests/transports/siprec/scenarios/`, RTP built into pcap files at test time (which sipp's
+`play_pcap_audio` sends), and ffmpeg as a real RTP sender.
+
+sipp plays a pcap's packets at their recorded times, each to the answered media port plus
+its own destination port's offset from the capture's lowest one: a capture with stream 1 to
+port 10000 and stream 2 to port 10002 reaches a call whose streams were answered on P and
+P + 2, which is how the worker answers one call's streams (consecutive even ports).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr_worker.transports.siprec import rtp
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "transports" / "siprec" / "scenarios"
+CAPTURE_PORT = 10000  # stream N of a capture goes to CAPTURE_PORT + 2 * (N - 1)
+FRAME_SAMPLES = 160  # 20 ms of 8 kHz G.711
+
+
+def sipp_available() -> bool:
+    return shutil.which("sipp") is not None
+
+
+@dataclass(frozen=True)
+class Packet:
+    at_s: float  # when it is sent, from the capture's start
+    stream: int  # 0, 1, ...: which of the call's streams (and so which port)
+    data: bytes  # the RTP packet
+
+
+def frames(audio: bytes, size: int = FRAME_SAMPLES) -> list[bytes]:
+    """G.711 audio cut into 20 ms payloads (the last one padded with silence)."""
+    out = [audio[i : i + size] for i in range(0, len(audio), size)]
+    if out and len(out[-1]) < size:
+        out[-1] = out[-1] + b"\xff" * (size - len(out[-1]))
+    return out
+
+
+def stream_packets(
+    audio: bytes,
+    stream: int,
+    *,
+    ssrc: int,
+    payload_type: int = 0,
+    start_s: float = 0.0,
+    first_seq: int = 1000,
+    first_ts: int = 160_000,
+) -> list[Packet]:
+    """One stream's audio as RTP every 20 ms."""
+    return [
+        Packet(
+            start_s + i * 0.02,
+            stream,
+            rtp.build(payload_type, first_seq + i, first_ts + i * FRAME_SAMPLES, ssrc, f),
+        )
+        for i, f in enumerate(frames(audio))
+    ]
+
+
+def dtmf_packets(
+    digit: str, stream: int, *, ssrc: int, seq: int, ts: int, at_s: float, pt: int = 101
+) -> list[Packet]:
+    """One key press as RFC 4733 sends it: updates with growing durations, then the end three
+    times, all with the event's timestamp."""
+    event = rtp.EVENTS.index(digit)
+    out = []
+    for i, (duration, end) in enumerate(
+        [(160, False), (320, False), (480, False), (640, True), (640, True), (640, True)]
+    ):
+        payload = bytes([event, (0x80 if end else 0) | 10]) + duration.to_bytes(2, "big")
+        out.append(
+            Packet(at_s + 0.02 * min(i, 3), stream, rtp.build(pt, seq + i, ts, ssrc, payload, marker=i == 0))
+        )
+    return out
+
+
+def write_pcap(
+    path: Path, packets: Iterable[Packet], src_ip: str = "127.0.0.1", dst_ip: str = "127.0.0.1"
+) -> None:
+    """A pcap (Ethernet, IPv4, UDP) of the packets in the order given; their times are kept as
+    given too, so a packet listed before an earlier-timed one is sent reordered."""
+    src, dst = bytes(int(x) for x in src_ip.split(".")), bytes(int(x) for x in dst_ip.split("."))
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for packet in packets:
+            port = CAPTURE_PORT + 2 * packet.stream
+            udp = struct.pack("!HHHH", 6000 + 2 * packet.stream, port, 8 + len(packet.data), 0) + packet.data
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, dst)
+            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+            frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+            seconds = int(packet.at_s)
+            micros = round((packet.at_s - seconds) * 1_000_000)
+            f.write(struct.pack("<IIII", seconds, micros, len(frame), len(frame)))
+            f.write(frame)
+
+
+def _checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def render(name: str, target: Path, **values: str) -> Path:
+    """A scenario of the repository with its `@NAME@` placeholders filled (the pcap files it
+    plays, pauses), written to `target`."""
+    text = (SCENARIOS / name).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key.upper()}@", value)
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    assert not left, f"unfilled placeholders in {name}: {left}"
+    target.write_text(text)
+    return target
+
+
+@dataclass(frozen=True)
+class SippRun:
+    returncode: int
+    output: str
+    errors: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_sipp(
+    scenario: Path,
+    port: int,
+    *,
+    cwd: Path,
+    calls: int = 1,
+    transport: str = "u1",
+    media_port: int = 6000,
+    keys: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+) -> SippRun:
+    """sipp against the worker's SIP port, `calls` calls at once; its exit status is 0 when
+    every call went as the scenario says. Unexpected messages are traced to a file read back."""
+    cmd = ["sipp", f"127.0.0.1:{port}", "-sf", str(scenario), "-m", str(calls), "-l", str(calls)]
+    cmd += ["-r", str(calls), "-rp", "1000", "-t", transport, "-i", "127.0.0.1", "-mi", "127.0.0.1"]
+    cmd += [
+        "-mp",
+        str(media_port),
+        "-timeout",
+        f"{int(timeout_s)}s",
+        "-timeout_error",
+        "-trace_err",
+        "-nostdin",
+    ]
+    cmd += ["-max_socket", "4096"]
+    for key, value in (keys or {}).items():
+        cmd += ["-key", key, value]
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout_s + 30, check=False)
+    errors = "".join(p.read_text(errors="replace") for p in cwd.glob("*_errors.log"))
+    return SippRun(done.returncode, done.stdout[-4000:] + done.stderr[-2000:], errors[-4000:])
+
+
+def ffmpeg_rtp(wav: Path, port: int, *, codec: str = "pcm_mulaw") -> subprocess.Popen[bytes]:
+    """ffmpeg sending a file as RTP at real time to 127.0.0.1:`port` (as Asterisk's
+    externalMedia channel would)."""
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i", str(wav)]
+    cmd += ["-ac", "1", "-ar", "8000", "-c:a", codec, "-f", "rtp", f"rtp://127.0.0.1:{port}?pkt_size=172"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def shuffled(packets: list[Packet], swaps: Iterator[int]) -> list[Packet]:
+    """The packets with each listed index swapped with the next (sent out of order)."""
+    out = list(packets)
+    for i in swaps:
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return out
