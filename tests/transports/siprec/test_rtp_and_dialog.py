@@ -14,11 +14,21 @@ MU = Encoding.MULAW
 
 
 def receiver(**overrides: int) -> RtpReceiver:
-    return RtpReceiver(law=MU, payloads={0: MU, 8: Encoding.ALAW}, telephone_event=101, comfort_noise=13, **overrides)
+    return RtpReceiver(
+        law=MU, payloads={0: MU, 8: Encoding.ALAW}, telephone_event=101, comfort_noise=13, **overrides
+    )
 
 
-def packet(seq: int, *, ssrc: int = 7, pt: int = 0, fill: int | None = None, ts: int | None = None) -> rtp.RtpPacket:
-    data = rtp.build(pt, seq, (seq * 160 if ts is None else ts), ssrc, bytes([seq % 200] * 160 if fill is None else [fill] * 160))
+def packet(
+    seq: int, *, ssrc: int = 7, pt: int = 0, fill: int | None = None, ts: int | None = None
+) -> rtp.RtpPacket:
+    data = rtp.build(
+        pt,
+        seq,
+        (seq * 160 if ts is None else ts),
+        ssrc,
+        bytes([seq % 200] * 160 if fill is None else [fill] * 160),
+    )
     found = rtp.parse(data)
     assert found is not None
     return found
@@ -56,7 +66,9 @@ def test_a_lost_packet_becomes_silence_of_its_length_once_the_window_passes() ->
 
 def test_duplicates_are_dropped() -> None:
     r = receiver()
-    out = r.push(packet(1), 0.0) + r.push(packet(1), 0.001) + r.push(packet(3), 0.04) + r.push(packet(3), 0.041)
+    out = (
+        r.push(packet(1), 0.0) + r.push(packet(1), 0.001) + r.push(packet(3), 0.04) + r.push(packet(3), 0.041)
+    )
     out += r.push(packet(2), 0.05)
     assert audio(out) == b"".join(bytes([s] * 160) for s in (1, 2, 3))
     assert r.stats.duplicates == 2
@@ -84,7 +96,9 @@ def test_a_key_press_is_one_digit_however_many_packets_carry_it() -> None:
 
 def test_comfort_noise_and_timestamp_gaps_keep_call_time() -> None:
     r = receiver()
-    out = r.push(packet(1, ts=0), 0.0) + r.push(packet(2, pt=13, ts=160), 0.02) + r.push(packet(3, ts=800), 0.1)
+    out = (
+        r.push(packet(1, ts=0), 0.0) + r.push(packet(2, pt=13, ts=160), 0.02) + r.push(packet(3, ts=800), 0.1)
+    )
     assert len(audio(out)) == 960  # 160 + 640 of silence + 160
     assert r.stats.comfort_noise == 1
     far = r.push(packet(4, ts=800 + 160 + 8 * 5000), 0.2)
@@ -132,7 +146,9 @@ def in_dialog(method: str, cseq: int, tag: str, branch: str = "z9hG4bKx") -> sip
 
 def dialog(*, reliable: bool = False) -> tuple[Dialog, sip.Request]:
     invite = request(INVITE)
-    return Dialog(invite, "srs1", "sip:srs@192.0.2.50", 0.0, via="SIP/2.0/UDP 192.0.2.50:5060", reliable=reliable), invite
+    return Dialog(
+        invite, "srs1", "sip:srs@192.0.2.50", 0.0, via="SIP/2.0/UDP 192.0.2.50:5060", reliable=reliable
+    ), invite
 
 
 def test_the_answer_is_sent_again_until_its_ack_over_udp() -> None:

@@ -58,7 +58,9 @@ def test_a_request_is_read_with_compact_and_folded_headers() -> None:
     assert isinstance(message, sip.Request)
     assert message.method == "INVITE" and message.call_id == "a84b4c76e66710@192.0.2.1"
     assert message.cseq == sip.CSeq(314159, "INVITE")
-    assert message.branch == "z9hG4bK776asdhds" and message.from_tag == "1928301774" and message.to_tag is None
+    assert (
+        message.branch == "z9hG4bK776asdhds" and message.from_tag == "1928301774" and message.to_tag is None
+    )
     assert message.headers.get("Subject") == "a header folded onto two lines"
     assert message.body == OFFER
 

@@ -179,7 +179,7 @@ def _same_ip(a: str, b: str) -> bool:
 class CallMedia:
     """A call's streams feeding its one source: packets in, the call's audio out."""
 
-    source: CallSource
+    source: CallSource | None  # None until the call is answered (a SIPREC INVITE) and joined
     fmt: AudioFormat  # the call's: G.711 at 8 kHz, one or two channels
     started_at: float
     max_lag_ms: int = 100
@@ -275,7 +275,7 @@ class CallMedia:
                     continue
                 self._place(leg, channel, item, now)
             elif isinstance(item, rtp.Digit):
-                if channel is not None:
+                if channel is not None and self.source is not None:
                     self.source.dtmf(item.digit, channel)
             else:
                 leg.anchor_ms = None  # a restart: what follows is placed by the clock
@@ -293,8 +293,9 @@ class CallMedia:
         self._feed(self.interleaver.push(channel, data, timestamp_ms))
 
     def _feed(self, data: bytes) -> None:
-        if data and self.source.attached and self.source.runner.status.phase is Phase.ACTIVE:
-            self.source.feed(data)
+        source = self.source
+        if data and source is not None and source.attached and source.runner.status.phase is Phase.ACTIVE:
+            source.feed(data)
 
 
 def _copy(stats: RtpStats) -> RtpStats:

@@ -153,7 +153,8 @@ class RtpReceiver:
                 self._retired.append(self.ssrc)
             self.ssrc = packet.ssrc
             self._next_seq = packet.sequence
-        assert self._next_seq is not None
+        if self._next_seq is None:  # the first packet after a resume
+            self._next_seq = packet.sequence
         ahead = (packet.sequence - self._next_seq) & 0xFFFF
         if ahead >= 0x8000:  # behind what was passed on
             if packet.sequence in self._released:
@@ -200,8 +201,10 @@ class RtpReceiver:
         return len(self._held)
 
     def restart(self) -> None:
-        """What comes next is placed anew (a resume after a hold)."""
+        """What comes next is placed anew, its sequence too (a resume after a hold)."""
         self._expected_ts = None
+        if not self._held:
+            self._next_seq = None
 
     # --- internals -------------------------------------------------------------------------
 

@@ -316,16 +316,6 @@ class SiprecServer:
         if sockets is None:
             self._refuse(request, peer, 503, "Service Unavailable", "no free RTP ports", "ports")
             return
-        try:
-            source = self.host.manager.join(
-                key, AudioFormat(law, 8000, 2), options=CallOptions.from_parameters({})
-            )
-        except SessionRefused as exc:
-            for s in sockets:
-                self.ports.release(s)
-            status, reason = (503, "Service Unavailable") if exc.code in _RETRY_LATER else (486, "Busy Here")
-            self._refuse(request, peer, status, reason, exc.message, exc.code)
-            return
         local_ip = peer.local[0]
         transport = "" if peer.transport == "UDP" else f";transport={peer.transport.lower()}"
         dialog = Dialog(
@@ -337,11 +327,12 @@ class SiprecServer:
             reliable=peer.reliable,
             min_se_s=self.options.min_session_expires_s,
         )
-        call = SipCall(key, dialog, peer, metadata, source=source, law=law, timer=timer)
+        call = SipCall(key, dialog, peer, metadata, law=law, timer=timer)
         call.address = self.options.media_address or _advertised(local_ip, request.uri)
         call.session_id = secrets.randbits(48)
+        # the call joins the worker when it is answered: an INVITE cancelled first never starts one
         call.media = CallMedia(
-            source, AudioFormat(law, 8000, 2), self.now(), max_lag_ms=self.host.manager.config.max_buffer_ms
+            None, AudioFormat(law, 8000, 2), self.now(), max_lag_ms=self.host.manager.config.max_buffer_ms
         )
         recorded = [p for p in plans if p.recorded]
         for plan, sock in zip(recorded, sockets, strict=True):
@@ -350,6 +341,35 @@ class SiprecServer:
         self.calls[request.call_id] = call
         self._to_answer.append(call)
         self.wake()
+
+    def _answer(self, call: SipCall) -> None:
+        if call.dialog.state is State.ENDED or call.dialog.awaiting_answer is None:
+            return
+        request, key, peer = call.dialog.awaiting_answer, call.key, call.peer
+        assert call.media is not None
+        try:
+            source = self.host.manager.join(key, call.media.fmt, options=CallOptions.from_parameters({}))
+        except SessionRefused as exc:
+            retry = exc.code in _RETRY_LATER
+            status, reason = (503, "Service Unavailable") if retry else (486, "Busy Here")
+            headers = (("Retry-After", str(RETRY_AFTER_S)),) if retry else ()
+            peer.send(call.dialog.refuse(status, reason, headers))
+            self.metrics.refused.labels(exc.code).inc()
+            log.info(
+                "siprec invite refused",
+                extra={
+                    "peer": peer.address[0],
+                    "call_id": request.call_id[:80],
+                    "status": status,
+                    "reason": exc.message,
+                },
+            )
+            self._finish(call, "refused", end=False)
+            return
+        call.source = call.media.source = source
+        recorded = [p for p in call.plans if p.recorded]
+        channels = {leg.index: leg.channel for leg in call.media.legs.values()}
+        law = call.law
         log.info(
             "siprec call started",
             extra={
@@ -360,14 +380,12 @@ class SiprecServer:
                 "call_id": request.call_id[:80],
                 "streams": len(recorded),
                 "encoding": str(law),
-                "roles": ",".join(f"{p.media.label}={rs.role_of(channels[p.media.index])}" for p in recorded),
+                "roles": ",".join(
+                    f"{p.media.label}={rs.role_of(channels.get(p.media.index) or 0)}" for p in recorded
+                ),
             },
         )
-
-    def _answer(self, call: SipCall) -> None:
-        if call.dialog.state is State.ENDED or call.dialog.awaiting_answer is None:
-            return
-        ports = {leg.index: leg.socket.port for leg in (call.media.legs.values() if call.media else ())}
+        ports = {leg.index: leg.socket.port for leg in call.media.legs.values()}
         call.sdp_version += 1
         answer = sdp.answer(call.plans, ports, call.address, call.session_id, call.sdp_version)
         timer, call.timer = call.timer, None
@@ -596,6 +614,8 @@ class SiprecServer:
             if end and source.runner.status.phase is Phase.ACTIVE:
                 source.end(reason)
             source.leave()
+        if source is None:
+            return
         log.info(
             "siprec call ended",
             extra={"interaction_id": call.key.interaction_id, "tenant_id": call.key.tenant, "reason": reason},
@@ -629,7 +649,7 @@ class SiprecServer:
         for key, media in list(self.external.items()):
             media.poll(now)
             self.metrics.account(media)
-            if media.source.runner.status.phase is not Phase.ACTIVE:
+            if media.source is None or media.source.runner.status.phase is not Phase.ACTIVE:
                 self.end_external(key, "ended")
             elif self._silent(media, now):
                 log.info("externalMedia call silent", extra={"interaction_id": key.interaction_id})
@@ -652,9 +672,11 @@ class SiprecServer:
         self.metrics.ended(media)
         for leg in legs:
             self.ports.release(leg.socket)
-        if media.source.runner.status.phase is Phase.ACTIVE:
-            media.source.end(reason)
-        media.source.leave()
+        source = media.source
+        if source is not None:
+            if source.runner.status.phase is Phase.ACTIVE:
+                source.end(reason)
+            source.leave()
         log.info("externalMedia call ended", extra={"interaction_id": key.interaction_id, "reason": reason})
         return True
 
