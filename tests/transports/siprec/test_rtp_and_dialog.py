@@ -165,7 +165,7 @@ def test_the_answer_is_sent_again_until_its_ack_over_udp() -> None:
 
 
 def test_no_ack_in_32_s_ends_the_call_with_a_bye() -> None:
-    d, invite = dialog()
+    d, _ = dialog()
     d.answer(b"v=0\r\n", 0.0, None)
     out = []
     now = 0.0

@@ -18,8 +18,10 @@ METADATA = b"""<?xml version="1.0" encoding="UTF-8"?>
   <participant participant_id="zSfPoSvdSDCmU3A3TRDxAw==">
     <nameID aor="sip:agent7@cc.example.com"><name>Bob</name></nameID>
   </participant>
-  <stream stream_id="UAAMm5GRQKSCMVvLyl4rFw==" session_id="hVpd7YQgRW2nD22h7q60JQ=="><label>96</label></stream>
-  <stream stream_id="i1Pz3to5hGk8fuXl+PbwCw==" session_id="hVpd7YQgRW2nD22h7q60JQ=="><label>97</label></stream>
+  <stream stream_id="UAAMm5GRQKSCMVvLyl4rFw==" session_id="hVpd7YQgRW2nD22h7q60JQ==">
+    <label>96</label></stream>
+  <stream stream_id="i1Pz3to5hGk8fuXl+PbwCw==" session_id="hVpd7YQgRW2nD22h7q60JQ==">
+    <label>97</label></stream>
   <participantstreamassoc participant_id="srfBElmCRp2QB23b7Mpk0w==">
     <send>i1Pz3to5hGk8fuXl+PbwCw==</send><recv>UAAMm5GRQKSCMVvLyl4rFw==</recv>
   </participantstreamassoc>
@@ -29,11 +31,11 @@ METADATA = b"""<?xml version="1.0" encoding="UTF-8"?>
 </recording>"""
 
 OFFER = (
-    "v=0\r\no=SRC 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
-    "m=audio 10000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=label:96\r\na=sendonly\r\n"
-    "m=audio 10002 RTP/AVP 0 13\r\nc=IN IP4 192.0.2.9\r\na=label:97\r\na=sendonly\r\n"
-    "m=video 10004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=label:98\r\n"
-).encode()
+    b"v=0\r\no=SRC 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    b"m=audio 10000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=label:96\r\na=sendonly\r\n"
+    b"m=audio 10002 RTP/AVP 0 13\r\nc=IN IP4 192.0.2.9\r\na=label:97\r\na=sendonly\r\n"
+    b"m=video 10004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=label:98\r\n"
+)
 
 
 def invite(body_bytes: bytes = b"", content_type: str = "application/sdp", extra: str = "") -> bytes:
@@ -161,10 +163,10 @@ def test_metadata_names_who_sends_each_stream_and_the_roles_follow() -> None:
     # a transfer: the agent now sends stream 97, the customer 96
     found.update(
         b'<recording xmlns="urn:ietf:params:xml:ns:recording:1"><datamode>partial</datamode>'
-        b'<participantstreamassoc participant_id="zSfPoSvdSDCmU3A3TRDxAw=="><send>i1Pz3to5hGk8fuXl+PbwCw==</send>'
-        b"</participantstreamassoc>"
-        b'<participantstreamassoc participant_id="srfBElmCRp2QB23b7Mpk0w=="><send>UAAMm5GRQKSCMVvLyl4rFw==</send>'
-        b"</participantstreamassoc></recording>"
+        b'<participantstreamassoc participant_id="zSfPoSvdSDCmU3A3TRDxAw==">'
+        b"<send>i1Pz3to5hGk8fuXl+PbwCw==</send></participantstreamassoc>"
+        b'<participantstreamassoc participant_id="srfBElmCRp2QB23b7Mpk0w==">'
+        b"<send>UAAMm5GRQKSCMVvLyl4rFw==</send></participantstreamassoc></recording>"
     )
     assert metadata.channels(["96", "97"], found, rules) == [0, 1]
 
@@ -172,7 +174,8 @@ def test_metadata_names_who_sends_each_stream_and_the_roles_follow() -> None:
 @pytest.mark.parametrize(
     "document",
     [
-        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><recording>&b;</recording>',
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        b"<recording>&b;</recording>",
         b'<!DOCTYPE recording SYSTEM "file:///etc/passwd"><recording/>',
         b"<recording><unclosed></recording>",
         b"<other/>",
