@@ -13,9 +13,10 @@ from asr_worker.transports.siprec.rtp import RESTART, Digit, RtpReceiver
 MU = Encoding.MULAW
 
 
-def receiver(**overrides: int) -> RtpReceiver:
+def receiver(jitter_ms: int = 60, max_held: int = 64) -> RtpReceiver:
+    payloads = {0: MU, 8: Encoding.ALAW}
     return RtpReceiver(
-        law=MU, payloads={0: MU, 8: Encoding.ALAW}, telephone_event=101, comfort_noise=13, **overrides
+        MU, payloads, telephone_event=101, comfort_noise=13, jitter_ms=jitter_ms, max_held=max_held
     )
 
 
