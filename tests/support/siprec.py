@@ -164,12 +164,12 @@ def run_sipp(
     return SippRun(done.returncode, done.stdout[-4000:] + done.stderr[-2000:], errors[-4000:])
 
 
-def ffmpeg_rtp(wav: Path, port: int, *, codec: str = "pcm_mulaw") -> subprocess.Popen[bytes]:
-    """ffmpeg sending a file as RTP at real time to 127.0.0.1:`port` (as Asterisk's
-    externalMedia channel would)."""
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-i", str(wav)]
-    cmd += ["-ac", "1", "-ar", "8000", "-c:a", codec, "-f", "rtp", f"rtp://127.0.0.1:{port}?pkt_size=172"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def ffmpeg_rtp(mulaw: Path, port: int) -> subprocess.CompletedProcess[bytes]:
+    """ffmpeg sending raw 8 kHz mu-law as RTP (PCMU, 20 ms a packet) at real time to
+    127.0.0.1:`port`, the bytes as they are, as Asterisk's externalMedia channel would."""
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "mulaw", "-ar", "8000"]
+    cmd += ["-ac", "1", "-i", str(mulaw), "-c:a", "copy", "-f", "rtp", f"rtp://127.0.0.1:{port}?pkt_size=172"]
+    return subprocess.run(cmd, capture_output=True, timeout=120, check=False)
 
 
 def shuffled(packets: list[Packet], swaps: Iterator[int]) -> list[Packet]:
