@@ -111,13 +111,13 @@ async def test_a_recorded_session_is_transcribed_as_well_as_the_ingest_socket(
         "customer_stream": "c3RyZWFtLXR3by0wMDAwMg==",
     }
     # one after the other: the engine's decoders serve one call at a time, as in the reference
+    ingest_finals = asyncio.create_task(finals(local_worker, INGEST_CALL))
+    await ingest(http, local_worker, stereo)
+    by_ingest = await asyncio.wait_for(ingest_finals, 60)
     siprec_finals = asyncio.create_task(finals(local_worker, SIPREC_CALL))
     sipp = await asyncio.to_thread(run_sipp, scenario, port, cwd=tmp_path, keys=keys)
     assert sipp.ok, sipp.output + sipp.errors
     by_siprec = await asyncio.wait_for(siprec_finals, 60)
-    ingest_finals = asyncio.create_task(finals(local_worker, INGEST_CALL))
-    await ingest(http, local_worker, stereo)
-    by_ingest = await asyncio.wait_for(ingest_finals, 60)
     rates = {}
     for name, texts in (("siprec", by_siprec), ("ingest", by_ingest)):
         e0, n0 = word_errors(customer.text, texts[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import struct
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -139,12 +140,14 @@ def run_sipp(
     cwd: Path,
     calls: int = 1,
     transport: str = "u1",
-    media_port: int = 6000,
+    media_port: int | None = None,
     keys: dict[str, str] | None = None,
     timeout_s: float = 120.0,
 ) -> SippRun:
     """sipp against the worker's SIP port, `calls` calls at once; its exit status is 0 when
-    every call went as the scenario says. Unexpected messages are traced to a file read back."""
+    every call went as the scenario says. Unexpected messages are traced to a file read back.
+    sipp's own media sockets (which it binds though the captures are sent raw) take free ports."""
+    media_port = media_port or free_media_ports()
     cmd = ["sipp", f"127.0.0.1:{port}", "-sf", str(scenario), "-m", str(calls), "-l", str(calls)]
     cmd += ["-r", str(calls), "-rp", "1000", "-t", transport, "-i", "127.0.0.1", "-mi", "127.0.0.1"]
     cmd += [
@@ -162,6 +165,27 @@ def run_sipp(
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout_s + 30, check=False)
     errors = "".join(p.read_text(errors="replace") for p in cwd.glob("*_errors.log"))
     return SippRun(done.returncode, done.stdout[-4000:] + done.stderr[-2000:], errors[-4000:])
+
+
+def free_media_ports() -> int:
+    """An even port with the three above it free too (sipp binds audio and video RTP pairs)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1] & ~1
+        held = []
+        try:
+            for port in range(base, base + 4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no four free UDP ports in a row")
 
 
 def ffmpeg_rtp(mulaw: Path, port: int) -> subprocess.CompletedProcess[bytes]:
