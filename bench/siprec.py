@@ -116,12 +116,9 @@ def main() -> None:
             ).tobytes()
             (work / "stereo.ulaw").write_bytes(stereo)
             before = proc_sample(worker.pid, time.monotonic())
-            subprocess.run(
-                [sys.executable, "-m", "bench.siprec", "--calls", str(args.calls), "--drive-ingest"]
-                + [str(http_port), str(work / "stereo.ulaw")],
-                check=True,
-                timeout=args.seconds + 120,
-            )
+            driver = [sys.executable, "-m", "bench.siprec", "--calls", str(args.calls)]
+            driver += ["--drive-ingest", str(http_port), str(work / "stereo.ulaw")]
+            subprocess.run(driver, check=True, timeout=args.seconds + 120)
             after = proc_sample(worker.pid, time.monotonic())
             rows.append(("ingest socket (WebSocket)", after.cpu_s - before.cpu_s, after.at - before.at))
     finally:

@@ -172,7 +172,7 @@ def free_media_ports() -> int:
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] & ~1
+            base = int(probe.getsockname()[1]) & ~1
         held = []
         try:
             for port in range(base, base + 4):
@@ -202,3 +202,57 @@ def shuffled(packets: list[Packet], swaps: Iterator[int]) -> list[Packet]:
     for i in swaps:
         out[i], out[i + 1] = out[i + 1], out[i]
     return out
+
+
+def _call_audio(path: Path | None) -> tuple[bytes, bytes]:
+    """(customer, agent) as 8 kHz mu-law: a WAV's left and right channels (a mono file is the
+    customer's, the agent silent), or two seconds of noise each."""
+    import numpy as np
+    import soxr
+
+    from asr_worker.core.audio import Encoding
+    from asr_worker.core.codecs import encode_g711
+    from asr_worker.tools.audio_files import read_audio
+
+    if path is None:
+        rng = np.random.default_rng(1)
+        noise = rng.integers(0x10, 0x70, (2, 16000), dtype=np.uint8)
+        return noise[0].tobytes(), noise[1].tobytes()
+    audio = read_audio(path)
+    samples = np.frombuffer(audio.data, dtype="<i2").reshape(-1, audio.fmt.channels).astype(np.float32)
+    legs = [samples[:, 0], samples[:, 1] if audio.fmt.channels > 1 else np.zeros(len(samples), np.float32)]
+    out = []
+    for leg in legs:
+        resampled = soxr.resample(leg, audio.fmt.sample_rate, 8000) if audio.fmt.sample_rate != 8000 else leg
+        out.append(encode_g711(np.clip(resampled, -32768, 32767).astype(np.int16), Encoding.MULAW))
+    return out[0], out[1]
+
+
+def main() -> None:
+    """`python -m tests.support.siprec [FILE] --port 5060`: one recorded session from sipp."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="play a WAV file to the worker as a SIPREC recorded session")
+    parser.add_argument("file", nargs="?", type=Path)
+    parser.add_argument("--port", type=int, default=5060, help="the worker's ASR_SIPREC_PORT")
+    parser.add_argument("--calls", type=int, default=1)
+    args = parser.parse_args()
+    customer, agent = _call_audio(args.file)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        packets = stream_packets(customer, 0, ssrc=0xC1) + stream_packets(agent, 1, ssrc=0xA1)
+        write_pcap(work / "call.pcap", sorted(packets, key=lambda p: p.at_s))
+        pause = str(round(len(customer) / 8) + 500)
+        scenario = render("siprec_short.xml", work / "call.xml", pcap="call.pcap", pause=pause)
+        # the metadata says: label 1 (the first stream) is the customer's, label 2 the agent's
+        keys = {"customer_stream": "c3RyZWFtLW9uZS0wMDAwMQ==", "agent_stream": "c3RyZWFtLXR3by0wMDAwMg=="}
+        run = run_sipp(
+            scenario, args.port, cwd=work, calls=args.calls, keys=keys, timeout_s=len(customer) / 8000 + 60
+        )
+    print(run.output if not run.ok else f"{args.calls} recorded session(s) played and ended with BYE")
+    raise SystemExit(run.returncode)
+
+
+if __name__ == "__main__":
+    main()

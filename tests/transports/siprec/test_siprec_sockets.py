@@ -24,7 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 
 SDP = (
     b"v=0\r\no=SBC 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    b"m=audio 30000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\nm=audio 30002 RTP/AVP 0\r\na=label:2\r\na=sendonly\r\n"
+    b"m=audio 30000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n"
+    b"m=audio 30002 RTP/AVP 0\r\na=label:2\r\na=sendonly\r\n"
 )
 
 
