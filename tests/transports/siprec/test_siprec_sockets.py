@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 from pathlib import Path
 
 import aiohttp
@@ -90,3 +91,35 @@ async def test_external_media_takes_rtp_from_ffmpeg_as_a_call(tmp_path: Path) ->
         assert worker.siprec.ports.in_use == 0
         async with http.delete(f"{base}/ext-1") as gone:
             assert gone.status == 404
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+async def test_sip_over_tls_answers_an_options_ping(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    overrides = {
+        "siprec_port": 0,
+        "siprec_tls_port": 0,
+        "siprec_tls_cert": str(cert),
+        "siprec_tls_key": str(key),
+    }
+    async with running_worker(MockProvider(MockOptions()), **overrides) as worker:
+        port = worker.siprec.tls_port
+        assert port is not None
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        writer.write(request("OPTIONS").replace(b"SIP/2.0/TCP", b"SIP/2.0/TLS"))
+        framer = sip.StreamFramer()
+        async with asyncio.timeout(10):
+            while not (found := framer.push(await reader.read(65536))):
+                pass
+        response = sip.parse(found[0])
+        assert isinstance(response, sip.Response) and response.status == 200
+        assert "application/rs-metadata+xml" in (response.headers.get("Accept") or "")
+        writer.close()

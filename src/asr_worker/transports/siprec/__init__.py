@@ -8,7 +8,8 @@ Asterisk ARI's externalMedia, as calls of the worker.
     dialog.py           one recorded session's SIP dialog: state, retransmissions, timers (pure)
     rtp.py              RTP packets, reordering, loss, SSRC changes, RFC 4733 digits (pure)
     media.py            RTP ports and sockets; a call's streams fed to its source
-    server.py           the SIP listeners (UDP, TCP, TLS) and the calls they carry
+    listeners.py        SIP over UDP, TCP and TLS: the messages read, the peer to answer
+    server.py           the recording server: INVITEs to calls, in-dialog requests, timers
     external_media.py   POST/DELETE /v1/rtp/{interaction_id} for Asterisk externalMedia
     stats.py            metrics
 

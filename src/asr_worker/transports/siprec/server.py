@@ -26,9 +26,8 @@ import re
 import secrets
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final
 
 from ...core.audio import AudioFormat, Encoding
 from ...core.call_options import CallOptions
@@ -41,6 +40,7 @@ from . import body as bodies
 from . import metadata as rs
 from . import sdp, sip
 from .dialog import ACCEPT, ALLOW, SUPPORTED, Dialog, SessionTimer, State, session_timer
+from .listeners import Peer, SipDatagrams, SipStream
 from .media import CallMedia, Leg, RtpPorts, RtpSocket
 from .options import SiprecOptions
 from .rtp import RtpReceiver
@@ -49,22 +49,7 @@ from .stats import SiprecMetrics
 log = logging.getLogger("asr_worker.siprec")
 
 RETRY_AFTER_S: Final = 30
-MAX_TCP_CONNECTIONS: Final = 1024
 _SANITIZE: Final = re.compile(r"[^A-Za-z0-9._:-]")
-
-
-@dataclass
-class Peer:
-    """Where a message came from, and how to answer it."""
-
-    address: tuple[str, int]
-    transport: str  # UDP, TCP, TLS
-    local: tuple[str, int]
-    send: Callable[[bytes], None]
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "UDP"
 
 
 @dataclass
@@ -96,7 +81,7 @@ class SiprecServer:
         self.tls_port: int | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
-        self._tcp: set[_SipStream] = set()
+        self.streams: set[SipStream] = set()  # open TCP and TLS connections
         self._to_answer: list[SipCall] = []
         self._refused: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # (Call-ID, branch) -> final
         self._wake = asyncio.Event()
@@ -115,11 +100,11 @@ class SiprecServer:
         port = self.options.port
         for attempt in range(20):  # port 0: UDP picks one, and TCP must get the same number
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _SipDatagrams(self), local_addr=(self.bind_host, port)
+                lambda: SipDatagrams(self), local_addr=(self.bind_host, port)
             )
             udp_port = int(transport.get_extra_info("sockname")[1])
             try:
-                server = await loop.create_server(lambda: _SipStream(self, "TCP"), self.bind_host, udp_port)
+                server = await loop.create_server(lambda: SipStream(self, "TCP"), self.bind_host, udp_port)
             except OSError:
                 transport.close()
                 if self.options.port != 0 or attempt == 19:
@@ -133,7 +118,7 @@ class SiprecServer:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.options.tls_cert, self.options.tls_key)
             tls = await loop.create_server(
-                lambda: _SipStream(self, "TLS"), self.bind_host, self.options.tls_port, ssl=context
+                lambda: SipStream(self, "TLS"), self.bind_host, self.options.tls_port, ssl=context
             )
             self._servers.append(tls)
             self.tls_port = int(tls.sockets[0].getsockname()[1])
@@ -155,7 +140,7 @@ class SiprecServer:
             self.end_external(key, "shutdown")
         if self._udp is not None:
             self._udp.close()
-        for stream in list(self._tcp):
+        for stream in list(self.streams):
             stream.close()
         for server in self._servers:
             server.close()
@@ -716,73 +701,3 @@ def _advertised(local_ip: str, uri: str) -> str:
         return local_ip
     host = uri.split("@", 1)[-1].split(";", 1)[0].rsplit(":", 1)[0].strip("[]")
     return host or "127.0.0.1"
-
-
-class _SipDatagrams(asyncio.DatagramProtocol):
-    def __init__(self, server: SiprecServer) -> None:
-        self._server = server
-        self._transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        transport = self._transport
-        if transport is None or data.strip(b"\r\n") == b"":
-            return  # a keep-alive
-        address = (str(addr[0]), int(str(addr[1])))
-        local = transport.get_extra_info("sockname")
-        peer = Peer(
-            address, "UDP", (str(local[0]), int(local[1])), lambda out: transport.sendto(out, address)
-        )
-        self._server.receive([data], peer)
-
-
-class _SipStream(asyncio.Protocol):
-    """One TCP or TLS connection: messages cut by Content-Length, answered on it."""
-
-    def __init__(self, server: SiprecServer, kind: str) -> None:
-        self._server = server
-        self._kind = kind
-        self._framer = sip.StreamFramer()
-        self._transport: asyncio.Transport | None = None
-        self._peer: Peer | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        if len(self._server._tcp) >= MAX_TCP_CONNECTIONS:
-            transport.close()
-            return
-        self._server._tcp.add(self)
-        remote = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        self._peer = Peer(
-            (str(remote[0]), int(remote[1])), self._kind, (str(local[0]), int(local[1])), self._write
-        )
-
-    def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-
-    def data_received(self, data: bytes) -> None:
-        if self._peer is None:
-            return
-        before = self._framer.keepalives
-        try:
-            messages = self._framer.push(data)
-        except sip.SipError as exc:
-            log.info("siprec stream closed", extra={"peer": self._peer.address[0], "reason": exc.detail})
-            self.close()
-            return
-        if self._framer.keepalives > before:
-            self._write(b"\r\n")  # RFC 5626's pong
-        if messages:
-            self._server.receive(messages, self._peer)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._server._tcp.discard(self)
-        self._transport = None
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
