@@ -40,7 +40,7 @@ from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
-from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, twilio
+from .transports import audiohook, exotel, ingest_ws, openai_realtime, siprec, sse, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -78,6 +78,7 @@ class Worker:
         self.bus.register_metrics(self.metrics.registry)
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
+        self.siprec = siprec.SiprecServer(self, settings.of(siprec.SETTINGS), self.http.host)
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
@@ -107,6 +108,7 @@ class Worker:
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
+            *siprec.routes(self, self.siprec),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(
@@ -125,6 +127,7 @@ class Worker:
                 # The ingest sockets' event senders are this group's tasks.
                 ingest = IngestServer(self, tg.create_task)
                 self.port = await server.start(self.http.host, self.http.port, ingest)
+                await self.siprec.start(tg)  # SIP listeners (when ASR_SIPREC_PORT is set), RTP timers
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 provider_tasks = [
                     tg.create_task(background.run(), name=f"provider:{background.name}")
@@ -156,6 +159,7 @@ class Worker:
                 self.draining = True
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
+                self.siprec.close()  # a BYE for every recorded call left, the sockets closed
                 self.hub.close()  # every call has ended: let event streams finish
                 bus_task.cancel()
                 for task in provider_tasks:
