@@ -165,7 +165,8 @@ class SessionManager:
             if core.phase is not Phase.ACTIVE:
                 if core.end_reason == "shutdown":
                     raise SessionRefused(
-                        "draining", "the worker is shutting down; the call was finalized: send it to another worker"
+                        "draining",
+                        "the worker is shutting down; the call was finalized: send it to another worker",
                     )
                 raise SessionRefused("session_ending", "this call is ending; try again when it has ended")
             if core.fmt != fmt:
