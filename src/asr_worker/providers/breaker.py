@@ -87,8 +87,9 @@ class CircuitBreaker:
     ) -> ProviderHealth:
         """The provider's health as the breaker sees it, for /health: open, half-open, a
         refusal that retrying cannot fix (`refusal`: a bad key), never connected yet
-        (`connected` False: unknown until a call tries, failing once one has failed),
-        recovering, or ok. Where new calls go meanwhile is the caller's to say: it knows
+        (`connected` False: unknown until a call tries, failing once one has failed), failing
+        since it last connected (its latest attempts failed, fewer than open the breaker), or
+        ok. Where new calls go meanwhile is the caller's to say: it knows
         whether there is a fallback."""
         state = self.state(now)
         if state is BreakerState.OPEN:
@@ -103,11 +104,16 @@ class CircuitBreaker:
             )
         if refusal is not None:
             return ProviderHealth(False, refusal)
+        tried = "1 connection attempt" if self.failures == 1 else f"{self.failures} connection attempts"
         if not connected:
             if self.failures == 0:
                 return ProviderHealth(
                     False, "no connection yet: the first call will show whether it works", known=False
                 )
-            tried = "1 connection attempt" if self.failures == 1 else f"{self.failures} connection attempts"
             return ProviderHealth(False, f"never connected: {tried} failed (last: {last_failure})")
-        return ProviderHealth(True, "ok" if self.failures == 0 else f"recovering: {last_failure}")
+        if self.failures:
+            return ProviderHealth(
+                False,
+                f"the last {tried} failed (last: {last_failure}); it connected before, calls keep retrying",
+            )
+        return ProviderHealth(True, "ok")
