@@ -90,8 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "--protocol",
         default="ingest",
         choices=protocols.NAMES,
-        help="the route: ingest (the worker's own socket), twilio, exotel, audiohook, realtime "
-        "(OpenAI Realtime), deepgram (dg-server's /v1/listen) [ingest]",
+        help="the route, spoken as its platform speaks it (deepgram: dg-server's /v1/listen) [ingest]",
     )
     stream.add_argument(
         "--id", default=None, help="the call's interaction id [from the ingest URL, else made up]"
