@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from asr_worker.audiohook.signature import ApiKeys as AudioHookKeys
 from asr_worker.core.audio import AudioFormat, Encoding
@@ -21,6 +22,7 @@ from asr_worker.tools import protocols
 from asr_worker.tools.audio_files import AudioFile, convert
 from asr_worker.tools.protocols.base import Keys
 from asr_worker.tools.protocols.ingest import call_url
+from asr_worker.tools.protocols.twilio import signature_headers
 from asr_worker.tools.stream import CallResult, stream_calls, summary
 from asr_worker.transports.twilio import AuthTokens
 from asr_worker.worker import Worker
@@ -176,6 +178,13 @@ async def test_json_prints_each_message_as_the_route_sent_it() -> None:
     assert {"event", "closed"} <= {
         m.get("type") for m in messages if m.get("version") == "2"
     }  # AudioHook's own
+
+
+def test_the_twilio_signature_is_the_one_twilios_own_library_validates() -> None:
+    url = "ws://asr.example.com:3001/v1/twilio?token=k-1"
+    (signature,) = signature_headers(url, TWILIO_TOKEN).values()
+    validator = RequestValidator(TWILIO_TOKEN)
+    assert validator.validate("wss://asr.example.com:3001/v1/twilio?token=k-1", {}, signature)
 
 
 def test_the_summary_counts_finals_with_text_and_says_when_there_is_no_latency() -> None:

@@ -113,15 +113,16 @@ class Player:
         step = max(fmt.frame_bytes, fmt.bytes_for(self.chunk_ms / 1000))
         step -= step % fmt.frame_bytes
         loop = asyncio.get_running_loop()
-        interval = self.chunk_ms / 1000 / self.speed if self.speed > 0 else 0.0
         start = loop.time()
         try:
-            for n, i in enumerate(range(0, len(self.audio.data), step)):
+            for i in range(0, len(self.audio.data), step):
                 if leg.closed:
                     return
-                await leg.send_audio(self.audio.data[i : i + step])
-                if interval:
-                    await asyncio.sleep(max(0.0, start + (n + 1) * interval - loop.time()))
+                chunk = self.audio.data[i : i + step]
+                await leg.send_audio(chunk)
+                if self.speed > 0:  # the next message is due when this one's audio has played
+                    played_s = fmt.seconds(i + len(chunk)) / self.speed
+                    await asyncio.sleep(max(0.0, start + played_s - loop.time()))
                 else:
                     await asyncio.sleep(0)
             if not leg.closed:

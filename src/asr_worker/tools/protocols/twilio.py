@@ -22,6 +22,12 @@ FORMAT_CHANNEL: Final = AudioFormat(Encoding.MULAW, 8000, 1)
 TRACKS: Final = ("inbound", "outbound")  # channel 0, channel 1
 
 
+def signature_headers(url: str, auth_token: str) -> dict[str, str]:
+    """`X-Twilio-Signature` as Twilio signs a stream's upgrade: over the URL it dialled, which
+    is `wss://`, the Host it reached, the path and the query."""
+    return {SIGNATURE_HEADER: expected_signature(auth_token, "wss://" + url.split("://", 1)[1])}
+
+
 def _sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
@@ -91,12 +97,8 @@ class Twilio(RouteProtocol):
     async def open(self, http: aiohttp.ClientSession, call: CallSpec) -> Leg:
         query = {"token": call.keys.api_key} if call.keys.api_key else {}
         url = call.route_url(self.path, query)
-        headers = {}
-        if call.keys.twilio_auth_token:
-            # Twilio signs the URL it dialled: wss://, the Host it reached, the path and query.
-            signed = "wss://" + url.split("://", 1)[1]
-            headers[SIGNATURE_HEADER] = expected_signature(call.keys.twilio_auth_token, signed)
-        ws = await http.ws_connect(url, headers=headers)
+        token = call.keys.twilio_auth_token
+        ws = await http.ws_connect(url, headers=signature_headers(url, token) if token else {})
         leg = TwilioLeg(ws, TRACKS[: call.fmt.channels])
         await leg.start(call.interaction_id, call.tenant_id)
         return leg
