@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from . import logs
+from . import logs, transcripts
 from .bus import BUSES, bus_kind
 from .bus import SETTINGS as BUS
 from .bus.redis import options as redis
@@ -90,6 +90,8 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     *(bus_kind(name).settings for name in BUSES),
     audiohook.SETTINGS,
     twilio.SETTINGS,
+    transcripts.SETTINGS,
+    transcripts.WEBHOOK_SETTINGS,
     *ENGINE_SECTIONS[3:],
 )
 
