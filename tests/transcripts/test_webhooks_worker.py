@@ -5,7 +5,6 @@ the bound without the call ever waiting; and each final as it happens, when aske
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, speechlike
 from tests.support.client import CallClient, connect
+from tests.support.wait import until
 from tests.support.webhooks import HANG, SECRET, Target, secret, webhook_target
 
 PCM = "encoding=linear16&sample_rate=8000&channels=1"
@@ -30,9 +30,7 @@ def metric(worker: Worker, name: str, **labels: str) -> float:
 
 async def counted(worker: Worker, name: str, count: float, **labels: str) -> None:
     """Wait until the worker's counter reaches `count`."""
-    async with asyncio.timeout(10):
-        while metric(worker, name, **labels) < count:
-            await asyncio.sleep(0.01)
+    await until(lambda: metric(worker, name, **labels) >= count)
 
 
 async def call_with(
@@ -66,8 +64,8 @@ async def test_a_target_that_fails_twice_then_takes_it_gets_one_document_under_o
             await target.wait_for(3)
             await counted(worker, "asr_webhook_delivered_total", 1)
             assert metric(worker, "asr_webhook_retried_total") == 2
-        # the worker has stopped: nothing more can come
-    tries = target.received
+        tries = list(target.received)  # the worker has stopped: nothing more can come
+    assert tries == target.received
     assert len(tries) == 3 and {r.path for r in tries} == {"/calls?t=1"}
     assert len({r.headers["webhook-id"] for r in tries}) == 1  # the same key on every try
     assert len({r.body for r in tries}) == 1  # the same document
@@ -105,18 +103,22 @@ async def test_a_target_that_never_answers_is_dropped_after_the_bound_and_the_ca
         await counted(worker, "asr_webhook_dropped_total", 1, reason="attempts")
         assert metric(worker, "asr_webhook_delivered_total") == 0
     [line] = [r for r in caplog.records if r.getMessage() == "webhook dropped"]
-    assert line.reason == "attempts" and line.target == f"http://127.0.0.1:{target.port}"
-    assert "2 tries failed" in line.why
+    said = line.__dict__
+    assert said["reason"] == "attempts" and said["target"] == f"http://127.0.0.1:{target.port}"
+    assert "2 tries failed" in said["why"]
 
 
 async def test_finals_as_they_happen_and_the_process_target_too(http: aiohttp.ClientSession) -> None:
-    async with webhook_target() as callback, webhook_target() as process:
-        async with running_worker(webhook_secret=secret(), webhook_url=process.url("/all")) as worker:
-            query = f"&callback={quote(callback.url())}&callback_finals=true"
-            call = await call_with(http, worker, "hook-finals", query, seconds=2.0)
-            finals = [e for e in call.of("transcript") if e["is_final"] and e["text"]]
-            await callback.wait_for(len(finals) + 1)
-            await process.wait_for(1)
+    async with (
+        webhook_target() as callback,
+        webhook_target() as process,
+        running_worker(webhook_secret=secret(), webhook_url=process.url("/all")) as worker,
+    ):
+        query = f"&callback={quote(callback.url())}&callback_finals=true"
+        call = await call_with(http, worker, "hook-finals", query, seconds=2.0)
+        finals = [e for e in call.of("transcript") if e["is_final"] and e["text"]]
+        await callback.wait_for(len(finals) + 1)
+        await process.wait_for(1)
     verified(callback)
     verified(process)
     sent_finals = [json.loads(r.body)["data"] for r in callback.of("transcript.final")]
