@@ -61,31 +61,26 @@ def test_the_calls_language_is_over_every_configured_one() -> None:
 def test_a_deepgram_result_names_the_language_it_detected() -> None:
     """With `language=multi` Deepgram lists the languages it heard, most spoken first, and
     names each word's; either is the result's language, over the one the stream asked for."""
+    alternative: dict[str, object] = {
+        "transcript": "hola amigo",
+        "confidence": 0.9,
+        "languages": ["es", "en"],
+        "words": [{"word": "hola", "start": 0.1, "end": 0.4, "confidence": 0.9, "language": "es"}],
+    }
     result = {
         "type": "Results",
         "channel_index": [0, 1],
         "start": 0.0,
         "duration": 1.0,
         "is_final": True,
-        "channel": {
-            "alternatives": [
-                {
-                    "transcript": "hola amigo",
-                    "confidence": 0.9,
-                    "languages": ["es", "en"],
-                    "words": [
-                        {"word": "hola", "start": 0.1, "end": 0.4, "confidence": 0.9, "language": "es"},
-                    ],
-                }
-            ]
-        },
+        "channel": {"alternatives": [alternative]},
     }
     parsed = protocol.parse_server_message(json.dumps(result), 1, "en-US")
     assert isinstance(parsed, TranscriptResult) and parsed.language == "es"
-    del result["channel"]["alternatives"][0]["languages"]  # type: ignore[index]
+    del alternative["languages"]
     parsed = protocol.parse_server_message(json.dumps(result), 1)
     assert isinstance(parsed, TranscriptResult) and parsed.language == "es"  # the word's
-    result["channel"]["alternatives"][0]["words"] = []  # type: ignore[index]
+    alternative["words"] = []
     parsed = protocol.parse_server_message(json.dumps(result), 1, "en-US")
     assert isinstance(parsed, TranscriptResult) and parsed.language == "en-US"  # asked for
 
@@ -103,10 +98,20 @@ async def test_openai_is_asked_for_the_calls_language(http: aiohttp.ClientSessio
                 await call.end()
                 await call.collect()
                 assert not call.of("error")
-    spanish, detected = (c.sent("session.update")[0]["session"] for c in server.connections)
-    assert spanish["audio"]["input"]["transcription"]["language"] == "es"  # type: ignore[index]
-    assert "language" not in detected["audio"]["input"]["transcription"]  # type: ignore[index]
+    spanish, detected = (transcription(c.sent("session.update")[0]) for c in server.connections)
+    assert spanish["language"] == "es"
+    assert "language" not in detected
     assert transcription_language(None, "de") == "de" and transcription_language(None, None) is None
+
+
+def transcription(update: dict[str, object]) -> dict[str, object]:
+    """A GA session.update's `session.audio.input.transcription`."""
+    value: object = update
+    for name in ("session", "audio", "input", "transcription"):
+        assert isinstance(value, dict)
+        value = value[name]
+    assert isinstance(value, dict)
+    return value
 
 
 def _query(url: str) -> list[tuple[str, str]]:

@@ -106,8 +106,8 @@ def test_a_call_in_call_time_order_with_its_channels_changes_and_errors() -> Non
         {"seq": 8, "code": "provider_error", "message": "Deepgram dropped", "at": "2025-11-28T03:20:03.000Z"}
     ]
     assert wire["redactions"] == [] and wire["resumes"] == []
-    [first] = [u for u in wire["utterances"] if u["seq"] == 3]  # type: ignore[union-attr]
-    assert first["words"][0] == {
+    [first] = [u for u in document.utterances if u.seq == 3]
+    assert first.words[0].wire() == {
         "word": "hello",
         "start": 0.5,
         "end": 0.75,
@@ -119,8 +119,12 @@ def test_a_call_in_call_time_order_with_its_channels_changes_and_errors() -> Non
 def test_a_call_taken_over_reads_as_one_and_copies_count_once() -> None:
     """The first worker's events, then the second's (a resumed start, numbering going on), with
     some of the first's read back twice (from Redis and from memory)."""
-    first = [started(1), final(2, 0, 0.5, "one two")]
-    second = [started(3, resumed=True, at_ms=T0 + 20_000), final(4, 0, 4.2, "three"), ended(5)]
+    first: list[CallEvent] = [started(1), final(2, 0, 0.5, "one two")]
+    second: list[CallEvent] = [
+        started(3, resumed=True, at_ms=T0 + 20_000),
+        final(4, 0, 4.2, "three"),
+        ended(5),
+    ]
     document = build(first + first[1:] + second + [second[1]])
     assert document is not None and document.status == "ended"
     assert [u.text for u in document.utterances] == ["one two", "three"]
@@ -158,7 +162,8 @@ def test_events_read_back_from_json_build_the_same_document() -> None:
     document, again = build(CALL), build(read)
     assert document is not None and again is not None and document.wire() == again.wire()
     resumed = started(3, resumed=True)
-    assert dumps_event(read_event(dumps_event(resumed))) == dumps_event(resumed)  # type: ignore[arg-type]
+    again_resumed = read_event(dumps_event(resumed))
+    assert again_resumed is not None and dumps_event(again_resumed) == dumps_event(resumed)
     for junk in (b"not json", b"[1]", b'{"type": "transcript", "seq": "x"}', b'{"type": "dtmf"}'):
         assert read_event(junk) is None
 

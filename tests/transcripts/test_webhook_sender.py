@@ -39,9 +39,13 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-def sender(sleeps: Sleeps | None = None, **options: object) -> tuple[WebhookSender, CollectorRegistry]:
+def sender(
+    sleeps: Sleeps | None = None, *, signed: bool = True, max_attempts: int = 6, backoff_s: float = 1.0
+) -> tuple[WebhookSender, CollectorRegistry]:
     registry = CollectorRegistry()
-    chosen = WebhookOptions(**{"secret": secret(), "backoff_s": 1.0, **options})  # type: ignore[arg-type]
+    chosen = WebhookOptions(
+        secret=secret() if signed else None, max_attempts=max_attempts, backoff_s=backoff_s
+    )
     return WebhookSender(
         chosen, WebhookMetrics(registry), rng=random.Random(7), sleep=sleeps or Sleeps()
     ), registry
@@ -133,7 +137,7 @@ async def posting(handler: Callable[[web.Request], Awaitable[web.Response]]) -> 
 
 
 async def test_without_a_secret_nothing_is_sent() -> None:
-    send, registry = sender(secret=None)
+    send, registry = sender(signed=False)
     async with webhook_target() as target, send:
         assert await send.send(target.url(), "k", BODY, trusted=True, what="t") is Outcome.DROPPED
     assert target.received == []

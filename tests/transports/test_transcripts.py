@@ -36,6 +36,10 @@ def by_call_time(finals: list[Event]) -> list[Event]:
     return sorted(finals, key=lambda e: (float(str(e["start"])), int(str(e["channel"])), int(str(e["seq"]))))
 
 
+def role(event: Event) -> str:
+    return ("customer", "agent")[int(str(event["channel"]))]
+
+
 def clock(seconds: object, mark: str) -> str:
     ms = round(float(str(seconds)) * 1000)
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{mark}{ms % 1000:03d}"
@@ -102,14 +106,14 @@ async def test_a_finished_two_channel_calls_document_in_every_format_is_what_sse
     cues = vtt.rstrip("\n").split("\n\n")
     assert cues[0] == "WEBVTT"
     assert cues[1:] == [
-        f"{n}\n{clock(e['start'], '.')} --> {clock(e['end'], '.')}\n<v {roles[int(str(e['channel']))]}>{e['text']}"
+        f"{n}\n{clock(e['start'], '.')} --> {clock(e['end'], '.')}\n<v {role(e)}>{e['text']}"
         for n, e in enumerate(finals, 1)
     ]
 
     status, _, srt = answers["srt"]
     assert status == 200
     assert srt.rstrip("\n").split("\n\n") == [
-        f"{n}\n{clock(e['start'], ',')} --> {clock(e['end'], ',')}\n{roles[int(str(e['channel']))]}: {e['text']}"
+        f"{n}\n{clock(e['start'], ',')} --> {clock(e['end'], ',')}\n{role(e)}: {e['text']}"
         for n, e in enumerate(finals, 1)
     ]
 
