@@ -200,6 +200,12 @@ def check(settings: Settings) -> None:
             "ASR_API_KEYS): set keys, or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to "
             "serve without them on purpose"
         )
+    webhooks = settings.of(transcripts.WEBHOOK_SETTINGS)
+    if webhooks.url is not None and webhooks.secret is None:
+        raise ConfigError(
+            "ASR_WEBHOOK_URL needs ASR_WEBHOOK_SECRET: every webhook is signed (whsec_ and the base64 "
+            "of 24 to 64 random bytes)"
+        )
     shared = settings.of(redis.SETTINGS)
     if shared.cluster and shared.url.startswith("unix:"):
         raise ConfigError(

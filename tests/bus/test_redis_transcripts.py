@@ -14,8 +14,17 @@ import aiohttp
 import redis.asyncio as aioredis
 from standardwebhooks import Webhook
 
-from asr_worker.bus.redis.wire import DELIVERIES_KEY, DELIVERY_GROUP, document_key
+from asr_worker.bus.redis.wire import (
+    CALLS_KEY,
+    DELIVERIES_KEY,
+    DELIVERY_GROUP,
+    GROUP,
+    document_key,
+    progress_key,
+)
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.events import CallEvent, SessionEnded, SessionStarted, Transcript
+from asr_worker.jsonwire import dumps_event
 from asr_worker.providers.mock import MockOptions, MockProvider, expected_words
 from asr_worker.tools.publish import publish_call
 from tests.conftest import base_url
@@ -23,7 +32,7 @@ from tests.support.audio import PCM8K, frames, silence, speechlike
 from tests.support.client import connect
 from tests.support.redis_server import RedisServer, transcript, until, wait_for_calls_to_end
 from tests.support.telephony import open_sse
-from tests.support.webhooks import HANG, SECRET, webhook_target
+from tests.support.webhooks import HANG, SECRET, secret, webhook_target
 from tests.support.workers import WorkerProcess, worker_processes
 
 from .conftest import call_audio
@@ -138,3 +147,32 @@ async def test_kill_9_mid_call_and_mid_delivery_still_delivers_the_whole_documen
     assert words == expected_words(audio.data, PCM8K)  # every word once: both owners' parts
     assert len(document["resumes"]) == 1
     assert json.loads(served["json"]) == document
+
+
+async def test_a_call_found_done_but_not_acknowledged_still_has_its_document_sent(
+    redis_server: RedisServer, r: aioredis.Redis
+) -> None:
+    """As a worker leaves a call when killed after writing its end and before acknowledging its
+    entry (and so, maybe, before queueing its document): the entry pending for a consumer that
+    is gone, the call's hash ended, its document events in Redis. The worker that is handed the
+    entry finds the call done and queues the document for the announcement's callback."""
+    async with webhook_target() as target:
+        await r.xgroup_create(CALLS_KEY, GROUP, id="0", mkstream=True)
+        announced = {"interaction_id": "done-1", "sample_rate": 8000, "callback": target.url("/cb")}
+        entry = await r.xadd(CALLS_KEY, {"data": json.dumps(announced)})
+        await r.xreadgroup(GROUP, "gone-worker", {CALLS_KEY: ">"}, count=1)
+        await r.hset(progress_key("done-1"), mapping={"call": entry, "ended": "1"})
+        events: list[CallEvent] = [
+            SessionStarted("done-1", "default", 1, "mock", "linear16", 8000, 1, 1_764_300_000_000),
+            Transcript(
+                "done-1", "default", 2, 0, True, True, False, "hello", 0.9, 0.0, 0.4, (), "mock", 5, 0
+            ),
+            SessionEnded("done-1", "default", 3, "end", 0.4, 0, 1, "mock", 1_764_300_000_400),
+        ]
+        await r.rpush(document_key("done-1"), *(dumps_event(e) for e in events))
+        async with bus_worker(MockProvider(), redis_server, webhook_secret=secret()):
+            [delivery] = await target.wait_for(1)
+    body = Webhook(SECRET).verify(delivery.body, delivery.headers)
+    assert delivery.path == "/cb" and body["data"]["status"] == "ended"
+    assert [u["text"] for u in body["data"]["utterances"]] == ["hello"]
+    assert (await r.xpending(CALLS_KEY, GROUP))["pending"] == 0

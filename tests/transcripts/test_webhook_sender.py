@@ -15,6 +15,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from standardwebhooks import Webhook
 
+from asr_worker.config import load_settings
+from asr_worker.errors import ConfigError
 from asr_worker.transcripts.webhooks import (
     Outcome,
     WebhookMetrics,
@@ -162,3 +164,9 @@ async def test_without_a_secret_nothing_is_sent() -> None:
 )
 def test_which_addresses_are_public(address: str, public: bool) -> None:
     assert public_address(address) is public
+
+
+def test_a_webhook_url_without_a_secret_does_not_start() -> None:
+    with pytest.raises(ConfigError, match=r"^ASR_WEBHOOK_URL needs ASR_WEBHOOK_SECRET"):
+        load_settings({"ASR_WEBHOOK_URL": "https://crm.example/hooks"})
+    assert load_settings({"ASR_WEBHOOK_URL": "https://crm.example/hooks", "ASR_WEBHOOK_SECRET": SECRET})
