@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The Debian packages the tests use for real parts (a Redis server, speech synthesis, a browser for
-# the live page) and a C compiler with Python's headers for the compiled hot modules (setup.py;
+# the live page, sipp for SIPREC's SIP dialogues and ffmpeg as an RTP sender) and a C compiler with Python's headers for the compiled hot modules (setup.py;
 # without them the modules run interpreted). Installs only what is missing.
 set -euo pipefail
-DEBIAN_PACKAGES=(chromium espeak-ng redis-server gcc python3-dev)
+DEBIAN_PACKAGES=(chromium espeak-ng redis-server gcc python3-dev sip-tester ffmpeg)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

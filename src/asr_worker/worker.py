@@ -44,7 +44,7 @@ from .runtime.manager import SessionManager
 from .tenancy import Keyring
 from .transcripts import SETTINGS as TRANSCRIPTS
 from .transcripts import WEBHOOK_SETTINGS, Transcripts
-from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, transcripts, twilio
+from .transports import audiohook, exotel, ingest_ws, openai_realtime, siprec, sse, transcripts, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -89,6 +89,7 @@ class Worker:
         )
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
+        self.siprec = siprec.SiprecServer(self, settings.of(siprec.SETTINGS), self.http.host)
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
@@ -123,6 +124,7 @@ class Worker:
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
+            *siprec.routes(self, self.siprec),
             *transcripts.routes(self),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
@@ -142,6 +144,7 @@ class Worker:
                 # The ingest sockets' event senders are this group's tasks.
                 ingest = IngestServer(self, tg.create_task)
                 self.port = await server.start(self.http.host, self.http.port, ingest)
+                await self.siprec.start(tg)  # SIP listeners (when ASR_SIPREC_PORT is set), RTP timers
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 webhooks_task = tg.create_task(self.transcripts.run(), name="webhooks")
                 provider_tasks = [
@@ -174,6 +177,7 @@ class Worker:
                 self.draining = True
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
+                self.siprec.close()  # a BYE for every recorded call left, the sockets closed
                 self.hub.close()  # every call has ended: let event streams finish
                 await self.transcripts.settle()
                 webhooks_task.cancel()

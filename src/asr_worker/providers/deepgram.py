@@ -47,11 +47,19 @@ from ..core.provider_events import ProviderEvent, StreamMetadata, TranscriptResu
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ServerError
 from ..errors import ProtocolViolation, ProviderError
-from ..settings import Section, Setting, secret, text, url
+from ..settings import Section, Setting, text, url
 from ..wsframes import MaskKeys, binary_frame
 from .base import ProviderKind, StreamRequest
 from .connection_metrics import ConnectionMetrics
-from .remote import STATUS_CODES, Opened, RemoteOptions, RemoteProvider, RemoteStream
+from .remote import (
+    STATUS_CODES,
+    Opened,
+    RemoteOptions,
+    RemoteProvider,
+    RemoteStream,
+    cloud_key_missing,
+    key_setting,
+)
 from .ws_push import PushingConnection
 
 _MASK_KEYS: Final = MaskKeys()  # one pool for every connection: the loop is single-threaded
@@ -441,23 +449,12 @@ def _retry_after_s(value: str | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def create(options: DeepgramOptions) -> DeepgramProvider:
-    return DeepgramProvider(options)
-
-
-def _missing(options: DeepgramOptions) -> tuple[str, str] | None:
-    """Deepgram's cloud takes no call without a key (a self-hosted or test server may)."""
-    host = urlsplit(options.url).hostname or ""
-    cloud = host == "deepgram.com" or host.endswith(".deepgram.com")
-    return ("DEEPGRAM_API_KEY", "uses api.deepgram.com") if cloud and options.api_key is None else None
-
-
 SETTINGS: Final = Section(
     "deepgram",
     "Deepgram provider",
     DeepgramOptions,
     (
-        Setting("api_key", "DEEPGRAM_API_KEY", "Deepgram API key (never logged)", secret, secret=True),
+        key_setting("DEEPGRAM_API_KEY", "Deepgram"),
         Setting("url", "DEEPGRAM_URL", "Deepgram live endpoint", url("ws", "wss")),
         Setting("model", "DEEPGRAM_MODEL", "Deepgram model", text),
         Setting("language", "DEEPGRAM_LANGUAGE", "Deepgram language", text),
@@ -470,4 +467,9 @@ SETTINGS: Final = Section(
     ),
 )
 
-KIND: Final = ProviderKind(SETTINGS, create, _missing)
+# The vendor's cloud takes no call without a key (a self-hosted or test server may).
+KIND: Final = ProviderKind(
+    SETTINGS,
+    DeepgramProvider,
+    lambda options: cloud_key_missing(options.url, "deepgram.com", options.api_key, "DEEPGRAM_API_KEY"),
+)

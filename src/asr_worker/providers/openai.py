@@ -62,10 +62,18 @@ from ..openai_realtime.protocol import (
     Transcription,
     TurnDetection,
 )
-from ..settings import Section, Setting, secret, text, url
+from ..settings import Section, Setting, text, url
 from .base import ProviderKind, StreamRequest
 from .connection_metrics import ConnectionMetrics
-from .remote import STATUS_CODES, Opened, RemoteOptions, RemoteProvider, RemoteStream
+from .remote import (
+    STATUS_CODES,
+    Opened,
+    RemoteOptions,
+    RemoteProvider,
+    RemoteStream,
+    cloud_key_missing,
+    key_setting,
+)
 
 log = logging.getLogger("asr_worker.openai")
 
@@ -485,23 +493,12 @@ class OpenAIStream(RemoteStream[ConnectionMetrics]):
         await self._write(protocol.dumps(event))
 
 
-def create(options: OpenAIOptions) -> OpenAIProvider:
-    return OpenAIProvider(options)
-
-
-def _missing(options: OpenAIOptions) -> tuple[str, str] | None:
-    """OpenAI's cloud takes no call without a key (a compatible local server may)."""
-    host = urlsplit(options.base_url).hostname or ""
-    cloud = host == "openai.com" or host.endswith(".openai.com")
-    return ("OPENAI_API_KEY", "uses api.openai.com") if cloud and options.api_key is None else None
-
-
 SETTINGS: Final = Section(
     "openai",
     "OpenAI provider",
     OpenAIOptions,
     (
-        Setting("api_key", "OPENAI_API_KEY", "OpenAI API key (never logged)", secret, secret=True),
+        key_setting("OPENAI_API_KEY", "OpenAI"),
         Setting(
             "base_url",
             "OPENAI_BASE_URL",
@@ -512,4 +509,9 @@ SETTINGS: Final = Section(
     ),
 )
 
-KIND: Final = ProviderKind(SETTINGS, create, _missing)
+# The vendor's cloud takes no call without a key (a self-hosted or test server may).
+KIND: Final = ProviderKind(
+    SETTINGS,
+    OpenAIProvider,
+    lambda options: cloud_key_missing(options.base_url, "openai.com", options.api_key, "OPENAI_API_KEY"),
+)

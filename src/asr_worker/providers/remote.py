@@ -53,6 +53,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection
@@ -64,6 +65,7 @@ from websockets.protocol import State
 from ..core.clock import Clock, SystemClock
 from ..credentials import Secret
 from ..errors import ProviderError
+from ..settings import Setting, secret
 from .base import ProviderHealth, StreamRequest
 from .breaker import CircuitBreaker
 from .connection_metrics import ConnectionMetrics
@@ -395,3 +397,16 @@ def _close_of(frame: Close | None) -> tuple[int, str]:
     if frame is None:
         return _ABNORMAL_CLOSE, ""
     return frame.code, frame.reason
+
+
+def cloud_key_missing(url: str, domain: str, key: Secret | None, variable: str) -> tuple[str, str] | None:
+    """A provider's vendor cloud (`domain` or a subdomain) takes no call without a key, where a
+    self-hosted or test server may: what `ProviderKind.missing` says for it."""
+    host = urlsplit(url).hostname or ""
+    cloud = host == domain or host.endswith("." + domain)
+    return (variable, f"uses api.{domain}") if cloud and key is None else None
+
+
+def key_setting(variable: str, vendor: str) -> Setting:
+    """The settings row of a remote provider's API key."""
+    return Setting("api_key", variable, f"{vendor} API key (never logged)", secret, secret=True)
