@@ -27,8 +27,10 @@ from .bus import SETTINGS as BUS
 from .bus import Bus, bus_kind
 from .config import Settings, make_fallback, make_provider
 from .core import failover, session_types
+from .core.call_options import NO_OPTIONS, CallOptions
 from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
+from .core.ids import CallKey
 from .http import options as http_options
 from .http.app import build_app
 from .http.limits import ConnectionLimits
@@ -40,7 +42,9 @@ from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
-from .transports import audiohook, exotel, ingest_ws, openai_realtime, siprec, sse, twilio
+from .transcripts import SETTINGS as TRANSCRIPTS
+from .transcripts import WEBHOOK_SETTINGS, Transcripts
+from .transports import audiohook, exotel, ingest_ws, openai_realtime, siprec, sse, transcripts, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -82,6 +86,13 @@ class Worker:
             if isinstance(instrumented, InstrumentedProvider):
                 instrumented.register_metrics(self.metrics.registry)
         self.bus.register_metrics(self.metrics.registry)
+        self.transcripts = Transcripts(
+            settings.of(TRANSCRIPTS),
+            settings.of(WEBHOOK_SETTINGS),
+            self.metrics.registry,
+            options_of=self._options_of,
+            share=self.bus.share_transcripts,
+        )
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
         self.siprec = siprec.SiprecServer(self, settings.of(siprec.SETTINGS), self.http.host)
@@ -102,8 +113,13 @@ class Worker:
         self._started_at = time.monotonic()
 
     def publish(self, event: CallEvent) -> None:
+        self.transcripts.publish(event)  # before the bus: the webhooks an event makes go with it
         self.hub.publish(event)
         self.bus.publish(event)
+
+    def _options_of(self, call: CallKey) -> CallOptions:
+        runner = self.manager.get(call)
+        return NO_OPTIONS if runner is None else runner.options
 
     async def serve(self, stop: asyncio.Event) -> None:
         # One line per transport: its routes, served with this worker as their host.
@@ -115,6 +131,7 @@ class Worker:
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
             *siprec.routes(self, self.siprec),
+            *transcripts.routes(self),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(
@@ -135,6 +152,7 @@ class Worker:
                 self.port = await server.start(self.http.host, self.http.port, ingest)
                 await self.siprec.start(tg)  # SIP listeners (when ASR_SIPREC_PORT is set), RTP timers
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
+                webhooks_task = tg.create_task(self.transcripts.run(), name="webhooks")
                 provider_tasks = [
                     tg.create_task(background.run(), name=f"provider:{background.name}")
                     for background in self.providers
@@ -167,6 +185,8 @@ class Worker:
                     await self.manager.drain()
                 self.siprec.close()  # a BYE for every recorded call left, the sockets closed
                 self.hub.close()  # every call has ended: let event streams finish
+                await self.transcripts.settle()
+                webhooks_task.cancel()
                 bus_task.cancel()
                 for task in provider_tasks:
                     task.cancel()

@@ -459,6 +459,19 @@ VALID: dict[str, Valid] = {
     "max_connections_per_address": _whole(0, 1_000_000),
     "max_connections_per_key": _whole(1, 1_000_000),
     "fd_headroom": _whole(8, 100_000),
+    "transcript_keep_s": _seconds(1.0, 30 * 86_400.0),
+    "transcript_max_calls": _whole(1, 1_000_000),
+    "transcript_max_bytes": _whole(1024, 1 << 40),
+    "webhook_url": _url("http", "https"),
+    "webhook_secret": _secret(
+        st.binary(min_size=24, max_size=64).map(lambda key: "whsec_" + base64.b64encode(key).decode())
+    ),
+    "webhook_finals": st.sampled_from([("1", True), ("true", True), ("0", False), ("", False)]),
+    "webhook_private_targets": _choice("allow", "deny"),
+    "webhook_timeout_s": _seconds(0.1, 120.0),
+    "webhook_max_attempts": _whole(1, 20),
+    "webhook_backoff_s": _seconds(0.0, 60.0),
+    "webhook_max_queued": _whole(1, 1_000_000),
     "twilio_auth_tokens": _TWILIO.flatmap(
         lambda entries: _padded(",".join(f"{t}:{n}" for t, n in entries)).map(
             lambda written: (written, AuthTokens(dict(entries)))
