@@ -12,10 +12,10 @@ import pytest
 
 from asr_worker.core.provider_events import ProviderError, ProviderEvent, SpeechStarted, TranscriptResult
 from asr_worker.engine.channel import Channel, ChannelEngine, ChannelOptions
+from asr_worker.engine.decoding import Decoded, DecodedWord
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.scheduler import DecodePool, Job, JobKind, Scheduler
 from asr_worker.engine.vad import CONTEXT, VadStream
-from asr_worker.engine.whisper import Decoded, DecodedWord
 
 FRAME = SAMPLE_RATE // 50  # 20 ms
 

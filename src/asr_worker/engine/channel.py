@@ -36,10 +36,11 @@ from ..core.provider_events import (
     Word,
 )
 from .agreement import Agreement, normalize
+from .decoding import Decoded, DecodedWord
 from .resample import SAMPLE_RATE, Float32Array, StreamResampler
 from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Scheduler
-from .vad import Segmenter, Utterance, VadConfig, VadStream
-from .whisper import Decoded, DecodedWord
+from .timing import Span, spread, voiced_spans
+from .vad import WINDOW, Segmenter, Utterance, VadConfig, VadStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class Slot:
     endpointed: bool = False
     from_finalize: bool = False
     end_s: float | None = None  # exact end in seconds (at Finalize), else end / 16 kHz
+    voiced: list[Span] = field(default_factory=list)  # where the VAD heard voice, from audio_start
     result: Decoded | None = None
     done: bool = False
 
@@ -123,6 +125,7 @@ class Channel:
         self.covered = 0  # end of the last final queued
         self.slots: deque[Slot] = deque()  # finals not yet emitted, in order
         self._chunks: deque[tuple[int, Float32Array]] = deque()  # (start position, samples)
+        self._voice: deque[tuple[int, Float32Array]] = deque()  # (first window's start, VAD probabilities)
         self.utterance = 0  # id of the open (or last) utterance
         self.interim_wanted = False
         self.interim_end: int | None = None  # audio end of the open utterance's last interim
@@ -136,7 +139,7 @@ class Channel:
         out = self.resampler.push(samples)
         self._append(out)
         was_open = self.segmenter.open_start is not None
-        for utterance in self.segmenter.push(self.vad.push(out)):
+        for utterance in self.segmenter.push(self._judge(out)):
             self._close(utterance, now)
             was_open = False
         if self.segmenter.open_start is not None and not was_open:
@@ -148,7 +151,7 @@ class Channel:
         """End the open utterance now and cover everything heard. Its final is marked
         `from_finalize` when it answers a Finalize; a CloseStream's is not, as Deepgram's."""
         self._append(self.resampler.flush())
-        for closed in self.segmenter.push(self.vad.push(np.zeros(0, dtype=np.float32))):
+        for closed in self.segmenter.push(self._judge(np.zeros(0, dtype=np.float32))):
             self._close(closed, now)
         last = self.segmenter.close_now(self.position)
         if last is not None:
@@ -176,6 +179,28 @@ class Channel:
             keep_from = self.segmenter.settled
         while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= keep_from:
             self._chunks.popleft()
+        while self._voice and self._voice[0][0] + self._voice[0][1].size * WINDOW <= keep_from:
+            self._voice.popleft()
+
+    def _judge(self, samples: Float32Array) -> Float32Array:
+        """The VAD's probabilities for the windows these samples complete, kept for word times."""
+        probs = self.vad.push(samples)
+        if probs.size:
+            self._voice.append((self.segmenter.position, probs))
+        return probs
+
+    def voiced(self, start: int, end: int) -> list[Span]:
+        """Where the VAD heard voice in [start, end), as seconds from `start`."""
+        threshold = self._engine.options.vad.neg_threshold
+        spans: list[Span] = []
+        for first, probs in self._voice:
+            lo = max(0, (start - first) // WINDOW)
+            hi = min(probs.size, -(-(end - first) // WINDOW))
+            if lo < hi:
+                window_s = WINDOW / SAMPLE_RATE
+                offset_s = (first + lo * WINDOW - start) / SAMPLE_RATE
+                spans += voiced_spans(probs[lo:hi].tolist(), offset_s, window_s, threshold)
+        return _joined(spans)
 
     def audio(self, start: int, end: int) -> Float32Array:
         parts = []
@@ -205,6 +230,7 @@ class Channel:
             endpointed=utterance.endpointed,
             from_finalize=from_finalize,
             end_s=end_s,
+            voiced=self.voiced(utterance.start, utterance.end),
         )
         self.slots.append(slot)
         self.covered = utterance.end
@@ -256,7 +282,7 @@ class Channel:
         if isinstance(result, Exception):
             self._output.fail(ProviderError("engine_error", f"decoding failed: {result}", retryable=True))
             return
-        slot.result = result
+        slot.result = spread(result, slot.voiced)
         slot.done = True
         self.emit_ready()
 
@@ -324,12 +350,15 @@ class Channel:
             return None
         utterance, end = self.utterance, self.position
         self.interim_end = end
+        voiced = self.voiced(start, end)
         return Job(
             JobKind.INTERIM,
             self,
             self.audio(start, end),
             self._engine.clock(),
-            lambda result: self._interim_done(utterance, start, end, result),
+            lambda result: self._interim_done(
+                utterance, start, end, result if isinstance(result, Exception) else spread(result, voiced)
+            ),
             self.prompt,
         )
 
@@ -355,6 +384,17 @@ class Channel:
                 )
             )
         self._maybe_want_interim(self._engine.clock())
+
+
+def _joined(spans: list[Span]) -> list[Span]:
+    """Spans in order with those that touch (across two probability chunks) made one."""
+    out: list[Span] = []
+    for a, b in spans:
+        if out and a <= out[-1][1] + 1e-9:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _words(result: Decoded | None, audio_start: int) -> tuple[Word, ...]:

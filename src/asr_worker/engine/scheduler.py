@@ -38,8 +38,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .decoding import Decoded, Decoder
 from .resample import SAMPLE_RATE, Float32Array
-from .whisper import Decoded, Decoder
 
 
 class JobKind(StrEnum):

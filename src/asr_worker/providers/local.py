@@ -1,4 +1,5 @@
-"""The `local` provider: offline streaming Whisper on this machine, the embedded default.
+"""The `local` provider: offline streaming speech recognition on this machine, the embedded
+default: Moonshine base for English, Whisper for other languages (`engine/engines.py`).
 
 One `LocalProvider` per process holds the model (loaded once, in a thread, when the worker
 starts: `run`), the Silero VAD, and the decode pool every call shares. A `LocalStream` is one
@@ -37,11 +38,12 @@ from prometheus_client import CollectorRegistry
 from ..core.audio import AudioFormat
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
 from ..engine.channel import Channel, ChannelEngine, ChannelOptions
-from ..engine.model import ModelChoice, resolve_model
+from ..engine.decoding import Decoder, DecoderSettings
+from ..engine.engines import AUTO, ENGINES, engine_for
+from ..engine.model import ModelChoice
 from ..engine.resample import SAMPLE_RATE, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
-from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
 from ..settings import Section, Setting, choice, int_range, term_list
 from .base import ProviderHealth, ProviderKind, ProviderStartError, ResultQueue, StreamRequest
 
@@ -54,6 +56,7 @@ _OPEN_TIMEOUT_S: Final = 60.0
 
 @dataclass(frozen=True, slots=True)
 class LocalOptions:
+    engine: str = AUTO  # a name in engine.engines.ENGINES, or auto: the first that knows the language
     model: ModelChoice = field(default_factory=ModelChoice)
     compute_type: str = "int8"
     cpu_threads: int = 1
@@ -84,8 +87,9 @@ class LocalProvider:
         self.options = options or LocalOptions()
         opts = self.options
         self.num_workers = opts.num_workers or max(1, os.cpu_count() or 1)
+        self.engine = engine_for(opts.engine, opts.language)
         self.scheduler = Scheduler(
-            max_batch=opts.max_batch,
+            max_batch=min(opts.max_batch, self.engine.max_batch),
             interim_slots=max(1, self.num_workers - 1),
             max_backlog_s=opts.max_backlog_s,
         )
@@ -141,22 +145,20 @@ class LocalProvider:
     def _load(self) -> tuple[Decoder, SileroVad]:
         opts = self.options
         started = time.monotonic()
-        model = resolve_model(opts.model)
-        verified = time.monotonic()
-        decoder = WhisperDecoder.load(
-            WhisperOptions(model, opts.compute_type, opts.cpu_threads, self.num_workers, opts.language)
+        settings = DecoderSettings(
+            opts.model, opts.compute_type, opts.cpu_threads, self.num_workers, opts.language
         )
+        decoder = self.engine.load(settings)
         decoder.decode_batch([np.zeros(SAMPLE_RATE, dtype=np.float32)])  # warm the kernels up
         vad = self._vad or SileroVad.load()
         log.info(
             "local engine ready",
             extra={
-                "model": opts.model.describe(),
-                "compute_type": opts.compute_type,
+                "engine": self.engine.name,
+                "model": self.engine.describe(settings),
                 "cpu_threads": opts.cpu_threads,
                 "num_workers": self.num_workers,
-                "verify_s": round(verified - started, 2),
-                "load_s": round(time.monotonic() - verified, 2),
+                "load_s": round(time.monotonic() - started, 2),
             },
         )
         return decoder, vad
@@ -323,6 +325,15 @@ def create(options: LocalOptions) -> LocalProvider:
     return LocalProvider(options)
 
 
+def _missing(options: LocalOptions) -> tuple[str, str] | None:
+    """A named engine that does not know the language asked for."""
+    try:
+        engine_for(options.engine, options.language)
+    except ValueError as exc:
+        return "ASR_LOCAL_ENGINE=whisper (or auto)", f"transcribes {options.language}: {exc}"
+    return None
+
+
 # CTranslate2's compute types (https://opennmt.net/CTranslate2/quantization.html).
 COMPUTE_TYPES: Final = (
     "default",
@@ -362,9 +373,16 @@ SETTINGS: Final = Section(
     LocalOptions,
     (
         Setting(
+            "engine",
+            "ASR_LOCAL_ENGINE",
+            "local engine: moonshine (Moonshine base, English, about ten times cheaper), whisper "
+            "(Whisper, any language, keyterms), or auto: Moonshine for English, Whisper otherwise",
+            choice(AUTO, *ENGINES),
+        ),
+        Setting(
             "model",
             "ASR_LOCAL_MODEL",
-            "local engine model: empty for the packaged Whisper base, a faster-whisper model "
+            "Whisper engine model: empty for the packaged Whisper base, a faster-whisper model "
             "directory, or a size such as small.en (downloaded by faster-whisper)",
             ModelChoice.parse,
             show=_model,
@@ -372,13 +390,13 @@ SETTINGS: Final = Section(
         Setting(
             "compute_type",
             "ASR_LOCAL_COMPUTE_TYPE",
-            "local engine CTranslate2 compute type: " + ", ".join(COMPUTE_TYPES),
+            "Whisper engine CTranslate2 compute type: " + ", ".join(COMPUTE_TYPES),
             choice(*COMPUTE_TYPES),
         ),
         Setting(
             "cpu_threads",
             "ASR_LOCAL_CPU_THREADS",
-            "local engine threads per decode (faster-whisper's cpu_threads; 0 = CTranslate2's default)",
+            "local engine threads per decode (0 = the engine's default)",
             int_range(0, 256),
         ),
         Setting(
@@ -390,7 +408,7 @@ SETTINGS: Final = Section(
         Setting(
             "language",
             "ASR_LOCAL_LANGUAGE",
-            "local engine language (a Whisper language code)",
+            "local engine language (a Whisper language code; Moonshine knows en only)",
             _language,
         ),
         Setting(
@@ -404,7 +422,8 @@ SETTINGS: Final = Section(
             "keyterms",
             "ASR_LOCAL_KEYTERMS",
             "local engine: comma-separated words or phrases calls are expected to use (product, agent and "
-            "place names), given to Whisper as context; a call adds its own with Deepgram's keyterm/keywords",
+            "place names), given to Whisper as context (Moonshine takes none); a call adds its own with "
+            "Deepgram's keyterm/keywords",
             _keyterms,
         ),
         Setting(
@@ -417,4 +436,4 @@ SETTINGS: Final = Section(
     ),
 )
 
-KIND: Final = ProviderKind(SETTINGS, create)
+KIND: Final = ProviderKind(SETTINGS, create, _missing)
