@@ -361,6 +361,17 @@ def recordings(root: Path | None = None, *, with_alsa: bool = True) -> list[Reco
     return out
 
 
+def clips(root: Path | None = None, *, with_alsa: bool = True) -> list[tuple[str, str, np.ndarray]]:
+    """The short clips of people speaking, one utterance each, 1 to 7 s (the sets' clips but
+    the sonnet's and JFK's, which are long readings): (set, transcript, 16 kHz float32)."""
+    root = root or cache_root()
+    fetch_sdist(root, POCKETSPHINX, POCKETSPHINX_SDIST, CARDS + LIBRIVOX + PHRASES)
+    sets = [("cards", CARDS), ("librivox", LIBRIVOX), ("phrases", PHRASES)]
+    if with_alsa and fetch_alsa(root):
+        sets.append(("channels", CHANNELS))
+    return [(name, text, _load(root / member, 16000)) for name, found in sets for member, _sha, text in found]
+
+
 # --- scoring ---------------------------------------------------------------------------------
 
 _ONES = [

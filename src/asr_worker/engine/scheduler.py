@@ -189,6 +189,15 @@ class EngineMetrics:
         self.decoded = Counter(
             "asr_local_decoded_utterances", "Utterances decoded, by kind.", ["kind"], registry=None
         )
+        self.decoded_audio = Counter(
+            "asr_local_decoded_audio_seconds", "Seconds of audio decoded, by kind.", ["kind"], registry=None
+        )
+        self.decode_cpu = Counter(
+            "asr_local_decode_cpu_seconds",
+            "CPU time the decoding threads spent, by kind (against the audio: the decode cost).",
+            ["kind"],
+            registry=None,
+        )
         self.final_latency = Histogram(
             "asr_local_final_latency_seconds",
             "From the arrival of the audio where speech ended to its final result.",
@@ -207,6 +216,8 @@ class EngineMetrics:
             self.decode_rtf,
             self.decode_seconds,
             self.decoded,
+            self.decoded_audio,
+            self.decode_cpu,
             self.final_latency,
             self.refused,
             self._queue,
@@ -281,8 +292,8 @@ class DecodePool:
             self.busy += 1
             started = self._clock()
             try:
-                results = await loop.run_in_executor(
-                    executor, decoder.decode_batch, [j.audio for j in batch], [j.prompt() for j in batch]
+                results, cpu_s = await loop.run_in_executor(
+                    executor, _decode, decoder, [j.audio for j in batch], [j.prompt() for j in batch]
                 )
             except Exception as exc:
                 for job in batch:
@@ -303,6 +314,8 @@ class DecodePool:
             audio_s = sum(j.audio_s for j in batch)
             self.metrics.decode_seconds.labels(kind).observe(elapsed)
             self.metrics.decoded.labels(kind).inc(len(batch))
+            self.metrics.decoded_audio.labels(kind).inc(audio_s)
+            self.metrics.decode_cpu.labels(kind).inc(cpu_s)
             if audio_s > 0:
                 self.metrics.decode_rtf.observe(elapsed / audio_s)
             for job, result in zip(batch, results, strict=True):
@@ -321,3 +334,10 @@ class DecodePool:
                 await self._work.wait()
         finally:
             self._idle -= 1
+
+
+def _decode(decoder: Decoder, audios: list[Float32Array], prompts: list[str]) -> tuple[list[Decoded], float]:
+    """In a decoding thread: the results, and the CPU time this thread spent on them."""
+    started = time.thread_time()
+    results = decoder.decode_batch(audios, prompts)
+    return results, time.thread_time() - started
