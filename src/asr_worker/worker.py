@@ -168,22 +168,31 @@ class Worker:
         totals = self.manager.live_totals()
         provider = self.provider.health()
         bus_ok = self.bus.healthy()
-        checks: dict[str, object] = {
-            "provider": {"ok": provider.ok, "detail": provider.detail},
-            "bus": self.bus.status(),
-        }
+        primary: dict[str, object] = {"ok": provider.ok, "detail": provider.detail}
+        engine = self.manager.engine_slots
+        if engine is not None:  # it measures what it can carry: how much of it is taken
+            bound = engine.capacity
+            primary["channels"] = engine.channels
+            primary["maxChannels"] = None if bound is None else bound[0]
+        checks: dict[str, object] = {"provider": primary, "bus": self.bus.status()}
         fallback_ok = True
         if self.fallback is not None:
             fallback = self.fallback.health()
             fallback_ok = fallback.ok
             slots = self.manager.fallback_slots
-            checks["fallback"] = {
+            entry: dict[str, object] = {
                 "ok": fallback.ok,
                 "detail": fallback.detail,
                 "provider": self.fallback.name,
                 "calls": slots.in_use,
-                "maxCalls": slots.limit,
             }
+            if slots.limit:
+                entry["maxCalls"] = slots.limit
+            else:  # bounded by what the fallback measures it can carry
+                bound = slots.capacity
+                entry["channels"] = slots.channels
+                entry["maxChannels"] = None if bound is None else bound[0]
+            checks["fallback"] = entry
         return {
             "status": "ok" if provider.ok and bus_ok and fallback_ok else "degraded",
             "service": SERVICE_NAME,
@@ -206,6 +215,8 @@ class Worker:
             return False, "at_capacity"
         if self.manager.overloaded:
             return False, "overloaded"
+        if self.manager.engine_full:
+            return False, "engine_full"
         if not self.bus.healthy():
             return False, "bus_down"
         if not self.provider.health().ready:

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .capacity import CapacityModel
 from .decoding import Decoded, Decoder
 from .resample import SAMPLE_RATE, Float32Array
 
@@ -250,6 +251,17 @@ class _QueueCollector(Collector):
         yield GaugeMetricFamily(
             "asr_local_decoders_busy", "Decode workers running a batch.", value=self._pool.busy
         )
+        model = self._pool.capacity
+        yield GaugeMetricFamily(
+            "asr_local_decode_cost",
+            "Wall seconds of decoding per second of audio (calibrated at start, then from finals).",
+            value=model.cost_s,
+        )
+        yield GaugeMetricFamily(
+            "asr_local_capacity_channels",
+            "Audio channels the engine can carry at once, from its decode cost (a two-leg call is two).",
+            value=model.channels or 0,
+        )
 
 
 class DecodePool:
@@ -258,6 +270,7 @@ class DecodePool:
     ) -> None:
         self.scheduler = scheduler
         self.workers = workers
+        self.capacity = CapacityModel(workers)  # what the decoders carry, from what they cost
         self.metrics = EngineMetrics(scheduler, self)
         self._clock = clock
         self._work = asyncio.Event()
@@ -292,7 +305,7 @@ class DecodePool:
             self.busy += 1
             started = self._clock()
             try:
-                results, cpu_s = await loop.run_in_executor(
+                results, cpu_s, wall_s = await loop.run_in_executor(
                     executor, _decode, decoder, [j.audio for j in batch], [j.prompt() for j in batch]
                 )
             except Exception as exc:
@@ -316,6 +329,8 @@ class DecodePool:
             self.metrics.decoded.labels(kind).inc(len(batch))
             self.metrics.decoded_audio.labels(kind).inc(audio_s)
             self.metrics.decode_cpu.labels(kind).inc(cpu_s)
+            if kind is JobKind.FINAL:
+                self.capacity.observe(audio_s, wall_s)
             if audio_s > 0:
                 self.metrics.decode_rtf.observe(elapsed / audio_s)
             for job, result in zip(batch, results, strict=True):
@@ -336,8 +351,10 @@ class DecodePool:
             self._idle -= 1
 
 
-def _decode(decoder: Decoder, audios: list[Float32Array], prompts: list[str]) -> tuple[list[Decoded], float]:
-    """In a decoding thread: the results, and the CPU time this thread spent on them."""
-    started = time.thread_time()
+def _decode(
+    decoder: Decoder, audios: list[Float32Array], prompts: list[str]
+) -> tuple[list[Decoded], float, float]:
+    """In a decoding thread: the results, and the CPU and wall time this thread spent on them."""
+    cpu, wall = time.thread_time(), time.perf_counter()
     results = decoder.decode_batch(audios, prompts)
-    return results, time.thread_time() - started
+    return results, time.thread_time() - cpu, time.perf_counter() - wall

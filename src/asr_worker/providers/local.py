@@ -25,23 +25,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import statistics
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
-from ..core.audio import AudioFormat
+from ..core.audio import AudioFormat, Encoding
+from ..core.codecs import decode_g711
 from ..core.provider_events import ProviderError, ProviderEvent, StreamMetadata
 from ..engine.channel import Channel, ChannelEngine, ChannelOptions
 from ..engine.decoding import Decoder, DecoderSettings
 from ..engine.engines import AUTO, ENGINES, engine_for
 from ..engine.model import ModelChoice
-from ..engine.resample import SAMPLE_RATE, split_channels
+from ..engine.resample import SAMPLE_RATE, StreamResampler, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
 from ..settings import Section, Setting, choice, int_range, term_list
@@ -70,6 +75,7 @@ class LocalOptions:
     keyterms: tuple[str, ...] = ()  # words every call is expected to use
     max_batch: int = 4
     max_backlog_s: float = 120.0
+    capacity: int = 0  # channels the engine takes at once; 0: measured (engine/capacity.py)
 
 
 class LocalProvider:
@@ -94,6 +100,7 @@ class LocalProvider:
             max_backlog_s=opts.max_backlog_s,
         )
         self.pool = DecodePool(self.scheduler, self.num_workers, clock)
+        self.pool.capacity.fixed = opts.capacity or None
         self.metrics = self.pool.metrics
         self.clock = clock
         self.channel_engine = ChannelEngine(
@@ -150,6 +157,8 @@ class LocalProvider:
         )
         decoder = self.engine.load(settings)
         decoder.decode_batch([np.zeros(SAMPLE_RATE, dtype=np.float32)])  # warm the kernels up
+        loaded = time.monotonic()
+        self._calibrate(decoder)
         vad = self._vad or SileroVad.load()
         log.info(
             "local engine ready",
@@ -158,10 +167,25 @@ class LocalProvider:
                 "model": self.engine.describe(settings),
                 "cpu_threads": opts.cpu_threads,
                 "num_workers": self.num_workers,
-                "load_s": round(time.monotonic() - started, 2),
+                "load_s": round(loaded - started, 2),
+                "decode_cost": round(self.pool.capacity.cost_s, 4),
+                "capacity_channels": self.pool.capacity.channels,
             },
         )
         return decoder, vad
+
+    def _calibrate(self, decoder: Decoder) -> None:
+        """What a decode costs here: a recording of speech decoded on every decoder at once, as
+        they run under load (engine/capacity.py)."""
+        audio = calibration_audio()
+        with ThreadPoolExecutor(self.num_workers) as threads:
+            walls = list(threads.map(lambda _i: _timed_decode(decoder, audio), range(2 * self.num_workers)))
+        self.pool.capacity.calibrate(audio.size / SAMPLE_RATE, statistics.median(walls))
+
+    def capacity_channels(self) -> int | None:
+        """Channels the engine can carry at once (measured, or ASR_LOCAL_CAPACITY); None while
+        it is not running."""
+        return self.pool.capacity.channels if self._running else None
 
     def health(self) -> ProviderHealth:
         if self._error is not None:
@@ -321,6 +345,22 @@ class LocalStream:
             raise ProviderError("closed", "the local stream is closed", retryable=True)
 
 
+def calibration_audio() -> npt.NDArray[np.float32]:
+    """A person-like sentence with the pauses around it (the smoke test's call, 5.6 s of 8 kHz
+    mu-law shipped with the package), at 16 kHz."""
+    data = resources.files("asr_worker").joinpath("tools/data/smoke-call.wav").read_bytes()
+    at = data.index(b"data") + 8
+    pcm = (decode_g711(data[at:], Encoding.MULAW) / 32768).astype(np.float32)
+    resampler = StreamResampler(8000)
+    return np.concatenate([resampler.push(pcm), resampler.flush()])
+
+
+def _timed_decode(decoder: Decoder, audio: npt.NDArray[np.float32]) -> float:
+    started = time.perf_counter()
+    decoder.decode_batch([audio])
+    return time.perf_counter() - started
+
+
 def create(options: LocalOptions) -> LocalProvider:
     return LocalProvider(options)
 
@@ -417,6 +457,13 @@ SETTINGS: Final = Section(
             "local engine: silence that ends an utterance with a speech_final result "
             "(Deepgram's `endpointing`)",
             int_range(32, 10_000),
+        ),
+        Setting(
+            "capacity",
+            "ASR_LOCAL_CAPACITY",
+            "local engine: audio channels it takes at once (a two-leg call is two); new calls and "
+            "failovers beyond it are refused (engine_full). 0: measured from what decoding costs here",
+            int_range(0, 100_000),
         ),
         Setting(
             "keyterms",
