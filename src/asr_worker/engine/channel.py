@@ -1,7 +1,7 @@
 """One channel of a local stream: its audio, VAD, utterances and finals, in order.
 
     samples -> StreamResampler (16 kHz) -> VadStream -> Segmenter -> utterances
-    open utterance --(every `interim_interval_s` of new audio, when a decoder is spare)--> interim
+    open utterance --(after new audio, a share of its length, when a decoder is spare)--> interim
     closed utterance --(Scheduler, finals first)--> final, emitted in line
 
 A channel's finals tile its timeline: every utterance's final covers the silence before it,
@@ -46,7 +46,8 @@ from .vad import WINDOW, Segmenter, Utterance, VadConfig, VadStream
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
     vad: VadConfig = field(default_factory=VadConfig)
-    interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
+    interim_interval_s: float = 0.7  # new audio in the open utterance between two interims, at least
+    interim_growth: float = 0.25  # ...and at least this share of the utterance so far (see below)
     first_interim_s: float = 0.5  # speech in the open utterance before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
     context_chars: int = 0  # of the channel's recent finals in each decode's prompt (0: none)
@@ -323,7 +324,14 @@ class Channel:
     def _maybe_want_interim(self, now: float) -> None:
         """An interim is due once the utterance has `first_interim_s` of speech (counted from
         the voice, not from the lead-in before it, which is no words), then after every
-        `interim_interval_s` of new audio."""
+        `interim_interval_s` of new audio, or a quarter of the utterance so far if that is more.
+
+        An interim decodes the open utterance from its start, so its cost grows with the
+        utterance; spacing interims in proportion keeps what they cost per second of speech
+        bounded (about four decodes' worth of audio a second, however long the utterance),
+        where a fixed spacing made the eighth second of speech cost eleven times the first.
+        The scheduler spaces them further when decoders are busy (finals first, interims in
+        spare time only)."""
         speech_start = self.segmenter.speech_start
         if (
             self.segmenter.open_start is None
@@ -336,7 +344,9 @@ class Channel:
         if self.interim_end is None:
             due = self.position - speech_start >= opts.first_interim_s * SAMPLE_RATE
         else:
-            due = self.position - self.interim_end >= opts.interim_interval_s * SAMPLE_RATE
+            heard = self.position - (self.segmenter.open_start or speech_start)
+            interval = max(opts.interim_interval_s * SAMPLE_RATE, opts.interim_growth * heard)
+            due = self.position - self.interim_end >= interval
         if not due:
             return
         self.interim_wanted = True
