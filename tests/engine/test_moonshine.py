@@ -89,3 +89,33 @@ def test_the_decoder_alone_invents_nothing_from_noise_tones_or_music(decoder: Mo
         audio = np.asarray(soxr.resample(samples.astype(np.float32), 8000, 16000), dtype=np.float32)
         (result,) = decoder.decode_batch([audio[: 16000 * 5]])
         assert result.words == (), f"{name}: {result.text!r}"
+
+
+def test_a_package_whose_files_do_not_match_their_hashes_is_refused(tmp_path: Path) -> None:
+    from asr_worker.engine.model import ModelError
+    from asr_worker.engine.moonshine_model import SOURCES
+
+    source = tmp_path / "package"
+    source.mkdir()
+    for name in SOURCES:
+        (source / name).write_bytes(b"not the model")
+    with pytest.raises(ModelError, match=r"refusing the packaged Moonshine model: .* has sha256"):
+        ensure_model(tmp_path / "cache", source)
+    assert not any((tmp_path / "cache").glob("moonshine-*/manifest.json")), "nothing put in place"
+
+
+def test_a_converted_model_is_trusted_only_while_every_file_matches_its_manifest(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from asr_worker.engine.moonshine_model import FILES, MANIFEST, verified
+
+    for name in FILES:
+        (tmp_path / name).write_bytes(name.encode())
+    manifest = {name: hashlib.sha256(name.encode()).hexdigest() for name in FILES}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    assert verified(tmp_path)
+    (tmp_path / FILES[0]).write_bytes(b"damaged")
+    assert not verified(tmp_path)
+    (tmp_path / MANIFEST).write_text("{")
+    assert not verified(tmp_path)

@@ -398,6 +398,8 @@ _ONES = [
 ]
 _TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORDS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok": "okay"}
+# British spellings of the references' words: the same word, heard right (Moonshine writes them).
+_WORDS |= {"centre": "center", "metres": "meters", "metre": "meter", "colour": "color"}
 
 
 def _spell(number: int) -> str:
@@ -410,7 +412,8 @@ def _spell(number: int) -> str:
 
 
 def spoken_form(text: str) -> str:
-    """`normalize`, then numbers spelled out and common abbreviations expanded."""
+    """`normalize`, then numbers spelled out, common abbreviations expanded and British
+    spellings written as the references write them."""
     words = []
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text).replace("-", " ")  # "ill-disposed": two words
     for word in normalize(text).split():

@@ -61,12 +61,15 @@ def spread(decoded: Decoded, spans: Sequence[Span]) -> Decoded:
     voiced = sum(b - a for a, b in usable)
     weights = [_weight(w.text) for w in decoded.words]
     total = sum(weights)
-    words = []
+    words: list[DecodedWord] = []
     done = 0.0
     for word, weight in zip(decoded.words, weights, strict=True):
         lo, hi = done / total * voiced, (done + weight) / total * voiced
         done += weight
         start, end = _place(lo, hi, usable)
+        if words:  # a word moved into a span never starts before the one said before it ends
+            start = max(start, words[-1].end)
+            end = max(end, start)
         words.append(DecodedWord(word.text, round(start, 3), round(end, 3), word.probability))
     return Decoded(tuple(words), decoded.audio_s, timed=True)
 
