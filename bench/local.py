@@ -48,6 +48,7 @@ from asr_worker.config import Settings
 from asr_worker.core.audio import Encoding
 from asr_worker.engine.decoding import DecoderSettings
 from asr_worker.engine.engines import engine_for
+from asr_worker.engine.model import ModelChoice
 from asr_worker.engine.resample import SAMPLE_RATE
 from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
@@ -80,7 +81,7 @@ def percentile(values: list[float], q: float) -> float:
 def decode_speed(speech: Speech, settings: Settings) -> str:
     options = settings.of(local.SETTINGS)
     num_workers = options.num_workers or max(1, os.cpu_count() or 1)
-    engine = engine_for(options.engine, options.language)
+    engine = engine_for(options.engine, options.language, options.model != ModelChoice())
     loading = DecoderSettings(
         options.model, options.compute_type, options.cpu_threads, num_workers, options.language
     )

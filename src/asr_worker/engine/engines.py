@@ -4,7 +4,8 @@ Each is one module with a decoder (`decoding.Decoder`) and one line here: how to
 languages it knows, and how many utterances it decodes in one batch. `auto` (the default) is
 the first engine here that knows the language asked for: Moonshine for English, being about
 ten times cheaper per second of audio with the same accuracy on people's speech at 8 kHz
-(docs/local-engine.md), and Whisper for every other language.
+(docs/local-engine.md), and Whisper for every other language, or when ASR_LOCAL_MODEL names a
+Whisper model.
 """
 
 from __future__ import annotations
@@ -57,10 +58,13 @@ ENGINES: Final = {
 }
 
 
-def engine_for(name: str, language: str) -> Engine:
-    """The engine `ASR_LOCAL_ENGINE` names, `auto` resolved for the language; ValueError if the
+def engine_for(name: str, language: str, whisper_model_named: bool = False) -> Engine:
+    """The engine `ASR_LOCAL_ENGINE` names, `auto` resolved for the language (and Whisper when
+    `ASR_LOCAL_MODEL` names a Whisper model: that is asking for Whisper); ValueError if the
     named engine does not know the language."""
     if name == AUTO:
+        if whisper_model_named:
+            return ENGINES["whisper"]
         return next(e for e in ENGINES.values() if e.languages is None or language in e.languages)
     engine = ENGINES[name]
     if engine.languages is not None and language not in engine.languages:

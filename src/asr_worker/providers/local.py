@@ -93,7 +93,7 @@ class LocalProvider:
         self.options = options or LocalOptions()
         opts = self.options
         self.num_workers = opts.num_workers or max(1, os.cpu_count() or 1)
-        self.engine = engine_for(opts.engine, opts.language)
+        self.engine = engine_for(opts.engine, opts.language, opts.model != ModelChoice())
         self.scheduler = Scheduler(
             max_batch=min(opts.max_batch, self.engine.max_batch),
             interim_slots=max(1, self.num_workers - 1),
@@ -368,7 +368,7 @@ def create(options: LocalOptions) -> LocalProvider:
 def _missing(options: LocalOptions) -> tuple[str, str] | None:
     """A named engine that does not know the language asked for."""
     try:
-        engine_for(options.engine, options.language)
+        engine_for(options.engine, options.language, options.model != ModelChoice())
     except ValueError as exc:
         return "ASR_LOCAL_ENGINE=whisper (or auto)", f"transcribes {options.language}: {exc}"
     return None
@@ -416,7 +416,8 @@ SETTINGS: Final = Section(
             "engine",
             "ASR_LOCAL_ENGINE",
             "local engine: moonshine (Moonshine base, English, about ten times cheaper), whisper "
-            "(Whisper, any language, keyterms), or auto: Moonshine for English, Whisper otherwise",
+            "(Whisper, any language, keyterms), or auto: Moonshine for English, Whisper otherwise "
+            "or when ASR_LOCAL_MODEL names a Whisper model",
             choice(AUTO, *ENGINES),
         ),
         Setting(
