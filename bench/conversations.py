@@ -132,10 +132,15 @@ async def play_call(
         async def talk() -> None:
             step = FORMAT.bytes_for(FRAME_S)
             heard.started_at = loop.time()
-            for n, i in enumerate(range(0, len(call.data), step)):
-                await ws.send_bytes(call.data[i : i + step])
-                await asyncio.sleep(max(0.0, heard.started_at + (n + 1) * FRAME_S - loop.time()))
-            await ws.send_str(json.dumps({"type": "end"}))
+            try:
+                for n, i in enumerate(range(0, len(call.data), step)):
+                    if ws.closed:  # refused (engine_full): the worker said so and closed
+                        return
+                    await ws.send_bytes(call.data[i : i + step])
+                    await asyncio.sleep(max(0.0, heard.started_at + (n + 1) * FRAME_S - loop.time()))
+                await ws.send_str(json.dumps({"type": "end"}))
+            except ConnectionResetError:
+                return
 
         async with asyncio.timeout(CALL_TIMEOUT_S + call.seconds), asyncio.TaskGroup() as tg:
             tg.create_task(talk())

@@ -2,15 +2,18 @@
 
 1. Decode speed: real-time factor of the engine alone (one utterance at a time, and four in one
    batch), and of the whole pipeline (`transcribe`-style, a call fed as fast as it goes).
-2. Capacity: a real worker (`asr-worker serve`, default settings, as its own process) takes N
-   concurrent real-time calls over the ingest WebSocket, for N rising; each call plays espeak-ng
-   telephone audio (8 kHz mu-law) at 1x in 20 ms frames: four sentences, call i starting at
-   sentence i of ten, its start delayed by up to 5 s (independent calls do not all stop talking
-   at the same instant; the same audio started together would be a worst-case burst). For each
-   N: end-of-speech-to-final latency p50/p95/max (from the client sending the last sound of a
-   sentence to receiving the final that covers it), word error rate, interims per utterance,
-   and the engine's own mean decode RTF. N is sustained while p95 <= 1.5 s, no final is
-   missing and WER stays within 10%; the ramp stops after the first N that is not.
+2. Capacity: a real worker (`asr-worker serve`, default settings but admission off, as its own
+   process) takes N concurrent real-time contact-centre calls over the ingest WebSocket, for N
+   rising: two legs of 8 kHz mu-law taking turns, utterances of people and of Piper's natural
+   voice (`bench/conversations.py`), 20 ms frames at 1x, starts spread over 5 s. For each N:
+   calls per core, end-of-speech-to-final latency p50/p95/max, finals missing, WER on the
+   people and on the synthetic voice, the share of utterances of 2 s or more that got an
+   interim before their final, the decode CPU per second of audio (finals, and all decodes),
+   the worker's CPU per call-second, its RSS per call, and what the engine itself measures it
+   can carry. N is sustained while p95 <= 1.5 s, no final is missing, every call ends cleanly
+   and 75% of long utterances get an interim; the ramp stops after the first N that is not.
+   `--parts burst`: twice the calls the engine says it carries, offered within 2 s with
+   admission on: how many it admits, what the rest are told, and the admitted calls' latency.
 
 3. Accuracy on recordings of people (`bench/local_accuracy.py`): streaming finals' word error
    rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file;
@@ -21,9 +24,9 @@
    from the end of its voice, with the engine's thresholds and with Silero's usual ones.
 
 Prints tables. By default accuracy (about 7 minutes on 2 cores, of which the real-time calls
-take some 80 s a path) and speed; `--parts capacity` runs the ramp (about 4 minutes). Needs
-espeak-ng (Debian) for speed and capacity, pip (and apt-get, where there is one) for the
-recordings.
+take some 80 s a path) and speed; `--parts capacity` runs the ramp (about a minute a step).
+`ASR_LOCAL_ENGINE=whisper` measures Whisper. Needs espeak-ng (Debian) for speed, the test
+install (Piper) and pip (and apt-get, where there is one) for the recordings.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ import aiohttp
 import numpy as np
 from tests.support.speech import SENTENCES, Speech
 
-from asr_worker.config import Settings
+from asr_worker.config import Settings, load_settings
 from asr_worker.core.audio import Encoding
+from asr_worker.engine.capacity import CapacityModel
 from asr_worker.engine.decoding import DecoderSettings
 from asr_worker.engine.engines import engine_for
 from asr_worker.engine.model import ModelChoice
@@ -142,6 +146,13 @@ async def scrape(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
     }
 
 
+async def gauge(http: aiohttp.ClientSession, port: int, name: str) -> float:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
 def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
     return after.get(name, 0.0) - before.get(name, 0.0)
 
@@ -202,6 +213,8 @@ async def capacity(steps: list[int], turns: int, stagger_s: float, engine: str) 
                 watcher.cancel()
             cpu_after = proc_sample(pid, time.monotonic()) if pid else None
             after = await scrape(http, port)
+            cost = await gauge(http, port, "asr_local_decode_cost")  # admission is off here: the figure
+            measure = CapacityModel(os.cpu_count() or 1, cost_s=cost).channels or 0  # it would admit
             heard = [t.result() for t in tasks]
             utterances = [u for i in range(n) for u in judge(calls[i], heard[i])]
             latencies = [u.latency_s for u in utterances if u.latency_s is not None]
@@ -243,6 +256,7 @@ async def capacity(steps: list[int], turns: int, stagger_s: float, engine: str) 
                     f"{cpu_all / audio_all:.3f}" if audio_all else "-",
                     f"{worker_cpu / call_s * 1000:.0f}",
                     f"{(peak_rss - idle_rss) / n / 2**20:.1f}",
+                    f"{measure / 2:.0f}",
                     f"{max(load_before, os.getloadavg()[0]):.1f}",
                     "yes" if ok else "NO",
                 ]
@@ -262,6 +276,75 @@ async def capacity(steps: list[int], turns: int, stagger_s: float, engine: str) 
         + f"\n\ntwo-leg calls sustained (finals p95 <= {LATENCY_GOAL_S} s, none missing, an interim for "
         f">= {INTERIM_GOAL:.0%} of utterances of {LONG_S:g} s or more): {best} "
         f"({best / (os.cpu_count() or 1):.1f} per core)"
+    )
+
+
+async def burst(calls_asked: int, turns: int, stagger_s: float) -> str:
+    """A burst past capacity, with admission on (the engine's own measure): `calls_asked` calls
+    (0: twice what the engine says it carries) start within `stagger_s`. The admitted ones must
+    keep their latency; the rest are refused with engine_full."""
+    pool = pools()
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+        running("serve", env={"ASR_MAX_SESSIONS": "1000"}) as port,
+    ):
+        measure = await gauge(http, port, "asr_local_capacity_channels")
+        cost = await gauge(http, port, "asr_local_decode_cost")
+        n = calls_asked or 2 * int(measure // 2)
+        calls = [conversation(i, turns, pool) for i in range(n)]
+        rng = random.Random(5)
+        ready_during: list[str] = []
+
+        async def look_at_ready() -> None:
+            await asyncio.sleep(stagger_s + 5.0)
+            async with http.get(f"http://127.0.0.1:{port}/ready") as response:
+                ready_during.append(f"{response.status} {(await response.json())['reason']}")
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(look_at_ready())
+            tasks = [
+                tg.create_task(play_call(http, port, f"burst-{i}", calls[i], rng.uniform(0, stagger_s)))
+                for i in range(n)
+            ]
+        heard = [t.result() for t in tasks]
+    admitted = [i for i, h in enumerate(heard) if not h.errors]
+    refused = [h.errors for h in heard if h.errors]
+    utterances = [u for i in admitted for u in judge(calls[i], heard[i])]
+    latencies = [u.latency_s for u in utterances if u.latency_s is not None]
+    long = [u for u in utterances if u.turn.end_s - u.turn.start_s >= LONG_S]
+    rows = [
+        [
+            f"{cost:.4f}",
+            f"{measure:.0f} ({measure / 2:.0f} calls)",
+            str(n),
+            str(len(admitted)),
+            f"{len(refused)} ({', '.join(sorted({e for r in refused for e in r}))})",
+            ready_during[0] if ready_during else "-",
+            f"{percentile(latencies, 50):.2f}",
+            f"{percentile(latencies, 95):.2f}",
+            f"{max(latencies, default=float('nan')):.2f}",
+            str(sum(u.latency_s is None for u in utterances)),
+            f"{sum(u.interim for u in long) / len(long):.0%}" if long else "-",
+            f"{os.getloadavg()[0]:.1f}",
+        ]
+    ]
+    headers = [
+        "decode cost",
+        "measured channels",
+        "calls offered",
+        "admitted",
+        "refused",
+        "/ready during",
+        "admitted final p50 s",
+        "p95 s",
+        "max s",
+        "missing",
+        "long utt. with interim",
+        "load",
+    ]
+    return (
+        f"{n} two-leg calls offered within {stagger_s:g} s to a worker measuring its own capacity\n"
+        + table(headers, rows)
     )
 
 
@@ -285,6 +368,7 @@ HEADERS = [
     "all decode CPU s/audio s",
     "worker CPU ms/call-s",
     "RSS MiB/call",
+    "engine's measure, calls",
     "load",
     "sustained",
 ]
@@ -300,7 +384,11 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         default="accuracy,speed",
-        help="what to measure, of accuracy,speed,capacity (the capacity ramp takes about 4 minutes)",
+        help="what to measure, of accuracy,speed,capacity,burst (the capacity ramp takes about 6 "
+        "minutes; burst: calls past the engine's own measure at once, admission on)",
+    )
+    parser.add_argument(
+        "--burst-calls", type=int, default=0, help="burst: calls offered (0: twice the measure)"
     )
     parser.add_argument(
         "--paths",
@@ -314,7 +402,7 @@ def main() -> None:
         paths = [] if args.paths == "none" else parse_paths(args.paths)
     except ValueError as exc:
         parser.error(str(exc))
-    settings = Settings()
+    settings = load_settings(os.environ)  # ASR_LOCAL_ENGINE=whisper and the like apply in-process too
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}\n")
     if "accuracy" in parts:
         print(accuracy(settings, table, paths) + "\n", flush=True)
@@ -327,6 +415,8 @@ def main() -> None:
                 + "\n",
                 flush=True,
             )
+        if "burst" in parts:
+            print("Burst past capacity\n" + asyncio.run(burst(args.burst_calls, args.turns, 2.0)) + "\n")
         if "capacity" in parts:
             print(
                 "Concurrent real-time calls\n"

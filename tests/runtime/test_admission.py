@@ -46,7 +46,7 @@ async def test_a_call_beyond_the_engines_channels_is_refused_and_the_admitted_ca
         assert checks["provider"]["maxChannels"] == 3
         beyond = await connect(http, worker, "beyond")
         refused = await beyond.next_event("error")
-        assert refused["code"] == "engine_full" and "3 of its 3 channels" in str(refused["message"])
+        assert refused["code"] == "engine_full" and "3 of the 3 channels" in str(refused["message"])
         await beyond.ws.receive()
         assert beyond.ws.close_code == 1013
         await mono.send_frames(frames(speechlike(0.4)))  # the admitted call goes on as before
@@ -68,7 +68,7 @@ def test_fallback_slots_follow_the_fallbacks_measure_unless_a_limit_is_set() -> 
     engine = MeasuringProvider(channels=4)
     measured = FallbackSlots(0, engine)
     assert measured.claim(2) and measured.claim(2) and not measured.claim(1)
-    assert measured.describe() == "4 of its 4 channels"
+    assert measured.describe() == "4 of the 4 channels"
     measured.release(2)
     assert measured.claim(1) and measured.claim(1) and not measured.room(1)
     engine.channels = None  # not measured yet (loading): calls wait for it rather than refused

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-FINALS_SHARE: Final = 0.4
+FINALS_SHARE: Final = 0.35
 VOICED_SHARE: Final = 0.6
 SMOOTHING: Final = 0.02  # weight of one final's decode in the running cost
 MIN_AUDIO_S: Final = 0.5  # shorter decodes say little of the cost per second (fixed costs dominate)

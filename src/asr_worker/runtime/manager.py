@@ -129,7 +129,7 @@ class FallbackSlots:
             return f"{self.in_use} calls"
         limit, unit = bound
         used = self.in_use if unit == "calls" else self.channels
-        return f"{used} of its {limit} {unit}"
+        return f"{used} of the {limit} {unit}"
 
 
 class SessionManager:
