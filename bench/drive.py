@@ -395,7 +395,8 @@ class ChurnCall:
         self.sent = 0
         self.words: list[str] = []
         self.finals: list[tuple[float, float]] = []  # (end in call seconds, arrival, monotonic)
-        self.final_texts: list[tuple[str, float, float, str]] = []  # (provider, start, end, text)
+        # (provider, start, end, text, [(word's middle in call seconds, word)])
+        self.final_texts: list[tuple[str, float, float, str, list[tuple[float, str]]]] = []
         self.ended: dict[str, object] | None = None
         self.ended_at = float("nan")  # when session_ended arrived (monotonic)
         self.errors: dict[str, int] = {}
@@ -459,6 +460,10 @@ class ChurnCall:
                             float(event["start"]),
                             float(event["end"]),
                             str(event.get("text", "")),
+                            [
+                                ((float(w["start"]) + float(w["end"])) / 2, str(w["word"]))
+                                for w in event.get("words", ())
+                            ],
                         )
                     )
                     if self.changed is not None and np.isnan(self.fallback_final_at):

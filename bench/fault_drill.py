@@ -22,7 +22,11 @@ takes move there, and the rest get `fallback_full` once and stay on their primar
 until it is back. A moved call must lose no word: its primary's finals must be exactly the
 mock engine's words up to where they end, and every utterance after that must come back from
 the local engine, scored against what it says (WER and utterances lost); its finals must keep
-their latency (the local engine's finals p95, from the end of an utterance's voice). With
+their latency (the local engine's finals p99, from the end of the voice of an utterance
+spoken after the call moved: what was said before the move waited for the outage, not for the
+engine). A call told `fallback_full` that ends before its primary is back cannot have its last
+words heard by anyone (the finalize wait gives up): such calls are counted apart, with the words
+and frames nobody heard, not as the worker's losses. With
 `--fallback mock` the fallback is the sink's own engine with room for every call, and every
 live call must move with every word once. The table shows how long agents saw no transcript,
 the gap from the outage to each moved call's first final from the fallback (p50 / p99 / max).
@@ -155,6 +159,9 @@ class Drill:
     local_utterances: int = 0
     local_lost: int = 0  # utterances on the local fallback that no final gave a word of
     local_final_ms: list[float] = field(default_factory=list)  # end of voice -> local final
+    waited_out: int = 0  # calls that ended during the outage waiting for their primary (fallback full)
+    waited_words_lost: int = 0  # ...the words nobody could hear
+    waited_frames: int = 0
 
     @property
     def rss_growth_percent(self) -> float:
@@ -356,15 +363,15 @@ def _engine_call(
     drill: Drill, call: dict[str, object], audio: bytes, options: MockOptions, sent_at: np.ndarray, base: int
 ) -> tuple[list[str], int, int]:
     """A call that the local engine carried a part of: the primary's finals must be the mock's
-    words exactly up to where they end; every utterance after that is scored against what the
-    local engine's finals gave it (each final to the utterance whose voice ends nearest its end)."""
+    words exactly up to where they end; every utterance after that is scored against the words
+    the local engine's finals gave it (each word to the utterance its time falls nearest), and
+    its latency, for an utterance spoken after the call moved, is from the end of its voice."""
     texts = call["final_texts"]
     assert isinstance(texts, list)
-    finals = [(str(p), float(s), float(e), str(t)) for p, s, e, t in texts]
-    primary = [f for f in finals if f[0] != drill.fallback]
-    switch_s = max((e for _p, _s, e, _t in primary), default=0.0)
+    primary = [f for f in texts if str(f[0]) != drill.fallback]
+    switch_s = max((float(f[2]) for f in primary), default=0.0)
     expected = expected_words(audio[: PCM8K.bytes_for(switch_s)], PCM8K, options)
-    lost, repeated = _word_diff(expected, [w for f in primary for w in f[3].split()])
+    lost, repeated = _word_diff(expected, [w for f in primary for w in str(f[3]).split()])
     _audio, said = drill_speech.script(int(str(call["index"])), int(str(call["frames"])))
     taken_s = PCM8K.seconds(len(audio))
     after = [u for u in said if u.start_s >= switch_s and u.end_s + 1.0 <= taken_s]
@@ -373,23 +380,28 @@ def _engine_call(
     final_times = call["finals"]
     assert isinstance(final_times, list)
     arrivals = {round(float(e), 3): float(a) for e, a in final_times}
-    for _p, _start, end, text in (f for f in finals if f[0] == drill.fallback and f[3]):
-        if after:
-            nearest = min(range(len(after)), key=lambda i: abs(after[i].end_s - end))
-            heard[nearest] += text.split()
-            arrived.setdefault(nearest, arrivals.get(round(end, 3), float("nan")))
+    for f in texts:
+        if str(f[0]) != drill.fallback or not after:
+            continue
+        for middle, word in f[4]:
+            nearest = min(
+                range(len(after)),
+                key=lambda i: max(0.0, after[i].start_s - middle, middle - after[i].end_s),
+            )
+            heard[nearest].append(str(word))
+            arrived.setdefault(nearest, arrivals.get(round(float(f[2]), 3), float("nan")))
+    moved_at = float(str(call["changed_at"])) if call["changed"] is not None else 0.0
+    frames = len(audio) // PCM8K.bytes_for(FRAME_MS / 1000)
     for i, utterance in enumerate(after):
         errors, words = word_errors(utterance.text, " ".join(heard[i]))
         drill.local_utterances += 1
         drill.local_words += words
         drill.local_errors += errors
         drill.local_lost += not heard[i]
-        frame = (
-            min(len(audio) // PCM8K.bytes_for(FRAME_MS / 1000), int(np.ceil(utterance.end_s * FRAMES_PER_S)))
-            - 1
-        )
-        if i in arrived and frame >= 0 and not np.isnan(sent_at[base + frame]):
-            drill.local_final_ms.append((arrived[i] - float(sent_at[base + frame])) * 1000)
+        frame = min(frames, int(np.ceil(utterance.end_s * FRAMES_PER_S))) - 1
+        spoke_at = float(sent_at[base + frame]) if frame >= 0 else float("nan")
+        if i in arrived and not np.isnan(spoke_at) and spoke_at >= moved_at:  # said on the engine
+            drill.local_final_ms.append((arrived[i] - spoke_at) * 1000)
     return expected, lost, repeated
 
 
@@ -454,6 +466,13 @@ def _analyse(drill: Drill, drive: np.lib.npyio.NpzFile, sink: np.lib.npyio.NpzFi
             heard_by_sink = 0
         elif call["changed"] is not None:
             heard_by_sink = min(taken, round(float(call["changed"]["at"]) * FRAMES_PER_S))
+        # Ended while its primary was down and the fallback full: nobody could hear what its
+        # finals had not covered (counted apart: the price of a fallback that is full).
+        errors = call["errors"]
+        waited = call["changed"] is None and "fallback_full" in errors and "finalize_timeout" in errors
+        if waited:
+            covered = round(float(call["finals"][-1][0]) * FRAMES_PER_S) if call["finals"] else 0
+            heard_by_sink = min(heard_by_sink, covered)
         taken_keys.append((call["index"] & 0xFFFF) * key_span + np.arange(heard_by_sink))
         speech = drill.speech
         audio = (
@@ -469,7 +488,12 @@ def _analyse(drill: Drill, drive: np.lib.npyio.NpzFile, sink: np.lib.npyio.NpzFi
             expected = expected_words(audio, PCM8K, options)
             lost, repeated = _word_diff(expected, call["words"])
         drill.words_expected += len(expected)
-        drill.words_lost += lost
+        if waited:
+            drill.waited_out += 1
+            drill.waited_words_lost += lost
+            drill.waited_frames += taken - heard_by_sink
+        else:
+            drill.words_lost += lost
         drill.words_repeated += repeated
         exact = lost == 0 and repeated == 0 and ended is not None
         drill.calls_exact += exact
@@ -620,6 +644,10 @@ def _engine_rows(drill: Drill, ms: Callable[[list[float]], str]) -> list[tuple[s
     wer = drill.local_errors / drill.local_words if drill.local_words else float("nan")
     return [
         ("outage: live calls told fallback_full (stayed on their primary)", str(drill.live_full)),
+        (
+            "outage: calls that ended waiting for their primary / words unheard / frames",
+            f"{drill.waited_out} / {drill.waited_words_lost} / {drill.waited_frames}",
+        ),
         (
             "local engine: utterances / lost / WER",
             f"{drill.local_utterances} / {drill.local_lost} / {wer:.1%}",

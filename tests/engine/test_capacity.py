@@ -29,3 +29,20 @@ def test_a_configured_capacity_is_taken_as_it_is() -> None:
     assert model.channels == 7
     model.calibrate(1.0, 100.0)
     assert model.channels == 7
+
+
+def test_calls_that_talk_more_than_a_conversations_leg_lower_the_figure() -> None:
+    """The voiced share starts at a conversation's 0.6 and follows what the calls say: ten
+    channels whose finals carry 0.9 s of audio each second move it towards 0.9."""
+    model = CapacityModel(decoders=2, finals_share=0.5, voiced_share=0.6)
+    model.calibrate(5.0, 0.25)
+    before = model.channels
+    model.opened(10, now=0.0)
+    for second in range(1, 121):
+        model.observe(audio_s=9.0, wall_s=0.45, now=float(second))  # 0.9 s per channel-second
+    assert 0.85 < model.voiced_share <= 0.9
+    assert model.channels is not None and before is not None and model.channels < 0.7 * before
+    model.closed(10, now=121.0)
+    for second in range(122, 200):  # nobody talking, nothing open: nothing to learn from
+        model.observe(audio_s=0.0, wall_s=0.0, now=float(second))
+    assert 0.85 < model.voiced_share <= 0.9

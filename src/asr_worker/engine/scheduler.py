@@ -330,7 +330,7 @@ class DecodePool:
             self.metrics.decoded_audio.labels(kind).inc(audio_s)
             self.metrics.decode_cpu.labels(kind).inc(cpu_s)
             if kind is JobKind.FINAL:
-                self.capacity.observe(audio_s, wall_s)
+                self.capacity.observe(audio_s, wall_s, self._clock())
             if audio_s > 0:
                 self.metrics.decode_rtf.observe(elapsed / audio_s)
             for job, result in zip(batch, results, strict=True):

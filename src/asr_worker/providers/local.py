@@ -219,15 +219,28 @@ class LocalProvider:
             raise ProviderError(
                 "engine_busy", "the local speech engine is too far behind to take a call", retryable=True
             )
-        return LocalStream(self.channel_engine, request, self._vad)
+        capacity, channels = self.pool.capacity, request.fmt.channels
+        capacity.opened(channels, self.clock())
+        return LocalStream(
+            self.channel_engine, request, self._vad, lambda: capacity.closed(channels, self.clock())
+        )
 
 
 class LocalStream:
     """One call's stream: splits its audio among its channels (`engine/channel.py`), whose
     results it queues for the session, and ends them on CloseStream once every final is out."""
 
-    def __init__(self, engine: ChannelEngine, request: StreamRequest, vad: SileroVad) -> None:
+    def __init__(
+        self,
+        engine: ChannelEngine,
+        request: StreamRequest,
+        vad: SileroVad,
+        on_closed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`on_closed`: told once, when the stream ends however it ends (the engine counts the
+        channels its streams hold open)."""
         self._clock = engine.clock
+        self._on_closed = on_closed
         self.request = request
         self.fmt: AudioFormat = request.fmt
         self.request_id = str(uuid.uuid4())
@@ -286,7 +299,7 @@ class LocalStream:
     async def abort(self) -> None:
         if self.closed:
             return
-        self.closed = True
+        self._close()
         for channel in self.channels:
             channel.forget()
         self._results.finish()
@@ -316,7 +329,7 @@ class LocalStream:
         if self.closed:
             return
         self._failed = error
-        self.closed = True
+        self._close()
         for channel in self.channels:
             channel.forget()
         self._results.finish(error)
@@ -326,10 +339,14 @@ class LocalStream:
         if not self._closing or self.closed or any(c.slots for c in self.channels):
             return
         self.push(StreamMetadata(self.request_id, self._frames_in / self.fmt.sample_rate))
-        self.closed = True
+        self._close()
         for channel in self.channels:
             channel.forget()
         self._results.finish()
+
+    def _close(self) -> None:
+        self.closed = True
+        self._on_closed()
 
     def arrival_of(self, position: int) -> float | None:
         """When the audio at this 16 kHz position reached the provider."""
