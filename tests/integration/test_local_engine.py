@@ -4,9 +4,8 @@ WebSocket, several calls at once, at 16 kHz and as 8 kHz telephone audio (mu-law
 channels). Each call must come back with word error rate at most 10%, interims, and each
 sentence's final while the call is still going (not all at its end). How soon a final comes
 (p95 within 1.5 s of the end of speech at 20 two-leg calls) and how often interims come are
-speed goals, measured by
-`python -m bench.local --parts capacity`: interims only fill the decoders' spare time, so
-their number falls with load, by design. This test prints the latencies it saw."""
+speed goals, measured by `python -m bench.local --parts capacity`: interims only fill the
+decoders' spare time, so their number falls with load, by design. This test prints the latencies it saw."""
 
 from __future__ import annotations
 
