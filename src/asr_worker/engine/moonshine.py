@@ -18,6 +18,10 @@ What Moonshine does not give, and what stands in:
 * no timestamps: words come back with `Decoded.timed` False, and the channel spreads them over
   the voice the VAD heard in the utterance (`timing.py`);
 * no prompt: keyterms and context (`prompts`) are Whisper's; here they are ignored;
+* a short utterance can come back empty, the model ending its text at once, and the same
+  words with a few milliseconds more or less audio come back whole ("rear right", cut by the
+  VAD 2 ms either side of the end that failed); an empty decode is decoded once more with half
+  a second of silence after the audio, which Moonshine ends an utterance with more surely;
 * no no-speech probability: only audio the VAD takes for speech is decoded, and a decode is
   dropped when it loops (Whisper's compression-ratio test; tokens are also capped at about
   6.5 a second of audio, the model's own rule) or when its words are improbable (mean token
@@ -54,6 +58,7 @@ _IMPROBABLE_LOGPROB: Final = -1.2
 _COMPRESSION_RATIO_THRESHOLD: Final = 2.4
 _HALLUCINATIONS: Final = frozenset({"you", "thank you", "bye", "so", "oh", "uh", "um", "hmm"})
 _HALLUCINATION_MIN_LOGPROB: Final = -0.5
+_RETRY_TAIL_S: Final = 0.5
 
 
 class _Session(Protocol):
@@ -133,6 +138,8 @@ class MoonshineDecoder:
         if samples.size < _MIN_AUDIO_S * SAMPLE_RATE:
             samples = np.pad(samples, (0, round(_MIN_AUDIO_S * SAMPLE_RATE) - samples.size))
         ids, logprobs = self._generate(samples)
+        if not ids:  # see the module's notes: ended at once; once more with silence after it
+            ids, logprobs = self._generate(np.pad(samples, (0, round(_RETRY_TAIL_S * SAMPLE_RATE))))
         pieces = [self._tokens[t] for t in ids]
         heard = [] if not ids or self._invented(pieces, logprobs) else words_of(pieces, logprobs)
         words = tuple(DecodedWord(text, 0.0, 0.0, probability) for text, probability in heard)
