@@ -46,3 +46,14 @@ def test_calls_that_talk_more_than_a_conversations_leg_lower_the_figure() -> Non
     for second in range(122, 200):  # nobody talking, nothing open: nothing to learn from
         model.observe(audio_s=0.0, wall_s=0.0, now=float(second))
     assert 0.85 < model.voiced_share <= 0.9
+
+
+def test_measurements_while_idle_follow_the_machine() -> None:
+    model = CapacityModel(decoders=2, finals_share=0.5, voiced_share=0.5)
+    model.calibrate(5.0, 0.1)  # 0.02 s a second: the machine was quiet at start
+    assert model.idle_since(100.0) == 0.0  # counted from the first look
+    model.observe(audio_s=2.0, wall_s=0.04, now=110.0)
+    assert model.idle_since(130.0) == 20.0
+    for _ in range(8):
+        model.remeasure(5.0, 0.5)  # 0.1 s a second: other work took the cores meanwhile
+    assert model.cost_s == pytest.approx(0.1, rel=0.1) and model.channels == 20

@@ -4,7 +4,9 @@ Decoding is the engine's bottleneck, and its cost depends on the machine (its pr
 else runs on it), so it is measured, not configured: at start the provider decodes a short
 recording of speech (`calibrate`), and from then on every final's decode updates the figure
 (`observe`, an exponentially weighted mean, so a machine that gets busier lowers it within a
-minute of decodes, and a quieter one raises it again).
+minute of decodes, and a quieter one raises it again); while no final is decoded, the provider
+measures it again every 15 s (`remeasure`), so that a fallback standing by knows what the
+machine can give it when an outage moves calls onto it.
 
     channels = decoders x finals_share / (cost x voiced_share)
 
@@ -33,6 +35,7 @@ from typing import Final
 FINALS_SHARE: Final = 0.35
 VOICED_SHARE: Final = 0.6
 SMOOTHING: Final = 0.02  # weight of one final's decode in the running cost
+REMEASURE_WEIGHT: Final = 0.3  # weight of one measurement while idle
 MIN_AUDIO_S: Final = 0.5  # shorter decodes say little of the cost per second (fixed costs dominate)
 SHARE_WINDOW_S: Final = 20.0  # how often the voiced share is measured...
 SHARE_MIN_CHANNEL_S: Final = 120.0  # ...from at least this many channel-seconds
@@ -52,11 +55,27 @@ class CapacityModel:
     _last: float = 0.0  # when open_channels last changed or was counted
     _channel_s: float = 0.0  # channel-seconds open in the window
     _final_audio_s: float = 0.0  # audio decoded for finals in the window
+    _observed_at: float | None = None  # when a final was last decoded
 
     def calibrate(self, audio_s: float, wall_s: float) -> None:
         """The start's measurement: replaces whatever was known."""
         if audio_s > 0:
             self.cost_s = max(wall_s, 1e-6) / audio_s
+
+    def remeasure(self, audio_s: float, wall_s: float) -> None:
+        """A measurement while no final is decoded (the provider's idle check): weighs like a
+        third of what was known, so a few of them follow a machine that got busier or quieter."""
+        if audio_s > 0:
+            cost = max(wall_s, 1e-6) / audio_s
+            self.cost_s = (
+                cost if math.isnan(self.cost_s) else self.cost_s + REMEASURE_WEIGHT * (cost - self.cost_s)
+            )
+
+    def idle_since(self, now: float) -> float:
+        """Seconds since the last final was decoded (since the start, if none was)."""
+        if self._observed_at is None:
+            self._observed_at = now
+        return now - self._observed_at
 
     def opened(self, channels: int, now: float) -> None:
         """A stream of `channels` began (monotonic seconds)."""
@@ -84,6 +103,7 @@ class CapacityModel:
         if now is not None:
             self._count(now)
             self._final_audio_s += audio_s
+            self._observed_at = now
         if audio_s < MIN_AUDIO_S:
             return
         cost = max(wall_s, 1e-6) / audio_s

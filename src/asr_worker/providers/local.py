@@ -57,6 +57,7 @@ log = logging.getLogger("asr_worker.local")
 _EVENT_QUEUE_MAX: Final = 1024
 _ARRIVALS_MAX: Final = 4096
 _OPEN_TIMEOUT_S: Final = 60.0
+_REMEASURE_S: Final = 15.0  # with no final decoded for this long, the decode cost is measured again
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +134,25 @@ class LocalProvider:
         self._running = True
         self._ready.set()
         try:
-            await self.pool.run(decoder)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.pool.run(decoder), name="decoders")
+                if self.pool.capacity.fixed is None:
+                    tg.create_task(self._keep_measuring(decoder), name="decode-cost")
         finally:
             self._running = False
+
+    async def _keep_measuring(self, decoder: Decoder) -> None:
+        """While no final is decoded (a fallback standing by, a quiet worker), measure the decode
+        cost again now and then, so the figure follows what else the machine is doing when calls
+        arrive: the figure a standby fallback measured at start is stale by the time an outage
+        moves calls onto it. One decode of the calibration recording (about 0.1 s of one core)."""
+        audio = calibration_audio()
+        capacity = self.pool.capacity
+        while True:
+            await asyncio.sleep(_REMEASURE_S)
+            if capacity.idle_since(self.clock()) >= _REMEASURE_S and not self.pool.busy:
+                wall_s = await asyncio.to_thread(_timed_decode, decoder, audio)
+                capacity.remeasure(audio.size / SAMPLE_RATE, wall_s)
 
     async def _loaded_decoder(self) -> Decoder | None:
         if self._decoder is not None and self._vad is not None:
