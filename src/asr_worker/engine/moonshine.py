@@ -20,8 +20,10 @@ What Moonshine does not give, and what stands in:
 * no prompt: keyterms and context (`prompts`) are Whisper's; here they are ignored;
 * a short utterance can come back empty, the model ending its text at once, and the same
   words with a few milliseconds more or less audio come back whole ("rear right", cut by the
-  VAD 2 ms either side of the end that failed); an empty decode is decoded once more with half
-  a second of silence after the audio, which Moonshine ends an utterance with more surely;
+  VAD 35 ms either side of the end that failed), or with a quarter of a second less of the
+  lead-in before it ("okay, thanks" after 0.5 s of faint clicks came back empty, after 0.36 s
+  whole); an empty decode is decoded once more with half a second of silence after the audio,
+  and if still empty, once more without the first quarter second of its lead-in;
 * no no-speech probability: only audio the VAD takes for speech is decoded, and a decode is
   dropped when it loops (Whisper's compression-ratio test; tokens are also capped at about
   6.5 a second of audio, the model's own rule) or when its words are improbable (mean token
@@ -59,6 +61,7 @@ _COMPRESSION_RATIO_THRESHOLD: Final = 2.4
 _HALLUCINATIONS: Final = frozenset({"you", "thank you", "bye", "so", "oh", "uh", "um", "hmm"})
 _HALLUCINATION_MIN_LOGPROB: Final = -0.5
 _RETRY_TAIL_S: Final = 0.5
+_RETRY_LEAD_CUT_S: Final = 0.25
 
 
 class _Session(Protocol):
@@ -140,6 +143,9 @@ class MoonshineDecoder:
         ids, logprobs = self._generate(samples)
         if not ids:  # see the module's notes: ended at once; once more with silence after it
             ids, logprobs = self._generate(np.pad(samples, (0, round(_RETRY_TAIL_S * SAMPLE_RATE))))
+        lead = round(_RETRY_LEAD_CUT_S * SAMPLE_RATE)
+        if not ids and samples.size > 2 * lead:  # and then with half the lead-in before the voice
+            ids, logprobs = self._generate(samples[lead:])
         pieces = [self._tokens[t] for t in ids]
         heard = [] if not ids or self._invented(pieces, logprobs) else words_of(pieces, logprobs)
         words = tuple(DecodedWord(text, 0.0, 0.0, probability) for text, probability in heard)
