@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-FINALS_SHARE: Final = 0.35
+FINALS_SHARE: Final = 0.3
 VOICED_SHARE: Final = 0.6
 SMOOTHING: Final = 0.02  # weight of one final's decode in the running cost
 REMEASURE_WEIGHT: Final = 0.3  # weight of one measurement while idle
