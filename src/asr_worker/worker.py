@@ -214,17 +214,29 @@ class Worker:
         totals = self.manager.live_totals()
         provider = self.provider.health()
         bus = self.bus.status()
-        checks: dict[str, object] = {"provider": _check(provider, self._new_calls(provider)), "bus": bus}
+        primary = _check(provider, self._new_calls(provider))
+        engine = self.manager.engine_slots
+        if engine is not None:  # it measures what it can carry: how much of it is taken
+            bound = engine.capacity
+            primary["channels"] = engine.channels
+            primary["maxChannels"] = None if bound is None else bound[0]
+        checks: dict[str, object] = {"provider": primary, "bus": bus}
         states = [provider.state, str(bus["state"])]
         if self.fallback is not None:
             fallback = self.fallback.health()
             states.append(fallback.state)
             slots = self.manager.fallback_slots
-            checks["fallback"] = _check(fallback) | {
+            entry = _check(fallback) | {
                 "provider": self.fallback.name,
                 "calls": slots.in_use,
-                "maxCalls": slots.limit,
             }
+            if slots.limit:
+                entry["maxCalls"] = slots.limit
+            else:  # bounded by what the fallback measures it can carry
+                bound = slots.capacity
+                entry["channels"] = slots.channels
+                entry["maxChannels"] = None if bound is None else bound[0]
+            checks["fallback"] = entry
         return {
             "status": "degraded" if "failing" in states else "ok",
             "service": SERVICE_NAME,
@@ -266,6 +278,8 @@ class Worker:
             return False, "at_capacity"
         if self.manager.overloaded:
             return False, "overloaded"
+        if self.manager.engine_full:
+            return False, "engine_full"
         if not self.bus.healthy():
             return False, "bus_down"
         if not self.provider.health().ready:
