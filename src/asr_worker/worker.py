@@ -26,7 +26,7 @@ from . import __version__, compiled
 from .bus import SETTINGS as BUS
 from .bus import Bus, bus_kind
 from .config import Settings, make_fallback, make_provider
-from .core import failover, session_types
+from .core import failover, redact, session_types
 from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
 from .http import options as http_options
@@ -40,7 +40,7 @@ from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
-from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, twilio
+from .transports import audiohook, call_control, exotel, ingest_ws, openai_realtime, sse, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -84,6 +84,7 @@ class Worker:
             failover=settings.of(failover.SETTINGS),
             config=session,
             limits=settings.of(calls.SETTINGS),
+            redact=settings.of(redact.SETTINGS),
             publish=self.publish,
             metrics=self.metrics,
             clock=self.clock,
@@ -107,6 +108,7 @@ class Worker:
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
+            *call_control.routes(self),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(

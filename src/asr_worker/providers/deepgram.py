@@ -134,11 +134,14 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
 
-    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = ()) -> str:
+    def url_for(
+        self, fmt: AudioFormat, keyterms: tuple[str, ...] = (), redact: frozenset[str] = frozenset()
+    ) -> str:
         """DEEPGRAM_URL with the call's audio format, the configured options and the call's
-        keyterms (one `keyterm` each, as Nova-3 takes them) as its query."""
-        if keyterms:
-            return self._build_url(fmt, keyterms)  # once per stream opened: not worth a cache
+        keyterms (one `keyterm` each, as Nova-3 takes them) and `redact` values (the worker
+        redacts too: Deepgram's is not the guarantee) as its query."""
+        if keyterms or redact:
+            return self._build_url(fmt, keyterms, redact)  # once per stream opened: not worth a cache
         url = self._urls.get(fmt)
         if url is None:
             url = self._urls[fmt] = self._build_url(fmt, ())
@@ -147,7 +150,7 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
     # --- the protocol mapping -------------------------------------------------------------
 
     def _url_for(self, request: StreamRequest) -> str:
-        return self.url_for(request.fmt, request.options.keyterms)
+        return self.url_for(request.fmt, request.options.keyterms, request.options.redact)
 
     async def _before_handshake(self, request: StreamRequest, now: float) -> None:
         wait_s = self._not_before - now
@@ -168,7 +171,9 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
             finalize_stall_timeout_s=self.options.finalize_stall_timeout_s,
         )
 
-    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...]) -> str:
+    def _build_url(
+        self, fmt: AudioFormat, keyterms: tuple[str, ...], redact: frozenset[str] = frozenset()
+    ) -> str:
         opts = self.options
         parts = urlsplit(opts.url)
         overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
@@ -176,6 +181,7 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
         # A configured `keyterm` (DEEPGRAM_PARAMS or DEEPGRAM_URL's query) is for every call:
         # the call's own are added to it, not replaced by it, and a term is sent once.
         configured_terms = {v for k, v in overrides if k == "keyterm"}
+        configured_redact = {v for k, v in overrides if k == "redact"}  # the same for `redact`
         ours = ListenParams(
             encoding=str(fmt.encoding),
             sample_rate=fmt.sample_rate,
@@ -183,8 +189,9 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
             model=opts.model,
             language=opts.language,
             keyterms=tuple(t for t in keyterms if t not in configured_terms),
+            redact=tuple(sorted(redact - configured_redact)),
         ).query()
-        replaced = {k for k, _ in overrides} - {"keyterm"}
+        replaced = {k for k, _ in overrides} - {"keyterm", "redact"}
         query = [(k, v) for k, v in ours if k not in replaced] + overrides
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 

@@ -10,6 +10,9 @@ Results follow Deepgram's shape: an interim after each word, a final every
 `words_per_final` words or at a pause (`speech_final`), empty finals through long silences
 so finals tile the timeline, and a `from_finalize` final on Finalize/CloseStream.
 
+With `digits`, the words are digit words ("zero" to "nine") instead: what a caller reading
+out a card number sounds like to a provider, for the redaction tests.
+
 Faults, for tests: `fail_opens` (the next N opens fail; fatally with `fail_fatal`),
 `open_delay_ms`, `drop_after_ms` (each stream fails after that much audio, for the first
 `drop_streams` streams, 0 meaning all), `hang_close` (never confirms CloseStream).
@@ -63,6 +66,8 @@ VOCABULARY = [
     "zulu",
 ]
 
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
 _SILENCE_FINAL_S = 1.0
 
 
@@ -78,6 +83,7 @@ class MockOptions:
     drop_streams: int = 0
     hang_close: bool = False
     await_every: int = 0  # every Nth `send_audio_now` declines, so that send is awaited (1: all)
+    digits: bool = False  # the words are digit words, not NATO's alphabet
 
     @classmethod
     def parse(cls, text: str) -> MockOptions:
@@ -104,19 +110,22 @@ class MockOptions:
         return options
 
 
-def word_for(window: bytes, fmt: AudioFormat, silence_peak: int) -> str | None:
+def word_for(window: bytes, fmt: AudioFormat, silence_peak: int, digits: bool = False) -> str | None:
     """The word a window of audio stands for, or None if it is silence."""
     samples = to_linear16(window, fmt)
     if samples.size == 0 or int(np.abs(samples.astype(np.int32)).max()) < silence_peak:
         return None
-    return VOCABULARY[zlib.crc32(window) % len(VOCABULARY)]
+    vocabulary = DIGIT_WORDS if digits else VOCABULARY
+    return vocabulary[zlib.crc32(window) % len(vocabulary)]
 
 
 def expected_words(audio: bytes, fmt: AudioFormat, options: MockOptions | None = None) -> list[str]:
     """The words a whole call's audio must come out as, for tests."""
     opts = options or MockOptions()
     step = fmt.bytes_for(opts.word_ms / 1000)
-    words = (word_for(audio[i : i + step], fmt, opts.silence_peak) for i in range(0, len(audio), step))
+    words = (
+        word_for(audio[i : i + step], fmt, opts.silence_peak, opts.digits) for i in range(0, len(audio), step)
+    )
     return [w for w in words if w]
 
 
@@ -234,7 +243,7 @@ class MockStream:
         start = self._seconds(self._done_bytes)
         self._done_bytes += len(window)
         end = self._seconds(self._done_bytes)
-        word = word_for(window, self._fmt, self._opts.silence_peak)
+        word = word_for(window, self._fmt, self._opts.silence_peak, self._opts.digits)
         if word is not None:
             self._utterance.append(Word(word, start, end, 0.9))
             self._result(self._final_end, end, is_final=False, speech_final=False)
