@@ -238,7 +238,8 @@ class Redactor:
         end, context); interims only read it, except that their keywords open a context."""
         spoken = sn.read(words)
         kinds, values, word_of = spoken.kinds, spoken.values, spoken.word_of
-        keyword_at = self._keywords(spoken, ends)
+        card_kind = self._card_kind  # what the card's context was asking for before this result
+        keyword_at = self._keywords(spoken, ends, is_final)
         found = sn.runs(spoken)
         if is_final and words:
             self._said(channel, starts[0], keep=bool(found))
@@ -259,7 +260,7 @@ class Redactor:
             )
             total = len(run.digits) + (opened.digits if joined and opened is not None else 0)
             kind = _nearest_kind(keyword_at, run.first)
-            label = self._label(total, start_s, kind, joined, opened, trailing)
+            label = self._label(run.digits, total, start_s, kind, card_kind, joined, opened, trailing)
             if not is_final:
                 partial = (self.cards or self.ssn) and total >= PARTIAL_DIGITS
                 if label or trailing or joined or partial:
@@ -304,9 +305,11 @@ class Redactor:
 
     def _label(
         self,
+        digits: str,
         total: int,
         start_s: float,
         kind: str,
+        card_kind: str,
         joined: bool,
         opened: _Open | None,
         trailing: bool,
@@ -314,7 +317,9 @@ class Redactor:
         """What a number is: an entity's label, REDACTED for the digit rules, "" for nothing."""
         card_context = self.cards and (start_s <= self._card_until_s or kind in (sn.CARD, sn.EXPIRY, sn.CVV))
         ssn_context = self.ssn and (start_s <= self._ssn_until_s or kind == sn.SSN)
-        if joined and opened is not None and opened.label and opened.label != REDACTED:
+        continues = joined and opened is not None and opened.label not in ("", REDACTED)
+        if continues and opened is not None and total <= _MOST_DIGITS.get(opened.label, total):
+            # the rest of the same entity (past the digits it can have, the start of a longer one)
             return opened.label
         if self.cards and total >= CARD_DIGITS:
             return CREDIT_CARD
@@ -323,9 +328,13 @@ class Redactor:
         if card_context:
             if kind == "" and total < PARTIAL_DIGITS:
                 return REDACTED  # a small number said near a card: hidden, but not named one
-            if kind == sn.EXPIRY or (kind == "" and self._card_kind == CREDIT_CARD_EXPIRATION):
+            if kind == "" and card_kind == CREDIT_CARD:
+                # no word says what it is (or the engine misheard it): its digits may
+                card_kind = CREDIT_CARD_EXPIRATION if total == 4 and _expiry_like(digits) else card_kind
+                card_kind = CVV if total == 3 else card_kind
+            if kind == sn.EXPIRY or (kind == "" and card_kind == CREDIT_CARD_EXPIRATION):
                 return CREDIT_CARD_EXPIRATION
-            if kind == sn.CVV or (kind == "" and self._card_kind == CVV):
+            if kind == sn.CVV or (kind == "" and card_kind == CVV):
                 return CVV
             return CREDIT_CARD
         if ssn_context and kind == "" and total < PARTIAL_DIGITS:
@@ -340,9 +349,10 @@ class Redactor:
             return REDACTED  # may be the start (or the rest) of a card: said before it is known
         return ""
 
-    def _keywords(self, spoken: sn.Spoken, ends: list[float]) -> list[tuple[int, str]]:
+    def _keywords(self, spoken: sn.Spoken, ends: list[float], is_final: bool) -> list[tuple[int, str]]:
         """The result's redaction keywords, (sub-token, kind) in order; each opens its context
-        from the end of its word."""
+        from the end of its word (an interim's too), and a final's say what the card's context
+        asks for next (the expiry date, the code)."""
         kinds, values, word_of = spoken.kinds, spoken.values, spoken.word_of
         found: list[tuple[int, str]] = []
         n = len(kinds)
@@ -366,7 +376,8 @@ class Redactor:
                     self._ssn_until_s = max(self._ssn_until_s, at_s + CONTEXT_S)
             elif self.cards:
                 self._card_until_s = max(self._card_until_s, at_s + CONTEXT_S)
-                self._card_kind = _LABELS[value]
+                if is_final:
+                    self._card_kind = _LABELS[value]
             found.append((i, value))
         return found
 
@@ -423,6 +434,13 @@ _LABELS: Final = {
     sn.CVV: CVV,
 }
 _MONTHS: Final = frozenset(f"{m:02d}" for m in range(1, 13))
+# The most digits an entity has: a number that goes on past them is another kind.
+_MOST_DIGITS: Final = {SSN: SSN_DIGITS, CVV: 4, CREDIT_CARD_EXPIRATION: 6}
+
+
+def _expiry_like(digits: str) -> bool:
+    """MMYY of a card that is valid now or soon: a month, then a year from 2020 to 2045."""
+    return len(digits) == 4 and digits[:2] in _MONTHS and "20" <= digits[2:] <= "45"
 
 
 def luhn_valid(digits: str) -> bool:

@@ -93,6 +93,8 @@ _TENS: Final = {
     "ninety": "9",
 }
 _REPEATS: Final = {"double": "2", "triple": "3"}
+_NUMBER_WORDS: Final = frozenset({*_UNITS, *_TEENS, *_TENS, "hundred", "thousand"})
+_LONGEST_NUMBER_WORD: Final = max(len(word) for word in _NUMBER_WORDS)
 _BRIDGES: Final = frozenset(
     {"uh", "um", "umm", "er", "erm", "ah", "hmm", "mm", "mhm", "and", "dash", "hyphen", "slash",
      "space", "sorry", "no", "wait", "actually", "i", "mean", "then", "oops"}
@@ -172,7 +174,9 @@ _DIGIT: Final = re.compile(r"\d")
 # provider's tag. Most transcripts hold none, and are passed on after this one search.
 CANDIDATE: Final = re.compile(
     r"\d|\[|\*|\b(?:"
-    + "|".join(sorted({*_UNITS, *_TEENS, *_TENS, *_KEYWORDS}, key=len, reverse=True))
+    + "|".join(sorted({*_UNITS, *_TEENS, *_TENS}, key=len, reverse=True))
+    + r")|\b(?:"  # a number word may begin a glued one ("ElevenEleven"); a keyword is whole
+    + "|".join(sorted(_KEYWORDS, key=len, reverse=True))
     + r")\b",
     re.IGNORECASE,
 )
@@ -229,9 +233,33 @@ def _classify(word: str, index: int, kinds: list[int], values: list[str], word_o
         if not part:
             continue
         kind, value = _kind_of(part)
+        glued = _unglued(part) if kind == WORD and not value and len(part) >= 6 else []
+        if glued:  # "ElevenEleven": number words an engine wrote as one
+            for piece in glued:
+                piece_kind, piece_value = _kind_of(piece)
+                kinds.append(piece_kind)
+                values.append(piece_value)
+                word_of.append(index)
+            continue
         kinds.append(kind)
         values.append(value)
         word_of.append(index)
+
+
+def _unglued(part: str) -> list[str]:
+    """`part` as number words written together ("eleveneleven", "fourone"), or [] if it is not
+    made of them alone."""
+    pieces: list[str] = []
+    at = 0
+    while at < len(part):
+        for size in range(min(_LONGEST_NUMBER_WORD, len(part) - at), 2, -1):
+            if part[at : at + size] in _NUMBER_WORDS:
+                pieces.append(part[at : at + size])
+                at += size
+                break
+        else:
+            return []
+    return pieces if len(pieces) > 1 else []
 
 
 def _kind_of(part: str) -> tuple[int, str]:
@@ -288,17 +316,24 @@ def _resolve(kinds: list[int], values: list[str]) -> list[bool]:
         kind = kinds[i]
         if kind in (HUNDRED, THOUSAND):
             numeric[i] = i > 0 and numeric[i - 1] and kinds[i - 1] != DIGITS
-    # "four to one one": a misheard digit inside digits read one by one (two on one side),
-    # never "from 9 to 5" or "3 for 2 dollars".
-    for i in range(1, n - 1):
-        if (
-            kinds[i] == HOMOPHONE
-            and _single(kinds, values, numeric, i - 1)
-            and _single(kinds, values, numeric, i + 1)
-            and (_single(kinds, values, numeric, i - 2) or _single(kinds, values, numeric, i + 2))
+    # A misheard digit: inside digits read one by one ("four to one one", two on one side), or
+    # before a group of them ("is for 1111"); never "from 9 to 5" or "3 for 2 dollars".
+    for i in range(n):
+        if kinds[i] == HOMOPHONE and (
+            (
+                _single(kinds, values, numeric, i - 1)
+                and _single(kinds, values, numeric, i + 1)
+                and (_single(kinds, values, numeric, i - 2) or _single(kinds, values, numeric, i + 2))
+            )
+            or _group(kinds, values, i + 1)
         ):
             numeric[i] = True
     return numeric
+
+
+def _group(kinds: list[int], values: list[str], i: int) -> bool:
+    """Sub-token `i` is a written group of digits, as card numbers are read ("1111")."""
+    return 0 <= i < len(kinds) and kinds[i] == DIGITS and len(values[i]) >= 3
 
 
 def _single(kinds: list[int], values: list[str], numeric: list[bool], i: int) -> bool:
