@@ -91,8 +91,8 @@ class WorkerMetrics:
         )
         self.call_controls = Counter(
             "asr_call_controls",
-            "Pause and resume requests (the operator endpoint, a source's own control), by action and "
-            "whether they changed the call.",
+            "Pause and resume requests to /v1/calls/{id}/pause|resume, by action and whether they "
+            "changed the call.",
             ["action", "changed"],
             registry=reg,
         )

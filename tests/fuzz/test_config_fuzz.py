@@ -437,6 +437,13 @@ VALID: dict[str, Valid] = {
     "max_connections_per_address": _whole(0, 1_000_000),
     "max_connections_per_key": _whole(1, 1_000_000),
     "fd_headroom": _whole(8, 100_000),
+    "redact": st.lists(
+        st.sampled_from(["pci", "ssn", "numbers", "true", "aggressive_numbers"]), max_size=3, unique=True
+    ).flatmap(
+        lambda values: _padded(", ".join(values).upper()).map(
+            lambda written: (written, tuple(sorted(values)))
+        )
+    ),
     "twilio_auth_tokens": _TWILIO.flatmap(
         lambda entries: _padded(",".join(f"{t}:{n}" for t, n in entries)).map(
             lambda written: (written, AuthTokens(dict(entries)))

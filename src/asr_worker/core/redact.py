@@ -5,8 +5,8 @@ before anyone sees it.
 One `Redactor` per call, owned by the session core, which passes every transcript through it
 before emitting it: so whichever provider heard the words (after a failover, a reconnect's
 replay, or a resumed call), every watcher (the call's sockets, SSE, the page, the bus,
-AudioHook's entities, OpenAI's deltas, the transcript document) gets the same redacted text,
-and nothing after the core holds a redacted digit. dg-server keeps one per connection. Pure and
+AudioHook's entities, OpenAI's deltas) gets the same redacted text, and nothing after the core
+holds a redacted digit. dg-server keeps one per connection. Pure and
 clockless: text and word times in, text and words out; compiled with the core (setup.py).
 
 What it redacts, by the call's `redact` values (Deepgram's, `CallOptions.redact`):

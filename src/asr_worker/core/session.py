@@ -27,12 +27,10 @@ phases, the link state, the actions and the events.
   only after the provider confirmed its last results, or a bounded wait ran out (`end_wait.py`);
 * bounds: a flooding source loses the excess (`rate_limit.py`); each transcript says how long
   ago its audio arrived (`latency.py`);
-* redaction: with a `Redactor` (`redact.py`), every transcript is redacted here, before it is
-  emitted, whichever stream or provider heard it, so nothing after the core sees what it takes
-  out;
-* pause: while paused (`pause_audio`, `resume_audio`), audio is counted and dropped before the replay
-  buffer, so no stream, replay or failover ever sends it; the call's time runs on, and
-  `pause.py` maps each result past the gaps; `paused` and `resumed` events mark them.
+* redaction: every transcript passes the call's `Redactor` (`redact.py`) before it is emitted,
+  whichever stream or provider heard it: nothing after the core sees what it takes out;
+* pause: paused audio is counted and dropped before the replay buffer (no stream, replay or
+  failover sends it); call time runs on, results map past the gaps (`pause.py`).
 """
 
 from __future__ import annotations
@@ -322,21 +320,13 @@ class SessionCore:
         self._emit(Dtmf(self.interaction_id, self.tenant_id, seq, digit, channel, at, self._wall_ms(now)))
 
     def pause_audio(self, now: float) -> bool:
-        """Stop the call's audio reaching the provider (a card is about to be read out): the
-        provider is asked to finalize what it heard, then gets only keep-alives; `paused` says
-        so. False if the call is already paused or ending."""
+        """Stop the call's audio reaching the provider (a card is about to be read out): it is
+        asked to finalize what it heard, then gets keep-alives. False if paused or ending."""
         if self.phase is not Phase.ACTIVE or self._pause.paused:
             return False
         self._pause.paused = True
-        self._emit(
-            Paused(
-                self.interaction_id,
-                self.tenant_id,
-                self._next_seq(),
-                round(self.audio_s, 3),
-                self._wall_ms(now),
-            )
-        )
+        at, seq = round(self.audio_s, 3), self._next_seq()
+        self._emit(Paused(self.interaction_id, self.tenant_id, seq, at, self._wall_ms(now)))
         if self.link is Link.CONNECTED:
             self._flush(now)  # what arrived before the pause is heard, and finalized
             self._outbox.append(FlushStream(self.conn_id))
@@ -345,20 +335,12 @@ class SessionCore:
         return True
 
     def resume_audio(self, now: float) -> bool:
-        """The call's audio reaches the provider again; `resumed` says from when. False if it
-        was not paused."""
+        """The call's audio reaches the provider again. False if it was not paused."""
         if self.phase is Phase.ENDED or not self._pause.paused:
             return False
         self._pause.paused = False
-        self._emit(
-            Resumed(
-                self.interaction_id,
-                self.tenant_id,
-                self._next_seq(),
-                round(self.audio_s, 3),
-                self._wall_ms(now),
-            )
-        )
+        at, seq = round(self.audio_s, 3), self._next_seq()
+        self._emit(Resumed(self.interaction_id, self.tenant_id, seq, at, self._wall_ms(now)))
         return True
 
     @property
@@ -763,14 +745,12 @@ class SessionCore:
         self._arrivals.clear()
 
     def _base_s(self, at_s: float) -> float:
-        """The call time of the current stream's time 0, for what the stream reports at its
-        time `at_s`: past the pauses before it (`pause.py`)."""
-        stream_base = self._replay.stream_base
-        pause = self._pause
+        """The call time of the stream's time 0 for what it reports at `at_s`, past the pauses."""
+        base, pause = self._replay.stream_base, self._pause
         if not pause.total_bytes:
-            return self.fmt.seconds(stream_base)
-        kept = stream_base + self.fmt.bytes_for(at_s)
-        return self.fmt.seconds(stream_base + pause.call_offset(kept) - kept)
+            return self.fmt.seconds(base)
+        kept = base + self.fmt.bytes_for(at_s)
+        return self.fmt.seconds(base + pause.call_offset(kept) - kept)
 
     def _next_seq(self) -> int:
         """The seq of the event about to be made: one more than the call's last."""
