@@ -155,7 +155,7 @@ class Redactor:
     ) -> tuple[str, tuple[TranscriptWord, ...]]:
         """A transcript event's text and words (call seconds), redacted. With words, the text
         is made from them; without (a provider that gives none), from the text's own words."""
-        if sn.CANDIDATE.search(text) is None:
+        if not sn.may_hold(text):
             if is_final:
                 self._said(channel, start_s)
             return text, words
@@ -184,7 +184,7 @@ class Redactor:
     def result(self, result: TranscriptResult) -> TranscriptResult:
         """A provider's result (its stream's times), redacted: dg-server's `Results`."""
         text, words = result.text, result.words
-        if sn.CANDIDATE.search(text) is None:
+        if not sn.may_hold(text):
             if result.is_final:
                 self._said(result.channel, result.start)
             return result
