@@ -65,3 +65,15 @@ def test_the_bus_benchmark_runs_both_paths_and_loses_nothing(tmp_path: Path) -> 
     assert data["socket"]["ended"] == 2 and data["redis"]["ended"] == 2
     assert data["socket"]["missing_frames"] == 0 and data["redis"]["missing_frames"] == 0
     assert data["redis"]["workers"] == 2
+
+
+def test_the_redaction_benchmark_prints_its_table() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.redaction", "--transcripts", "200"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no number (most transcripts)" in result.stdout and "a card in a sentence" in result.stdout
