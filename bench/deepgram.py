@@ -182,16 +182,15 @@ def pin(pid: int, cpu: int | None) -> None:
             os.sched_setaffinity(pid, {cpu})
 
 
-def start_sink(stack: contextlib.ExitStack, sampler: Sampler, out: Path, cpu: int | None) -> str:
+def start_sink(
+    stack: contextlib.ExitStack, sampler: Sampler, out: Path, cpu: int | None, digits: bool = False
+) -> str:
     """The Deepgram-protocol sink (`bench.dg_sink`) in a process of its own, watched and pinned
-    to `cpu`, stopped with `stack` (when it writes its arrivals to `out`): its ws:// URL."""
+    to `cpu`, stopped with `stack` (when it writes its arrivals to `out`): its ws:// URL. With
+    `digits`, every word it answers is a digit word."""
     port = free_port()
-    sink = stack.enter_context(
-        process(
-            [sys.executable, "-m", "bench.dg_sink", "--port", str(port), "--out", str(out)],
-            wait_line="ready",
-        )
-    )
+    args = [sys.executable, "-m", "bench.dg_sink", "--port", str(port), "--out", str(out)]
+    sink = stack.enter_context(process([*args, *(["--digits"] if digits else [])], wait_line="ready"))
     pin(sink.pid, cpu)
     sampler.watch("sink", sink.pid)
     return f"ws://127.0.0.1:{port}"
@@ -227,18 +226,21 @@ def run_phase(
     pinned: bool,
     rate: int = 8000,
     driver_extra: tuple[str, ...] = (),
+    label: str = "",
+    sink_digits: bool = False,
 ) -> Run:
     """One measured run. With `pinned`, the process under test (the worker, or the SDK's
     driver) has CPU 0 and the harness (sink, worker-mode driver) CPU 1: "N calls on one core",
-    without the harness taking turns on it. Other work on the machine is not pinned."""
+    without the harness taking turns on it. Other work on the machine is not pinned. `label`
+    names the run's files (a second worker phase, `--compare-env`'s)."""
     py = sys.executable
     under_test_cpu, harness_cpu = (0, 1) if pinned else (None, None)
     run = Run(mode, calls)
-    drive_out, sink_out = tmp / f"{mode}-drive.npz", tmp / f"{mode}-sink.npz"
+    drive_out, sink_out = tmp / f"{label or mode}-drive.npz", tmp / f"{label or mode}-sink.npz"
     with contextlib.ExitStack() as stack, Sampler() as sampler:
         url = ""
         if mode != "pace":
-            url = start_sink(stack, sampler, sink_out, harness_cpu)
+            url = start_sink(stack, sampler, sink_out, harness_cpu, sink_digits)
         if mode in ("worker", "realtime"):
             port = free_port()
             worker = stack.enter_context(
@@ -378,6 +380,23 @@ def round_summary(rounds: list[dict[str, Run]]) -> str:
     return "\n".join(lines)
 
 
+COMPARED = "worker+"  # the phase of the worker with --compare-env's settings
+
+
+def compare_summary(rounds: list[dict[str, Run]], settings: list[str]) -> str:
+    """Each round's worker cores without and with `settings`, their ratio, and the median."""
+    lines = [f"round  worker cores  with {' '.join(settings)}  ratio"]
+    ratios = []
+    for number, runs in enumerate(rounds, 1):
+        plain, compared = runs["worker"].cores or 0.0, runs[COMPARED].cores or 0.0
+        ratios.append(compared / plain if plain else float("nan"))
+        lines.append(
+            f"{number:<5}  {plain:<12.3f}  {compared:<{6 + len(' '.join(settings))}.3f}  {ratios[-1]:.3f}"
+        )
+    lines.append(f"median ratio over {len(rounds)} rounds: {float(np.median(ratios)):.3f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -413,6 +432,21 @@ def main() -> None:
         metavar="K=V",
         help="extra worker settings, e.g. ASR_SEND_CHUNK_MS=100",
     )
+    parser.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="also run the worker with these settings in each round, alternating with the plain "
+        "worker (the order swapped every round), and print the CPU ratio, e.g. ASR_REDACT=pci: "
+        "what redacting every call costs",
+    )
+    parser.add_argument(
+        "--sink-digits",
+        action="store_true",
+        help="the sink's engine answers digit words only: every transcript a card number, the "
+        "worst case for redaction",
+    )
     args = parser.parse_args()
     worker_env = dict(item.split("=", 1) for item in args.worker_env)
     driver_extra: tuple[str, ...] = ()
@@ -429,24 +463,40 @@ def main() -> None:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
         phases = ["worker"] if args.no_sdk else ["worker", "sdk", "pace"]
+        compare_env = dict(item.split("=", 1) for item in args.compare_env)
         for round_no in range(max(1, args.rounds)):
             runs: dict[str, Run] = {}
-            for mode in phases:
+            order = list(phases)
+            if compare_env:  # alternated: plain first in odd rounds, compared first in even ones
+                order.insert(1 if round_no % 2 == 0 else 0, COMPARED)
+            for phase in order:
                 label = f" (round {round_no + 1}/{args.rounds})" if args.rounds > 1 else ""
                 print(
-                    f"running {mode}: {args.calls} calls x {args.seconds:g} s{label} ...",
+                    f"running {phase}: {args.calls} calls x {args.seconds:g} s{label} ...",
                     file=sys.stderr,
                     flush=True,
                 )
-                runs[mode] = run_phase(
-                    mode, args.calls, args.seconds, Path(tmp), worker_env, pinned, driver_extra=driver_extra
+                compared = phase == COMPARED
+                runs[phase] = run_phase(
+                    "worker" if compared else phase,
+                    args.calls,
+                    args.seconds,
+                    Path(tmp),
+                    {**worker_env, **compare_env} if compared else worker_env,
+                    pinned,
+                    driver_extra=driver_extra,
+                    label="worker-compared" if compared else "",
+                    sink_digits=args.sink_digits,
                 )
             rounds.append(runs)
     runs = rounds[-1]
     print(
         f"python -m bench.deepgram --calls {args.calls} --seconds {args.seconds:g}"
         + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
+        + (" --no-sdk" if args.no_sdk else "")
         + "".join(f" --worker-env {e}" for e in args.worker_env)
+        + "".join(f" --compare-env {e}" for e in args.compare_env)
+        + (" --sink-digits" if args.sink_digits else "")
         + f"   (load average before: {load_before[0]:.2f}, {os.cpu_count()} cores"
         + (", the process under test on CPU 0, the harness on CPU 1)" if pinned else ")")
     )
@@ -454,6 +504,9 @@ def main() -> None:
     if len(rounds) > 1 and not args.no_sdk:
         print()
         print(round_summary(rounds))
+    if args.compare_env:
+        print()
+        print(compare_summary(rounds, args.compare_env))
     if args.json:
         Path(args.json).write_text(
             json.dumps(

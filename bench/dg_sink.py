@@ -9,6 +9,9 @@ A frame counts when the server hands it to its engine: audio a faulty connection
 not transcribe (the message on which it dropped, anything after it stalled) is not counted.
 
     python -m bench.dg_sink --port 3002 --out /tmp/sink.npz
+
+With `--digits` its engine hears every word as a digit word ("four", "one"...): every result a
+card number being read out, the worst case for a worker that redacts.
 """
 
 from __future__ import annotations
@@ -73,10 +76,10 @@ class Arrivals:
         )
 
 
-def engine_options() -> MockOptions:
+def engine_options(digits: bool = False) -> MockOptions:
     """Results at about Deepgram's own pace: an interim every 0.5 s of speech, a final every 2 s
     (the mock's default, a result every 0.2 s, would make every client parse 2.5x more)."""
-    return MockOptions(word_ms=WORD_MS, words_per_final=4)
+    return MockOptions(word_ms=WORD_MS, words_per_final=4, digits=digits)
 
 
 async def main() -> None:
@@ -84,9 +87,10 @@ async def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--faults", default="", help="dg-server faults, e.g. fault_percent=20,...")
+    parser.add_argument("--digits", action="store_true", help="every word a digit word")
     args = parser.parse_args()
     arrivals = Arrivals()
-    provider = MockProvider(engine_options())
+    provider = MockProvider(engine_options(args.digits))
     server = DeepgramServer(
         provider,
         record_audio=False,

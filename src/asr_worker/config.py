@@ -25,7 +25,7 @@ from . import logs, transcripts
 from .bus import BUSES, bus_kind
 from .bus import SETTINGS as BUS
 from .bus.redis import options as redis
-from .core import failover
+from .core import failover, redact
 from .core import session_types as session
 from .credentials import Secrets
 from .errors import ConfigError
@@ -80,6 +80,7 @@ ENGINE_SECTIONS: Final[tuple[Section[Options], ...]] = (
     session.SETTINGS,
     *provider_sections(),
     logs.SETTINGS,
+    redact.SETTINGS,
 )
 
 WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (

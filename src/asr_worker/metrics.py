@@ -68,6 +68,8 @@ SESSION_COUNTERS: dict[str, str] = {
     "asr_transcripts_interim": "Interim results received.",
     "asr_transcripts_final": "Final results received.",
     "asr_words_deduplicated": "Words dropped because a replayed stream repeated already-final words.",
+    "asr_audio_paused_seconds": "Audio received while its call was paused, seconds: never sent on.",
+    "asr_redactions": "Card numbers, expiry dates, security codes, SSNs and numbers redacted from finals.",
 }
 
 
@@ -86,6 +88,13 @@ class WorkerMetrics:
         )
         self.sessions_refused = Counter(
             "asr_sessions_refused", "Sessions or sources refused, by reason.", ["reason"], registry=reg
+        )
+        self.call_controls = Counter(
+            "asr_call_controls",
+            "Pause and resume requests to /v1/calls/{id}/pause|resume, by action and whether they "
+            "changed the call.",
+            ["action", "changed"],
+            registry=reg,
         )
         self.connections_failed = Counter(
             "asr_provider_connections_failed",

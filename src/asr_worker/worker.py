@@ -26,7 +26,7 @@ from . import __version__, compiled
 from .bus import SETTINGS as BUS
 from .bus import Bus, bus_kind
 from .config import Settings, make_fallback, make_provider
-from .core import failover, session_types
+from .core import failover, redact, session_types
 from .core.call_options import NO_OPTIONS, CallOptions
 from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
@@ -44,7 +44,17 @@ from .runtime.manager import SessionManager
 from .tenancy import Keyring
 from .transcripts import SETTINGS as TRANSCRIPTS
 from .transcripts import WEBHOOK_SETTINGS, Transcripts
-from .transports import audiohook, exotel, ingest_ws, openai_realtime, siprec, sse, transcripts, twilio
+from .transports import (
+    audiohook,
+    call_control,
+    exotel,
+    ingest_ws,
+    openai_realtime,
+    siprec,
+    sse,
+    transcripts,
+    twilio,
+)
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -102,6 +112,7 @@ class Worker:
             failover=settings.of(failover.SETTINGS),
             config=session,
             limits=settings.of(calls.SETTINGS),
+            redact=settings.of(redact.SETTINGS),
             publish=self.publish,
             metrics=self.metrics,
             clock=self.clock,
@@ -132,6 +143,7 @@ class Worker:
             *sse.routes(self),
             *siprec.routes(self, self.siprec),
             *transcripts.routes(self),
+            *call_control.routes(self),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(

@@ -14,6 +14,7 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
         [
             *(sys.executable, "-m", "bench.deepgram", "--calls", "1", "--seconds", "1"),
             *("--rounds", "2", "--json", str(figures)),
+            *("--compare-env", "ASR_REDACT=pci", "--sink-digits"),  # what redacting every call costs
         ],
         capture_output=True,
         text=True,
@@ -24,7 +25,8 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
     for row in ("CPU time per call-second", "forward latency p99", "largest send gap", "memory per call"):
         assert row in result.stdout
     assert "asr-worker CPU / deepgram-sdk CPU" in result.stdout
-    assert "median ratio over 2 rounds" in result.stdout
+    assert result.stdout.count("median ratio over 2 rounds") == 2
+    assert "with ASR_REDACT=pci" in result.stdout
     data = json.loads(figures.read_text())
     assert data["worker"]["ended"] == 1 and data["sdk"]["ended"] == 1
     assert data["worker"]["missing_frames"] == 0 and data["sdk"]["missing_frames"] == 0
@@ -78,3 +80,15 @@ def test_the_local_engine_benchmark_ramps_two_leg_calls() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for text in ("two-leg calls sustained", "WER people", "engine's measure, calls"):
         assert text in result.stdout, result.stdout
+
+
+def test_the_redaction_benchmark_prints_its_table() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.redaction", "--transcripts", "200"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no number (most transcripts)" in result.stdout and "a card in a sentence" in result.stdout

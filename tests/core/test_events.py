@@ -19,8 +19,10 @@ from asr_worker.core.events import (
     Dtmf,
     Event,
     EventsDropped,
+    Paused,
     ProviderChanged,
     Refusal,
+    Resumed,
     SessionEnded,
     SessionStarted,
     SpeechStarted,
@@ -96,6 +98,16 @@ GOLDEN: list[tuple[Event, str]] = [
         Dtmf("call-1", "acme", 4, "5", 0, 3.6, 1764300003600),
         '{"type":"dtmf","interaction_id":"call-1","tenant_id":"acme","seq":4,"digit":"5",'
         '"channel":0,"at":3.6,"timestamp_ms":1764300003600}',
+    ),
+    (
+        Paused("call-1", "acme", 5, 12.5, 1764300012500),
+        '{"type":"paused","interaction_id":"call-1","tenant_id":"acme","seq":5,"at":12.5,'
+        '"timestamp_ms":1764300012500}',
+    ),
+    (
+        Resumed("call-1", "acme", 6, 31.04, 1764300031040),
+        '{"type":"resumed","interaction_id":"call-1","tenant_id":"acme","seq":6,"at":31.04,'
+        '"timestamp_ms":1764300031040}',
     ),
     (
         CallError("call-1", "acme", 5, "bad_audio", "a message of 3 bytes is not whole samples", 17),

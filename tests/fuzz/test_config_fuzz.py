@@ -474,6 +474,13 @@ VALID: dict[str, Valid] = {
     "webhook_max_attempts": _whole(1, 20),
     "webhook_backoff_s": _seconds(0.0, 60.0),
     "webhook_max_queued": _whole(1, 1_000_000),
+    "redact": st.lists(
+        st.sampled_from(["pci", "ssn", "numbers", "true", "aggressive_numbers"]), max_size=3, unique=True
+    ).flatmap(
+        lambda values: _padded(", ".join(values).upper()).map(
+            lambda written: (written, tuple(sorted(values)))
+        )
+    ),
     "twilio_auth_tokens": _TWILIO.flatmap(
         lambda entries: _padded(",".join(f"{t}:{n}" for t, n in entries)).map(
             lambda written: (written, AuthTokens(dict(entries)))

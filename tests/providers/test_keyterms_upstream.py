@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aiohttp
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.call_options import CallOptions
 from asr_worker.credentials import Secret
 from asr_worker.dgserver import Faults
 from asr_worker.engine.vad import SileroVad
@@ -87,12 +88,15 @@ def test_configured_keyterms_are_kept_and_the_calls_are_added_once() -> None:
     def keyterms(url: str) -> list[str]:
         return [v for k, v in parse_qsl(urlsplit(url).query) if k == "keyterm"]
 
-    with_terms = provider.url_for(fmt, ("Zorblax", "Acme Cloud"))
+    with_terms = provider.url_for(fmt, CallOptions(keyterms=("Zorblax", "Acme Cloud")))
     assert sorted(keyterms(with_terms)) == ["Acme Cloud", "Everywhere", "Zorblax"]
     assert dict(parse_qsl(urlsplit(with_terms).query))["smart_format"] == "true"
     assert sorted(keyterms(provider.url_for(fmt))) == ["Acme Cloud", "Everywhere"]
     plain = DeepgramProvider(DeepgramOptions(url="ws://dg.example/v1/listen"))
-    assert keyterms(plain.url_for(fmt, ("a b", "c&d=e"))) == ["a b", "c&d=e"]  # encoded, not pasted
+    assert keyterms(plain.url_for(fmt, CallOptions(keyterms=("a b", "c&d=e")))) == [
+        "a b",
+        "c&d=e",
+    ]  # encoded, not pasted
     assert keyterms(plain.url_for(fmt)) == []
 
 

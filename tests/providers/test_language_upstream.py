@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.call_options import CallOptions
 from asr_worker.core.provider_events import TranscriptResult
 from asr_worker.credentials import Secret
 from asr_worker.deepgram import protocol
@@ -50,7 +51,9 @@ def test_the_calls_language_is_over_every_configured_one() -> None:
     )
     fmt = AudioFormat(Encoding.MULAW, 8000, 1)
     assert [v for k, v in _query(provider.url_for(fmt)) if k == "language"] == ["fr"]
-    assert [v for k, v in _query(provider.url_for(fmt, (), "es")) if k == "language"] == ["es"]
+    assert [v for k, v in _query(provider.url_for(fmt, CallOptions(language="es"))) if k == "language"] == [
+        "es"
+    ]
     assert (provider.language_for(None), provider.language_for("es"), provider.language_for("multi")) == (
         "fr",
         "es",

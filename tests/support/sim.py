@@ -12,6 +12,7 @@ from asr_worker.core.audio import AudioFormat
 from asr_worker.core.clock import FakeClock
 from asr_worker.core.events import Event
 from asr_worker.core.failover import Failover
+from asr_worker.core.redact import Redactor
 from asr_worker.core.session import Link, Phase, SessionCore
 from asr_worker.core.session_types import Resume, SessionConfig
 
@@ -36,6 +37,7 @@ def make_core(
     resume: Resume | None = None,
     failover: Failover | None = None,
     provider: str = "mock",
+    redact: frozenset[str] = frozenset(),
     **config: Any,
 ) -> SessionCore:
     import random
@@ -51,6 +53,7 @@ def make_core(
         rng=random.Random(7),
         resume=resume,
         failover=failover,
+        redactor=Redactor.of(redact),
     )
 
 

@@ -11,15 +11,20 @@ too) is asked with them.
 The options: `keyterm` (words the call is expected to use, `core/keyterms.py`); `language`
 (Deepgram's codes, `en`, `es-419`, or `multi` to detect); `callback` (Deepgram's: an http or
 https URL that receives the call's transcript document when it ends, signed) and
-`callback_finals` (true: it also receives each final as it happens). Only a URL's form is
-checked here; where a webhook may go (the private-address policy) is checked when it is sent.
+`callback_finals` (true: it also receives each final as it happens); `redact` (what the worker
+must redact from the call's transcripts, `core/redact.py`): Deepgram's `pci`, `ssn`,
+`numbers`, `true` (Deepgram's default set, the same as `numbers`) and `aggressive_numbers`,
+repeated or comma-separated. Only a URL's form is checked here; where a webhook may go (the
+private-address policy) is checked when it is sent. A `redact` value the worker cannot honour
+(`pii`, `phi`, an entity name: they need an entity model) is refused, never silently ignored: a
+call that asked for redaction must not think it has it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -29,7 +34,7 @@ from .keyterms import MAX_KEYTERMS, check_keyterms, distinct_terms, without_boos
 # The names a call's options take; a route that mixes them with its own parameters (the
 # ingest query's format, a platform's custom parameters) knows which are options.
 OPTION_NAMES: Final = frozenset(
-    {"keyterm", "keyterms", "keywords", "language", "callback", "callback_finals"}
+    {"keyterm", "keyterms", "keywords", "language", "callback", "callback_finals", "redact"}
 )
 
 MULTI: Final = "multi"  # `language=multi`: the provider detects the language (and its changes)
@@ -38,6 +43,10 @@ MAX_CALLBACK_CHARS: Final = 2048
 _LANGUAGE: Final = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}")
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
 _FALSE: Final = frozenset({"false", "0", "no", "off", ""})
+# Deepgram's `redact` values the worker redacts itself (core/redact.py says what each means).
+REDACT_VALUES: Final = ("pci", "ssn", "numbers", "true", "aggressive_numbers")
+_REDACT_KNOWN: Final = frozenset(REDACT_VALUES)
+_MAX_REDACT_VALUES: Final = 16  # repeated values: more than every known one twice is junk
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,14 @@ class CallOptions:
     language: str | None = None  # a language code, or `multi`; None: the provider's configured one
     callback: str | None = None  # an http(s) URL the call's transcript document is POSTed to
     callback_finals: bool = False  # the callback also gets each final as it happens
+    redact: frozenset[str] = frozenset()  # what its transcripts are redacted of (REDACT_VALUES)
+
+    def with_redact(self, more: frozenset[str]) -> CallOptions:
+        """These options, also redacting `more` (the process default, ASR_REDACT, adds to a
+        call's own values)."""
+        if more <= self.redact:
+            return self
+        return replace(self, redact=self.redact | more)
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> CallOptions:
@@ -61,6 +78,7 @@ class CallOptions:
             language=check_language(query.get("language"), "language"),
             callback=check_callback(query.get("callback"), "callback"),
             callback_finals=_flag(query.get("callback_finals"), "callback_finals"),
+            redact=parse_redact([value for key, value in query.items() if key == "redact"], "redact"),
         )
 
     @classmethod
@@ -74,13 +92,14 @@ class CallOptions:
             language=check_language(params.get("language"), "language"),
             callback=check_callback(params.get("callback"), "callback"),
             callback_finals=_flag(params.get("callback_finals"), "callback_finals"),
+            redact=parse_redact([params.get("redact", "")], "redact"),
         )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, object], where: str) -> CallOptions:
         """A JSON object's fields, named `where` in errors (`customConfig`): `keyterms` a
         list of strings or one comma-separated string; `language` and `callback` strings;
-        `callback_finals` a boolean (or its text)."""
+        `callback_finals` a boolean (or its text); `redact` as keyterms."""
 
         def named(name: str) -> str:
             return f"{where}.{name}" if where else name
@@ -90,6 +109,7 @@ class CallOptions:
             language=check_language(_json_text(fields.get("language"), named("language")), named("language")),
             callback=check_callback(_json_text(fields.get("callback"), named("callback")), named("callback")),
             callback_finals=_json_flag(fields.get("callback_finals"), named("callback_finals")),
+            redact=_json_redact(fields.get("redact"), named("redact")),
         )
 
 
@@ -168,3 +188,36 @@ def _json_flag(value: object, name: str) -> bool:
     if value is None or isinstance(value, str):
         return _flag(value, name)
     raise ParamError(f"{name} must be true or false")
+
+
+def parse_redact(values: list[str], name: str) -> frozenset[str]:
+    """`redact` values as Deepgram takes them: each value may itself be comma-separated,
+    case and spaces do not matter, `false` and empty ones ask for nothing. ParamError names
+    `name` and the value the worker cannot honour."""
+    if len(values) > _MAX_REDACT_VALUES:
+        raise ParamError(f"at most {_MAX_REDACT_VALUES} {name} values")
+    found: set[str] = set()
+    for value in values:
+        for part in value.split(","):
+            item = part.strip().lower()
+            if not item or item == "false":
+                continue
+            if item not in _REDACT_KNOWN:
+                raise ParamError(
+                    f"{name} {part.strip()[:30]!r} is not redacted here; one of {', '.join(REDACT_VALUES)} "
+                    "(names, addresses and health data need an entity model, docs/redaction.md)"
+                )
+            found.add(item)
+    return frozenset(found)
+
+
+def _json_redact(value: object, name: str) -> frozenset[str]:
+    if value is None or value is False:
+        return frozenset()
+    if value is True:
+        return frozenset({"true"})
+    if isinstance(value, str):
+        return parse_redact([value], name)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return parse_redact(value, name)
+    raise ParamError(f"{name} must be a list of strings or a comma-separated string")

@@ -290,6 +290,58 @@ class Dtmf:
 
 
 @dataclass(frozen=True, slots=True)
+class Paused:
+    """The call's audio stopped reaching the provider at call time `at` (a PCI pause: an
+    operator, the source, or Genesys asked): nothing said until `resumed` is transcribed."""
+
+    interaction_id: str
+    tenant_id: str | None
+    seq: int
+    at: float
+    timestamp_ms: int
+
+    @property
+    def type(self) -> str:
+        return "paused"
+
+    def wire(self) -> dict[str, object]:
+        return {
+            "type": "paused",
+            "interaction_id": self.interaction_id,
+            "tenant_id": self.tenant_id,
+            "seq": self.seq,
+            "at": self.at,
+            "timestamp_ms": self.timestamp_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """The call's audio reaches the provider again from call time `at`, the end of the gap
+    a `paused` began."""
+
+    interaction_id: str
+    tenant_id: str | None
+    seq: int
+    at: float
+    timestamp_ms: int
+
+    @property
+    def type(self) -> str:
+        return "resumed"
+
+    def wire(self) -> dict[str, object]:
+        return {
+            "type": "resumed",
+            "interaction_id": self.interaction_id,
+            "tenant_id": self.tenant_id,
+            "seq": self.seq,
+            "at": self.at,
+            "timestamp_ms": self.timestamp_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CallError:
     """Something went wrong in a call (`code` is short and stable, `message` is for people);
     the call goes on unless a `session_ended` follows."""
@@ -430,6 +482,8 @@ CallEvent = (
     | UtteranceEnd
     | SpeechStarted
     | Dtmf
+    | Paused
+    | Resumed
     | CallError
     | ProviderChanged
     | SessionEnded

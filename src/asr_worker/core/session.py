@@ -26,7 +26,11 @@ phases, the link state, the actions and the events.
 * finalize: on end, everything is flushed, the stream is ended, and `session_ended` is emitted
   only after the provider confirmed its last results, or a bounded wait ran out (`end_wait.py`);
 * bounds: a flooding source loses the excess (`rate_limit.py`); each transcript says how long
-  ago its audio arrived (`latency.py`).
+  ago its audio arrived (`latency.py`);
+* redaction: every transcript passes the call's `Redactor` (`redact.py`) before it is emitted,
+  whichever stream or provider heard it: nothing after the core sees what it takes out;
+* pause: paused audio is counted and dropped before the replay buffer (no stream, replay or
+  failover sends it); call time runs on, results map past the gaps (`pause.py`).
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ from .events import (
     CallError,
     CallEvent,
     Dtmf,
+    Paused,
     ProviderChanged,
+    Resumed,
     SessionEnded,
     SessionStarted,
     SpeechStarted,
@@ -67,6 +73,7 @@ from .events import (
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
 from .forwarding import Forwarding
 from .latency import ArrivalLatency
+from .pause import PauseMap
 from .provider_events import (
     ProviderEvent,
     StreamMetadata,
@@ -76,6 +83,7 @@ from .provider_events import (
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
 from .rate_limit import TokenBucket
+from .redact import Redactor
 from .replay import ReplayBuffer
 from .session_types import Resume, SessionConfig, SessionStats
 
@@ -111,6 +119,7 @@ class SessionCore:
     rng: random.Random = field(default_factory=random.Random)
     resume: Resume | None = None
     failover: Failover | None = None  # with a fallback provider: when and where the call moves
+    redactor: Redactor | None = None  # with `redact`: every transcript passes through it
 
     phase: Phase = Phase.ACTIVE
     link: Link = Link.IDLE
@@ -126,6 +135,7 @@ class SessionCore:
     _rate: TokenBucket = field(init=False)
     _backoff: Backoff = field(init=False)
     _end_wait: EndWait = field(init=False)
+    _pause: PauseMap = field(default_factory=PauseMap)
 
     _ever_connected: bool = False
     _grace_at: float | None = None
@@ -219,6 +229,11 @@ class SessionCore:
         stats = self.stats
         stats.frames_in += 1
         stats.bytes_in += len(data)
+        if self._pause.paused:
+            # Counted in the call's time, never held: no stream, replay or failover can send it.
+            self._pause.skip(self._replay.received, len(data))
+            stats.bytes_paused += len(data)
+            return AudioTaken.JOINED
         if self.link is Link.IDLE:
             self._open(now)
         else:
@@ -296,12 +311,41 @@ class SessionCore:
 
     def on_dtmf(self, digit: str, channel: int, now: float) -> None:
         """A key pressed on a phone (telephony `dtmf`): an event in the call's order, at the
-        call time its audio has reached, for a voice bot to act on."""
-        if self.phase is Phase.ENDED:
+        call time its audio has reached, for a voice bot to act on. Not while the call is
+        paused: a card keyed in then is what the pause is for."""
+        if self.phase is Phase.ENDED or self._pause.paused:
             return
         at = round(self.audio_s, 3)
         seq = self._next_seq()
         self._emit(Dtmf(self.interaction_id, self.tenant_id, seq, digit, channel, at, self._wall_ms(now)))
+
+    def pause_audio(self, now: float) -> bool:
+        """Stop the call's audio reaching the provider (a card is about to be read out): it is
+        asked to finalize what it heard, then gets keep-alives. False if paused or ending."""
+        if self.phase is not Phase.ACTIVE or self._pause.paused:
+            return False
+        self._pause.paused = True
+        at, seq = round(self.audio_s, 3), self._next_seq()
+        self._emit(Paused(self.interaction_id, self.tenant_id, seq, at, self._wall_ms(now)))
+        if self.link is Link.CONNECTED:
+            self._flush(now)  # what arrived before the pause is heard, and finalized
+            self._outbox.append(FlushStream(self.conn_id))
+        elif self._replay.received > self._replay.covered:
+            self._flush_wanted = True
+        return True
+
+    def resume_audio(self, now: float) -> bool:
+        """The call's audio reaches the provider again. False if it was not paused."""
+        if self.phase is Phase.ENDED or not self._pause.paused:
+            return False
+        self._pause.paused = False
+        at, seq = round(self.audio_s, 3), self._next_seq()
+        self._emit(Resumed(self.interaction_id, self.tenant_id, seq, at, self._wall_ms(now)))
+        return True
+
+    @property
+    def paused(self) -> bool:
+        return self._pause.paused
 
     # --- inputs from the provider stream --------------------------------------------------
 
@@ -320,6 +364,7 @@ class SessionCore:
         self._backoff.reset()
         # Replay: the new stream starts at the first byte no final has covered.
         self.stats.bytes_replayed += self._replay.rewind()
+        self._pause.fold_through(self._replay.stream_base)
         self._forwarding.stream_opened(now)
         if self._replay.unsent_bytes > 0:
             self._flush(now)
@@ -356,9 +401,8 @@ class SessionCore:
         failover = self.failover
         if failover is not None and failover.down_since is not None:
             failover.working()  # a result: this connection carries the call
-        base_s = self.fmt.seconds(self._replay.stream_base)
         if isinstance(event, TranscriptResult):
-            self._on_result(event, base_s, now)
+            self._on_result(event, self._base_s(event.start), now)
             # Failback happens at an utterance boundary: a final ending an utterance, or silence.
             boundary = event.is_final and (event.speech_final or not event.text)
             if boundary and failover is not None and self.phase is Phase.ACTIVE and failover.return_due(now):
@@ -370,7 +414,7 @@ class SessionCore:
                     self.tenant_id,
                     self._next_seq(),
                     event.channel,
-                    round(base_s + event.last_word_end, 3),
+                    round(self._base_s(event.last_word_end) + event.last_word_end, 3),
                     self.provider,
                     self._wall_ms(now),
                 )
@@ -382,7 +426,7 @@ class SessionCore:
                     self.tenant_id,
                     self._next_seq(),
                     event.channel,
-                    round(base_s + event.timestamp, 3),
+                    round(self._base_s(event.timestamp) + event.timestamp, 3),
                     self.provider,
                     self._wall_ms(now),
                 )
@@ -448,7 +492,8 @@ class SessionCore:
 
     @property
     def audio_s(self) -> float:
-        return self.fmt.seconds(self._replay.received)
+        """The call's time: all the audio it received, paused stretches included."""
+        return self.fmt.seconds(self._replay.received + self._pause.total_bytes)
 
     @property
     def retained_bytes(self) -> int:
@@ -466,8 +511,9 @@ class SessionCore:
     @property
     def covered_offset(self) -> int:
         """Call byte offset up to which final results cover the audio (or it was given up):
-        a session resumed elsewhere at this offset loses no audio that is not yet final."""
-        return self._replay.covered
+        a session resumed elsewhere at this offset loses no audio that is not yet final (and
+        a pause that began there is covered too: it is never to be transcribed)."""
+        return self._pause.call_offset(self._replay.covered)
 
     @property
     def last_seq(self) -> int:
@@ -485,7 +531,8 @@ class SessionCore:
             **self.fmt.describe(),
             "sources": len(self._sources),
             "audio_s": round(self.audio_s, 3),
-            "covered_s": round(self.fmt.seconds(replay.covered), 3),
+            "covered_s": round(self.fmt.seconds(self.covered_offset), 3),
+            "paused": self._pause.paused,
             # Held audio: not yet sent (the only lag, at most ASR_MAX_BUFFER_MS while connected),
             # and sent but not covered by a final (kept for replay; seconds mid-utterance).
             "buffered_ms": round(self.fmt.seconds(replay.held_bytes) * 1000),
@@ -576,7 +623,7 @@ class SessionCore:
 
     def _switch(self, to: str, reason: str, now: float) -> None:
         previous, self.provider = self.provider, to
-        at = round(self.fmt.seconds(self._replay.covered), 3)
+        at = round(self.fmt.seconds(self.covered_offset), 3)
         seq, wall_ms = self._next_seq(), self._wall_ms(now)
         self._emit(
             ProviderChanged(self.interaction_id, self.tenant_id, seq, previous, to, reason, at, wall_ms)
@@ -604,6 +651,13 @@ class SessionCore:
             self.stats.interims += 1
         if not text and not result.from_finalize:
             return  # silence: it advanced coverage above, but is not news to anyone
+        event_words = tuple([_word_event(w, base_s) for w in words])
+        redactor = self.redactor
+        if redactor is not None:
+            text, event_words = redactor.event_words(
+                channel, result.is_final, text, event_words, start_s, end_s
+            )
+            self.stats.spans_redacted = redactor.spans_redacted
         self._emit(
             Transcript(
                 self.interaction_id,
@@ -617,9 +671,9 @@ class SessionCore:
                 round(result.confidence, 4),
                 round(start_s, 3),
                 round(max(start_s, end_s), 3),
-                tuple([_word_event(w, base_s) for w in words]),
+                event_words,
                 self.provider,
-                self._arrivals.latency_ms(self.fmt.bytes_for(end_s), now),
+                self._arrivals.latency_ms(self._pause.kept_offset(self.fmt.bytes_for(end_s)), now),
                 self._wall_ms(now),
                 result.language,
             )
@@ -629,7 +683,7 @@ class SessionCore:
         """A final covered `channel` up to `end_s`; free what all have covered. True if it moved."""
         all_s = self._dedup.finalized(channel, end_s, channels)
         replay = self._replay
-        if not replay.cover(self.fmt.bytes_for(all_s)):
+        if not replay.cover(self._pause.kept_offset(self.fmt.bytes_for(all_s))):
             return False
         self._arrivals.forget_through(replay.covered)
         return True
@@ -690,6 +744,14 @@ class SessionCore:
         )
         self._replay.clear()
         self._arrivals.clear()
+
+    def _base_s(self, at_s: float) -> float:
+        """The call time of the stream's time 0 for what it reports at `at_s`, past the pauses."""
+        base, pause = self._replay.stream_base, self._pause
+        if not pause.total_bytes:
+            return self.fmt.seconds(base)
+        kept = base + self.fmt.bytes_for(at_s)
+        return self.fmt.seconds(base + pause.call_offset(kept) - kept)
 
     def _next_seq(self) -> int:
         """The seq of the event about to be made: one more than the call's last."""

@@ -112,3 +112,5 @@ class SessionStats:
     interims: int = 0
     finals: int = 0
     words_deduplicated: int = 0
+    bytes_paused: int = 0  # received while paused: counted, never sent
+    spans_redacted: int = 0  # entities and numbers replaced in finals

@@ -108,6 +108,8 @@ class ListenParams:
     # Words the call is expected to use: Deepgram's `keyterm` (Nova-3) and `keywords` (earlier
     # models, `word:boost`; the boost is Deepgram's own and dropped here), repeated per term.
     keyterms: tuple[str, ...] = ()
+    # What to redact (`redact`, repeated): Deepgram's values, read as every route reads them.
+    redact: tuple[str, ...] = ()
 
     @property
     def multichannel(self) -> bool:
@@ -134,6 +136,7 @@ class ListenParams:
             pairs.append(("utterance_end_ms", str(self.utterance_end_ms)))
         pairs.append(("vad_events", format_bool(self.vad_events)))
         pairs += [("keyterm", term) for term in self.keyterms]
+        pairs += [("redact", value) for value in self.redact]
         return pairs
 
     @classmethod
@@ -155,6 +158,7 @@ class ListenParams:
         else:
             endpointing = _int_param(query, "endpointing", 10, 0, 60_000)
         utterance_end = query.get("utterance_end_ms")
+        options = CallOptions.from_query(query)
         return cls(
             encoding=encoding,
             sample_rate=sample_rate,
@@ -169,7 +173,8 @@ class ListenParams:
             if utterance_end is None
             else _int_param(query, "utterance_end_ms", None, 1000, 5000),
             vad_events=parse_bool(query.get("vad_events", "false"), "vad_events"),
-            keyterms=CallOptions.from_query(query).keyterms,
+            keyterms=options.keyterms,
+            redact=tuple(sorted(options.redact)),
         )
 
 

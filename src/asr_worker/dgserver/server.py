@@ -32,6 +32,7 @@ from .. import __version__
 from ..core.audio import AudioFormat
 from ..core.call_options import CallOptions
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd
+from ..core.redact import Redactor
 from ..credentials import Secret, token_matches
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
@@ -285,6 +286,8 @@ class _Connection:
         self._speaking: dict[int, bool] = {}
         self._last_word_end: dict[int, float] = {}
         self._stream: ProviderStream | None = None
+        # `redact=pci|ssn|numbers|true`: every result is redacted before it is sent, as Deepgram's are.
+        self._redactor = Redactor.of(frozenset(self.params.redact))
         # Under `fault_percent`, this connection's fault (drawn once); `_stalled`: it stopped
         # answering; `_slow_s`: every reply waits this long.
         self._planned: ConnectionFault | None = server.faults.draw()
@@ -292,9 +295,8 @@ class _Connection:
         self._slow_s = 0.0
 
     async def run(self) -> None:
-        request = StreamRequest(
-            f"dg-{self.record.request_id}", None, self.fmt, options=CallOptions(keyterms=self.params.keyterms)
-        )
+        options = CallOptions(keyterms=self.params.keyterms, redact=frozenset(self.params.redact))
+        request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, options=options)
         try:
             self._stream = await self.server.provider.open(request)
         except ProviderError as exc:
@@ -481,6 +483,8 @@ class _Connection:
     def _messages_for(self, event: ProviderEvent) -> list[dict[str, object]]:
         params, channels = self.params, self.fmt.channels
         if isinstance(event, TranscriptResult):
+            if self._redactor is not None:
+                event = self._redactor.result(event)
             out: list[dict[str, object]] = []
             ch = event.channel
             if event.words and not self._speaking.get(ch) and params.vad_events:

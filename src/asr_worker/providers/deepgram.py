@@ -41,7 +41,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 
 from ..core.audio import AudioFormat
-from ..core.call_options import MULTI
+from ..core.call_options import MULTI, NO_OPTIONS, CallOptions
 from ..core.clock import Clock
 from ..core.provider_events import ProviderEvent, StreamMetadata, TranscriptResult
 from ..deepgram import protocol
@@ -143,15 +143,16 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
 
-    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = (), language: str | None = None) -> str:
-        """DEEPGRAM_URL with the call's audio format, the configured options, the call's
-        keyterms (one `keyterm` each, as Nova-3 takes them) and its language (over the
-        configured one) as its query."""
-        if keyterms or language:
-            return self._build_url(fmt, keyterms, language)  # once per stream opened: no cache
+    def url_for(self, fmt: AudioFormat, options: CallOptions = NO_OPTIONS) -> str:
+        """DEEPGRAM_URL with the call's audio format, the configured options and the call's own
+        as its query: its keyterms (one `keyterm` each, as Nova-3 takes them, added to the
+        configured ones), its language (over the configured one) and its `redact` values (added;
+        the worker redacts too: Deepgram's is not the guarantee)."""
+        if options.keyterms or options.language or options.redact:
+            return self._build_url(fmt, options)  # once per stream opened: no cache
         url = self._urls.get(fmt)
         if url is None:
-            url = self._urls[fmt] = self._build_url(fmt, ())
+            url = self._urls[fmt] = self._build_url(fmt, NO_OPTIONS)
         return url
 
     def language_for(self, language: str | None) -> str | None:
@@ -166,7 +167,7 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
     # --- the protocol mapping -------------------------------------------------------------
 
     def _url_for(self, request: StreamRequest) -> str:
-        return self.url_for(request.fmt, request.options.keyterms, request.options.language)
+        return self.url_for(request.fmt, request.options)
 
     async def _before_handshake(self, request: StreamRequest, now: float) -> None:
         wait_s = self._not_before - now
@@ -193,24 +194,27 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
         overrides = [(k, v) for k, v in parse_qsl(urlsplit(self.options.url).query) if k not in AUDIO_KEYS]
         return overrides + list(self.options.extra_params)
 
-    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...], language: str | None = None) -> str:
+    def _build_url(self, fmt: AudioFormat, call: CallOptions) -> str:
         opts = self.options
         parts = urlsplit(opts.url)
         overrides = self._configured_params()
+        language = call.language
         if language is not None:  # the call's language is over every configured one
             overrides = [(k, v) for k, v in overrides if k != "language"]
         # A configured `keyterm` (DEEPGRAM_PARAMS or DEEPGRAM_URL's query) is for every call:
         # the call's own are added to it, not replaced by it, and a term is sent once.
         configured_terms = {v for k, v in overrides if k == "keyterm"}
+        configured_redact = {v for k, v in overrides if k == "redact"}  # the same for `redact`
         ours = ListenParams(
             encoding=str(fmt.encoding),
             sample_rate=fmt.sample_rate,
             channels=fmt.channels,
             model=opts.model,
             language=language or opts.language,
-            keyterms=tuple(t for t in keyterms if t not in configured_terms),
+            keyterms=tuple(t for t in call.keyterms if t not in configured_terms),
+            redact=tuple(sorted(call.redact - configured_redact)),
         ).query()
-        replaced = {k for k, _ in overrides} - {"keyterm"}
+        replaced = {k for k, _ in overrides} - {"keyterm", "redact"}
         query = [(k, v) for k, v in ours if k not in replaced] + overrides
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 

@@ -13,6 +13,9 @@ two-channel call is heard as one stream (channel 0) unless `multichannel` is on:
 channel is heard on its own and its results name it, as Deepgram's `multichannel=true` does
 (`expected_words` of each channel's audio, `channel_audio`).
 
+With `digits`, the words are digit words ("zero" to "nine") instead: what a caller reading
+out a card number sounds like to a provider, for the redaction tests.
+
 Faults, for tests: `fail_opens` (the next N opens fail; fatally with `fail_fatal`),
 `open_delay_ms`, `drop_after_ms` (each stream fails after that much audio, for the first
 `drop_streams` streams, 0 meaning all), `hang_close` (never confirms CloseStream).
@@ -66,6 +69,8 @@ VOCABULARY = [
     "zulu",
 ]
 
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
 _SILENCE_FINAL_S = 1.0
 
 
@@ -82,6 +87,7 @@ class MockOptions:
     hang_close: bool = False
     await_every: int = 0  # every Nth `send_audio_now` declines, so that send is awaited (1: all)
     multichannel: bool = False  # each channel of a two-channel call heard on its own
+    digits: bool = False  # the words are digit words, not NATO's alphabet
 
     @classmethod
     def parse(cls, text: str) -> MockOptions:
@@ -108,19 +114,22 @@ class MockOptions:
         return options
 
 
-def word_for(window: bytes, fmt: AudioFormat, silence_peak: int) -> str | None:
+def word_for(window: bytes, fmt: AudioFormat, silence_peak: int, digits: bool = False) -> str | None:
     """The word a window of audio stands for, or None if it is silence."""
     samples = to_linear16(window, fmt)
     if samples.size == 0 or int(np.abs(samples.astype(np.int32)).max()) < silence_peak:
         return None
-    return VOCABULARY[zlib.crc32(window) % len(VOCABULARY)]
+    vocabulary = DIGIT_WORDS if digits else VOCABULARY
+    return vocabulary[zlib.crc32(window) % len(vocabulary)]
 
 
 def expected_words(audio: bytes, fmt: AudioFormat, options: MockOptions | None = None) -> list[str]:
     """The words a whole call's audio must come out as, for tests."""
     opts = options or MockOptions()
     step = fmt.bytes_for(opts.word_ms / 1000)
-    words = (word_for(audio[i : i + step], fmt, opts.silence_peak) for i in range(0, len(audio), step))
+    words = (
+        word_for(audio[i : i + step], fmt, opts.silence_peak, opts.digits) for i in range(0, len(audio), step)
+    )
     return [w for w in words if w]
 
 
@@ -164,7 +173,7 @@ class _Channel:
         self.done_bytes += len(window)
         end = self.fmt.seconds(self.done_bytes)
         opts = self.stream.options
-        word = word_for(window, self.fmt, opts.silence_peak)
+        word = word_for(window, self.fmt, opts.silence_peak, opts.digits)
         if word is not None:
             self.utterance.append(Word(word, start, end, 0.9))
             self.result(self.final_end, end, is_final=False, speech_final=False)

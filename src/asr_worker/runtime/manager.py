@@ -22,6 +22,7 @@ from ..core.clock import Clock
 from ..core.events import CallEvent
 from ..core.failover import CIRCUIT_OPEN, Failover, FailoverConfig
 from ..core.ids import CallKey
+from ..core.redact import RedactOptions, Redactor
 from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..errors import SessionRefused
@@ -135,6 +136,7 @@ class SessionManager:
         fallback: Provider | None = None,
         failover: FailoverConfig | None = None,
         limits: CallLimits | None = None,
+        redact: RedactOptions | None = None,
         publish: Callable[[CallEvent], None],
         metrics: WorkerMetrics,
         clock: Clock,
@@ -162,6 +164,8 @@ class SessionManager:
         self.max_sessions = limits.max_sessions
         self.max_sources_per_call = limits.max_sources_per_call
         self.max_buffered_audio_s = limits.max_buffered_audio_s
+        # ASR_REDACT: what every call is redacted of; a call's own `redact` adds to it.
+        self.redact = frozenset((redact or RedactOptions()).redact)
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
@@ -252,6 +256,7 @@ class SessionManager:
                 f"the speech engine carries {engine.describe()} it can decode in real time; try again "
                 "shortly or send the call to another worker",
             )
+        options = options.with_redact(self.redact)  # every stream is asked with the union too
         core = SessionCore(
             interaction_id=key.interaction_id,
             tenant_id=key.tenant,
@@ -263,6 +268,7 @@ class SessionManager:
             rng=random.Random(self._rng.random()),
             resume=resume,
             failover=failover,
+            redactor=Redactor.of(options.redact),
         )
         runner = SessionRunner(
             core,
@@ -431,6 +437,8 @@ def _counter_values(core: SessionCore) -> dict[str, float]:
         "asr_transcripts_interim": s.interims,
         "asr_transcripts_final": s.finals,
         "asr_words_deduplicated": s.words_deduplicated,
+        "asr_audio_paused_seconds": sec(s.bytes_paused),
+        "asr_redactions": s.spans_redacted,
     }
 
 

@@ -81,6 +81,11 @@ class SessionStatus:
         """The seq of the last event the session emitted."""
         return self._core.last_seq
 
+    @property
+    def paused(self) -> bool:
+        """The call's audio is not reaching the provider (a PCI pause)."""
+        return self._core.paused
+
 
 class SessionRunner:
     def __init__(
@@ -216,6 +221,19 @@ class SessionRunner:
     def dtmf(self, digit: str, channel: int) -> None:
         self.core.on_dtmf(digit, channel, self._clock.monotonic())
         self._waker.wake()
+
+    def pause(self) -> bool:
+        """Stop the call's audio reaching the provider (keep-alives hold the connection);
+        False if it was paused already or is ending."""
+        paused = self.core.pause_audio(self._clock.monotonic())
+        self._waker.wake()
+        return paused
+
+    def resume(self) -> bool:
+        """The call's audio reaches the provider again; False if it was not paused."""
+        resumed = self.core.resume_audio(self._clock.monotonic())
+        self._waker.wake()
+        return resumed
 
     def abandon(self, code: str, message: str) -> None:
         """End the call at once, without the provider (a fault, or shutdown ran out of time)."""

@@ -52,6 +52,15 @@ class CallSource:
         `error` event for everyone watching the call, which goes on."""
         self.runner.error(code, message)
 
+    def pause(self) -> bool:
+        """A PCI pause from this source (AudioHook's `paused`, the ingest socket's `pause`): the
+        call's audio stops reaching the provider until `resume`. False if it already was."""
+        return self.runner.pause()
+
+    def resume(self) -> bool:
+        """The pause is over: the call's audio reaches the provider again."""
+        return self.runner.resume()
+
     def finalize(self) -> None:
         """The pending utterance's final now, marked `from_finalize` (a voice bot at the end
         of a turn); the call goes on."""

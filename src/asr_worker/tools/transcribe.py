@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from ..config import Settings, make_fallback, make_provider
-from ..core import failover, session_types
+from ..core import failover, redact, session_types
 from ..core.clock import SystemClock
 from ..core.events import CallError, CallEvent, SessionEnded, SessionStarted, Transcript
 from ..core.ids import DEFAULT_TENANT, CallKey
@@ -169,6 +169,7 @@ async def transcribe_files(
         failover=settings.of(failover.SETTINGS),
         config=settings.of(session_types.SETTINGS),
         limits=CallLimits(max_sessions=max(1, len(files))),
+        redact=settings.of(redact.SETTINGS),
         publish=publish,
         metrics=WorkerMetrics(LiveTotals, provider.name),
         clock=SystemClock(),

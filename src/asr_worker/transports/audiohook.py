@@ -15,8 +15,11 @@ reference server does. Then the dialogue (`audiohook.protocol` has the messages)
   null conversation id is Genesys's connection probe: answered, but no call is started.
 - Audio feeds the call; the call's transcripts come back as `event` messages with `transcript`
   entities whose times are the client's stream `position`s (see `_Timeline`).
-- `ping` -> `pong`, `update` -> `updated`, `paused`/`resumed` (audio in a pause is not sent on),
-  `discarded`, `error` (logged, and an `error` event for the call's watchers).
+- `ping` -> `pong`, `update` -> `updated`, `paused`/`resumed`: the call's own pause (the session
+  core's input, as `POST /v1/calls/{id}/pause` is: `paused` and `resumed` events, no audio to
+  the provider in between), `discarded`, `error` (logged, and an `error` event for the call's
+  watchers). A call paused another way (the operator endpoint, another source) sends the
+  client `pause`, and its resume `resume`, so Genesys stops sending the audio too.
 - `close` ends the call: the session flushes, its last finals go out as events, then `closed`.
   A `close` for `reconnect`, or a socket that drops, only leaves the call: a new session that
   continues it (`continuedSessions`, the same conversation) joins the same call within
@@ -54,7 +57,7 @@ from ..audiohook.signature import (
 )
 from ..core.audio import AudioFormat, Encoding
 from ..core.call_options import CallOptions
-from ..core.events import SessionEnded, Transcript
+from ..core.events import Paused, Resumed, SessionEnded, Transcript
 from ..core.ids import CallKey, check_id
 from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
 from ..http.auth import SELF_CHECKED, Route, principal_of
@@ -293,6 +296,7 @@ class _Session:
         self._tg: asyncio.TaskGroup | None = None
         self._utterances: dict[int, str] = {}
         self._paused_audio_logged = False
+        self._own_controls = 0  # `paused`/`resumed` events this session's client caused, not yet seen
 
     @property
     def interaction_id(self) -> str | None:
@@ -423,6 +427,8 @@ class _Session:
         elif isinstance(message, ah.Paused):
             if self.state == "ACTIVE":
                 self.state = "PAUSED"
+                if self.source is not None and self.source.pause():
+                    self._own_controls += 1
                 log.info(
                     "audiohook paused", extra={"session": self.id, "interaction_id": self.interaction_id}
                 )
@@ -430,6 +436,8 @@ class _Session:
             if self.state == "PAUSED":
                 self.state = "ACTIVE"
                 self._paused_audio_logged = False
+                if self.source is not None and self.source.resume():
+                    self._own_controls += 1
                 log.info(
                     "audiohook resumed",
                     extra={
@@ -613,6 +621,13 @@ class _Session:
                 await self.events_allowed.wait()
                 if self.state != "CLOSED":
                     await self.transcript(event)
+            elif isinstance(event, Paused | Resumed):
+                if self._own_controls:  # this session's client paused or resumed the call itself
+                    self._own_controls -= 1
+                elif isinstance(event, Paused) and self.state == "ACTIVE":
+                    await self.send("pause", {})  # paused elsewhere: Genesys stops sending it too
+                elif isinstance(event, Resumed) and self.state == "PAUSED":
+                    await self.send("resume", {})
             elif isinstance(event, SessionEnded):
                 if self.state in ("ACTIVE", "PAUSED"):
                     normal = event.reason in _NORMAL_ENDS

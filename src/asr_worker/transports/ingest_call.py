@@ -6,8 +6,10 @@ call is expected to use, by Deepgram's names (`keyterm`, `keywords`, each repeat
 term; read by the Deepgram protocol's own parser, so the limits and errors are dg-server's);
 they are the call's for its life, set by the socket that starts it. Joining gives the socket its
 `CallSource` (what it feeds the call through and leaves it by) and a subscription to the
-call's events. Text messages are control: `{"type": "end"}` ends the call, anything else is
-an `error` event for the call's watchers.
+call's events. Text messages are control: `{"type": "end"}` ends the call, `finalize` asks for
+the pending final, `pause` and `resume` stop and restart the call's audio reaching the provider
+(a PCI pause, as `POST /v1/calls/{id}/pause` does); anything else is an `error` event for the
+call's watchers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ log = logging.getLogger("asr_worker.ingest")
 _END_TYPES: Final = frozenset({"end", "closestream"})
 _FINALIZE_TYPES: Final = frozenset({"finalize"})
 _IGNORED_TYPES: Final = frozenset({"keepalive"})
+_PAUSE_TYPES: Final = frozenset({"pause", "resume"})
 
 
 class IngestCall:
@@ -77,8 +80,8 @@ class IngestCall:
         return cls(source, host.hub.subscribe(key))
 
     def text(self, text: str) -> None:
-        """A control message: `end` ends the call, `finalize` asks for the pending final now;
-        anything unknown is an `error` event."""
+        """A control message: `end` ends the call, `finalize` asks for the pending final now,
+        `pause` and `resume` a PCI pause; anything unknown is an `error` event."""
         try:
             command = parse_control(text)
         except ProtocolError as exc:
@@ -88,6 +91,10 @@ class IngestCall:
             self.source.end("end")
         elif command == "finalize":
             self.source.finalize()
+        elif command == "pause":
+            self.source.pause()
+        elif command == "resume":
+            self.source.resume()
 
     def close(self) -> None:
         """The socket is gone: stop its events and leave the call (which goes on, or ends
@@ -97,8 +104,8 @@ class IngestCall:
 
 
 def parse_control(text: str) -> str:
-    """A text message to the command it carries ("end", "finalize" or "keepalive"), or
-    ProtocolError."""
+    """A text message to the command it carries ("end", "finalize", "pause", "resume" or
+    "keepalive"), or ProtocolError."""
     try:
         message = json.loads(text)
     except (ValueError, RecursionError):
@@ -116,6 +123,9 @@ def parse_control(text: str) -> str:
         return "finalize"
     if kind.lower() in _IGNORED_TYPES:
         return "keepalive"
+    if kind.lower() in _PAUSE_TYPES:
+        return kind.lower()
     raise ProtocolError(
-        "unknown_message", f"unknown message type {kind[:40]!r}; known: end, finalize, keepalive; ignored"
+        "unknown_message",
+        f"unknown message type {kind[:40]!r}; known: end, finalize, pause, resume, keepalive; ignored",
     )

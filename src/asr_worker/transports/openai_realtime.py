@@ -18,6 +18,10 @@ over 100 characters is prose rather than a term and is left out, as are pieces p
 The session's `transcription.language` then is the call's `language` (one that is no language
 code is none, never an error).
 
+OpenAI's session has no redaction option, so the socket's query carries the call's: `redact`
+(Deepgram's values, `?redact=pci`, as every route reads them: `core.call_options`); the
+client's SDK adds it with the URL's other query parameters (`extra_query`).
+
 Bad input (not JSON, an unknown event, an unsupported format, an append too large, an audio
 format change after audio has flowed) gets OpenAI's `error`
 event and one log line; the session goes on. Watchers (SSE, the page, the bus) see the call
@@ -36,7 +40,7 @@ from typing import Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat, Encoding
-from ..core.call_options import CallOptions, check_language
+from ..core.call_options import CallOptions, check_language, parse_redact
 from ..core.events import CallError, SessionEnded, Transcript
 from ..core.ids import CallKey, check_optional_id
 from ..core.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS, check_keyterms
@@ -89,6 +93,7 @@ async def realtime_socket(host: CallHost, request: web.Request) -> web.StreamRes
     try:
         interaction_id = check_optional_id(request.query.get("interaction_id"), "interaction_id")
         tenant = principal_of(request).tenant_of_call(request.query.get("tenant_id"))
+        redact = parse_redact(request.query.getall("redact", []), "redact")
     except (BadRequest, AccessDenied) as exc:
         status = exc.status if isinstance(exc, AccessDenied) else 400
         return web.json_response(
@@ -110,7 +115,7 @@ async def realtime_socket(host: CallHost, request: web.Request) -> web.StreamRes
         "openai-beta.realtime-v1" in offered
     )
     key = CallKey(tenant, interaction_id or f"rt_{secrets.token_hex(8)}")
-    session = RealtimeSession(host, ws, key, beta)
+    session = RealtimeSession(host, ws, key, beta, redact)
     try:
         await session.run()
     finally:
@@ -125,8 +130,10 @@ class RealtimeSession:
         ws: web.WebSocketResponse,
         key: CallKey,
         beta: bool,
+        redact: frozenset[str] = frozenset(),
     ) -> None:
         self._host = host
+        self._redact = redact  # the query's `redact`: the call's once it starts
         self._ws = ws
         self.key = key
         self.interaction_id = key.interaction_id
@@ -260,7 +267,9 @@ class RealtimeSession:
         subscription = self._host.hub.subscribe(self.key)
         try:
             options = CallOptions(
-                keyterms=self._keyterms, language=session_language(self._config.transcription.language)
+                keyterms=self._keyterms,
+                language=session_language(self._config.transcription.language),
+                redact=self._redact,
             )
             source = self._host.manager.join(self.key, self._fmt, options=options)
         except SessionRefused as exc:

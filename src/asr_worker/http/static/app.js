@@ -9,7 +9,8 @@ const POLL_MS = 2000;         // /health and /v1/sessions
 const MAX_LINES = 300;        // per call, oldest dropped: the page never grows without bound
 const CHANNELS = ["Customer", "Agent"];
 const EVENT_TYPES = ["session_started", "transcript", "utterance_end", "speech_started",
-                     "dtmf", "error", "provider_changed", "session_ended", "events_dropped"];
+                     "dtmf", "paused", "resumed", "error", "provider_changed", "session_ended",
+                     "events_dropped"];
 
 const token = new URLSearchParams(window.location.search).get("token");
 const calls = new Map();      // interaction_id -> call view
@@ -167,6 +168,10 @@ function onEvent(event) {
     case "dtmf":
       onKey(call, event);
       break;
+    case "paused":
+    case "resumed":
+      onPause(call, event);
+      break;
     case "error":
       showError(call, `${event.code}: ${event.message}`);
       break;
@@ -184,6 +189,16 @@ function onEvent(event) {
 function onKey(call, event) {
   const line = newLine(event, "key");
   fillLine(line, { channel: event.channel, start: event.at, text: `pressed ${event.digit}` });
+  insertSettled(call, line, Number(event.at) || 0);
+  trimLines(call);
+  scrollToEnd(call);
+}
+
+/** A PCI pause's edges, in call time: what is said between them is not transcribed. */
+function onPause(call, event) {
+  const line = newLine(event, "key");
+  const text = event.type === "paused" ? "paused: not transcribed until resumed" : "resumed";
+  fillLine(line, { channel: 0, start: event.at, text, timestamp_ms: event.timestamp_ms });
   insertSettled(call, line, Number(event.at) || 0);
   trimLines(call);
   scrollToEnd(call);
