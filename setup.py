@@ -39,6 +39,7 @@ COMPILED = [
     "src/asr_worker/core/rate_limit.py",
     "src/asr_worker/core/redact.py",
     "src/asr_worker/core/replay.py",
+    "src/asr_worker/core/results.py",
     "src/asr_worker/core/session.py",
     "src/asr_worker/core/session_types.py",
     "src/asr_worker/core/spoken_numbers.py",

@@ -19,7 +19,7 @@ phases, the link state, the actions and the events.
 * no lost audio: bytes stay in the replay buffer (`replay.py`) until a final result covers
   them, and a new stream starts by replaying them; call time = stream time + stream base;
 * no repeated words: words a channel has already finalized are left out of later results
-  (`dedup.py`);
+  (`dedup.py`, applied with redaction by `results.py`);
 * failover: when the provider cannot carry the call (`failover.py` decides when), the next
   stream opens on the fallback with the same replay, and `provider_changed` says so; with
   failback on, the same way back to the primary, once, at an utterance boundary;
@@ -54,7 +54,6 @@ from .actions import (
 )
 from .audio import AudioFormat
 from .backoff import Backoff
-from .dedup import WordDedup, text_of
 from .end_wait import FINALIZE_WAITS_MAX, EndWait
 from .events import (
     CallError,
@@ -67,24 +66,19 @@ from .events import (
     SessionStarted,
     SpeechStarted,
     Transcript,
-    TranscriptWord,
     UtteranceEnd,
 )
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
 from .forwarding import Forwarding
 from .latency import ArrivalLatency
 from .pause import PauseMap
-from .provider_events import (
-    ProviderEvent,
-    StreamMetadata,
-    TranscriptResult,
-    Word,
-)
+from .provider_events import ProviderEvent, StreamMetadata, TranscriptResult
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
 from .rate_limit import TokenBucket
 from .redact import Redactor
 from .replay import ReplayBuffer
+from .results import ResultReader
 from .session_types import Resume, SessionConfig, SessionStats
 
 # FINALIZE_WAITS_MAX is the end wait's, and here too: a call's longest end is the session's fact.
@@ -130,7 +124,7 @@ class SessionCore:
     # The parts, each its own idea (module docstring); made from the config below.
     _replay: ReplayBuffer = field(init=False)
     _forwarding: Forwarding = field(init=False)
-    _dedup: WordDedup = field(default_factory=WordDedup)
+    _results: ResultReader = field(init=False)  # dedup and redaction of every result
     _arrivals: ArrivalLatency = field(default_factory=ArrivalLatency)
     _rate: TokenBucket = field(init=False)
     _backoff: Backoff = field(init=False)
@@ -150,6 +144,7 @@ class SessionCore:
     def __post_init__(self) -> None:
         fmt, config = self.fmt, self.config
         self._frame_bytes = fmt.frame_bytes
+        self._results = ResultReader(self.redactor)
         self._replay = ReplayBuffer(fmt.bytes_for(config.max_retained_s), fmt.frame_bytes)
         self._forwarding = Forwarding(
             chunk_bytes=max(fmt.frame_bytes, fmt.bytes_for(config.send_chunk_ms / 1000)),
@@ -186,7 +181,7 @@ class SessionCore:
         if resume.offset < 0 or resume.offset % self.fmt.frame_bytes or resume.seq < 0:
             raise ValueError(f"cannot resume at byte {resume.offset}, seq {resume.seq}: not whole samples")
         self._replay.start_at(resume.offset)
-        self._dedup.start_at(self.fmt.seconds(resume.offset), resume.finalized_s, self.fmt.channels)
+        self._results.dedup.start_at(self.fmt.seconds(resume.offset), resume.finalized_s, self.fmt.channels)
         self._seq = resume.seq
 
     # --- inputs from sources --------------------------------------------------------------
@@ -632,32 +627,20 @@ class SessionCore:
         self._open(now)
 
     def _on_result(self, result: TranscriptResult, base_s: float, now: float) -> None:
-        channel = result.channel
-        start_s, end_s = base_s + result.start, base_s + result.end
-        words, text = result.words, result.text
-        dedup = self._dedup
-        if dedup.repeats(channel, start_s):
-            # A replayed stream re-heard audio this channel already finalized: only new words count.
-            kept = dedup.new_words(channel, words, base_s)
-            if len(kept) != len(words):
-                self.stats.words_deduplicated += len(words) - len(kept)
-                words, text = kept, text_of(kept)
-            start_s = max(start_s, dedup.finalized_s(channel))
+        channel, reader = result.channel, self._results
+        heard = reader.heard(result, base_s)
+        self.stats.words_deduplicated = reader.words_deduplicated
+        start_s, end_s = heard.start_s, heard.end_s
         if result.is_final:
             self.stats.finals += 1
             if self._cover(channel, end_s, result.channels) and self.phase is Phase.ENDING:
                 self._end_wait.again(now)  # progress: more finals may still come
         else:
             self.stats.interims += 1
-        if not text and not result.from_finalize:
+        if not heard.text and not result.from_finalize:
             return  # silence: it advanced coverage above, but is not news to anyone
-        event_words = tuple([_word_event(w, base_s) for w in words])
-        redactor = self.redactor
-        if redactor is not None:
-            text, event_words = redactor.event_words(
-                channel, result.is_final, text, event_words, start_s, end_s
-            )
-            self.stats.spans_redacted = redactor.spans_redacted
+        text, words = reader.shown(result, heard, base_s)
+        self.stats.spans_redacted = reader.spans_redacted
         self._emit(
             Transcript(
                 self.interaction_id,
@@ -671,7 +654,7 @@ class SessionCore:
                 round(result.confidence, 4),
                 round(start_s, 3),
                 round(max(start_s, end_s), 3),
-                event_words,
+                words,
                 self.provider,
                 self._arrivals.latency_ms(self._pause.kept_offset(self.fmt.bytes_for(end_s)), now),
                 self._wall_ms(now),
@@ -681,7 +664,7 @@ class SessionCore:
 
     def _cover(self, channel: int, end_s: float, channels: int) -> bool:
         """A final covered `channel` up to `end_s`; free what all have covered. True if it moved."""
-        all_s = self._dedup.finalized(channel, end_s, channels)
+        all_s = self._results.dedup.finalized(channel, end_s, channels)
         replay = self._replay
         if not replay.cover(self._pause.kept_offset(self.fmt.bytes_for(all_s))):
             return False
@@ -789,14 +772,3 @@ def _due(now: float, deadline: float | None) -> bool:
     """Deadlines are met to within a nanosecond, so a timer set for `deadline` never wakes
     a hair early and finds nothing to do."""
     return deadline is not None and now + 1e-9 >= deadline
-
-
-def _word_event(w: Word, base_s: float) -> TranscriptWord:
-    return TranscriptWord(
-        w.word,
-        round(base_s + w.start, 3),
-        round(base_s + w.end, 3),
-        round(w.confidence, 4),
-        w.punctuated_word or None,  # an empty one is left out, as a missing one
-        w.speaker,
-    )
