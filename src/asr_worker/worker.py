@@ -40,7 +40,7 @@ from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
-from .transports import audiohook, exotel, ingest_ws, openai_realtime, sse, twilio
+from .transports import audiohook, exotel, forks, ingest_ws, openai_realtime, sse, twilio
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -107,6 +107,7 @@ class Worker:
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
+            *forks.routes(self),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(

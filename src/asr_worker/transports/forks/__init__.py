@@ -1,0 +1,21 @@
+"""Media forks of the open PBXs and the other voice platforms, each a route of its own.
+
+    messages.py            what a fork says, as typed values; the parsers' shared pieces (pure)
+    l16_socket.py          a metadata text frame, then raw audio: the socket those forks share
+    freeswitch.py          /v1/freeswitch: mod_audio_fork and mod_audio_stream
+    freeswitch_messages.py their metadata and text frames (pure)
+
+Each platform is one small module with a pure `*_messages.py` parser beside it; `routes`
+gathers their routes for the worker.
+"""
+
+from __future__ import annotations
+
+from ...http.auth import Route
+from ..host import CallHost
+from . import freeswitch
+
+
+def routes(host: CallHost) -> list[Route]:
+    """Every fork's route, each declaring its own access."""
+    return [*freeswitch.routes(host)]
