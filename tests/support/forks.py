@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
@@ -89,3 +90,9 @@ async def node_fork(
             out, err = await process.communicate()
     events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
     return NodeRun(process.returncode if process.returncode is not None else -1, events, err.decode())
+
+
+def stereo(left: bytes, right: bytes) -> bytes:
+    """Two mono L16 legs as a stereo fork carries them: interleaved, the caller first."""
+    a, b = np.frombuffer(left, "<i2"), np.frombuffer(right, "<i2")
+    return np.stack([a, b], axis=1).astype("<i2").tobytes()

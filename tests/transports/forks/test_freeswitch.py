@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
-import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
@@ -20,19 +19,13 @@ from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import silence, speechlike
-from tests.support.forks import node_fork
+from tests.support.forks import node_fork, stereo
 from tests.support.telephony import open_sse, wait_until, ws_url
 
 MONO16 = AudioFormat(Encoding.LINEAR16, 16000, 1)
 STEREO16 = AudioFormat(Encoding.LINEAR16, 16000, 2)
 MONO8 = AudioFormat(Encoding.LINEAR16, 8000, 1)
 TOKEN = "fs-key-3f9a1c77"
-
-
-def stereo(left: bytes, right: bytes) -> bytes:
-    """Two mono L16 legs as FreeSWITCH's stereo frames carry them: interleaved, caller first."""
-    a, b = np.frombuffer(left, "<i2"), np.frombuffer(right, "<i2")
-    return np.stack([a, b], axis=1).astype("<i2").tobytes()
 
 
 @pytest.fixture

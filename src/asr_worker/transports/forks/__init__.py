@@ -4,6 +4,8 @@
     l16_socket.py          a metadata text frame, then raw audio: the socket those forks share
     freeswitch.py          /v1/freeswitch: mod_audio_fork and mod_audio_stream
     freeswitch_messages.py their metadata and text frames (pure)
+    jambonz.py             /v1/jambonz: jambonz's listen verb
+    jambonz_messages.py    its metadata and dtmf frames (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it; `routes`
 gathers their routes for the worker.
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch
+from . import freeswitch, jambonz
 
 
 def routes(host: CallHost) -> list[Route]:
     """Every fork's route, each declaring its own access."""
-    return [*freeswitch.routes(host)]
+    return [*freeswitch.routes(host), *jambonz.routes(host)]
