@@ -6,6 +6,8 @@
     freeswitch_messages.py their metadata and text frames (pure)
     jambonz.py             /v1/jambonz: jambonz's listen verb
     jambonz_messages.py    its metadata and dtmf frames (pure)
+    jambonz_stt.py         /v1/jambonz/transcribe: the worker as a jambonz custom speech vendor
+    jambonz_stt_messages.py that vendor API's messages, both ways (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it; `routes`
 gathers their routes for the worker.
@@ -15,9 +17,9 @@ from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch, jambonz
+from . import freeswitch, jambonz, jambonz_stt
 
 
 def routes(host: CallHost) -> list[Route]:
     """Every fork's route, each declaring its own access."""
-    return [*freeswitch.routes(host), *jambonz.routes(host)]
+    return [*freeswitch.routes(host), *jambonz.routes(host), *jambonz_stt.routes(host)]
