@@ -34,6 +34,7 @@ from .providers.base import Provider, ProviderKind
 from .runtime import manager as calls
 from .settings import Section, Setting, choice, field_value, is_loopback, replace_field
 from .transports import audiohook, twilio
+from .transports.forks import vonage
 
 if TYPE_CHECKING:
     from .settings import Options
@@ -90,6 +91,7 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     *(bus_kind(name).settings for name in BUSES),
     audiohook.SETTINGS,
     twilio.SETTINGS,
+    vonage.SETTINGS,
     *ENGINE_SECTIONS[3:],
 )
 

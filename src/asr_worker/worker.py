@@ -107,7 +107,7 @@ class Worker:
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
-            *forks.routes(self),
+            *forks.routes(self, self.settings.of(forks.vonage.SETTINGS)),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(

@@ -8,6 +8,8 @@
     jambonz_messages.py    its metadata and dtmf frames (pure)
     jambonz_stt.py         /v1/jambonz/transcribe: the worker as a jambonz custom speech vendor
     jambonz_stt_messages.py that vendor API's messages, both ways (pure)
+    vonage.py              /v1/vonage: Vonage Voice API WebSockets, their signed upgrade
+    vonage_messages.py     websocket:connected and Vonage's events (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it; `routes`
 gathers their routes for the worker.
@@ -17,9 +19,14 @@ from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch, jambonz, jambonz_stt
+from . import freeswitch, jambonz, jambonz_stt, vonage
 
 
-def routes(host: CallHost) -> list[Route]:
+def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
     """Every fork's route, each declaring its own access."""
-    return [*freeswitch.routes(host), *jambonz.routes(host), *jambonz_stt.routes(host)]
+    return [
+        *freeswitch.routes(host),
+        *jambonz.routes(host),
+        *jambonz_stt.routes(host),
+        *vonage.routes(host, vonage_options),
+    ]
