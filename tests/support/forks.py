@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import subprocess
@@ -96,3 +97,43 @@ def stereo(left: bytes, right: bytes) -> bytes:
     """Two mono L16 legs as a stereo fork carries them: interleaved, the caller first."""
     a, b = np.frombuffer(left, "<i2"), np.frombuffer(right, "<i2")
     return np.stack([a, b], axis=1).astype("<i2").tobytes()
+
+
+# --- Twilio-like platforms: messages as they send them ----------------------------------------
+
+
+def telnyx_start(
+    call_control_id: str = "v3:call-control-1",
+    encoding: str = "PCMU",
+    sample_rate: int = 8000,
+    params: dict[str, str] | None = None,
+) -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequence_number": "1",
+            "start": {
+                "user_id": "3e6f995f-85f7-4705-9741-53b116d28237",
+                "call_control_id": call_control_id,
+                "media_format": {"encoding": encoding, "sample_rate": sample_rate, "channels": 1},
+                **({"custom_parameters": params} if params else {}),
+            },
+            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
+        }
+    )
+
+
+def telnyx_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequence_number": str(chunk + 2),
+            "media": {
+                "track": track,
+                "chunk": str(chunk),
+                "timestamp": str(timestamp_ms),
+                "payload": base64.b64encode(payload).decode(),
+            },
+            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
+        }
+    )

@@ -10,16 +10,19 @@
     jambonz_stt_messages.py that vendor API's messages, both ways (pure)
     vonage.py              /v1/vonage: Vonage Voice API WebSockets, their signed upgrade
     vonage_messages.py     websocket:connected and Vonage's events (pure)
+    telnyx.py              /v1/telnyx: Telnyx Media Streaming, on the shared telephony handle
+    telnyx_messages.py     its messages (pure)
 
-Each platform is one small module with a pure `*_messages.py` parser beside it; `routes`
-gathers their routes for the worker.
+Each platform is one small module with a pure `*_messages.py` parser beside it, on the shared
+L16 socket or, for the platforms shaped like Twilio's Media Streams, on the shared telephony
+handle (`transports/telephony.py`); `routes` gathers their routes for the worker.
 """
 
 from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch, jambonz, jambonz_stt, vonage
+from . import freeswitch, jambonz, jambonz_stt, telnyx, vonage
 
 
 def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
@@ -29,4 +32,5 @@ def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
         *jambonz.routes(host),
         *jambonz_stt.routes(host),
         *vonage.routes(host, vonage_options),
+        *telnyx.routes(host),
     ]
