@@ -137,3 +137,49 @@ def telnyx_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> s
             "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
         }
     )
+
+
+def plivo_start(
+    call_id: str = "12345678-1234-1234-1234-123456789abc",
+    tracks: tuple[str, ...] = ("inbound", "outbound"),
+    encoding: str = "audio/x-mulaw",
+    sample_rate: int = 8000,
+    extra_headers: str = "",
+) -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": 1,
+            "start": {
+                "callId": call_id,
+                "streamId": "87654321-4321-4321-4321-cba987654321",
+                "accountId": "MAXXXXXXXXXXXXXXXXXX",
+                "tracks": list(tracks),
+                "mediaFormat": {"encoding": encoding, "sampleRate": sample_rate},
+            },
+            "extra_headers": extra_headers,
+        }
+    )
+
+
+def plivo_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": chunk + 1,
+            "streamId": "87654321-4321-4321-4321-cba987654321",
+            "media": {
+                "track": track,
+                "timestamp": str(timestamp_ms),
+                "chunk": chunk,
+                "payload": base64.b64encode(payload).decode(),
+            },
+        }
+    )
+
+
+def interleave(left: bytes, right: bytes) -> bytes:
+    """Two tracks of one-byte samples (G.711) as one two-channel stream, inbound first."""
+    out = bytearray(2 * len(left))
+    out[0::2], out[1::2] = left, right
+    return bytes(out)

@@ -19,18 +19,12 @@ from asr_worker.transports.forks import telnyx_messages
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, silence, speechlike
-from tests.support.forks import telnyx_media, telnyx_start
+from tests.support.forks import interleave, telnyx_media, telnyx_start
 from tests.support.telephony import fixture, fixture_text, open_sse, ws_url
 
 TRACK = AudioFormat(Encoding.MULAW, 8000, 1)
 STEREO = AudioFormat(Encoding.MULAW, 8000, 2)
 L16 = AudioFormat(Encoding.LINEAR16, 16000, 1)
-
-
-def interleave(left: bytes, right: bytes) -> bytes:
-    out = bytearray(2 * len(left))
-    out[0::2], out[1::2] = left, right
-    return bytes(out)
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@
     vonage_messages.py     websocket:connected and Vonage's events (pure)
     telnyx.py              /v1/telnyx: Telnyx Media Streaming, on the shared telephony handle
     telnyx_messages.py     its messages (pure)
+    plivo.py               /v1/plivo: Plivo Audio Streaming, on the shared telephony handle
+    plivo_messages.py      its messages (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it, on the shared
 L16 socket or, for the platforms shaped like Twilio's Media Streams, on the shared telephony
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch, jambonz, jambonz_stt, telnyx, vonage
+from . import freeswitch, jambonz, jambonz_stt, plivo, telnyx, vonage
 
 
 def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
@@ -33,4 +35,5 @@ def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
         *jambonz_stt.routes(host),
         *vonage.routes(host, vonage_options),
         *telnyx.routes(host),
+        *plivo.routes(host),
     ]
