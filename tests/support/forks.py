@@ -183,3 +183,42 @@ def interleave(left: bytes, right: bytes) -> bytes:
     out = bytearray(2 * len(left))
     out[0::2], out[1::2] = left, right
     return bytes(out)
+
+
+def signalwire_start(
+    call_sid: str = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad",
+    tracks: tuple[str, ...] = ("inbound", "outbound"),
+    encoding: str = "audio/x-mulaw",
+    sample_rate: int = 8000,
+    params: dict[str, str] | None = None,
+) -> str:
+    """A bare `start`, as a Twilio-compatible stream sends it (no documentation envelope)."""
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "start": {
+                "streamSid": "7d56cc11-536d-4a45-b4fb-ed3d55be843b",
+                "accountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5",
+                "callSid": call_sid,
+                "tracks": list(tracks),
+                "customParameters": params or {},
+                "mediaFormat": {"encoding": encoding, "sampleRate": sample_rate, "channels": len(tracks)},
+            },
+        }
+    )
+
+
+def signalwire_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(chunk + 1),
+            "media": {
+                "track": track,
+                "chunk": str(chunk),
+                "timestamp": str(timestamp_ms),
+                "payload": base64.b64encode(payload).decode(),
+            },
+        }
+    )

@@ -14,6 +14,8 @@
     telnyx_messages.py     its messages (pure)
     plivo.py               /v1/plivo: Plivo Audio Streaming, on the shared telephony handle
     plivo_messages.py      its messages (pure)
+    signalwire.py          /v1/signalwire: SignalWire's cXML <Stream>, on the shared telephony handle
+    signalwire_messages.py its messages, bare or in their documented envelope (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it, on the shared
 L16 socket or, for the platforms shaped like Twilio's Media Streams, on the shared telephony
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch, jambonz, jambonz_stt, plivo, telnyx, vonage
+from . import freeswitch, jambonz, jambonz_stt, plivo, signalwire, telnyx, vonage
 
 
 def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
@@ -36,4 +38,5 @@ def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
         *vonage.routes(host, vonage_options),
         *telnyx.routes(host),
         *plivo.routes(host),
+        *signalwire.routes(host),
     ]
