@@ -63,14 +63,12 @@ async def test_an_l16_stream_with_its_bearer_token_ends_on_stop(http: aiohttp.Cl
         await ws.send_str(fixture_text("signalwire", "stop"))
         msg = await asyncio.wait_for(ws.receive(), 10)
         assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1000
+        await watcher.rest()  # `stop` ended it, not the 120 s grace
+        assert watcher.of("session_ended")[0]["reason"] == "end"
+        assert [d["digit"] for d in watcher.of("dtmf")] == ["8"]
         (stream,) = provider.streams
-        assert (stream.request.interaction_id, stream.request.fmt) == (
-            "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad",
-            L16_24K,
-        )
+        assert (stream.request.interaction_id, stream.request.fmt) == (call, L16_24K)
         assert bytes(stream.received) == audio
-        runner = worker.manager.get(stream.request.key) if hasattr(stream.request, "key") else None
-        assert runner is None or runner.status.end_reason == "end"
 
 
 async def test_both_tracks_bare_are_one_two_channel_call_named_by_its_parameter(
