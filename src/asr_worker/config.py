@@ -34,7 +34,7 @@ from .providers.base import Provider, ProviderKind
 from .runtime import manager as calls
 from .settings import Section, Setting, choice, field_value, is_loopback, replace_field
 from .transports import audiohook, twilio
-from .transports.forks import vonage
+from .transports.forks import audiosocket, vonage
 
 if TYPE_CHECKING:
     from .settings import Options
@@ -92,6 +92,7 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     audiohook.SETTINGS,
     twilio.SETTINGS,
     vonage.SETTINGS,
+    audiosocket.SETTINGS,
     *ENGINE_SECTIONS[3:],
 )
 

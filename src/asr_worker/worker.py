@@ -41,6 +41,7 @@ from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
 from .transports import audiohook, exotel, forks, ingest_ws, openai_realtime, sse, twilio
+from .transports.forks import audiosocket
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -78,6 +79,9 @@ class Worker:
         self.bus.register_metrics(self.metrics.registry)
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
+        self.audiosocket = audiosocket.AudioSocketServer(
+            self, settings.of(audiosocket.SETTINGS), self.http.host
+        )
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
@@ -126,6 +130,9 @@ class Worker:
                 # The ingest sockets' event senders are this group's tasks.
                 ingest = IngestServer(self, tg.create_task)
                 self.port = await server.start(self.http.host, self.http.port, ingest)
+                await (
+                    self.audiosocket.start()
+                )  # Asterisk's AudioSocket port, when ASR_AUDIOSOCKET_PORT is set
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 provider_tasks = [
                     tg.create_task(background.run(), name=f"provider:{background.name}")
@@ -157,12 +164,14 @@ class Worker:
                 self.draining = True
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
+                await self.audiosocket.close()  # the calls still connected are hung up
                 self.hub.close()  # every call has ended: let event streams finish
                 bus_task.cancel()
                 for task in provider_tasks:
                     task.cancel()
         finally:
             server.close()
+            await self.audiosocket.close()
             await runner.cleanup()
             await self.provider.aclose()
             if self.fallback is not None:

@@ -16,6 +16,8 @@
     plivo_messages.py      its messages (pure)
     signalwire.py          /v1/signalwire: SignalWire's cXML <Stream>, on the shared telephony handle
     signalwire_messages.py its messages, bare or in their documented envelope (pure)
+    audiosocket.py         Asterisk AudioSocket on a TCP port of its own (ASR_AUDIOSOCKET_PORT)
+    audiosocket_messages.py its messages, both ways (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it, on the shared
 L16 socket or, for the platforms shaped like Twilio's Media Streams, on the shared telephony
