@@ -109,6 +109,7 @@ async def test_mod_audio_stream_sends_its_key_as_a_header_and_any_text_as_metada
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         assert run.returncode == 0 and run.protocol == "" and run.close_code == 1000, run.events
+        await wait_until(lambda: not worker.manager.sessions)  # ended, all its audio sent
         (stream,) = provider.streams
         assert (stream.request.tenant_id, stream.request.interaction_id) == ("acme", "stream-1")
         assert bytes(stream.received) == audio

@@ -19,7 +19,7 @@ from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, silence, speechlike
 from tests.support.forks import interleave, plivo_media, plivo_start
-from tests.support.telephony import fixture_text, open_sse, ws_url
+from tests.support.telephony import fixture_text, open_sse, wait_until, ws_url
 
 TRACK = AudioFormat(Encoding.MULAW, 8000, 1)
 L16 = AudioFormat(Encoding.LINEAR16, 16000, 1)
@@ -88,10 +88,10 @@ async def test_the_documented_start_names_the_call_by_its_call_id_and_l16_comes_
     for i, frame in enumerate(frames(audio, L16)):
         await ws.send_str(plivo_media("inbound", i + 1, EPOCH_MS + 20 * i, frame))
     await ws.close()
+    await wait_until(lambda: not worker.manager.sessions)  # both calls ended, all their audio sent
     first, second = mock_provider.streams
     assert first.request.interaction_id == "12345678-1234-1234-1234-123456789abc"
     assert (second.request.interaction_id, second.request.fmt) == ("pl-l16", L16)
-    await asyncio.sleep(0)
     assert bytes(second.received) == audio
 
 

@@ -20,7 +20,7 @@ from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, silence, speechlike
 from tests.support.forks import interleave, telnyx_media, telnyx_start
-from tests.support.telephony import fixture, fixture_text, open_sse, ws_url
+from tests.support.telephony import fixture, fixture_text, open_sse, wait_until, ws_url
 
 TRACK = AudioFormat(Encoding.MULAW, 8000, 1)
 STEREO = AudioFormat(Encoding.MULAW, 8000, 2)
@@ -93,6 +93,7 @@ async def test_an_l16_stream_named_by_its_custom_parameter(
         await ws.send_str(telnyx_media("inbound", i + 1, 20 * i, frame))
     await ws.send_str(fixture_text("telnyx", "stop"))
     await asyncio.wait_for(ws.receive(), 10)
+    await wait_until(lambda: not worker.manager.sessions)  # ended, all its audio sent
     (stream,) = mock_provider.streams
     assert stream.request.interaction_id == "tx-l16" and stream.request.fmt == L16
     assert bytes(stream.received) == audio

@@ -18,6 +18,8 @@
     signalwire_messages.py its messages, bare or in their documented envelope (pure)
     audiosocket.py         Asterisk AudioSocket on a TCP port of its own (ASR_AUDIOSOCKET_PORT)
     audiosocket_messages.py its messages, both ways (pure)
+    asterisk.py            /v1/asterisk: Asterisk's WebSocket channel driver (chan_websocket)
+    asterisk_messages.py   its control messages, plain text or JSON (pure)
 
 Each platform is one small module with a pure `*_messages.py` parser beside it, on the shared
 L16 socket or, for the platforms shaped like Twilio's Media Streams, on the shared telephony
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from ...http.auth import Route
 from ..host import CallHost
-from . import freeswitch, jambonz, jambonz_stt, plivo, signalwire, telnyx, vonage
+from . import asterisk, freeswitch, jambonz, jambonz_stt, plivo, signalwire, telnyx, vonage
 
 
 def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
@@ -41,4 +43,5 @@ def routes(host: CallHost, vonage_options: vonage.VonageOptions) -> list[Route]:
         *telnyx.routes(host),
         *plivo.routes(host),
         *signalwire.routes(host),
+        *asterisk.routes(host),
     ]
