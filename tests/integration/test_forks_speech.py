@@ -22,17 +22,16 @@ import pytest_asyncio
 from asr_worker.config import Settings, make_provider
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.core.codecs import encode_g711
-from asr_worker.transports.forks import asterisk_messages, audiosocket_messages, vonage_messages
+from asr_worker.transports.forks import (
+    asterisk_messages,
+    audiosocket_messages,
+    plivo_messages,
+    signalwire_messages,
+    telnyx_messages,
+    vonage_messages,
+)
 from asr_worker.worker import Worker
 from tests.conftest import base_url, running_worker
-from tests.support.forks import (
-    plivo_media,
-    plivo_start,
-    signalwire_media,
-    signalwire_start,
-    telnyx_media,
-    telnyx_start,
-)
 from tests.support.human_speech import (
     PHRASES,
     POCKETSPHINX,
@@ -267,12 +266,12 @@ async def telnyx(http: aiohttp.ClientSession, worker: Worker, call: Played) -> F
 
     async def play() -> None:
         async with http.ws_connect(ws_url(worker, "/v1/telnyx?track=both_tracks")) as ws:
-            await ws.send_str(telnyx_start(call_control_id=name, encoding="PCMU"))
+            await ws.send_str(telnyx_messages.start(call_control_id=name, encoding="PCMU"))
             for i, (a, b) in enumerate(
                 zip(frames_of(call.legs[0], fmt), frames_of(call.legs[1], fmt), strict=True)
             ):
-                await ws.send_str(telnyx_media("inbound", i + 1, 20 * i, a))
-                await ws.send_str(telnyx_media("outbound", i + 1, 20 * i, b))
+                await ws.send_str(telnyx_messages.media("inbound", i + 1, 20 * i, a))
+                await ws.send_str(telnyx_messages.media("outbound", i + 1, 20 * i, b))
             await ws.send_str(json.dumps({"event": "stop", "stream_id": "s"}))
 
     return await watched(http, worker, name, play)
@@ -285,12 +284,12 @@ async def plivo(http: aiohttp.ClientSession, worker: Worker, call: Played) -> Fi
 
     async def play() -> None:
         async with http.ws_connect(ws_url(worker, "/v1/plivo")) as ws:
-            await ws.send_str(plivo_start(call_id=name))
+            await ws.send_str(plivo_messages.start(call_id=name))
             for i, (a, b) in enumerate(
                 zip(frames_of(call.legs[0], fmt), frames_of(call.legs[1], fmt), strict=True)
             ):
-                await ws.send_str(plivo_media("inbound", i + 1, epoch_ms + 20 * i, a))
-                await ws.send_str(plivo_media("outbound", i + 1, epoch_ms + 20 * i, b))
+                await ws.send_str(plivo_messages.media("inbound", i + 1, epoch_ms + 20 * i, a))
+                await ws.send_str(plivo_messages.media("outbound", i + 1, epoch_ms + 20 * i, b))
 
     return await watched(http, worker, name, play)
 
@@ -302,15 +301,15 @@ async def signalwire(http: aiohttp.ClientSession, worker: Worker, call: Played) 
     async def play() -> None:
         async with http.ws_connect(ws_url(worker, "/v1/signalwire")) as ws:
             await ws.send_str(
-                signalwire_start(
+                signalwire_messages.start(
                     encoding="audio/x-L16", sample_rate=call.variant.rate, params={"interaction_id": name}
                 )
             )
             for i, (a, b) in enumerate(
                 zip(frames_of(call.legs[0], fmt), frames_of(call.legs[1], fmt), strict=True)
             ):
-                await ws.send_str(signalwire_media("inbound", i + 1, 20 * i, a))
-                await ws.send_str(signalwire_media("outbound", i + 1, 20 * i, b))
+                await ws.send_str(signalwire_messages.media("inbound", i + 1, 20 * i, a))
+                await ws.send_str(signalwire_messages.media("outbound", i + 1, 20 * i, b))
             await ws.send_str(json.dumps({"event": "stop", "sequenceNumber": "9999"}))
 
     return await watched(http, worker, name, play)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import shutil
 import subprocess
@@ -99,126 +98,8 @@ def stereo(left: bytes, right: bytes) -> bytes:
     return np.stack([a, b], axis=1).astype("<i2").tobytes()
 
 
-# --- Twilio-like platforms: messages as they send them ----------------------------------------
-
-
-def telnyx_start(
-    call_control_id: str = "v3:call-control-1",
-    encoding: str = "PCMU",
-    sample_rate: int = 8000,
-    params: dict[str, str] | None = None,
-) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequence_number": "1",
-            "start": {
-                "user_id": "3e6f995f-85f7-4705-9741-53b116d28237",
-                "call_control_id": call_control_id,
-                "media_format": {"encoding": encoding, "sample_rate": sample_rate, "channels": 1},
-                **({"custom_parameters": params} if params else {}),
-            },
-            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
-        }
-    )
-
-
-def telnyx_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequence_number": str(chunk + 2),
-            "media": {
-                "track": track,
-                "chunk": str(chunk),
-                "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(payload).decode(),
-            },
-            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
-        }
-    )
-
-
-def plivo_start(
-    call_id: str = "12345678-1234-1234-1234-123456789abc",
-    tracks: tuple[str, ...] = ("inbound", "outbound"),
-    encoding: str = "audio/x-mulaw",
-    sample_rate: int = 8000,
-    extra_headers: str = "",
-) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": 1,
-            "start": {
-                "callId": call_id,
-                "streamId": "87654321-4321-4321-4321-cba987654321",
-                "accountId": "MAXXXXXXXXXXXXXXXXXX",
-                "tracks": list(tracks),
-                "mediaFormat": {"encoding": encoding, "sampleRate": sample_rate},
-            },
-            "extra_headers": extra_headers,
-        }
-    )
-
-
-def plivo_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequenceNumber": chunk + 1,
-            "streamId": "87654321-4321-4321-4321-cba987654321",
-            "media": {
-                "track": track,
-                "timestamp": str(timestamp_ms),
-                "chunk": chunk,
-                "payload": base64.b64encode(payload).decode(),
-            },
-        }
-    )
-
-
 def interleave(left: bytes, right: bytes) -> bytes:
     """Two tracks of one-byte samples (G.711) as one two-channel stream, inbound first."""
     out = bytearray(2 * len(left))
     out[0::2], out[1::2] = left, right
     return bytes(out)
-
-
-def signalwire_start(
-    call_sid: str = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad",
-    tracks: tuple[str, ...] = ("inbound", "outbound"),
-    encoding: str = "audio/x-mulaw",
-    sample_rate: int = 8000,
-    params: dict[str, str] | None = None,
-) -> str:
-    """A bare `start`, as a Twilio-compatible stream sends it (no documentation envelope)."""
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "start": {
-                "streamSid": "7d56cc11-536d-4a45-b4fb-ed3d55be843b",
-                "accountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5",
-                "callSid": call_sid,
-                "tracks": list(tracks),
-                "customParameters": params or {},
-                "mediaFormat": {"encoding": encoding, "sampleRate": sample_rate, "channels": len(tracks)},
-            },
-        }
-    )
-
-
-def signalwire_media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequenceNumber": str(chunk + 1),
-            "media": {
-                "track": track,
-                "chunk": str(chunk),
-                "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(payload).decode(),
-            },
-        }
-    )

@@ -18,7 +18,7 @@ from asr_worker.transports.forks import plivo_messages
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, silence, speechlike
-from tests.support.forks import interleave, plivo_media, plivo_start
+from tests.support.forks import interleave
 from tests.support.telephony import fixture_text, open_sse, wait_until, ws_url
 
 TRACK = AudioFormat(Encoding.MULAW, 8000, 1)
@@ -57,10 +57,10 @@ async def test_both_tracks_are_one_two_channel_call_that_the_sockets_close_ends(
     inbound = speechlike(1.0, TRACK, seed=1) + silence(0.4, TRACK)
     outbound = silence(0.4, TRACK) + speechlike(1.0, TRACK, seed=2)
     ws = await http.ws_connect(ws_url(worker, "/v1/plivo"))
-    await ws.send_str(plivo_start(extra_headers="interactionId=pl-call-1"))
+    await ws.send_str(plivo_messages.start(extra_headers="interactionId=pl-call-1"))
     for i, (a, b) in enumerate(zip(frames(inbound, TRACK), frames(outbound, TRACK), strict=True)):
-        await ws.send_str(plivo_media("inbound", i + 1, EPOCH_MS + 20 * i, a))
-        await ws.send_str(plivo_media("outbound", i + 1, EPOCH_MS + 20 * i, b))
+        await ws.send_str(plivo_messages.media("inbound", i + 1, EPOCH_MS + 20 * i, a))
+        await ws.send_str(plivo_messages.media("outbound", i + 1, EPOCH_MS + 20 * i, b))
     await ws.send_str(
         json.dumps({"event": "dtmf", "streamId": "s", "dtmf": {"digit": "9", "track": "inbound"}})
     )
@@ -84,9 +84,9 @@ async def test_the_documented_start_names_the_call_by_its_call_id_and_l16_comes_
     await ws.close()
     audio = speechlike(0.4, L16)
     ws = await http.ws_connect(ws_url(worker, "/v1/plivo?interaction_id=pl-l16"))
-    await ws.send_str(plivo_start(tracks=("inbound",), encoding="audio/x-l16", sample_rate=16000))
+    await ws.send_str(plivo_messages.start(tracks=("inbound",), encoding="audio/x-l16", sample_rate=16000))
     for i, frame in enumerate(frames(audio, L16)):
-        await ws.send_str(plivo_media("inbound", i + 1, EPOCH_MS + 20 * i, frame))
+        await ws.send_str(plivo_messages.media("inbound", i + 1, EPOCH_MS + 20 * i, frame))
     await ws.close()
     await wait_until(lambda: not worker.manager.sessions)  # both calls ended, all their audio sent
     first, second = mock_provider.streams
@@ -99,8 +99,8 @@ async def test_the_documented_start_names_the_call_by_its_call_id_and_l16_comes_
     ("first", "reason"),
     [
         (fixture_text("plivo", "media"), "`media` before `start`"),
-        (plivo_start(encoding="audio/x-l16", sample_rate=24000), "is not one of Plivo's formats"),
-        (plivo_start(encoding="audio/ogg"), "is not audio/x-mulaw or audio/x-l16"),
+        (plivo_messages.start(encoding="audio/x-l16", sample_rate=24000), "is not one of Plivo's formats"),
+        (plivo_messages.start(encoding="audio/ogg"), "is not audio/x-mulaw or audio/x-l16"),
     ],
 )
 async def test_bad_input_before_the_call_is_closed_with_the_reason_and_a_log_line(
@@ -119,10 +119,10 @@ async def test_an_unknown_event_mid_call_is_an_error_event_and_the_call_goes_on(
 ) -> None:
     watcher = await open_sse(http, worker, "/v1/calls/pl-bad/events")
     ws = await http.ws_connect(ws_url(worker, "/v1/plivo?interaction_id=pl-bad"))
-    await ws.send_str(plivo_start(tracks=("inbound",)))
-    await ws.send_str(plivo_media("inbound", 1, EPOCH_MS, speechlike(0.1, TRACK)))
+    await ws.send_str(plivo_messages.start(tracks=("inbound",)))
+    await ws.send_str(plivo_messages.media("inbound", 1, EPOCH_MS, speechlike(0.1, TRACK)))
     await ws.send_str(json.dumps({"event": "hold"}))
-    await ws.send_str(plivo_media("inbound", 2, EPOCH_MS + 100, speechlike(0.1, TRACK, seed=2)))
+    await ws.send_str(plivo_messages.media("inbound", 2, EPOCH_MS + 100, speechlike(0.1, TRACK, seed=2)))
     await ws.close()
     await watcher.rest()
     assert [e["code"] for e in watcher.of("error")] == ["unknown_message"]

@@ -19,7 +19,7 @@ from asr_worker.transports.forks import signalwire_messages
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, silence, speechlike
-from tests.support.forks import interleave, signalwire_media, signalwire_start
+from tests.support.forks import interleave
 from tests.support.telephony import fixture_text, open_sse, ws_url
 
 TRACK = AudioFormat(Encoding.MULAW, 8000, 1)
@@ -58,7 +58,7 @@ async def test_an_l16_stream_with_its_bearer_token_ends_on_stop(http: aiohttp.Cl
         await ws.send_str(fixture_text("signalwire", "start"))
         audio = speechlike(0.6, L16_24K, seed=3)
         for i, frame in enumerate(frames(audio, L16_24K)):
-            await ws.send_str(signalwire_media("inbound", i + 1, 20 * i, frame))
+            await ws.send_str(signalwire_messages.media("inbound", i + 1, 20 * i, frame))
         await ws.send_str(fixture_text("signalwire", "dtmf"))
         await ws.send_str(fixture_text("signalwire", "stop"))
         msg = await asyncio.wait_for(ws.receive(), 10)
@@ -78,10 +78,10 @@ async def test_both_tracks_bare_are_one_two_channel_call_named_by_its_parameter(
     inbound = speechlike(0.8, TRACK, seed=1) + silence(0.2, TRACK)
     outbound = silence(0.2, TRACK) + speechlike(0.8, TRACK, seed=2)
     ws = await http.ws_connect(ws_url(worker, "/v1/signalwire"))
-    await ws.send_str(signalwire_start(params={"interaction_id": "sw-call-1"}))
+    await ws.send_str(signalwire_messages.start(params={"interaction_id": "sw-call-1"}))
     for i, (a, b) in enumerate(zip(frames(inbound, TRACK), frames(outbound, TRACK), strict=True)):
-        await ws.send_str(signalwire_media("inbound", i + 1, 20 * i, a))
-        await ws.send_str(signalwire_media("outbound", i + 1, 20 * i, b))
+        await ws.send_str(signalwire_messages.media("inbound", i + 1, 20 * i, a))
+        await ws.send_str(signalwire_messages.media("outbound", i + 1, 20 * i, b))
     await ws.send_str(fixture_text("signalwire", "stop"))
     await watcher.rest()
     assert (
@@ -95,8 +95,8 @@ async def test_both_tracks_bare_are_one_two_channel_call_named_by_its_parameter(
     ("first", "reason"),
     [
         (fixture_text("signalwire", "media"), "`media` before `start`"),
-        (signalwire_start(sample_rate=16000), "G.711 comes at 8000 Hz"),
-        (signalwire_start(encoding="audio/opus"), "is not audio/x-mulaw or audio/x-L16"),
+        (signalwire_messages.start(sample_rate=16000), "G.711 comes at 8000 Hz"),
+        (signalwire_messages.start(encoding="audio/opus"), "is not audio/x-mulaw or audio/x-L16"),
         (json.dumps({"eventType": "start", "rawEvent": {"start": {}}}), "must have a string `event`"),
     ],
 )
@@ -116,10 +116,10 @@ async def test_an_unknown_event_mid_call_is_an_error_event_and_the_call_goes_on(
 ) -> None:
     watcher = await open_sse(http, worker, "/v1/calls/sw-bad/events")
     ws = await http.ws_connect(ws_url(worker, "/v1/signalwire?interaction_id=sw-bad"))
-    await ws.send_str(signalwire_start(tracks=("inbound",)))
-    await ws.send_str(signalwire_media("inbound", 1, 0, speechlike(0.1, TRACK)))
+    await ws.send_str(signalwire_messages.start(tracks=("inbound",)))
+    await ws.send_str(signalwire_messages.media("inbound", 1, 0, speechlike(0.1, TRACK)))
     await ws.send_str(json.dumps({"event": "transcription"}))
-    await ws.send_str(signalwire_media("inbound", 2, 100, speechlike(0.1, TRACK, seed=2)))
+    await ws.send_str(signalwire_messages.media("inbound", 2, 100, speechlike(0.1, TRACK, seed=2)))
     await ws.send_str(fixture_text("signalwire", "stop"))
     await watcher.rest()
     assert [e["code"] for e in watcher.of("error")] == ["unknown_message"]

@@ -19,7 +19,7 @@ from asr_worker.transports.forks import telnyx_messages
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
 from tests.support.audio import frames, silence, speechlike
-from tests.support.forks import interleave, telnyx_media, telnyx_start
+from tests.support.forks import interleave
 from tests.support.telephony import fixture, fixture_text, open_sse, wait_until, ws_url
 
 TRACK = AudioFormat(Encoding.MULAW, 8000, 1)
@@ -60,7 +60,10 @@ async def test_both_tracks_out_of_order_are_one_two_channel_call_in_order_ending
     outbound = silence(0.4, TRACK) + speechlike(1.2, TRACK, seed=2)
     messages = []
     for i, (a, b) in enumerate(zip(frames(inbound, TRACK), frames(outbound, TRACK), strict=True)):
-        messages += [telnyx_media("inbound", i + 1, 20 * i, a), telnyx_media("outbound", i + 1, 20 * i, b)]
+        messages += [
+            telnyx_messages.media("inbound", i + 1, 20 * i, a),
+            telnyx_messages.media("outbound", i + 1, 20 * i, b),
+        ]
     for i in range(4, len(messages) - 4, 10):  # swap neighbours of one track: frames out of order
         messages[i], messages[i + 2] = messages[i + 2], messages[i]
     ws = await http.ws_connect(ws_url(worker, "/v1/telnyx?track=both_tracks"))
@@ -88,9 +91,11 @@ async def test_an_l16_stream_named_by_its_custom_parameter(
 ) -> None:
     audio = speechlike(0.6, L16, seed=4)
     ws = await http.ws_connect(ws_url(worker, "/v1/telnyx"))
-    await ws.send_str(telnyx_start(encoding="L16", sample_rate=16000, params={"interaction_id": "tx-l16"}))
+    await ws.send_str(
+        telnyx_messages.start(encoding="L16", sample_rate=16000, params={"interaction_id": "tx-l16"})
+    )
     for i, frame in enumerate(frames(audio, L16)):
-        await ws.send_str(telnyx_media("inbound", i + 1, 20 * i, frame))
+        await ws.send_str(telnyx_messages.media("inbound", i + 1, 20 * i, frame))
     await ws.send_str(fixture_text("telnyx", "stop"))
     await asyncio.wait_for(ws.receive(), 10)
     await wait_until(lambda: not worker.manager.sessions)  # ended, all its audio sent
@@ -103,8 +108,8 @@ async def test_an_l16_stream_named_by_its_custom_parameter(
     ("path", "first", "reason"),
     [
         ("/v1/telnyx", fixture_text("telnyx", "media"), "`media` before `start`"),
-        ("/v1/telnyx", telnyx_start(encoding="G722", sample_rate=16000), "is not PCMU, PCMA or L16"),
-        ("/v1/telnyx", telnyx_start(encoding="PCMU", sample_rate=16000), "G.711 comes at 8000 Hz"),
+        ("/v1/telnyx", telnyx_messages.start(encoding="G722", sample_rate=16000), "is not PCMU, PCMA or L16"),
+        ("/v1/telnyx", telnyx_messages.start(encoding="PCMU", sample_rate=16000), "G.711 comes at 8000 Hz"),
         ("/v1/telnyx?track=all", fixture_text("telnyx", "start"), "?track= must be one of"),
         ("/v1/telnyx", fixture_text("telnyx", "error"), "Telnyx reported 100002"),
     ],
@@ -131,10 +136,10 @@ async def test_an_unknown_event_or_telnyxs_error_mid_call_is_an_error_event_and_
     watcher = await open_sse(http, worker, "/v1/calls/tx-bad/events")
     ws = await http.ws_connect(ws_url(worker, "/v1/telnyx?interaction_id=tx-bad"))
     await ws.send_str(fixture_text("telnyx", "start"))
-    await ws.send_str(telnyx_media("inbound", 1, 0, speechlike(0.1, TRACK)))
+    await ws.send_str(telnyx_messages.media("inbound", 1, 0, speechlike(0.1, TRACK)))
     await ws.send_str(json.dumps({"event": "transcription", "stream_id": "x"}))
     await ws.send_str(fixture_text("telnyx", "error"))
-    await ws.send_str(telnyx_media("inbound", 2, 100, speechlike(0.1, TRACK, seed=3)))
+    await ws.send_str(telnyx_messages.media("inbound", 2, 100, speechlike(0.1, TRACK, seed=3)))
     await ws.send_str(fixture_text("telnyx", "stop"))
     await watcher.rest()
     assert [e["code"] for e in watcher.of("error")] == ["unknown_message", "platform_error"]

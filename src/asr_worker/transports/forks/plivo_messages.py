@@ -13,6 +13,8 @@ there is `interactionId`, and its tenant `tenantId`.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Final
 
 from ...core.audio import AudioFormat, Encoding
@@ -138,3 +140,45 @@ def extra_headers(value: object) -> dict[str, str]:
         if name:
             out[_HEADER_NAMES.get(name.lower(), name)] = content
     return out
+
+
+# --- what the platform sends (for clients that play it) --------------------------------------
+
+
+def start(
+    call_id: str = "12345678-1234-1234-1234-123456789abc",
+    tracks: tuple[str, ...] = ("inbound", "outbound"),
+    encoding: str = "audio/x-mulaw",
+    sample_rate: int = 8000,
+    extra_headers: str = "",
+) -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": 1,
+            "start": {
+                "callId": call_id,
+                "streamId": "87654321-4321-4321-4321-cba987654321",
+                "accountId": "MAXXXXXXXXXXXXXXXXXX",
+                "tracks": list(tracks),
+                "mediaFormat": {"encoding": encoding, "sampleRate": sample_rate},
+            },
+            "extra_headers": extra_headers,
+        }
+    )
+
+
+def media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": chunk + 1,
+            "streamId": "87654321-4321-4321-4321-cba987654321",
+            "media": {
+                "track": track,
+                "timestamp": str(timestamp_ms),
+                "chunk": chunk,
+                "payload": base64.b64encode(payload).decode(),
+            },
+        }
+    )

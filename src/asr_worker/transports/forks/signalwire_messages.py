@@ -12,6 +12,8 @@ mu-law at 8 kHz, `codec="L16@16000h"` or `"L16@24000h"` streams 16-bit little-en
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Final
 
 from ...core.audio import AudioFormat, Encoding
@@ -118,4 +120,46 @@ def _start(start: dict[str, object]) -> Start:
         tracks=tuple(str(t) for t in dict.fromkeys(tracks)),
         account_sid=optional_text(start, "accountSid"),
         custom_parameters=parameters(start, "customParameters", "start"),
+    )
+
+
+# --- what the platform sends (for clients that play it) --------------------------------------
+
+
+def start(
+    call_sid: str = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad",
+    tracks: tuple[str, ...] = ("inbound", "outbound"),
+    encoding: str = "audio/x-mulaw",
+    sample_rate: int = 8000,
+    params: dict[str, str] | None = None,
+) -> str:
+    """A bare `start`, as a Twilio-compatible stream sends it (no documentation envelope)."""
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "start": {
+                "streamSid": "7d56cc11-536d-4a45-b4fb-ed3d55be843b",
+                "accountSid": "b08dacad-2f6c-4de1-93d6-cc732e0c69c5",
+                "callSid": call_sid,
+                "tracks": list(tracks),
+                "customParameters": params or {},
+                "mediaFormat": {"encoding": encoding, "sampleRate": sample_rate, "channels": len(tracks)},
+            },
+        }
+    )
+
+
+def media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(chunk + 1),
+            "media": {
+                "track": track,
+                "chunk": str(chunk),
+                "timestamp": str(timestamp_ms),
+                "payload": base64.b64encode(payload).decode(),
+            },
+        }
     )

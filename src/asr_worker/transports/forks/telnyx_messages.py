@@ -13,6 +13,8 @@ stream URL's `?track=` does, as `stream_track` asked for them (`inbound_track` b
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Final
 
 from ...core.audio import AudioFormat, Encoding
@@ -139,3 +141,43 @@ def _custom_parameters(start: dict[str, object]) -> dict[str, str]:
         }
         return parameters({"custom_parameters": pairs}, "custom_parameters", "start")
     return parameters(start, "custom_parameters", "start")
+
+
+# --- what the platform sends (for clients that play it) --------------------------------------
+
+
+def start(
+    call_control_id: str = "v3:call-control-1",
+    encoding: str = "PCMU",
+    sample_rate: int = 8000,
+    params: dict[str, str] | None = None,
+) -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequence_number": "1",
+            "start": {
+                "user_id": "3e6f995f-85f7-4705-9741-53b116d28237",
+                "call_control_id": call_control_id,
+                "media_format": {"encoding": encoding, "sample_rate": sample_rate, "channels": 1},
+                **({"custom_parameters": params} if params else {}),
+            },
+            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
+        }
+    )
+
+
+def media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequence_number": str(chunk + 2),
+            "media": {
+                "track": track,
+                "chunk": str(chunk),
+                "timestamp": str(timestamp_ms),
+                "payload": base64.b64encode(payload).decode(),
+            },
+            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
+        }
+    )
