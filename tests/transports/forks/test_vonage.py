@@ -16,9 +16,11 @@ import jwt
 import pytest
 from vonage_jwt import verify_signature
 
+from asr_worker.config import secrets, settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.credentials import Secret
 from asr_worker.providers.mock import MockProvider, expected_words
+from asr_worker.transports.forks import vonage
 from asr_worker.transports.forks.vonage import SignatureSecrets
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
@@ -177,3 +179,12 @@ async def test_an_unknown_event_is_an_error_event_and_the_call_goes_on(
     await watcher.rest()
     assert [e["code"] for e in watcher.of("error")] == ["unknown_message"]
     assert watcher.of("session_ended")[0]["reason"] == "end"
+
+
+def test_signature_secrets_are_hidden_and_handed_to_the_log_formatter() -> None:
+    parsed = SignatureSecrets.parse(f"{SECRET}:acme, {SECRET}-other:beta")
+    assert parsed is not None and SECRET not in repr(parsed) and SECRET not in str(parsed)
+    settings = settings_with(vonage_signature_secrets=parsed)
+    assert SECRET in secrets(settings, vonage.SETTINGS)  # the log formatter hides them wherever they appear
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        SignatureSecrets.parse("short-secret:acme")
