@@ -4,7 +4,8 @@ speaks Deepgram's live protocol, `asr-worker dg-server` here, and print what com
     .venv/bin/asr-worker dg-server &                       # ws://127.0.0.1:3002, the local engine
     .venv/bin/python examples/deepgram_sdk_client.py call.wav
 
-The SDK comes with the test dependencies (scripts/install.sh test), or `pip install deepgram-sdk`.
+The SDK is an optional dependency: `pip install 'asr-worker[examples]'` (in a checkout,
+scripts/install.sh examples; the test dependencies have it too).
 The test suite runs this file against dg-server (tests/test_examples.py).
 """
 

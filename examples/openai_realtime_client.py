@@ -5,7 +5,8 @@ the transcription as it comes: each delta, then each item's `completed` transcri
     ./scripts/serve.sh &                                   # the worker on 127.0.0.1:3001
     .venv/bin/python examples/openai_realtime_client.py call.wav
 
-The SDK comes with the test dependencies (scripts/install.sh test), or `pip install openai`.
+The SDK is an optional dependency: `pip install 'asr-worker[examples]'` (in a checkout,
+scripts/install.sh examples; the test dependencies have it too).
 The test suite runs this file against a worker (tests/test_examples.py).
 """
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the worker into .venv with exactly the locked dependencies: `scripts/install.sh` the
-# service's (requirements/service.txt), `scripts/install.sh test` the tests' as well
+# service's (requirements/service.txt), `scripts/install.sh examples` with the clients the
+# examples/ need (requirements/examples.txt), `scripts/install.sh test` the tests' as well
 # (requirements/test.txt). Every file is checked against its hash in the lock; scripts/lock.sh
 # refreshes the lock from pyproject.toml's ranges.
 #
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 set_name="${1:-service}"
 lock="requirements/$set_name.txt"
-[ -f "$lock" ] || { echo "install.sh: no lock file $lock (sets: service, test)" >&2; exit 2; }
+[ -f "$lock" ] || { echo "install.sh: no lock file $lock (sets: service, examples, test)" >&2; exit 2; }
 stamp=".venv/.installed-$set_name"
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

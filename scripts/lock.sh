@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Refresh the lock files in requirements/ from pyproject.toml's ranges: every dependency of the
-# service (service.txt) and of the tests (test.txt), direct and transitive, plus what builds the
-# package (pyproject's [build-system] requires), pinned with the hashes of every file PyPI serves
-# for it. scripts/install.sh installs exactly these with `pip --require-hashes`.
+# service (service.txt), of the service with the examples' clients (examples.txt) and of the
+# tests (test.txt), direct and transitive, plus what builds the package (pyproject's
+# [build-system] requires), pinned with the hashes of every file PyPI serves for it. scripts/install.sh installs exactly these with `pip --require-hashes`.
 #
 # Made with uv's `pip compile`: its output is an ordinary requirements file that plain pip
 # installs, so neither a user's machine nor the container image needs uv; only this command does.
@@ -28,7 +28,10 @@ common=(--quiet --generate-hashes --python-version 3.11 --universal --no-header 
 header="# Locked by scripts/lock.sh from pyproject.toml; do not edit by hand."
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml --extra test "$build_in"; } > requirements/test.txt
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml "$build_in" -c requirements/test.txt; } > requirements/service.txt
+{ echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml --extra examples "$build_in" -c requirements/test.txt; } > requirements/examples.txt
 # uv notes where each pin came from; name the build requirements' file as what it is, not as
 # its temporary path, so that a refresh with nothing new changes nothing.
-sed -i "s|$build_in|pyproject.toml [build-system]|" requirements/test.txt requirements/service.txt
-echo "requirements/service.txt: $(grep -c '^[a-z0-9]' requirements/service.txt) packages; requirements/test.txt: $(grep -c '^[a-z0-9]' requirements/test.txt)"
+sed -i "s|$build_in|pyproject.toml [build-system]|" requirements/test.txt requirements/service.txt requirements/examples.txt
+for set in service examples test; do
+  echo "requirements/$set.txt: $(grep -c '^[a-z0-9]' "requirements/$set.txt") packages"
+done

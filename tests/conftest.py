@@ -15,7 +15,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from asr_worker import compiled
-from asr_worker.config import settings_with
+from asr_worker.config import Settings, settings_with
 from asr_worker.providers.base import Provider
 from asr_worker.providers.mock import MockOptions, MockProvider
 from asr_worker.worker import Worker
@@ -62,9 +62,12 @@ def free_port() -> int:
 @asynccontextmanager
 async def running_worker(provider: Provider | None = None, **overrides: Any) -> AsyncIterator[Worker]:
     """A worker serving on a free loopback port until the block ends (then drained);
-    `fallback=` gives it a fallback provider object."""
+    `fallback=` gives it a fallback provider object, `settings=` the settings the overrides
+    apply to (loaded from an environment, say)."""
     fallback: Provider | None = overrides.pop("fallback", None)
-    settings = settings_with(**{"port": 0, "provider": "mock", **overrides})
+    base: Settings | None = overrides.pop("settings", None)
+    defaults: dict[str, object] = {"port": 0} if base is not None else {"port": 0, "provider": "mock"}
+    settings = settings_with(base, **{**defaults, **overrides})
     worker = Worker(settings, provider=provider, fallback=fallback)
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))

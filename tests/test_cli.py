@@ -212,11 +212,11 @@ async def test_stream_command_says_what_to_do_when_refused(
         for target, says in (
             (
                 f"{ws_url}/v1/audio/no-token",
-                "HTTP 401 Invalid response status: the worker needs its token (--token",
+                "HTTP 401 Unauthorized: the route needs a key with stream scope (--api-key",
             ),
             (
                 f"{ws_url}/v1/audo/typo?token=s3cret-t0ken",
-                "HTTP 404 Invalid response status: no such endpoint",
+                "HTTP 404 Not Found: no such endpoint",
             ),
         ):
             result = await asyncio.create_subprocess_exec(

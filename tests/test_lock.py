@@ -36,18 +36,21 @@ def pins(lock: str) -> dict[str, Version]:
     return found
 
 
-def wanted(*, extras: bool) -> list[Requirement]:
+def wanted(*extras: str) -> list[Requirement]:
     project = PYPROJECT["project"]
     names = list(project["dependencies"]) + list(PYPROJECT["build-system"]["requires"])
-    if extras:
-        names += project["optional-dependencies"]["test"]
+    for extra in extras:
+        names += project["optional-dependencies"][extra]
     return [r for r in map(Requirement, names) if r.marker is None or r.marker.evaluate()]
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("service.txt", False), ("test.txt", True)])
-def test_the_lock_pins_what_pyproject_asks_for(lock: str, extras: bool) -> None:
+@pytest.mark.parametrize(
+    ("lock", "extras"),
+    [("service.txt", ()), ("examples.txt", ("examples",)), ("test.txt", ("test", "examples"))],
+)
+def test_the_lock_pins_what_pyproject_asks_for(lock: str, extras: tuple[str, ...]) -> None:
     locked = pins(lock)
-    for requirement in wanted(extras=extras):
+    for requirement in wanted(*extras):
         name = canonicalize_name(requirement.name)
         assert name in locked, f"{requirement} is not in requirements/{lock}: run scripts/lock.sh"
         assert requirement.specifier.contains(locked[name], prereleases=True), (
@@ -55,9 +58,10 @@ def test_the_lock_pins_what_pyproject_asks_for(lock: str, extras: bool) -> None:
         )
 
 
-def test_the_service_runs_the_versions_the_tests_ran() -> None:
-    service, test = pins("service.txt"), pins("test.txt")
-    assert {name: test.get(name) for name in service} == service
+@pytest.mark.parametrize("lock", ["service.txt", "examples.txt"])
+def test_the_service_and_the_examples_run_the_versions_the_tests_ran(lock: str) -> None:
+    locked, test = pins(lock), pins("test.txt")
+    assert {name: test.get(name) for name in locked} == locked
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import gc
 import logging
 import os
@@ -21,11 +23,13 @@ from .dgserver import settings as dg_settings
 from .errors import ConfigError, StartError
 from .http import options as http_options
 from .settings import Section
+from .tools import protocols
 
 if TYPE_CHECKING:
     from .core.audio import AudioFormat
     from .settings import Options
     from .tools.audio_files import AudioFile
+    from .tools.protocols.base import Keys
 
 log = logging.getLogger("asr_worker")
 
@@ -69,16 +73,54 @@ def _parser() -> argparse.ArgumentParser:
 
     stream = commands.add_parser(
         "stream",
-        help="play an audio file into a running worker at real time and print the events",
-        description="Play FILE into a running worker over the ingest WebSocket at real time.",
+        help="play an audio file into a running worker at real time over any of its routes; print the events",
+        description=(
+            "Play FILE into a running worker as a live call at real time, over the route --protocol "
+            "names, speaking that platform's own messages, and print the call's events one line each "
+            "(read back on the route where it returns them, else over SSE)."
+        ),
     )
     stream.add_argument("file", help="a WAV file (PCM16, mu-law or A-law), or raw audio with --encoding")
-    stream.add_argument("--url", required=True, help="ws://HOST:PORT or ws://HOST:PORT/v1/audio/ID")
+    stream.add_argument(
+        "--url",
+        required=True,
+        help="the worker's ws://HOST:PORT (ingest: also ws://HOST:PORT/v1/audio/ID; deepgram: dg-server's)",
+    )
+    stream.add_argument(
+        "--protocol",
+        default="ingest",
+        choices=protocols.NAMES,
+        help="the route, spoken as its platform speaks it (deepgram: dg-server's /v1/listen) [ingest]",
+    )
+    stream.add_argument(
+        "--id", default=None, help="the call's interaction id [from the ingest URL, else made up]"
+    )
     stream.add_argument("--calls", type=int, default=1, help="parallel calls (ids get -1..-N)")
-    stream.add_argument("--chunk-ms", type=int, default=20, help="audio per message, ms [20]")
+    stream.add_argument("--chunk-ms", type=int, default=None, help="audio per message, ms [the platform's]")
     stream.add_argument("--speed", type=float, default=1.0, help="1 = real time, 0 = as fast as possible")
-    stream.add_argument("--json", action="store_true", help="print events as JSON lines")
-    stream.add_argument("--token", default=None, help="bearer token [env ASR_WORKER_TOKEN]")
+    stream.add_argument("--json", action="store_true", help="print each message as the route sent it")
+    stream.add_argument(
+        "--api-key",
+        "--token",
+        dest="api_key",
+        default=None,
+        help="the route's key [env ASR_WORKER_TOKEN; for audiohook ASR_AUDIOHOOK_API_KEY, for deepgram "
+        "DG_SERVER_API_KEY]",
+    )
+    stream.add_argument(
+        "--watch-key", default=None, help="a key with watch scope, for the events over SSE [the --api-key]"
+    )
+    stream.add_argument("--tenant-id", default=None, help="the call's tenant, for a key that names tenants")
+    stream.add_argument(
+        "--client-secret",
+        default=None,
+        help="audiohook: the key's base64 client secret, signs the upgrade [env ASR_AUDIOHOOK_CLIENT_SECRET]",
+    )
+    stream.add_argument(
+        "--twilio-auth-token",
+        default=None,
+        help="twilio: an account's auth token, to sign the upgrade with X-Twilio-Signature",
+    )
     _raw_format_arguments(stream)
     stream.set_defaults(command=_stream)
 
@@ -283,23 +325,26 @@ def _stream(args: argparse.Namespace) -> int:
     try:
         raw = _raw_format(args)
         audio = read_audio(args.file, raw)
+        keys = _stream_keys(args, protocols.load(args.protocol).key_env)
     except (AudioFileError, ValueError) as exc:
         print(f"asr-worker stream: {exc}", file=sys.stderr)
         return 2
-    if args.calls < 1:
-        print("asr-worker stream: --calls must be at least 1", file=sys.stderr)
+    if args.calls < 1 or (args.chunk_ms is not None and args.chunk_ms < 1):
+        print("asr-worker stream: --calls and --chunk-ms must be at least 1", file=sys.stderr)
         return 2
-    token = args.token or os.environ.get("ASR_WORKER_TOKEN") or None
     try:
         results = asyncio.run(
             stream_calls(
                 audio,
                 args.url,
+                protocol=args.protocol,
                 calls=args.calls,
+                interaction_id=args.id,
                 chunk_ms=args.chunk_ms,
                 speed=args.speed,
                 as_json=args.json,
-                token=token,
+                keys=keys,
+                tenant_id=args.tenant_id,
             )
         )
     except ValueError as exc:
@@ -307,6 +352,26 @@ def _stream(args: argparse.Namespace) -> int:
         return 2
     print(summary(results), file=sys.stderr)
     return 0 if all(r.ended is not None for r in results) else 1
+
+
+def _stream_keys(args: argparse.Namespace, key_env: str) -> Keys:
+    """The keys `stream` sends: given, or from the environment (the route's key variable; the
+    worker token for the events over SSE)."""
+    from .tools.protocols.base import Keys
+
+    env = os.environ
+    api_key = args.api_key or env.get(key_env) or None
+    watch_key = (
+        args.watch_key or (api_key if key_env == "ASR_WORKER_TOKEN" else env.get("ASR_WORKER_TOKEN")) or None
+    )
+    secret_text = args.client_secret or env.get("ASR_AUDIOHOOK_CLIENT_SECRET") or None
+    secret = None
+    if secret_text is not None:
+        try:
+            secret = base64.b64decode(secret_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("--client-secret must be base64 (as ASR_AUDIOHOOK_API_KEYS holds it)") from None
+    return Keys(api_key, watch_key, secret, args.twilio_auth_token or None)
 
 
 def _transcribe(args: argparse.Namespace) -> int:

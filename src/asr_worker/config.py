@@ -33,7 +33,7 @@ from .http import options as http
 from .providers.base import Provider, ProviderKind
 from .runtime import manager as calls
 from .settings import Section, Setting, choice, field_value, is_loopback, replace_field
-from .transports import audiohook, twilio
+from .transports import audiohook, siprec, twilio
 from .transports.forks import audiosocket, vonage
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     *(bus_kind(name).settings for name in BUSES),
     audiohook.SETTINGS,
     twilio.SETTINGS,
+    siprec.SETTINGS,
     vonage.SETTINGS,
     audiosocket.SETTINGS,
     *ENGINE_SECTIONS[3:],

@@ -35,18 +35,24 @@ from .http.limits import ConnectionLimits
 from .http.options import HttpOptions
 from .http.server import HttpServer
 from .metrics import LiveTotals, WorkerMetrics
-from .providers import BackgroundProvider, InstrumentedProvider, Provider
+from .providers import BackgroundProvider, InstrumentedProvider, Provider, ProviderHealth
 from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
-from .transports import audiohook, exotel, forks, ingest_ws, openai_realtime, sse, twilio
+from .transports import audiohook, exotel, forks, ingest_ws, openai_realtime, siprec, sse, twilio
 from .transports.forks import audiosocket
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
 
 SERVICE_NAME: Final = "asr-worker"
+
+
+def _check(health: ProviderHealth, new_calls: str = "") -> dict[str, object]:
+    """A provider's entry under /health's `checks`: `ok` is null while its state is unknown."""
+    detail = f"{health.detail}; {new_calls}" if new_calls else health.detail
+    return {"state": health.state, "ok": health.ok if health.known else None, "detail": detail}
 
 
 class Worker:
@@ -79,9 +85,9 @@ class Worker:
         self.bus.register_metrics(self.metrics.registry)
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
-        self.audiosocket = audiosocket.AudioSocketServer(
-            self, settings.of(audiosocket.SETTINGS), self.http.host
-        )
+        self.siprec = siprec.SiprecServer(self, settings.of(siprec.SETTINGS), self.http.host)
+        sockets = settings.of(audiosocket.SETTINGS)
+        self.audiosocket = audiosocket.AudioSocketServer(self, sockets, self.http.host)
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
@@ -111,6 +117,7 @@ class Worker:
             *openai_realtime.routes(self),
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
+            *siprec.routes(self, self.siprec),
             *forks.routes(self, self.settings.of(forks.vonage.SETTINGS)),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
@@ -130,9 +137,8 @@ class Worker:
                 # The ingest sockets' event senders are this group's tasks.
                 ingest = IngestServer(self, tg.create_task)
                 self.port = await server.start(self.http.host, self.http.port, ingest)
-                await (
-                    self.audiosocket.start()
-                )  # Asterisk's AudioSocket port, when ASR_AUDIOSOCKET_PORT is set
+                await self.siprec.start(tg)  # SIP listeners (when ASR_SIPREC_PORT is set), RTP timers
+                await self.audiosocket.start()  # AudioSocket's port, when ASR_AUDIOSOCKET_PORT is set
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 provider_tasks = [
                     tg.create_task(background.run(), name=f"provider:{background.name}")
@@ -164,6 +170,7 @@ class Worker:
                 self.draining = True
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
+                self.siprec.close()  # a BYE for every recorded call left, the sockets closed
                 await self.audiosocket.close()  # the calls still connected are hung up
                 self.hub.close()  # every call has ended: let event streams finish
                 bus_task.cancel()
@@ -187,30 +194,30 @@ class Worker:
         return totals
 
     def health(self) -> dict[str, object]:
+        """What is known, from facts: each check's `state` is `ok`, `unknown` (nothing has shown
+        yet: a remote provider no call has tried) or `failing`, and its `detail` says why and,
+        while the primary fails, where new calls go; `status` is `degraded` while a check is
+        failing."""
         totals = self.manager.live_totals()
         provider = self.provider.health()
-        bus_ok = self.bus.healthy()
-        checks: dict[str, object] = {
-            "provider": {"ok": provider.ok, "detail": provider.detail},
-            "bus": self.bus.status(),
-        }
-        fallback_ok = True
+        bus = self.bus.status()
+        checks: dict[str, object] = {"provider": _check(provider, self._new_calls(provider)), "bus": bus}
+        states = [provider.state, str(bus["state"])]
         if self.fallback is not None:
             fallback = self.fallback.health()
-            fallback_ok = fallback.ok
+            states.append(fallback.state)
             slots = self.manager.fallback_slots
-            checks["fallback"] = {
-                "ok": fallback.ok,
-                "detail": fallback.detail,
+            checks["fallback"] = _check(fallback) | {
                 "provider": self.fallback.name,
                 "calls": slots.in_use,
                 "maxCalls": slots.limit,
             }
         return {
-            "status": "ok" if provider.ok and bus_ok and fallback_ok else "degraded",
+            "status": "degraded" if "failing" in states else "ok",
             "service": SERVICE_NAME,
             "version": __version__,
             "provider": self.provider.name,
+            "activeCalls": totals.sessions_active,
             "activeBuffers": totals.sessions_active,
             "activeConnections": totals.connections_active,
             "activeSources": totals.sources_active,
@@ -220,6 +227,24 @@ class Worker:
             "uptimeSeconds": round(time.monotonic() - self._started_at, 1),
             "checks": checks,
         }
+
+    def _new_calls(self, primary: ProviderHealth) -> str:
+        """Where new calls go while the primary refuses them (its circuit breaker open): to
+        the fallback while it has room, else they wait on the primary; without a fallback,
+        they fail at once."""
+        refusing_s = primary.refusing_new_calls_s
+        if refusing_s is None:
+            return ""
+        more = f"for {refusing_s:.0f} s more"
+        if self.fallback is None:
+            return f"new calls fail at once {more} (no ASR_FALLBACK_PROVIDER)"
+        slots = self.manager.fallback_slots
+        if slots.in_use < slots.limit:
+            return f"new calls start on {self.fallback.name}, the fallback, {more}"
+        return (
+            f"new calls wait on {self.provider.name}: the fallback, {self.fallback.name}, carries as "
+            f"many calls as it may (ASR_FALLBACK_MAX_CALLS, {slots.limit})"
+        )
 
     def readiness(self) -> tuple[bool, str]:
         if self.draining or not self.manager.accepting:

@@ -174,3 +174,38 @@ def test_server_messages() -> None:
         },
     }
     assert ah.disconnect_parameters("error", "x" * 900) == {"reason": "error", "info": "x" * 500}
+
+
+def test_the_client_side_writes_messages_the_server_side_reads() -> None:
+    offer = ah.MediaOffer("PCMU", 8000, ("external", "internal"))
+    params = ah.open_parameters(
+        "d7934305-0972-4844-938e-9060eef73d05", str(uuid.uuid4()), [offer], {"interaction_id": "c-1"}
+    )
+    opened = ah.parse_client_message(ah.client_message("open", SESSION, 1, 0, 0.0, params))
+    assert isinstance(opened, ah.Open)
+    assert opened.media == (offer,) and opened.custom_config == {"interaction_id": "c-1"}
+    closing = ah.parse_client_message(ah.client_message("close", SESSION, 2, 3, 1.5, {"reason": "end"}))
+    assert isinstance(closing, ah.Close) and closing.header == ah.Header(SESSION, 2, 3, 1.5)
+
+
+def test_the_client_side_reads_the_servers_transcripts() -> None:
+    entity = ah.transcript_entity(
+        utterance_id="u-1",
+        channel_id=1,
+        is_final=True,
+        offset=1.24,
+        duration=1.56,
+        text="how can I help",
+        confidence=0.93,
+        tokens=[],
+        language="en-US",
+    )
+    message = ah.parse_server_message(ah.server_message("event", SESSION, 7, 12, {"entities": [entity]}))
+    assert (message.type, message.seq, message.clientseq) == ("event", 7, 12)
+    assert ah.transcripts_in(message.parameters) == [
+        ah.TranscriptEntity(1, True, 1.24, 1.56, "how can I help", 0.93)
+    ]
+    with pytest.raises(ProtocolError):
+        ah.transcripts_in({"entities": [{"type": "transcript", "data": {"channelId": 0}}]})
+    with pytest.raises(ProtocolError):
+        ah.parse_server_message('{"version": "2", "type": "event", "seq": "1"}')

@@ -17,6 +17,7 @@ from asr_worker.audiohook.signature import (
     VerifyResult,
     authenticate,
     header_fields,
+    upgrade_headers,
     verify_signature,
 )
 
@@ -179,3 +180,22 @@ def test_structured_fields_round_trip() -> None:
     for bad in ("a=", "a=(", 'a="x', "a=1,", "A=1", "a=?2", "a=:!:", "a=1.2345"):
         with pytest.raises(sfv.SfvError):
             sfv.parse_dictionary(bad)
+
+
+def test_the_client_side_signs_the_documentation_example_byte_for_byte() -> None:
+    """What `asr-worker stream --protocol audiohook` sends: the AudioHook documentation's signed
+    request, rebuilt from its key, secret, headers, nonce and times."""
+    headers = upgrade_headers(
+        DOC_KEY,
+        session_id=DOC_HEADERS["audiohook-session-id"],
+        organization_id=DOC_HEADERS["audiohook-organization-id"],
+        correlation_id=DOC_HEADERS["audiohook-correlation-id"],
+        secret=base64.b64decode(DOC_SECRET),
+        authority=DOC_HEADERS["host"],
+        target=DOC_TARGET,
+        created=DOC_CREATED,
+        expires=3282026430,
+        nonce="VGhpc0lzQVVuaXF1ZU5vbmNl",
+    )
+    assert headers["Signature-Input"] == DOC_HEADERS["signature-input"]
+    assert headers["Signature"] == DOC_HEADERS["signature"]

@@ -195,6 +195,6 @@ async def test_publish_cluster_puts_a_file_on_the_cluster_and_follows_its_transc
     assert result.returncode == 0, err.decode()
     assert_clean_stderr(err.decode())
     text = out.decode()
-    assert "[cli-c1] session_ended reason=end audio_s=1.6" in text
+    assert "[cli-c1] session_ended reason end, 1.60 s of audio" in text
     assert final_words(await transcript(rc, "cli-c1")) == expected_words(audio.data, PCM8K)
     assert await rc.exists("transcript.{cli-c1}") == 1  # the braces are in the key itself

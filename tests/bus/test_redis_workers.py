@@ -249,8 +249,9 @@ async def test_publish_command_puts_a_file_on_the_bus_and_follows_its_transcript
     text = out.decode()
     assert result.returncode == 0, err.decode()
     assert_clean_stderr(err)
-    assert "[cli-1] final" in text and "[cli-1] session_ended reason=end audio_s=1.6" in text
-    finals = [line.split(": ", 1)[1] for line in text.splitlines() if "] final" in line and ": " in line]
+    assert "[cli-1] final" in text and "[cli-1] session_ended reason end, 1.60 s of audio" in text
+    # `[cli-1] final   ch0    0.00-1.00    words...`: the line `stream` prints too
+    finals = [line.split(maxsplit=4)[4] for line in text.splitlines() if line.startswith("[cli-1] final ")]
     assert " ".join(finals).split() == expected_words(audio.data, PCM8K)
     assert "published cli-1: 80 frames, 1.60 s of audio" in err.decode()
 

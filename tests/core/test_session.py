@@ -589,7 +589,30 @@ def test_audio_after_end_is_refused_with_one_error_not_one_per_frame(clock: Fake
         assert not rec.core.on_audio(b"\x01\x00" * 160, clock.monotonic())
     rec.poll()
     assert [e["code"] for e in rec.events("error")] == ["session_ending"]
+    assert (
+        rec.events("error")[0]["message"]
+        == "the call is ending: its `end` came; audio after that is not taken"
+    )
     assert rec.core.stats.frames_rejected == 50
+
+
+@pytest.mark.parametrize(
+    ("reason", "says"),
+    [
+        ("shutdown", "the worker is shutting down; the call was finalized"),
+        ("stop", "the call is ending: the platform's `stop` came"),
+        ("grace_timeout", "the call ended: no source fed it for ASR_SESSION_GRACE_S"),
+    ],
+)
+def test_audio_after_the_end_is_told_whose_move_ended_the_call(
+    clock: FakeClock, reason: str, says: str
+) -> None:
+    """A worker draining on SIGTERM does not blame a client that never sent `end`."""
+    rec = connected(clock)
+    rec.core.end(reason, clock.monotonic())
+    assert not rec.core.on_audio(b"\x01\x00" * 160, clock.monotonic())
+    rec.poll()
+    assert rec.events("error")[0]["message"] == f"{says}; audio after that is not taken"
 
 
 def test_nothing_is_emitted_after_session_ended(clock: FakeClock) -> None:

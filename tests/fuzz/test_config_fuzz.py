@@ -8,6 +8,7 @@ provider is built with."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import TypeVar
@@ -31,6 +32,7 @@ from asr_worker.providers.local import COMPUTE_TYPES
 from asr_worker.providers.mock import SETTINGS as MOCK
 from asr_worker.providers.mock import MockOptions
 from asr_worker.tenancy import ApiKeys as ApiKeysOfTenants
+from asr_worker.transports.siprec.options import PortRange, RoleRule
 from asr_worker.transports.twilio import AuthTokens
 from tests.support.fuzz import TRICKY_STRINGS, bounded, examples
 
@@ -347,6 +349,26 @@ _TWILIO = st.lists(
 )
 
 
+_CIDR_TEXTS = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "127.0.0.1/32", "198.51.100.0/24"]
+_CIDRS = st.lists(st.sampled_from(_CIDR_TEXTS), min_size=1, max_size=4)
+_ID_TEXT = st.from_regex(r"[A-Za-z0-9._:-]{1,20}", fullmatch=True)
+_SIPREC_PORTS = st.integers(1024, 65532).flatmap(
+    lambda lo: st.integers(lo + 3, 65535).flatmap(
+        lambda hi: _padded(f"{lo}-{hi}").map(lambda written: (written, PortRange(lo, hi)))
+    )
+)
+_ROLES = st.lists(
+    st.builds(
+        RoleRule,
+        st.sampled_from(["customer", "agent"]),
+        st.sampled_from(["name", "aor", "label"]),
+        st.from_regex(r"[A-Za-z0-9*?@.:+-]{1,30}", fullmatch=True),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
 def _audiohook_text(keys: list[tuple[str, bytes]]) -> str:
     return ",".join(f"{key}:{base64.b64encode(secret).decode()}" if secret else key for key, secret in keys)
 
@@ -442,6 +464,32 @@ VALID: dict[str, Valid] = {
             lambda written: (written, AuthTokens(dict(entries)))
         )
     ),
+    "siprec_port": _whole(0, 65535),
+    "siprec_rtp_ports": _SIPREC_PORTS,
+    "siprec_allow": _CIDRS.flatmap(
+        lambda cidrs: _padded(",".join(cidrs)).map(
+            lambda written: (written, tuple(ipaddress.ip_network(c) for c in cidrs))
+        )
+    ),
+    "siprec_id_header": _same(st.sampled_from(["Session-ID", "X-UCID", "X-Genesys-Id"])),
+    "siprec_tenants": st.lists(
+        st.tuples(st.sampled_from(_CIDR_TEXTS), _ID_TEXT), min_size=1, max_size=3
+    ).flatmap(
+        lambda pairs: _padded(",".join(f"{c}={t}" for c, t in pairs)).map(
+            lambda written: (written, tuple((ipaddress.ip_network(c), t) for c, t in pairs))
+        )
+    ),
+    "siprec_roles": _ROLES.flatmap(
+        lambda rules: _padded(",".join(str(r) for r in rules)).map(lambda written: (written, tuple(rules)))
+    ),
+    "siprec_max_calls": _whole(1, 100_000),
+    "siprec_tls_port": _whole(0, 65535),
+    "siprec_tls_cert": _same(st.sampled_from(["/etc/asr-worker/sip.pem", "cert.pem"])),
+    "siprec_tls_key": _same(st.sampled_from(["/etc/asr-worker/sip.key", "key.pem"])),
+    "siprec_media_address": _same(_HOSTS),
+    "siprec_jitter_ms": _whole(0, 1000),
+    "siprec_rtp_timeout_s": _seconds(1.0, 86400.0),
+    "siprec_min_se_s": _whole(90, 86400),
 }
 
 

@@ -275,3 +275,26 @@ def test_the_breaker_opens_after_consecutive_failures_and_probes_after_the_coold
     breaker.success()
     assert breaker.state(13.0) is BreakerState.CLOSED and breaker.failures == 0
     assert breaker.refused == 1
+
+
+def test_the_breakers_health_says_only_what_connections_showed() -> None:
+    breaker = CircuitBreaker(threshold=3, cooldown_s=10.0)
+    unknown = breaker.health(0.0, "", connected=False)
+    assert (unknown.state, unknown.ok) == ("unknown", False)
+    breaker.failure(1.0)
+    never = breaker.health(1.0, "HTTP 503", connected=False)
+    assert (
+        never.state == "failing"
+        and never.detail == "never connected: 1 connection attempt failed (last: HTTP 503)"
+    )
+    breaker.success()
+    assert breaker.health(2.0, "", connected=True).state == "ok"
+    breaker.failure(3.0)
+    breaker.failure(3.5)
+    since = breaker.health(3.5, "HTTP 503", connected=True)
+    assert since.state == "failing" and since.detail.startswith("the last 2 connection attempts failed")
+    breaker.failure(4.0)
+    opened = breaker.health(5.0, "HTTP 503", connected=True)
+    assert opened.state == "failing" and opened.refusing_new_calls_s == pytest.approx(9.0)
+    refused = CircuitBreaker().health(0.0, "", "unauthorized: INVALID_AUTH", connected=False)
+    assert refused.state == "failing" and refused.detail == "unauthorized: INVALID_AUTH"

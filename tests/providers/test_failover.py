@@ -170,7 +170,13 @@ async def test_new_calls_use_the_fallback_while_the_breaker_is_open_and_the_prim
     assert changed["reason"] == "circuit_open" and changed["from"] == "deepgram"
     assert full["code"] == "fallback_full" and [e["code"] for e in b.of("error")] == ["fallback_full"]
     assert down["status"] == "degraded" and not down["checks"]["provider"]["ok"]
+    assert down["checks"]["provider"]["state"] == "failing"
+    assert down["checks"]["provider"]["detail"].endswith(
+        "new calls wait on deepgram: the fallback, mock, carries as many calls as it may "
+        "(ASR_FALLBACK_MAX_CALLS, 1)"
+    )
     assert down["checks"]["fallback"] == {
+        "state": "ok",
         "ok": True,
         "detail": "",
         "provider": "mock",

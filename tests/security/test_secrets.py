@@ -402,8 +402,8 @@ async def test_the_stream_tool_does_not_print_a_token_it_was_refused_with(
         (result,) = await stream_calls(audio, url, speed=0)
     captured = capsys.readouterr()
     assert result.errors == [
-        "connection: HTTP 401 Invalid response status: "
-        "the worker needs its token (--token, or ASR_WORKER_TOKEN)"
+        "connection: HTTP 401 Unauthorized: "
+        "the route needs a key with stream scope (--api-key, or ASR_WORKER_TOKEN)"
     ]
     exposure = Exposure()
     exposure.add("stream tool output", [captured.out, captured.err, result.errors])

@@ -1,22 +1,17 @@
 """A raw AudioHook client for tests: the messages Genesys Cloud sends, over a real socket, and
-the HTTP message signature it puts on the upgrade request (built as the reference client's
-signature builder does, independently of the worker's verifier)."""
+the HTTP message signature it puts on the upgrade request."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-import os
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
+from asr_worker.audiohook import signature
 from asr_worker.worker import Worker
 
 ORG = "d7934305-0972-4844-938e-9060eef73d05"
@@ -39,47 +34,19 @@ def upgrade_headers(
     created: int | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
-    headers = {
-        "Audiohook-Organization-Id": org,
-        "Audiohook-Session-Id": session_id,
-        "Audiohook-Correlation-Id": str(uuid.uuid4()),
-        "X-API-KEY": api_key,
-    }
-    if secret is not None:
-        headers.update(
-            sign(headers, secret, authority=authority, target=target, created=created, nonce=nonce)
-        )
-    return headers
-
-
-def sign(
-    headers: Mapping[str, str],
-    secret: bytes,
-    *,
-    authority: str,
-    target: str,
-    created: int | None = None,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    """`Signature-Input` and `Signature` over the components Genesys signs."""
-    components = [
-        ("@request-target", target),
-        ("@authority", authority),
-        ("audiohook-organization-id", headers["Audiohook-Organization-Id"]),
-        ("audiohook-session-id", headers["Audiohook-Session-Id"]),
-        ("audiohook-correlation-id", headers["Audiohook-Correlation-Id"]),
-        ("x-api-key", headers["X-API-KEY"]),
-    ]
-    created = created or int(time.time())
-    nonce = nonce or base64.b64encode(os.urandom(18)).decode()
-    names = " ".join(f'"{name}"' for name, _ in components)
-    params = (
-        f'({names});keyid="{headers["X-API-KEY"]}";nonce="{nonce}";alg="hmac-sha256";'
-        f"created={created};expires={created + 30}"
+    """Genesys's upgrade headers, signed by the client side of `audiohook.signature` (which
+    reproduces the AudioHook documentation's signed example byte for byte, in
+    tests/audiohook/test_signature.py)."""
+    return signature.upgrade_headers(
+        api_key,
+        session_id=session_id,
+        organization_id=org,
+        secret=secret,
+        authority=authority,
+        target=target,
+        created=created,
+        nonce=nonce,
     )
-    base = "\n".join([*(f'"{n}": {v}' for n, v in components), f'"@signature-params": {params}'])
-    digest = hmac.new(secret, base.encode(), hashlib.sha256).digest()
-    return {"Signature-Input": f"sig1={params}", "Signature": f"sig1=:{base64.b64encode(digest).decode()}:"}
 
 
 def url(worker: Worker) -> str:

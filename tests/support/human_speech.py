@@ -343,6 +343,14 @@ def join(
     return Recording(name, source, rate, np.concatenate(parts), tuple(spoken))
 
 
+def phrases(root: Path | None = None) -> Recording:
+    """The shortest set alone ("go forward ten meters", "feels like these days go on forever"):
+    a call of a few seconds, for a test that plays one recording over many routes."""
+    root = root or cache_root()
+    fetch_sdist(root, POCKETSPHINX, POCKETSPHINX_SDIST, CARDS + LIBRIVOX + PHRASES)
+    return join("phrases", "pocketsphinx sdist (BSD-2-Clause)", root, PHRASES, gap_s=1.0)
+
+
 def recordings(root: Path | None = None, *, with_alsa: bool = True) -> list[Recording]:
     """Every recording set available here, fetched into the cache first if needed."""
     root = root or cache_root()

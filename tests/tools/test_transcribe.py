@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
-from asr_worker.core.events import Transcript
+from asr_worker.core.events import CallError, ProviderChanged, SessionEnded, SessionStarted, Transcript
 from asr_worker.providers.mock import expected_words
 from asr_worker.tools.audio_files import decode_audio, write_wav
 from asr_worker.tools.transcribe import Display, FileResult
@@ -54,6 +54,11 @@ def encode(path: Path, pcm: np.ndarray, rate: int, codec: str) -> None:
             container.mux(packet)
 
 
+def words_of(lines: list[str]) -> str:
+    """The text of `final   ch0    0.00-1.00    text` lines (the printer's, as `stream`'s)."""
+    return " ".join(line.split(maxsplit=3)[3] for line in lines)
+
+
 def call_audio() -> bytes:
     return speechlike(0.8) + silence(0.6) + speechlike(1.0, seed=3) + silence(0.4)
 
@@ -64,7 +69,7 @@ def test_a_wav_file_prints_its_finals(tmp_path: Path) -> None:
     write_wav(wav, audio, PCM8K)
     result = transcribe(str(wav))
     assert result.returncode == 0, result.stderr
-    printed = " ".join(line.split(maxsplit=1)[1] for line in result.stdout.splitlines())
+    printed = words_of(result.stdout.splitlines())
     assert printed.split() == expected_words(audio, PCM8K)
     assert result.stderr == "", "off a terminal: no progress bar, no interims on stderr"
 
@@ -119,7 +124,7 @@ def test_wavs_in_any_encoding_ffmpeg_reads_are_converted(tmp_path: Path, kind: s
     assert decoded.fmt == PCM8K and decoded.data == audio, "both convert to the same 16-bit samples"
     result = transcribe(str(wav))
     assert result.returncode == 0, result.stderr
-    printed = " ".join(line.split(maxsplit=1)[1] for line in result.stdout.splitlines())
+    printed = words_of(result.stdout.splitlines())
     assert printed.split() == expected_words(audio, PCM8K)
 
 
@@ -160,7 +165,7 @@ def test_on_a_terminal_the_interim_and_progress_overwrite_one_status_line() -> N
     display.progress(result)
     display.event(result, transcript(4, True, "How can I help?", 2.5), many=False)
     display.done()
-    assert out.getvalue() == "   0.00-2.50    How can I help?\n"
+    assert out.getvalue() == "final   ch0    0.00-2.50    How can I help?\n"
     assert err.getvalue() == (
         "\r\x1b[Kcall.wav [....................]   0% how can"
         "\r\x1b[Kcall.wav [#####...............]  25% how can I help"
@@ -179,9 +184,9 @@ def test_the_real_engine_transcribes_flac_and_mp3(tmp_path: Path, speech: Speech
         files.append((path, call.text))
     result = transcribe(*(str(p) for p, _ in files), provider="local")
     assert result.returncode == 0, result.stderr
-    for (path, reference), prefix in zip(files, ("first.flac: ", "second.mp3: "), strict=True):
+    for (path, reference), prefix in zip(files, ("[first.flac] ", "[second.mp3] "), strict=True):
         lines = [line.removeprefix(prefix) for line in result.stdout.splitlines() if line.startswith(prefix)]
-        hypothesis = " ".join(line.split(maxsplit=1)[1] for line in lines)
+        hypothesis = words_of(lines)
         assert word_error_rate(reference, hypothesis) <= 0.10, (path.name, hypothesis)
 
 
@@ -238,9 +243,9 @@ def test_a_provider_that_holds_a_long_utterance_does_not_stall_the_feeding(
     monkeypatch.setenv("ASR_MOCK", "words_per_final=100")
     result = transcribe(str(wav), timeout=60)
     assert result.returncode == 0, result.stderr
-    printed = " ".join(line.split(maxsplit=1)[1] for line in result.stdout.splitlines())
+    printed = words_of(result.stdout.splitlines())
     assert printed.split() == expected_words(noise.tobytes(), PCM8K)
-    assert [line.split()[0] for line in result.stdout.splitlines()][:2] == ["0.00-20.00", "20.00-40.00"]
+    assert [line.split()[2] for line in result.stdout.splitlines()][:2] == ["0.00-20.00", "20.00-40.00"]
 
 
 def test_the_feeding_bound_is_wider_than_the_most_the_local_engine_holds() -> None:
@@ -251,3 +256,22 @@ def test_the_feeding_bound_is_wider_than_the_most_the_local_engine_holds() -> No
     vad = options.vad
     held_s = vad.max_utterance_s + (vad.lead_in_ms + vad.blip_hold_ms + vad.pad_ms) / 1000
     assert held_s + options.silence_final_s + 5 < LOOKAHEAD_S
+
+
+def test_off_a_terminal_what_else_happens_to_a_call_is_one_line_on_stderr() -> None:
+    """The transcript stays clean on stdout; a move to the fallback provider or an error is
+    said on stderr, in `stream`'s lines, with the file's name when there are several."""
+    out, err = io.StringIO(), io.StringIO()
+    display = Display(out, err, as_json=False)
+    result = FileResult("call.wav", duration_s=10.0)
+    display.event(result, SessionStarted("c", None, 1, "deepgram", "mulaw", 8000, 1, 0), many=True)
+    display.event(
+        result, ProviderChanged("c", None, 2, "deepgram", "local", "circuit_open", 3.2, 0), many=True
+    )
+    display.event(result, CallError("c", None, 3, "audio_dropped", "1.0 s of audio dropped", 0), many=True)
+    display.event(result, SessionEnded("c", None, 4, "end", 9.0, 0, 2, "local", 0), many=True)
+    assert out.getvalue() == ""
+    assert err.getvalue().splitlines() == [
+        "[call.wav] provider_changed deepgram -> local (circuit_open), transcribing from 3.20 s",
+        "[call.wav] error   audio_dropped: 1.0 s of audio dropped",
+    ]

@@ -277,3 +277,55 @@ def test_twilio_media_round_trips_any_payload(payload: bytes, chunk: int, timest
         }
     )
     assert twilio_messages.parse(text) == Media(payload, "outbound", chunk, timestamp)
+
+
+# --- the builders: what `asr-worker stream` sends, shaped as the documented messages ---------------
+
+
+def _shape(value: object) -> object:
+    """A message's structure: its keys, nested, without the values (custom parameters are the
+    deployment's own)."""
+    if isinstance(value, dict):
+        return {
+            key: "parameters" if key in ("customParameters", "custom_parameters") else _shape(inner)
+            for key, inner in value.items()
+        }
+    return type(value).__name__
+
+
+def test_twilio_builders_write_the_documented_messages_and_parse_back() -> None:
+    sid, call, account = "MZ" + "1" * 32, "CA" + "2" * 32, "AC" + "3" * 32
+    start = twilio_messages.start_message(
+        sid, call, account, ("inbound", "outbound"), {"interaction_id": "c-1"}
+    )
+    assert _shape(json.loads(start)) == _shape(fixture("twilio", "start"))
+    assert twilio_messages.parse(start) == Start(
+        sid,
+        call,
+        AudioFormat(Encoding.MULAW, 8000, 1),
+        ("inbound", "outbound"),
+        account,
+        {"interaction_id": "c-1"},
+    )
+    media = twilio_messages.media_message(sid, 3, "outbound", 1, 20, b"\xff" * 160)
+    assert _shape(json.loads(media)) == _shape(fixture("twilio", "media_outbound"))
+    assert twilio_messages.parse(media) == Media(b"\xff" * 160, "outbound", 1, 20)
+    stop = twilio_messages.stop_message(sid, call, account, 4)
+    assert _shape(json.loads(stop)) == _shape(fixture("twilio", "stop"))
+    assert isinstance(twilio_messages.parse(stop), Stop)
+    assert twilio_messages.parse(twilio_messages.connected_message()) == Connected("Call", "1.0.0")
+
+
+def test_exotel_builders_write_the_documented_messages_and_parse_back() -> None:
+    start = exotel_messages.start_message("s-1", "c-1", "a-1", 16000, {"interaction_id": "x-1"})
+    assert _shape(json.loads(start)) == _shape(fixture("exotel", "start"))
+    parsed = exotel_messages.parse(start)
+    assert isinstance(parsed, Start) and parsed.fmt == AudioFormat(Encoding.LINEAR16, 16000, 1)
+    assert parsed.custom_parameters == {"interaction_id": "x-1"} and parsed.call_sid == "c-1"
+    media = exotel_messages.media_message("s-1", 2, 0, 0, b"\x01\x00" * 800)
+    assert _shape(json.loads(media)) == _shape(fixture("exotel", "media"))
+    assert exotel_messages.parse(media) == Media(b"\x01\x00" * 800, "inbound", 0, 0)
+    stop = exotel_messages.stop_message("s-1", "c-1", "a-1", 3)
+    assert _shape(json.loads(stop)) == _shape(fixture("exotel", "stop"))
+    assert isinstance(exotel_messages.parse(stop), Stop)
+    assert exotel_messages.parse(exotel_messages.connected_message()) == Connected()

@@ -13,6 +13,10 @@ short enough for a `disconnect`'s `info`), so it can be fuzzed without a socket.
 the reference implementation's validators check, with two allowances: an `open` may offer media
 the worker does not know (another rate, another format), which are skipped, not fatal; and its
 `participant` need only be an object (the worker does not use the caller's number).
+
+The client's side is here too, for a client that plays a call into the worker (`asr-worker
+stream --protocol audiohook`): `client_message` and `open_parameters` write what Genesys
+sends, `parse_server_message` and `transcripts_in` read what the server answers.
 """
 
 from __future__ import annotations
@@ -423,3 +427,109 @@ def _unit(value: float) -> float:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# --- the client's side ---------------------------------------------------------------------------
+
+
+def client_message(
+    kind: str, session_id: str, seq: int, serverseq: int, position_s: float, parameters: Mapping[str, object]
+) -> str:
+    """One client text message: its `seq`, the last server `seq` seen, and how far the audio
+    stream has got."""
+    return json.dumps(
+        {
+            "version": VERSION,
+            "id": session_id,
+            "type": kind,
+            "seq": seq,
+            "serverseq": serverseq,
+            "position": format_duration(position_s),
+            "parameters": dict(parameters),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def open_parameters(
+    organization_id: str,
+    conversation_id: str,
+    media: Sequence[MediaOffer],
+    custom_config: Mapping[str, object],
+    language: str = "en-US",
+) -> dict[str, object]:
+    """`open`'s parameters, as Genesys sends them for a call it starts monitoring."""
+    return {
+        "organizationId": organization_id,
+        "conversationId": conversation_id,
+        "participant": {"id": str(uuid.uuid4()), "ani": "", "aniName": "", "dnis": ""},
+        "media": [offer.wire() for offer in media],
+        "language": language,
+        "customConfig": dict(custom_config),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMessage:
+    type: str
+    seq: int
+    clientseq: int
+    parameters: Mapping[str, object]
+
+
+def parse_server_message(text: str) -> ServerMessage:
+    """One server text message; ProtocolError if it is not one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise ProtocolError("bad_message", "a server message that is not JSON") from None
+    if not isinstance(body, dict) or body.get("version") != VERSION or not isinstance(body.get("type"), str):
+        raise ProtocolError("bad_message", "not an AudioHook v2 message")
+    seq, clientseq, parameters = body.get("seq"), body.get("clientseq"), body.get("parameters", {})
+    if not isinstance(seq, int) or not isinstance(clientseq, int) or not isinstance(parameters, dict):
+        raise ProtocolError("bad_message", f"{str(body['type'])[:20]}: bad seq, clientseq or parameters")
+    if not (_is_seq(seq) and _is_seq(clientseq)):
+        raise ProtocolError("bad_message", f"{str(body['type'])[:20]}: seq or clientseq out of range")
+    return ServerMessage(str(body["type"]), seq, clientseq, parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntity:
+    """A `transcript` entity of an `event`, as read back: its channel, whether final, its span
+    (seconds of the session's stream), the best alternative's text and confidence."""
+
+    channel_id: int
+    is_final: bool
+    offset: float
+    duration: float
+    text: str
+    confidence: float
+
+
+def transcripts_in(parameters: Mapping[str, object]) -> list[TranscriptEntity]:
+    """The transcript entities of an `event`'s parameters; ProtocolError for a malformed one."""
+    entities = parameters.get("entities")
+    out: list[TranscriptEntity] = []
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict) or entity.get("type") != "transcript":
+            continue
+        data = entity.get("data")
+        try:
+            if not isinstance(data, dict):
+                raise TypeError("no data")
+            best = data["alternatives"][0]
+            display = best["interpretations"][0]
+            out.append(
+                TranscriptEntity(
+                    channel_id=int(data["channelId"]),
+                    is_final=bool(data["isFinal"]),
+                    offset=parse_duration(data["offset"]),
+                    duration=parse_duration(data["duration"]),
+                    text=str(display["transcript"]),
+                    confidence=float(best.get("confidence", 0.0)),
+                )
+            )
+        except (KeyError, IndexError, TypeError, ValueError, ProtocolError):
+            raise ProtocolError("bad_message", "event: a transcript entity without its fields") from None
+    return out

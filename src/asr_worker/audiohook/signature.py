@@ -8,6 +8,10 @@ fields); `authenticate` is its request authenticator: the covered components Gen
 are required, a signature is good for 10 s (`created`), 3 s of clock skew are allowed, the
 nonce must be at least 22 characters and is refused the second time it is seen, the `keyid`
 must be the `X-API-KEY`. A key configured without a client secret may connect unsigned.
+
+`upgrade_headers` is the other side: the headers Genesys puts on its upgrade request, signed
+as its reference client signs them, for a client that plays a call into the worker
+(`asr-worker stream --protocol audiohook`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import hashlib
 import hmac
 import os
 import re
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -407,3 +413,79 @@ def _string_param(key: str, value: sfv.BareItem) -> bool:
     """The reference verifier's component-parameter check: a known name with a String value
     (it validates every one with the `key` parameter's rule, so `;sf` and `;req` fail here)."""
     return key in _COMPONENT_PARAMS and isinstance(value, str) and not isinstance(value, sfv.Token)
+
+
+# --- signing (the client's side) ---------------------------------------------------------------
+
+
+def upgrade_headers(
+    api_key: str,
+    *,
+    session_id: str,
+    organization_id: str,
+    correlation_id: str | None = None,
+    secret: bytes | None = None,
+    authority: str = "",
+    target: str = "/v1/audiohook",
+    created: int | None = None,
+    expires: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The upgrade request's AudioHook headers, with `Signature-Input` and `Signature` over
+    them when there is a client `secret` (`authority` and `target`: the `Host` and the path
+    the request goes to, as the server sees them)."""
+    headers = {
+        "Audiohook-Organization-Id": organization_id,
+        "Audiohook-Session-Id": session_id,
+        "Audiohook-Correlation-Id": correlation_id or str(uuid.uuid4()),
+        "X-API-KEY": api_key,
+    }
+    if secret is not None:
+        headers.update(
+            sign(
+                headers,
+                secret,
+                authority=authority,
+                target=target,
+                created=created,
+                expires=expires,
+                nonce=nonce,
+            )
+        )
+    return headers
+
+
+def sign(
+    headers: Mapping[str, str],
+    secret: bytes,
+    *,
+    authority: str,
+    target: str,
+    created: int | None = None,
+    expires: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """`Signature-Input` and `Signature` (label `sig1`, HMAC-SHA256) over the components Genesys
+    signs, in its order, with `keyid` the API key; `created` now, `expires` 30 s later and a
+    random 24-character nonce unless given."""
+    values = {
+        "@request-target": target,
+        "@authority": authority,
+        "audiohook-organization-id": headers["Audiohook-Organization-Id"],
+        "audiohook-session-id": headers["Audiohook-Session-Id"],
+        "audiohook-correlation-id": headers["Audiohook-Correlation-Id"],
+        "x-api-key": headers["X-API-KEY"],
+    }
+    created = int(time.time()) if created is None else created
+    expires = created + 30 if expires is None else expires
+    nonce = base64.b64encode(os.urandom(18)).decode() if nonce is None else nonce
+    names = " ".join(f'"{name}"' for name in REQUIRED_COMPONENTS)
+    params = (
+        f'({names});keyid="{headers["X-API-KEY"]}";nonce="{nonce}";alg="hmac-sha256";'
+        f"created={created};expires={expires}"
+    )
+    base = "\n".join(
+        [*(f'"{name}": {values[name]}' for name in REQUIRED_COMPONENTS), f'"@signature-params": {params}']
+    )
+    digest = hmac.new(secret, base.encode(), hashlib.sha256).digest()
+    return {"Signature-Input": f"sig1={params}", "Signature": f"sig1=:{base64.b64encode(digest).decode()}:"}

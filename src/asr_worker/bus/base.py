@@ -32,7 +32,8 @@ class Bus(Protocol):
     def healthy(self) -> bool: ...
 
     def status(self) -> dict[str, object]:
-        """Figures for /health."""
+        """Figures for /health, with at least `state` (`ok`, `unknown` before the first
+        connection attempt has ended, `failing`), `ok` (null while unknown) and `detail`."""
         ...
 
     def register_metrics(self, registry: CollectorRegistry) -> None:

@@ -31,7 +31,12 @@ class InMemoryBus:
         return True
 
     def status(self) -> dict[str, object]:
-        return {"adapter": self.name, "ok": True}
+        return {
+            "adapter": self.name,
+            "state": "ok",
+            "ok": True,
+            "detail": "in this process: events go to the call's sockets, SSE and the page",
+        }
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         return None  # nothing of its own: the event hub's figures are the worker's

@@ -200,7 +200,7 @@ class SessionCore:
             self.stats.frames_rejected += 1
             if not self._told_ending:
                 self._told_ending = True  # once: a source still streaming must not flood watchers
-                self.emit_error("session_ending", "the call is ending; audio after `end` is not taken", now)
+                self.emit_error("session_ending", ending_message(self.end_reason), now)
             return AudioTaken.REFUSED
         if len(data) % self._frame_bytes:
             self.stats.frames_rejected += 1
@@ -704,6 +704,22 @@ class SessionCore:
 
 
 _NEVER: Final = float("inf")
+
+# Why a call takes no more audio, by its end's reason: whose move it was.
+_ENDED_BY: Final = {
+    "end": "the call is ending: its `end` came",
+    "stop": "the call is ending: the platform's `stop` came",
+    "grace_timeout": "the call ended: no source fed it for ASR_SESSION_GRACE_S",
+    "shutdown": "the worker is shutting down; the call was finalized",
+}
+
+
+def ending_message(reason: str | None) -> str:
+    """The `session_ending` error's message for audio that came after the call's end began."""
+    why = _ENDED_BY.get(reason or "end")
+    if why is None:
+        why = f"the call failed ({reason})"
+    return f"{why}; audio after that is not taken"
 
 
 def _due(now: float, deadline: float | None) -> bool:

@@ -39,9 +39,21 @@ class StreamRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProviderHealth:
+    """What is known of a provider, for /health: `ok` only from facts (a remote provider that
+    has carried no connection yet is not known to work: `known` is False)."""
+
     ok: bool
     detail: str = ""
     ready: bool = True  # False while it cannot take calls yet (a model loading): /ready is 503
+    known: bool = True  # False: nothing has shown yet whether it works (no connection tried)
+    # While it is failing for every call (its circuit breaker open): for how many more seconds
+    # it refuses new calls at once, which go to the fallback provider meanwhile, if there is one.
+    refusing_new_calls_s: float | None = None
+
+    @property
+    def state(self) -> str:
+        """`ok`, `unknown` or `failing`: what /health says of it."""
+        return "unknown" if not self.known else "ok" if self.ok else "failing"
 
 
 class ProviderStream(Protocol):

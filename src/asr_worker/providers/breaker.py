@@ -82,20 +82,38 @@ class CircuitBreaker:
     def retry_in_s(self, now: float) -> float:
         return 0.0 if self.opened_at is None else max(0.0, self.opened_at + self.cooldown_s - now)
 
-    def health(self, now: float, last_failure: str, refusal: str | None = None) -> ProviderHealth:
+    def health(
+        self, now: float, last_failure: str, refusal: str | None = None, *, connected: bool = True
+    ) -> ProviderHealth:
         """The provider's health as the breaker sees it, for /health: open, half-open, a
-        refusal that retrying cannot fix (`refusal`: a bad key), recovering, or ok."""
+        refusal that retrying cannot fix (`refusal`: a bad key), never connected yet
+        (`connected` False: unknown until a call tries, failing once one has failed), failing
+        since it last connected (its latest attempts failed, fewer than open the breaker), or
+        ok. Where new calls go meanwhile is the caller's to say: it knows
+        whether there is a fallback."""
         state = self.state(now)
         if state is BreakerState.OPEN:
             return ProviderHealth(
                 False,
-                f"circuit open after {self.failures} connection failures in a row "
-                f"(last: {last_failure}); new calls fail fast for {self.retry_in_s(now):.0f} s",
+                f"circuit open after {self.failures} connection failures in a row (last: {last_failure})",
+                refusing_new_calls_s=self.retry_in_s(now),
             )
         if state is BreakerState.HALF_OPEN:
             return ProviderHealth(
-                False, f"circuit half-open: the next connection is a probe ({last_failure})"
+                False, f"circuit half-open: the next new call is a probe (last failure: {last_failure})"
             )
         if refusal is not None:
             return ProviderHealth(False, refusal)
-        return ProviderHealth(True, "ok" if self.failures == 0 else f"recovering: {last_failure}")
+        tried = "1 connection attempt" if self.failures == 1 else f"{self.failures} connection attempts"
+        if not connected:
+            if self.failures == 0:
+                return ProviderHealth(
+                    False, "no connection yet: the first call will show whether it works", known=False
+                )
+            return ProviderHealth(False, f"never connected: {tried} failed (last: {last_failure})")
+        if self.failures:
+            return ProviderHealth(
+                False,
+                f"the last {tried} failed (last: {last_failure}); it connected before, calls keep retrying",
+            )
+        return ProviderHealth(True, "ok")

@@ -166,6 +166,7 @@ class RemoteProvider(ABC, Generic[OptionsT, MetricsT, StreamT]):
         self._wire_log.setLevel(logging.INFO)
         self._refusal: str | None = None  # the last refusal retrying cannot fix, for /health
         self._last_failure = ""
+        self._connected = False  # a handshake has succeeded: /health knows the server works
 
     # --- the Provider interface -----------------------------------------------------------
 
@@ -199,6 +200,7 @@ class RemoteProvider(ABC, Generic[OptionsT, MetricsT, StreamT]):
         self.metrics.handshake_seconds.observe(self._clock.monotonic() - started)
         self.breaker.success()
         self._refusal = None
+        self._connected = True
         return await self._start_stream(Opened(conn, request, self.metrics, self.scrub))
 
     def taking_new_calls(self) -> bool:
@@ -206,7 +208,11 @@ class RemoteProvider(ABC, Generic[OptionsT, MetricsT, StreamT]):
         return not self._outage()
 
     def health(self) -> ProviderHealth:
-        return self.breaker.health(self._clock.monotonic(), self._last_failure, self._refusal)
+        """From facts: unknown until a call has tried the server, then what the last attempts
+        showed (a provider is not `ok` for never having failed)."""
+        return self.breaker.health(
+            self._clock.monotonic(), self._last_failure, self._refusal, connected=self._connected
+        )
 
     async def aclose(self) -> None:
         return None  # every connection belongs to a stream, which its session closes

@@ -163,6 +163,11 @@ class SessionManager:
         if runner is not None:
             core = runner.core
             if core.phase is not Phase.ACTIVE:
+                if core.end_reason == "shutdown":
+                    raise SessionRefused(
+                        "draining",
+                        "the worker is shutting down; the call was finalized: send it to another worker",
+                    )
                 raise SessionRefused("session_ending", "this call is ending; try again when it has ended")
             if core.fmt != fmt:
                 raise SessionRefused(

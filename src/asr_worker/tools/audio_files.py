@@ -11,7 +11,11 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import soxr
+
 from ..core.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioFormat, Encoding
+from ..core.codecs import encode_g711, to_linear16
 
 _WAV_TAGS = {1: Encoding.LINEAR16, 6: Encoding.ALAW, 7: Encoding.MULAW}
 _EXTENSIBLE = 0xFFFE
@@ -161,3 +165,27 @@ def _decode_with_av(path: Path) -> AudioFile:
     except ValueError as exc:
         raise AudioFileError(f"{path}: not an audio file this tool can decode ({exc})") from None
     return AudioFile(path, AudioFormat(Encoding.LINEAR16, rate, channels), b"".join(chunks))
+
+
+def convert(audio: AudioFile, fmt: AudioFormat) -> AudioFile:
+    """The file's audio as `fmt` carries it: decoded, its two channels mixed when `fmt` has one,
+    resampled whole (libsoxr, band-limited: a telephone route hears the file as a phone line
+    would), encoded. The same file when it already is `fmt`. A mono file cannot become two
+    channels: a route that carries two takes a mono file as it is."""
+    if audio.fmt == fmt:
+        return audio
+    if fmt.channels > audio.fmt.channels:
+        raise ValueError(f"{audio.path.name} has {audio.fmt.channels} channel(s), not {fmt.channels}")
+    samples = to_linear16(audio.data, audio.fmt).astype(np.float32) / 32768.0
+    frames = samples.reshape(-1, audio.fmt.channels)
+    if fmt.channels == 1 and audio.fmt.channels == 2:
+        frames = frames.mean(axis=1, keepdims=True)
+    if fmt.sample_rate != audio.fmt.sample_rate:
+        frames = np.asarray(soxr.resample(frames, audio.fmt.sample_rate, fmt.sample_rate, "HQ"))
+        frames = frames.reshape(-1, fmt.channels)
+    pcm = np.clip(np.rint(frames.reshape(-1) * 32768.0), -32768, 32767).astype(np.int16)
+    if fmt.encoding is Encoding.LINEAR16:
+        data = pcm.astype("<i2").tobytes()
+    else:
+        data = encode_g711(pcm, fmt.encoding)
+    return AudioFile(audio.path, fmt, data)

@@ -2,8 +2,8 @@
 
 It announces the call on `asr:calls` (with its keyterms, `--keyterm`, if any), writes 20 ms
 frames (the seed system's audio frame JSON) to `asr:audio:{ID}` at real time (`--speed`), then
-the end entry; with `--follow` it prints the call's transcript from `transcript.{ID}` until
-`session_ended`.
+the end entry; with `--follow` it prints the call's events from `transcript.{ID}` until
+`session_ended`, one line each as `stream` prints them (`tools/printer.py`).
 
 Like a telephony producer, it rides out a Redis restart: frames due while Redis is away are
 kept and written, in order, when it answers again. Frames carry explicit stream ids
@@ -35,6 +35,7 @@ from ..bus.redis.wire import (
     transcript_key,
 )
 from ..core.audio import Encoding
+from . import printer
 from .audio_files import AudioFile
 
 T = TypeVar("T")
@@ -215,26 +216,15 @@ async def follow_transcript(
                     event = json.loads(data)
                     if not isinstance(event, dict):
                         continue
-                    print(describe(event), file=out, flush=True)
+                    line = printer.describe(event)
+                    if line is not None:
+                        print(line, file=out, flush=True)
                     if event.get("type") == "session_ended":
                         return event
     except TimeoutError:
         return None
     finally:
         await redis.aclose()
-
-
-def describe(event: dict[str, object]) -> str:
-    kind = event.get("type")
-    call = event.get("interaction_id")
-    if kind == "transcript":
-        label = "final" if event.get("is_final") else "interim"
-        return f"[{call}] {label} {event.get('start')}-{event.get('end')}: {event.get('text')}"
-    if kind == "error":
-        return f"[{call}] error {event.get('code')}: {event.get('message')}"
-    if kind == "session_ended":
-        return f"[{call}] session_ended reason={event.get('reason')} audio_s={event.get('audio_s')}"
-    return f"[{call}] {kind}"
 
 
 def _stream_entries(raw: object) -> list[tuple[str, bytes]]:

@@ -34,7 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .audio_files import AudioFile, AudioFileError, read_audio
-from .stream import call_urls, play
+from .protocols.ingest import IngestLeg, call_url
+from .stream import Player
 
 DEFAULT_URL: Final = "http://127.0.0.1:3001"
 TOKEN_ENV: Final = "ASR_WORKER_TOKEN"
@@ -180,7 +181,7 @@ async def play_call(http: aiohttp.ClientSession, ws_url: str, audio: AudioFile, 
     """Send `audio` at real time in 20 ms messages, then `end`, and collect the call's events
     until the worker closes the socket after `session_ended`."""
     async with http.ws_connect(ws_url, max_msg_size=1 << 22) as ws, asyncio.TaskGroup() as tg:
-        tg.create_task(play(ws, audio, CHUNK_MS, speed=1.0))
+        tg.create_task(Player(audio, CHUNK_MS, speed=1.0).play(IngestLeg(ws)))
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -293,7 +294,7 @@ async def _check_call(
     parts = urlsplit(base_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     path = f"{parts.path.rstrip('/')}/v1/audio/{events.interaction_id}"
-    ((_, ws_url),) = call_urls(urlunsplit((scheme, parts.netloc, path, "", "")), 1, audio)
+    ws_url = call_url(urlunsplit((scheme, parts.netloc, path, "", "")), events.interaction_id, audio.fmt)
     try:
         async with asyncio.timeout(audio.duration_s + END_TIMEOUT_S):
             await play_call(http, ws_url, audio, events)

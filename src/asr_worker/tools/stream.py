@@ -1,22 +1,34 @@
-"""`asr-worker stream FILE --url WS_URL [--calls N]`: play a file into a running worker at real
-time over the ingest WebSocket and print what comes back. The first thing a user runs."""
+"""`asr-worker stream FILE --url WS_URL [--protocol NAME] [--calls N]`: play a file into a
+running worker at real time as a live call over one of its routes, and print what comes back.
+The first thing a user runs, on every route.
+
+The route is `--protocol`'s module (`tools/protocols/`): it speaks that platform's own messages
+(and signatures), in the format the platform carries (a file is converted to it: mu-law 8 kHz
+for Twilio and AudioHook, ...). What the route returns is read on the route itself (ingest,
+AudioHook, OpenAI Realtime, Deepgram), or over SSE where it returns nothing (Twilio, Exotel).
+Every event is one line (`tools/printer.py`), the same whatever the route; `--json` prints
+each message as the route sent it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import secrets
 import statistics
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Final, TextIO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from http import HTTPStatus
+from typing import Final, TextIO, TypeVar
 
 import aiohttp
 
-from .audio_files import AudioFile
-
-_AUDIO_PATH = "/v1/audio/"
+from . import printer, protocols
+from .audio_files import AudioFile, convert
+from .protocols.base import CallRefused, CallSpec, Keys, Leg, Received, RouteProtocol
+from .protocols.ingest import id_in_url
+from .protocols.sse import call_events
 
 
 @dataclass
@@ -26,149 +38,191 @@ class CallResult:
     latencies_ms: list[int] = field(default_factory=list)
     ended: dict[str, object] | None = None
     errors: list[str] = field(default_factory=list)
+    transcripts: int = 0
+
+    def count(self, event: dict[str, object]) -> None:
+        kind = event.get("type")
+        if kind == "transcript":
+            self.transcripts += 1
+            latency = event.get("latency_ms")
+            if isinstance(latency, int):
+                self.latencies_ms.append(latency)
+            if event.get("is_final") and str(event.get("text") or "").strip():
+                self.finals.append(str(event["text"]))
+        elif kind == "session_ended":
+            self.ended = event
+        elif kind == "error":
+            self.errors.append(f"{event.get('code')}: {event.get('message')}")
 
 
-def call_urls(url: str, calls: int, audio: AudioFile) -> list[tuple[str, str]]:
-    """(interaction_id, url) for each call: the URL's id (suffixed -1..-N for several calls),
-    or a fresh one; the file's format fills the query unless the URL sets it."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"--url must be a ws:// or wss:// URL, not {url!r}")
-    base_id = parts.path.split(_AUDIO_PATH, 1)[1].strip("/") if _AUDIO_PATH in parts.path else ""
-    prefix = parts.path.split(_AUDIO_PATH, 1)[0] if base_id else parts.path.rstrip("/")
-    base_id = base_id or f"stream-{secrets.token_hex(4)}"
-    query = dict(parse_qsl(parts.query))
-    # The file says what its audio is; a URL that says otherwise would have the worker read it
-    # wrongly (a 22,050 Hz file heard as 16 kHz), so it is refused, not silently obeyed.
-    for name, value in (
-        ("encoding", str(audio.fmt.encoding)),
-        ("sample_rate", str(audio.fmt.sample_rate)),
-        ("channels", str(audio.fmt.channels)),
-    ):
-        given = query.setdefault(name, value)
-        if given != value:
-            raise ValueError(
-                f"--url says {name}={given[:20]} but {audio.path.name} is {name}={value}; "
-                f"leave {name} off the URL (the file's own format is sent)"
-            )
-    out = []
-    for i in range(calls):
-        call_id = base_id if calls == 1 else f"{base_id}-{i + 1}"
-        path = f"{prefix}{_AUDIO_PATH}{call_id}"
-        out.append((call_id, urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))))
-    return out
+def call_ids(url: str, calls: int, interaction_id: str | None) -> list[str]:
+    """Each call's id: the one given (or the ingest URL's), suffixed -1..-N for several calls,
+    or a fresh one."""
+    named = id_in_url(url)
+    if named and interaction_id and named != interaction_id:
+        raise ValueError(f"--url names the call {named!r} and --id {interaction_id!r}: give one")
+    base = interaction_id or named or f"stream-{secrets.token_hex(4)}"
+    return [base] if calls == 1 else [f"{base}-{i + 1}" for i in range(calls)]
 
 
 async def stream_calls(
     audio: AudioFile,
     url: str,
     *,
+    protocol: str = "ingest",
     calls: int = 1,
-    chunk_ms: int = 20,
+    interaction_id: str | None = None,
+    chunk_ms: int | None = None,
     speed: float = 1.0,
     as_json: bool = False,
-    token: str | None = None,
+    keys: Keys | None = None,
+    tenant_id: str | None = None,
     out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
 ) -> list[CallResult]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    targets = call_urls(url, calls, audio)
+    """Play `audio` as `calls` live calls at once over the route `protocol` names; each call's
+    events are printed as they come. Raises ValueError for a bad --url or --protocol."""
+    route = protocols.load(protocol)
+    played = convert(audio, route.call_format(audio.fmt))
+    keys = keys or Keys()
+    specs = [CallSpec(i, url, played.fmt, keys, tenant_id) for i in call_ids(url, calls, interaction_id)]
+    for spec in specs:
+        spec.route_url(route.path)  # a bad URL is refused before any call starts
+    player = Player(played, chunk_ms or route.chunk_ms, speed)
     async with (
-        aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0)) as http,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
         asyncio.TaskGroup() as tg,
     ):
-        tasks = [
-            tg.create_task(_one_call(http, call_id, call_url, audio, chunk_ms, speed, as_json, out))
-            for call_id, call_url in targets
-        ]
+        tasks = [tg.create_task(_one_call(http, route, spec, player, as_json, out, err)) for spec in specs]
     return [t.result() for t in tasks]
 
 
-# What to do about a refused handshake, for the answers a user's own mistake gets.
-_HINTS: Final = {
-    401: ": the worker needs its token (--token, or ASR_WORKER_TOKEN)",
-    404: ": no such endpoint; the ingest socket is ws://HOST:PORT/v1/audio/INTERACTION_ID",
-}
+@dataclass(frozen=True)
+class Player:
+    """The call's audio in the route's format, `chunk_ms` a message, at `speed` (1 = real time,
+    0 = as fast as the route takes it)."""
+
+    audio: AudioFile
+    chunk_ms: int
+    speed: float
+
+    async def play(self, leg: Leg) -> None:
+        """Send the audio as a live call would, then end the call; stops early if the route
+        closed the call."""
+        fmt = self.audio.fmt
+        step = max(fmt.frame_bytes, fmt.bytes_for(self.chunk_ms / 1000))
+        step -= step % fmt.frame_bytes
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            for i in range(0, len(self.audio.data), step):
+                if leg.closed:
+                    return
+                chunk = self.audio.data[i : i + step]
+                await leg.send_audio(chunk)
+                if self.speed > 0:  # the next message is due when this one's audio has played
+                    played_s = fmt.seconds(i + len(chunk)) / self.speed
+                    await asyncio.sleep(max(0.0, start + played_s - loop.time()))
+                else:
+                    await asyncio.sleep(0)
+            if not leg.closed:
+                await leg.end()
+        except (aiohttp.ClientError, ConnectionError):
+            return  # the route went away under a send: what it said is read on the other side
 
 
 async def _one_call(
     http: aiohttp.ClientSession,
-    call_id: str,
-    url: str,
-    audio: AudioFile,
-    chunk_ms: int,
-    speed: float,
+    route: RouteProtocol,
+    call: CallSpec,
+    player: Player,
     as_json: bool,
     out: TextIO,
+    err: TextIO,
 ) -> CallResult:
-    result = CallResult(call_id)
+    result = CallResult(call.interaction_id)
+
+    def show(received: Received) -> None:
+        for event in received.events:
+            result.count(event)
+        if as_json:
+            if received.raw:
+                print(received.raw, file=out, flush=True)
+            return
+        for event in received.events:
+            line = printer.describe(event, call=call.interaction_id)
+            if line is not None:
+                print(line, file=out, flush=True)
+
     try:
-        async with http.ws_connect(url, max_msg_size=1 << 22) as ws, asyncio.TaskGroup() as tg:
-            tg.create_task(play(ws, audio, chunk_ms, speed))
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    continue
-                event = json.loads(msg.data)
-                _show(event, result, out, msg.data if as_json else None)
-    except aiohttp.ClientError as exc:
-        # A refused handshake's str() quotes the URL, and the URL may carry ?token=: say what
-        # happened, not where.
-        if isinstance(exc, aiohttp.ClientResponseError):
-            problem = f"HTTP {exc.status} {exc.message}{_HINTS.get(exc.status, '')}"
-        else:
-            problem = str(exc)
+        async with contextlib.AsyncExitStack() as stack:
+            events: AsyncIterator[Received] | None = None
+            if route.events_over_sse:
+                events = await stack.enter_async_context(call_events(http, call))
+            leg = await route.open(http, call)
+            stack.push_async_callback(leg.close)
+            if leg.opened is not None:
+                show(leg.opened)
+            async with asyncio.TaskGroup() as tg:
+                playing = tg.create_task(player.play(leg))
+                if events is None:
+                    events = leg.received()
+                else:  # the route's own socket is read too: its close, or its refusal of the call
+                    tg.create_task(_drain(leg))
+                async for received in events:
+                    show(received)
+                playing.cancel()  # the call is over, whether or not all of it was played
+                await leg.close()
+    except* aiohttp.ClientError as group:
+        problem = _problem(_first(group), route)
         result.errors.append(f"connection: {problem}")
-        print(f"[{call_id}] connection failed: {problem}", file=sys.stderr)
+        print(f"[{call.interaction_id}] connection failed: {problem}", file=err, flush=True)
+    except* CallRefused as group:
+        result.errors.append(f"refused: {_first(group)}")
+        print(f"[{call.interaction_id}] refused: {_first(group)}", file=err, flush=True)
     return result
 
 
-async def play(ws: aiohttp.ClientWebSocketResponse, audio: AudioFile, chunk_ms: int, speed: float) -> None:
-    """Send `audio` as a live call would, `chunk_ms` per message at `speed` (1 = real time,
-    0 = as fast as possible), then `end`; stops early if the worker closed the socket."""
-    loop = asyncio.get_running_loop()
-    step = max(audio.fmt.frame_bytes, audio.fmt.bytes_for(chunk_ms / 1000))
-    interval = chunk_ms / 1000 / speed if speed > 0 else 0.0
-    start = loop.time()
-    for n, i in enumerate(range(0, len(audio.data), step)):
-        if ws.closed:
-            return
-        await ws.send_bytes(audio.data[i : i + step])
-        if interval:
-            await asyncio.sleep(max(0.0, start + (n + 1) * interval - loop.time()))
-    if not ws.closed:
-        await ws.send_str(json.dumps({"type": "end"}))
+E = TypeVar("E", bound=Exception)
 
 
-def _show(event: dict[str, object], result: CallResult, out: TextIO, json_text: str | None) -> None:
-    """Count the event into `result` and print it: with `json_text` (--json), that text as the
-    worker sent it, not a re-serialized copy; without, as one readable line."""
-    kind = event.get("type")
-    if kind == "transcript":
-        latency = event.get("latency_ms")
-        if isinstance(latency, int):
-            result.latencies_ms.append(latency)
-        if event.get("is_final") and event.get("text"):
-            result.finals.append(str(event["text"]))
-    elif kind == "session_ended":
-        result.ended = event
-    elif kind == "error":
-        result.errors.append(f"{event.get('code')}: {event.get('message')}")
-    if json_text is not None:
-        print(json_text, file=out, flush=True)
-        return
-    call = result.interaction_id
-    if kind == "transcript":
-        mark = "final" if event.get("is_final") else "interim"
-        print(
-            f"[{call}] {mark:7} ch{event.get('channel')} {event.get('start'):>7}-{event.get('end'):<7} "
-            f"{event.get('text')}",
-            file=out,
-            flush=True,
-        )
-    elif kind in ("session_started", "session_ended", "error"):
-        details = {
-            k: v for k, v in event.items() if k not in ("type", "interaction_id", "tenant_id", "timestamp_ms")
-        }
-        print(f"[{call}] {kind} {json.dumps(details)}", file=out, flush=True)
+def _first(group: BaseExceptionGroup[E]) -> E:
+    """The first leaf of a task group's exceptions (the one that stopped the call)."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def _drain(leg: Leg) -> None:
+    async for _ in leg.received():
+        pass
+
+
+def _problem(exc: aiohttp.ClientError, route: RouteProtocol) -> str:
+    """What went wrong, and what to do about the answers a user's own mistake gets. A refused
+    handshake's str() quotes the URL, which may carry ?token=: say what happened, not where."""
+    if not isinstance(exc, aiohttp.ClientResponseError):
+        return str(exc)
+    events = exc.request_info.url.path.endswith("/events")
+    if events and exc.status in (401, 403):
+        hint = ": reading the call's events over SSE needs a key with watch scope (--watch-key, or --api-key)"
+    elif exc.status in (401, 403):
+        hint = f": the route needs {route.key_hint}"
+    elif exc.status == 404:
+        hint = f": no such endpoint; --url is {_WHERE.get(route.name, _WHERE[''])}"
+    else:
+        hint = ""
+    try:
+        phrase = HTTPStatus(exc.status).phrase
+    except ValueError:
+        phrase = "(an unknown status)"
+    return f"HTTP {exc.status} {phrase}{hint}"
+
+
+_WHERE: Final = {
+    "": "the worker's ws://HOST:PORT",
+    "ingest": "the worker's ws://HOST:PORT, or the ingest socket ws://HOST:PORT/v1/audio/INTERACTION_ID",
+    "deepgram": "dg-server's ws://HOST:PORT (3002 by default)",
+}
 
 
 def summary(results: list[CallResult]) -> str:
@@ -176,7 +230,12 @@ def summary(results: list[CallResult]) -> str:
     `finals` also counts the empty ones that tile silence and confirm a finalize."""
     ended = sum(1 for r in results if r.ended is not None)
     latencies = [ms for r in results for ms in r.latencies_ms]
-    latency = f"{statistics.median(latencies):.0f} ms" if latencies else "n/a (no transcripts)"
+    if latencies:
+        latency = f"{statistics.median(latencies):.0f} ms"
+    elif any(r.transcripts for r in results):
+        latency = "n/a (the route's messages carry none)"
+    else:
+        latency = "n/a (no transcripts)"
     finals = sum(len(r.finals) for r in results)
     errors = sum(len(r.errors) for r in results)
     return (

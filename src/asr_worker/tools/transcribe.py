@@ -7,10 +7,12 @@ file never fills the session's replay buffer or the engine's queue. The bound is
 most audio a provider holds before its next final (the local engine: an utterance of up to
 15 s, the lead-in before it and a held blip), or feeding and finals would wait on each other.
 
-Output: each final as a line `start-end text` on stdout. On a terminal, the interim of the
-utterance being heard is shown on a status line (stderr) that it keeps overwriting, with a
-progress bar; off a terminal, stdout gets only finals (a clean transcript) and stderr nothing
-but errors. `--json` prints every event as a JSON line instead.
+Output: each final as a line on stdout, as `stream` prints it (`final   ch0    1.24-2.80
+how can I help`). On a terminal, the interim of the utterance being heard is shown on a status
+line (stderr) that it keeps overwriting, with a progress bar; off a terminal, stdout gets only
+finals (a clean transcript) and stderr only what else happened to a call, one line each in the
+same form (an error, a move to the fallback provider). `--json` prints every event as a JSON
+line instead.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from typing import Final, TextIO
 from ..config import Settings, make_fallback, make_provider
 from ..core import failover, session_types
 from ..core.clock import SystemClock
-from ..core.events import CallError, CallEvent, SessionEnded, Transcript
+from ..core.events import CallError, CallEvent, SessionEnded, SessionStarted, Transcript
 from ..core.ids import DEFAULT_TENANT, CallKey
 from ..jsonwire import dumps_event_text
 from ..metrics import LiveTotals, WorkerMetrics
 from ..providers import BackgroundProvider, Provider
 from ..runtime.manager import CallLimits, SessionManager
+from . import printer
 from .audio_files import AudioFile
 
 LOOKAHEAD_S: Final = 30.0  # within ASR_MAX_RETAINED_S's default of 60 s
@@ -82,24 +85,25 @@ class Display:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
     def event(self, result: FileResult, event: CallEvent, many: bool) -> None:
+        """Finals on stdout, in `stream`'s lines (`tools/printer.py`: the file's name in front
+        when there are several), the utterance being heard on the status line, and what else
+        happens to the call (an error, a move to the fallback provider) on stderr; a file's
+        start and end are no news."""
         if self.as_json:
             self._print(dumps_event_text(event), self.out)
             return
-        prefix = f"{result.name}: " if many else ""
         if isinstance(event, Transcript):
-            channel = f"ch{event.channel} " if event.channel else ""
-            if event.is_final:
-                self._interim = ""
-                if event.text:
-                    self._clear()
-                    self._print(
-                        f"{prefix}{channel}{event.start:7.2f}-{event.end:<7.2f} {event.text}", self.out
-                    )
-            else:
+            if not event.is_final:
+                channel = f"ch{event.channel} " if event.channel else ""
                 self._interim = f"{channel}{event.text}"
-        elif isinstance(event, CallError):
+                return
+            self._interim = ""
+        elif isinstance(event, SessionStarted | SessionEnded):
+            return
+        line = printer.describe(event.wire(), call=result.name if many else "")
+        if line is not None:
             self._clear()
-            self._print(f"{prefix}error {event.code}: {event.message}", self.err)
+            self._print(line, self.out if isinstance(event, Transcript) else self.err)
 
     def progress(self, result: FileResult) -> None:
         if not self.live:

@@ -4,10 +4,16 @@ developer.exotel.com/docs/agentstream), parsed into the shared telephony message
 Exotel writes snake_case and sends every number as a string. `start.media_format` is
 `{"encoding": "audio/x-raw", "sample_rate": "8000"|"16000"|"24000", "bit_rate": "16"}`:
 16-bit little-endian mono PCM, base64, about 100 ms a message. One track: the call's audio.
+
+The builders at the end write the same messages as Exotel sends them, for the side that plays
+a call into the worker (`asr-worker stream --protocol exotel`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Mapping
 from typing import Final
 
 from ..core.audio import AudioFormat, Encoding
@@ -95,4 +101,73 @@ def _start(start: dict[str, object], body: dict[str, object]) -> Start:
         fmt=fmt,
         account_sid=optional_text(start, "account_sid"),
         custom_parameters=parameters(start, "custom_parameters", "start"),
+    )
+
+
+# --- building (the platform's side) ----------------------------------------------------------
+
+
+def connected_message() -> str:
+    return json.dumps({"event": "connected"})
+
+
+def start_message(
+    stream_sid: str,
+    call_sid: str,
+    account_sid: str,
+    sample_rate: int,
+    custom_parameters: Mapping[str, str],
+    *,
+    caller: str = "+910000000001",
+    called: str = "+910000000002",
+) -> str:
+    """`start`: the stream's ids, the numbers, the applet's custom parameters, and 16-bit
+    `audio/x-raw` at `sample_rate`, every number as a string."""
+    return json.dumps(
+        {
+            "event": "start",
+            "sequence_number": "1",
+            "stream_sid": stream_sid,
+            "start": {
+                "stream_sid": stream_sid,
+                "call_sid": call_sid,
+                "account_sid": account_sid,
+                "from": caller,
+                "to": called,
+                "custom_parameters": dict(custom_parameters),
+                "media_format": {
+                    "encoding": "audio/x-raw",
+                    "sample_rate": str(sample_rate),
+                    "bit_rate": "16",
+                },
+            },
+        }
+    )
+
+
+def media_message(
+    stream_sid: str, sequence_number: int, chunk: int, timestamp_ms: int, payload: bytes
+) -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequence_number": str(sequence_number),
+            "stream_sid": stream_sid,
+            "media": {
+                "chunk": str(chunk),
+                "timestamp": str(timestamp_ms),
+                "payload": base64.b64encode(payload).decode("ascii"),
+            },
+        }
+    )
+
+
+def stop_message(stream_sid: str, call_sid: str, account_sid: str, sequence_number: int) -> str:
+    return json.dumps(
+        {
+            "event": "stop",
+            "sequence_number": str(sequence_number),
+            "stream_sid": stream_sid,
+            "stop": {"call_sid": call_sid, "account_sid": account_sid, "reason": "callended"},
+        }
     )

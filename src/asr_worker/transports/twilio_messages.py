@@ -4,10 +4,16 @@ parsed into the shared telephony messages.
 Twilio writes camelCase, sends numbers inside `media` as strings, and always streams
 `audio/x-mulaw` at 8000 Hz, one channel per track, 20 ms a message. `tracks` in `start` is
 `["inbound"]`, `["outbound"]` or both; `media.track` says which one a message belongs to.
+
+The builders at the end write the same messages as Twilio sends them, for the side that plays
+a call into the worker (`asr-worker stream --protocol twilio`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ..core.audio import AudioFormat, Encoding
@@ -109,4 +115,69 @@ def _start(start: dict[str, object]) -> Start:
         tracks=tuple(str(t) for t in tracks_value),
         account_sid=optional_text(start, "accountSid"),
         custom_parameters=parameters(start, "customParameters", "start"),
+    )
+
+
+# --- building (the platform's side) ----------------------------------------------------------
+
+
+def connected_message() -> str:
+    return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+
+
+def start_message(
+    stream_sid: str,
+    call_sid: str,
+    account_sid: str,
+    tracks: Sequence[str],
+    custom_parameters: Mapping[str, str],
+    sequence_number: int = 1,
+) -> str:
+    """`start`: the stream's ids, its tracks, `audio/x-mulaw` at 8000 Hz (one channel per track),
+    and the `<Parameter>`s of its TwiML."""
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": str(sequence_number),
+            "start": {
+                "accountSid": account_sid,
+                "streamSid": stream_sid,
+                "callSid": call_sid,
+                "tracks": list(tracks),
+                "customParameters": dict(custom_parameters),
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            },
+            "streamSid": stream_sid,
+        }
+    )
+
+
+def media_message(
+    stream_sid: str, sequence_number: int, track: str, chunk: int, timestamp_ms: int, payload: bytes
+) -> str:
+    """One `media` message: a track's audio, its chunk number (from 1, per track) and the
+    milliseconds since the stream began, as strings."""
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(sequence_number),
+            "media": {
+                "track": track,
+                "chunk": str(chunk),
+                "timestamp": str(timestamp_ms),
+                "payload": base64.b64encode(payload).decode("ascii"),
+            },
+            "streamSid": stream_sid,
+        }
+    )
+
+
+def stop_message(stream_sid: str, call_sid: str, account_sid: str, sequence_number: int) -> str:
+    return json.dumps(
+        {
+            "event": "stop",
+            "sequenceNumber": str(sequence_number),
+            "stop": {"accountSid": account_sid, "callSid": call_sid},
+            "streamSid": stream_sid,
+        }
     )

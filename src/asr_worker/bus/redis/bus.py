@@ -100,15 +100,32 @@ class RedisStreamsBus:
         return self._link.up
 
     def status(self) -> dict[str, object]:
+        """From facts: unknown until the first attempt to reach Redis has ended; while Redis
+        is away, what happens to calls meanwhile."""
         link = self._link
+        outbox = self._writer.outbox
+        if link.up:
+            state, detail = "ok", f"connected to {link.where}"
+        elif not link.attempted:
+            state, detail = "unknown", f"connecting to {link.where}"
+        else:
+            state = "failing"
+            detail = (
+                f"{link.where} unreachable ({link.last_error}): calls in progress go on and their "
+                f"events wait here ({len(outbox)} of at most {outbox.max_events}, then interims and the "
+                "oldest are dropped); no call is taken from the bus, and /ready says bus_down, so "
+                "new calls go to other workers"
+            )
         status: dict[str, object] = {
             "adapter": self.name,
-            "ok": self.healthy(),
+            "state": state,
+            "ok": None if state == "unknown" else self.healthy(),
+            "detail": detail,
             "redis": link.where,
             "cluster": link.cluster,
             "consumer": self.consumer,
             "callsOwned": len(self._calls),
-            "eventsQueued": len(self._writer.outbox),
+            "eventsQueued": len(outbox),
             "eventsDropped": self.counters.events_dropped,
         }
         down_for = link.down_for_s

@@ -48,6 +48,7 @@ class RedisLink:
         self._down.set()
         self._down_since: float | None = time.monotonic()
         self.last_error = "not connected yet"
+        self.attempted = False  # a connection attempt has ended, either way: /health knows
         self.outages = 0
         self._rng = random.Random()
         self._warned_at: float | None = None  # the last "unreachable" warning of this outage
@@ -115,11 +116,13 @@ class RedisLink:
                 await self.scripts.load()
             except (*REDIS_ERRORS, ResponseError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.attempted = True
                 self._warn_still_down(first)
                 await asyncio.sleep(delay * (0.5 + self._rng.random() / 2))
                 delay = min(BACKOFF_MAX_S, delay * 2)
                 continue
             delay = BACKOFF_INITIAL_S
+            self.attempted = True
             down_for = time.monotonic() - (self._down_since or time.monotonic())
             self._down.clear()
             self._down_since = None

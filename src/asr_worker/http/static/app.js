@@ -257,7 +257,7 @@ async function pollHealth() {
   const fields = {
     status: h.draining ? `${h.status} (draining)` : h.status,
     provider: h.provider,
-    calls: `${h.activeBuffers} / ${h.maxSessions}`,
+    calls: `${h.activeCalls} / ${h.maxSessions}`,
     connections: h.activeConnections,
     sources: h.activeSources,
     buffered: `${Number(h.bufferedAudioSeconds || 0).toFixed(1)} s`,
