@@ -25,6 +25,7 @@ class ChunkReorder(Generic[T]):
     skipped: int = 0  # chunk numbers given up on
     late: int = 0  # messages that came after their turn (handed on at once)
     duplicates: int = 0  # a chunk number already waiting: the copy is dropped
+    held: int = 0  # messages that waited for an earlier one
     _expected: int | None = None
     _waiting: dict[int, T] = field(default_factory=dict)
 
@@ -42,6 +43,8 @@ class ChunkReorder(Generic[T]):
             return [item]
         self._waiting[chunk] = item
         out = self._release()
+        if not out:
+            self.held += 1
         while len(self._waiting) > self.depth:
             nearest = min(self._waiting)
             self.skipped += nearest - self._expected

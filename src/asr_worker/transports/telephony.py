@@ -260,8 +260,17 @@ class _MediaStream:
             waiting = self._reorder.get(media.track)
             if waiting is None:
                 waiting = self._reorder[media.track] = ChunkReorder(self._platform.reorder_frames)
+            before = (waiting.held, waiting.late, waiting.skipped, waiting.duplicates)
             for due in waiting.push(media.chunk, media):
                 self._take(due, channel)
+            after = (waiting.held, waiting.late, waiting.skipped, waiting.duplicates)
+            if after != before:
+                counter = self._host.metrics.telephony_reordered
+                for outcome, old, new in zip(
+                    ("held", "late", "skipped", "duplicate"), before, after, strict=True
+                ):
+                    if new > old:
+                        counter.labels(self._platform.name, outcome).inc(new - old)
             return False
         self._take(media, channel)
         return False

@@ -82,6 +82,10 @@ async def test_both_tracks_out_of_order_are_one_two_channel_call_in_order_ending
     assert [(d["digit"], d["channel"]) for d in watcher.of("dtmf")] == [("1", 0)]
     (stream,) = mock_provider.streams
     assert bytes(stream.received) == interleave(inbound, outbound)  # every frame in its place
+    held = worker.metrics.registry.get_sample_value(
+        "asr_telephony_frames_reordered_total", {"platform": "telnyx", "outcome": "held"}
+    )
+    assert held is not None and held > 0
     finals = [w for e in watcher.of("transcript") if e["is_final"] for w in str(e["text"]).split()]
     assert finals == expected_words(interleave(inbound, outbound), STEREO)
 
