@@ -25,7 +25,9 @@
   (`common.call_audio`), ended with `{"type": "end"}`; the lanes start spread over 5 s. On
   SIGUSR1 (or after `--seconds`) no lane starts another call; calls already live go on sending
   until the worker closes them (a worker that drains at SIGTERM) or their audio ends. Saves
-  each call's frame send times, final words, `session_ended` and errors to `--out`.
+  each call's frame send times, final words (and each final's provider, times and text),
+  `session_ended` and errors to `--out`. `--speech`: the calls say utterances of people and
+  of a synthetic voice instead (`bench/drill_speech.py`), for a real engine to hear.
 
 One ticker sends each call's frame every 20 ms; calls are spread over 10 slots so their
 frames do not all leave in the same instant. Send times are saved to `--out` (.npz).
@@ -57,6 +59,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from asr_worker.bus.redis.wire import call_tag
 
+from . import drill_speech
 from .common import FRAME_MS, QUERY, call_frame, frame_pool, proc_sample, speech_plan, stamped
 
 TENANT = "bench"
@@ -402,12 +405,14 @@ async def run(
 class ChurnCall:
     """One call of the churn: its audio, when each frame left, and what came back."""
 
-    def __init__(self, index: int, frames: int) -> None:
-        self.index, self.frames = index, frames
+    def __init__(self, index: int, frames: int, speech: bool = False) -> None:
+        self.index, self.frames, self.speech = index, frames, speech
         self.sent_at = np.full(frames, np.nan)
         self.sent = 0
         self.words: list[str] = []
         self.finals: list[tuple[float, float]] = []  # (end in call seconds, arrival, monotonic)
+        # (provider, start, end, text, [(word's middle in call seconds, word)])
+        self.final_texts: list[tuple[str, float, float, str, list[tuple[float, str]]]] = []
         self.ended: dict[str, object] | None = None
         self.ended_at = float("nan")  # when session_ended arrived (monotonic)
         self.errors: dict[str, int] = {}
@@ -436,7 +441,10 @@ class ChurnCall:
                         break  # the worker ended the call (it is draining)
                     self.sent_at[n] = time.monotonic()
                     try:
-                        await ws.send(call_frame(pool, plan, self.index, n))
+                        if self.speech:
+                            await ws.send(drill_speech.frame(self.index, self.frames, n))
+                        else:
+                            await ws.send(call_frame(pool, plan, self.index, n))
                     except ConnectionClosed:
                         self.sent_at[n] = np.nan
                         break
@@ -462,6 +470,18 @@ class ChurnCall:
                 if kind == "transcript" and event.get("is_final"):
                     self.words.extend(str(event.get("text", "")).split())
                     self.finals.append((float(event["end"]), time.monotonic()))
+                    self.final_texts.append(
+                        (
+                            str(event.get("provider")),
+                            float(event["start"]),
+                            float(event["end"]),
+                            str(event.get("text", "")),
+                            [
+                                ((float(w["start"]) + float(w["end"])) / 2, str(w["word"]))
+                                for w in event.get("words", ())
+                            ],
+                        )
+                    )
                     if self.changed is not None and np.isnan(self.fallback_final_at):
                         self.fallback_final_at = self.finals[-1][1]
                 elif kind == "session_started":
@@ -482,6 +502,7 @@ class ChurnCall:
             "sent": self.sent,
             "words": self.words,
             "finals": self.finals,
+            "final_texts": self.final_texts,
             "ended": self.ended,
             "ended_at": self.ended_at,
             "errors": self.errors,
@@ -495,8 +516,11 @@ class ChurnCall:
         }
 
 
-async def churn(url: str, lanes: int, call_s: tuple[float, float], max_s: float, out: str) -> None:
-    """`lanes` calls live at a time, each replaced when it ends, until SIGUSR1 or `max_s`."""
+async def churn(
+    url: str, lanes: int, call_s: tuple[float, float], max_s: float, out: str, speech: bool = False
+) -> None:
+    """`lanes` calls live at a time, each replaced when it ends, until SIGUSR1 or `max_s`;
+    `speech`: each call says utterances of people and a voice (`drill_speech`), not noise."""
     pool = frame_pool()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -511,7 +535,9 @@ async def churn(url: str, lanes: int, call_s: tuple[float, float], max_s: float,
         while not stop.is_set():
             index = next(numbers)
             seconds = random.Random(index).uniform(*call_s)
-            call = ChurnCall(index, round(seconds * 1000 / FRAME_MS))
+            call = ChurnCall(index, round(seconds * 1000 / FRAME_MS), speech)
+            if speech:  # made before the call starts, so no frame waits for it
+                await asyncio.to_thread(drill_speech.script, index, call.frames)
             calls.append(call)
             await call.run(url, pool)
             if call.refused and not stop.is_set():
@@ -544,6 +570,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--call-seconds", default="20-60", help="churn: each call's length, LO-HI seconds")
+    parser.add_argument(
+        "--speech", action="store_true", help="churn: calls of speech (drill_speech), not noise"
+    )
     parser.add_argument("--entry-ms", type=int, default=FRAME_MS, help="redis: audio per entry (ms)")
     parser.add_argument("--cluster", action="store_true", help="redis: --url names a node of a Redis Cluster")
     parser.add_argument("--out", required=True)
@@ -554,7 +583,7 @@ def main() -> None:
     if args.mode == "churn":
         lo, _, hi = args.call_seconds.partition("-")
         call_s = (float(lo), float(hi or lo))
-        main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out)
+        main_coro = churn(args.url.rstrip("/"), args.calls, call_s, args.seconds, args.out, args.speech)
     else:
         main_coro = run(
             args.mode,

@@ -15,11 +15,23 @@ worker gets SIGTERM while calls are live: it must finalize them all (`session_en
 
 The outage phase: at `--outage-at` (a share of the run) the sink goes down for `--outage-s`
 seconds (every live connection dropped without a close frame, every handshake refused 503),
-and the worker runs with a fallback provider (`ASR_FALLBACK_PROVIDER=mock`, the sink's own
-engine, so the words a call must come out as stay exact): every live call must move there
-with no word lost or repeated, and the table shows how long agents saw no transcript, the gap
-from the outage to each moved call's first final from the fallback (p50 / p99 / max). New
-calls during the outage start on the fallback; after it they return to Deepgram.
+and the worker runs with a fallback provider. By default it is the real local engine
+(`--fallback local`), sized by what it measures it can carry (ASR_FALLBACK_MAX_CALLS unset):
+the calls then say real speech (`bench/drill_speech.py`), as many live calls as the engine
+takes move there, and the rest get `fallback_full` once and stay on their primary, retrying,
+until it is back. A moved call must lose no word: its primary's finals must be exactly the
+mock engine's words up to where they end, and every utterance after that must come back from
+the local engine, scored against what it says (WER and utterances lost); its finals must keep
+their latency (the local engine's finals p99, from the end of the voice of an utterance
+spoken after the call moved: what was said before the move waited for the outage, not for the
+engine). A call told `fallback_full` that ends before its primary is back cannot have its last
+words heard by anyone (the finalize wait gives up): such calls are counted apart, with the words
+and frames nobody heard, not as the worker's losses. With
+`--fallback mock` the fallback is the sink's own engine with room for every call, and every
+live call must move with every word once. The table shows how long agents saw no transcript,
+the gap from the outage to each moved call's first final from the fallback (p50 / p99 / max).
+New calls during the outage start on the fallback while it has room; after it they return to
+Deepgram.
 
 What is counted, and how:
 
@@ -64,10 +76,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tests.support.human_speech import word_errors
 
 from asr_worker.core.audio import AudioFormat
-from asr_worker.providers.mock import expected_words
+from asr_worker.providers.mock import MockOptions, expected_words
 
+from . import drill_speech
 from .common import FRAME_MS, call_audio, frame_pool
 from .deepgram import Sampler, deepgram_worker_env, free_port, process, wait_http
 from .dg_sink import engine_options
@@ -137,6 +151,17 @@ class Drill:
     outage_gap_ms: list[float] = field(default_factory=list)  # outage -> first fallback final
     outage_move_ms: list[float] = field(default_factory=list)  # outage -> provider_changed
     exact_calls: set[int] = field(default_factory=set)  # indexes of the calls with every word once
+    fallback: str = "mock"
+    speech: bool = False  # the calls said speech (drill_speech), not noise
+    live_full: int = 0  # live at the outage, told fallback_full (stayed on their primary)
+    local_words: int = 0  # words said while a call was on the local fallback...
+    local_errors: int = 0  # ...and the errors in what it gave them
+    local_utterances: int = 0
+    local_lost: int = 0  # utterances on the local fallback that no final gave a word of
+    local_final_ms: list[float] = field(default_factory=list)  # end of voice -> local final
+    waited_out: int = 0  # calls that ended during the outage waiting for their primary (fallback full)
+    waited_words_lost: int = 0  # ...the words nobody could hear
+    waited_frames: int = 0
 
     @property
     def rss_growth_percent(self) -> float:
@@ -153,7 +178,18 @@ class Drill:
             and self.live_at_sigterm > 0
             and self.drained_exact == self.live_at_sigterm,
         }
-        if self.outage_s:
+        if self.outage_s and self.fallback == "local":
+            goals["outage: live calls moved up to the engine's measure, the rest told fallback_full"] = (
+                self.live_moved > 0 and self.live_moved + self.live_full == self.live_at_outage
+            )
+            goals["outage: moved calls lost no word (primary's exact; no utterance lost on the engine)"] = (
+                self.moved_exact == self.calls_moved and self.local_lost == 0
+            )
+            goals["outage: the engine's finals kept their latency (p99 <= 1.5 s)"] = (
+                bool(np.isnan(self.local_final_ms[1]))
+                or self.local_final_ms[1] <= 1500  # nan: none said after a move
+            )
+        elif self.outage_s:
             goals["outage: every live call moved to the fallback, every word once"] = (
                 self.live_at_outage > 0
                 and self.live_moved == self.live_at_outage
@@ -176,7 +212,14 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> Drill:
-    drill = Drill(args.calls, args.minutes, args.faults, load_before=os.getloadavg())
+    drill = Drill(
+        args.calls,
+        args.minutes,
+        args.faults,
+        load_before=os.getloadavg(),
+        fallback=args.fallback if args.outage_s > 0 else "mock",
+        speech=_speech(args),
+    )
     py = sys.executable
     run_s = args.minutes * 60
     drive_out, sink_out, worker_log = tmp / "drive.npz", tmp / "sink.npz", tmp / "worker.log"
@@ -224,6 +267,7 @@ def run(args: argparse.Namespace, tmp: Path) -> Drill:
                 *(py, "-m", "bench.drive", "--mode", "churn", "--url", f"ws://127.0.0.1:{port}"),
                 *("--calls", str(args.calls), "--seconds", str(run_s + 600)),
                 *("--call-seconds", args.call_seconds, "--out", str(drive_out)),
+                *(["--speech"] if _speech(args) else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -268,10 +312,17 @@ def run(args: argparse.Namespace, tmp: Path) -> Drill:
     return drill
 
 
+def _speech(args: argparse.Namespace) -> bool:
+    return bool(args.outage_s > 0 and args.fallback == "local")
+
+
 def _fallback_env(args: argparse.Namespace) -> dict[str, str]:
-    """With an outage phase: the sink's engine as the fallback, room for every call."""
+    """With an outage phase: the local engine as the fallback, as many calls as it measures it
+    can carry; or the sink's engine, room for every call."""
     if args.outage_s <= 0:
         return {}
+    if args.fallback == "local":
+        return {"ASR_FALLBACK_PROVIDER": "local"}
     options = engine_options()
     return {
         "ASR_FALLBACK_PROVIDER": "mock",
@@ -289,11 +340,15 @@ def _outage(drill: Drill, calls: list[dict[str, object]], t_outage: float) -> No
     for call in calls:
         started, ended_at = float(str(call["started"])), float(str(call["ended_at"]))
         live = started < t_outage and not ended_at < t_outage  # nan (never ended) counts as live
-        if str(call["started_on"]) == "mock":
+        if str(call["started_on"]) == drill.fallback:
             drill.calls_on_fallback += 1
         elif live:
             drill.live_at_outage += 1
             drill.live_moved += call["changed"] is not None
+            errors = call["errors"]
+            drill.live_full += (
+                call["changed"] is None and isinstance(errors, dict) and "fallback_full" in errors
+            )
         if call["changed"] is None:
             continue
         drill.calls_moved += 1
@@ -303,6 +358,52 @@ def _outage(drill: Drill, calls: list[dict[str, object]], t_outage: float) -> No
             moves.append((float(str(call["changed_at"])) - t_outage) * 1000)
     drill.outage_gap_ms = _percentiles(np.array([g for g in gaps if not np.isnan(g)]))
     drill.outage_move_ms = _percentiles(np.array([m for m in moves if not np.isnan(m)]))
+
+
+def _engine_call(
+    drill: Drill, call: dict[str, object], audio: bytes, options: MockOptions, sent_at: np.ndarray, base: int
+) -> tuple[list[str], int, int]:
+    """A call that the local engine carried a part of: the primary's finals must be the mock's
+    words exactly up to where they end; every utterance after that is scored against the words
+    the local engine's finals gave it (each word to the utterance its time falls nearest), and
+    its latency, for an utterance spoken after the call moved, is from the end of its voice."""
+    texts = call["final_texts"]
+    assert isinstance(texts, list)
+    primary = [f for f in texts if str(f[0]) != drill.fallback]
+    switch_s = max((float(f[2]) for f in primary), default=0.0)
+    expected = expected_words(audio[: PCM8K.bytes_for(switch_s)], PCM8K, options)
+    lost, repeated = _word_diff(expected, [w for f in primary for w in str(f[3]).split()])
+    _audio, said = drill_speech.script(int(str(call["index"])), int(str(call["frames"])))
+    taken_s = PCM8K.seconds(len(audio))
+    after = [u for u in said if u.start_s >= switch_s and u.end_s + 1.0 <= taken_s]
+    heard: dict[int, list[str]] = {i: [] for i in range(len(after))}
+    arrived: dict[int, float] = {}
+    final_times = call["finals"]
+    assert isinstance(final_times, list)
+    arrivals = {round(float(e), 3): float(a) for e, a in final_times}
+    for f in texts:
+        if str(f[0]) != drill.fallback or not after:
+            continue
+        for middle, word in f[4]:
+            nearest = min(
+                range(len(after)),
+                key=lambda i: max(0.0, after[i].start_s - middle, middle - after[i].end_s),
+            )
+            heard[nearest].append(str(word))
+            arrived.setdefault(nearest, arrivals.get(round(float(f[2]), 3), float("nan")))
+    moved_at = float(str(call["changed_at"])) if call["changed"] is not None else 0.0
+    frames = len(audio) // PCM8K.bytes_for(FRAME_MS / 1000)
+    for i, utterance in enumerate(after):
+        errors, words = word_errors(utterance.text, " ".join(heard[i]))
+        drill.local_utterances += 1
+        drill.local_words += words
+        drill.local_errors += errors
+        drill.local_lost += not heard[i]
+        frame = min(frames, int(np.ceil(utterance.end_s * FRAMES_PER_S))) - 1
+        spoke_at = float(sent_at[base + frame]) if frame >= 0 else float("nan")
+        if i in arrived and not np.isnan(spoke_at) and spoke_at >= moved_at:  # said on the engine
+            drill.local_final_ms.append((arrived[i] - spoke_at) * 1000)
+    return expected, lost, repeated
 
 
 def _kill(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
@@ -362,15 +463,38 @@ def _analyse(drill: Drill, drive: np.lib.npyio.NpzFile, sink: np.lib.npyio.NpzFi
         drill.frames_taken += taken
         drill.reconnects += int(ended["reconnects"]) if ended else 0
         heard_by_sink = taken  # the fallback hears the rest of a moved call, and all of one begun there
-        if call["started_on"] == "mock":
+        if call["started_on"] == drill.fallback:
             heard_by_sink = 0
         elif call["changed"] is not None:
             heard_by_sink = min(taken, round(float(call["changed"]["at"]) * FRAMES_PER_S))
+        # Ended while its primary was down and the fallback full: nobody could hear what its
+        # finals had not covered (counted apart: the price of a fallback that is full).
+        errors = call["errors"]
+        waited = call["changed"] is None and "fallback_full" in errors and "finalize_timeout" in errors
+        if waited:
+            covered = round(float(call["finals"][-1][0]) * FRAMES_PER_S) if call["finals"] else 0
+            heard_by_sink = min(heard_by_sink, covered)
         taken_keys.append((call["index"] & 0xFFFF) * key_span + np.arange(heard_by_sink))
-        expected = expected_words(call_audio(pool, call["index"], taken), PCM8K, options)
-        lost, repeated = _word_diff(expected, call["words"])
+        speech = drill.speech
+        audio = (
+            drill_speech.call_audio(call["index"], call["frames"], taken)
+            if speech
+            else call_audio(pool, call["index"], taken)
+        )
+        on_engine = speech and (call["changed"] is not None or call["started_on"] == drill.fallback)
+        if on_engine:
+            base = int(offsets[call["index"]])
+            expected, lost, repeated = _engine_call(drill, call, audio, options, sent_at, base)
+        else:
+            expected = expected_words(audio, PCM8K, options)
+            lost, repeated = _word_diff(expected, call["words"])
         drill.words_expected += len(expected)
-        drill.words_lost += lost
+        if waited:
+            drill.waited_out += 1
+            drill.waited_words_lost += lost
+            drill.waited_frames += taken - heard_by_sink
+        else:
+            drill.words_lost += lost
         drill.words_repeated += repeated
         exact = lost == 0 and repeated == 0 and ended is not None
         drill.calls_exact += exact
@@ -404,6 +528,7 @@ def _analyse(drill: Drill, drive: np.lib.npyio.NpzFile, sink: np.lib.npyio.NpzFi
     forward = forward[~np.isnan(forward)]
     drill.forward_ms = _percentiles(forward)
     drill.transcript_ms = _percentiles(np.array(transcript_ms))
+    drill.local_final_ms = _percentiles(np.array(drill.local_final_ms))
 
 
 def _clock(seconds: float) -> str:
@@ -510,6 +635,25 @@ def _outage_rows(drill: Drill, ms: Callable[[list[float]], str]) -> list[tuple[s
         ("outage: calls started on the fallback", str(drill.calls_on_fallback)),
         ("outage -> provider_changed p50 / p99 / max (live calls)", ms(drill.outage_move_ms)),
         ("outage -> first fallback final p50 / p99 / max (live calls)", ms(drill.outage_gap_ms)),
+        *_engine_rows(drill, ms),
+    ]
+
+
+def _engine_rows(drill: Drill, ms: Callable[[list[float]], str]) -> list[tuple[str, str]]:
+    if drill.fallback != "local":
+        return []
+    wer = drill.local_errors / drill.local_words if drill.local_words else float("nan")
+    return [
+        ("outage: live calls told fallback_full (stayed on their primary)", str(drill.live_full)),
+        (
+            "outage: calls that ended waiting for their primary / words unheard / frames",
+            f"{drill.waited_out} / {drill.waited_words_lost} / {drill.waited_frames}",
+        ),
+        (
+            "local engine: utterances / lost / WER",
+            f"{drill.local_utterances} / {drill.local_lost} / {wer:.1%}",
+        ),
+        ("local engine: end of voice -> final p50 / p99 / max", ms(drill.local_final_ms)),
     ]
 
 
@@ -528,6 +672,13 @@ def main() -> None:
         "--outage-s",
         type=float,
         help="how long it lasts (default: a quarter of the run, at most 30 s; 0: none)",
+    )
+    parser.add_argument(
+        "--fallback",
+        choices=("local", "mock"),
+        default="local",
+        help="the outage's fallback: the real local engine (its measured capacity; calls say speech) "
+        "or the sink's mock engine (room for every call)",
     )
     parser.add_argument("--rss-every-s", type=float, default=30.0, help="RSS over time: one figure per")
     parser.add_argument("--worker-env", action="append", default=[], metavar="K=V")

@@ -2,15 +2,18 @@
 
 1. Decode speed: real-time factor of the engine alone (one utterance at a time, and four in one
    batch), and of the whole pipeline (`transcribe`-style, a call fed as fast as it goes).
-2. Capacity: a real worker (`asr-worker serve`, default settings, as its own process) takes N
-   concurrent real-time calls over the ingest WebSocket, for N rising; each call plays espeak-ng
-   telephone audio (8 kHz mu-law) at 1x in 20 ms frames: four sentences, call i starting at
-   sentence i of ten, its start delayed by up to 5 s (independent calls do not all stop talking
-   at the same instant; the same audio started together would be a worst-case burst). For each
-   N: end-of-speech-to-final latency p50/p95/max (from the client sending the last sound of a
-   sentence to receiving the final that covers it), word error rate, interims per utterance,
-   and the engine's own mean decode RTF. N is sustained while p95 <= 1.5 s, no final is
-   missing and WER stays within 10%; the ramp stops after the first N that is not.
+2. Capacity: a real worker (`asr-worker serve`, default settings but admission off, as its own
+   process) takes N concurrent real-time contact-centre calls over the ingest WebSocket, for N
+   rising: two legs of 8 kHz mu-law taking turns, utterances of people and of Piper's natural
+   voice (`bench/conversations.py`), 20 ms frames at 1x, starts spread over 5 s. For each N:
+   calls per core, end-of-speech-to-final latency p50/p95/max, finals missing, WER on the
+   people and on the synthetic voice, the share of utterances of 2 s or more that got an
+   interim before their final, the decode CPU per second of audio (finals, and all decodes),
+   the worker's CPU per call-second, its RSS per call, and what the engine itself measures it
+   can carry. N is sustained while p95 <= 1.5 s, no final is missing, every call ends cleanly
+   and 75% of long utterances get an interim; the ramp stops after the first N that is not.
+   `--parts burst`: twice the calls the engine says it carries, offered within 2 s with
+   admission on: how many it admits, what the rest are told, and the admitted calls' latency.
 
 3. Accuracy on recordings of people (`bench/local_accuracy.py`): streaming finals' word error
    rate at 8 kHz mu-law, 8 kHz linear16 and 16 kHz against faster-whisper on the whole file;
@@ -21,15 +24,16 @@
    from the end of its voice, with the engine's thresholds and with Silero's usual ones.
 
 Prints tables. By default accuracy (about 7 minutes on 2 cores, of which the real-time calls
-take some 80 s a path) and speed; `--parts capacity` runs the ramp (about 4 minutes). Needs
-espeak-ng (Debian) for speed and capacity, pip (and apt-get, where there is one) for the
-recordings.
+take some 80 s a path) and speed; `--parts capacity` runs the ramp (about a minute a step).
+`ASR_LOCAL_ENGINE=whisper` measures Whisper. Needs espeak-ng (Debian) for speed, the test
+install (Piper) and pip (and apt-get, where there is one) for the recordings.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -41,22 +45,26 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from tests.support.speech import SENTENCES, CallAudio, Speech, word_error_rate
+from tests.support.speech import SENTENCES, Speech
 
-from asr_worker.config import Settings
+from asr_worker.config import Settings, load_settings
 from asr_worker.core.audio import Encoding
-from asr_worker.engine.model import resolve_model
+from asr_worker.engine.capacity import CapacityModel
+from asr_worker.engine.decoding import DecoderSettings
+from asr_worker.engine.engines import engine_for
+from asr_worker.engine.model import ModelChoice
 from asr_worker.engine.resample import SAMPLE_RATE
-from asr_worker.engine.whisper import WhisperDecoder, WhisperOptions
 from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
 from asr_worker.tools.transcribe import transcribe_files
 
+from .common import proc_sample
+from .conversations import LONG_S, Utterance, conversation, judge, play_call, pools
 from .local_accuracy import accuracy
-from .local_calls import PATHS, call_latencies, ingest_call, parse_paths, running
+from .local_calls import PATHS, parse_paths, running
 
 LATENCY_GOAL_S = 1.5
-WER_GOAL = 0.10
+INTERIM_GOAL = 0.75
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -75,12 +83,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def decode_speed(speech: Speech, settings: Settings) -> str:
-    engine = settings.of(local.SETTINGS)
-    num_workers = engine.num_workers or max(1, os.cpu_count() or 1)
-    options = WhisperOptions(
-        resolve_model(engine.model), engine.compute_type, engine.cpu_threads, num_workers, engine.language
+    options = settings.of(local.SETTINGS)
+    num_workers = options.num_workers or max(1, os.cpu_count() or 1)
+    engine = engine_for(options.engine, options.language, options.model != ModelChoice())
+    loading = DecoderSettings(
+        options.model, options.compute_type, options.cpu_threads, num_workers, options.language
     )
-    decoder = WhisperDecoder.load(options)
+    decoder = engine.load(loading)
     clips = []
     for text in SENTENCES[:8]:
         call = speech.call([text], SAMPLE_RATE, lead_s=0.2, tail_s=0.3)
@@ -116,8 +125,8 @@ def decode_speed(speech: Speech, settings: Settings) -> str:
         ]
     )
     header = (
-        f"model {options.model.rsplit('/', 1)[-1]}, {options.compute_type}, "
-        f"{options.cpu_threads} thread(s) per decode, {options.num_workers} decoder(s)"
+        f"engine {engine.name} ({engine.describe(loading)}), {options.cpu_threads} thread(s) per "
+        f"decode, {num_workers} decoder(s)"
     )
     return header + "\n" + table(["what", "audio s", "wall s", "RTF"], rows)
 
@@ -137,63 +146,117 @@ async def scrape(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
     }
 
 
+async def gauge(http: aiohttp.ClientSession, port: int, name: str) -> float:
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
 def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
     return after.get(name, 0.0) - before.get(name, 0.0)
 
 
-def rotated(speech: Speech, i: int, sentences: int) -> CallAudio:
-    texts = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(sentences)]
-    return speech.call(texts, 8000, Encoding.MULAW, gap_s=1.0)
+def _pid_on(port: int) -> int | None:
+    """The pid of the process listening on this loopback port (the worker under test)."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inode = cols[9]
+    if inode is None:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return int(pid)
+    return None
 
 
-async def capacity(speech: Speech, steps: list[int], sentences: int, stagger_s: float) -> str:
-    calls = [rotated(speech, i, sentences) for i in range(len(SENTENCES))]
+async def capacity(steps: list[int], turns: int, stagger_s: float, engine: str) -> str:
+    pool = pools()
+    calls = [conversation(i, turns, pool) for i in range(max(steps))]
     rows = []
     best = 0
+    env = {"ASR_MAX_SESSIONS": "1000", "ASR_LOCAL_ENGINE": engine, "ASR_LOCAL_CAPACITY": "1000"}
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
-        running("serve", env={"ASR_MAX_SESSIONS": "1000"}) as port,
+        running("serve", env=env) as port,
     ):
+        pid = _pid_on(port)
+        idle_rss = proc_sample(pid, time.monotonic()).rss_bytes if pid else 0
         rng = random.Random(4)
         for n in steps:
             before = await scrape(http, port)
+            cpu_before = proc_sample(pid, time.monotonic()) if pid else None
             load_before = os.getloadavg()[0]
+            peak_rss = 0
+
+            async def watch_rss() -> None:
+                nonlocal peak_rss
+                while pid:
+                    peak_rss = max(peak_rss, proc_sample(pid, time.monotonic()).rss_bytes)
+                    await asyncio.sleep(1.0)
+
             async with asyncio.TaskGroup() as tg:
+                watcher = tg.create_task(watch_rss())
                 tasks = [
                     tg.create_task(
-                        ingest_call(
-                            http, port, f"bench-{n}-{i}", calls[i % len(calls)], rng.uniform(0, stagger_s)
-                        )
+                        play_call(http, port, f"bench-{n}-{i}", calls[i], rng.uniform(0, stagger_s))
                     )
                     for i in range(n)
                 ]
-            runs = [t.result() for t in tasks]
+                await asyncio.wait(tasks)
+                watcher.cancel()
+            cpu_after = proc_sample(pid, time.monotonic()) if pid else None
             after = await scrape(http, port)
-            played = [calls[i % len(calls)] for i in range(n)]
-            latencies, missing = call_latencies(played, runs)
-            wers = [word_error_rate(c.text, r.text) for c, r in zip(played, runs, strict=True)]
+            cost = await gauge(http, port, "asr_local_decode_cost")  # admission is off here: the figure
+            measure = CapacityModel(os.cpu_count() or 1, cost_s=cost).channels or 0  # it would admit
+            heard = [t.result() for t in tasks]
+            utterances = [u for i in range(n) for u in judge(calls[i], heard[i])]
+            latencies = [u.latency_s for u in utterances if u.latency_s is not None]
+            missing = sum(u.latency_s is None for u in utterances)
+            long = [u for u in utterances if u.turn.end_s - u.turn.start_s >= LONG_S]
+            interim_share = sum(u.interim for u in long) / len(long) if long else 1.0
             p95 = percentile(latencies, 95)
-            wer = statistics.mean(wers)
-            ok = p95 <= LATENCY_GOAL_S and missing == 0 and wer <= WER_GOAL and all(r.ended for r in runs)
-            decodes = delta(after, before, "asr_local_decode_rtf_count")
-            mean_rtf = delta(after, before, "asr_local_decode_rtf_sum") / decodes if decodes else float("nan")
-            final = '{kind="final"}'
-            final_batches = delta(after, before, f"asr_local_decode_seconds_count{final}")
-            final_s = delta(after, before, f"asr_local_decode_seconds_sum{final}") / max(1.0, final_batches)
-            per_batch = delta(after, before, f"asr_local_decoded_utterances_total{final}") / max(
-                1.0, final_batches
+            ok = (
+                p95 <= LATENCY_GOAL_S
+                and missing == 0
+                and interim_share >= INTERIM_GOAL
+                and all(h.ended and not h.errors for h in heard)
             )
+            final = '{kind="final"}'
+            audio_final = delta(after, before, f"asr_local_decoded_audio_seconds_total{final}")
+            cpu_final = delta(after, before, f"asr_local_decode_cpu_seconds_total{final}")
+            audio_all = sum(
+                delta(after, before, f'asr_local_decoded_audio_seconds_total{{kind="{k}"}}')
+                for k in ("final", "interim")
+            )
+            cpu_all = sum(
+                delta(after, before, f'asr_local_decode_cpu_seconds_total{{kind="{k}"}}')
+                for k in ("final", "interim")
+            )
+            call_s = sum(c.seconds for c in calls[:n])
+            worker_cpu = (cpu_after.cpu_s - cpu_before.cpu_s) if cpu_after and cpu_before else float("nan")
             rows.append(
                 [
                     str(n),
+                    f"{n / (os.cpu_count() or 1):.1f}",
                     f"{percentile(latencies, 50):.2f}",
                     f"{p95:.2f}",
                     f"{max(latencies, default=float('nan')):.2f}",
                     str(missing),
-                    f"{wer:.3f}",
-                    f"{sum(r.interims for r in runs) / (n * sentences):.1f}",
-                    f"{mean_rtf:.3f}",
-                    f"{final_s:.2f} / {per_batch:.1f}",
+                    wer_of(utterances, "people"),
+                    wer_of(utterances, "synthetic"),
+                    f"{interim_share:.0%}",
+                    f"{cpu_final / audio_final:.3f}" if audio_final else "-",
+                    f"{cpu_all / audio_all:.3f}" if audio_all else "-",
+                    f"{worker_cpu / call_s * 1000:.0f}",
+                    f"{(peak_rss - idle_rss) / n / 2**20:.1f}",
+                    f"{measure / 2:.0f}",
                     f"{max(load_before, os.getloadavg()[0]):.1f}",
                     "yes" if ok else "NO",
                 ]
@@ -202,26 +265,110 @@ async def capacity(speech: Speech, steps: list[int], sentences: int, stagger_s: 
             if not ok:
                 break
             best = n
-    call_s = statistics.mean(c.fmt.seconds(len(c.data)) for c in calls)
+    mean_s = statistics.mean(c.seconds for c in calls)
+    people = sum(t.source == "people" for c in calls for t in c.turns)
+    every = sum(len(c.turns) for c in calls)
     return (
-        f"{sentences} sentences per call, {call_s:.1f} s of 8 kHz mu-law audio on average, real time, "
-        f"20 ms frames, starts staggered over {stagger_s:g} s\n"
+        f"engine {engine}; each call two legs of 8 kHz mu-law taking {turns} turns ({mean_s:.0f} s), "
+        f"{people} of {every} utterances by people, real time, 20 ms frames, starts staggered over "
+        f"{stagger_s:g} s; worker RSS idle {idle_rss / 2**20:.0f} MiB\n"
         + table(HEADERS, rows)
-        + f"\n\nconcurrent real-time calls sustained (p95 <= {LATENCY_GOAL_S} s, none missing, "
-        f"WER <= {WER_GOAL:.0%}): {best}"
+        + f"\n\ntwo-leg calls sustained (finals p95 <= {LATENCY_GOAL_S} s, none missing, an interim for "
+        f">= {INTERIM_GOAL:.0%} of utterances of {LONG_S:g} s or more): {best} "
+        f"({best / (os.cpu_count() or 1):.1f} per core)"
     )
+
+
+async def burst(calls_asked: int, turns: int, stagger_s: float) -> str:
+    """A burst past capacity, with admission on (the engine's own measure): `calls_asked` calls
+    (0: twice what the engine says it carries) start within `stagger_s`. The admitted ones must
+    keep their latency; the rest are refused with engine_full."""
+    pool = pools()
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+        running("serve", env={"ASR_MAX_SESSIONS": "1000"}) as port,
+    ):
+        measure = await gauge(http, port, "asr_local_capacity_channels")
+        cost = await gauge(http, port, "asr_local_decode_cost")
+        n = calls_asked or 2 * int(measure // 2)
+        calls = [conversation(i, turns, pool) for i in range(n)]
+        rng = random.Random(5)
+        ready_during: list[str] = []
+
+        async def look_at_ready() -> None:
+            await asyncio.sleep(stagger_s + 5.0)
+            async with http.get(f"http://127.0.0.1:{port}/ready") as response:
+                ready_during.append(f"{response.status} {(await response.json())['reason']}")
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(look_at_ready())
+            tasks = [
+                tg.create_task(play_call(http, port, f"burst-{i}", calls[i], rng.uniform(0, stagger_s)))
+                for i in range(n)
+            ]
+        heard = [t.result() for t in tasks]
+    admitted = [i for i, h in enumerate(heard) if not h.errors]
+    refused = [h.errors for h in heard if h.errors]
+    utterances = [u for i in admitted for u in judge(calls[i], heard[i])]
+    latencies = [u.latency_s for u in utterances if u.latency_s is not None]
+    long = [u for u in utterances if u.turn.end_s - u.turn.start_s >= LONG_S]
+    rows = [
+        [
+            f"{cost:.4f}",
+            f"{measure:.0f} ({measure / 2:.0f} calls)",
+            str(n),
+            str(len(admitted)),
+            f"{len(refused)} ({', '.join(sorted({e for r in refused for e in r}))})",
+            ready_during[0] if ready_during else "-",
+            f"{percentile(latencies, 50):.2f}",
+            f"{percentile(latencies, 95):.2f}",
+            f"{max(latencies, default=float('nan')):.2f}",
+            str(sum(u.latency_s is None for u in utterances)),
+            f"{sum(u.interim for u in long) / len(long):.0%}" if long else "-",
+            f"{os.getloadavg()[0]:.1f}",
+        ]
+    ]
+    headers = [
+        "decode cost",
+        "measured channels",
+        "calls offered",
+        "admitted",
+        "refused",
+        "/ready during",
+        "admitted final p50 s",
+        "p95 s",
+        "max s",
+        "missing",
+        "long utt. with interim",
+        "load",
+    ]
+    return (
+        f"{n} two-leg calls offered within {stagger_s:g} s to a worker measuring its own capacity\n"
+        + table(headers, rows)
+    )
+
+
+def wer_of(utterances: list[Utterance], source: str) -> str:
+    mine = [u for u in utterances if u.turn.source == source]
+    words = sum(u.words for u in mine)
+    return f"{sum(u.errors for u in mine) / words:.1%}" if words else "-"
 
 
 HEADERS = [
     "calls",
+    "per core",
     "final p50 s",
-    "final p95 s",
+    "p95 s",
     "max s",
     "missing",
-    "WER",
-    "interims/utt",
-    "decode RTF",
-    "final batch s / size",
+    "WER people",
+    "WER synthetic",
+    "long utt. with interim",
+    "final CPU s/audio s",
+    "all decode CPU s/audio s",
+    "worker CPU ms/call-s",
+    "RSS MiB/call",
+    "engine's measure, calls",
     "load",
     "sustained",
 ]
@@ -229,13 +376,19 @@ HEADERS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", default="1,2,4,8,12,16,24,32,40", help="concurrent calls to try, in order")
-    parser.add_argument("--sentences", type=int, default=4, help="sentences per call")
-    parser.add_argument("--stagger-s", type=float, default=5.0, help="call starts spread over this long")
+    parser.add_argument(
+        "--steps", default="2,4,8,12,16,20,24,28,32,40", help="capacity: concurrent calls to try, in order"
+    )
+    parser.add_argument("--turns", type=int, default=10, help="capacity: turns per call (both legs)")
+    parser.add_argument("--stagger-s", type=float, default=5.0, help="capacity: call starts spread over this")
     parser.add_argument(
         "--parts",
         default="accuracy,speed",
-        help="what to measure, of accuracy,speed,capacity (the capacity ramp takes about 4 minutes)",
+        help="what to measure, of accuracy,speed,capacity,burst (the capacity ramp takes about 6 "
+        "minutes; burst: calls past the engine's own measure at once, admission on)",
+    )
+    parser.add_argument(
+        "--burst-calls", type=int, default=0, help="burst: calls offered (0: twice the measure)"
     )
     parser.add_argument(
         "--paths",
@@ -249,7 +402,7 @@ def main() -> None:
         paths = [] if args.paths == "none" else parse_paths(args.paths)
     except ValueError as exc:
         parser.error(str(exc))
-    settings = Settings()
+    settings = load_settings(os.environ)  # ASR_LOCAL_ENGINE=whisper and the like apply in-process too
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}\n")
     if "accuracy" in parts:
         print(accuracy(settings, table, paths) + "\n", flush=True)
@@ -262,10 +415,14 @@ def main() -> None:
                 + "\n",
                 flush=True,
             )
+        if "burst" in parts:
+            print("Burst past capacity\n" + asyncio.run(burst(args.burst_calls, args.turns, 2.0)) + "\n")
         if "capacity" in parts:
             print(
                 "Concurrent real-time calls\n"
-                + asyncio.run(capacity(speech, steps, args.sentences, args.stagger_s))
+                + asyncio.run(
+                    capacity(steps, args.turns, args.stagger_s, os.environ.get("ASR_LOCAL_ENGINE", "auto"))
+                )
             )
 
 

@@ -26,5 +26,8 @@ echo "installing the locked $set_name dependencies into .venv ..." >&2
 echo "installing asr-worker into .venv (compiling its hot modules) ..." >&2
 "${pip[@]}" --no-deps --no-build-isolation -e . 2>&1 | quiet
 .venv/bin/python -c 'import asr_worker' # the install worked
+# Moonshine's weights converted once into the user's cache (checked by hash at every start), so
+# the first start does not spend half a minute on it; skipped in a moment when already there.
+.venv/bin/python -m asr_worker.engine.moonshine_model >/dev/null
 .venv/bin/python -m pip check -q >/dev/null || { .venv/bin/python -m pip check >&2; exit 1; }
 touch "$stamp"

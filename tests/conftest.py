@@ -109,3 +109,10 @@ def base_url(worker: Worker, scheme: str = "http") -> str:
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
     """espeak-ng sentences, synthesized once per test session."""
     return Speech(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="session")
+def natural_speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
+    """The same sentences in Piper's voice, which speaks like a person: what the real engine's
+    accuracy is judged on (espeak-ng's formant speech hides some errors and makes others at 8 kHz)."""
+    return Speech(tmp_path_factory.mktemp("natural-speech"), natural=True)

@@ -45,6 +45,7 @@ ROUTE_PAGES: Final = (
     "openai-realtime.md",
     "deepgram.md",
     "redis-bus.md",
+    "siprec.md",
 )
 CALL: Final = "/tmp/call.wav"  # what the pages play (the README makes it)
 WORKER_URL, DG_SERVER_URL = "ws://127.0.0.1:3001", "ws://127.0.0.1:3002"
@@ -136,7 +137,9 @@ async def started(try_it: TryIt, tmp_path: Path) -> AsyncIterator[tuple[Worker |
                 server.start()
                 stack.callback(server.kill)
                 redis_url = env["REDIS_URL"] = server.url
-            worker = await stack.enter_async_context(running_worker(settings=load_settings(env)))
+            # the recording server on a free port: `run` gives the commands' --sip-port that one
+            sip: dict[str, object] = {"siprec_port": 0} if "ASR_SIPREC_PORT" in env else {}
+            worker = await stack.enter_async_context(running_worker(None, settings=load_settings(env), **sip))
             if redis_url:
                 await until(worker.bus.healthy)
         elif dg_port is None:
@@ -152,6 +155,7 @@ async def run(try_it: TryIt, tmp_path: Path, call: Path) -> list[str]:
             args = [str(call) if a == CALL else a for a in command]
             if worker is not None:
                 args = [a.replace(WORKER_URL, f"ws://127.0.0.1:{worker.port}") for a in args]
+                args = _sip_port(try_it, args, worker)
             if dg_port is not None:
                 args = [a.replace(DG_SERVER_URL, f"ws://127.0.0.1:{dg_port}") for a in args]
             process = await asyncio.create_subprocess_exec(
@@ -166,6 +170,20 @@ async def run(try_it: TryIt, tmp_path: Path, call: Path) -> list[str]:
             assert_clean_stderr(err)
             outputs.append(out.decode())
     return outputs
+
+
+def _sip_port(try_it: TryIt, args: list[str], worker: Worker) -> list[str]:
+    """`--sip-port` as the page gives it (the worker's ASR_SIPREC_PORT), made the port the
+    worker's recording server listens on."""
+    if "--sip-port" not in args:
+        return args
+    at = args.index("--sip-port") + 1
+    documented = (try_it.worker_env or {}).get("ASR_SIPREC_PORT")
+    assert args[at] == documented, (
+        f"{try_it.page}: --sip-port {args[at]}, the worker's ASR_SIPREC_PORT {documented}"
+    )
+    assert worker.siprec.sip_port is not None
+    return [*args[:at], str(worker.siprec.sip_port), *args[at + 1 :]]
 
 
 def test_every_route_of_stream_is_tried_on_a_page() -> None:

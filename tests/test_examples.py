@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from asr_worker.core.audio import AudioFormat, Encoding
 from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tools.audio_files import write_wav
-from tests.conftest import running_worker
-from tests.support.audio import PCM8K, silence, speechlike
+from tests.conftest import free_port, running_worker
+from tests.support.audio import PCM8K, frames, silence, speechlike
 from tests.support.cli import assert_clean_stderr
+from tests.support.client import connect
 from tests.support.dg_server import running_dg_server
+from tests.support.webhooks import SECRET, secret
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -92,3 +96,46 @@ async def test_the_openai_realtime_example_transcribes_through_the_worker(tmp_pa
     assert any(line.startswith("delta") for line in lines) and not any(
         line.startswith("error") for line in lines
     )
+
+
+async def test_the_webhook_receiver_example_verifies_and_prints_a_calls_document() -> None:
+    """The receiver the docs show, with the standard library's HMAC only: a forged delivery is
+    refused, the worker's signed document is taken and printed."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / "webhook_receiver.py"),
+        *("--port", str(port), "--secret", SECRET, "--count", "1"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        assert (await asyncio.wait_for(process.stdout.readline(), 30)).startswith(b"listening")
+        forged = {
+            "webhook-id": "x",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": "v1,AAAA",
+        }
+        audio = speechlike(1.0)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/t", data=b"{}", headers=forged) as refused:
+                assert refused.status == 401
+            async with running_worker(
+                MockProvider(), webhook_url=f"http://127.0.0.1:{port}/t", webhook_secret=secret()
+            ) as worker:
+                call = await connect(http, worker, "ex-hook")
+                await call.send_frames(frames(audio))
+                await call.end()
+                await call.collect()
+                out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    assert_clean_stderr(err)
+    lines = out.decode().splitlines()
+    assert lines[0] == "refused: the signature does not verify"
+    assert lines[1].startswith("transcript.completed ex-hook ended: mixed: ")
+    assert lines[1].replace("mixed: ", "").replace(" /", "").split()[3:] == expected_words(audio, PCM8K)

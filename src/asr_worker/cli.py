@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .core.audio import AudioFormat
     from .settings import Options
     from .tools.audio_files import AudioFile
-    from .tools.protocols.base import Keys
+    from .tools.protocols.base import Keys, SipOptions
 
 log = logging.getLogger("asr_worker")
 
@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         "--protocol",
         default="ingest",
         choices=protocols.NAMES,
-        help="the route, spoken as its platform speaks it (deepgram: dg-server's /v1/listen) [ingest]",
+        help="the route, spoken as its platform speaks it (deepgram: dg-server's /v1/listen; siprec: SIP and "
+        "RTP to --sip-port) [ingest]",
     )
     stream.add_argument(
         "--id", default=None, help="the call's interaction id [from the ingest URL, else made up]"
@@ -120,6 +121,18 @@ def _parser() -> argparse.ArgumentParser:
         "--twilio-auth-token",
         default=None,
         help="twilio: an account's auth token, to sign the upgrade with X-Twilio-Signature",
+    )
+    stream.add_argument(
+        "--sip-port",
+        type=int,
+        default=5060,
+        help="siprec: the worker's SIP port (ASR_SIPREC_PORT) on the --url's host [5060]",
+    )
+    stream.add_argument(
+        "--sip-id-header",
+        default=None,
+        help="siprec: a SIP header to carry the call's id in too, for a worker whose ASR_SIPREC_ID_HEADER "
+        "names it [the id goes in the metadata's session id]",
     )
     _raw_format_arguments(stream)
     stream.set_defaults(command=_stream)
@@ -333,6 +346,11 @@ def _stream(args: argparse.Namespace) -> int:
         print("asr-worker stream: --calls and --chunk-ms must be at least 1", file=sys.stderr)
         return 2
     try:
+        sip = _sip_options(args)
+    except ValueError as exc:
+        print(f"asr-worker stream: {exc}", file=sys.stderr)
+        return 2
+    try:
         results = asyncio.run(
             stream_calls(
                 audio,
@@ -345,6 +363,7 @@ def _stream(args: argparse.Namespace) -> int:
                 as_json=args.json,
                 keys=keys,
                 tenant_id=args.tenant_id,
+                sip=sip,
             )
         )
     except ValueError as exc:
@@ -352,6 +371,19 @@ def _stream(args: argparse.Namespace) -> int:
         return 2
     print(summary(results), file=sys.stderr)
     return 0 if all(r.ended is not None for r in results) else 1
+
+
+def _sip_options(args: argparse.Namespace) -> SipOptions:
+    """`--sip-port` and `--sip-id-header`, checked as the worker checks its own."""
+    from .tools.protocols.base import SipOptions
+    from .transports.siprec.options import header_name
+
+    if not 1 <= args.sip_port <= 65535:
+        raise ValueError("--sip-port must be a port, 1-65535")
+    try:
+        return SipOptions(args.sip_port, header_name(args.sip_id_header or ""))
+    except ValueError as exc:
+        raise ValueError(f"--sip-id-header {exc}") from None
 
 
 def _stream_keys(args: argparse.Namespace, key_env: str) -> Keys:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from . import logs
+from . import logs, transcripts
 from .bus import BUSES, bus_kind
 from .bus import SETTINGS as BUS
 from .bus.redis import options as redis
@@ -92,6 +92,8 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     audiohook.SETTINGS,
     twilio.SETTINGS,
     siprec.SETTINGS,
+    transcripts.SETTINGS,
+    transcripts.WEBHOOK_SETTINGS,
     vonage.SETTINGS,
     audiosocket.SETTINGS,
     *ENGINE_SECTIONS[3:],
@@ -201,6 +203,12 @@ def check(settings: Settings) -> None:
             f"HOST {listener.host[:60]} is not a loopback address and ASR_WORKER_TOKEN is not set (nor "
             "ASR_API_KEYS): set keys, or pass --allow-unauthenticated (ASR_ALLOW_UNAUTHENTICATED=1) to "
             "serve without them on purpose"
+        )
+    webhooks = settings.of(transcripts.WEBHOOK_SETTINGS)
+    if webhooks.url is not None and webhooks.secret is None:
+        raise ConfigError(
+            "ASR_WEBHOOK_URL needs ASR_WEBHOOK_SECRET: every webhook is signed (whsec_ and the base64 "
+            "of 24 to 64 random bytes)"
         )
     shared = settings.of(redis.SETTINGS)
     if shared.cluster and shared.url.startswith("unix:"):

@@ -27,8 +27,10 @@ from .bus import SETTINGS as BUS
 from .bus import Bus, bus_kind
 from .config import Settings, make_fallback, make_provider
 from .core import failover, session_types
+from .core.call_options import NO_OPTIONS, CallOptions
 from .core.clock import Clock, SystemClock
 from .core.events import CallEvent
+from .core.ids import CallKey
 from .http import options as http_options
 from .http.app import build_app
 from .http.limits import ConnectionLimits
@@ -40,7 +42,9 @@ from .runtime import manager as calls
 from .runtime.hub import EventHub
 from .runtime.manager import SessionManager
 from .tenancy import Keyring
-from .transports import audiohook, exotel, forks, ingest_ws, openai_realtime, siprec, sse, twilio
+from .transcripts import SETTINGS as TRANSCRIPTS
+from .transcripts import WEBHOOK_SETTINGS, Transcripts
+from .transports import audiohook, exotel, forks, ingest_ws, openai_realtime, siprec, sse, transcripts, twilio
 from .transports.forks import audiosocket
 from .transports.ingest_raw import IngestServer
 
@@ -83,6 +87,13 @@ class Worker:
             if isinstance(instrumented, InstrumentedProvider):
                 instrumented.register_metrics(self.metrics.registry)
         self.bus.register_metrics(self.metrics.registry)
+        self.transcripts = Transcripts(
+            settings.of(TRANSCRIPTS),
+            settings.of(WEBHOOK_SETTINGS),
+            self.metrics.registry,
+            options_of=self._options_of,
+            share=self.bus.share_transcripts,
+        )
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
         self.siprec = siprec.SiprecServer(self, settings.of(siprec.SETTINGS), self.http.host)
@@ -105,8 +116,13 @@ class Worker:
         self._started_at = time.monotonic()
 
     def publish(self, event: CallEvent) -> None:
+        self.transcripts.publish(event)  # before the bus: the webhooks an event makes go with it
         self.hub.publish(event)
         self.bus.publish(event)
+
+    def _options_of(self, call: CallKey) -> CallOptions:
+        runner = self.manager.get(call)
+        return NO_OPTIONS if runner is None else runner.options
 
     async def serve(self, stop: asyncio.Event) -> None:
         # One line per transport: its routes, served with this worker as their host.
@@ -118,6 +134,7 @@ class Worker:
             *audiohook.routes(self, self.settings.of(audiohook.SETTINGS)),
             *sse.routes(self),
             *siprec.routes(self, self.siprec),
+            *transcripts.routes(self),
             *forks.routes(self, self.settings.of(forks.vonage.SETTINGS)),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
@@ -140,6 +157,7 @@ class Worker:
                 await self.siprec.start(tg)  # SIP listeners (when ASR_SIPREC_PORT is set), RTP timers
                 await self.audiosocket.start()  # AudioSocket's port, when ASR_AUDIOSOCKET_PORT is set
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
+                webhooks_task = tg.create_task(self.transcripts.run(), name="webhooks")
                 provider_tasks = [
                     tg.create_task(background.run(), name=f"provider:{background.name}")
                     for background in self.providers
@@ -173,6 +191,8 @@ class Worker:
                 self.siprec.close()  # a BYE for every recorded call left, the sockets closed
                 await self.audiosocket.close()  # the calls still connected are hung up
                 self.hub.close()  # every call has ended: let event streams finish
+                await self.transcripts.settle()
+                webhooks_task.cancel()
                 bus_task.cancel()
                 for task in provider_tasks:
                     task.cancel()
@@ -201,17 +221,29 @@ class Worker:
         totals = self.manager.live_totals()
         provider = self.provider.health()
         bus = self.bus.status()
-        checks: dict[str, object] = {"provider": _check(provider, self._new_calls(provider)), "bus": bus}
+        primary = _check(provider, self._new_calls(provider))
+        engine = self.manager.engine_slots
+        if engine is not None:  # it measures what it can carry: how much of it is taken
+            bound = engine.capacity
+            primary["channels"] = engine.channels
+            primary["maxChannels"] = None if bound is None else bound[0]
+        checks: dict[str, object] = {"provider": primary, "bus": bus}
         states = [provider.state, str(bus["state"])]
         if self.fallback is not None:
             fallback = self.fallback.health()
             states.append(fallback.state)
             slots = self.manager.fallback_slots
-            checks["fallback"] = _check(fallback) | {
+            entry = _check(fallback) | {
                 "provider": self.fallback.name,
                 "calls": slots.in_use,
-                "maxCalls": slots.limit,
             }
+            if slots.limit:
+                entry["maxCalls"] = slots.limit
+            else:  # bounded by what the fallback measures it can carry
+                bound = slots.capacity
+                entry["channels"] = slots.channels
+                entry["maxChannels"] = None if bound is None else bound[0]
+            checks["fallback"] = entry
         return {
             "status": "degraded" if "failing" in states else "ok",
             "service": SERVICE_NAME,
@@ -253,6 +285,8 @@ class Worker:
             return False, "at_capacity"
         if self.manager.overloaded:
             return False, "overloaded"
+        if self.manager.engine_full:
+            return False, "engine_full"
         if not self.bus.healthy():
             return False, "bus_down"
         if not self.provider.health().ready:

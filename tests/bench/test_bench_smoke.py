@@ -63,3 +63,18 @@ def test_the_bus_benchmark_runs_both_paths_and_loses_nothing(tmp_path: Path) -> 
     assert data["socket"]["ended"] == 2 and data["redis"]["ended"] == 2
     assert data["socket"]["missing_frames"] == 0 and data["redis"]["missing_frames"] == 0
     assert data["redis"]["workers"] == 2
+
+
+def test_the_local_engine_benchmark_ramps_two_leg_calls() -> None:
+    """One two-leg conversation of two turns through a real worker: the harness's table, not the
+    engine's figures (`python -m bench.local --parts capacity` prints them)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.local", "--parts", "capacity", "--steps", "1", "--turns", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in ("two-leg calls sustained", "WER people", "engine's measure, calls"):
+        assert text in result.stdout, result.stdout

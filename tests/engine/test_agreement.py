@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from asr_worker.engine.agreement import Agreement
-from asr_worker.engine.whisper import DecodedWord
+from asr_worker.engine.decoding import DecodedWord
 
 
 def hyp(text: str, step: float = 0.3) -> list[DecodedWord]:

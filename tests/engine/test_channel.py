@@ -12,10 +12,10 @@ import pytest
 
 from asr_worker.core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult
 from asr_worker.engine.channel import Channel, ChannelEngine, ChannelOptions
+from asr_worker.engine.decoding import Decoded, DecodedWord
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.scheduler import DecodePool, Job, JobKind, Scheduler
 from asr_worker.engine.vad import CONTEXT, VadStream
-from asr_worker.engine.whisper import Decoded, DecodedWord
 from asr_worker.errors import ProviderError
 
 FRAME = SAMPLE_RATE // 50  # 20 ms
@@ -165,3 +165,21 @@ def test_the_first_interim_waits_for_speech_not_for_the_lead_in() -> None:
     assert scheduler.interims_waiting == 0, "the next one after interim_interval_s of new audio"
     feed(channel, clock, speech(0.2))
     assert scheduler.interims_waiting == 1
+
+
+def test_interims_of_a_long_utterance_come_further_apart_as_it_grows() -> None:
+    """Each interim decodes the utterance from its start: spaced by a quarter of its length
+    (at least `interim_interval_s`), what interims cost per second of speech stays bounded."""
+    channel, _output, scheduler, clock, _wakes = a_channel()
+    feed(channel, clock, silence(1.0))
+    decoded: list[float] = []
+    for _ in range(120):  # 12 s of speech, every interim decoded as soon as it is wanted
+        feed(channel, clock, speech(0.1))
+        for job in scheduler.next_batch(interims_running=0):
+            decoded.append(job.audio_s)
+            job.deliver(Decoded((), job.audio_s))
+    gaps = [b - a for a, b in itertools.pairwise(decoded)]
+    assert gaps[0] == pytest.approx(0.7, abs=0.05)
+    assert all(gap >= 0.25 * length - 0.05 for gap, length in zip(gaps, decoded[1:], strict=True))
+    assert len(decoded) <= 11, "a fixed 0.7 s spacing would decode 16 times"
+    assert sum(decoded) / 12.0 <= 5.0, "audio decoded per second of speech"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from asr_worker.engine.decoding import Decoded, DecodedWord
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.scheduler import DecodePool, Job, JobKind, Overloaded, Scheduler
-from asr_worker.engine.whisper import Decoded, DecodedWord
 from tests.support.wait import until
 
 Result = Decoded | Exception

@@ -437,6 +437,8 @@ VALID: dict[str, Valid] = {
     "local_model": _valid(
         st.sampled_from(["", *sorted(KNOWN_SIZES)]).map(ModelChoice.parse), lambda c: c.size or ""
     ),
+    "local_engine": _choice("auto", "moonshine", "whisper"),
+    "local_capacity": _whole(0, 100_000),
     "local_compute_type": _choice(*COMPUTE_TYPES),
     "local_cpu_threads": _whole(0, 256),
     "local_num_workers": _whole(0, 256),
@@ -451,7 +453,7 @@ VALID: dict[str, Valid] = {
     ),
     "failover_after_s": _seconds(0.5, 3600.0),
     "failback_after_s": _seconds(0.0, 3600.0),
-    "fallback_max_calls": _whole(1, 1_000_000),
+    "fallback_max_calls": _whole(0, 1_000_000),
     "audiohook_api_keys": _AUDIOHOOK_KEYS.flatmap(
         lambda keys: _padded(_audiohook_text(keys)).map(lambda written: (written, ApiKeys(dict(keys))))
     ),
@@ -469,6 +471,19 @@ VALID: dict[str, Valid] = {
     "max_connections_per_address": _whole(0, 1_000_000),
     "max_connections_per_key": _whole(1, 1_000_000),
     "fd_headroom": _whole(8, 100_000),
+    "transcript_keep_s": _seconds(1.0, 30 * 86_400.0),
+    "transcript_max_calls": _whole(1, 1_000_000),
+    "transcript_max_bytes": _whole(1024, 1 << 40),
+    "webhook_url": _url("http", "https"),
+    "webhook_secret": _secret(
+        st.binary(min_size=24, max_size=64).map(lambda key: "whsec_" + base64.b64encode(key).decode())
+    ),
+    "webhook_finals": st.sampled_from([("1", True), ("true", True), ("0", False), ("", False)]),
+    "webhook_private_targets": _choice("allow", "deny"),
+    "webhook_timeout_s": _seconds(0.1, 120.0),
+    "webhook_max_attempts": _whole(1, 20),
+    "webhook_backoff_s": _seconds(0.0, 60.0),
+    "webhook_max_queued": _whole(1, 1_000_000),
     "twilio_auth_tokens": _TWILIO.flatmap(
         lambda entries: _padded(",".join(f"{t}:{n}" for t, n in entries)).map(
             lambda written: (written, AuthTokens(dict(entries)))
@@ -532,13 +547,19 @@ def test_valid_values_parse_to_what_they_say(chosen: dict[str, tuple[str, object
 @given(st.fixed_dictionaries(VALID))
 def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tuple[str, object]]) -> None:
     """Every variable set at once, a token and a key among them, so only the one combination
-    of numbers, and a fallback that is the provider itself, can be refused."""
+    of numbers, a fallback that is the provider itself, and the English-only engine asked for
+    another language, can be refused."""
     values = {field: value for field, (_, value) in chosen.items()}
     env = {row.env: chosen[name][0] for name, (_, row) in ROWS.items()}
     send_chunk_ms, max_buffer_ms = values["send_chunk_ms"], values["max_buffer_ms"]
     assert isinstance(send_chunk_ms, int) and isinstance(max_buffer_ms, int)
     if values["fallback_provider"] == values["provider"]:
         with pytest.raises(ConfigError, match=r"^ASR_FALLBACK_PROVIDER"):
+            load_settings(env)
+        return
+    english_only = values["local_engine"] == "moonshine" and values["local_language"] != "en"
+    if english_only and "local" in (values["provider"], values["fallback_provider"]):
+        with pytest.raises(ConfigError, match=r"^ASR_LOCAL_ENGINE=whisper \(or auto\) is required"):
             load_settings(env)
         return
     if send_chunk_ms > max_buffer_ms:

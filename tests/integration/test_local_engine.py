@@ -1,11 +1,11 @@
-"""The real engine on real speech, end to end: espeak-ng sentences streamed at real-time pace
-into a real worker (default `local` provider, the packaged Whisper base) over the ingest
+"""The real engine on real speech, end to end: sentences in a natural voice (Piper) streamed
+at real-time pace into a real worker (default `local` provider and engine) over the ingest
 WebSocket, several calls at once, at 16 kHz and as 8 kHz telephone audio (mu-law, and two
 channels). Each call must come back with word error rate at most 10%, interims, and each
 sentence's final while the call is still going (not all at its end). How soon a final comes
-(p95 within 1.5 s of the end of speech at 32 calls) and how often interims come are speed
-goals, measured by `python -m bench.local`: interims only fill the decoders' spare time, so
-their number falls with load, by design. This test prints the latencies it saw."""
+(p95 within 1.5 s of the end of speech at 20 two-leg calls) and how often interims come are
+speed goals, measured by `python -m bench.local --parts capacity`: interims only fill the
+decoders' spare time, so their number falls with load, by design. This test prints the latencies it saw."""
 
 from __future__ import annotations
 
@@ -85,12 +85,12 @@ async def run_call(http: aiohttp.ClientSession, worker: Worker, call: Call) -> N
 
 
 async def test_real_speech_streamed_at_real_time_is_transcribed_accurately_and_promptly(
-    local_worker: Worker, http: aiohttp.ClientSession, speech: Speech
+    local_worker: Worker, http: aiohttp.ClientSession, natural_speech: Speech
 ) -> None:
-    wide = speech.call(SENTENCES[0:3], 16000)
-    phone = speech.call(SENTENCES[3:6], 8000, Encoding.MULAW)
-    left = speech.call(SENTENCES[6:8], 8000)
-    right = speech.call(SENTENCES[8:10], 8000, lead_s=2.5)
+    wide = natural_speech.call(SENTENCES[0:3], 16000)
+    phone = natural_speech.call(SENTENCES[3:6], 8000, Encoding.MULAW)
+    left = natural_speech.call(SENTENCES[6:8], 8000)
+    right = natural_speech.call(SENTENCES[8:10], 8000, lead_s=2.5)
     calls = [
         Call("wideband-16k", wide.fmt, wide.data, {0: wide.spoken}),
         Call("phone-8k-mulaw", phone.fmt, phone.data, {0: phone.spoken}),
@@ -140,12 +140,12 @@ def final_latency(call: Call, finals: list[Received], spoken: Spoken) -> float:
 
 
 async def test_finalize_mid_call_returns_the_open_utterance_at_once_and_the_call_goes_on(
-    local_worker: Worker, http: aiohttp.ClientSession, speech: Speech
+    local_worker: Worker, http: aiohttp.ClientSession, natural_speech: Speech
 ) -> None:
     """A voice bot's turn end: the caller stopped, too briefly for the endpointer (0.1 s of
     silence, it waits 0.45 s), and `finalize` asks for the final now; then the call goes on."""
-    turn = speech.call(SENTENCES[0:1], 8000, tail_s=0.1)
-    rest = speech.call(SENTENCES[1:2], 8000, lead_s=0.3)
+    turn = natural_speech.call(SENTENCES[0:1], 8000, tail_s=0.1)
+    rest = natural_speech.call(SENTENCES[1:2], 8000, lead_s=0.3)
     step = turn.fmt.bytes_for(FRAME_S)
     query = "encoding=linear16&sample_rate=8000&channels=1"
     async with http.ws_connect(f"ws://127.0.0.1:{local_worker.port}/v1/audio/turns?{query}") as ws:

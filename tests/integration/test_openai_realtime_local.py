@@ -1,5 +1,5 @@
-"""The official `openai` SDK's realtime client transcribing real speech (espeak-ng sentences)
-through `/v1/realtime` on a worker running the local engine: the GA schema with server VAD
+"""The official `openai` SDK's realtime client transcribing real speech (sentences in Piper's
+natural voice) through `/v1/realtime` on a worker running the local engine: the GA schema with server VAD
 on 24 kHz pcm16 and the beta schema with manual commits on 8 kHz G.711 u-law, at once. Each
 item's deltas must concatenate to its `completed` transcript, and the text must be right
 (WER at most 10%)."""
@@ -72,10 +72,10 @@ async def run(worker: Worker, schema: str, fmt_name: str, vad: bool, call: CallA
 
 
 async def test_the_sdk_transcribes_real_speech_through_the_local_engine(
-    local_worker: Worker, speech: Speech
+    local_worker: Worker, natural_speech: Speech
 ) -> None:
-    wide = speech.call(SENTENCES[0:3], 24000)
-    phone = speech.call(SENTENCES[3:6], 8000, Encoding.MULAW)  # as the ingest test plays them
+    wide = natural_speech.call(SENTENCES[0:3], 24000)
+    phone = natural_speech.call(SENTENCES[3:6], 8000, Encoding.MULAW)  # as the ingest test plays them
     async with asyncio.TaskGroup() as tg:
         ga = tg.create_task(run(local_worker, "ga", "pcm16", True, wide))
         beta = tg.create_task(run(local_worker, "beta", "g711_ulaw", False, phone))

@@ -1,7 +1,7 @@
 """Every route tried as a user tries it: `asr-worker stream FILE --protocol P` (the command, a
 process) plays one recording of a person into a worker on the real local engine, at real
 time, over each route in turn, in that platform's own messages and format (mu-law 8 kHz for
-Twilio and AudioHook, 16 kHz PCM for Exotel, 24 kHz PCM for OpenAI Realtime, the file's own
+Twilio, AudioHook and SIPREC's RTP, 16 kHz PCM for Exotel, 24 kHz PCM for OpenAI Realtime, the file's own
 for the ingest socket and dg-server's Deepgram protocol, which runs on the worker's engine),
 and each route's finals must be the words that were said, within the accuracy the engine has
 at that route's format."""
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(240)
 HOOK_KEY, HOOK_SECRET = "try-hook-key", base64.b64encode(b"try it: a client secret, 32 byte").decode()
 # Measured: every word over every route. A word of slack where the route carries 8 kHz mu-law,
 # at which the engine's measured word error rate is higher (docs/local-engine.md#accuracy).
-MAX_ERRORS = {"twilio": 1, "audiohook": 1}
+MAX_ERRORS = {"twilio": 1, "audiohook": 1, "siprec": 1}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def recording() -> Recording:
 @pytest.fixture
 async def local_worker(http: aiohttp.ClientSession) -> AsyncIterator[Worker]:
     keys = AudioHookKeys.parse(f"{HOOK_KEY}:{HOOK_SECRET}")
-    async with running_worker(make_provider(Settings()), audiohook_api_keys=keys) as worker:
+    async with running_worker(make_provider(Settings()), audiohook_api_keys=keys, siprec_port=0) as worker:
         async with asyncio.timeout(120):  # the first run on a machine assembles the model
             while True:
                 async with http.get(f"{base_url(worker)}/ready") as response:
@@ -64,6 +64,8 @@ async def test_every_route_gets_the_words_a_person_said(
     async with DeepgramServer(local_worker.provider).running() as dg:
         port = dg.port if protocol == "deepgram" else local_worker.port
         args = ["--api-key", HOOK_KEY, "--client-secret", HOOK_SECRET] if protocol == "audiohook" else []
+        if protocol == "siprec":
+            args = ["--sip-port", str(local_worker.siprec.sip_port)]
         process = await asyncio.create_subprocess_exec(
             *CLI,
             *(

@@ -23,9 +23,9 @@ from asr_worker.core.provider_events import (
     TranscriptResult,
     UtteranceEnd,
 )
+from asr_worker.engine.decoding import Decoded, DecodedWord, Decoder
 from asr_worker.engine.resample import SAMPLE_RATE, Float32Array
 from asr_worker.engine.vad import SileroVad
-from asr_worker.engine.whisper import Decoded, DecodedWord, Decoder
 from asr_worker.errors import ProviderError, StartError
 from asr_worker.providers import local
 from asr_worker.providers.base import StreamRequest

@@ -369,6 +369,17 @@ def recordings(root: Path | None = None, *, with_alsa: bool = True) -> list[Reco
     return out
 
 
+def clips(root: Path | None = None, *, with_alsa: bool = True) -> list[tuple[str, str, np.ndarray]]:
+    """The short clips of people speaking, one utterance each, 1 to 7 s (the sets' clips but
+    the sonnet's and JFK's, which are long readings): (set, transcript, 16 kHz float32)."""
+    root = root or cache_root()
+    fetch_sdist(root, POCKETSPHINX, POCKETSPHINX_SDIST, CARDS + LIBRIVOX + PHRASES)
+    sets = [("cards", CARDS), ("librivox", LIBRIVOX), ("phrases", PHRASES)]
+    if with_alsa and fetch_alsa(root):
+        sets.append(("channels", CHANNELS))
+    return [(name, text, _load(root / member, 16000)) for name, found in sets for member, _sha, text in found]
+
+
 # --- scoring ---------------------------------------------------------------------------------
 
 _ONES = [
@@ -395,6 +406,8 @@ _ONES = [
 ]
 _TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORDS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "ok": "okay"}
+# British spellings of the references' words: the same word, heard right (Moonshine writes them).
+_WORDS |= {"centre": "center", "metres": "meters", "metre": "meter", "colour": "color"}
 
 
 def _spell(number: int) -> str:
@@ -407,7 +420,8 @@ def _spell(number: int) -> str:
 
 
 def spoken_form(text: str) -> str:
-    """`normalize`, then numbers spelled out and common abbreviations expanded."""
+    """`normalize`, then numbers spelled out, common abbreviations expanded and British
+    spellings written as the references write them."""
     words = []
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text).replace("-", " ")  # "ill-disposed": two words
     for word in normalize(text).split():

@@ -1,5 +1,6 @@
-"""Real speech for tests of the real engine: espeak-ng (Debian) sentences, synthesized at test
-time, cached per test session, and turned into call audio of any ingest format.
+"""Real speech for tests of the real engine: espeak-ng (Debian) sentences, or Piper's natural
+voice (`natural=True`, `piper_speech.py`), synthesized at test time, cached, and turned into
+call audio of any ingest format.
 
 The voice (`en-us+klatt`, 130 words a minute) and the sentences were chosen because Whisper
 base transcribes them word for word when decoded offline, both at 16 kHz and as 8 kHz mu-law
@@ -58,12 +59,18 @@ class CallAudio:
 
 
 class Speech:
-    def __init__(self, cache: Path) -> None:
+    def __init__(self, cache: Path, *, natural: bool = False) -> None:
+        """`natural`: Piper's voice (`piper_speech.py`) rather than espeak-ng's."""
         self.cache = cache
+        self.natural = natural
         self._clips: dict[str, tuple[int, np.ndarray]] = {}
 
     def clip(self, text: str) -> tuple[int, np.ndarray]:
         """(rate, float32 samples) of one sentence, synthesized once per test session."""
+        if text not in self._clips and self.natural:
+            from .piper_speech import sentence
+
+            self._clips[text] = sentence(text)
         if text not in self._clips:
             path = self.cache / (re.sub(r"[^a-z]+", "-", text.lower()).strip("-")[:60] + ".wav")
             if not path.exists():

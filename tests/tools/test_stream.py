@@ -1,12 +1,14 @@
 """`asr-worker stream`: every route played as a live call against a real worker over real
 sockets (the mock provider: the words are its own, from the bytes each route carried), each
-with the key and signature its platform sends, every event one line; what a refusal says."""
+with the key and signature its platform sends, every event one line; what a refusal says.
+SIPREC's session is SIP and RTP over UDP into the worker's recording server."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,10 +22,11 @@ from asr_worker.providers.mock import MockProvider, expected_words
 from asr_worker.tenancy import ApiKeys
 from asr_worker.tools import protocols
 from asr_worker.tools.audio_files import AudioFile, convert
-from asr_worker.tools.protocols.base import Keys
+from asr_worker.tools.protocols.base import Keys, SipOptions
 from asr_worker.tools.protocols.ingest import call_url
 from asr_worker.tools.protocols.twilio import signature_headers
 from asr_worker.tools.stream import CallResult, stream_calls, summary
+from asr_worker.transports.siprec.options import networks, tenant_networks
 from asr_worker.transports.twilio import AuthTokens
 from asr_worker.worker import Worker
 from tests.conftest import running_worker
@@ -39,16 +42,24 @@ AUDIO = AudioFile(Path("call.wav"), PCM8K, speechlike(0.8) + silence(0.4) + spee
 
 
 @asynccontextmanager
-async def worker_with_keys() -> AsyncIterator[Worker]:
+async def worker_with_keys(provider: MockProvider | None = None) -> AsyncIterator[Worker]:
     """A worker that asks for keys: acme's (one to stream, one to watch), an AudioHook key with
-    a client secret, and a Twilio account's auth token for acme."""
+    a client secret, and a Twilio account's auth token for acme; its recording server takes
+    SIPREC from loopback as acme's."""
     async with running_worker(
-        MockProvider(),
+        provider or MockProvider(),
         api_keys=ApiKeys.parse(f"{STREAM_KEY}:acme:stream,{WATCH_KEY}:acme:watch"),
         audiohook_api_keys=AudioHookKeys.parse(f"{HOOK_KEY}:{HOOK_SECRET}"),
         twilio_auth_tokens=AuthTokens.parse(f"{TWILIO_TOKEN}:acme"),
+        siprec_port=0,
+        siprec_tenants=tenant_networks("127.0.0.1/32=acme"),
     ) as worker:
         yield worker
+
+
+def sip_of(worker: Worker) -> SipOptions:
+    assert worker.siprec.sip_port is not None
+    return SipOptions(worker.siprec.sip_port)
 
 
 KEYS = {
@@ -58,6 +69,7 @@ KEYS = {
     "audiohook": Keys(HOOK_KEY, client_secret=base64.b64decode(HOOK_SECRET)),
     "realtime": Keys(STREAM_KEY),
     "deepgram": Keys("dg-key-90a1"),
+    "siprec": Keys(None, WATCH_KEY),  # SIP takes no key: loopback is allowed, and acme's
 }
 
 
@@ -66,7 +78,8 @@ async def test_every_route_takes_the_whole_call_with_its_platforms_keys_and_prin
     protocol: str,
 ) -> None:
     out, err = io.StringIO(), io.StringIO()
-    async with worker_with_keys() as worker, running_dg_server(api_key="dg-key-90a1") as dg:
+    mock = MockProvider()
+    async with worker_with_keys(mock) as worker, running_dg_server(api_key="dg-key-90a1") as dg:
         port = dg.port if protocol == "deepgram" else worker.port
         (result,) = await stream_calls(
             AUDIO,
@@ -75,10 +88,14 @@ async def test_every_route_takes_the_whole_call_with_its_platforms_keys_and_prin
             interaction_id="try-1",
             speed=0,
             keys=KEYS[protocol],
+            sip=sip_of(worker),
             out=out,
             err=err,
         )
     played = convert(AUDIO, protocols.load(protocol).call_format(AUDIO.fmt))
+    if protocol == "siprec":  # its two streams are placed by the worker's clock: the words are
+        (stream,) = mock.streams_for("try-1")  # the call's, whose audio the next test checks
+        played = AudioFile(played.path, stream.request.fmt, bytes(stream.received))
     assert err.getvalue() == "" and not result.errors
     assert " ".join(result.finals).split() == expected_words(played.data, played.fmt)
     lines = out.getvalue().splitlines()
@@ -110,6 +127,81 @@ async def test_a_stereo_file_is_both_sides_of_the_call_on_twilio_and_audiohook()
         played = convert(audio, protocols.load(protocol).call_format(stereo))
         assert played.fmt == AudioFormat(Encoding.MULAW, 8000, 2)
         assert " ".join(result.finals).split() == expected_words(played.data, played.fmt)
+
+
+def carries(channel: bytes, audio: bytes) -> bool:
+    """The channel is the stream's audio, whole and in order, and silence around it (the worker
+    places a stream's start by its clock)."""
+    at = channel.find(audio)
+    return at >= 0 and set(channel[:at] + channel[at + len(audio) :]) <= {0xFF}
+
+
+async def test_siprec_sends_each_side_of_the_call_as_its_stream_byte_for_byte() -> None:
+    """A mono file is the customer's stream and silence the agent's; a two-channel file's
+    channels are the customer's and the agent's: the worker's call has them as channels 0 and
+    1, every byte, in order, once."""
+    stereo = AudioFormat(Encoding.LINEAR16, 8000, 2)
+    left, right = speechlike(0.6), speechlike(0.6, seed=9)
+    both = AudioFile(
+        Path("both.wav"), stereo, b"".join(left[i : i + 2] + right[i : i + 2] for i in range(0, len(left), 2))
+    )
+    for audio in (AUDIO, both):
+        mock = MockProvider()
+        async with worker_with_keys(mock) as worker:
+            (result,) = await stream_calls(
+                audio,
+                f"ws://127.0.0.1:{worker.port}",
+                protocol="siprec",
+                interaction_id="sip-1",
+                speed=0,
+                keys=KEYS["siprec"],
+                sip=sip_of(worker),
+            )
+        assert result.ended is not None and result.ended["reason"] == "end" and not result.errors
+        (stream,) = mock.streams_for("sip-1")
+        assert stream.request.fmt == AudioFormat(Encoding.MULAW, 8000, 2)
+        received = bytes(stream.received)
+        played = convert(audio, AudioFormat(Encoding.MULAW, 8000, audio.fmt.channels))
+        legs = (
+            [played.data, b"\xff" * len(played.data)]
+            if audio.fmt.channels == 1
+            else [
+                played.data[0::2],
+                played.data[1::2],
+            ]
+        )
+        assert carries(received[0::2], legs[0]) and carries(received[1::2], legs[1])
+
+
+async def test_siprec_refusals_say_what_to_do() -> None:
+    """The worker's 403 to an address outside ASR_SIPREC_ALLOW, and no recording server on the
+    port (the ICMP error), each one clear line; nothing hangs."""
+    err = io.StringIO()
+    async with running_worker(MockProvider(), siprec_port=0, siprec_allow=networks("10.0.0.0/8")) as worker:
+        (refused,) = await stream_calls(
+            AUDIO, f"ws://127.0.0.1:{worker.port}", protocol="siprec", speed=0, sip=sip_of(worker), err=err
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+        (unanswered,) = await stream_calls(
+            AUDIO,
+            f"ws://127.0.0.1:{worker.port}",
+            protocol="siprec",
+            speed=0,
+            sip=SipOptions(closed_port),
+            err=err,
+        )
+    assert refused.ended is None and unanswered.ended is None
+    said = err.getvalue().splitlines()
+    assert said[0].endswith(
+        "refused: the recording server answered 403 Forbidden: this machine's address 127.0.0.1 must be "
+        "in the worker's ASR_SIPREC_ALLOW"
+    )
+    assert said[1].endswith(
+        f"connection failed: nothing answers SIP at 127.0.0.1:{closed_port} "
+        "(the worker's ASR_SIPREC_PORT, --sip-port here)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from ..runtime.manager import SessionManager
     from ..settings import Options
+    from ..transcripts import SharedTranscripts, WebhookPlan
 
 OptionsT = TypeVar("OptionsT", bound="Options")
 
@@ -43,6 +44,13 @@ class Bus(Protocol):
         """True the first time any worker sharing this bus sees `token` within `ttl_s` (a
         signed request's nonce): a replay to another worker is refused there too. A bus that
         is one process answers True: the process's own cache has already looked."""
+        ...
+
+    def share_transcripts(self, keep_s: float, plan: WebhookPlan) -> SharedTranscripts | None:
+        """Keep every call's document events for `keep_s` where every worker sharing this bus
+        reads them, and queue webhook deliveries there (`plan` says a call's targets), so
+        that any worker serves a document and sends a delivery; None for a bus that is this
+        process alone."""
         ...
 
 

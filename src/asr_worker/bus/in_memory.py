@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ..runtime.manager import SessionManager
+    from ..transcripts import WebhookPlan
 
 
 class InMemoryBus:
@@ -43,6 +44,9 @@ class InMemoryBus:
 
     async def first_sighting(self, token: str, ttl_s: float) -> bool:
         return True  # one process: its own caches have looked
+
+    def share_transcripts(self, keep_s: float, plan: WebhookPlan) -> None:
+        return None  # one process: its own memory and queue
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ class SessionStarted:
 @dataclass(slots=True, init=False)
 class Transcript:
     """An interim (`is_final` false) or final result for one channel, in call seconds.
-    `latency_ms` runs from the arrival of the audio the result ends at to its emission. The
+    `latency_ms` runs from the arrival of the audio the result ends at to its emission;
+    `language` is the one the provider transcribed in, where it says (omitted when None). The
     hot one (about 1,250 a second at 500 calls): read-only through `Final` fields and its own
     `__init__` rather than `frozen=True` (see the module's docstring)."""
 
@@ -134,6 +135,7 @@ class Transcript:
     provider: Final[str]
     latency_ms: Final[int]
     timestamp_ms: Final[int]
+    language: Final[str | None]  # omitted when None
 
     def __init__(
         self,
@@ -152,6 +154,7 @@ class Transcript:
         provider: str,
         latency_ms: int,
         timestamp_ms: int,
+        language: str | None = None,
     ) -> None:
         self.interaction_id = interaction_id
         self.tenant_id = tenant_id
@@ -168,13 +171,14 @@ class Transcript:
         self.provider = provider
         self.latency_ms = latency_ms
         self.timestamp_ms = timestamp_ms
+        self.language = language
 
     @property
     def type(self) -> str:
         return "transcript"
 
     def wire(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "type": "transcript",
             "interaction_id": self.interaction_id,
             "tenant_id": self.tenant_id,
@@ -188,10 +192,13 @@ class Transcript:
             "start": self.start,
             "end": self.end,
             "words": [w.wire() for w in self.words],
-            "provider": self.provider,
-            "latency_ms": self.latency_ms,
-            "timestamp_ms": self.timestamp_ms,
         }
+        if self.language is not None:
+            out["language"] = self.language
+        out["provider"] = self.provider
+        out["latency_ms"] = self.latency_ms
+        out["timestamp_ms"] = self.timestamp_ms
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,9 @@ class FailoverConfig:
     refusals: int = 3  # retryable handshake refusals in a row that spend the reconnect budget
     retry_s: float = 2.0  # after `fallback_full`, how long before asking for a slot again
     failback_after_s: float = 0.0  # 0: a moved call never returns
-    max_calls: int = 32  # calls the fallback carries at once (the session registry's slots)
+    # Calls the fallback carries at once (the session registry's slots). 0: what the fallback
+    # measures it can carry (the local engine), or 32 calls for one that measures nothing.
+    max_calls: int = 0
 
 
 def _provider_name(text: str) -> str:
@@ -98,8 +100,9 @@ SETTINGS: Final = Section(
         Setting(
             "max_calls",
             "ASR_FALLBACK_MAX_CALLS",
-            "most calls the fallback provider carries at once; calls beyond it wait for their primary",
-            int_range(1, 1_000_000),
+            "most calls the fallback provider carries at once; calls beyond it wait for their primary. 0: "
+            "as many as the fallback measures it can carry (the local engine), 32 for a remote one",
+            int_range(0, 1_000_000),
         ),
     ),
 )

@@ -26,6 +26,8 @@ class TranscriptResult:
     A final (`is_final`) covers the stream's audio from `start` to `start + duration`; finals of
     one channel tile the stream's timeline, empty ones included, which is what lets the core
     know how much audio is safely transcribed and need not be replayed after a reconnect.
+    `language` is the language the provider transcribed it in, where it says (or was asked for
+    one); None where nothing is known.
     """
 
     channel: int
@@ -38,6 +40,7 @@ class TranscriptResult:
     words: tuple[Word, ...] = ()
     from_finalize: bool = False
     channels: int = 1
+    language: str | None = None
 
     @property
     def end(self) -> float:

@@ -621,6 +621,7 @@ class SessionCore:
                 self.provider,
                 self._arrivals.latency_ms(self.fmt.bytes_for(end_s), now),
                 self._wall_ms(now),
+                result.language,
             )
         )
 

@@ -66,6 +66,7 @@ RAW_ENCODINGS: Final = frozenset({"linear16", "mulaw", "alaw"})
 # arithmetic: times become byte offsets).
 MAX_STREAM_S: Final = 1e7
 MAX_SPEAKERS: Final = 1_000_000
+MAX_LANGUAGE_CHARS: Final = 35  # a language code (BCP 47), as a result names it
 
 
 # --- query parameters ----------------------------------------------------------------------
@@ -288,9 +289,13 @@ class ServerError:
 ServerMessage = ProviderEvent | ServerError
 
 
-def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | None:
+def parse_server_message(
+    text: str | bytes, channels: int, language: str | None = None
+) -> ServerMessage | None:
     """One text frame from a Deepgram server, as the worker's provider events. None for a
-    message that is valid but carries nothing for the call. Raises ProtocolViolation."""
+    message that is valid but carries nothing for the call. Raises ProtocolViolation.
+    `language`: the one the stream asked for, a result's where Deepgram names none (it names
+    one only when it detects them: `language=multi`, `detect_language`)."""
     if isinstance(text, bytes):
         raise ProtocolViolation("binary", f"a binary message of {len(text)} bytes")
     try:
@@ -302,7 +307,7 @@ def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | No
     kind = data.get("type")
     try:
         if kind == "Results":
-            return _results(data, channels)
+            return _results(data, channels, language)
         if kind == "UtteranceEnd":
             return UtteranceEnd(_channel(data["channel"], channels), _seconds(data["last_word_end"]))
         if kind == "SpeechStarted":
@@ -328,7 +333,7 @@ def parse_server_message(text: str | bytes, channels: int) -> ServerMessage | No
     raise ProtocolViolation("unknown_type", f"type {str(kind)[:40]!r}")
 
 
-def _results(data: dict[str, object], channels: int) -> TranscriptResult:
+def _results(data: dict[str, object], channels: int, language: str | None = None) -> TranscriptResult:
     index = data["channel_index"]
     if not isinstance(index, list) or not index:
         raise ValueError("channel_index must be a non-empty list")
@@ -361,7 +366,25 @@ def _results(data: dict[str, object], channels: int) -> TranscriptResult:
         words=tuple(_word(w) for w in raw_words),
         from_finalize=data.get("from_finalize") is True,
         channels=total,
+        language=_language(best, raw_words) or language,
     )
+
+
+def _language(best: dict[str, object], words: list[object]) -> str | None:
+    """The language Deepgram says it heard: the alternative's `languages` (the most spoken
+    first), else its first word's `language`; None when it names none (a fixed language)."""
+    languages = best.get("languages")
+    if type(languages) is list and languages:
+        first = languages[0]
+        if type(first) is str and 0 < len(first) <= MAX_LANGUAGE_CHARS:
+            return first
+    if words:
+        word = words[0]
+        if type(word) is dict:
+            named = word.get("language")
+            if type(named) is str and 0 < len(named) <= MAX_LANGUAGE_CHARS:
+                return named
+    return None
 
 
 def _word(w: object) -> Word:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from .whisper import DecodedWord
+from .decoding import DecodedWord
 
 _OVERLAP_S: Final = 0.05
 

@@ -1,7 +1,7 @@
 """One channel of a local stream: its audio, VAD, utterances and finals, in order.
 
     samples -> StreamResampler (16 kHz) -> VadStream -> Segmenter -> utterances
-    open utterance --(every `interim_interval_s` of new audio, when a decoder is spare)--> interim
+    open utterance --(after new audio, a share of its length, when a decoder is spare)--> interim
     closed utterance --(Scheduler, finals first)--> final, emitted in line
 
 A channel's finals tile its timeline: every utterance's final covers the silence before it,
@@ -30,16 +30,18 @@ import numpy as np
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd, Word
 from ..errors import ProviderError
 from .agreement import Agreement, normalize
+from .decoding import Decoded, DecodedWord
 from .resample import SAMPLE_RATE, Float32Array, StreamResampler
 from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Scheduler
-from .vad import Segmenter, Utterance, VadConfig, VadStream
-from .whisper import Decoded, DecodedWord
+from .timing import Span, spread, voiced_spans
+from .vad import WINDOW, Segmenter, Utterance, VadConfig, VadStream
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
     vad: VadConfig = field(default_factory=VadConfig)
-    interim_interval_s: float = 0.7  # new audio in the open utterance between two interims
+    interim_interval_s: float = 0.7  # new audio in the open utterance between two interims, at least
+    interim_growth: float = 0.25  # ...and at least this share of the utterance so far (see below)
     first_interim_s: float = 0.5  # speech in the open utterance before its first interim
     silence_final_s: float = 1.0  # an empty final at least this often through silence
     context_chars: int = 0  # of the channel's recent finals in each decode's prompt (0: none)
@@ -86,6 +88,7 @@ class Slot:
     endpointed: bool = False
     from_finalize: bool = False
     end_s: float | None = None  # exact end in seconds (at Finalize), else end / 16 kHz
+    voiced: list[Span] = field(default_factory=list)  # where the VAD heard voice, from audio_start
     result: Decoded | None = None
     done: bool = False
 
@@ -117,6 +120,7 @@ class Channel:
         self.covered = 0  # end of the last final queued
         self.slots: deque[Slot] = deque()  # finals not yet emitted, in order
         self._chunks: deque[tuple[int, Float32Array]] = deque()  # (start position, samples)
+        self._voice: deque[tuple[int, Float32Array]] = deque()  # (first window's start, VAD probabilities)
         self.utterance = 0  # id of the open (or last) utterance
         self.interim_wanted = False
         self.interim_end: int | None = None  # audio end of the open utterance's last interim
@@ -130,7 +134,7 @@ class Channel:
         out = self.resampler.push(samples)
         self._append(out)
         was_open = self.segmenter.open_start is not None
-        for utterance in self.segmenter.push(self.vad.push(out)):
+        for utterance in self.segmenter.push(self._judge(out)):
             self._close(utterance, now)
             was_open = False
         if self.segmenter.open_start is not None and not was_open:
@@ -142,7 +146,7 @@ class Channel:
         """End the open utterance now and cover everything heard. Its final is marked
         `from_finalize` when it answers a Finalize; a CloseStream's is not, as Deepgram's."""
         self._append(self.resampler.flush())
-        for closed in self.segmenter.push(self.vad.push(np.zeros(0, dtype=np.float32))):
+        for closed in self.segmenter.push(self._judge(np.zeros(0, dtype=np.float32))):
             self._close(closed, now)
         last = self.segmenter.close_now(self.position)
         if last is not None:
@@ -170,6 +174,28 @@ class Channel:
             keep_from = self.segmenter.settled
         while self._chunks and self._chunks[0][0] + self._chunks[0][1].size <= keep_from:
             self._chunks.popleft()
+        while self._voice and self._voice[0][0] + self._voice[0][1].size * WINDOW <= keep_from:
+            self._voice.popleft()
+
+    def _judge(self, samples: Float32Array) -> Float32Array:
+        """The VAD's probabilities for the windows these samples complete, kept for word times."""
+        probs = self.vad.push(samples)
+        if probs.size:
+            self._voice.append((self.segmenter.position, probs))
+        return probs
+
+    def voiced(self, start: int, end: int) -> list[Span]:
+        """Where the VAD heard voice in [start, end), as seconds from `start`."""
+        threshold = self._engine.options.vad.neg_threshold
+        spans: list[Span] = []
+        for first, probs in self._voice:
+            lo = max(0, (start - first) // WINDOW)
+            hi = min(probs.size, -(-(end - first) // WINDOW))
+            if lo < hi:
+                window_s = WINDOW / SAMPLE_RATE
+                offset_s = (first + lo * WINDOW - start) / SAMPLE_RATE
+                spans += voiced_spans(probs[lo:hi].tolist(), offset_s, window_s, threshold)
+        return _joined(spans)
 
     def audio(self, start: int, end: int) -> Float32Array:
         parts = []
@@ -199,6 +225,7 @@ class Channel:
             endpointed=utterance.endpointed,
             from_finalize=from_finalize,
             end_s=end_s,
+            voiced=self.voiced(utterance.start, utterance.end),
         )
         self.slots.append(slot)
         self.covered = utterance.end
@@ -250,7 +277,7 @@ class Channel:
         if isinstance(result, Exception):
             self._output.fail(ProviderError("engine_error", f"decoding failed: {result}", retryable=True))
             return
-        slot.result = result
+        slot.result = spread(result, slot.voiced)
         slot.done = True
         self.emit_ready()
 
@@ -291,7 +318,14 @@ class Channel:
     def _maybe_want_interim(self, now: float) -> None:
         """An interim is due once the utterance has `first_interim_s` of speech (counted from
         the voice, not from the lead-in before it, which is no words), then after every
-        `interim_interval_s` of new audio."""
+        `interim_interval_s` of new audio, or a quarter of the utterance so far if that is more.
+
+        An interim decodes the open utterance from its start, so its cost grows with the
+        utterance; spacing interims in proportion keeps what they cost per second of speech
+        bounded (about four decodes' worth of audio a second, however long the utterance),
+        where a fixed spacing made the eighth second of speech cost eleven times the first.
+        The scheduler spaces them further when decoders are busy (finals first, interims in
+        spare time only)."""
         speech_start = self.segmenter.speech_start
         if (
             self.segmenter.open_start is None
@@ -304,7 +338,9 @@ class Channel:
         if self.interim_end is None:
             due = self.position - speech_start >= opts.first_interim_s * SAMPLE_RATE
         else:
-            due = self.position - self.interim_end >= opts.interim_interval_s * SAMPLE_RATE
+            heard = self.position - (self.segmenter.open_start or speech_start)
+            interval = max(opts.interim_interval_s * SAMPLE_RATE, opts.interim_growth * heard)
+            due = self.position - self.interim_end >= interval
         if not due:
             return
         self.interim_wanted = True
@@ -318,12 +354,15 @@ class Channel:
             return None
         utterance, end = self.utterance, self.position
         self.interim_end = end
+        voiced = self.voiced(start, end)
         return Job(
             JobKind.INTERIM,
             self,
             self.audio(start, end),
             self._engine.clock(),
-            lambda result: self._interim_done(utterance, start, end, result),
+            lambda result: self._interim_done(
+                utterance, start, end, result if isinstance(result, Exception) else spread(result, voiced)
+            ),
             self.prompt,
         )
 
@@ -349,6 +388,17 @@ class Channel:
                 )
             )
         self._maybe_want_interim(self._engine.clock())
+
+
+def _joined(spans: list[Span]) -> list[Span]:
+    """Spans in order with those that touch (across two probability chunks) made one."""
+    out: list[Span] = []
+    for a, b in spans:
+        if out and a <= out[-1][1] + 1e-9:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _words(result: Decoded | None, audio_start: int) -> tuple[Word, ...]:

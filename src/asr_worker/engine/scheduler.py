@@ -38,8 +38,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .capacity import CapacityModel
+from .decoding import Decoded, Decoder
 from .resample import SAMPLE_RATE, Float32Array
-from .whisper import Decoded, Decoder
 
 
 class JobKind(StrEnum):
@@ -189,6 +190,15 @@ class EngineMetrics:
         self.decoded = Counter(
             "asr_local_decoded_utterances", "Utterances decoded, by kind.", ["kind"], registry=None
         )
+        self.decoded_audio = Counter(
+            "asr_local_decoded_audio_seconds", "Seconds of audio decoded, by kind.", ["kind"], registry=None
+        )
+        self.decode_cpu = Counter(
+            "asr_local_decode_cpu_seconds",
+            "CPU time the decoding threads spent, by kind (against the audio: the decode cost).",
+            ["kind"],
+            registry=None,
+        )
         self.final_latency = Histogram(
             "asr_local_final_latency_seconds",
             "From the arrival of the audio where speech ended to its final result.",
@@ -207,6 +217,8 @@ class EngineMetrics:
             self.decode_rtf,
             self.decode_seconds,
             self.decoded,
+            self.decoded_audio,
+            self.decode_cpu,
             self.final_latency,
             self.refused,
             self._queue,
@@ -239,6 +251,17 @@ class _QueueCollector(Collector):
         yield GaugeMetricFamily(
             "asr_local_decoders_busy", "Decode workers running a batch.", value=self._pool.busy
         )
+        model = self._pool.capacity
+        yield GaugeMetricFamily(
+            "asr_local_decode_cost",
+            "Wall seconds of decoding per second of audio (calibrated at start, then from finals).",
+            value=model.cost_s,
+        )
+        yield GaugeMetricFamily(
+            "asr_local_capacity_channels",
+            "Audio channels the engine can carry at once, from its decode cost (a two-leg call is two).",
+            value=model.channels or 0,
+        )
 
 
 class DecodePool:
@@ -247,6 +270,7 @@ class DecodePool:
     ) -> None:
         self.scheduler = scheduler
         self.workers = workers
+        self.capacity = CapacityModel(workers)  # what the decoders carry, from what they cost
         self.metrics = EngineMetrics(scheduler, self)
         self._clock = clock
         self._work = asyncio.Event()
@@ -281,8 +305,8 @@ class DecodePool:
             self.busy += 1
             started = self._clock()
             try:
-                results = await loop.run_in_executor(
-                    executor, decoder.decode_batch, [j.audio for j in batch], [j.prompt() for j in batch]
+                results, cpu_s, wall_s = await loop.run_in_executor(
+                    executor, _decode, decoder, [j.audio for j in batch], [j.prompt() for j in batch]
                 )
             except Exception as exc:
                 for job in batch:
@@ -303,6 +327,10 @@ class DecodePool:
             audio_s = sum(j.audio_s for j in batch)
             self.metrics.decode_seconds.labels(kind).observe(elapsed)
             self.metrics.decoded.labels(kind).inc(len(batch))
+            self.metrics.decoded_audio.labels(kind).inc(audio_s)
+            self.metrics.decode_cpu.labels(kind).inc(cpu_s)
+            if kind is JobKind.FINAL:
+                self.capacity.observe(audio_s, wall_s, self._clock())
             if audio_s > 0:
                 self.metrics.decode_rtf.observe(elapsed / audio_s)
             for job, result in zip(batch, results, strict=True):
@@ -321,3 +349,12 @@ class DecodePool:
                 await self._work.wait()
         finally:
             self._idle -= 1
+
+
+def _decode(
+    decoder: Decoder, audios: list[Float32Array], prompts: list[str]
+) -> tuple[list[Decoded], float, float]:
+    """In a decoding thread: the results, and the CPU and wall time this thread spent on them."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    results = decoder.decode_batch(audios, prompts)
+    return results, time.thread_time() - cpu, time.perf_counter() - wall

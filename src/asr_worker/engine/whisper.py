@@ -41,6 +41,7 @@ from typing import Final, Protocol
 
 import numpy as np
 
+from .decoding import Decoded, DecodedWord
 from .resample import SAMPLE_RATE, Float32Array
 
 _FRAMES_PER_SECOND: Final = 100  # mel frames (hop 160 at 16 kHz)
@@ -88,28 +89,6 @@ _HALLUCINATION_MAX_NO_SPEECH: Final = 0.2
 _RETRY_REPETITION_PENALTY: Final = 1.3
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedWord:
-    text: str  # as Whisper wrote it, punctuation included, no surrounding spaces
-    start: float  # seconds from the start of the decoded audio
-    end: float
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    words: tuple[DecodedWord, ...]
-    audio_s: float
-
-    @property
-    def text(self) -> str:
-        return " ".join(w.text for w in self.words)
-
-    @property
-    def confidence(self) -> float:
-        return float(np.mean([w.probability for w in self.words])) if self.words else 0.0
-
-
 # The parts of faster-whisper and CTranslate2 used here (they ship no type information).
 
 
@@ -151,14 +130,6 @@ class _FasterWhisperModel(Protocol):
     def find_alignment(
         self, tokenizer: object, text_tokens: list[list[int]], encoder_output: object, num_frames: list[int]
     ) -> list[list[dict[str, float | str]]]: ...
-
-
-class Decoder(Protocol):
-    """What the scheduler needs; the real one is `WhisperDecoder`, tests use fakes."""
-
-    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
-        """`prompts[i]` (if given): text said before `audios[i]`, to condition its decode on."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,15 @@ class AdmissionGate(Protocol):
 
 
 @runtime_checkable
+class CapacityGauge(Protocol):
+    def capacity_channels(self) -> int | None:
+        """Audio channels the provider can carry at once without falling behind (a two-leg call
+        is two), as it measures them; None while it does not know (loading). The session
+        registry refuses new calls and failovers beyond it."""
+        ...
+
+
+@runtime_checkable
 class InstrumentedProvider(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Put the provider's own Prometheus collectors on the worker's registry."""

@@ -41,6 +41,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 
 from ..core.audio import AudioFormat
+from ..core.call_options import MULTI
 from ..core.clock import Clock
 from ..core.provider_events import ProviderEvent, StreamMetadata, TranscriptResult
 from ..deepgram import protocol
@@ -142,20 +143,30 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
         self._urls: dict[AudioFormat, str] = {}
         self._not_before = 0.0  # monotonic time before which no handshake is tried (Retry-After)
 
-    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = ()) -> str:
-        """DEEPGRAM_URL with the call's audio format, the configured options and the call's
-        keyterms (one `keyterm` each, as Nova-3 takes them) as its query."""
-        if keyterms:
-            return self._build_url(fmt, keyterms)  # once per stream opened: not worth a cache
+    def url_for(self, fmt: AudioFormat, keyterms: tuple[str, ...] = (), language: str | None = None) -> str:
+        """DEEPGRAM_URL with the call's audio format, the configured options, the call's
+        keyterms (one `keyterm` each, as Nova-3 takes them) and its language (over the
+        configured one) as its query."""
+        if keyterms or language:
+            return self._build_url(fmt, keyterms, language)  # once per stream opened: no cache
         url = self._urls.get(fmt)
         if url is None:
             url = self._urls[fmt] = self._build_url(fmt, ())
         return url
 
+    def language_for(self, language: str | None) -> str | None:
+        """The language a stream asked for a call's `language` transcribes in: the call's, else
+        the configured one (DEEPGRAM_LANGUAGE, or a `language` in DEEPGRAM_PARAMS or the URL);
+        None for `multi`, where Deepgram names the language it hears in each result."""
+        if language is None:
+            configured = [v for k, v in self._configured_params() if k == "language"]
+            language = configured[-1] if configured else self.options.language
+        return None if language.lower() == MULTI else language
+
     # --- the protocol mapping -------------------------------------------------------------
 
     def _url_for(self, request: StreamRequest) -> str:
-        return self.url_for(request.fmt, request.options.keyterms)
+        return self.url_for(request.fmt, request.options.keyterms, request.options.language)
 
     async def _before_handshake(self, request: StreamRequest, now: float) -> None:
         wait_s = self._not_before - now
@@ -174,13 +185,20 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
             request_id,
             stall_timeout_s=self.options.stall_timeout_s,
             finalize_stall_timeout_s=self.options.finalize_stall_timeout_s,
+            language=self.language_for(opened.request.options.language),
         )
 
-    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...]) -> str:
+    def _configured_params(self) -> list[tuple[str, str]]:
+        """DEEPGRAM_URL's own query and DEEPGRAM_PARAMS, which override the worker's defaults."""
+        overrides = [(k, v) for k, v in parse_qsl(urlsplit(self.options.url).query) if k not in AUDIO_KEYS]
+        return overrides + list(self.options.extra_params)
+
+    def _build_url(self, fmt: AudioFormat, keyterms: tuple[str, ...], language: str | None = None) -> str:
         opts = self.options
         parts = urlsplit(opts.url)
-        overrides = [(k, v) for k, v in parse_qsl(parts.query) if k not in AUDIO_KEYS]
-        overrides += list(opts.extra_params)
+        overrides = self._configured_params()
+        if language is not None:  # the call's language is over every configured one
+            overrides = [(k, v) for k, v in overrides if k != "language"]
         # A configured `keyterm` (DEEPGRAM_PARAMS or DEEPGRAM_URL's query) is for every call:
         # the call's own are added to it, not replaced by it, and a term is sent once.
         configured_terms = {v for k, v in overrides if k == "keyterm"}
@@ -189,7 +207,7 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
             sample_rate=fmt.sample_rate,
             channels=fmt.channels,
             model=opts.model,
-            language=opts.language,
+            language=language or opts.language,
             keyterms=tuple(t for t in keyterms if t not in configured_terms),
         ).query()
         replaced = {k for k, _ in overrides} - {"keyterm"}
@@ -247,9 +265,11 @@ class DeepgramStream(RemoteStream[DeepgramMetrics]):
         *,
         stall_timeout_s: float = 10.0,
         finalize_stall_timeout_s: float = 2.0,
+        language: str | None = None,
     ) -> None:
         super().__init__(opened)
         self._channels = opened.request.fmt.channels
+        self._language = language  # what the stream asked for: a result's, where Deepgram names none
         self.request_id = request_id
         # Loop times by which Deepgram must have answered, for the stall watchdog.
         self._stall_timeout_s = stall_timeout_s
@@ -345,7 +365,7 @@ class DeepgramStream(RemoteStream[DeepgramMetrics]):
         for the call), with the stall watchdog, metrics and logs it calls for."""
         self._answer_due = None  # Deepgram is answering
         try:
-            parsed = protocol.parse_server_message(message, self._channels)
+            parsed = protocol.parse_server_message(message, self._channels, self._language)
         except ProtocolViolation as exc:
             self._garbage(exc.kind, exc.detail)
             return None

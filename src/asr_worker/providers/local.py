@@ -1,4 +1,5 @@
-"""The `local` provider: offline streaming Whisper on this machine, the embedded default.
+"""The `local` provider: offline streaming speech recognition on this machine, the embedded
+default: Moonshine base for English, Whisper for other languages (`engine/engines.py`).
 
 One `LocalProvider` per process holds the model (loaded once, in a thread, when the worker
 starts: `run`), the Silero VAD, and the decode pool every call shares. A `LocalStream` is one
@@ -24,24 +25,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import statistics
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
-from ..core.audio import AudioFormat
+from ..core.audio import AudioFormat, Encoding
+from ..core.codecs import decode_g711
 from ..core.provider_events import ProviderEvent, StreamMetadata
 from ..engine.channel import Channel, ChannelEngine, ChannelOptions
-from ..engine.model import ModelChoice, resolve_model
-from ..engine.resample import SAMPLE_RATE, split_channels
+from ..engine.decoding import Decoder, DecoderSettings
+from ..engine.engines import AUTO, ENGINES, engine_for
+from ..engine.model import ModelChoice
+from ..engine.resample import SAMPLE_RATE, StreamResampler, split_channels
 from ..engine.scheduler import DecodePool, Scheduler
 from ..engine.vad import SileroVad, VadConfig
-from ..engine.whisper import Decoder, WhisperDecoder, WhisperOptions
 from ..errors import ProviderError, StartError
 from ..settings import Section, Setting, choice, int_range, term_list
 from .base import ProviderHealth, ProviderKind, ResultQueue, StreamRequest
@@ -51,10 +58,12 @@ log = logging.getLogger("asr_worker.local")
 _EVENT_QUEUE_MAX: Final = 1024
 _ARRIVALS_MAX: Final = 4096
 _OPEN_TIMEOUT_S: Final = 60.0
+_REMEASURE_S: Final = 15.0  # with no final decoded for this long, the decode cost is measured again
 
 
 @dataclass(frozen=True, slots=True)
 class LocalOptions:
+    engine: str = AUTO  # a name in engine.engines.ENGINES, or auto: the first that knows the language
     model: ModelChoice = field(default_factory=ModelChoice)
     compute_type: str = "int8"
     cpu_threads: int = 1
@@ -68,6 +77,7 @@ class LocalOptions:
     keyterms: tuple[str, ...] = ()  # words every call is expected to use
     max_batch: int = 4
     max_backlog_s: float = 120.0
+    capacity: int = 0  # channels the engine takes at once; 0: measured (engine/capacity.py)
 
 
 class LocalProvider:
@@ -85,12 +95,14 @@ class LocalProvider:
         self.options = options or LocalOptions()
         opts = self.options
         self.num_workers = opts.num_workers or max(1, os.cpu_count() or 1)
+        self.engine = engine_for(opts.engine, opts.language, opts.model != ModelChoice())
         self.scheduler = Scheduler(
-            max_batch=opts.max_batch,
+            max_batch=min(opts.max_batch, self.engine.max_batch),
             interim_slots=max(1, self.num_workers - 1),
             max_backlog_s=opts.max_backlog_s,
         )
         self.pool = DecodePool(self.scheduler, self.num_workers, clock)
+        self.pool.capacity.fixed = opts.capacity or None
         self.metrics = self.pool.metrics
         self.clock = clock
         self.channel_engine = ChannelEngine(
@@ -123,9 +135,25 @@ class LocalProvider:
         self._running = True
         self._ready.set()
         try:
-            await self.pool.run(decoder)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.pool.run(decoder), name="decoders")
+                if self.pool.capacity.fixed is None:
+                    tg.create_task(self._keep_measuring(decoder), name="decode-cost")
         finally:
             self._running = False
+
+    async def _keep_measuring(self, decoder: Decoder) -> None:
+        """While no final is decoded (a fallback standing by, a quiet worker), measure the decode
+        cost again now and then, so the figure follows what else the machine is doing when calls
+        arrive: the figure a standby fallback measured at start is stale by the time an outage
+        moves calls onto it. One decode of the calibration recording (about 0.1 s of one core)."""
+        audio = calibration_audio()
+        capacity = self.pool.capacity
+        while True:
+            await asyncio.sleep(_REMEASURE_S)
+            if capacity.idle_since(self.clock()) >= _REMEASURE_S and not self.pool.busy:
+                wall_s = await asyncio.to_thread(_timed_decode, decoder, audio)
+                capacity.remeasure(audio.size / SAMPLE_RATE, wall_s)
 
     async def _loaded_decoder(self) -> Decoder | None:
         if self._decoder is not None and self._vad is not None:
@@ -142,25 +170,40 @@ class LocalProvider:
     def _load(self) -> tuple[Decoder, SileroVad]:
         opts = self.options
         started = time.monotonic()
-        model = resolve_model(opts.model)
-        verified = time.monotonic()
-        decoder = WhisperDecoder.load(
-            WhisperOptions(model, opts.compute_type, opts.cpu_threads, self.num_workers, opts.language)
+        settings = DecoderSettings(
+            opts.model, opts.compute_type, opts.cpu_threads, self.num_workers, opts.language
         )
+        decoder = self.engine.load(settings)
         decoder.decode_batch([np.zeros(SAMPLE_RATE, dtype=np.float32)])  # warm the kernels up
+        loaded = time.monotonic()
+        self._calibrate(decoder)
         vad = self._vad or SileroVad.load()
         log.info(
             "local engine ready",
             extra={
-                "model": opts.model.describe(),
-                "compute_type": opts.compute_type,
+                "engine": self.engine.name,
+                "model": self.engine.describe(settings),
                 "cpu_threads": opts.cpu_threads,
                 "num_workers": self.num_workers,
-                "verify_s": round(verified - started, 2),
-                "load_s": round(time.monotonic() - verified, 2),
+                "load_s": round(loaded - started, 2),
+                "decode_cost": round(self.pool.capacity.cost_s, 4),
+                "capacity_channels": self.pool.capacity.channels,
             },
         )
         return decoder, vad
+
+    def _calibrate(self, decoder: Decoder) -> None:
+        """What a decode costs here: a recording of speech decoded on every decoder at once, as
+        they run under load (engine/capacity.py)."""
+        audio = calibration_audio()
+        with ThreadPoolExecutor(self.num_workers) as threads:
+            walls = list(threads.map(lambda _i: _timed_decode(decoder, audio), range(2 * self.num_workers)))
+        self.pool.capacity.calibrate(audio.size / SAMPLE_RATE, statistics.median(walls))
+
+    def capacity_channels(self) -> int | None:
+        """Channels the engine can carry at once (measured, or ASR_LOCAL_CAPACITY); None while
+        it is not running."""
+        return self.pool.capacity.channels if self._running else None
 
     def health(self) -> ProviderHealth:
         if self._error is not None:
@@ -194,15 +237,28 @@ class LocalProvider:
             raise ProviderError(
                 "engine_busy", "the local speech engine is too far behind to take a call", retryable=True
             )
-        return LocalStream(self.channel_engine, request, self._vad)
+        capacity, channels = self.pool.capacity, request.fmt.channels
+        capacity.opened(channels, self.clock())
+        return LocalStream(
+            self.channel_engine, request, self._vad, lambda: capacity.closed(channels, self.clock())
+        )
 
 
 class LocalStream:
     """One call's stream: splits its audio among its channels (`engine/channel.py`), whose
     results it queues for the session, and ends them on CloseStream once every final is out."""
 
-    def __init__(self, engine: ChannelEngine, request: StreamRequest, vad: SileroVad) -> None:
+    def __init__(
+        self,
+        engine: ChannelEngine,
+        request: StreamRequest,
+        vad: SileroVad,
+        on_closed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`on_closed`: told once, when the stream ends however it ends (the engine counts the
+        channels its streams hold open)."""
         self._clock = engine.clock
+        self._on_closed = on_closed
         self.request = request
         self.fmt: AudioFormat = request.fmt
         self.request_id = str(uuid.uuid4())
@@ -261,7 +317,7 @@ class LocalStream:
     async def abort(self) -> None:
         if self.closed:
             return
-        self.closed = True
+        self._close()
         for channel in self.channels:
             channel.forget()
         self._results.finish()
@@ -291,7 +347,7 @@ class LocalStream:
         if self.closed:
             return
         self._failed = error
-        self.closed = True
+        self._close()
         for channel in self.channels:
             channel.forget()
         self._results.finish(error)
@@ -301,10 +357,14 @@ class LocalStream:
         if not self._closing or self.closed or any(c.slots for c in self.channels):
             return
         self.push(StreamMetadata(self.request_id, self._frames_in / self.fmt.sample_rate))
-        self.closed = True
+        self._close()
         for channel in self.channels:
             channel.forget()
         self._results.finish()
+
+    def _close(self) -> None:
+        self.closed = True
+        self._on_closed()
 
     def arrival_of(self, position: int) -> float | None:
         """When the audio at this 16 kHz position reached the provider."""
@@ -320,8 +380,33 @@ class LocalStream:
             raise ProviderError("closed", "the local stream is closed", retryable=True)
 
 
+def calibration_audio() -> npt.NDArray[np.float32]:
+    """A person-like sentence with the pauses around it (the smoke test's call, 5.6 s of 8 kHz
+    mu-law shipped with the package), at 16 kHz."""
+    data = resources.files("asr_worker").joinpath("tools/data/smoke-call.wav").read_bytes()
+    at = data.index(b"data") + 8
+    pcm = (decode_g711(data[at:], Encoding.MULAW) / 32768).astype(np.float32)
+    resampler = StreamResampler(8000)
+    return np.concatenate([resampler.push(pcm), resampler.flush()])
+
+
+def _timed_decode(decoder: Decoder, audio: npt.NDArray[np.float32]) -> float:
+    started = time.perf_counter()
+    decoder.decode_batch([audio])
+    return time.perf_counter() - started
+
+
 def create(options: LocalOptions) -> LocalProvider:
     return LocalProvider(options)
+
+
+def _missing(options: LocalOptions) -> tuple[str, str] | None:
+    """A named engine that does not know the language asked for."""
+    try:
+        engine_for(options.engine, options.language, options.model != ModelChoice())
+    except ValueError as exc:
+        return "ASR_LOCAL_ENGINE=whisper (or auto)", f"transcribes {options.language}: {exc}"
+    return None
 
 
 # CTranslate2's compute types (https://opennmt.net/CTranslate2/quantization.html).
@@ -363,9 +448,17 @@ SETTINGS: Final = Section(
     LocalOptions,
     (
         Setting(
+            "engine",
+            "ASR_LOCAL_ENGINE",
+            "local engine: moonshine (Moonshine base, English, about ten times cheaper), whisper "
+            "(Whisper, any language, keyterms), or auto: Moonshine for English, Whisper otherwise "
+            "or when ASR_LOCAL_MODEL names a Whisper model",
+            choice(AUTO, *ENGINES),
+        ),
+        Setting(
             "model",
             "ASR_LOCAL_MODEL",
-            "local engine model: empty for the packaged Whisper base, a faster-whisper model "
+            "Whisper engine model: empty for the packaged Whisper base, a faster-whisper model "
             "directory, or a size such as small.en (downloaded by faster-whisper)",
             ModelChoice.parse,
             show=_model,
@@ -373,13 +466,13 @@ SETTINGS: Final = Section(
         Setting(
             "compute_type",
             "ASR_LOCAL_COMPUTE_TYPE",
-            "local engine CTranslate2 compute type: " + ", ".join(COMPUTE_TYPES),
+            "Whisper engine CTranslate2 compute type: " + ", ".join(COMPUTE_TYPES),
             choice(*COMPUTE_TYPES),
         ),
         Setting(
             "cpu_threads",
             "ASR_LOCAL_CPU_THREADS",
-            "local engine threads per decode (faster-whisper's cpu_threads; 0 = CTranslate2's default)",
+            "local engine threads per decode (0 = the engine's default)",
             int_range(0, 256),
         ),
         Setting(
@@ -391,7 +484,7 @@ SETTINGS: Final = Section(
         Setting(
             "language",
             "ASR_LOCAL_LANGUAGE",
-            "local engine language (a Whisper language code)",
+            "local engine language (a Whisper language code; Moonshine knows en only)",
             _language,
         ),
         Setting(
@@ -402,10 +495,18 @@ SETTINGS: Final = Section(
             int_range(32, 10_000),
         ),
         Setting(
+            "capacity",
+            "ASR_LOCAL_CAPACITY",
+            "local engine: audio channels it takes at once (a two-leg call is two); new calls and "
+            "failovers beyond it are refused (engine_full). 0: measured from what decoding costs here",
+            int_range(0, 100_000),
+        ),
+        Setting(
             "keyterms",
             "ASR_LOCAL_KEYTERMS",
             "local engine: comma-separated words or phrases calls are expected to use (product, agent and "
-            "place names), given to Whisper as context; a call adds its own with Deepgram's keyterm/keywords",
+            "place names), given to Whisper as context (Moonshine takes none); a call adds its own with "
+            "Deepgram's keyterm/keywords",
             _keyterms,
         ),
         Setting(
@@ -418,4 +519,4 @@ SETTINGS: Final = Section(
     ),
 )
 
-KIND: Final = ProviderKind(SETTINGS, create)
+KIND: Final = ProviderKind(SETTINGS, create, _missing)

@@ -8,7 +8,10 @@ on a window boundary hears exactly the words the dropped one would have.
 
 Results follow Deepgram's shape: an interim after each word, a final every
 `words_per_final` words or at a pause (`speech_final`), empty finals through long silences
-so finals tile the timeline, and a `from_finalize` final on Finalize/CloseStream.
+so finals tile the timeline, and a `from_finalize` final on Finalize/CloseStream. A
+two-channel call is heard as one stream (channel 0) unless `multichannel` is on: then each
+channel is heard on its own and its results name it, as Deepgram's `multichannel=true` does
+(`expected_words` of each channel's audio, `channel_audio`).
 
 Faults, for tests: `fail_opens` (the next N opens fail; fatally with `fail_fatal`),
 `open_delay_ms`, `drop_after_ms` (each stream fails after that much audio, for the first
@@ -78,6 +81,7 @@ class MockOptions:
     drop_streams: int = 0
     hang_close: bool = False
     await_every: int = 0  # every Nth `send_audio_now` declines, so that send is awaited (1: all)
+    multichannel: bool = False  # each channel of a two-channel call heard on its own
 
     @classmethod
     def parse(cls, text: str) -> MockOptions:
@@ -120,19 +124,91 @@ def expected_words(audio: bytes, fmt: AudioFormat, options: MockOptions | None =
     return [w for w in words if w]
 
 
+def channel_audio(audio: bytes, fmt: AudioFormat, channel: int) -> bytes:
+    """One channel of interleaved audio, in the same encoding."""
+    if fmt.channels == 1:
+        return audio
+    width = fmt.bytes_per_sample
+    frames = np.frombuffer(audio[: len(audio) - len(audio) % fmt.frame_bytes], dtype=np.uint8)
+    return frames.reshape(-1, fmt.channels, width)[:, channel, :].tobytes()
+
+
+class _Channel:
+    """What the mock has heard of one channel: its audio cut into word windows, the words of
+    the utterance under way, and where its last final ended."""
+
+    def __init__(self, stream: MockStream, index: int, fmt: AudioFormat) -> None:
+        self.stream = stream
+        self.index = index
+        self.fmt = fmt
+        self.window_bytes = fmt.bytes_for(stream.options.word_ms / 1000)
+        self.pending = bytearray()
+        self.done_bytes = 0  # bytes of completed windows
+        self.final_end = 0.0
+        self.utterance: list[Word] = []
+
+    def take(self, data: bytes) -> None:
+        self.pending += data
+        while len(self.pending) >= self.window_bytes:
+            window = bytes(self.pending[: self.window_bytes])
+            del self.pending[: self.window_bytes]
+            self.window(window)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.window(bytes(self.pending))
+            self.pending.clear()
+
+    def window(self, window: bytes) -> None:
+        start = self.fmt.seconds(self.done_bytes)
+        self.done_bytes += len(window)
+        end = self.fmt.seconds(self.done_bytes)
+        opts = self.stream.options
+        word = word_for(window, self.fmt, opts.silence_peak)
+        if word is not None:
+            self.utterance.append(Word(word, start, end, 0.9))
+            self.result(self.final_end, end, is_final=False, speech_final=False)
+            if len(self.utterance) >= opts.words_per_final:
+                self.final(end, speech_final=False)
+        elif self.utterance or end - self.final_end >= _SILENCE_FINAL_S:
+            self.final(end, speech_final=bool(self.utterance))
+
+    def final(self, end: float, *, speech_final: bool, from_finalize: bool = False) -> None:
+        self.result(self.final_end, end, is_final=True, speech_final=speech_final, finalize=from_finalize)
+        self.final_end = end
+        self.utterance = []
+
+    def result(
+        self, start: float, end: float, *, is_final: bool, speech_final: bool, finalize: bool = False
+    ) -> None:
+        words = tuple(self.utterance)
+        self.stream.put(
+            TranscriptResult(
+                channel=self.index,
+                is_final=is_final,
+                speech_final=speech_final,
+                text=" ".join(w.word for w in words),
+                confidence=0.9 if words else 0.0,
+                start=start,
+                duration=max(0.0, end - start),
+                words=words,
+                from_finalize=finalize,
+                channels=len(self.stream.channels),
+            )
+        )
+
+
 class MockStream:
     def __init__(self, provider: MockProvider, request: StreamRequest, index: int) -> None:
         self.request = request
         self.index = index
         self.received = bytearray()
         self.controls: list[str] = []
-        self._opts = provider.options
+        self.options = self._opts = provider.options
         self._fmt = request.fmt
-        self._window_bytes = self._fmt.bytes_for(self._opts.word_ms / 1000)
-        self._pending = bytearray()
-        self._done_bytes = 0  # bytes of completed windows
-        self._final_end = 0.0
-        self._utterance: list[Word] = []
+        split = self._opts.multichannel and self._fmt.channels > 1
+        heard = AudioFormat(self._fmt.encoding, self._fmt.sample_rate, 1) if split else self._fmt
+        self.channels = [_Channel(self, c, heard) for c in range(self._fmt.channels if split else 1)]
         drops = self._opts.drop_streams
         self._drop_at = (
             self._fmt.bytes_for(self._opts.drop_after_ms / 1000)
@@ -165,20 +241,18 @@ class MockStream:
     async def finalize(self) -> None:
         self._check_open()
         self.controls.append("Finalize")
-        if self._pending:
-            self._window(bytes(self._pending))
-            self._pending.clear()
-        self._final(self._seconds(self._done_bytes), speech_final=True, from_finalize=True)
+        for channel in self.channels:
+            channel.flush()
+            channel.final(channel.fmt.seconds(channel.done_bytes), speech_final=True, from_finalize=True)
 
     async def close_stream(self) -> None:
         self._check_open()
         self.controls.append("CloseStream")
         # As Deepgram's: the audio no Finalize flushed gets its final (not marked from_finalize).
-        if self._pending or self._utterance:
-            if self._pending:
-                self._window(bytes(self._pending))
-                self._pending.clear()
-            self._final(self._seconds(self._done_bytes), speech_final=True)
+        for channel in self.channels:
+            if channel.pending or channel.utterance:
+                channel.flush()
+                channel.final(channel.fmt.seconds(channel.done_bytes), speech_final=True)
         if not self._opts.hang_close:
             self._closed = True
             self._results.finish()
@@ -194,7 +268,7 @@ class MockStream:
 
     # --- the mock recognizer ------------------------------------------------------------------
 
-    def _put(self, event: ProviderEvent) -> None:
+    def put(self, event: ProviderEvent) -> None:
         if not self._results.put(event) and not self._results.ended:
             self._failed = ProviderError("events_overflow", "mock results are not being read", retryable=True)
             self._results.finish(self._failed)
@@ -219,52 +293,13 @@ class MockStream:
         self._failed = error
         self._results.finish(error)
 
-    def _seconds(self, n_bytes: int) -> float:
-        return self._fmt.seconds(n_bytes)
-
     def _take(self, data: bytes) -> None:
         self.received += data
-        self._pending += data
-        while len(self._pending) >= self._window_bytes:
-            window = bytes(self._pending[: self._window_bytes])
-            del self._pending[: self._window_bytes]
-            self._window(window)
-
-    def _window(self, window: bytes) -> None:
-        start = self._seconds(self._done_bytes)
-        self._done_bytes += len(window)
-        end = self._seconds(self._done_bytes)
-        word = word_for(window, self._fmt, self._opts.silence_peak)
-        if word is not None:
-            self._utterance.append(Word(word, start, end, 0.9))
-            self._result(self._final_end, end, is_final=False, speech_final=False)
-            if len(self._utterance) >= self._opts.words_per_final:
-                self._final(end, speech_final=False)
-        elif self._utterance or end - self._final_end >= _SILENCE_FINAL_S:
-            self._final(end, speech_final=bool(self._utterance))
-
-    def _final(self, end: float, *, speech_final: bool, from_finalize: bool = False) -> None:
-        self._result(self._final_end, end, is_final=True, speech_final=speech_final, finalize=from_finalize)
-        self._final_end = end
-        self._utterance = []
-
-    def _result(
-        self, start: float, end: float, *, is_final: bool, speech_final: bool, finalize: bool = False
-    ) -> None:
-        words = tuple(self._utterance)
-        self._put(
-            TranscriptResult(
-                channel=0,
-                is_final=is_final,
-                speech_final=speech_final,
-                text=" ".join(w.word for w in words),
-                confidence=0.9 if words else 0.0,
-                start=start,
-                duration=max(0.0, end - start),
-                words=words,
-                from_finalize=finalize,
-            )
-        )
+        if len(self.channels) == 1:
+            self.channels[0].take(data)
+            return
+        for channel in self.channels:
+            channel.take(channel_audio(data, self._fmt, channel.index))
 
 
 @dataclass

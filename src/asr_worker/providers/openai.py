@@ -46,6 +46,7 @@ from websockets.http11 import Response
 
 from .. import jsonwire
 from ..core.audio import AudioFormat, Encoding
+from ..core.call_options import MULTI
 from ..core.clock import Clock
 from ..core.codecs import to_linear16
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult
@@ -129,6 +130,16 @@ def keyterms_prompt(keyterms: tuple[str, ...]) -> str | None:
             break
         prompt = longer
     return prompt or None
+
+
+def transcription_language(call_language: str | None, configured: str | None) -> str | None:
+    """The session's `transcription.language` for a call: OpenAI takes ISO-639-1 codes (`en`),
+    so a Deepgram-style code gives its primary language (`en-US` is `en`); `multi` gives none,
+    and the model detects the language itself."""
+    language = call_language or configured
+    if language is None or language.lower() == MULTI:
+        return None
+    return language.split("-", 1)[0].lower()
 
 
 # The provider's series (`asr_openai_...`), from the breaker's state.
@@ -226,6 +237,8 @@ class OpenAIStream(RemoteStream[ConnectionMetrics]):
         self._options = options
         self._fmt = request.fmt
         self._prompt = keyterms_prompt(request.options.keyterms)
+        # The call's language over OPENAI_LANGUAGE; None (`multi`, or neither): the model detects it.
+        self._language = transcription_language(request.options.language, options.language)
         self._wire = wire_format(request.fmt)
         self._resampler = (
             None
@@ -247,7 +260,7 @@ class OpenAIStream(RemoteStream[ConnectionMetrics]):
     async def start(self) -> None:
         config = SessionConfig(
             format=self._wire or PCM16,
-            transcription=Transcription(self._options.model, self._options.language, self._prompt),
+            transcription=Transcription(self._options.model, self._language, self._prompt),
             turn_detection=TurnDetection(),
         )
         update = protocol.session_update_event(config)
@@ -432,6 +445,7 @@ class OpenAIStream(RemoteStream[ConnectionMetrics]):
             start=start,
             duration=max(0.0, end - start),
             from_finalize=is_final and item.from_finalize,
+            language=self._language,
         )
 
     def _put(self, event: ProviderEvent) -> None:

@@ -8,6 +8,7 @@ provider connection) per call however many sources arrive at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..errors import SessionRefused
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
-from ..providers.base import AdmissionGate, Provider
+from ..providers.base import AdmissionGate, CapacityGauge, Provider
 from ..settings import Section, Setting, int_range, seconds
 from .primary import PrimaryWatch
 from .runner import SessionRunner
@@ -71,22 +72,58 @@ SETTINGS: Final = Section(
 )
 
 
+DEFAULT_FALLBACK_CALLS: Final = 32  # a fallback that measures no capacity of its own (a remote one)
+
+
 class FallbackSlots:
-    """The calls the fallback provider carries, at most `limit`: a call that moves (or starts)
-    there takes a slot, and gives it back when it ends."""
+    """The calls a provider carries, bounded: a call that moves (or starts) there takes a slot
+    for its channels, and gives it back when it ends. The bound is `limit` calls when set
+    (ASR_FALLBACK_MAX_CALLS), else the channels the provider says it can carry (`gauge`: the
+    local engine measures what decoding costs), else `DEFAULT_FALLBACK_CALLS` calls."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_use = 0
+    def __init__(self, limit: int = 0, gauge: CapacityGauge | None = None) -> None:
+        self.gauge = gauge if not limit else None
+        self.limit = limit or (0 if gauge is not None else DEFAULT_FALLBACK_CALLS)
+        self.in_use = 0  # calls
+        self.channels = 0
 
-    def claim(self) -> bool:
-        if self.in_use >= self.limit:
+    @property
+    def capacity(self) -> tuple[int, str] | None:
+        """The bound and its unit ("calls" or "channels"); None while the gauge measures nothing."""
+        if self.limit:
+            return self.limit, "calls"
+        measured = self.gauge.capacity_channels() if self.gauge is not None else None
+        return None if measured is None else (measured, "channels")
+
+    def room(self, channels: int = 1) -> bool:
+        bound = self.capacity
+        if bound is None:
+            return True  # not measured yet (a loading engine): calls wait for it to load
+        limit, unit = bound
+        return (self.in_use + 1 if unit == "calls" else self.channels + channels) <= limit
+
+    def claim(self, channels: int = 1) -> bool:
+        if not self.room(channels):
             return False
         self.in_use += 1
+        self.channels += channels
         return True
 
-    def release(self) -> None:
+    def release(self, channels: int = 1) -> None:
         self.in_use = max(0, self.in_use - 1)
+        self.channels = max(0, self.channels - channels)
+
+    @property
+    def full(self) -> bool:
+        return not self.room()
+
+    def describe(self) -> str:
+        bound = self.capacity
+        if bound is None:
+            return f"{self.in_use} calls"
+        limit, unit = bound
+        used = self.in_use if unit == "calls" else self.channels
+        return f"{used} of the {limit} {unit}"
 
 
 class SessionManager:
@@ -102,12 +139,23 @@ class SessionManager:
         metrics: WorkerMetrics,
         clock: Clock,
         rng: random.Random | None = None,
+        realtime: bool = True,
     ) -> None:
+        """`realtime` False (a file fed as fast as the engine goes, `transcribe`): no call is
+        refused for the engine's capacity, which is what real time needs."""
         self.provider = provider
         self.fallback = fallback
         failover = failover or FailoverConfig()
         self.failover_config = None if fallback is None else replace(failover, fallback=fallback.name)
-        self.fallback_slots = FallbackSlots(failover.max_calls)
+        self.fallback_slots = FallbackSlots(
+            failover.max_calls, fallback if isinstance(fallback, CapacityGauge) else None
+        )
+        # The primary's own bound, when it measures one (the local engine): new calls beyond it
+        # are refused before the calls it carries fall behind.
+        self.engine_slots = (
+            FallbackSlots(0, provider) if realtime and isinstance(provider, CapacityGauge) else None
+        )
+        self._engine_claims: dict[SessionRunner, int] = {}
         self.primary_watch = None if fallback is None else PrimaryWatch(provider)
         self.config = config
         limits = limits or CallLimits()
@@ -194,7 +242,16 @@ class SessionManager:
                 "not taken; send the call to another worker",
             )
         now = self._clock.monotonic()
-        failover, provider_name = self._failover_for_new_call(now)
+        failover, provider_name = self._failover_for_new_call(now, fmt.channels)
+        engine = self.engine_slots
+        on_primary = provider_name == self.provider.name
+        if on_primary and engine is not None and not engine.claim(fmt.channels):
+            self._metrics.sessions_refused.labels("engine_full").inc()
+            raise SessionRefused(
+                "engine_full",
+                f"the speech engine carries {engine.describe()} it can decode in real time; try again "
+                "shortly or send the call to another worker",
+            )
         core = SessionCore(
             interaction_id=key.interaction_id,
             tenant_id=key.tenant,
@@ -219,20 +276,23 @@ class SessionManager:
             options,
         )
         self._sessions[key] = runner
+        if on_primary and engine is not None:
+            self._engine_claims[runner] = fmt.channels
         self._empty.clear()
         self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{key.interaction_id}")
         return runner
 
-    def _failover_for_new_call(self, now: float) -> tuple[Failover | None, str]:
+    def _failover_for_new_call(self, now: float, channels: int) -> tuple[Failover | None, str]:
         """A new call's failover state and the provider it starts on: the fallback while the
         primary takes no new calls (its circuit breaker is open) and the fallback has room."""
         config, watch = self.failover_config, self.primary_watch
         if config is None or watch is None:
             return None, self.provider.name
         slots = self.fallback_slots
-        failover = Failover(config, slots.claim, slots.release, watch.up_since)
+        claim = functools.partial(slots.claim, channels)
+        failover = Failover(config, claim, functools.partial(slots.release, channels), watch.up_since)
         gate = self.provider
-        if isinstance(gate, AdmissionGate) and not gate.taking_new_calls() and slots.claim():
+        if isinstance(gate, AdmissionGate) and not gate.taking_new_calls() and claim():
             failover.started_moved(CIRCUIT_OPEN, self.provider.name, now)
             return failover, config.fallback
         return failover, self.provider.name
@@ -268,6 +328,11 @@ class SessionManager:
         return len(self._sessions) >= self.max_sessions
 
     @property
+    def engine_full(self) -> bool:
+        """The primary carries all it measures it can: a new call would be refused."""
+        return self.engine_slots is not None and self.engine_slots.full
+
+    @property
     def overloaded(self) -> bool:
         """Too much audio held across calls (providers not keeping up): take no new calls."""
         held_s = 0.0
@@ -292,7 +357,10 @@ class SessionManager:
     def _retire(self, runner: SessionRunner) -> None:
         self._tasks.pop(runner, None)
         if runner.core.failover is not None and runner.core.failover.moved:
-            self.fallback_slots.release()
+            self.fallback_slots.release(runner.core.fmt.channels)
+        claimed = self._engine_claims.pop(runner, 0)
+        if claimed and self.engine_slots is not None:
+            self.engine_slots.release(claimed)
         if self._sessions.get(runner.key) is runner:
             del self._sessions[runner.key]
         for name, value in _counter_values(runner.core).items():

@@ -5,7 +5,8 @@ The first thing a user runs, on every route.
 The route is `--protocol`'s module (`tools/protocols/`): it speaks that platform's own messages
 (and signatures), in the format the platform carries (a file is converted to it: mu-law 8 kHz
 for Twilio and AudioHook, ...). What the route returns is read on the route itself (ingest,
-AudioHook, OpenAI Realtime, Deepgram), or over SSE where it returns nothing (Twilio, Exotel).
+AudioHook, OpenAI Realtime, Deepgram), or over SSE where it returns nothing (Twilio, Exotel,
+SIPREC, whose call goes over SIP and RTP to `--sip-port` on the --url's host).
 Every event is one line (`tools/printer.py`), the same whatever the route; `--json` prints
 each message as the route sent it.
 """
@@ -26,7 +27,7 @@ import aiohttp
 
 from . import printer, protocols
 from .audio_files import AudioFile, convert
-from .protocols.base import CallRefused, CallSpec, Keys, Leg, Received, RouteProtocol
+from .protocols.base import CallRefused, CallSpec, Keys, Leg, Received, RouteProtocol, SipOptions
 from .protocols.ingest import id_in_url
 from .protocols.sse import call_events
 
@@ -77,6 +78,7 @@ async def stream_calls(
     as_json: bool = False,
     keys: Keys | None = None,
     tenant_id: str | None = None,
+    sip: SipOptions | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> list[CallResult]:
@@ -85,7 +87,8 @@ async def stream_calls(
     route = protocols.load(protocol)
     played = convert(audio, route.call_format(audio.fmt))
     keys = keys or Keys()
-    specs = [CallSpec(i, url, played.fmt, keys, tenant_id) for i in call_ids(url, calls, interaction_id)]
+    sip = sip or SipOptions()
+    specs = [CallSpec(i, url, played.fmt, keys, tenant_id, sip) for i in call_ids(url, calls, interaction_id)]
     for spec in specs:
         spec.route_url(route.path)  # a bad URL is refused before any call starts
     player = Player(played, chunk_ms or route.chunk_ms, speed)
@@ -180,6 +183,9 @@ async def _one_call(
     except* CallRefused as group:
         result.errors.append(f"refused: {_first(group)}")
         print(f"[{call.interaction_id}] refused: {_first(group)}", file=err, flush=True)
+    except* OSError as group:  # SIP and RTP: nothing listens on the port, no answer in time
+        result.errors.append(f"connection: {_first(group)}")
+        print(f"[{call.interaction_id}] connection failed: {_first(group)}", file=err, flush=True)
     return result
 
 

@@ -172,6 +172,7 @@ async def transcribe_files(
         publish=publish,
         metrics=WorkerMetrics(LiveTotals, provider.name),
         clock=SystemClock(),
+        realtime=realtime,
     )
     async with asyncio.TaskGroup() as tg:
         background: list[asyncio.Task[None]] = []

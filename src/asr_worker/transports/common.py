@@ -24,6 +24,7 @@ CLOSE_NORMAL: Final = int(WSCloseCode.OK)
 REFUSAL_CLOSE_CODES: Final = {
     "capacity": CLOSE_TRY_LATER,
     "overloaded": CLOSE_TRY_LATER,
+    "engine_full": CLOSE_TRY_LATER,
     "too_many_sources": CLOSE_TRY_LATER,
     "draining": CLOSE_TRY_LATER,
     "session_ending": CLOSE_TRY_LATER,

@@ -20,6 +20,7 @@ from ..metrics import WorkerMetrics
 from ..runtime.hub import EventHub
 from ..runtime.manager import SessionManager
 from ..tenancy import Keyring
+from ..transcripts import Transcripts
 
 
 class ReplayGuard(Protocol):
@@ -37,6 +38,11 @@ class CallHost(Protocol):
     @property
     def hub(self) -> EventHub:
         """Every call's events, to watch."""
+        ...
+
+    @property
+    def transcripts(self) -> Transcripts:
+        """Every call's transcript document, while it runs and for a while after."""
         ...
 
     @property

@@ -15,6 +15,8 @@ comma-separated pieces (how the OpenAI provider lists a call's keyterms in its o
 that are terms by the keyterm limits. OpenAI takes any prompt, so none is refused: a piece
 over 100 characters is prose rather than a term and is left out, as are pieces past the
 100th. A prompt set after the call started is echoed; the call keeps the terms it started with.
+The session's `transcription.language` then is the call's `language` (one that is no language
+code is none, never an error).
 
 Bad input (not JSON, an unknown event, an unsupported format, an append too large, an audio
 format change after audio has flowed) gets OpenAI's `error`
@@ -34,12 +36,12 @@ from typing import Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import AudioFormat, Encoding
-from ..core.call_options import CallOptions
+from ..core.call_options import CallOptions, check_language
 from ..core.events import CallError, SessionEnded, Transcript
 from ..core.ids import CallKey, check_optional_id
 from ..core.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS, check_keyterms
 from ..core.session import Phase
-from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
+from ..errors import AccessDenied, BadRequest, ParamError, ProtocolError, SessionRefused
 from ..http.auth import Route, principal_of
 from ..jsonwire import dumps_text
 from ..openai_realtime import protocol
@@ -257,9 +259,10 @@ class RealtimeSession:
         # Subscribe before joining, so the call's first events are seen.
         subscription = self._host.hub.subscribe(self.key)
         try:
-            source = self._host.manager.join(
-                self.key, self._fmt, options=CallOptions(keyterms=self._keyterms)
+            options = CallOptions(
+                keyterms=self._keyterms, language=session_language(self._config.transcription.language)
             )
+            source = self._host.manager.join(self.key, self._fmt, options=options)
         except SessionRefused as exc:
             subscription.close()
             self._fmt = None
@@ -398,6 +401,15 @@ class RealtimeSession:
         finally:
             gauge.dec(len(outbox))
             outbox.clear()
+
+
+def session_language(language: str | None) -> str | None:
+    """The call's `language` from the session's `transcription.language` (`en`): OpenAI takes
+    any text there, so one that is no language code is no language, never an error."""
+    try:
+        return check_language(language, "transcription.language")
+    except ParamError:
+        return None
 
 
 def prompt_keyterms(prompt: str | None) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import pytest
 from asr_worker.core.audio import Encoding
 from asr_worker.core.codecs import decode_g711
 from asr_worker.transports.siprec import rtp, sip
-from asr_worker.transports.siprec.dialog import Dialog, State, session_timer
+from asr_worker.transports.siprec.dialog import ClientDialog, Dialog, State, retransmissions, session_timer
 from asr_worker.transports.siprec.rtp import RESTART, Digit, RtpReceiver
 
 MU = Encoding.MULAW
@@ -222,3 +222,63 @@ def test_stale_requests_and_bye() -> None:
     assert d.matches(bye) and not d.matches(in_dialog("BYE", 3, "other"))
     ok = d.bye(bye)
     assert ok.startswith(b"SIP/2.0 200 OK") and d.end_reason == "end" and d.retransmission(bye) == ok
+
+
+def client() -> ClientDialog:
+    return ClientDialog(
+        call_id="c-1@192.0.2.1",
+        local_tag="src9",
+        local_uri="<sip:src@192.0.2.1:5070>",
+        remote_uri="<sip:srs@192.0.2.50:5060>",
+        contact="sip:src@192.0.2.1:5070",
+        via="SIP/2.0/UDP 192.0.2.1:5070",
+    )
+
+
+def response(data: bytes) -> sip.Response:
+    message = sip.parse(data)
+    assert isinstance(message, sip.Response)
+    return message
+
+
+def test_the_client_dialog_and_the_servers_speak_one_session_end_to_end() -> None:
+    """The recording client's INVITE, ACK and BYE, read by the server's own dialog; the ACK and
+    BYE go in the dialog the answer established (the server's tag, its Contact)."""
+    src = client()
+    invite = request(src.invite((("Require", "siprec"),), b"v=0\r\n", "application/sdp"))
+    assert (invite.uri, invite.cseq, invite.from_tag, invite.to_tag) == (
+        "sip:srs@192.0.2.50:5060",
+        sip.CSeq(1, "INVITE"),
+        "src9",
+        None,
+    )
+    assert invite.headers.get("Contact") == "<sip:src@192.0.2.1:5070>;+sip.src" and invite.body == b"v=0\r\n"
+    srs = Dialog(
+        invite, "srs1", "sip:srs@192.0.2.50:5060", 0.0, via="SIP/2.0/UDP 192.0.2.50:5060", reliable=False
+    )
+    ok = srs.answer(b"v=0\r\n", 0.0, None)
+    sent = src.answered(response(ok))
+    ack = request(sent)
+    assert ack.method == "ACK" and ack.to_tag == "srs1" and ack.cseq == sip.CSeq(1, "ACK")
+    assert ack.branch != invite.branch and src.ack == sent  # sent again for the 2xx again
+    assert srs.matches(ack)
+    srs.ack(ack, 0.1)
+    assert srs.state is State.CONFIRMED
+    bye = request(src.bye())
+    assert bye.uri == "sip:srs@192.0.2.50:5060" and bye.cseq == sip.CSeq(2, "BYE")
+    assert srs.matches(bye) and not srs.stale(bye)
+    assert response(srs.bye(bye)).status == 200 and srs.end_reason == "end"
+
+
+def test_a_refusal_is_acked_in_the_invites_transaction() -> None:
+    src = client()
+    invite = request(src.invite((), b"", "application/sdp"))
+    refused = response(sip.response(invite, 403, "Forbidden", to_tag="srs2"))
+    ack = request(src.refused(refused))
+    assert ack.branch == invite.branch and ack.to_tag == "srs2" and ack.cseq == sip.CSeq(1, "ACK")
+
+
+def test_a_client_sends_again_at_t1_doubling_for_32_s() -> None:
+    assert list(retransmissions("INVITE")) == [0.5, 1, 2, 4, 8, 16, 0.5]
+    waits = list(retransmissions("BYE"))
+    assert waits[:5] == [0.5, 1, 2, 4, 4] and sum(waits) == pytest.approx(32.0)

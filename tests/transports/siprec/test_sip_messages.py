@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from asr_worker.core.audio import Encoding
@@ -186,3 +188,44 @@ def test_metadata_names_who_sends_each_stream_and_the_roles_follow() -> None:
 def test_metadata_is_read_defused(document: bytes) -> None:
     with pytest.raises(metadata.MetadataError):
         metadata.Metadata().update(document)
+
+
+def test_a_recording_clients_body_is_read_back_by_the_server_side() -> None:
+    """What `stream --protocol siprec` writes (offer, metadata, multipart) is what the server
+    reads: two labelled sendonly PCMU streams, their senders by name, the call's id."""
+    offer = sdp.offer("192.0.2.1", [(40000, "1"), (40002, "2")], 7)
+    customer = metadata.Participant(
+        metadata.encoded_id(uuid.UUID(int=1)), "Customer", "sip:customer@192.0.2.1"
+    )
+    agent = metadata.Participant(metadata.encoded_id(uuid.UUID(int=2)), "Agent", "sip:agent@192.0.2.1")
+    sent = [
+        metadata.SentStream(metadata.encoded_id(uuid.UUID(int=3)), "1", customer),
+        metadata.SentStream(metadata.encoded_id(uuid.UUID(int=4)), "2", agent),
+    ]
+    document = metadata.document(metadata.session_id_of("call-42"), sent)
+    content_type, data = body.multipart(offer, document, "b-1")
+    parts = body.split(content_type, data)
+    assert parts.sdp == offer and parts.metadata == document
+    media = sdp.parse(offer).media
+    assert [(m.port, m.label, m.direction, m.address) for m in media] == [
+        (40000, "1", "sendonly", "192.0.2.1"),
+        (40002, "2", "sendonly", "192.0.2.1"),
+    ]
+    plans = sdp.plan(sdp.parse(offer))
+    assert sdp.call_law(plans) is Encoding.MULAW and all(p.recorded and p.sending for p in plans)
+    found = metadata.Metadata()
+    found.update(document)
+    assert found.interaction_id() == "call-42"
+    sender = found.sender_of("2")
+    assert sender is not None and (sender.name, sender.aor) == ("Agent", "sip:agent@192.0.2.1")
+    assert metadata.channels(["1", "2"], found, ()) == [0, 1]
+    assert metadata.channels(["1", "2"], found, role_rules("agent=name:Agent")) == [0, 1]
+    assert metadata.channels(["1", "2"], found, role_rules("agent=aor:sip:customer@*")) == [1, 0]
+
+
+@pytest.mark.parametrize("interaction_id", ["call-42", "855a5ded-8420-456d-a70f-6da1eeaeb425", "A.b:c_9"])
+def test_an_interaction_id_written_as_a_session_id_is_read_back_as_it_was(interaction_id: str) -> None:
+    written = metadata.session_id_of(interaction_id)
+    assert metadata.interaction_id_of(written) == interaction_id
+    if "-" in interaction_id and len(interaction_id) == 36:
+        assert written == "hVpd7YQgRW2nD22h7q60JQ=="  # a UUID in base64, as RFC 7865 writes one

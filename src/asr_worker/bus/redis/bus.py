@@ -5,7 +5,8 @@ together from the package's parts, which it runs in one TaskGroup:
 * `intake.py`, taking calls (new, or claimed from a worker that died);
 * `audio.py`, reading the calls' audio into their sessions;
 * `writer.py`, writing events, progress and claims, and handing calls over;
-* `housekeeping.py`, trimming `asr:calls`.
+* `housekeeping.py`, trimming `asr:calls`;
+* `deliveries.py`, calls' documents and webhooks for every worker (`share_transcripts`).
 
 They share the `CallTable` of calls this worker owns (`calls.py` says who changes what of a
 call) and the `BusCounters` (`metrics.py`).
@@ -26,6 +27,7 @@ from ... import logs
 from ...core.session_types import SessionConfig
 from .audio import AudioReader
 from .calls import CallTable, ClaimTiming
+from .deliveries import SharedDocuments
 from .housekeeping import Housekeeping, dead_consumer_after_s
 from .intake import Intake
 from .link import RedisLink
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
     from ...core.events import CallEvent
     from ...runtime.manager import SessionManager
+    from ...transcripts import WebhookPlan
 
 
 class RedisStreamsBus:
@@ -85,6 +88,7 @@ class RedisStreamsBus:
         self._housekeeping = Housekeeping(
             self.consumer, dead_consumer_after_s=dead_consumer_after_s(settings.claim_idle_s)
         )
+        self._cluster = cluster
 
     def _link_up(self, again: bool) -> None:
         if again:
@@ -142,6 +146,10 @@ class RedisStreamsBus:
             return bool(await self._link.client.set(key, "1", nx=True, ex=max(1, math.ceil(ttl_s))))
         except REDIS_ERRORS:
             return True
+
+    def share_transcripts(self, keep_s: float, plan: WebhookPlan) -> SharedDocuments:
+        self._intake.plan = plan
+        return SharedDocuments(self._link, self._writer, self.timing, keep_s, cluster=self._cluster)
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         outbox = self._writer.outbox

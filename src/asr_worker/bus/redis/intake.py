@@ -31,6 +31,7 @@ from .calls import (
     OwnedCall,
     SavedProgress,
 )
+from .deliveries import done_deliveries, register_deliveries
 from .scripts import Start, Verdict
 from .wire import (
     CALLS_KEY,
@@ -53,6 +54,7 @@ from .wire import (
 
 if TYPE_CHECKING:
     from ...runtime.manager import SessionManager
+    from ...transcripts import WebhookPlan
     from .link import RedisLink
     from .metrics import BusCounters
 
@@ -83,6 +85,7 @@ class Intake:
         self._manager: SessionManager | None = None
         self._reserved = 0  # room the two loops hold for calls they are asking Redis for
         self._claims_allowed_at = 0.0
+        self.plan: WebhookPlan | None = None  # who gets a call's webhooks (share_transcripts)
 
     def hold_claims(self) -> None:
         """Redis is back after an outage: live owners get a refresh in before this worker
@@ -195,6 +198,8 @@ class Intake:
                 "a call whose end was written is acknowledged",
                 extra={"interaction_id": iid, "entry": entry_id},
             )
+            if self.plan is not None:  # its worker may have stopped before queueing them
+                await register_deliveries(client, done_deliveries(self.plan, announcement))
             await scripts.acknowledge([entry_id])
             return
         if start.verdict in (Verdict.DUPLICATE, Verdict.OTHER):

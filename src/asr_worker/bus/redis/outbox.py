@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from ...transcripts import Delivery
     from .calls import OwnedCall
 
 MAX_QUEUED_EVENTS: Final = 10_000  # events waiting for Redis, all calls together
@@ -37,6 +38,8 @@ class Outgoing:
     call: OwnedCall | None  # None: a session this bus does not own (another source's call)
     finish: Finish
     interim: bool = False  # an interim transcript: the first to go when the queue is full
+    document: bool = False  # one of the call's document events (kept for its transcript document)
+    deliveries: tuple[Delivery, ...] = ()  # webhooks to queue once it is written
 
 
 class Outbox:

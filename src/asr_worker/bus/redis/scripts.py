@@ -31,6 +31,7 @@ from .wire import (
     TRANSCRIPT_TTL_S,
     RedisClient,
     audio_key,
+    document_key,
     int_or,
     progress_key,
     text,
@@ -92,12 +93,14 @@ local function owns(key, consumer, entry)
 end
 """
 
-# KEYS: transcript.{ID}, asr:progress:{ID}, asr:audio:{ID}
-# ARGV: consumer, call entry id or '', finish ('ack', 'abandon', 'expire' or ''), ttl, then
-# (seq, fresh, json) per event (seq -1: an event without one, always written). Returns the last
-# seq in the transcript, or -1 if another worker owns the call. Events whose seq is not above
-# the last written one were written already (a retried batch); a fresh session_started
-# restarts the numbering (a new call with an old id). The last seq is kept in the call's hash
+# KEYS: transcript.{ID}, asr:progress:{ID}, asr:audio:{ID}, asr:document:{ID}
+# ARGV: consumer, call entry id or '', finish ('ack', 'abandon', 'expire' or ''), ttl, the
+# document's ttl ('0': no document is kept), then (seq, fresh, document, json) per event (seq
+# -1: an event without one, always written; document '1': it is one of the call's document
+# events, which go to the document list too). Returns the last seq in the transcript, or -1 if
+# another worker owns the call. Events whose seq is not above the last written one were written
+# already (a retried batch); a fresh session_started restarts the numbering (a new call with an
+# old id), and its document. The last seq is kept in the call's hash
 # (`seq`), read back from the transcript's newest event only where the hash has none (events
 # of a call this bus does not own, or a hash Redis lost). An end ('ack', 'abandon') marks the
 # hash 'ended' and lets it expire: the caller then acknowledges the entry, and a worker handed
@@ -116,14 +119,23 @@ if not last then
     if ok and type(ev) == 'table' and type(ev['seq']) == 'number' then last = ev['seq'] end
   end
 end
-for i = 5, #ARGV, 3 do
+local documented = 0
+for i = 6, #ARGV, 4 do
   local seq = tonumber(ARGV[i])
-  if ARGV[i + 1] == '1' then last = seq - 1 end
+  if ARGV[i + 1] == '1' then
+    last = seq - 1
+    if ARGV[5] ~= '0' then redis.call('DEL', KEYS[4]) end
+  end
   if seq < 0 or seq > last then
-    redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 2])
+    redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 3])
+    if ARGV[i + 2] == '1' then
+      redis.call('RPUSH', KEYS[4], ARGV[i + 3])
+      documented = documented + 1
+    end
     if seq >= 0 then last = seq end
   end
 end
+if documented > 0 then redis.call('EXPIRE', KEYS[4], ARGV[5]) end
 if owned and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'seq', last) end
 if ARGV[3] ~= '' then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -252,21 +264,23 @@ class Scripts:
         return None
 
     async def write_events(
-        self, consumer: str, groups: Sequence[Sequence[Outgoing]], *, retry: bool
+        self, consumer: str, groups: Sequence[Sequence[Outgoing]], *, retry: bool, document_ttl_s: int = 0
     ) -> list[int | Exception]:
         """Write each group (one call's events, in order) in one pipeline; per group, the last
         seq in its transcript, -1 if another worker owns the call, or the error Redis
         answered. A lost connection raises (the whole batch may or may not be applied)."""
-        results = await self._write_pipeline(consumer, groups, retry=retry)
+        results = await self._write_pipeline(consumer, groups, retry=retry, document_ttl_s=document_ttl_s)
         if any(isinstance(v, NoScriptError) for v in results):
             await self.load()  # a group refused so ran nothing: it is safe to send again
             again = [g for g, v in zip(groups, results, strict=True) if isinstance(v, NoScriptError)]
-            redone = iter(await self._write_pipeline(consumer, again, retry=retry))
+            redone = iter(
+                await self._write_pipeline(consumer, again, retry=retry, document_ttl_s=document_ttl_s)
+            )
             results = [next(redone) if isinstance(v, NoScriptError) else v for v in results]
         return results
 
     async def _write_pipeline(
-        self, consumer: str, groups: Sequence[Sequence[Outgoing]], *, retry: bool
+        self, consumer: str, groups: Sequence[Sequence[Outgoing]], *, retry: bool, document_ttl_s: int
     ) -> list[int | Exception]:
         pipe = self._client.pipeline(transaction=False)
         for group in groups:
@@ -278,10 +292,12 @@ class Scripts:
                 call.entry_id if call is not None else "",
                 group[-1].finish.value,
                 TRANSCRIPT_TTL_S,
+                document_ttl_s,
             ]
             for item in group:
                 # On a retry the first attempt may have been applied: never restart numbering then.
-                args += [item.seq, "1" if item.fresh and not retry else "0", item.data]
+                fresh = "1" if item.fresh and not retry else "0"
+                args += [item.seq, fresh, "1" if item.document and document_ttl_s else "0", item.data]
             cluster = self._cluster
             # redis-py runs a script in either kind of pipeline, though its annotation names
             # only clients.
@@ -290,6 +306,7 @@ class Scripts:
                     transcript_key(iid, cluster=cluster),
                     progress_key(iid, cluster=cluster),
                     audio_key(iid, cluster=cluster),
+                    document_key(iid, cluster=cluster),
                 ],
                 args=args,
                 client=cast("RedisClient", pipe),

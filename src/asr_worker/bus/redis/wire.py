@@ -70,6 +70,22 @@ def transcript_key(call: str, *, cluster: bool = False) -> str:
     return f"transcript.{_tagged(call, cluster)}"
 
 
+def document_key(call: str, *, cluster: bool = False) -> str:
+    """The call's document events (a list of event JSON), for any worker to build its transcript
+    document from; kept ASR_TRANSCRIPT_KEEP_S after the last."""
+    return f"asr:document:{_tagged(call, cluster)}"
+
+
+# Webhook deliveries every worker sends from (one stream, like `asr:calls`), and the mark of
+# one that was taken (by its idempotency key), so that a copy of it is not sent again.
+DELIVERIES_KEY: Final = "asr:webhooks"
+DELIVERY_GROUP: Final = "asr-webhooks"
+
+
+def delivered_key(webhook_id: str) -> str:
+    return f"asr:webhook-sent:{webhook_id}"
+
+
 # A finished call's transcript (and an abandoned call's audio) stays this long for consumers.
 TRANSCRIPT_TTL_S: Final = 86_400
 

@@ -11,6 +11,11 @@
   and notices calls another worker has taken.
 * Hand-over: a session that ends without its call ending (shutdown) leaves its call to the
   next worker once its events and progress are written.
+* Documents and webhooks (`share_transcripts`): a call's document events go to its document
+  list too, in the same script, and the webhook deliveries an event makes (attached to it when
+  it is published) are queued on `asr:webhooks` once it is written, before a call's end is
+  acknowledged: a worker that stops in between leaves the entry pending, and whoever is
+  handed it next finds the call done and queues its document again.
 
 The writer alone changes a call's `state` and `progress`, and forgets calls that are over.
 """
@@ -24,12 +29,15 @@ from typing import TYPE_CHECKING, Final
 
 from ...core.events import CallEvent, SessionEnded, SessionStarted, Transcript
 from ...jsonwire import dumps_event_text
+from ...transcripts.document import in_document
 from .calls import ABANDONED, CallState, CallTable, ClaimTiming, OwnedCall, PendingProgress
+from .deliveries import register_deliveries
 from .outbox import Finish, Outbox, Outgoing
 from .scripts import NotHeld
 from .wire import REDIS_ERRORS, call_tag, honour_cancel, next_id, wake_or_timeout
 
 if TYPE_CHECKING:
+    from ...transcripts import Delivery
     from .link import RedisLink
     from .metrics import BusCounters
 
@@ -56,6 +64,9 @@ class Writer:
         self._wake = asyncio.Event()
         self._drop_logged = False  # the queue-full error is logged once per outage
         self._write_retry = False  # the last event write failed midway: it may have been applied
+        self.document_ttl_s = 0  # documents are kept (share_transcripts) this long; 0: not kept
+        self._attached: tuple[CallEvent, tuple[Delivery, ...]] | None = None
+        self._unregistered: list[Delivery] = []  # webhooks of written events, to queue
 
     def link_up(self) -> None:
         """Redis answers (again): write what waited, and log the next overflow anew."""
@@ -64,7 +75,13 @@ class Writer:
 
     # --- events in ----------------------------------------------------------------------------
 
+    def attach(self, event: CallEvent, deliveries: tuple[Delivery, ...]) -> None:
+        """The webhooks `event` makes, queued once it is written (it is published next)."""
+        self._attached = (event, deliveries)
+
     def publish(self, event: CallEvent) -> None:
+        attached, self._attached = self._attached, None
+        deliveries = attached[1] if attached is not None and attached[0] is event else ()
         iid = call_tag(event.tenant_id, event.interaction_id)
         call = self._calls.get(iid)
         if call is not None and call.state is CallState.LOST:
@@ -84,7 +101,10 @@ class Writer:
                 finish = Finish.ABANDON if event.reason == ABANDONED else Finish.ACK
         fresh = isinstance(event, SessionStarted) and not event.resumed
         interim = isinstance(event, Transcript) and not event.is_final
-        outgoing = Outgoing(iid, seq_no, fresh, dumps_event_text(event), call, finish, interim)
+        document = bool(self.document_ttl_s) and in_document(event)
+        outgoing = Outgoing(
+            iid, seq_no, fresh, dumps_event_text(event), call, finish, interim, document, deliveries
+        )
         outbox = self.outbox
         if len(outbox) >= outbox.max_events and not self._drop_logged:
             self._drop_logged = True
@@ -123,6 +143,7 @@ class Writer:
             await link.wait_up()
             try:
                 await self._flush_events()
+                await self._register()
                 now = time.monotonic()
                 if now >= next_progress:
                     next_progress = now + PROGRESS_INTERVAL_S
@@ -166,7 +187,9 @@ class Writer:
                 else:
                     groups.append([item])
             try:
-                results = await link.scripts.write_events(link.consumer, groups, retry=self._write_retry)
+                results = await link.scripts.write_events(
+                    link.consumer, groups, retry=self._write_retry, document_ttl_s=self.document_ttl_s
+                )
             except REDIS_ERRORS:
                 self._write_retry = True
                 raise
@@ -177,9 +200,18 @@ class Writer:
                 call = group[0].call
                 if self._written(group, result) and call is not None:
                     ended.append(call.entry_id)
-            # The ends are written: acknowledge their entries (a worker that stops before this
-            # leaves them pending; whoever is handed one next finds the call done).
+                if not isinstance(result, Exception) and result != -1:
+                    self._unregistered += [d for item in group for d in item.deliveries]
+            # The ends are written: queue their webhooks, then acknowledge their entries (a
+            # worker that stops before this leaves them pending; whoever is handed one next
+            # finds the call done, and queues its document again).
+            await self._register()
             await link.scripts.acknowledge(ended)
+
+    async def _register(self) -> None:
+        if self._unregistered:
+            await register_deliveries(self._link.client, self._unregistered)
+            self._unregistered = []
 
     def _written(self, group: list[Outgoing], result: int | Exception) -> bool:
         """Note what Redis did with a group; True if it wrote the call's end (the entry is

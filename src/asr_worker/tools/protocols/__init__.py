@@ -17,6 +17,7 @@ NAMES: Final = (
     "audiohook",
     "realtime",
     "deepgram",
+    "siprec",
 )
 
 

@@ -37,6 +37,15 @@ class Keys:
 
 
 @dataclass(frozen=True)
+class SipOptions:
+    """`--protocol siprec`: the worker's SIP port on the --url's host, and a header to name the
+    call's id in (besides the metadata's session id), for a worker with ASR_SIPREC_ID_HEADER."""
+
+    port: int = 5060
+    id_header: str | None = None
+
+
+@dataclass(frozen=True)
 class CallSpec:
     """One call to play: its id, where (`url` as given to --url), in which format, with what."""
 
@@ -45,6 +54,7 @@ class CallSpec:
     fmt: AudioFormat  # what the route carries: `RouteProtocol.call_format` of the file's
     keys: Keys = Keys()
     tenant_id: str | None = None
+    sip: SipOptions = SipOptions()
 
     def route_url(self, default_path: str, query: Mapping[str, str] | Sequence[tuple[str, str]] = ()) -> str:
         """`url`'s scheme and host, its path if it names one (else `default_path`), and `query`."""
@@ -58,6 +68,10 @@ class CallSpec:
     @property
     def netloc(self) -> str:
         return urlsplit(self.url).netloc
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
 
 
 class CallRefused(Exception):

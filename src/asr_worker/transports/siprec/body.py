@@ -1,6 +1,7 @@
 """A SIPREC INVITE's body: `multipart/mixed` (RFC 7866 section 7.1.1) holding the SDP offer
 and the recording metadata (`application/rs-metadata+xml`), or an SDP alone (a re-INVITE
-that changes only the media). Pure.
+that changes only the media). Pure: read by the recording server (`split`), written by a
+recording client (`multipart`).
 """
 
 from __future__ import annotations
@@ -78,3 +79,25 @@ def _part_type(head: bytes) -> str:
         if sep:
             items.append((canonical(name.strip()), value.strip()))
     return media_type(Headers(tuple(items)).get("Content-Type") or "")[0]
+
+
+def multipart(sdp: bytes, metadata: bytes, boundary: str) -> tuple[str, bytes]:
+    """A recording client's INVITE body and its Content-Type: the SDP offer, then the metadata
+    as the recording session's (`Content-Disposition: recording-session`, RFC 7866 section 9.1)."""
+    delimiter = f"--{boundary}".encode()
+    body = b"\r\n".join(
+        [
+            delimiter,
+            f"Content-Type: {SDP}".encode(),
+            b"",
+            sdp,
+            delimiter,
+            f"Content-Type: {METADATA}".encode(),
+            b"Content-Disposition: recording-session",
+            b"",
+            metadata,
+            delimiter + b"--",
+            b"",
+        ]
+    )
+    return f"multipart/mixed;boundary={boundary}", body

@@ -10,17 +10,22 @@ arrives, and the last response of each transaction is sent again when its reques
 TCP neither, as the transport is reliable. With a session timer the offerer (the SBC)
 refreshes the session with a re-INVITE or UPDATE; a session not refreshed in time ends, and
 the server says so with a BYE.
+
+`ClientDialog` is the other side, the recording client's (an SBC's; what `asr-worker stream
+--protocol siprec` speaks): its INVITE, the ACK of the answer, its BYE, and `retransmissions`,
+the waits between sending a request again over UDP.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from . import sip
-from .sip import Request
+from .sip import Request, Response
 
 T1_S: Final = 0.5
 T2_S: Final = 4.0
@@ -306,3 +311,103 @@ class Dialog:
 
 def _with_tag(uri: str, tag: str) -> str:
     return uri if sip.param(uri, "tag") is not None else f"{uri};tag={tag}"
+
+
+def retransmissions(method: str) -> Iterator[float]:
+    """How long a client waits for an answer before it sends its request again over UDP
+    (RFC 3261 17.1: T1, doubling; capped at T2 but for an INVITE), 64*T1 in all."""
+    waited_s, wait_s = 0.0, T1_S
+    while waited_s < TIMER_H_S:
+        step = min(wait_s, TIMER_H_S - waited_s)
+        yield step
+        waited_s += step
+        wait_s = wait_s * 2 if method == "INVITE" else min(wait_s * 2, T2_S)
+
+
+class ClientDialog:
+    """The recording client's dialog: the INVITE that opens it, the ACK of its answer (a 2xx's
+    in the dialog, a refusal's in the INVITE's transaction), its BYE, and the answers to what
+    the server sends in it."""
+
+    def __init__(self, call_id: str, local_tag: str, local_uri: str, remote_uri: str, contact: str, via: str):
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.local_uri = local_uri  # From, without its tag
+        self.remote_uri = remote_uri  # To, and the INVITE's Request-URI
+        self.contact = contact  # our Contact URI
+        self.via = via  # `SIP/2.0/UDP host:port`
+        self.remote_target = sip.uri_of(remote_uri)
+        self.remote_tag: str | None = None
+        self.route_set: tuple[str, ...] = ()
+        self.cseq = 0
+        self.invite_cseq = 0
+        self._invite_via = ""
+        self._ack: bytes | None = None
+        self._transactions = 0
+
+    def invite(self, headers: tuple[tuple[str, str], ...], body: bytes, content_type: str) -> bytes:
+        """The INVITE: `headers` after the dialog's own, then the body."""
+        self.cseq += 1
+        self.invite_cseq = self.cseq
+        self._invite_via = f"{self.via};branch={self._branch()};rport"
+        own = self._headers("INVITE", self._invite_via, self.remote_uri, self.cseq)
+        contact = (("Contact", f"<{self.contact}>;+sip.src"),)  # RFC 7866: a recording client's
+        return sip.request_bytes("INVITE", self.remote_target, own + contact + headers, body, content_type)
+
+    def answered(self, response: Response) -> bytes:
+        """The ACK of the INVITE's 2xx, which establishes the dialog: the server's tag, its
+        Contact as the target of what follows, its Record-Route as the route set. The same ACK
+        answers the 2xx sent again (`ack`)."""
+        self.remote_tag = sip.param(response.headers.get("To") or "", "tag")
+        contact = response.headers.get("Contact")
+        if contact:
+            self.remote_target = sip.uri_of(contact)
+        self.route_set = tuple(reversed(response.headers.all("Record-Route")))
+        via = f"{self.via};branch={self._branch()};rport"
+        own = self._headers("ACK", via, self._remote(), self.invite_cseq)
+        self._ack = sip.request_bytes("ACK", self.remote_target, own + self._routes())
+        return self._ack
+
+    @property
+    def ack(self) -> bytes | None:
+        """The ACK sent for the 2xx, for each time the server sends that 2xx again."""
+        return self._ack
+
+    def refused(self, response: Response) -> bytes:
+        """The ACK of a final refusal (3xx-6xx): in the INVITE's transaction, by its Via."""
+        own = self._headers("ACK", self._invite_via, response.headers.get("To") or "", self.invite_cseq)
+        return sip.request_bytes("ACK", sip.uri_of(self.remote_uri), own)
+
+    def bye(self) -> bytes:
+        """The BYE that ends the session."""
+        self.cseq += 1
+        via = f"{self.via};branch={self._branch()};rport"
+        own = self._headers("BYE", via, self._remote(), self.cseq)
+        return sip.request_bytes("BYE", self.remote_target, own + self._routes())
+
+    def respond(
+        self, request: Request, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> bytes:
+        """An answer to a request the server sent (its BYE, an OPTIONS)."""
+        return sip.response(request, status, reason, to_tag=self.local_tag, headers=headers)
+
+    def _remote(self) -> str:
+        return self.remote_uri if self.remote_tag is None else f"{self.remote_uri};tag={self.remote_tag}"
+
+    def _routes(self) -> tuple[tuple[str, str], ...]:
+        return tuple(("Route", route) for route in self.route_set)
+
+    def _branch(self) -> str:
+        """A new transaction's branch (the ACK of a 2xx is one of its own)."""
+        self._transactions += 1
+        return f"z9hG4bK-src-{self.local_tag}-{self._transactions}"
+
+    def _headers(self, method: str, via: str, to: str, cseq: int) -> tuple[tuple[str, str], ...]:
+        return (
+            ("Via", via),
+            ("Max-Forwards", "70"),
+            ("From", f"{self.local_uri};tag={self.local_tag}"),
+            ("To", to),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{cseq} {method}"),
+        )

@@ -11,6 +11,9 @@ Roles: each `ASR_SIPREC_ROLES` rule (`agent=aor:sip:*@agents.example.com`, `cust
 stream's label, in order; the first match gives the stream its role. Streams no rule places
 take the channels left, in the offer's order: the first stream is the customer's (channel 0),
 which is how SBCs order an inbound call's legs (caller first).
+
+A recording client (`asr-worker stream --protocol siprec`) writes its document with
+`document`, which this module's reader reads back.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import binascii
 import re
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from .options import ROLE_CHANNELS, RoleRule
 
+NAMESPACE: Final = "urn:ietf:params:xml:ns:recording:1"
 MAX_METADATA_BYTES: Final = 65_536
 MAX_ELEMENTS: Final = 2000
 _FORBIDDEN: Final = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -104,6 +109,59 @@ def interaction_id_of(session_id: str | None) -> str | None:
     if raw:
         return raw.hex()[:128]
     return None
+
+
+def session_id_of(interaction_id: str) -> str:
+    """What a client writes as `<session session_id>` for a call to get `interaction_id` on the
+    worker (`interaction_id_of`'s inverse): a UUID in base64, as RFC 7865 writes one; any
+    other id as it is."""
+    try:
+        as_uuid = uuid.UUID(interaction_id)
+    except ValueError:
+        return interaction_id
+    return encoded_id(as_uuid) if str(as_uuid) == interaction_id else interaction_id
+
+
+def encoded_id(value: uuid.UUID) -> str:
+    """An RFC 7865 id (of a session, participant or stream): a UUID's 16 bytes in base64."""
+    return base64.b64encode(value.bytes).decode("ascii")
+
+
+@dataclass(frozen=True)
+class SentStream:
+    """One stream a recording client sends, and the participant whose audio it carries."""
+
+    stream_id: str
+    label: str  # its SDP `a=label`
+    sender: Participant
+
+
+def document(session_id: str, streams: Sequence[SentStream]) -> bytes:
+    """A recording client's complete metadata (RFC 7865): the session, each stream's sender
+    by name and AoR, the stream each participant sends (and receives: the others)."""
+    root = ET.Element("recording", {"xmlns": NAMESPACE})
+    ET.SubElement(root, "datamode").text = "complete"
+    ET.SubElement(root, "session", {"session_id": session_id})
+    for sent in streams:
+        participant = ET.SubElement(root, "participant", {"participant_id": sent.sender.participant_id})
+        name_id = ET.SubElement(participant, "nameID", {"aor": sent.sender.aor or ""})
+        if sent.sender.name:
+            ET.SubElement(name_id, "name", {"xml:lang": "en"}).text = sent.sender.name
+    for sent in streams:
+        stream = ET.SubElement(root, "stream", {"stream_id": sent.stream_id, "session_id": session_id})
+        ET.SubElement(stream, "label").text = sent.label
+    for sent in streams:
+        ids = {"participant_id": sent.sender.participant_id, "session_id": session_id}
+        ET.SubElement(root, "participantsessionassoc", ids)
+    for sent in streams:
+        assoc = ET.SubElement(root, "participantstreamassoc", {"participant_id": sent.sender.participant_id})
+        ET.SubElement(assoc, "send").text = sent.stream_id
+        for other in streams:
+            if other is not sent:
+                ET.SubElement(assoc, "recv").text = other.stream_id
+    ET.indent(root)
+    written: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return written + b"\n"
 
 
 def _root(document: bytes) -> ET.Element:

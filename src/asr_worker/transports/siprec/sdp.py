@@ -1,5 +1,6 @@
 """SDP offer and answer (RFC 4566, RFC 3264) for a recording server: the offer's audio streams
-read, a codec chosen for each, and the answer written. Pure.
+read, a codec chosen for each, and the answer written; and a recording client's offer (what
+`asr-worker stream --protocol siprec` sends), read back by the same parser. Pure.
 
 A SIPREC offer has one `m=audio` per recorded stream, `a=sendonly`, labelled (`a=label:`) so
 that the metadata can name it. The answer keeps every m-line in its place: a stream the server
@@ -12,6 +13,7 @@ needs a codec library the worker does not carry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -252,4 +254,27 @@ def answer(plans: list[Plan], ports: dict[int, int], address: str, session_id: i
         if media.label:
             lines.append(f"a=label:{media.label}")
         lines.append("a=recvonly" if p.sending else "a=inactive")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def offer(address: str, streams: Sequence[tuple[int, str]], session_id: int, version: int = 1) -> bytes:
+    """A recording client's offer (RFC 7866 section 7.1.1): one PCMU stream at 20 ms per
+    (port, label), `a=sendonly`, labelled so that the metadata can say whose it is."""
+    family = "IP6" if ":" in address else "IP4"
+    lines = [
+        "v=0",
+        f"o=asr-worker-src {session_id} {version} IN {family} {address}",
+        "s=asr-worker stream",
+        f"c=IN {family} {address}",
+        "t=0 0",
+    ]
+    pt = STATIC_PT[Encoding.MULAW]
+    for port, label in streams:
+        lines += [
+            f"m=audio {port} RTP/AVP {pt}",
+            f"a=rtpmap:{pt} PCMU/8000",
+            "a=ptime:20",
+            f"a=label:{label}",
+            "a=sendonly",
+        ]
     return ("\r\n".join(lines) + "\r\n").encode()
