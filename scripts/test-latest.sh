@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-packages.sh
+scripts/node-clients.sh
 rm -rf .venv-latest
 python3 -m venv .venv-latest
 pip=(.venv-latest/bin/python -m pip install -q --disable-pip-version-check)

@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-packages.sh
 scripts/install.sh test
+scripts/node-clients.sh
 scripts/checks.sh "$@"
 if [ $# -eq 0 ]; then
   # 3 to 5 minutes on a new machine, half a minute when nothing changed (docs/deploy.md).

@@ -17,7 +17,7 @@ from tests.support.cli import assert_clean_stderr
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-_PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^ ;\\]+)(?: ; ([^\\]+?))?\s*\\?$")
+_PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[A-Za-z0-9,._-]+\])?==([^ ;\\]+)(?: ; ([^\\]+?))?\s*\\?$")
 
 
 def pins(lock: str) -> dict[str, Version]:

@@ -34,6 +34,7 @@ from .providers.base import Provider, ProviderKind
 from .runtime import manager as calls
 from .settings import Section, Setting, choice, field_value, is_loopback, replace_field
 from .transports import audiohook, siprec, twilio
+from .transports.forks import audiosocket, vonage
 
 if TYPE_CHECKING:
     from .settings import Options
@@ -94,6 +95,8 @@ WORKER_SECTIONS: Final[tuple[Section[Options], ...]] = (
     siprec.SETTINGS,
     transcripts.SETTINGS,
     transcripts.WEBHOOK_SETTINGS,
+    vonage.SETTINGS,
+    audiosocket.SETTINGS,
     *ENGINE_SECTIONS[3:],
 )
 

@@ -159,6 +159,14 @@ class WorkerMetrics:
             ["platform"],
             registry=reg,
         )
+        self.telephony_reordered = Counter(
+            "asr_telephony_frames_reordered",
+            "Media messages that came out of order (platforms that reorder by chunk), by what became "
+            "of them: `held` (put back in place), `late` (after their turn: passed on at once), "
+            "`skipped` (never came), `duplicate` (dropped).",
+            ["platform", "outcome"],
+            registry=reg,
+        )
         self.realtime_events = Counter(
             "asr_realtime_client_events",
             "OpenAI Realtime client events received on /v1/realtime, by type (`invalid` if refused).",

@@ -48,6 +48,7 @@ from .transports import (
     audiohook,
     call_control,
     exotel,
+    forks,
     ingest_ws,
     openai_realtime,
     siprec,
@@ -55,6 +56,7 @@ from .transports import (
     transcripts,
     twilio,
 )
+from .transports.forks import audiosocket
 from .transports.ingest_raw import IngestServer
 
 log = logging.getLogger("asr_worker")
@@ -106,6 +108,8 @@ class Worker:
         self.limits = ConnectionLimits(self.http)
         self.limits.register_metrics(self.metrics.registry)
         self.siprec = siprec.SiprecServer(self, settings.of(siprec.SETTINGS), self.http.host)
+        sockets = settings.of(audiosocket.SETTINGS)
+        self.audiosocket = audiosocket.AudioSocketServer(self, sockets, self.http.host)
         self.manager = SessionManager(
             provider=self.provider,
             fallback=self.fallback,
@@ -144,6 +148,7 @@ class Worker:
             *siprec.routes(self, self.siprec),
             *transcripts.routes(self),
             *call_control.routes(self),
+            *forks.routes(self, self.settings.of(forks.vonage.SETTINGS)),
         ]
         app = build_app(self, routes, self.keyring, self.limits)
         runner = web.AppRunner(
@@ -163,6 +168,7 @@ class Worker:
                 ingest = IngestServer(self, tg.create_task)
                 self.port = await server.start(self.http.host, self.http.port, ingest)
                 await self.siprec.start(tg)  # SIP listeners (when ASR_SIPREC_PORT is set), RTP timers
+                await self.audiosocket.start()  # AudioSocket's port, when ASR_AUDIOSOCKET_PORT is set
                 bus_task = tg.create_task(self.bus.run(self.manager), name="bus")
                 webhooks_task = tg.create_task(self.transcripts.run(), name="webhooks")
                 provider_tasks = [
@@ -196,6 +202,7 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await self.manager.drain()
                 self.siprec.close()  # a BYE for every recorded call left, the sockets closed
+                await self.audiosocket.close()  # the calls still connected are hung up
                 self.hub.close()  # every call has ended: let event streams finish
                 await self.transcripts.settle()
                 webhooks_task.cancel()
@@ -204,6 +211,7 @@ class Worker:
                     task.cancel()
         finally:
             server.close()
+            await self.audiosocket.close()
             await runner.cleanup()
             await self.provider.aclose()
             if self.fallback is not None:

@@ -32,6 +32,7 @@ from asr_worker.providers.local import COMPUTE_TYPES
 from asr_worker.providers.mock import SETTINGS as MOCK
 from asr_worker.providers.mock import MockOptions
 from asr_worker.tenancy import ApiKeys as ApiKeysOfTenants
+from asr_worker.transports.forks.vonage import SignatureSecrets
 from asr_worker.transports.siprec.options import PortRange, RoleRule
 from asr_worker.transports.twilio import AuthTokens
 from tests.support.fuzz import TRICKY_STRINGS, bounded, examples
@@ -349,6 +350,15 @@ _TWILIO = st.lists(
 )
 
 
+_VONAGE = st.lists(
+    st.tuples(
+        st.from_regex(r"[A-Za-z0-9]{32,48}", fullmatch=True),
+        st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True),
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda entry: entry[0],
+)
 _CIDR_TEXTS = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "127.0.0.1/32", "198.51.100.0/24"]
 _CIDRS = st.lists(st.sampled_from(_CIDR_TEXTS), min_size=1, max_size=4)
 _ID_TEXT = st.from_regex(r"[A-Za-z0-9._:-]{1,20}", fullmatch=True)
@@ -512,6 +522,20 @@ VALID: dict[str, Valid] = {
     "siprec_jitter_ms": _whole(0, 1000),
     "siprec_rtp_timeout_s": _seconds(1.0, 86400.0),
     "siprec_min_se_s": _whole(90, 86400),
+    "vonage_signature_secrets": _VONAGE.flatmap(
+        lambda entries: _padded(",".join(f"{secret}:{t}" for secret, t in entries)).map(
+            lambda written: (written, SignatureSecrets(dict(entries)))
+        )
+    ),
+    "audiosocket_port": st.one_of(_whole(0, 65535), st.sampled_from([("none", None), (" off", None)])),
+    "audiosocket_tenant": _ID_TEXT.flatmap(
+        lambda tenant: _padded(tenant).map(lambda written: (written, tenant))
+    ),
+    "audiosocket_allow": _CIDRS.flatmap(
+        lambda cidrs: _padded(",".join(cidrs)).map(
+            lambda written: (written, tuple(ipaddress.ip_network(c) for c in cidrs))
+        )
+    ),
 }
 
 

@@ -89,11 +89,17 @@ def socket_failure(exc: object, too_large: bool) -> tuple[str, str]:
     return "socket_error", f"the socket failed: {exc!s:.160}"
 
 
-async def first_within(ws: web.WebSocketResponse, host: CallHost) -> AsyncIterator[WSMessage]:
+async def first_within(
+    ws: web.WebSocketResponse, host: CallHost, *, with_close: bool = False
+) -> AsyncIterator[WSMessage]:
     """A call socket's messages, the first of which must come within
     `ASR_FIRST_MESSAGE_TIMEOUT_S` of the upgrade: a socket that says nothing is closed (1008)
     and counted, so silent sockets cannot hold the worker's connections. After the first
-    message, a quiet socket is a call on hold, and stays."""
+    message, a quiet socket is a call on hold, and stays.
+
+    `with_close`: the client's close frame is yielded too (a CLOSE message, the last), for the
+    platforms whose way to end a call is to close the socket; a connection that is merely lost
+    ends the iteration as always."""
     timeout_s = host.http.first_message_timeout_s
     try:
         first = await ws.receive(timeout=timeout_s)
@@ -102,11 +108,19 @@ async def first_within(ws: web.WebSocketResponse, host: CallHost) -> AsyncIterat
         why = f"no message within {timeout_s:g} s of the upgrade"
         await refuse(ws, "first_message_timeout", why, CLOSE_BAD_INPUT)
         return
-    if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-        return  # as aiohttp's own iteration ends
-    yield first
-    async for later in ws:
-        yield later
+    if not with_close:
+        if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return  # as aiohttp's own iteration ends
+        yield first
+        async for later in ws:
+            yield later
+        return
+    msg = first
+    while msg.type not in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+        yield msg
+        if msg.type is WSMsgType.CLOSE:
+            return
+        msg = await ws.receive()
 
 
 def call_named(host: CallHost, principal: Principal, interaction_id: str, claimed: str | None) -> CallKey:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -41,6 +41,7 @@ from .common import (
 )
 from .host import CallHost
 from .interleave import TrackInterleaver
+from .reorder import ChunkReorder
 from .telephony_messages import Clear, Connected, Dtmf, Mark, Media, Message, Start, Stop
 
 log = logging.getLogger("asr_worker.telephony")
@@ -54,13 +55,20 @@ class Platform:
     parse: Callable[[str], Message]
     max_message_chars: int
     channel_of_track: Mapping[str, int]  # track name -> channel (inbound 0 = customer, outbound 1 = agent)
+    end_reason: str = "stop"  # the reason a call ends with on the platform's `stop`
+    close_ends_call: bool = False  # the platform's close frame is its end of call (it sends no `stop`)
+    reorder_frames: int = 0  # media may come out of order: hold up to this many per track (by chunk)
+    epoch_timestamps: bool = False  # media timestamps are wall-clock ms, not ms from the stream's start
+    # For a platform whose `start` names no tracks: the stream URL's `?track=` values and the
+    # tracks each means (without one, the inbound track alone).
+    url_tracks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _event_name(message: Message) -> str:
     return type(message).__name__.lower()
 
 
-_URL_PARAMETERS: Final = frozenset({"interaction_id", "tenant_id", "keyterm", "keyterms"})
+_URL_PARAMETERS: Final = frozenset({"interaction_id", "tenant_id", "keyterm", "keyterms", "track"})
 
 
 async def media_stream(host: CallHost, request: web.Request, platform: Platform) -> web.StreamResponse:
@@ -103,9 +111,14 @@ class _MediaStream:
         self._stream_sid: str | None = None
         self._filled_samples = 0
         self._pending_s = 0.0
+        self._reorder: dict[str, ChunkReorder[Media]] = {}
+        self._first_timestamp_ms: int | None = None
 
     async def run(self) -> None:
-        async for msg in first_within(self._ws, self._host):
+        async for msg in first_within(self._ws, self._host, with_close=self._platform.close_ends_call):
+            if msg.type is WSMsgType.CLOSE:
+                await self._closed_by_platform()
+                return
             if msg.type is WSMsgType.TEXT:
                 try:
                     message = self._platform.parse(msg.data)
@@ -137,6 +150,9 @@ class _MediaStream:
         source = self._source
         if source is None or not source.attached:
             return
+        for track, waiting in self._reorder.items():
+            for media in waiting.flush():
+                self._take(media, self._platform.channel_of_track.get(track, 0))
         if self._interleaver is not None:
             self._feed(self._interleaver.flush())
             self._account()
@@ -182,6 +198,11 @@ class _MediaStream:
         except (BadRequest, AccessDenied) as exc:
             return await self._problem(exc.code, exc.message)
         channel_map = self._platform.channel_of_track
+        tracks = start.tracks or self._platform.url_tracks.get(params.get("track") or "", ())
+        if not tracks and params.get("track"):
+            choices = ", ".join(self._platform.url_tracks)
+            return await self._problem("bad_message", f"?track= must be one of {choices}")
+        start = replace(start, tracks=tracks or ("inbound",))
         channels = 1 + max(channel_map.get(t, 0) for t in start.tracks)
         fmt = AudioFormat(start.fmt.encoding, start.fmt.sample_rate, channels)
         try:
@@ -235,17 +256,46 @@ class _MediaStream:
                 "bad_message", f"media for track {media.track!r}, which `start` did not announce; dropped"
             )
             return False
+        if self._platform.reorder_frames:
+            waiting = self._reorder.get(media.track)
+            if waiting is None:
+                waiting = self._reorder[media.track] = ChunkReorder(self._platform.reorder_frames)
+            before = (waiting.held, waiting.late, waiting.skipped, waiting.duplicates)
+            for due in waiting.push(media.chunk, media):
+                self._take(due, channel)
+            after = (waiting.held, waiting.late, waiting.skipped, waiting.duplicates)
+            if after != before:
+                counter = self._host.metrics.telephony_reordered
+                for outcome, old, new in zip(
+                    ("held", "late", "skipped", "duplicate"), before, after, strict=True
+                ):
+                    if new > old:
+                        counter.labels(self._platform.name, outcome).inc(new - old)
+            return False
+        self._take(media, channel)
+        return False
+
+    def _take(self, media: Media, channel: int) -> None:
+        """One track's media, in order, into the call (interleaved with the other track's)."""
+        source, fmt = self._source, self._fmt
+        if source is None or fmt is None:
+            return
         if self._interleaver is None:
             source.feed(media.payload)
-            return False
+            return
         if len(media.payload) % fmt.bytes_per_sample:
             source.error(
                 "bad_audio", f"a payload of {len(media.payload)} bytes is not whole samples; dropped"
             )
-            return False
-        self._feed(self._interleaver.push(channel, media.payload, media.timestamp_ms))
+            return
+        timestamp_ms = media.timestamp_ms
+        if timestamp_ms is not None and self._platform.epoch_timestamps:
+            # Wall-clock ms: counted from the stream's first media message instead.
+            if self._first_timestamp_ms is None:
+                self._first_timestamp_ms = timestamp_ms
+            timestamp_ms = max(0, timestamp_ms - self._first_timestamp_ms)
+        self._feed(self._interleaver.push(channel, media.payload, timestamp_ms))
         self._account()
-        return False
 
     async def _stop(self, stop: Stop) -> bool:
         source = self._source
@@ -254,7 +304,7 @@ class _MediaStream:
             await self._close(CLOSE_NORMAL, "stop")
             return True
         self.release()
-        source.end("stop")
+        source.end(self._platform.end_reason)
         log.info(
             "telephony stream stopped",
             extra={
@@ -265,6 +315,23 @@ class _MediaStream:
         )
         await self._close(CLOSE_NORMAL, "stop")
         return True
+
+    async def _closed_by_platform(self) -> None:
+        """The platform closed the socket, its way of saying the call is over (it sends no `stop`)."""
+        source = self._source
+        if source is None:
+            log.info("telephony stream closed before start", extra={"platform": self._platform.name})
+            return
+        self.release()
+        source.end(self._platform.end_reason)
+        log.info(
+            "telephony stream stopped",
+            extra={
+                "platform": self._platform.name,
+                "interaction_id": source.interaction_id,
+                "reason": "close",
+            },
+        )
 
     # --- helpers ---------------------------------------------------------------------------
 
