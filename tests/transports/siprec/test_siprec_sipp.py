@@ -44,6 +44,11 @@ def channels_of(audio: bytes) -> tuple[bytes, bytes]:
     return audio[0::2], audio[1::2]
 
 
+def without_silence(channel: bytes) -> bytes:
+    """A channel's audio with mu-law silence taken out (`noise` never makes that code)."""
+    return channel.replace(b"\xff", b"")
+
+
 async def watch(worker: Worker, until_ended: int) -> list[CallEvent]:
     """Every call event of the default tenant until `until_ended` calls have ended."""
     events: list[CallEvent] = []
@@ -214,7 +219,10 @@ async def test_fifty_concurrent_calls_lose_nothing(srs: Worker, mock: MockProvid
     for event in ended:
         (stream,) = mock.streams_for(event.interaction_id)
         left, right = channels_of(bytes(stream.received))
-        assert left.strip(b"\xff") == customer and right.strip(b"\xff") == agent, event.interaction_id
+        # Each stream's every byte, once and in order. Silence may sit between them: when sipp,
+        # sending fifty calls on a busy machine, lets one stream lag the other by more than the
+        # interleaver's bound, the lagging channel is padded so the call keeps going in real time.
+        assert without_silence(left) == customer and without_silence(right) == agent, event.interaction_id
     metrics = (await asyncio.to_thread(srs.metrics.render)).decode()
     assert f'asr_rtp_packets_total{{outcome="received"}} {calls * 100}.0' in metrics
     assert 'asr_rtp_packets_total{outcome="lost"} 0.0' in metrics
