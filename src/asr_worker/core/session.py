@@ -54,6 +54,7 @@ from .actions import (
 )
 from .audio import AudioFormat
 from .backoff import Backoff
+from .call_time import extras, word_event
 from .dedup import WordDedup, text_of
 from .end_wait import FINALIZE_WAITS_MAX, EndWait
 from .events import (
@@ -67,7 +68,6 @@ from .events import (
     SessionStarted,
     SpeechStarted,
     Transcript,
-    TranscriptWord,
     UtteranceEnd,
 )
 from .failover import FULL, MOVED, PRIMARY_RECOVERED, Failover
@@ -78,7 +78,6 @@ from .provider_events import (
     ProviderEvent,
     StreamMetadata,
     TranscriptResult,
-    Word,
 )
 from .provider_events import SpeechStarted as ProviderSpeechStarted
 from .provider_events import UtteranceEnd as ProviderUtteranceEnd
@@ -651,7 +650,7 @@ class SessionCore:
             self.stats.interims += 1
         if not text and not result.from_finalize:
             return  # silence: it advanced coverage above, but is not news to anyone
-        event_words = tuple([_word_event(w, base_s) for w in words])
+        event_words = tuple([word_event(w, base_s) for w in words])
         redactor = self.redactor
         if redactor is not None:
             text, event_words = redactor.event_words(
@@ -676,6 +675,7 @@ class SessionCore:
                 self._arrivals.latency_ms(self._pause.kept_offset(self.fmt.bytes_for(end_s)), now),
                 self._wall_ms(now),
                 result.language,
+                *extras(result, base_s, len(event_words) == len(result.words), redactor is not None),
             )
         )
 
@@ -789,14 +789,3 @@ def _due(now: float, deadline: float | None) -> bool:
     """Deadlines are met to within a nanosecond, so a timer set for `deadline` never wakes
     a hair early and finds nothing to do."""
     return deadline is not None and now + 1e-9 >= deadline
-
-
-def _word_event(w: Word, base_s: float) -> TranscriptWord:
-    return TranscriptWord(
-        w.word,
-        round(base_s + w.start, 3),
-        round(base_s + w.end, 3),
-        round(w.confidence, 4),
-        w.punctuated_word or None,  # an empty one is left out, as a missing one
-        w.speaker,
-    )
