@@ -152,6 +152,14 @@ class EventPusher(Protocol):
 
 
 @runtime_checkable
+class KeytermUpdates(Protocol):
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> bool:
+        """Transcribe with these keyterms from now on, in place of the call's (Deepgram's
+        mid-stream `Configure`). False, changing nothing, when the engine takes no keyterms."""
+        ...
+
+
+@runtime_checkable
 class AdmissionGate(Protocol):
     def taking_new_calls(self) -> bool:
         """False while the provider refuses every new call at once (its circuit breaker is
