@@ -60,8 +60,10 @@ def formatted(options: FormatOptions, text: str) -> TranscriptResult:
         (FormatOptions(numerals=False, punctuate=False), "7 days.", "seven days"),
         # punctuation and capitals out; apostrophes and a number's point stay
         (FormatOptions(punctuate=False), "Hello, I'm Bob. It's 3.5 miles!", "hello i'm bob it's 3.5 miles"),
+        (FormatOptions(punctuate=False), "Twenty-three - yes.", "twenty three yes"),
         (FormatOptions(punctuate=False, smart_format=True), "Hello, Bob.", "Hello, Bob."),
         (FormatOptions(filler_words=False), "Um, I think, uh, yes.", "I think, yes."),
+        (FormatOptions(filler_words=False), "Um, well. Uh, yes.", "Well. Yes."),
         (
             FormatOptions(dictation=True),
             "Headache comma nausea period they report pain question mark",

@@ -155,7 +155,7 @@ class Formatter:
             return result
         tokens = _tokens(result)
         if self.drop_fillers:
-            tokens = [t for t in tokens if t.kept or _plain(t.shown) not in FILLERS]
+            tokens = _without_fillers(tokens)
         if self.strip:
             tokens = _stripped(tokens)
         if self.dictation:
@@ -262,6 +262,22 @@ def _joined(tokens: list[_Token], text: str, lead: str, trail: str) -> _Token:
     )
 
 
+def _without_fillers(tokens: list[_Token]) -> list[_Token]:
+    """The fillers dropped; a sentence that began with one begins with a capital still."""
+    out: list[_Token] = []
+    capital = False
+    for t in tokens:
+        if not t.kept and _plain(t.shown) in FILLERS:
+            capital = capital or t.shown[:1].isupper()
+            continue
+        if capital and not t.kept:
+            lead, core, trail = _edges(t.shown)
+            t.shown = lead + core[:1].upper() + core[1:] + trail
+        capital = False
+        out.append(t)
+    return out
+
+
 def _stripped(tokens: list[_Token]) -> list[_Token]:
     out = []
     for t in tokens:
@@ -271,9 +287,12 @@ def _stripped(tokens: list[_Token]) -> list[_Token]:
             out.append(t)
             continue
         _lead, core, _trail = _edges(t.shown)
-        if core:  # a token that is only punctuation goes
-            t.shown = t.word = core.lower()
+        pieces = [piece for piece in core.lower().split("-") if piece]  # "twenty-three": two words
+        if len(pieces) == 1:
+            t.shown = t.word = pieces[0]
             out.append(t)
+        elif pieces:  # (a token that is only punctuation goes)
+            out += _spread(_Token(t.word, " ".join(pieces), t.start, t.end, t.confidence, t.speaker), pieces)
     return out
 
 
