@@ -96,6 +96,9 @@ class ScriptedEngine:
         self.streams.append(stream)
         return stream
 
+    def transcribes(self) -> str:
+        return "en"  # as the local engine, loaded for one language
+
     def health(self) -> ProviderHealth:
         return ProviderHealth(ok=True)
 
@@ -229,7 +232,7 @@ def accepted(_messages: list[dict[str, Any]], _engine: ScriptedEngine) -> None:
 
 # Deepgram's documented parameters the SDK's connect does not list (sent as its additional query
 # parameters).
-BEYOND_SDK = frozenset({"filler_words", "measurements"})
+BEYOND_SDK = frozenset({"filler_words", "measurements", "detect_language", "no_delay"})
 
 # Each parameter of the SDK's listen.v1 connect, and those: queries it honours (with what shows it), or
 # refuses (with words of the reason), or takes as Deepgram's semantics leave nothing to do here.
@@ -287,12 +290,13 @@ HONOURED: dict[str, list[tuple[dict[str, object], Check]]] = {
     # Deepgram's semantics leave nothing to change here (docs/deepgram.md says why):
     "version": [({"version": "latest"}, accepted)],
     "mip_opt_out": [({"mip_opt_out": "true"}, accepted)],
+    # LiveKit Agents' Deepgram plugin sends no_delay=true by default: results are never held
+    # back for formatting here, which is what it asks.
+    "no_delay": [({"no_delay": "true"}, accepted)],
     "detect_entities": [({"detect_entities": "false"}, accepted)],
-    # A call's language and callback (docs/deepgram.md): taken as every route takes them.
-    "language": [({"language": "en-US"}, accepted)],
+    # The engine's own language, as a client in the field names it (LiveKit's `en-US`).
+    "language": [({"language": "en-US"}, accepted), ({"language": "en"}, accepted)],
     "language_hint": [({"language_hint": "en"}, accepted)],
-    "callback": [({"callback": "https://crm.example/hook"}, accepted)],
-    "callback_method": [({"callback_method": "POST"}, accepted)],
 }
 REFUSED: dict[str, list[tuple[dict[str, str], str]]] = {
     "detect_entities": [({"detect_entities": "true"}, "needs an entity model")],
@@ -308,8 +312,42 @@ REFUSED: dict[str, list[tuple[dict[str, str], str]]] = {
     "extra": [({"extra": "no-colon"}, "extra must be key:value")],
     "redact": [({"redact": "pii"}, "need an entity model")],
     "tag": [({"tag": "x" * 129}, "a tag is at most 128 characters")],
+    "language": [
+        ({"language": "es"}, "transcribes en alone"),
+        ({"language": "multi"}, "detects no language"),
+        ({"language": "klingon!"}, "must be a language code"),
+    ],
+    "language_hint": [({"language_hint": "fr"}, "language_hint=fr is not offered here")],
+    "detect_language": [({"detect_language": "true"}, "for recorded audio, not streams")],
+    "callback": [({"callback": "https://crm.example/hook"}, "results go on this socket only")],
+    "callback_method": [({"callback_method": "POST"}, "callback is not offered here")],
 }
 COMBINATIONS: list[tuple[dict[str, object], list[Check]]] = [
+    (  # LiveKit Agents' Deepgram plugin's defaults (its STT with no arguments)
+        {
+            "language": "en-US",
+            "interim_results": "true",
+            "punctuate": "true",
+            "smart_format": "true",
+            "no_delay": "true",
+            "vad_events": "true",
+            "endpointing": 25,
+            "filler_words": "false",
+            "profanity_filter": "false",
+        },
+        [says("Hello. I'm calling about order 9 2 8", "Oh shit."), lacks("Um")],
+    ),
+    (  # Pipecat's DeepgramSTTService's defaults
+        {
+            "language": "en",
+            "interim_results": "true",
+            "punctuate": "true",
+            "smart_format": "true",
+            "profanity_filter": "true",
+            "vad_events": "false",
+        },
+        [says("order 9 2 8", "Oh ****.")],
+    ),
     (
         {
             "smart_format": "true",

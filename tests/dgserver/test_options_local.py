@@ -1,7 +1,7 @@
 """dg-server's options where speech is the point, on the real local engine with a voice like a
 person's, through the official `deepgram-sdk` client: `endpointing` changes when finals come
 (and `false` means no speech_final at all), `numerals` writes spoken numbers in digits, and
-`search` finds a spoken word with its time."""
+`search` finds a spoken word with its time; a language the engine was not loaded for is refused."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from asr_worker.core.audio import Encoding
 from asr_worker.dgserver import DeepgramServer
 from asr_worker.providers.local import LocalOptions, LocalProvider
-from tests.dgserver.test_options import _client, _dump
+from tests.dgserver.test_options import _client, _dump, refusal
 from tests.support.speech import CallAudio, Speech
 
 GREETING = "Thank you for calling, how can I help you today?"
@@ -73,6 +73,12 @@ async def test_the_real_engine_ends_utterances_at_the_streams_endpointing_and_fo
         off = await stream(server.port, apart, endpointing="false")
         formatted = await stream(server.port, numbers, numerals="true", search="delivery")
         plain = await stream(server.port, numbers)
+        # The engine is loaded for English (ASR_LOCAL_LANGUAGE): Spanish would be a wrong answer.
+        assert await refusal(server.port, {"language": "es-419"}) == (
+            400,
+            "Bad Request: language=es-419 is not offered here: the engine behind this server "
+            "transcribes en alone (ASR_LOCAL_LANGUAGE)",
+        )
 
     def endpointed(messages: list[dict[str, Any]]) -> list[str]:
         return [

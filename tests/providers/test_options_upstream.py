@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from websockets.asyncio.server import ServerConnection, serve
@@ -24,6 +25,13 @@ from tests.support.client import connect
 from tests.support.dg_server import deepgram_worker, running_dg_server
 
 PCM = "encoding=linear16&sample_rate=8000&channels=1"
+
+
+def searches(event: dict[str, object]) -> list[dict[str, Any]]:
+    """A transcript event's `search` (none when it has no such field)."""
+    found = event.get("search", [])
+    assert isinstance(found, list)
+    return found
 
 
 async def test_a_calls_options_reach_deepgram_over_the_configured_ones_and_search_hits_come_back(
@@ -70,12 +78,12 @@ async def test_a_calls_options_reach_deepgram_over_the_configured_ones_and_searc
     hits = [
         hit
         for event in options.of("transcript")
-        for found in event.get("search", [])  # type: ignore[attr-defined]
+        for found in searches(event)
         if found["query"] == term
         for hit in found["hits"]
     ]
     assert hits and all(0 <= hit["start"] < hit["end"] <= 2.2 for hit in hits)
-    searched = {found["query"] for event in plain.of("transcript") for found in event.get("search", [])}  # type: ignore[attr-defined]
+    searched = {found["query"] for event in plain.of("transcript") for found in searches(event)}
     assert searched <= {"configured"}  # DEEPGRAM_PARAMS' search is every call's
 
 

@@ -179,6 +179,13 @@ class ListenParams:
                 "detect_entities is not offered here: finding names, places and organisations needs an "
                 "entity model this server does not have"
             )
+        if options.callback is not None or query.get("callback_method"):
+            raise ParamError(
+                "callback is not offered here: results go on this socket only (the worker's own routes "
+                "take callback and POST the call's transcript there)"
+            )
+        if parse_bool(query.get("detect_language", "false"), "detect_language"):
+            raise ParamError("detect_language is for recorded audio, not streams (as Deepgram's)")
         formatting = options.format.with_defaults(False)
         return cls(
             encoding=encoding,

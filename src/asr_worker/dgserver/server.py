@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -34,7 +34,7 @@ from aiohttp import WSMsgType, web
 
 from .. import __version__
 from ..core.audio import AudioFormat
-from ..core.call_options import ENDPOINTING_OFF, CallOptions
+from ..core.call_options import ENDPOINTING_OFF, MULTI, CallOptions
 from ..core.formatting import Formatter
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd, Word
 from ..core.redact import Redactor
@@ -44,7 +44,7 @@ from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
 from ..errors import ParamError, ProtocolError, ProtocolViolation, ProviderError
 from ..http.options import MAX_REQUEST_LINE_BYTES
-from ..providers.base import KeytermUpdates, Provider, ProviderStream, StreamRequest
+from ..providers.base import KeytermUpdates, OneLanguage, Provider, ProviderStream, StreamRequest
 from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
 
 log = logging.getLogger("asr_worker.dgserver")
@@ -104,6 +104,26 @@ class ConnectionRecord:
             if isinstance(message, dict) and message.get("type") == kind:
                 out.append(message)
         return out
+
+
+def unheard(query: Iterable[tuple[str, str]], heard: str) -> None:
+    """Raises ParamError when a stream asks for a language (`language`, `language_hint`) its
+    engine, loaded for `heard` alone, does not transcribe: English results for `language=es`
+    would be a silent wrong answer. A regional code of that language (`en-US` for `en`) is it."""
+    for name, value in query:
+        if name not in ("language", "language_hint"):
+            continue
+        code = value.strip()
+        if code.lower() == MULTI:
+            raise ParamError(
+                f"language=multi is not offered here: the engine behind this server transcribes {heard} "
+                "alone and detects no language"
+            )
+        if code and code.split("-")[0].lower() != heard.lower():
+            raise ParamError(
+                f"{name}={code[:40]} is not offered here: the engine behind this server transcribes "
+                f"{heard} alone (ASR_LOCAL_LANGUAGE)"
+            )
 
 
 AudioHook = Callable[[ConnectionRecord, bytes], None]
@@ -214,6 +234,8 @@ class DeepgramServer:
             return self._refuse(record, protocol.refusal_for(401))
         try:
             params = ListenParams.from_query(request.query)
+            if isinstance(self.provider, OneLanguage):
+                unheard(request.query.items(), self.provider.transcribes())
         except ParamError as exc:
             return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
         ws = web.WebSocketResponse(

@@ -160,6 +160,14 @@ class KeytermUpdates(Protocol):
 
 
 @runtime_checkable
+class OneLanguage(Protocol):
+    def transcribes(self) -> str:
+        """The one language (a code such as `en`) every stream of this provider is heard in,
+        whatever a call asks: a server in front of it refuses a call that asks for another."""
+        ...
+
+
+@runtime_checkable
 class AdmissionGate(Protocol):
     def taking_new_calls(self) -> bool:
         """False while the provider refuses every new call at once (its circuit breaker is

@@ -207,6 +207,10 @@ class LocalProvider:
         it is not running."""
         return self.pool.capacity.channels if self._running else None
 
+    def transcribes(self) -> str:
+        """ASR_LOCAL_LANGUAGE: the engine is loaded for one language, every call's."""
+        return self.options.language
+
     def health(self) -> ProviderHealth:
         if self._error is not None:
             return ProviderHealth(ok=False, detail=self._error, ready=False)
