@@ -326,6 +326,26 @@ async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_fi
     assert any(p.startswith(f"{spoken[0]}. ") for p in decoder.prompts), decoder.prompts
 
 
+async def test_configure_keyterms_prompt_the_next_decodes_on_whisper_and_change_nothing_on_moonshine(
+    silero: SileroVad, speech: Speech
+) -> None:
+    """dg-server's Configure: the stream's keyterms replaced (the engine's own stay), or, on an
+    engine that takes none, refused."""
+    call = speech.call(SENTENCES[:1], 8000, Encoding.MULAW)
+    decoder = FakeWhisper()
+    async with local_provider(silero, decoder, engine="whisper", keyterms=("Acme",)) as provider:
+        stream = await provider.open(
+            StreamRequest("call-1", "acme", call.fmt, options=CallOptions(keyterms=("Quux",)))
+        )
+        assert stream.update_keyterms(("Zorblax",))
+        await play(stream, call.data, call.fmt)
+    assert decoder.prompts and all(p.endswith("Acme, Zorblax.") for p in decoder.prompts), decoder.prompts
+    async with local_provider(silero, FakeWhisper(), engine="moonshine") as provider:
+        stream = await provider.open(request(call.fmt))
+        assert not stream.update_keyterms(("Zorblax",))
+        await stream.abort()
+
+
 async def test_no_context_by_default(silero: SileroVad, speech: Speech) -> None:
     call = speech.call(SENTENCES[:2], 8000, Encoding.MULAW, gap_s=2.5)
     decoder = FakeWhisper()
