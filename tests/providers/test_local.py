@@ -15,7 +15,7 @@ import pytest
 
 from asr_worker.config import Settings, settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
-from asr_worker.core.call_options import CallOptions
+from asr_worker.core.call_options import CallOptions, FormatOptions
 from asr_worker.core.provider_events import (
     ProviderEvent,
     SpeechStarted,
@@ -344,6 +344,22 @@ async def test_configure_keyterms_prompt_the_next_decodes_on_whisper_and_change_
         stream = await provider.open(request(call.fmt))
         assert not stream.update_keyterms(("Zorblax",))
         await stream.abort()
+
+
+async def test_a_calls_formatting_and_search_are_applied_to_the_engines_words(
+    silero: SileroVad, speech: Speech
+) -> None:
+    """A call on the worker's own routes (not dg-server, which formats itself) that asks for
+    Deepgram's formatting gets it from the local engine: here `replace` and `search`."""
+    call = speech.call(SENTENCES[:1], 8000, Encoding.MULAW)
+    asked = CallOptions(format=FormatOptions(replace=(("w0", "hello"),), search=("w1",)))
+    async with local_provider(silero) as provider:
+        stream = await provider.open(StreamRequest("call-1", "acme", call.fmt, options=asked))
+        events = await play(stream, call.data, call.fmt)
+    [final] = [r for r in finals(events) if r.words]
+    assert final.words[0].word == "hello" and final.text.startswith("hello w1")
+    [found] = final.search
+    assert found.query == "w1" and found.hits[0].start == final.words[1].start
 
 
 async def test_no_context_by_default(silero: SileroVad, speech: Speech) -> None:
