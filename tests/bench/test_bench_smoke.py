@@ -92,3 +92,23 @@ def test_the_redaction_benchmark_prints_its_table() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "no number (most transcripts)" in result.stdout and "a card in a sentence" in result.stdout
+
+
+def test_the_dg_endpointing_benchmark_prints_its_table() -> None:
+    """One value over the shortest set of people's recordings on the mock engine: the harness
+    (deepgram-sdk against a dg-server it starts), not the local engine's figures."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.dg_endpointing", "--endpointing", "300"),
+            *("--sets", "phrases", "--provider", "mock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "speech_final p50 ms" in result.stdout and "UtteranceEnd p50 ms" in result.stdout
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("| 300 ")]
+    assert row.split("|")[3].strip() == "2", row  # the set's two utterances
+    assert not result.stderr, result.stderr  # no warning printed

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from multidict import MultiDict
 
-from asr_worker.core.call_options import MULTI, NO_OPTIONS, CallOptions
+from asr_worker.core.call_options import ENDPOINTING_OFF, MULTI, NO_OPTIONS, CallOptions, FormatOptions
 from asr_worker.errors import ParamError
 
 
@@ -59,3 +59,71 @@ def test_a_refused_callback_is_never_repeated_in_the_error() -> None:
     with pytest.raises(ParamError) as refused:
         CallOptions.from_query({"callback": "gopher://user:s3cret-token@example.com/"})
     assert "s3cret" not in str(refused.value)
+
+
+def test_endpointing_utterance_end_and_formatting_come_the_same_from_every_shape() -> None:
+    query = MultiDict(
+        [
+            ("endpointing", "250"),
+            ("utterance_end_ms", "1500"),
+            ("numerals", "true"),
+            ("punctuate", "false"),
+            ("search", "refund"),
+            ("search", "cancel my order"),
+            ("replace", "acme:Acme"),
+            ("replace", "um:"),
+        ]
+    )
+    expected = CallOptions(
+        endpointing_ms=250,
+        utterance_end_ms=1500,
+        format=FormatOptions(
+            numerals=True,
+            punctuate=False,
+            search=("refund", "cancel my order"),
+            replace=(("acme", "Acme"), ("um", "")),
+        ),
+    )
+    assert CallOptions.from_query(query) == expected
+    parameters = {
+        "endpointing": "250",
+        "utterance_end_ms": "1500",
+        "numerals": "true",
+        "punctuate": "false",
+        "search": "refund,cancel my order",
+        "replace": "acme:Acme,um:",
+    }
+    assert CallOptions.from_parameters(parameters) == expected
+    fields: dict[str, object] = {
+        "endpointing": 250,
+        "utterance_end_ms": 1500,
+        "numerals": True,
+        "punctuate": False,
+        "search": ["refund", "cancel my order"],
+        "replace": {"acme": "Acme", "um": ""},
+    }
+    assert CallOptions.from_fields(fields, "customConfig") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", ENDPOINTING_OFF), ("true", None), ("", None), ("0", 0), ("10", 10)]
+)
+def test_endpointing_is_milliseconds_or_false(value: str, expected: int | None) -> None:
+    assert CallOptions.from_query({"endpointing": value}).endpointing_ms == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"endpointing": "soon"}, "endpointing must be a number of milliseconds, or false"),
+        ({"endpointing": "60001"}, "endpointing must be from 0 to 60000"),
+        ({"utterance_end_ms": "500"}, "utterance_end_ms must be from 1000 to 5000"),
+        ({"numerals": "maybe"}, "numerals must be true or false"),
+        ({"replace": "nocolon"}, "replace must be find:replacement"),
+        ({"replace": ":x"}, "replace must be find:replacement"),
+        ({"search": "x" * 101}, "a search term is at most 100 characters"),
+    ],
+)
+def test_bad_formatting_and_endpointing_options_are_refused(query: dict[str, str], message: str) -> None:
+    with pytest.raises(ParamError, match=message):
+        CallOptions.from_query(query)

@@ -306,10 +306,12 @@ async def test_the_official_deepgram_sdk_streams_a_file_through_dg_server(tmp_pa
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.timeout(180)
 async def test_the_official_deepgram_sdk_transcribes_speech_offline_through_dg_server_on_the_local_engine(
-    speech: Speech,
+    natural_speech: Speech,
 ) -> None:
-    """Issue 4's proof: any Deepgram client works offline against `asr-worker dg-server`."""
-    call = speech.call(SENTENCES[:2], rate=8000, encoding=Encoding.MULAW)
+    """Issue 4's proof: any Deepgram client works offline against `asr-worker dg-server`. The
+    SDK asks for no `endpointing`, so utterances end at Deepgram's default (10 ms, the engine's
+    least, 100): a voice like a person's, since espeak-ng's gaps between words are that long."""
+    call = natural_speech.call(SENTENCES[:2], rate=8000, encoding=Encoding.MULAW)
     async with dg_server_process("--api-key", "sdk-key", provider="local") as port:
         received = await sdk_stream(port, call.fmt, call.data, pace_s=0.05)
     names = [type(m).__name__ for m in received]

@@ -4,6 +4,7 @@ pure logic, tested without sockets (the end-to-end tests cover the same paths ov
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from asr_worker.config import settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
+from asr_worker.core.call_options import NO_FORMAT
 from asr_worker.core.provider_events import (
     SpeechStarted,
     StreamMetadata,
@@ -71,7 +73,10 @@ def test_query_has_lowercase_booleans_and_multichannel_for_two_channels() -> Non
 
 def test_a_server_parses_what_the_client_sends_and_refuses_what_it_cannot_take() -> None:
     params = ListenParams(encoding="mulaw", sample_rate=8000, channels=2, utterance_end_ms=1500)
-    assert ListenParams.from_query(dict(params.query())) == params
+    parsed = ListenParams.from_query(dict(params.query()))
+    assert replace(parsed, format=NO_FORMAT) == params
+    # the server's formatting: what was sent, and Deepgram's defaults for what was not
+    assert parsed.format.punctuate is True and parsed.format.numerals is False
     loose = ListenParams.from_query(
         {"encoding": "linear16", "sample_rate": "16000", "interim_results": "TRUE"}
     )

@@ -15,7 +15,7 @@ import pytest
 
 from asr_worker.config import Settings, settings_with
 from asr_worker.core.audio import AudioFormat, Encoding
-from asr_worker.core.call_options import CallOptions
+from asr_worker.core.call_options import CallOptions, FormatOptions
 from asr_worker.core.provider_events import (
     ProviderEvent,
     SpeechStarted,
@@ -324,6 +324,42 @@ async def test_each_decode_is_prompted_with_the_keyterms_and_the_calls_recent_fi
     assert all(p.endswith("Acme, Zorblax, Quux.") for p in decoder.prompts), decoder.prompts
     # Utterances decoded after the first final went out have it as their context, as a sentence.
     assert any(p.startswith(f"{spoken[0]}. ") for p in decoder.prompts), decoder.prompts
+
+
+async def test_configure_keyterms_prompt_the_next_decodes_on_whisper_and_change_nothing_on_moonshine(
+    silero: SileroVad, speech: Speech
+) -> None:
+    """dg-server's Configure: the stream's keyterms replaced (the engine's own stay), or, on an
+    engine that takes none, refused."""
+    call = speech.call(SENTENCES[:1], 8000, Encoding.MULAW)
+    decoder = FakeWhisper()
+    async with local_provider(silero, decoder, engine="whisper", keyterms=("Acme",)) as provider:
+        stream = await provider.open(
+            StreamRequest("call-1", "acme", call.fmt, options=CallOptions(keyterms=("Quux",)))
+        )
+        assert stream.update_keyterms(("Zorblax",))
+        await play(stream, call.data, call.fmt)
+    assert decoder.prompts and all(p.endswith("Acme, Zorblax.") for p in decoder.prompts), decoder.prompts
+    async with local_provider(silero, FakeWhisper(), engine="moonshine") as provider:
+        stream = await provider.open(request(call.fmt))
+        assert not stream.update_keyterms(("Zorblax",))
+        await stream.abort()
+
+
+async def test_a_calls_formatting_and_search_are_applied_to_the_engines_words(
+    silero: SileroVad, speech: Speech
+) -> None:
+    """A call on the worker's own routes (not dg-server, which formats itself) that asks for
+    Deepgram's formatting gets it from the local engine: here `replace` and `search`."""
+    call = speech.call(SENTENCES[:1], 8000, Encoding.MULAW)
+    asked = CallOptions(format=FormatOptions(replace=(("w0", "hello"),), search=("w1",)))
+    async with local_provider(silero) as provider:
+        stream = await provider.open(StreamRequest("call-1", "acme", call.fmt, options=asked))
+        events = await play(stream, call.data, call.fmt)
+    [final] = [r for r in finals(events) if r.words]
+    assert final.words[0].word == "hello" and final.text.startswith("hello w1")
+    [found] = final.search
+    assert found.query == "w1" and found.hits[0].start == final.words[1].start
 
 
 async def test_no_context_by_default(silero: SileroVad, speech: Speech) -> None:

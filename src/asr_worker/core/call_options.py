@@ -18,12 +18,20 @@ repeated or comma-separated. Only a URL's form is checked here; where a webhook 
 private-address policy) is checked when it is sent. A `redact` value the worker cannot honour
 (`pii`, `phi`, an entity name: they need an entity model) is refused, never silently ignored: a
 call that asked for redaction must not think it has it.
+
+How its transcripts are written and when its utterances end, by Deepgram's names: `endpointing`
+(the milliseconds of silence that end an utterance with a `speech_final` result, or `false`),
+`utterance_end_ms` (the gap after the last word that makes an `utterance_end`), and the
+formatting options (`FormatOptions`: `punctuate`, `smart_format`, `numerals`,
+`profanity_filter`, `filler_words`, `dictation`, `measurements`, `search` and `replace`, which
+`core/formatting.py` applies where a provider does not). An option a call does not name is
+None: its provider does as it always does.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import urlsplit
@@ -33,8 +41,30 @@ from .keyterms import MAX_KEYTERMS, check_keyterms, distinct_terms, without_boos
 
 # The names a call's options take; a route that mixes them with its own parameters (the
 # ingest query's format, a platform's custom parameters) knows which are options.
+FORMAT_FLAGS: Final = (
+    "punctuate",
+    "smart_format",
+    "numerals",
+    "profanity_filter",
+    "filler_words",
+    "dictation",
+    "measurements",
+)
 OPTION_NAMES: Final = frozenset(
-    {"keyterm", "keyterms", "keywords", "language", "callback", "callback_finals", "redact"}
+    {
+        "keyterm",
+        "keyterms",
+        "keywords",
+        "language",
+        "callback",
+        "callback_finals",
+        "redact",
+        "endpointing",
+        "utterance_end_ms",
+        "search",
+        "replace",
+        *FORMAT_FLAGS,
+    }
 )
 
 MULTI: Final = "multi"  # `language=multi`: the provider detects the language (and its changes)
@@ -47,6 +77,71 @@ _FALSE: Final = frozenset({"false", "0", "no", "off", ""})
 REDACT_VALUES: Final = ("pci", "ssn", "numbers", "true", "aggressive_numbers")
 _REDACT_KNOWN: Final = frozenset(REDACT_VALUES)
 _MAX_REDACT_VALUES: Final = 16  # repeated values: more than every known one twice is junk
+ENDPOINTING_OFF: Final = -1  # `endpointing=false`: no speech_final, whatever the silence
+MAX_ENDPOINTING_MS: Final = 60_000
+UTTERANCE_END_MS: Final = (1000, 5000)  # Deepgram's range for `utterance_end_ms`
+MAX_SEARCH_TERMS: Final = 50  # Deepgram's limit
+MAX_REPLACEMENTS: Final = 200
+MAX_TERM_CHARS: Final = 100  # of a search term, or either side of a replacement
+
+
+@dataclass(frozen=True, slots=True)
+class FormatOptions:
+    """How a call's transcripts are written, by Deepgram's names. A flag the call does not
+    name is None: the provider writes as it always does (dg-server fills them with Deepgram's
+    defaults, `with_defaults`). `search`: terms whose hits each result reports; `replace`:
+    (find, replacement) pairs, a replacement of "" removing what is found."""
+
+    punctuate: bool | None = None
+    smart_format: bool | None = None
+    numerals: bool | None = None
+    profanity_filter: bool | None = None
+    filler_words: bool | None = None
+    dictation: bool | None = None
+    measurements: bool | None = None
+    search: tuple[str, ...] = ()
+    replace: tuple[tuple[str, str], ...] = ()
+
+    def flag(self, name: str) -> bool | None:
+        """One of FORMAT_FLAGS by its name."""
+        if name == "punctuate":
+            return self.punctuate
+        if name == "smart_format":
+            return self.smart_format
+        if name == "numerals":
+            return self.numerals
+        if name == "profanity_filter":
+            return self.profanity_filter
+        if name == "filler_words":
+            return self.filler_words
+        if name == "dictation":
+            return self.dictation
+        if name == "measurements":
+            return self.measurements
+        raise KeyError(name)
+
+    def with_flags(self, flags: Mapping[str, bool | None]) -> FormatOptions:
+        """These options with the flags named in `flags` set (Configure's `features`)."""
+        values = {name: flags[name] if name in flags else self.flag(name) for name in FORMAT_FLAGS}
+        return FormatOptions(
+            punctuate=values["punctuate"],
+            smart_format=values["smart_format"],
+            numerals=values["numerals"],
+            profanity_filter=values["profanity_filter"],
+            filler_words=values["filler_words"],
+            dictation=values["dictation"],
+            measurements=values["measurements"],
+            search=self.search,
+            replace=self.replace,
+        )
+
+    def with_defaults(self, default: bool) -> FormatOptions:
+        """Every flag the call did not name set to `default` (Deepgram's are all false)."""
+        unset = {name: default for name in FORMAT_FLAGS if self.flag(name) is None}
+        return self.with_flags(unset) if unset else self
+
+
+NO_FORMAT: Final = FormatOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +151,13 @@ class CallOptions:
     callback: str | None = None  # an http(s) URL the call's transcript document is POSTed to
     callback_finals: bool = False  # the callback also gets each final as it happens
     redact: frozenset[str] = frozenset()  # what its transcripts are redacted of (REDACT_VALUES)
+    # Silence that ends an utterance (speech_final), in ms; ENDPOINTING_OFF: never; None: the
+    # provider's own.
+    endpointing_ms: int | None = None
+    utterance_end_ms: int | None = (
+        None  # gap after the last word that ends an utterance; None: the provider's
+    )
+    format: FormatOptions = NO_FORMAT  # how its transcripts are written
 
     def with_redact(self, more: frozenset[str]) -> CallOptions:
         """These options, also redacting `more` (the process default, ASR_REDACT, adds to a
@@ -79,6 +181,9 @@ class CallOptions:
             callback=check_callback(query.get("callback"), "callback"),
             callback_finals=_flag(query.get("callback_finals"), "callback_finals"),
             redact=parse_redact([value for key, value in query.items() if key == "redact"], "redact"),
+            endpointing_ms=check_endpointing(query.get("endpointing"), "endpointing"),
+            utterance_end_ms=check_utterance_end(query.get("utterance_end_ms"), "utterance_end_ms"),
+            format=parse_format(lambda name: [v for k, v in query.items() if k == name], ""),
         )
 
     @classmethod
@@ -93,13 +198,18 @@ class CallOptions:
             callback=check_callback(params.get("callback"), "callback"),
             callback_finals=_flag(params.get("callback_finals"), "callback_finals"),
             redact=parse_redact([params.get("redact", "")], "redact"),
+            endpointing_ms=check_endpointing(params.get("endpointing"), "endpointing"),
+            utterance_end_ms=check_utterance_end(params.get("utterance_end_ms"), "utterance_end_ms"),
+            format=parse_format(lambda name: _listed(params.get(name), name), ""),
         )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, object], where: str) -> CallOptions:
         """A JSON object's fields, named `where` in errors (`customConfig`): `keyterms` a
         list of strings or one comma-separated string; `language` and `callback` strings;
-        `callback_finals` a boolean (or its text); `redact` as keyterms."""
+        `callback_finals` a boolean (or its text); `redact` as keyterms; `endpointing` a
+        number of ms or false; `utterance_end_ms` a number; the formatting flags booleans;
+        `search` and `replace` as keyterms (`replace` also an object of find: replacement)."""
 
         def named(name: str) -> str:
             return f"{where}.{name}" if where else name
@@ -110,6 +220,14 @@ class CallOptions:
             callback=check_callback(_json_text(fields.get("callback"), named("callback")), named("callback")),
             callback_finals=_json_flag(fields.get("callback_finals"), named("callback_finals")),
             redact=_json_redact(fields.get("redact"), named("redact")),
+            endpointing_ms=check_endpointing(
+                _json_scalar(fields.get("endpointing"), named("endpointing")), named("endpointing")
+            ),
+            utterance_end_ms=check_utterance_end(
+                _json_scalar(fields.get("utterance_end_ms"), named("utterance_end_ms")),
+                named("utterance_end_ms"),
+            ),
+            format=parse_format(lambda name: _json_values(fields.get(name), named(name)), where),
         )
 
 
@@ -221,3 +339,108 @@ def _json_redact(value: object, name: str) -> frozenset[str]:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return parse_redact(value, name)
     raise ParamError(f"{name} must be a list of strings or a comma-separated string")
+
+
+def check_endpointing(value: str | None, name: str) -> int | None:
+    """Deepgram's `endpointing`: milliseconds of silence, `false` (ENDPOINTING_OFF), or `true`
+    and nothing (None: the provider's own)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip().lower()
+    if text == "false":
+        return ENDPOINTING_OFF
+    if text == "true":
+        return None
+    return _whole(text, name, 0, MAX_ENDPOINTING_MS, "a number of milliseconds, or false")
+
+
+def check_utterance_end(value: str | None, name: str) -> int | None:
+    """Deepgram's `utterance_end_ms`, in its range; None for none."""
+    if value is None or not value.strip():
+        return None
+    lo, hi = UTTERANCE_END_MS
+    return _whole(value.strip(), name, lo, hi, "a number of milliseconds")
+
+
+def _whole(text: str, name: str, lo: int, hi: int, what: str) -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise ParamError(f"{name} must be {what}, not {text[:20]!r}")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise ParamError(f"{name} must be from {lo} to {hi}, not {value}")
+    return value
+
+
+def parse_format(values_of: Callable[[str], list[str]], where: str) -> FormatOptions:
+    """The formatting options from `values_of(name)`, every value given for a name (a repeated
+    query parameter; a list split from one text). ParamError names the option (after `where.`)."""
+
+    def named(name: str) -> str:
+        return f"{where}.{name}" if where else name
+
+    flags: dict[str, bool | None] = {}
+    for name in FORMAT_FLAGS:
+        values = values_of(name)
+        flags[name] = _flag(values[-1], named(name)) if values and values[-1].strip() else None
+    terms = [term.strip() for term in values_of("search") if term.strip()]
+    if len(terms) > MAX_SEARCH_TERMS:
+        raise ParamError(f"at most {MAX_SEARCH_TERMS} {named('search')} terms")
+    for term in terms:
+        if len(term) > MAX_TERM_CHARS:
+            raise ParamError(f"a {named('search')} term is at most {MAX_TERM_CHARS} characters")
+    pairs = [_replacement(value, named("replace")) for value in values_of("replace") if value.strip()]
+    if len(pairs) > MAX_REPLACEMENTS:
+        raise ParamError(f"at most {MAX_REPLACEMENTS} {named('replace')} values")
+    options = FormatOptions(search=tuple(dict.fromkeys(terms)), replace=tuple(pairs))
+    return options.with_flags(flags) if any(v is not None for v in flags.values()) else options
+
+
+def _replacement(value: str, name: str) -> tuple[str, str]:
+    """`find:replacement` (Deepgram's form); an empty replacement removes what is found."""
+    find, sep, replacement = value.partition(":")
+    find, replacement = find.strip(), replacement.strip()
+    if not sep or not find:
+        raise ParamError(f"{name} must be find:replacement, such as acme:Acme")
+    if len(find) > MAX_TERM_CHARS or len(replacement) > MAX_TERM_CHARS:
+        raise ParamError(f"each side of a {name} value is at most {MAX_TERM_CHARS} characters")
+    return find, replacement
+
+
+def _listed(value: str | None, name: str) -> list[str]:
+    """A platform parameter's text as values: `search` and `replace` comma-separated."""
+    if value is None:
+        return []
+    if name in ("search", "replace"):
+        return value.split(",")
+    return [value]
+
+
+def _json_scalar(value: object, name: str) -> str | None:
+    """A JSON number, boolean or string option as the text a query would carry."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise ParamError(f"{name} must be a number or true or false")
+
+
+def _json_values(value: object, name: str) -> list[str]:
+    """A JSON option as query values: a boolean, a string (comma-separated for a list), a list
+    of strings, or (for `replace`) an object of find: replacement."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, str):
+        return value.split(",") if name.endswith(("search", "replace")) else [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [str(item) for item in value]
+    if (
+        isinstance(value, dict)
+        and name.endswith("replace")
+        and all(isinstance(v, str) for v in value.values())
+    ):
+        return [f"{find}:{replacement}" for find, replacement in value.items()]
+    raise ParamError(f"{name} must be true or false, a string, or a list of strings")

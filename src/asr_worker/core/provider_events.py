@@ -20,6 +20,54 @@ class Word:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchHit:
+    """Where a searched term was heard (Deepgram's `search` hit): its times (the stream's, or
+    the call's in an event), how sure, and the words heard there."""
+
+    confidence: float
+    start: float
+    end: float
+    snippet: str
+
+    def wire(self) -> dict[str, object]:
+        return {"confidence": self.confidence, "start": self.start, "end": self.end, "snippet": self.snippet}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One `search` term and its hits in one result, the best first (none: not heard there)."""
+
+    query: str
+    hits: tuple[SearchHit, ...] = ()
+
+    def wire(self) -> dict[str, object]:
+        return {"query": self.query, "hits": [hit.wire() for hit in self.hits]}
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """An entity a provider found in a final (Deepgram's `detect_entities`): its label (NAME,
+    CARDINAL...), its text, and the words it spans, `start_word` to `end_word` (exclusive)."""
+
+    label: str
+    value: str
+    raw_value: str
+    confidence: float
+    start_word: int
+    end_word: int
+
+    def wire(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "raw_value": self.raw_value,
+            "confidence": self.confidence,
+            "start_word": self.start_word,
+            "end_word": self.end_word,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptResult:
     """One Deepgram-style `Results` message.
 
@@ -27,7 +75,9 @@ class TranscriptResult:
     one channel tile the stream's timeline, empty ones included, which is what lets the core
     know how much audio is safely transcribed and need not be replayed after a reconnect.
     `language` is the language the provider transcribed it in, where it says (or was asked for
-    one); None where nothing is known.
+    one); None where nothing is known. `languages`: every language it heard in it, the most
+    spoken first, where it says (Deepgram's `languages`, with `language=multi`); `search`: the
+    hits of the terms the stream searches for; `entities`: what the provider found in it.
     """
 
     channel: int
@@ -41,6 +91,9 @@ class TranscriptResult:
     from_finalize: bool = False
     channels: int = 1
     language: str | None = None
+    languages: tuple[str, ...] = ()
+    search: tuple[SearchResult, ...] = ()
+    entities: tuple[Entity, ...] = ()
 
     @property
     def end(self) -> float:

@@ -215,6 +215,7 @@ class Redactor:
             if not spans:
                 return result
             new_words, new_text = words, _join(tokens, spans)
+        # Search hits and entities are not carried over: they quote the words just redacted.
         return TranscriptResult(
             channel=result.channel,
             is_final=result.is_final,
@@ -226,6 +227,8 @@ class Redactor:
             words=new_words,
             from_finalize=result.from_finalize,
             channels=result.channels,
+            language=result.language,
+            languages=result.languages,
         )
 
     # --- the policy -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .call_time import word_event
 from .dedup import WordDedup, text_of
 from .events import TranscriptWord
 from .provider_events import TranscriptResult, Word
@@ -64,21 +65,10 @@ class ResultReader:
     ) -> tuple[str, tuple[TranscriptWord, ...]]:
         """The text and words (call seconds) a transcript of `heard` shows: redacted, if the
         call redacts."""
-        words = tuple([_word_event(w, base_s) for w in heard.words])
+        words = tuple([word_event(w, base_s) for w in heard.words])
         redactor = self.redactor
         if redactor is None:
             return heard.text, words
         return redactor.event_words(
             result.channel, result.is_final, heard.text, words, heard.start_s, heard.end_s
         )
-
-
-def _word_event(w: Word, base_s: float) -> TranscriptWord:
-    return TranscriptWord(
-        w.word,
-        round(base_s + w.start, 3),
-        round(base_s + w.end, 3),
-        round(w.confidence, 4),
-        w.punctuated_word or None,  # an empty one is left out, as a missing one
-        w.speaker,
-    )

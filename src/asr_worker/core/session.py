@@ -54,6 +54,7 @@ from .actions import (
 )
 from .audio import AudioFormat
 from .backoff import Backoff
+from .call_time import extras
 from .end_wait import FINALIZE_WAITS_MAX, EndWait
 from .events import (
     CallError,
@@ -659,6 +660,7 @@ class SessionCore:
                 self._arrivals.latency_ms(self._pause.kept_offset(self.fmt.bytes_for(end_s)), now),
                 self._wall_ms(now),
                 result.language,
+                *extras(result, base_s, len(words) == len(result.words), reader.redactor is not None),
             )
         )
 

@@ -443,6 +443,14 @@ def _below_thousand(kinds: list[int], values: list[str], index: list[int], k: in
     return value, used
 
 
+def cardinal(kinds: list[int], values: list[str], index: list[int], k: int) -> tuple[int, int]:
+    """The number said from sub-token index[k] of `read`'s kinds and values, read as people
+    say one ("forty one" 41, "five hundred twelve" 512, "four" 4): (value, sub-tokens used).
+    For formatting numbers as digits (`formatting.py`), where digits said one by one stay
+    one number each."""
+    return _cardinal(kinds, values, index, k)
+
+
 def _cardinal(kinds: list[int], values: list[str], index: list[int], k: int) -> tuple[int, int]:
     """The cardinal said from index[k]: (value, sub-tokens used); one sub-token if it is a
     digit or a number on its own."""
@@ -457,3 +465,109 @@ def _cardinal(kinds: list[int], values: list[str], index: list[int], k: int) -> 
             value += rest
             used += more
     return value, used
+
+
+# --- numbers written as words (the other way) -------------------------------------------------
+
+_ONES: Final = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)  # fmt: skip
+_TENS_WORDS: Final = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_SCALES: Final = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
+_ORDINALS: Final = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+_CURRENCIES: Final = {"$": ("dollar", "cents"), "£": ("pound", "pence"), "€": ("euro", "cents")}
+_AMOUNT: Final = re.compile(r"([$£€])?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(%)?")
+_ORDINAL: Final = re.compile(r"(\d+)(?:st|nd|rd|th)", re.IGNORECASE)
+_CLOCK: Final = re.compile(r"(\d{1,2}):(\d{2})")
+_PIECES: Final = re.compile(r"\d+|[^\W\d_]+")
+MAX_CARDINAL_DIGITS: Final = 4  # longer digit strings without separators are codes, read one by one
+
+
+def number_words(n: int) -> list[str]:
+    """A whole number as people say it: 1250 is one thousand two hundred fifty."""
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        tens, unit = divmod(n, 10)
+        return [_TENS_WORDS[tens], _ONES[unit]] if unit else [_TENS_WORDS[tens]]
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return [_ONES[hundreds], "hundred", *(number_words(rest) if rest else [])]
+    for scale, name in _SCALES:
+        if n >= scale:
+            high, rest = divmod(n, scale)
+            return [*number_words(high), name, *(number_words(rest) if rest else [])]
+    return digit_words(str(n))
+
+
+def digit_words(digits: str) -> list[str]:
+    """Digits one by one: 0426 is zero four two six."""
+    return [_ONES[int(d)] for d in digits if "0" <= d <= "9"]
+
+
+def _group_words(digits: str) -> list[str]:
+    """A group of digits written alone: a number people say as one, unless it is a code (a
+    leading zero, or more than MAX_CARDINAL_DIGITS digits), said digit by digit."""
+    if (len(digits) > 1 and digits[0] == "0") or len(digits) > MAX_CARDINAL_DIGITS:
+        return digit_words(digits)
+    return number_words(int(digits))
+
+
+def ordinal_words(n: int) -> list[str]:
+    words = number_words(n)
+    last = words[-1]
+    if last in _ORDINALS:
+        words[-1] = _ORDINALS[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return words
+
+
+def spoken_form(written: str) -> list[str] | None:
+    """How a written number is said, word by word ("$3.50" three dollars fifty cents, "21st"
+    twenty first, "3:05" three oh five, "50%" fifty percent, "0426" zero four two six); the
+    letters of a mixed token are kept ("covid-19" covid nineteen). None if it has no digit.
+    `written` has no surrounding punctuation."""
+    if _DIGIT.search(written) is None:
+        return None
+    amount = _AMOUNT.fullmatch(written)
+    if amount is not None:
+        currency, whole, decimals, percent = amount.groups()
+        grouped = "," in whole
+        digits = whole.replace(",", "")
+        words = number_words(int(digits)) if grouped or currency else _group_words(digits)
+        if currency:
+            unit, cents = _CURRENCIES[currency]
+            words.append(unit if int(digits) == 1 else unit + "s")
+            if decimals and len(decimals) == 2 and int(decimals):
+                words += [*number_words(int(decimals)), cents]
+        elif decimals:
+            words += ["point", *digit_words(decimals)]
+        if percent:
+            words.append("percent")
+        return words
+    ordinal = _ORDINAL.fullmatch(written)
+    if ordinal is not None:
+        return ordinal_words(int(ordinal.group(1)))
+    clock = _CLOCK.fullmatch(written)
+    if clock is not None:
+        hour, minutes = int(clock.group(1)), int(clock.group(2))
+        if minutes == 0:
+            return [*number_words(hour), "o'clock"]
+        return [*number_words(hour), *(["oh", _ONES[minutes]] if minutes < 10 else number_words(minutes))]
+    words = []
+    for piece in _PIECES.findall(written):
+        words += _group_words(piece) if piece[0].isdigit() else [piece]
+    return words

@@ -18,16 +18,20 @@ from dataclasses import dataclass
 from typing import Final
 
 from .. import jsonwire
-from ..core.call_options import CallOptions
+from ..core.call_options import ENDPOINTING_OFF, FORMAT_FLAGS, NO_FORMAT, CallOptions, FormatOptions
+from ..core.keyterms import check_keyterms
 from ..core.provider_events import (
+    Entity,
     ProviderEvent,
+    SearchHit,
+    SearchResult,
     SpeechStarted,
     StreamMetadata,
     TranscriptResult,
     UtteranceEnd,
     Word,
 )
-from ..errors import ParamError, ProtocolViolation
+from ..errors import ParamError, ProtocolError, ProtocolViolation
 
 LISTEN_PATH: Final = "/v1/listen"
 
@@ -35,6 +39,7 @@ LISTEN_PATH: Final = "/v1/listen"
 KEEPALIVE: Final = '{"type": "KeepAlive"}'
 FINALIZE: Final = '{"type": "Finalize"}'
 CLOSE_STREAM: Final = '{"type": "CloseStream"}'
+CONFIGURE: Final = "Configure"  # mid-stream: new keyterms, formatting features on or off
 
 # Close codes and the reasons Deepgram gives with them.
 CLOSE_NORMAL: Final = 1000
@@ -67,6 +72,12 @@ RAW_ENCODINGS: Final = frozenset({"linear16", "mulaw", "alaw"})
 MAX_STREAM_S: Final = 1e7
 MAX_SPEAKERS: Final = 1_000_000
 MAX_LANGUAGE_CHARS: Final = 35  # a language code (BCP 47), as a result names it
+MAX_LISTED: Final = 100  # languages, search terms, hits or entities read from one result
+MAX_FIELD_CHARS: Final = 2048  # a search snippet, an entity's value
+MAX_TAGS: Final = 50
+MAX_TAG_CHARS: Final = 128  # Deepgram's limit on a tag
+MAX_EXTRA_CHARS: Final = 2048  # Deepgram's limit on an extra key:value
+DIARIZE_MODELS: Final = ("v1", "latest")  # diarize_model values Deepgram takes on a stream
 
 
 # --- query parameters ----------------------------------------------------------------------
@@ -110,6 +121,13 @@ class ListenParams:
     keyterms: tuple[str, ...] = ()
     # What to redact (`redact`, repeated): Deepgram's values, read as every route reads them.
     redact: tuple[str, ...] = ()
+    # What a server reads besides (the worker sends these per call, providers/deepgram.py):
+    # the formatting options with Deepgram's defaults, `tag`s, `extra` key-values (the last
+    # value of a key wins), and `diarize` (a two-channel stream's sides as its speakers).
+    format: FormatOptions = NO_FORMAT
+    tags: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
+    diarize: bool = False
 
     @property
     def multichannel(self) -> bool:
@@ -142,7 +160,8 @@ class ListenParams:
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> ListenParams:
         """What a server makes of a request's query; Deepgram's defaults where a key is absent.
-        Raises ParamError naming the first bad parameter. Unknown keys are ignored."""
+        Raises ParamError naming the first bad parameter, or an option it cannot honour and
+        why. Unknown keys are ignored."""
         encoding = query.get("encoding", "").strip().lower()
         if encoding not in RAW_ENCODINGS:
             shown = repr(encoding[:20]) if encoding else "missing"
@@ -152,13 +171,22 @@ class ListenParams:
         multichannel = parse_bool(query.get("multichannel", "false"), "multichannel")
         if channels > 1 and not multichannel:
             raise ParamError("channels=2 needs multichannel=true here: the two sides are never mixed")
-        endpointing_text = query.get("endpointing", "10").strip().lower()
-        if endpointing_text in ("false", "true"):
-            endpointing = None if endpointing_text == "false" else 10
-        else:
-            endpointing = _int_param(query, "endpointing", 10, 0, 60_000)
-        utterance_end = query.get("utterance_end_ms")
         options = CallOptions.from_query(query)
+        endpointing = 10 if options.endpointing_ms is None else options.endpointing_ms  # Deepgram's default
+        diarize = _diarize(query, channels)
+        if parse_bool(query.get("detect_entities", "false"), "detect_entities"):
+            raise ParamError(
+                "detect_entities is not offered here: finding names, places and organisations needs an "
+                "entity model this server does not have"
+            )
+        if options.callback is not None or query.get("callback_method"):
+            raise ParamError(
+                "callback is not offered here: results go on this socket only (the worker's own routes "
+                "take callback and POST the call's transcript there)"
+            )
+        if parse_bool(query.get("detect_language", "false"), "detect_language"):
+            raise ParamError("detect_language is for recorded audio, not streams (as Deepgram's)")
+        formatting = options.format.with_defaults(False)
         return cls(
             encoding=encoding,
             sample_rate=sample_rate,
@@ -166,16 +194,59 @@ class ListenParams:
             model=query.get("model", "base")[:100],
             language=query.get("language", "en")[:40],
             interim_results=parse_bool(query.get("interim_results", "false"), "interim_results"),
-            punctuate=parse_bool(query.get("punctuate", "false"), "punctuate"),
-            smart_format=parse_bool(query.get("smart_format", "false"), "smart_format"),
-            endpointing_ms=endpointing,
-            utterance_end_ms=None
-            if utterance_end is None
-            else _int_param(query, "utterance_end_ms", None, 1000, 5000),
+            punctuate=formatting.punctuate is True,
+            smart_format=formatting.smart_format is True,
+            endpointing_ms=None if endpointing == ENDPOINTING_OFF else endpointing,
+            utterance_end_ms=options.utterance_end_ms,
             vad_events=parse_bool(query.get("vad_events", "false"), "vad_events"),
             keyterms=options.keyterms,
             redact=tuple(sorted(options.redact)),
+            format=formatting,
+            tags=_tags([value for key, value in query.items() if key == "tag"]),
+            extra=_extra([value for key, value in query.items() if key == "extra"]),
+            diarize=diarize,
         )
+
+
+def _diarize(query: Mapping[str, str], channels: int) -> bool:
+    """`diarize` (or `diarize_model`, which asks for it): honoured on a two-channel stream, whose
+    sides are its speakers; refused on one channel, where telling voices apart needs a model."""
+    model = query.get("diarize_model", "").strip().lower()
+    if model and model not in DIARIZE_MODELS:
+        raise ParamError(f"diarize_model must be one of {', '.join(DIARIZE_MODELS)} on a stream")
+    asked = parse_bool(query.get("diarize", "false"), "diarize") or bool(model)
+    if asked and channels < 2:
+        raise ParamError(
+            "diarize is offered on two-channel streams only (channels=2&multichannel=true), whose sides "
+            "are its speakers: telling voices apart on one channel needs a diarization model this "
+            "server does not have"
+        )
+    return asked
+
+
+def _tags(values: list[str]) -> tuple[str, ...]:
+    tags = tuple(value.strip() for value in values if value.strip())
+    if len(tags) > MAX_TAGS:
+        raise ParamError(f"at most {MAX_TAGS} tag values")
+    if any(len(tag) > MAX_TAG_CHARS for tag in tags):
+        raise ParamError(f"a tag is at most {MAX_TAG_CHARS} characters")
+    return tags
+
+
+def _extra(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """`extra=key:value`, repeated; a key given twice keeps its last value, as Deepgram's."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition(":")
+        if not sep or not key.strip():
+            raise ParamError("extra must be key:value")
+        if len(value) > MAX_EXTRA_CHARS:
+            raise ParamError(f"an extra key:value is at most {MAX_EXTRA_CHARS} characters")
+        pairs.pop(key.strip(), None)
+        pairs[key.strip()] = text
+    if len(pairs) > MAX_TAGS:
+        raise ParamError(f"at most {MAX_TAGS} extra keys")
+    return tuple(pairs.items())
 
 
 def _int_param(query: Mapping[str, str], name: str, default: int | None, lo: int, hi: int) -> int:
@@ -229,6 +300,66 @@ def parse_client_message(text: str) -> str:
     if not isinstance(kind, str):
         raise ProtocolViolation("no_type", "a text message must be a JSON object with a type")
     return kind
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """A `Configure` message: `keyterms` to replace the stream's (None: keep them; empty:
+    clear them), and formatting features to turn on or off."""
+
+    keyterms: tuple[str, ...] | None
+    features: tuple[tuple[str, bool], ...]
+
+
+def parse_configure(text: str) -> Configure:
+    """A client's `Configure`. Raises ProtocolError for one that is not Deepgram's shape (an
+    unknown field or feature, a keyterm that is not a string), ParamError for keyterms beyond
+    the limits (Deepgram's CONFIGURE_KEYTERM_LIMIT_EXCEEDED)."""
+    try:
+        message = jsonwire.loads(text)
+    except ValueError:
+        raise ProtocolError("not_json", "a Configure message must be a JSON object") from None
+    if not isinstance(message, dict) or message.get("type") != CONFIGURE:
+        raise ProtocolError("not_configure", "not a Configure message")
+    unknown = sorted(set(message) - {"type", "keyterms", "features"})
+    if unknown:
+        raise ProtocolError("bad_fields", f"Configure has no field {unknown[0][:40]!r}")
+    raw_terms = message.get("keyterms")
+    keyterms: tuple[str, ...] | None = None
+    if raw_terms is not None:
+        if not isinstance(raw_terms, list) or not all(isinstance(t, str) for t in raw_terms):
+            raise ProtocolError("bad_fields", "Configure keyterms must be an array of strings")
+        keyterms = check_keyterms([str(t) for t in raw_terms], "keyterms")
+    raw_features = message.get("features")
+    features: list[tuple[str, bool]] = []
+    if raw_features is not None:
+        if not isinstance(raw_features, dict):
+            raise ProtocolError("bad_fields", "Configure features must be an object of booleans")
+        for name, on in raw_features.items():
+            if name not in FORMAT_FLAGS:
+                raise ProtocolError(
+                    "bad_fields",
+                    f"Configure feature {str(name)[:40]!r} is not one of {', '.join(FORMAT_FLAGS)}",
+                )
+            if not isinstance(on, bool):
+                raise ProtocolError("bad_fields", f"Configure feature {name} must be true or false")
+            features.append((name, on))
+    return Configure(keyterms, tuple(features))
+
+
+def configure_success(request_id: str, keyterms: tuple[str, ...] | None) -> dict[str, object]:
+    """Deepgram's answer to a Configure it applied; `keyterms` when it replaced them."""
+    out: dict[str, object] = {"type": "ConfigureSuccess", "request_id": request_id}
+    if keyterms is not None:
+        out["keyterms"] = list(keyterms)
+    return out
+
+
+def configure_failure(request_id: str, code: str, description: str) -> dict[str, object]:
+    """Deepgram's answer to a Configure it did not apply (the stream keeps its settings):
+    CONFIGURE_KEYTERMS_NOT_SUPPORTED, CONFIGURE_KEYTERM_LIMIT_EXCEEDED, CONFIGURE_ALREADY_PENDING
+    or CONFIGURE_INTERNAL_ERROR."""
+    return {"type": "ConfigureFailure", "request_id": request_id, "code": code, "description": description}
 
 
 # --- handshake refusals ----------------------------------------------------------------------
@@ -372,7 +503,74 @@ def _results(data: dict[str, object], channels: int, language: str | None = None
         from_finalize=data.get("from_finalize") is True,
         channels=total,
         language=_language(best, raw_words) or language,
+        languages=_languages(best.get("languages")),
+        search=_search(body.get("search")),
+        entities=_entities(data.get("entities")),
     )
+
+
+# What a result may carry besides its words (`languages`, `search`, `entities`): read where
+# it has Deepgram's shape, an entry that has not skipped (never the whole result for it).
+
+
+def _languages(value: object) -> tuple[str, ...]:
+    if type(value) is not list:
+        return ()
+    return tuple(v for v in value[:MAX_LISTED] if type(v) is str and 0 < len(v) <= MAX_LANGUAGE_CHARS)
+
+
+def _search(value: object) -> tuple[SearchResult, ...]:
+    if type(value) is not list:
+        return ()
+    out = []
+    for found in value[:MAX_LISTED]:
+        if type(found) is not dict or type(found.get("query")) is not str:
+            continue
+        hits = found.get("hits")
+        out.append(
+            SearchResult(
+                str(found["query"])[:MAX_FIELD_CHARS],
+                tuple(hit for hit in map(_hit, hits[:MAX_LISTED] if type(hits) is list else []) if hit),
+            )
+        )
+    return tuple(out)
+
+
+def _hit(value: object) -> SearchHit | None:
+    if type(value) is not dict:
+        return None
+    try:
+        return SearchHit(
+            _confidence(value.get("confidence", 0.0)),
+            _seconds(value["start"]),
+            _seconds(value["end"]),
+            _text(value.get("snippet", ""), "snippet")[:MAX_FIELD_CHARS],
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _entities(value: object) -> tuple[Entity, ...]:
+    if type(value) is not list:
+        return ()
+    out = []
+    for e in value[:MAX_LISTED]:
+        if type(e) is not dict:
+            continue
+        label, text, raw = e.get("label"), e.get("value"), e.get("raw_value", e.get("value"))
+        first, last = e.get("start_word"), e.get("end_word")
+        if not (type(label) is str and type(text) is str and type(raw) is str):
+            continue
+        if not (type(first) is int and type(last) is int and 0 <= first <= last <= MAX_STREAM_S):
+            continue
+        try:
+            confidence = _confidence(e.get("confidence", 0.0))
+        except (TypeError, ValueError):
+            continue
+        out.append(
+            Entity(label[:100], text[:MAX_FIELD_CHARS], raw[:MAX_FIELD_CHARS], confidence, first, last)
+        )
+    return tuple(out)
 
 
 def _language(best: dict[str, object], words: list[object]) -> str | None:
@@ -495,11 +693,17 @@ def _t(seconds: float) -> float:
 
 
 def results_message(
-    result: TranscriptResult, *, channels: int, request_id: str, model: ModelInfo
+    result: TranscriptResult,
+    *,
+    channels: int,
+    request_id: str,
+    model: ModelInfo,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, object]:
     """A `Results` message with every field a strict client reads (LiveKit's plugin indexes
-    keys directly and drops a message lacking one)."""
-    return {
+    keys directly and drops a message lacking one); `channel.search` where the stream
+    searches, `metadata.extra` where it asked for extra key-values."""
+    message: dict[str, object] = {
         "type": "Results",
         "channel_index": [result.channel, channels],
         "duration": _t(result.duration),
@@ -522,6 +726,15 @@ def results_message(
             "model_uuid": model.uuid,
         },
     }
+    if result.search:
+        channel = message["channel"]
+        assert isinstance(channel, dict)
+        channel["search"] = [found.wire() for found in result.search]
+    if extra:
+        metadata = message["metadata"]
+        assert isinstance(metadata, dict)
+        metadata["extra"] = dict(extra)
+    return message
 
 
 def _word_message(w: Word) -> dict[str, object]:

@@ -3,9 +3,13 @@
 What a Deepgram client sees, it gets here: the handshake (query parameters, `Authorization:
 Token`/`Bearer` or `Sec-WebSocket-Protocol: token, KEY`, `dg-request-id` on every answer, a
 refusal as `dg-error` plus a JSON body), binary audio, the JSON text messages KeepAlive,
-Finalize and CloseStream, `Results` with every field present, `SpeechStarted` and
-`UtteranceEnd` when asked for, `Metadata` then close 1000 after CloseStream, and the 10-second
-idle close 1011 with Deepgram's NET-0001 reason. Only JSON text frames are ever sent (unless
+Finalize, CloseStream and Configure (answered with ConfigureSuccess or ConfigureFailure),
+`Results` with every field present, `SpeechStarted` and `UtteranceEnd` when asked for,
+`Metadata` then close 1000 after CloseStream, and the 10-second idle close 1011 with
+Deepgram's NET-0001 reason. Every `/v1/listen` option is honoured or refused with a 400 that
+says why (docs/deepgram.md has the table): the engine ends utterances at the stream's
+`endpointing`; results are written as the stream's formatting options ask
+(`core/formatting.py`), then redacted, then searched. Only JSON text frames are ever sent (unless
 a garbage fault is on): strict clients end their listen loop on anything else.
 
 Every connection is recorded (bounded) for tests: query, headers, audio, the text messages in
@@ -22,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -30,15 +34,17 @@ from aiohttp import WSMsgType, web
 
 from .. import __version__
 from ..core.audio import AudioFormat
-from ..core.call_options import CallOptions
-from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd
+from ..core.call_options import ENDPOINTING_OFF, MULTI, CallOptions
+from ..core.formatting import Formatter
+from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd, Word
 from ..core.redact import Redactor
+from ..core.search import searched
 from ..credentials import Secret, token_matches
 from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
-from ..errors import ParamError, ProtocolViolation, ProviderError
+from ..errors import ParamError, ProtocolError, ProtocolViolation, ProviderError
 from ..http.options import MAX_REQUEST_LINE_BYTES
-from ..providers.base import Provider, ProviderStream, StreamRequest
+from ..providers.base import KeytermUpdates, OneLanguage, Provider, ProviderStream, StreamRequest
 from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
 
 log = logging.getLogger("asr_worker.dgserver")
@@ -98,6 +104,26 @@ class ConnectionRecord:
             if isinstance(message, dict) and message.get("type") == kind:
                 out.append(message)
         return out
+
+
+def unheard(query: Iterable[tuple[str, str]], heard: str) -> None:
+    """Raises ParamError when a stream asks for a language (`language`, `language_hint`) its
+    engine, loaded for `heard` alone, does not transcribe: English results for `language=es`
+    would be a silent wrong answer. A regional code of that language (`en-US` for `en`) is it."""
+    for name, value in query:
+        if name not in ("language", "language_hint"):
+            continue
+        code = value.strip()
+        if code.lower() == MULTI:
+            raise ParamError(
+                f"language=multi is not offered here: the engine behind this server transcribes {heard} "
+                "alone and detects no language"
+            )
+        if code and code.split("-")[0].lower() != heard.lower():
+            raise ParamError(
+                f"{name}={code[:40]} is not offered here: the engine behind this server transcribes "
+                f"{heard} alone (ASR_LOCAL_LANGUAGE)"
+            )
 
 
 AudioHook = Callable[[ConnectionRecord, bytes], None]
@@ -208,6 +234,8 @@ class DeepgramServer:
             return self._refuse(record, protocol.refusal_for(401))
         try:
             params = ListenParams.from_query(request.query)
+            if isinstance(self.provider, OneLanguage):
+                unheard(request.query.items(), self.provider.transcribes())
         except ParamError as exc:
             return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
         ws = web.WebSocketResponse(
@@ -233,6 +261,10 @@ class DeepgramServer:
         )
         self.accepted += 1
         self.connections.append(conn_record)
+        if params.tags:  # Deepgram keeps a request's tags with its usage record; this is ours
+            log.info(
+                "dg-server stream tagged", extra={"dg_request_id": request_id, "tags": list(params.tags)}
+            )
         conn = _Connection(self, request, ws, conn_record)
         self._live.add(conn)
         try:
@@ -288,6 +320,10 @@ class _Connection:
         self._stream: ProviderStream | None = None
         # `redact=pci|ssn|numbers|true`: every result is redacted before it is sent, as Deepgram's are.
         self._redactor = Redactor.of(frozenset(self.params.redact))
+        # The formatting options (Deepgram's defaults where the query names none), which a
+        # Configure may change mid-stream.
+        self._format = self.params.format
+        self._formatter = Formatter.of(self._format)
         # Under `fault_percent`, this connection's fault (drawn once); `_stalled`: it stopped
         # answering; `_slow_s`: every reply waits this long.
         self._planned: ConnectionFault | None = server.faults.draw()
@@ -295,7 +331,13 @@ class _Connection:
         self._slow_s = 0.0
 
     async def run(self) -> None:
-        options = CallOptions(keyterms=self.params.keyterms, redact=frozenset(self.params.redact))
+        params = self.params
+        options = CallOptions(  # formatting is the server's own (Configure changes it), never the engine's
+            keyterms=params.keyterms,
+            redact=frozenset(params.redact),
+            endpointing_ms=ENDPOINTING_OFF if params.endpointing_ms is None else params.endpointing_ms,
+            utterance_end_ms=params.utterance_end_ms,
+        )
         request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, options=options)
         try:
             self._stream = await self.server.provider.open(request)
@@ -378,6 +420,9 @@ class _Connection:
                 except ProtocolViolation as exc:
                     await self._send_json(protocol.error_message("SchemaError", exc.detail, msg.data[:200]))
                     continue
+                if kind == protocol.CONFIGURE:
+                    await self._configure(msg.data, stream)
+                    continue
                 await self._control(kind, stream)
             else:
                 return
@@ -400,6 +445,40 @@ class _Connection:
                 )
         except ProviderError:
             pass  # the writer sees the failure from events() and closes
+
+    async def _configure(self, text: str, stream: ProviderStream) -> None:
+        """A mid-stream Configure: new keyterms for the engine, formatting features on or off,
+        all or nothing; answered with ConfigureSuccess, or ConfigureFailure (the stream keeps
+        its settings), or an Error for one that is not Deepgram's shape. The stream goes on."""
+        if self._stalled:
+            return
+        request_id = self.record.request_id
+        try:
+            configure = protocol.parse_configure(text)
+        except ProtocolError as exc:
+            await self._send_json(protocol.error_message("SchemaError", exc.message, text[:200]))
+            return
+        except ParamError as exc:
+            await self._send_json(
+                protocol.configure_failure(request_id, "CONFIGURE_KEYTERM_LIMIT_EXCEEDED", exc.message)
+            )
+            return
+        if configure.keyterms is not None and not (
+            isinstance(stream, KeytermUpdates) and stream.update_keyterms(configure.keyterms)
+        ):
+            await self._send_json(
+                protocol.configure_failure(
+                    request_id,
+                    "CONFIGURE_KEYTERMS_NOT_SUPPORTED",
+                    f"the {self.server.provider.name} engine behind this server takes no keyterms "
+                    "(the local engine's Whisper does; its Moonshine does not)",
+                )
+            )
+            return
+        if configure.features:
+            self._format = self._format.with_flags(dict(configure.features))
+            self._formatter = Formatter.of(self._format)
+        await self._send_json(protocol.configure_success(request_id, configure.keyterms))
 
     async def _fault_due(self, faults: Faults, received: int) -> bool:
         """Apply the connection faults once enough audio arrived. True: the connection is gone."""
@@ -483,8 +562,7 @@ class _Connection:
     def _messages_for(self, event: ProviderEvent) -> list[dict[str, object]]:
         params, channels = self.params, self.fmt.channels
         if isinstance(event, TranscriptResult):
-            if self._redactor is not None:
-                event = self._redactor.result(event)
+            event = self._written(event)
             out: list[dict[str, object]] = []
             ch = event.channel
             if event.words and not self._speaking.get(ch) and params.vad_events:
@@ -494,7 +572,11 @@ class _Connection:
             if event.is_final or params.interim_results:
                 out.append(
                     protocol.results_message(
-                        event, channels=channels, request_id=self.record.request_id, model=self.model
+                        event,
+                        channels=channels,
+                        request_id=self.record.request_id,
+                        model=self.model,
+                        extra=params.extra,
                     )
                 )
             if event.is_final and event.words:
@@ -532,6 +614,37 @@ class _Connection:
             self._speaking[ch] = False
             return [protocol.utterance_end_message(ch, channels, event.last_word_end)]
         return []  # StreamMetadata: the server sends its own Metadata at close
+
+    def _written(self, result: TranscriptResult) -> TranscriptResult:
+        """A result as the stream asked for it: formatted, redacted, searched, and with its
+        channel as the speaker of every word under `diarize` (a two-channel stream's sides)."""
+        if self._formatter is not None:
+            result = self._formatter.result(result)
+        if self._redactor is not None:
+            result = self._redactor.result(result)
+        if self._format.search:
+            result = searched(result, self._format.search)
+        if self.params.diarize and result.words:
+            ch = result.channel
+            result = TranscriptResult(
+                result.channel,
+                result.is_final,
+                result.speech_final,
+                result.text,
+                result.confidence,
+                result.start,
+                result.duration,
+                tuple(
+                    Word(w.word, w.start, w.end, w.confidence, w.punctuated_word, ch) for w in result.words
+                ),
+                result.from_finalize,
+                result.channels,
+                result.language,
+                result.languages,
+                result.search,
+                result.entities,
+            )
+        return result
 
     async def _reply(self, message: dict[str, object]) -> None:
         if self._stalled:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Final, Protocol
 
 import numpy as np
 
+from ..core.call_options import ENDPOINTING_OFF
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd, Word
 from ..errors import ProviderError
 from .agreement import Agreement, normalize
@@ -34,7 +35,9 @@ from .decoding import Decoded, DecodedWord
 from .resample import SAMPLE_RATE, Float32Array, StreamResampler
 from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Scheduler
 from .timing import Span, spread, voiced_spans
-from .vad import WINDOW, Segmenter, Utterance, VadConfig, VadStream
+from .vad import MIN_ENDPOINTING_MS, WINDOW, Segmenter, Utterance, VadConfig, VadStream
+
+_SPEECH_STARTS_KEPT: Final = 8  # recent speech starts, to know whether the speaker went on
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +107,15 @@ class Channel:
         sample_rate: int,
         vad: VadStream,
         keyterms: tuple[str, ...] = (),
+        endpointing_ms: int | None = None,
+        utterance_end_ms: int | None = None,
     ) -> None:
         """`index` of `channels` in the call; `sample_rate`: of the audio given to `take`;
-        `keyterms`: this call's expected words, besides the engine's."""
+        `keyterms`: this call's expected words, besides the engine's; `endpointing_ms`: the
+        silence that ends an utterance with a speech_final (at least MIN_ENDPOINTING_MS; None:
+        the engine's; ENDPOINTING_OFF: utterances end at the engine's silence, never
+        speech_final); `utterance_end_ms`: how long after an utterance's last word, with no
+        speech since, its UtteranceEnd comes (None: with its final)."""
         self._engine = engine
         self._scheduler = engine.scheduler
         self._output = output
@@ -114,7 +123,14 @@ class Channel:
         self._channels = channels
         self.resampler = StreamResampler(sample_rate)
         self.vad = vad
-        self.segmenter = Segmenter(engine.options.vad)
+        vad_config = engine.options.vad
+        if endpointing_ms is not None and endpointing_ms != ENDPOINTING_OFF:
+            vad_config = replace(vad_config, min_silence_ms=max(MIN_ENDPOINTING_MS, endpointing_ms))
+        self.segmenter = Segmenter(vad_config)
+        self._speech_final = endpointing_ms != ENDPOINTING_OFF
+        self._utterance_end_s = None if utterance_end_ms is None else utterance_end_ms / 1000
+        self._utterance_end_due: tuple[float, float] | None = None  # (last word's end, due), seconds
+        self._speech_starts: deque[float] = deque(maxlen=_SPEECH_STARTS_KEPT)
         self.agreement = Agreement()
         self.position = 0  # 16 kHz samples received
         self.covered = 0  # end of the last final queued
@@ -124,9 +140,14 @@ class Channel:
         self.utterance = 0  # id of the open (or last) utterance
         self.interim_wanted = False
         self.interim_end: int | None = None  # audio end of the open utterance's last interim
-        terms = dict.fromkeys(t.strip() for t in (*engine.options.keyterms, *keyterms) if t.strip())
-        self.keyterms = ", ".join(terms)
+        self.keyterms = ""
+        self.set_keyterms(keyterms)
         self.said = ""  # the end of this channel's finals so far, for the prompt
+
+    def set_keyterms(self, keyterms: tuple[str, ...]) -> None:
+        """This call's expected words from now on (besides the engine's): the next decodes'."""
+        terms = dict.fromkeys(t.strip() for t in (*self._engine.options.keyterms, *keyterms) if t.strip())
+        self.keyterms = ", ".join(terms)
 
     # --- audio ------------------------------------------------------------------------------
 
@@ -141,6 +162,7 @@ class Channel:
             self._opened()
         self._silence_final()
         self._maybe_want_interim(now)
+        self._utterance_end_check()
 
     def finalize(self, end_s: float, now: float, *, from_finalize: bool = True) -> None:
         """End the open utterance now and cover everything heard. Its final is marked
@@ -212,6 +234,7 @@ class Channel:
         self.agreement.reset()
         self.interim_end = None
         start = self.segmenter.speech_start or 0
+        self._speech_starts.append(start / SAMPLE_RATE)
         self._output.push(SpeechStarted(self.index, start / SAMPLE_RATE))
 
     def _close(
@@ -295,7 +318,7 @@ class Channel:
                 TranscriptResult(
                     channel=self.index,
                     is_final=True,
-                    speech_final=bool(words) and slot.endpointed,
+                    speech_final=bool(words) and slot.endpointed and self._speech_final,
                     text=text,
                     confidence=slot.result.confidence if slot.result and words else 0.0,
                     start=start_s,
@@ -309,9 +332,27 @@ class Channel:
                 arrived = output.arrival_of(slot.speech_end)
                 if arrived is not None:
                     self._engine.metrics.final_latency.observe(max(0.0, self._engine.clock() - arrived))
-                if slot.endpointed:
+                if slot.endpointed and self._utterance_end_s is None:
                     output.push(UtteranceEnd(self.index, words[-1].end))
+                elif slot.endpointed and self._utterance_end_s is not None:
+                    last = words[-1].end
+                    self._utterance_end_due = (last, last + self._utterance_end_s)
+                    self._utterance_end_check()
         output.maybe_close()
+
+    def _utterance_end_check(self) -> None:
+        """The UtteranceEnd a stream asked for with `utterance_end_ms`: once the audio heard
+        reaches that long after the last word and the speaker has not gone on meanwhile."""
+        due = self._utterance_end_due
+        if due is None:
+            return
+        last, at = due
+        if any(last < started < at for started in self._speech_starts):
+            self._utterance_end_due = None  # the speaker went on within the gap
+            return
+        if self.segmenter.position / SAMPLE_RATE >= at:
+            self._utterance_end_due = None
+            self._output.push(UtteranceEnd(self.index, last))
 
     # --- interims ---------------------------------------------------------------------------
 

@@ -152,6 +152,22 @@ class EventPusher(Protocol):
 
 
 @runtime_checkable
+class KeytermUpdates(Protocol):
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> bool:
+        """Transcribe with these keyterms from now on, in place of the call's (Deepgram's
+        mid-stream `Configure`). False, changing nothing, when the engine takes no keyterms."""
+        ...
+
+
+@runtime_checkable
+class OneLanguage(Protocol):
+    def transcribes(self) -> str:
+        """The one language (a code such as `en`) every stream of this provider is heard in,
+        whatever a call asks: a server in front of it refuses a call that asks for another."""
+        ...
+
+
+@runtime_checkable
 class AdmissionGate(Protocol):
     def taking_new_calls(self) -> bool:
         """False while the provider refuses every new call at once (its circuit breaker is

@@ -41,7 +41,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 
 from ..core.audio import AudioFormat
-from ..core.call_options import MULTI, NO_OPTIONS, CallOptions
+from ..core.call_options import ENDPOINTING_OFF, FORMAT_FLAGS, MULTI, NO_OPTIONS, CallOptions
 from ..core.clock import Clock
 from ..core.provider_events import ProviderEvent, StreamMetadata, TranscriptResult
 from ..deepgram import protocol
@@ -146,9 +146,11 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
     def url_for(self, fmt: AudioFormat, options: CallOptions = NO_OPTIONS) -> str:
         """DEEPGRAM_URL with the call's audio format, the configured options and the call's own
         as its query: its keyterms (one `keyterm` each, as Nova-3 takes them, added to the
-        configured ones), its language (over the configured one) and its `redact` values (added;
-        the worker redacts too: Deepgram's is not the guarantee)."""
-        if options.keyterms or options.language or options.redact:
+        configured ones), its language (over the configured one), its `redact` values (added;
+        the worker redacts too: Deepgram's is not the guarantee), its `endpointing`,
+        `utterance_end_ms` and formatting flags (over the configured ones) and its `search`
+        and `replace` values (added)."""
+        if options != NO_OPTIONS:
             return self._build_url(fmt, options)  # once per stream opened: no cache
         url = self._urls.get(fmt)
         if url is None:
@@ -214,8 +216,14 @@ class DeepgramProvider(RemoteProvider[DeepgramOptions, DeepgramMetrics, "Deepgra
             keyterms=tuple(t for t in call.keyterms if t not in configured_terms),
             redact=tuple(sorted(call.redact - configured_redact)),
         ).query()
-        replaced = {k for k, _ in overrides} - {"keyterm", "redact"}
-        query = [(k, v) for k, v in ours if k not in replaced] + overrides
+        own = call_params(call)  # the call's own options are over every configured one
+        added = {"search", "replace"}  # ...but these add to the configured ones, as keyterms do
+        mine = {k for k, _ in own} - added
+        configured_pairs = {(k, v) for k, v in overrides if k in added}
+        overrides = [(k, v) for k, v in overrides if k not in mine]
+        own = [(k, v) for k, v in own if (k, v) not in configured_pairs]
+        replaced = ({k for k, _ in overrides} | mine) - {"keyterm", "redact"} - added
+        query = [(k, v) for k, v in ours if k not in replaced] + overrides + own
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
     def _refused(self, response: Response) -> ProviderError:
@@ -441,6 +449,23 @@ def close_error(code: int, reason: str) -> ProviderError:
     if code == protocol.CLOSE_INTERNAL and "net0001" in reason.lower():
         return ProviderError("idle_timeout", f"Deepgram closed an idle stream ({shown})", retryable=True)
     return ProviderError("provider_closed", f"Deepgram closed the stream ({shown})", retryable=True)
+
+
+def call_params(call: CallOptions) -> list[tuple[str, str]]:
+    """A call's transcription options as Deepgram's query parameters: only those it named."""
+    pairs: list[tuple[str, str]] = []
+    if call.endpointing_ms is not None:
+        off = call.endpointing_ms == ENDPOINTING_OFF
+        pairs.append(("endpointing", "false" if off else str(call.endpointing_ms)))
+    if call.utterance_end_ms is not None:
+        pairs.append(("utterance_end_ms", str(call.utterance_end_ms)))
+    for name in FORMAT_FLAGS:
+        value = call.format.flag(name)
+        if value is not None:
+            pairs.append((name, protocol.format_bool(value)))
+    pairs += [("search", term) for term in call.format.search]
+    pairs += [("replace", f"{find}:{replacement}") for find, replacement in call.format.replace]
+    return pairs
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -41,7 +41,9 @@ from prometheus_client import CollectorRegistry
 
 from ..core.audio import AudioFormat, Encoding
 from ..core.codecs import decode_g711
-from ..core.provider_events import ProviderEvent, StreamMetadata
+from ..core.formatting import Formatter
+from ..core.provider_events import ProviderEvent, StreamMetadata, TranscriptResult
+from ..core.search import searched
 from ..engine.channel import Channel, ChannelEngine, ChannelOptions
 from ..engine.decoding import Decoder, DecoderSettings
 from ..engine.engines import AUTO, ENGINES, engine_for
@@ -205,6 +207,10 @@ class LocalProvider:
         it is not running."""
         return self.pool.capacity.channels if self._running else None
 
+    def transcribes(self) -> str:
+        """ASR_LOCAL_LANGUAGE: the engine is loaded for one language, every call's."""
+        return self.options.language
+
     def health(self) -> ProviderHealth:
         if self._error is not None:
             return ProviderHealth(ok=False, detail=self._error, ready=False)
@@ -240,13 +246,21 @@ class LocalProvider:
         capacity, channels = self.pool.capacity, request.fmt.channels
         capacity.opened(channels, self.clock())
         return LocalStream(
-            self.channel_engine, request, self._vad, lambda: capacity.closed(channels, self.clock())
+            self.channel_engine,
+            request,
+            self._vad,
+            lambda: capacity.closed(channels, self.clock()),
+            takes_keyterms=self.engine.prompted,
         )
 
 
 class LocalStream:
     """One call's stream: splits its audio among its channels (`engine/channel.py`), whose
-    results it queues for the session, and ends them on CloseStream once every final is out."""
+    results it queues for the session, and ends them on CloseStream once every final is out.
+
+    The call's options are honoured here: its keyterms, its `endpointing` and
+    `utterance_end_ms` (by its channels), and its formatting and `search` (applied to each
+    result before it is queued, `core/formatting.py`, `core/search.py`)."""
 
     def __init__(
         self,
@@ -254,15 +268,22 @@ class LocalStream:
         request: StreamRequest,
         vad: SileroVad,
         on_closed: Callable[[], None] = lambda: None,
+        *,
+        takes_keyterms: bool = True,
     ) -> None:
         """`on_closed`: told once, when the stream ends however it ends (the engine counts the
-        channels its streams hold open)."""
+        channels its streams hold open); `takes_keyterms`: whether the engine hears keyterms
+        (Whisper does, Moonshine does not)."""
         self._clock = engine.clock
         self._on_closed = on_closed
         self.request = request
         self.fmt: AudioFormat = request.fmt
         self.request_id = str(uuid.uuid4())
         fmt = request.fmt
+        options = request.options
+        self._takes_keyterms = takes_keyterms
+        self._formatter = Formatter.of(options.format)
+        self._search = options.format.search
         self.channels = [
             Channel(
                 engine,
@@ -271,7 +292,9 @@ class LocalStream:
                 channels=fmt.channels,
                 sample_rate=fmt.sample_rate,
                 vad=vad.stream(),
-                keyterms=request.options.keyterms,
+                keyterms=options.keyterms,
+                endpointing_ms=options.endpointing_ms,
+                utterance_end_ms=options.utterance_end_ms,
             )
             for c in range(fmt.channels)
         ]
@@ -325,6 +348,15 @@ class LocalStream:
     def events(self) -> AsyncIterator[ProviderEvent]:
         return self._results.events()
 
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> bool:
+        """The call's keyterms from now on (Deepgram's Configure): the next decodes are prompted
+        with them. False (nothing changes) when the engine takes no keyterms."""
+        if not self._takes_keyterms:
+            return False
+        for channel in self.channels:
+            channel.set_keyterms(keyterms)
+        return True
+
     # --- inside -----------------------------------------------------------------------------
 
     def _finalize(self, *, from_finalize: bool) -> None:
@@ -340,6 +372,11 @@ class LocalStream:
     def push(self, event: ProviderEvent) -> None:
         if self.closed:
             return
+        if isinstance(event, TranscriptResult):
+            if self._formatter is not None:
+                event = self._formatter.result(event)
+            if self._search:
+                event = searched(event, self._search)
         if not self._results.put(event):
             self.fail(ProviderError("events_overflow", "results are not being read", retryable=True))
 

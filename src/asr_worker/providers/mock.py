@@ -228,6 +228,7 @@ class MockStream:
         self._failed: ProviderError | None = None
         self._closed = False
         self._immediate_offers = 0
+        self.keyterms = request.options.keyterms  # the stream's, as Configure last set them
 
     # --- the ProviderStream interface ---------------------------------------------------------
 
@@ -274,6 +275,11 @@ class MockStream:
 
     def events(self) -> AsyncIterator[ProviderEvent]:
         return self._results.events()
+
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> bool:
+        """Taken and kept (`keyterms`), for tests; the mock's words do not depend on them."""
+        self.keyterms = keyterms
+        return True
 
     # --- the mock recognizer ------------------------------------------------------------------
 
