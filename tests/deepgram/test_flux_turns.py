@@ -175,9 +175,10 @@ def test_force_end_turn_when_every_word_is_final_ends_the_turn_at_once() -> None
     assert not step.flush and only(step, flux.END_OF_TURN).trigger == flux.TRIGGER_MANUAL
 
 
-def test_force_end_turn_with_nothing_heard_is_ignored_and_with_speech_not_yet_decoded_makes_a_turn() -> None:
+def test_force_end_turn_with_nothing_heard_ends_nothing_and_with_unreported_words_makes_a_turn() -> None:
     turns = TurnTaker()
-    assert turns.force_end(0.5) == Step()
+    assert turns.force_end(0.5) == Step(flush=True)  # the engine may know of words: it is asked
+    assert events(turns.result(final(0.0, 0.5, from_finalize=True), 0.55)) == []  # it knew none
     turns.speech_started(0.6, 0.7)
     assert turns.force_end(0.9).flush
     step = turns.result(final(0.0, 0.9, w("Yes.", 0.6, 0.85), from_finalize=True), 1.0)

@@ -29,6 +29,8 @@ as far as the engine has heard it:
   `eot_threshold=1.0` leaves turn ends to `ForceEndTurn` and `eot_timeout_ms`).
 
 `eot_timeout_ms` ends a turn after that much of the same silence whatever the confidence.
+The audio clock a result is judged on is the audio received when it is read: a client that
+streams in real time (as Flux wants) has the engine a decode behind it at most.
 `EagerEndOfTurn` comes when the confidence reaches `eager_eot_threshold` (always before the
 `EndOfTurn` of the same transcript when eager mode is on); `TurnResumed` when the engine hears
 the speaker again or the transcript changes after it. `ForceEndTurn` asks the engine to
@@ -152,13 +154,14 @@ class TurnTaker:
 
     def force_end(self, now: float) -> Step:
         """ForceEndTurn: the turn ends on what has been said so far. At once when every word of
-        it is final; else the engine is asked to finalize (`flush`), and its final ends it."""
+        it is final; else the engine is asked to finalize (`flush`), and its final ends it. With
+        no turn known yet the engine is asked too: it may have words of the audio already sent
+        that it has not reported (a push-to-talk button released right after a short "yes");
+        if its final has none, there was no turn to end and nothing is sent."""
         self.now = max(self.now, now)
         if self._force_at is not None:
             return Step()
-        if self._open_from is None:
-            if self.phase is Phase.NO_TURN:
-                return Step()  # no turn, nothing heard: nothing to end
+        if self._open_from is None and self.phase is not Phase.NO_TURN:
             return Step((self._end(TRIGGER_MANUAL),))
         self._force_at = self.now
         return Step(flush=True)
@@ -201,10 +204,9 @@ class TurnTaker:
     # --- decisions --------------------------------------------------------------------------
 
     def _decide(self, out: list[TurnInfo]) -> Step:
-        if self._force_at is not None:
-            if self.now - self._force_at >= FORCE_WAIT_S:
-                return self._forced(out)  # the engine never answered: end on what is known
-        elif self.phase is not Phase.NO_TURN:
+        if self._force_at is not None and self.now - self._force_at >= FORCE_WAIT_S:
+            return self._forced(out)  # the engine never answered: end on what is known
+        if self.phase is not Phase.NO_TURN:
             t = self.thresholds
             confidence = self.confidence()
             eager = t.eager_eot_threshold
@@ -259,7 +261,8 @@ class TurnTaker:
         self._interim = ()
         self._last_word_end = None
         self._eager_transcript = None
-        self._force_at = None
+        if trigger == TRIGGER_MANUAL:
+            self._force_at = None
         self._floor = max(self._floor, self._heard_until)
         self._turn_start = self.now
         return info

@@ -124,9 +124,14 @@ class Channel:
         self.utterance = 0  # id of the open (or last) utterance
         self.interim_wanted = False
         self.interim_end: int | None = None  # audio end of the open utterance's last interim
-        terms = dict.fromkeys(t.strip() for t in (*engine.options.keyterms, *keyterms) if t.strip())
-        self.keyterms = ", ".join(terms)
+        self.keyterms = ""
+        self.set_keyterms(keyterms)
         self.said = ""  # the end of this channel's finals so far, for the prompt
+
+    def set_keyterms(self, keyterms: tuple[str, ...]) -> None:
+        """This call's expected words from now on (the engine's own stay), for the next decodes."""
+        terms = dict.fromkeys(t.strip() for t in (*self._engine.options.keyterms, *keyterms) if t.strip())
+        self.keyterms = ", ".join(terms)
 
     # --- audio ------------------------------------------------------------------------------
 

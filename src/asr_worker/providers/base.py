@@ -152,6 +152,13 @@ class EventPusher(Protocol):
 
 
 @runtime_checkable
+class KeytermUpdater(Protocol):
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> None:
+        """The call's keyterms from now on, replacing those the stream was opened with (Flux's
+        `Configure`); decodes already under way keep the old ones."""
+
+
+@runtime_checkable
 class AdmissionGate(Protocol):
     def taking_new_calls(self) -> bool:
         """False while the provider refuses every new call at once (its circuit breaker is

@@ -303,6 +303,10 @@ class LocalStream:
     async def keepalive(self) -> None:
         self._check_open()
 
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> None:
+        for channel in self.channels:
+            channel.set_keyterms(keyterms)
+
     async def finalize(self) -> None:
         self._check_open()
         self._finalize(from_finalize=True)

@@ -204,6 +204,7 @@ class MockStream:
         self.index = index
         self.received = bytearray()
         self.controls: list[str] = []
+        self.keyterms = request.options.keyterms  # the mock hears no words by them: kept for tests
         self.options = self._opts = provider.options
         self._fmt = request.fmt
         split = self._opts.multichannel and self._fmt.channels > 1
@@ -237,6 +238,10 @@ class MockStream:
     async def keepalive(self) -> None:
         self._check_open()
         self.controls.append("KeepAlive")
+
+    def update_keyterms(self, keyterms: tuple[str, ...]) -> None:
+        self.controls.append("Keyterms")
+        self.keyterms = keyterms
 
     async def finalize(self) -> None:
         self._check_open()
