@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 from typing import cast
 
 import pytest
@@ -231,12 +232,15 @@ async def test_an_engine_failure_is_a_fatal_error_then_close_1011() -> None:
 
 # deepgram-sdk 7.x uses websockets' legacy client, which warns that it is deprecated.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-async def test_the_official_sdks_listen_v2_client_gets_typed_turns_configure_and_force_end_turn() -> None:
+async def test_the_official_sdks_listen_v2_client_gets_typed_turns_configure_and_force_end_turn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from deepgram import AsyncDeepgramClient
     from deepgram.core.events import EventType
     from deepgram.environment import DeepgramClientEnvironment
     from deepgram.listen.v2.types import ListenV2Configure, ListenV2ConfigureThresholds
 
+    caplog.set_level(logging.INFO, logger="asr_worker.dgserver")
     async with running_dg_server(api_key="sdk-key") as server:
         base = f"127.0.0.1:{server.port}"
         client = AsyncDeepgramClient(
@@ -280,5 +284,7 @@ async def test_the_official_sdks_listen_v2_client_gets_typed_turns_configure_and
     assert [getattr(t, "trigger", None) for t in ends] == ["model", "model", "manual"]
     assert [w.word for w in getattr(ends[0], "words", [])] == expected_words(TURN_1, PCM8K)
     assert server.flux_connections[0].params.tags == ("sdk-test",)
+    ended = [r for r in caplog.records if r.getMessage() == "flux stream ended"]
+    assert [(getattr(r, "tags", None), getattr(r, "turns", None)) for r in ended] == [(["sdk-test"], 3)]
     for a, b in itertools.pairwise(received):
         assert getattr(b, "sequence_id", 0) == getattr(a, "sequence_id", 0) + 1
