@@ -155,7 +155,8 @@ async def main(args: argparse.Namespace) -> None:
     seconds = len(call.data) / (2 * RATE)
     eager_name = f"eager_eot_threshold={args.eager}" if args.eager else "no eager threshold"
     print(
-        f"{len(spoken)} turns of people's speech, {args.gap:g} s apart ({seconds:.0f} s at real time), "
+        f"{len(spoken)} turn{'s' if len(spoken) != 1 else ''} of people's speech, {args.gap:g} s apart "
+        f"({seconds:.0f} s at real time), "
         f"16 kHz linear16, one dg-server on the {args.provider} engine taking both streams at once"
     )
     print(f"Flux: eot_threshold={args.eot}, {eager_name}; v1: utterance_end_ms=1000, engine endpointing")
