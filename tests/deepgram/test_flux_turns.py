@@ -231,12 +231,34 @@ def test_a_long_utterance_cut_by_the_engine_is_not_an_end() -> None:
     assert events(turns.audio(3.0)) == [] and turns.phase is Phase.ONGOING
 
 
-def test_the_next_utterance_opening_before_the_last_ones_final_keeps_the_turn_open() -> None:
-    turns = TurnTaker(Thresholds(eot_threshold=0.5))
+def test_a_final_that_comes_after_the_next_utterance_opened_is_judged_on_the_pause_as_on_time() -> None:
+    """A busy engine: the VAD opens the next utterance before the last one's final is decoded.
+    The pause between them (0.7 s after "Hello") is silence the engine heard: the turns come out
+    as they do when the final is on time."""
+    more = w("More", 1.6, 1.9)
+    on_time, late = TurnTaker(), TurnTaker()
+    for turns in (on_time, late):
+        turns.result(interim(0.0, 1.0, HELLO), 1.0)
+    assert events(on_time.result(final(0.0, 1.4, HELLO), 1.45)) == [flux.END_OF_TURN]
+    on_time.speech_started(1.5, 1.55)
+    late.speech_started(1.5, 1.55)  # the VAD opens the next utterance...
+    end = only(late.result(final(0.0, 1.4, HELLO), 1.6), flux.END_OF_TURN)  # ...before the final
+    assert (end.transcript, end.trigger) == ("Hello", "model") and end.confidence == confidence_for(0.7)
+    for turns in (on_time, late):
+        start = only(turns.result(interim(1.4, 2.0, more), 2.0), flux.START_OF_TURN)
+        assert (start.turn_index, start.transcript) == (1, "More")
+
+
+def test_a_late_final_keeps_the_turn_open_when_its_pause_is_shorter_than_the_threshold_asks() -> None:
+    turns = TurnTaker(Thresholds(eot_threshold=0.9, eager_eot_threshold=0.5))  # 0.9: 1.8 s of silence
     turns.result(interim(0.0, 1.0, HELLO), 1.0)
-    turns.speech_started(1.5, 1.55)  # the VAD opens the next utterance...
-    assert events(turns.result(final(0.0, 1.4, HELLO), 1.6)) == []  # ...before the first one's final
-    assert turns.confidence() == 0.0
+    turns.speech_started(1.5, 1.55)
+    # 0.7 s of pause: past the eager threshold, as on time, and the speaker went on.
+    step = turns.result(final(0.0, 1.4, HELLO), 1.6)
+    assert events(step) == [flux.EAGER_END_OF_TURN, flux.TURN_RESUMED]
+    assert turns.phase is Phase.ONGOING and turns.confidence() == 0.0
+    turns.result(interim(1.4, 2.0, w("More", 1.6, 1.9)), 2.0)
+    assert turns.transcript() == "Hello More" and turns.turn_index == 0
 
 
 # --- the protocol's promises, whatever the engine says -------------------------------------------

@@ -30,7 +30,10 @@ as far as the engine has heard it:
 
 `eot_timeout_ms` ends a turn after that much of the same silence whatever the confidence.
 The audio clock a result is judged on is the audio received when it is read: a client that
-streams in real time (as Flux wants) has the engine a decode behind it at most.
+streams in real time (as Flux wants) has the engine a decode behind it at most. A final that
+comes after the VAD has already opened the next utterance (a busy engine) is judged on the
+pause between the two, the silence it would have seen on time, so decode speed never merges
+two turns.
 `EagerEndOfTurn` comes when the confidence reaches `eager_eot_threshold` (always before the
 `EndOfTurn` of the same transcript when eager mode is on); `TurnResumed` when the engine hears
 the speaker again or the transcript changes after it. `ForceEndTurn` asks the engine to
@@ -128,6 +131,7 @@ class TurnTaker:
         """An interim or a final of the engine."""
         self.now = max(self.now, now)
         words = tuple(w for w in result.words if (w.start + w.end) / 2 >= self._floor)
+        late_pause_s: float | None = None
         if result.is_final:
             self._committed += words
             self._interim = ()
@@ -135,6 +139,10 @@ class TurnTaker:
                 self._open_from = result.end  # a long utterance cut: the speaker goes on
             elif self._open_from is not None and self._open_from < result.end - _EPSILON_S:
                 self._open_from = None  # its utterance is over (a later one stays open)
+            elif words and self._open_from is not None:
+                # A final a decode late: the VAD opened the next utterance before it came. The
+                # pause between is silence the engine heard, judged below as if on time.
+                late_pause_s = max(0.0, self._open_from - words[-1].end)
         else:
             self._interim = words
             if words and self._open_from is None:
@@ -150,6 +158,8 @@ class TurnTaker:
         force_at = self._force_at
         if force_at is not None and result.is_final and (result.from_finalize or result.end >= force_at):
             return self._forced(out)
+        if late_pause_s is not None and self.phase is not Phase.NO_TURN:
+            out += self._judge_pause(late_pause_s)
         return self._decide(out)
 
     def force_end(self, now: float) -> Step:
@@ -231,6 +241,26 @@ class TurnTaker:
             self._last_sent = self.now
         return Step(tuple(out))
 
+    def _judge_pause(self, pause_s: float) -> list[TurnInfo]:
+        """The turn's end decided on a pause already over (its final came after the next
+        utterance opened): what the audio clock would have decided had the final come on time,
+        so that how fast the engine decodes never merges two turns or splits one."""
+        t = self.thresholds
+        confidence = confidence_for(pause_s)
+        by_model = confidence >= t.eot_threshold
+        ends = by_model or pause_s * 1000 >= t.eot_timeout_ms
+        out: list[TurnInfo] = []
+        eager = t.eager_eot_threshold
+        if eager is not None and self.phase is Phase.ONGOING and (ends or confidence >= eager):
+            self._eager_transcript = self.transcript()
+            self.phase = Phase.AWAITING_END
+            out.append(self._info(EAGER_END_OF_TURN, confidence=confidence))
+        if ends:
+            out.append(self._end(TRIGGER_MODEL if by_model else TRIGGER_TIMEOUT, confidence=confidence))
+        elif self.phase is Phase.AWAITING_END:
+            out.append(self._resume())  # the speaker went on: the next utterance is open
+        return out
+
     def _forced(self, out: list[TurnInfo]) -> Step:
         # Words the engine finalizes later of the audio before the force belong to this turn.
         self._floor = max(self._floor, self._force_at or 0.0)
@@ -253,8 +283,8 @@ class TurnTaker:
         self._eager_transcript = None
         return self._info(TURN_RESUMED)
 
-    def _end(self, trigger: str) -> TurnInfo:
-        info = self._info(END_OF_TURN, trigger)
+    def _end(self, trigger: str, *, confidence: float | None = None) -> TurnInfo:
+        info = self._info(END_OF_TURN, trigger, confidence=confidence)
         self.phase = Phase.NO_TURN
         self.turn_index += 1
         self._committed = []
@@ -267,16 +297,18 @@ class TurnTaker:
         self._turn_start = self.now
         return info
 
-    def _info(self, event: str, trigger: str | None = None) -> TurnInfo:
+    def _info(self, event: str, trigger: str | None = None, *, confidence: float | None = None) -> TurnInfo:
         in_turn = self.phase is not Phase.NO_TURN or event == END_OF_TURN
         words = tuple(self._words()) if in_turn else ()
+        if confidence is None:
+            confidence = self.confidence() if in_turn else 0.0
         return TurnInfo(
             event=event,
             turn_index=self.turn_index,
             window_start=min(self._turn_start, self.now),
             window_end=self.now,
             words=words,
-            confidence=self.confidence() if in_turn else 0.0,
+            confidence=confidence,
             trigger=trigger,
         )
 
