@@ -29,9 +29,12 @@ header="# Locked by scripts/lock.sh from pyproject.toml; do not edit by hand."
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml --extra test "$build_in"; } > requirements/test.txt
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml "$build_in" -c requirements/test.txt; } > requirements/service.txt
 { echo "$header"; "$uv" pip compile "${common[@]}" pyproject.toml --extra examples "$build_in" -c requirements/test.txt; } > requirements/examples.txt
+# The voice-agent frameworks the tests run as dg-server's clients, in a virtualenv of their own
+# (scripts/install-clients.sh): their pins conflict with the tests', so they are locked apart.
+{ echo "# Locked by scripts/lock.sh from requirements/clients.in; do not edit by hand."; "$uv" pip compile "${common[@]}" requirements/clients.in; } > requirements/clients.txt
 # uv notes where each pin came from; name the build requirements' file as what it is, not as
 # its temporary path, so that a refresh with nothing new changes nothing.
 sed -i "s|$build_in|pyproject.toml [build-system]|" requirements/test.txt requirements/service.txt requirements/examples.txt
-for set in service examples test; do
+for set in service examples test clients; do
   echo "requirements/$set.txt: $(grep -c '^[a-z0-9]' "requirements/$set.txt") packages"
 done

@@ -77,6 +77,29 @@ async def test_the_deepgram_sdk_example_streams_through_dg_server(call_wav: tupl
     assert lines[-1] == "Metadata"
 
 
+async def test_the_deepgram_flux_example_prints_each_turns_start_and_end(
+    call_wav: tuple[Path, bytes],
+) -> None:
+    path, audio = call_wav
+    async with running_dg_server() as server:
+        out = await run_example(
+            "deepgram_flux_client.py", str(path), "--url", f"ws://127.0.0.1:{server.port}", "--eager", "0.5"
+        )
+    lines = out.splitlines()
+    assert lines[0] == "Connected"
+    assert [line.split(":")[0].split(" (")[0] for line in lines[1:]] == [
+        "StartOfTurn 0",
+        "EagerEndOfTurn 0",
+        "EndOfTurn 0",
+        "StartOfTurn 1",
+        "EagerEndOfTurn 1",
+        "EndOfTurn 1",
+    ]
+    ends = [line.split(": ", 1)[1] for line in lines if line.startswith("EndOfTurn")]
+    assert " ".join(ends).split() == expected_words(audio, PCM8K)
+    assert all("(model, 0.7" in line for line in lines if line.startswith("EndOfTurn"))
+
+
 async def test_the_openai_realtime_example_transcribes_through_the_worker(tmp_path: Path) -> None:
     pcm24k = AudioFormat(Encoding.LINEAR16, 24000, 1)
     audio = speechlike(0.8, pcm24k) + silence(0.6, pcm24k) + speechlike(0.6, pcm24k, seed=5)

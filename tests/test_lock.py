@@ -17,7 +17,7 @@ from tests.support.cli import assert_clean_stderr
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-_PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[A-Za-z0-9,._-]+\])?==([^ ;\\]+)(?: ; ([^\\]+?))?\s*\\?$")
+_PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^]]*\])?==([^ ;\\]+)(?: ; ([^\\]+?))?\s*\\?$")
 
 
 def pins(lock: str) -> dict[str, Version]:
@@ -62,6 +62,17 @@ def test_the_lock_pins_what_pyproject_asks_for(lock: str, extras: tuple[str, ...
 def test_the_service_and_the_examples_run_the_versions_the_tests_ran(lock: str) -> None:
     locked, test = pins(lock), pins("test.txt")
     assert {name: test.get(name) for name in locked} == locked
+
+
+def test_the_clients_lock_pins_what_clients_in_asks_for() -> None:
+    """The voice-agent frameworks' own lock (requirements/clients.txt, for .venv-clients)."""
+    locked = pins("clients.txt")
+    lines = (ROOT / "requirements" / "clients.in").read_text().splitlines()
+    for requirement in (Requirement(line) for line in lines if line.strip() and not line.startswith("#")):
+        name = canonicalize_name(requirement.name)
+        assert name in locked and requirement.specifier.contains(locked[name]), (
+            f"requirements/clients.txt does not pin {requirement}: run scripts/lock.sh"
+        )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -188,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
 
     dg_server = commands.add_parser(
         "dg-server",
-        help="serve Deepgram's live /v1/listen protocol from the local engine (for SDKs and tests)",
-        description="A local server that speaks Deepgram's live /v1/listen protocol, backed by the "
-        "speech engine ASR_PROVIDER names, with fault-injection flags. The official Deepgram SDKs "
-        "can talk to it. Every option is also an environment variable.",
+        help="serve Deepgram's live /v1/listen and Flux /v2/listen from the local engine (SDKs, tests)",
+        description="A local server that speaks Deepgram's live /v1/listen protocol and its Flux "
+        "turn-taking /v2/listen, backed by the speech engine ASR_PROVIDER names, with fault-injection "
+        "flags. The official Deepgram SDKs can talk to it. Every option is also an environment variable.",
     )
     _add_sections(dg_server, DG_SERVER)
     dg_server.set_defaults(command=_dg_server)

@@ -32,6 +32,21 @@ def test_the_deepgram_benchmark_runs_and_prints_its_table(tmp_path: Path) -> Non
     assert data["worker"]["missing_frames"] == 0 and data["sdk"]["missing_frames"] == 0
 
 
+def test_the_flux_benchmark_runs_and_prints_its_table() -> None:
+    """One turn on the mock engine: the table's rows, not the figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.flux", "--turns", "1", "--gap", "1.0", "--provider", "mock"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for row in ("Flux EagerEndOfTurn", "Flux EndOfTurn", "v1 first speech_final result", "v1 UtteranceEnd"):
+        assert row in result.stdout
+    assert "1 turn of people's speech" in result.stdout
+
+
 def test_the_audiohook_benchmark_runs_and_prints_its_table() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.audiohook", "--sessions", "5", "--provider", "mock"],

@@ -1,5 +1,5 @@
-"""Running `asr-worker dg-server` until a signal: the provider from the worker's settings, the
-server from its own."""
+"""Running `asr-worker dg-server` (`/v1/listen`, and Flux's `/v2/listen`) until a signal: the
+provider from the worker's settings, the server from its own."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -
                 "dg-server listening",
                 extra={
                     "url": f"ws://{dg.host}:{server.port}/v1/listen",
+                    "flux_url": f"ws://{dg.host}:{server.port}/v2/listen",
                     "provider": provider.name,
                     "key_required": dg.api_key is not None,
                     "faults": dg.faults or "none",

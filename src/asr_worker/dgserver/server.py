@@ -1,4 +1,5 @@
-"""A server that speaks Deepgram's live `/v1/listen` protocol on top of any provider of ours.
+"""A server that speaks Deepgram's live `/v1/listen` protocol on top of any provider of ours, and
+Flux's `/v2/listen` (`flux.py`).
 
 What a Deepgram client sees, it gets here: the handshake (query parameters, `Authorization:
 Token`/`Bearer` or `Sec-WebSocket-Protocol: token, KEY`, `dg-request-id` on every answer, a
@@ -12,8 +13,10 @@ says why (docs/deepgram.md has the table): the engine ends utterances at the str
 (`core/formatting.py`), then redacted, then searched. Only JSON text frames are ever sent (unless
 a garbage fault is on): strict clients end their listen loop on anything else.
 
-Every connection is recorded (bounded) for tests: query, headers, audio, the text messages in
-order, the close. `Faults` make it misbehave on demand.
+Both routes share the handshake (the key, the refusals, the handshake faults) and what a
+connection has in common (`connection.py`). Every connection is recorded (bounded) for tests:
+query, headers, audio, the text messages in order, the close. `Faults` make it misbehave on
+demand.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
@@ -41,11 +43,14 @@ from ..core.redact import Redactor
 from ..core.search import searched
 from ..credentials import Secret, token_matches
 from ..deepgram import protocol
+from ..deepgram.flux import LISTEN_V2_PATH, FluxParams
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
 from ..errors import ParamError, ProtocolError, ProtocolViolation, ProviderError
 from ..http.options import MAX_REQUEST_LINE_BYTES
 from ..providers.base import KeytermUpdates, OneLanguage, Provider, ProviderStream, StreamRequest
-from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
+from .connection import ServedConnection, StreamRecord
+from .faults import Faults
+from .flux import FluxConnection, FluxRecord
 
 log = logging.getLogger("asr_worker.dgserver")
 
@@ -61,49 +66,11 @@ class HandshakeRecord:
     status: int = 0  # 101 when accepted
 
 
-@dataclass
-class ConnectionRecord:
-    """What one accepted connection received and how it ended."""
+@dataclass(kw_only=True)
+class ConnectionRecord(StreamRecord):
+    """What one accepted `/v1/listen` connection received and how it ended."""
 
-    index: int
-    request_id: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
     params: ListenParams
-    record_audio: bool = True
-    audio: bytearray = field(default_factory=bytearray)
-    bytes_received: int = 0
-    messages: list[tuple[str, object]] = field(default_factory=list)  # ("audio", n) / ("text", str)
-    sent: list[str] = field(default_factory=list)  # text frames sent, in order
-    close_code: int | None = None
-    close_reason: str = ""
-    closed_by: str = ""  # "server", "client" or "abort"
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def texts(self) -> list[str]:
-        return [m for kind, m in self.messages if kind == "text" and isinstance(m, str)]
-
-    def control_types(self) -> list[str]:
-        """The `type` of each text message received, in order."""
-        out = []
-        for text in self.texts:
-            try:
-                out.append(str(json.loads(text).get("type")))
-            except (ValueError, AttributeError):
-                out.append("<not json>")
-        return out
-
-    def sent_of(self, kind: str) -> list[dict[str, object]]:
-        out = []
-        for text in self.sent:
-            try:
-                message = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and message.get("type") == kind:
-                out.append(message)
-        return out
 
 
 def unheard(query: Iterable[tuple[str, str]], heard: str) -> None:
@@ -149,16 +116,21 @@ class DeepgramServer:
         self.audio_hook = audio_hook
         self.handshakes: deque[HandshakeRecord] = deque(maxlen=max_records)
         self.connections: deque[ConnectionRecord] = deque(maxlen=max_records)
+        self.flux_connections: deque[FluxRecord] = deque(maxlen=max_records)
         self.accepted = 0
         self.handshakes_total = 0  # `handshakes` keeps the last `max_records`
         self.injected: Counter[str] = Counter()  # faults applied, by kind (drop, stall, reject_429...)
         self.port = 0
-        self._live: set[_Connection] = set()
+        self._live: set[ServedConnection] = set()
         self._before_outage: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}{protocol.LISTEN_PATH}"
+
+    @property
+    def flux_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{LISTEN_V2_PATH}"
 
     @property
     def live_connections(self) -> int:
@@ -182,7 +154,13 @@ class DeepgramServer:
 
     def app(self) -> web.Application:
         app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES})
-        app.add_routes([web.get(protocol.LISTEN_PATH, self._listen), web.get("/health", self._health)])
+        app.add_routes(
+            [
+                web.get(protocol.LISTEN_PATH, self._listen),
+                web.get(LISTEN_V2_PATH, self._listen_v2),
+                web.get("/health", self._health),
+            ]
+        )
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -216,6 +194,63 @@ class DeepgramServer:
     # --- the handshake --------------------------------------------------------------------
 
     async def _listen(self, request: web.Request) -> web.StreamResponse:
+        """`/v1/listen`: Deepgram's live results."""
+        record, answer, via_subprotocol = await self._handshake(request)
+        if answer is not None:
+            return answer
+        try:
+            params = ListenParams.from_query(request.query)
+            if isinstance(self.provider, OneLanguage):
+                unheard(request.query.items(), self.provider.transcribes())
+        except ParamError as exc:
+            return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
+        ws = await self._upgrade(request, record, via_subprotocol)
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
+        conn_record = ConnectionRecord(
+            index=self._next_index(),
+            request_id=record.request_id,
+            query=record.query,
+            headers=record.headers,
+            params=params,
+            record_audio=self.record_audio,
+        )
+        self.connections.append(conn_record)
+        if params.tags:  # Deepgram keeps a request's tags with its usage record; this is ours
+            log.info(
+                "dg-server stream tagged",
+                extra={"dg_request_id": record.request_id, "tags": list(params.tags)},
+            )
+        await self._serve(_Connection(self, request, ws, conn_record))
+        return ws
+
+    async def _listen_v2(self, request: web.Request) -> web.StreamResponse:
+        """`/v2/listen`: Flux, Deepgram's turn-taking API for voice agents."""
+        record, answer, via_subprotocol = await self._handshake(request)
+        if answer is not None:
+            return answer
+        try:
+            params = FluxParams.from_query(request.query.items())
+        except ParamError as exc:
+            return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
+        ws = await self._upgrade(request, record, via_subprotocol)
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
+        conn_record = FluxRecord(
+            index=self._next_index(),
+            request_id=record.request_id,
+            query=record.query,
+            headers=record.headers,
+            params=params,
+            record_audio=self.record_audio,
+        )
+        self.flux_connections.append(conn_record)
+        await self._serve(FluxConnection(self, request, ws, conn_record))
+        return ws
+
+    async def _handshake(self, request: web.Request) -> tuple[HandshakeRecord, web.Response | None, bool]:
+        """What every route checks first, in Deepgram's order: the handshake faults, then the key.
+        Returns the record, a refusal (or None), and whether the key came as a subprotocol."""
         request_id = str(uuid.uuid4())
         record = HandshakeRecord(
             request_id, list(request.query.items()), dict(request.headers), asyncio.get_running_loop().time()
@@ -228,16 +263,15 @@ class DeepgramServer:
         status = faults.take_rejection()
         if status:
             self.injected[f"reject_{status}"] += 1
-            return self._refuse(record, protocol.refusal_for(status), faults.retry_after_s)
+            return record, self._refuse(record, protocol.refusal_for(status), faults.retry_after_s), False
         key, via_subprotocol = protocol.credentials(request.headers)
         if self.api_key is not None and (key is None or not token_matches(Secret(self.api_key), [key])):
-            return self._refuse(record, protocol.refusal_for(401))
-        try:
-            params = ListenParams.from_query(request.query)
-            if isinstance(self.provider, OneLanguage):
-                unheard(request.query.items(), self.provider.transcribes())
-        except ParamError as exc:
-            return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
+            return record, self._refuse(record, protocol.refusal_for(401)), False
+        return record, None, via_subprotocol
+
+    async def _upgrade(
+        self, request: web.Request, record: HandshakeRecord, via_subprotocol: bool
+    ) -> web.WebSocketResponse | web.Response:
         ws = web.WebSocketResponse(
             protocols=("token", "bearer") if via_subprotocol else (),
             compress=False,  # audio does not deflate; Deepgram clients send it as it is
@@ -248,31 +282,24 @@ class DeepgramServer:
             return self._refuse(
                 record, Refusal(426, "UPGRADE_REQUIRED", "This endpoint takes a WebSocket upgrade.")
             )
-        ws.headers["dg-request-id"] = request_id
+        ws.headers["dg-request-id"] = record.request_id
         await ws.prepare(request)
         record.status = 101
-        conn_record = ConnectionRecord(
-            index=self.accepted,
-            request_id=request_id,
-            query=record.query,
-            headers=record.headers,
-            params=params,
-            record_audio=self.record_audio,
-        )
+        return ws
+
+    def _next_index(self) -> int:
+        """Connections of both routes are counted together: the faults aim at the first ones."""
+        index = self.accepted
         self.accepted += 1
-        self.connections.append(conn_record)
-        if params.tags:  # Deepgram keeps a request's tags with its usage record; this is ours
-            log.info(
-                "dg-server stream tagged", extra={"dg_request_id": request_id, "tags": list(params.tags)}
-            )
-        conn = _Connection(self, request, ws, conn_record)
+        return index
+
+    async def _serve(self, conn: ServedConnection) -> None:
         self._live.add(conn)
         try:
             await conn.run()
         finally:
             self._live.discard(conn)
-            conn_record.ended.set()
-        return ws
+            conn.record.ended.set()
 
     def _refuse(self, record: HandshakeRecord, refusal: Refusal, retry_after_s: int = 0) -> web.Response:
         record.status = refusal.status
@@ -285,8 +312,8 @@ class DeepgramServer:
         return web.json_response(refusal.body(record.request_id), status=refusal.status, headers=headers)
 
 
-class _Connection:
-    """One accepted connection: audio and control messages in, Deepgram messages out."""
+class _Connection(ServedConnection):
+    """One accepted `/v1/listen` connection: audio and control messages in, Deepgram messages out."""
 
     def __init__(
         self,
@@ -295,12 +322,15 @@ class _Connection:
         ws: web.WebSocketResponse,
         record: ConnectionRecord,
     ) -> None:
-        self.server = server
-        self.request = request
-        self.ws = ws
-        self.record = record
         self.params = record.params
-        self.fmt = AudioFormat.parse(self.params.encoding, self.params.sample_rate, self.params.channels)
+        super().__init__(
+            server,
+            request,
+            ws,
+            record,
+            AudioFormat.parse(self.params.encoding, self.params.sample_rate, self.params.channels),
+        )
+        self.record: ConnectionRecord = record
         self.model = ModelInfo(
             name=self.params.model,
             version=f"asr-worker-{__version__}",
@@ -311,10 +341,6 @@ class _Connection:
         )
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"
         self._sha = hashlib.sha256()
-        self._last_input = asyncio.get_running_loop().time()
-        self._close_requested = False
-        self._closed = False
-        self._replies = 0
         self._speaking: dict[int, bool] = {}
         self._last_word_end: dict[int, float] = {}
         self._stream: ProviderStream | None = None
@@ -324,11 +350,6 @@ class _Connection:
         # Configure may change mid-stream.
         self._format = self.params.format
         self._formatter = Formatter.of(self._format)
-        # Under `fault_percent`, this connection's fault (drawn once); `_stalled`: it stopped
-        # answering; `_slow_s`: every reply waits this long.
-        self._planned: ConnectionFault | None = server.faults.draw()
-        self._stalled = False
-        self._slow_s = 0.0
 
     async def run(self) -> None:
         params = self.params
@@ -365,23 +386,6 @@ class _Connection:
             if self.record.close_code is None:
                 self.record.close_code = self.ws.close_code
                 self.record.closed_by = self.record.closed_by or "client"
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.record.close_code, self.record.close_reason, self.record.closed_by = code, reason, "server"
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            # A close reason fits in 123 bytes; cut on a character boundary.
-            await self.ws.close(code=code, message=reason.encode()[:123].decode("utf-8", "ignore").encode())
-
-    def abort(self) -> None:
-        """End the TCP connection with no close frame, as a network fault does."""
-        self._closed = True
-        self.record.close_code, self.record.closed_by = protocol.CLOSE_ABNORMAL, "abort"
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
 
     # --- input ----------------------------------------------------------------------------
 
@@ -479,57 +483,6 @@ class _Connection:
             self._format = self._format.with_flags(dict(configure.features))
             self._formatter = Formatter.of(self._format)
         await self._send_json(protocol.configure_success(request_id, configure.keyterms))
-
-    async def _fault_due(self, faults: Faults, received: int) -> bool:
-        """Apply the connection faults once enough audio arrived. True: the connection is gone."""
-        ms = self.fmt.seconds(received) * 1000
-        planned = self._planned
-        if planned is not None:  # fault_percent: this connection's own fault, at its own point
-            if ms < planned.after_ms:
-                return False
-            self._planned = None
-            return await self._strike(planned.kind, faults)
-        if faults.fault_percent or not faults.hits(self.record.index):
-            return False
-        if faults.drop_after_ms and ms >= faults.drop_after_ms:
-            return await self._strike("drop", faults)
-        if faults.close_1011_after_ms and ms >= faults.close_1011_after_ms:
-            return await self._strike("close_1011", faults)
-        if faults.close_1008_after_ms and ms >= faults.close_1008_after_ms:
-            return await self._strike("close_1008", faults)
-        if faults.stall_after_ms and ms >= faults.stall_after_ms and not self._stalled:
-            return await self._strike("stall", faults)
-        return False
-
-    async def _strike(self, kind: str, faults: Faults) -> bool:
-        """Apply one connection fault now. True: the connection is gone."""
-        self.server.injected[kind] += 1
-        if kind == "drop":
-            self.abort()
-        elif kind == "close_1011":
-            await self.close(protocol.CLOSE_INTERNAL, protocol.NET0000_REASON)
-        elif kind == "close_1008":
-            await self.close(protocol.CLOSE_POLICY, protocol.DATA0000_REASON)
-        elif kind == "stall":
-            self._stalled = True  # from now on nothing is sent: no result, no Metadata, no close
-            return False
-        else:  # slow
-            self._slow_s = faults.reply_delay_ms / 1000
-            return False
-        return True
-
-    async def _idle_watch(self) -> None:
-        """Deepgram's idle close; and, after CloseStream, a bound on the engine's last results."""
-        loop = asyncio.get_running_loop()
-        timeout = self.server.idle_timeout_s
-        while not self._close_requested:
-            remaining = self._last_input + timeout - loop.time()
-            if remaining <= 0:
-                await self.close(protocol.CLOSE_INTERNAL, protocol.NET0001_REASON)
-                return
-            await asyncio.sleep(remaining)
-        await asyncio.sleep(timeout)  # the writer closes long before this, unless the engine hangs
-        await self.close(protocol.CLOSE_INTERNAL, protocol.NET0000_REASON)
 
     # --- output ---------------------------------------------------------------------------
 
@@ -645,32 +598,6 @@ class _Connection:
                 result.entities,
             )
         return result
-
-    async def _reply(self, message: dict[str, object]) -> None:
-        if self._stalled:
-            return
-        faults = self.server.faults
-        delay_s = self._slow_s if faults.fault_percent else faults.reply_delay_ms / 1000
-        if delay_s:
-            await asyncio.sleep(delay_s)
-        self._replies += 1
-        if faults.garbage_every and self._replies % faults.garbage_every == 0:
-            garbage = GARBAGE_MESSAGES[(self._replies // faults.garbage_every) % len(GARBAGE_MESSAGES)]
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                if isinstance(garbage, bytes):
-                    await self.ws.send_bytes(garbage)
-                else:
-                    await self.ws.send_str(garbage)
-        await self._send_json(message)
-
-    async def _send_json(self, message: dict[str, object]) -> None:
-        if self.ws.closed or self._stalled:
-            return
-        text = protocol.dumps(message)
-        if self.record.record_audio:
-            self.record.sent.append(text)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(text)
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

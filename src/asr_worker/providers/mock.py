@@ -213,6 +213,7 @@ class MockStream:
         self.index = index
         self.received = bytearray()
         self.controls: list[str] = []
+        self.keyterms = request.options.keyterms  # the mock hears no words by them: kept for tests
         self.options = self._opts = provider.options
         self._fmt = request.fmt
         split = self._opts.multichannel and self._fmt.channels > 1
@@ -277,7 +278,9 @@ class MockStream:
         return self._results.events()
 
     def update_keyterms(self, keyterms: tuple[str, ...]) -> bool:
-        """Taken and kept (`keyterms`), for tests; the mock's words do not depend on them."""
+        """Taken and kept (`keyterms`, and "Keyterms" in `controls`), for tests; the mock's words
+        do not depend on them."""
+        self.controls.append("Keyterms")
         self.keyterms = keyterms
         return True
 
