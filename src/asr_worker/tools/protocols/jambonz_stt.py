@@ -7,7 +7,9 @@ own `callSid`. The results come back on this socket, as jambonz reads them: each
 `transcription`'s first alternative (its `channel` counted from 1 there, from 0 here) and each
 `error`; the worker closes the socket once the last results are sent, which ends the call
 here. jambonz's messages say nothing of when a call began or ended, so the call's
-`session_started` is shown as the socket opens and `session_ended` as the worker closes it."""
+`session_started` is shown with its first result (or its end, for a call without one) and
+`session_ended` as the worker closes the socket; a call the worker refuses gets jambonz's
+`error`, then the close that says why."""
 
 from __future__ import annotations
 
@@ -28,12 +30,20 @@ class JambonzSttLeg(SocketLeg):
         self.fmt = fmt
         self.sent_bytes = 0
         self.stopped = False  # `stop` sent: no more audio
+        self.began = False  # session_started shown
+
+    def _started(self) -> list[Event]:
+        """session_started, before the call's first result or its end."""
+        if self.began:
+            return []
+        self.began = True
+        fmt = self.fmt
         started: Event = {
             "type": "session_started",
             "encoding": str(fmt.encoding),
             "sample_rate": fmt.sample_rate,
         }
-        self.opened = Received("", [started | {"channels": 1}])
+        return [started | {"channels": 1}]
 
     @property
     def closed(self) -> bool:
@@ -62,14 +72,16 @@ class JambonzSttLeg(SocketLeg):
         }
         if reply.confidence is not None:
             event["confidence"] = reply.confidence
-        return Received(text, [event])
+        return Received(text, [*self._started(), event])
 
     def _closed_by_route(self, code: int | None) -> Received | None:
         """The worker closes the socket (1000) once the call's last results went: its end."""
         if code != aiohttp.WSCloseCode.OK:
             return None
         audio_s = round(self.fmt.seconds(self.sent_bytes), 3)
-        return Received("", [{"type": "session_ended", "reason": "end", "audio_s": audio_s}])
+        return Received(
+            "", [*self._started(), {"type": "session_ended", "reason": "end", "audio_s": audio_s}]
+        )
 
 
 class JambonzStt(RouteProtocol):
