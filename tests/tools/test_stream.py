@@ -121,8 +121,8 @@ async def test_every_route_takes_the_whole_call_with_its_platforms_keys_and_prin
     if protocol == "siprec":  # its two streams are placed by the worker's clock: the words are
         (stream,) = mock.streams_for(call)  # the call's, whose audio the next test checks
         played = AudioFile(played.path, stream.request.fmt, bytes(stream.received))
-    assert err.getvalue() == "" and not result.errors
-    assert " ".join(result.finals).split() == expected_words(played.data, played.fmt)
+    assert err.getvalue() == "" and not result.errors, f"{protocol}: {err.getvalue()} {result.errors}"
+    assert " ".join(result.finals).split() == expected_words(played.data, played.fmt), protocol
     if protocol != "deepgram":  # (dg-server runs a provider of its own)
         (stream,) = mock.streams_for(call)
         assert stream.request.fmt == played.fmt  # the format the platform carries, its legs as channels
