@@ -7,7 +7,8 @@ to keep it fast: what is tried is the routes, the commands and what they print. 
 failover walk is run the same way, and must show the move in `stream`'s normal output.
 
 Every `--protocol` of `asr-worker stream` must be tried on some page, so a route added later
-comes with its page's command."""
+comes with its page's command. A page of several routes (docs/pbx-and-platforms.md) opens each
+route's section with that route's line, run with the worker the page's opening block starts."""
 
 from __future__ import annotations
 
@@ -46,7 +47,11 @@ ROUTE_PAGES: Final = (
     "deepgram.md",
     "redis-bus.md",
     "siprec.md",
+    "pbx-and-platforms.md",
 )
+# Pages with a section per route, each opening with its one-line try-it command; the sections
+# that are no route's.
+SECTION_PAGES: Final = {"pbx-and-platforms.md": {"What every route does"}}
 CALL: Final = "/tmp/call.wav"  # what the pages play (the README makes it)
 WORKER_URL, DG_SERVER_URL = "ws://127.0.0.1:3001", "ws://127.0.0.1:3002"
 ASR_WORKER: Final = ".venv/bin/asr-worker"
@@ -79,6 +84,19 @@ def block_after(page: str, heading: str) -> str:
     found = _FENCE.search(text, at)
     assert found is not None, f"no code block after {heading!r} in {page}"
     return found.group(1)
+
+
+def section_openings(page: str) -> dict[str, str]:
+    """Each `## ` section's heading and the code block it opens with, for those that open with
+    one (only blank lines between the heading and the block)."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    openings = {}
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        heading, _, body = section.partition("\n")
+        first = _FENCE.match(body.lstrip("\n"))
+        if first is not None:
+            openings[heading] = first.group(1)
+    return openings
 
 
 def parse(page: str, block: str) -> TryIt:
@@ -137,9 +155,13 @@ async def started(try_it: TryIt, tmp_path: Path) -> AsyncIterator[tuple[Worker |
                 server.start()
                 stack.callback(server.kill)
                 redis_url = env["REDIS_URL"] = server.url
-            # the recording server on a free port: `run` gives the commands' --sip-port that one
-            sip: dict[str, object] = {"siprec_port": 0} if "ASR_SIPREC_PORT" in env else {}
-            worker = await stack.enter_async_context(running_worker(None, settings=load_settings(env), **sip))
+            # the recording server and the AudioSocket port on free ports: `run` gives the
+            # commands' --sip-port and --audiosocket-port those
+            ports: dict[str, object] = {"siprec_port": 0} if "ASR_SIPREC_PORT" in env else {}
+            if "ASR_AUDIOSOCKET_PORT" in env:
+                ports["audiosocket_port"] = 0
+            settings = load_settings(env)
+            worker = await stack.enter_async_context(running_worker(None, settings=settings, **ports))
             if redis_url:
                 await until(worker.bus.healthy)
         elif dg_port is None:
@@ -147,15 +169,17 @@ async def started(try_it: TryIt, tmp_path: Path) -> AsyncIterator[tuple[Worker |
         yield worker, dg_port, redis_url
 
 
-async def run(try_it: TryIt, tmp_path: Path, call: Path) -> list[str]:
-    """Each command's stdout, after it exited 0 with a clean stderr."""
-    outputs = []
+async def run(try_it: TryIt, tmp_path: Path, call: Path, *, together: bool = False) -> list[str]:
+    """Each command's stdout, after it exited 0 with a clean stderr; one after the other, or
+    all at once (`together`: commands that do not depend on each other, as separate calls)."""
     async with started(try_it, tmp_path) as (worker, dg_port, redis_url):
-        for command in try_it.commands:
+
+        async def one(command: list[str]) -> str:
             args = [str(call) if a == CALL else a for a in command]
             if worker is not None:
                 args = [a.replace(WORKER_URL, f"ws://127.0.0.1:{worker.port}") for a in args]
                 args = _sip_port(try_it, args, worker)
+                args = _audiosocket_port(try_it, args, worker)
             if dg_port is not None:
                 args = [a.replace(DG_SERVER_URL, f"ws://127.0.0.1:{dg_port}") for a in args]
             process = await asyncio.create_subprocess_exec(
@@ -168,8 +192,11 @@ async def run(try_it: TryIt, tmp_path: Path, call: Path) -> list[str]:
             out, err = await asyncio.wait_for(process.communicate(), 60)
             assert process.returncode == 0, f"{try_it.page}: {shlex.join(command)}\n{err.decode()}"
             assert_clean_stderr(err)
-            outputs.append(out.decode())
-    return outputs
+            return out.decode()
+
+        if together:
+            return list(await asyncio.gather(*(one(command) for command in try_it.commands)))
+        return [await one(command) for command in try_it.commands]
 
 
 def _sip_port(try_it: TryIt, args: list[str], worker: Worker) -> list[str]:
@@ -186,13 +213,39 @@ def _sip_port(try_it: TryIt, args: list[str], worker: Worker) -> list[str]:
     return [*args[:at], str(worker.siprec.sip_port), *args[at + 1 :]]
 
 
+def _audiosocket_port(try_it: TryIt, args: list[str], worker: Worker) -> list[str]:
+    """`--audiosocket-port` as the page gives it (the worker's ASR_AUDIOSOCKET_PORT), made the
+    port the worker's AudioSocket server listens on."""
+    if "--audiosocket-port" not in args:
+        return args
+    at = args.index("--audiosocket-port") + 1
+    documented = (try_it.worker_env or {}).get("ASR_AUDIOSOCKET_PORT")
+    assert args[at] == documented, (
+        f"{try_it.page}: --audiosocket-port {args[at]}, the worker's ASR_AUDIOSOCKET_PORT {documented}"
+    )
+    assert worker.audiosocket.port is not None
+    return [*args[:at], str(worker.audiosocket.port), *args[at + 1 :]]
+
+
+def section_commands(page: str) -> dict[str, list[str]]:
+    """Each route section's one try-it line (page SECTION_PAGES names), by heading."""
+    openings = section_openings(page)
+    text = (DOCS / page).read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.*)$", text, flags=re.MULTILINE)
+    routes = [h for h in headings if h not in SECTION_PAGES[page]]
+    assert [h for h in routes if h not in openings] == [], f"{page}: route sections without a try-it line"
+    commands = {}
+    for heading in routes:
+        block = openings[heading]
+        assert len(block.splitlines()) == 1, f"{page} {heading!r}: its try-it block is not one line"
+        (commands[heading],) = parse(page, block).commands
+    return commands
+
+
 def test_every_route_of_stream_is_tried_on_a_page() -> None:
-    tried = {
-        command[command.index("--protocol") + 1]
-        for page in ROUTE_PAGES
-        for command in parse(page, opening_block(page)).commands
-        if "--protocol" in command
-    }
+    commands = [command for page in ROUTE_PAGES for command in parse(page, opening_block(page)).commands]
+    commands += [command for page in SECTION_PAGES for command in section_commands(page).values()]
+    tried = {command[command.index("--protocol") + 1] for command in commands if "--protocol" in command}
     assert tried == set(protocols.NAMES)
 
 
@@ -203,6 +256,19 @@ async def test_each_pages_try_it_command_works_as_written(page: str, tmp_path: P
         kinds = [line.split()[1] for line in out.splitlines() if line.startswith("[")]
         assert kinds[0] == "session_started" and kinds[-1] == "session_ended", out
         assert "final" in kinds, out
+
+
+@pytest.mark.parametrize("page", SECTION_PAGES)
+async def test_each_route_sections_try_it_line_works_with_the_pages_worker(page: str, tmp_path: Path) -> None:
+    """All of a page's section lines against one worker, started as the page's opening block
+    starts it."""
+    try_it = parse(page, opening_block(page))
+    try_it.commands = list(section_commands(page).values())
+    outputs = await run(try_it, tmp_path, wav(tmp_path / "call.wav", 1.4), together=True)
+    for command, out in zip(try_it.commands, outputs, strict=True):
+        kinds = [line.split()[1] for line in out.splitlines() if line.startswith("[")]
+        assert kinds[:1] == ["session_started"] and kinds[-1:] == ["session_ended"], (command, out)
+        assert "final" in kinds, (command, out)
 
 
 async def test_the_failover_walk_shows_the_move_in_streams_output(tmp_path: Path) -> None:

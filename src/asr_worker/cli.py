@@ -91,10 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         default="ingest",
         choices=protocols.NAMES,
         help="the route, spoken as its platform speaks it (deepgram: dg-server's /v1/listen; siprec: SIP and "
-        "RTP to --sip-port) [ingest]",
+        "RTP to --sip-port; audiosocket: TCP to --audiosocket-port; jambonz_stt: jambonz's speech vendor "
+        "API) [ingest]",
     )
     stream.add_argument(
-        "--id", default=None, help="the call's interaction id [from the ingest URL, else made up]"
+        "--id",
+        default=None,
+        help="the call's interaction id (audiosocket: a UUID) [from the ingest URL, else made up]",
     )
     stream.add_argument("--calls", type=int, default=1, help="parallel calls (ids get -1..-N)")
     stream.add_argument("--chunk-ms", type=int, default=None, help="audio per message, ms [the platform's]")
@@ -123,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         help="twilio: an account's auth token, to sign the upgrade with X-Twilio-Signature",
     )
     stream.add_argument(
+        "--vonage-signature-secret",
+        default=None,
+        help="vonage: an account's signature secret, to sign the upgrade with Vonage's JWT (the worker's "
+        "ASR_VONAGE_SIGNATURE_SECRETS holds it)",
+    )
+    stream.add_argument(
         "--sip-port",
         type=int,
         default=5060,
@@ -133,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="siprec: a SIP header to carry the call's id in too, for a worker whose ASR_SIPREC_ID_HEADER "
         "names it [the id goes in the metadata's session id]",
+    )
+    stream.add_argument(
+        "--audiosocket-port",
+        type=int,
+        default=9092,
+        help="audiosocket: the worker's AudioSocket port (ASR_AUDIOSOCKET_PORT) on the --url's host [9092]",
     )
     _raw_format_arguments(stream)
     stream.set_defaults(command=_stream)
@@ -347,6 +362,8 @@ def _stream(args: argparse.Namespace) -> int:
         return 2
     try:
         sip = _sip_options(args)
+        if not 1 <= args.audiosocket_port <= 65535:
+            raise ValueError("--audiosocket-port must be a port, 1-65535")
     except ValueError as exc:
         print(f"asr-worker stream: {exc}", file=sys.stderr)
         return 2
@@ -364,6 +381,7 @@ def _stream(args: argparse.Namespace) -> int:
                 keys=keys,
                 tenant_id=args.tenant_id,
                 sip=sip,
+                audiosocket_port=args.audiosocket_port,
             )
         )
     except ValueError as exc:
@@ -390,6 +408,7 @@ def _stream_keys(args: argparse.Namespace, key_env: str) -> Keys:
     """The keys `stream` sends: given, or from the environment (the route's key variable; the
     worker token for the events over SSE)."""
     from .tools.protocols.base import Keys
+    from .transports.forks.vonage import MIN_SECRET_BYTES
 
     env = os.environ
     api_key = args.api_key or env.get(key_env) or None
@@ -403,7 +422,13 @@ def _stream_keys(args: argparse.Namespace, key_env: str) -> Keys:
             secret = base64.b64decode(secret_text, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("--client-secret must be base64 (as ASR_AUDIOHOOK_API_KEYS holds it)") from None
-    return Keys(api_key, watch_key, secret, args.twilio_auth_token or None)
+    vonage_secret = args.vonage_signature_secret or None
+    if vonage_secret is not None and len(vonage_secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"--vonage-signature-secret must be at least {MIN_SECRET_BYTES} characters (an HS256 key, "
+            "as the worker's ASR_VONAGE_SIGNATURE_SECRETS holds it)"
+        )
+    return Keys(api_key, watch_key, secret, args.twilio_auth_token or None, vonage_secret)
 
 
 def _transcribe(args: argparse.Namespace) -> int:

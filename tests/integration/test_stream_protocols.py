@@ -1,10 +1,12 @@
 """Every route tried as a user tries it: `asr-worker stream FILE --protocol P` (the command, a
-process) plays one recording of a person into a worker on the real local engine, at real
-time, over each route in turn, in that platform's own messages and format (mu-law 8 kHz for
-Twilio, AudioHook and SIPREC's RTP, 16 kHz PCM for Exotel, 24 kHz PCM for OpenAI Realtime, the file's own
-for the ingest socket and dg-server's Deepgram protocol, which runs on the worker's engine),
-and each route's finals must be the words that were said, within the accuracy the engine has
-at that route's format."""
+process) plays one recording of a person into a worker on the real local engine over each
+route in turn, in that platform's own messages and format (mu-law 8 kHz for Twilio, AudioHook
+and SIPREC's RTP, 16 kHz PCM for Exotel, 24 kHz PCM for OpenAI Realtime, the file's own for the
+ingest socket, dg-server's Deepgram protocol, which runs on the worker's engine, and the media
+forks that take it), and each route's finals must be the words that were said, within the
+accuracy the engine has at that route's format. The first routes play at real time; the media
+forks as fast as their sockets take the audio (the engine cuts and decodes the same utterances
+whatever the pace, as tests/integration/test_forks_speech.py shows), to keep the suite short."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ HOOK_KEY, HOOK_SECRET = "try-hook-key", base64.b64encode(b"try it: a client secr
 # Measured: every word over every route. A word of slack where the route carries 8 kHz mu-law,
 # at which the engine's measured word error rate is higher (docs/local-engine.md#accuracy).
 MAX_ERRORS = {"twilio": 1, "audiohook": 1, "siprec": 1}
+REAL_TIME = ("ingest", "twilio", "exotel", "audiohook", "realtime", "deepgram", "siprec")
+# AudioSocket names a call by a UUID.
+CALL_ID = {"audiosocket": "0b6f3c1e-5a2d-4c8b-9e7f-1d2c3b4a5e6f"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,9 @@ def recording() -> Recording:
 @pytest.fixture
 async def local_worker(http: aiohttp.ClientSession) -> AsyncIterator[Worker]:
     keys = AudioHookKeys.parse(f"{HOOK_KEY}:{HOOK_SECRET}")
-    async with running_worker(make_provider(Settings()), audiohook_api_keys=keys, siprec_port=0) as worker:
+    async with running_worker(
+        make_provider(Settings()), audiohook_api_keys=keys, siprec_port=0, audiosocket_port=0
+    ) as worker:
         async with asyncio.timeout(120):  # the first run on a machine assembles the model
             while True:
                 async with http.get(f"{base_url(worker)}/ready") as response:
@@ -66,6 +73,11 @@ async def test_every_route_gets_the_words_a_person_said(
         args = ["--api-key", HOOK_KEY, "--client-secret", HOOK_SECRET] if protocol == "audiohook" else []
         if protocol == "siprec":
             args = ["--sip-port", str(local_worker.siprec.sip_port)]
+        if protocol == "audiosocket":
+            args = ["--audiosocket-port", str(local_worker.audiosocket.port)]
+        if protocol not in REAL_TIME:
+            args += ["--speed", "0"]
+        call_id = CALL_ID.get(protocol, "person-1")
         process = await asyncio.create_subprocess_exec(
             *CLI,
             *(
@@ -76,7 +88,7 @@ async def test_every_route_gets_the_words_a_person_said(
                 "--protocol",
                 protocol,
                 "--id",
-                "person-1",
+                call_id,
             ),
             *args,
             stdout=asyncio.subprocess.PIPE,
@@ -86,11 +98,11 @@ async def test_every_route_gets_the_words_a_person_said(
     assert process.returncode == 0, err.decode()
     assert_clean_stderr(err)
     lines = out.decode().splitlines()
-    finals = [line.split(maxsplit=4)[4] for line in lines if line.startswith("[person-1] final ")]
+    finals = [line.split(maxsplit=4)[4] for line in lines if line.startswith(f"[{call_id}] final ")]
     heard = " ".join(finals)
     errors, words = word_errors(recording.text, heard)
     print(f"{protocol}: {errors}/{words} words wrong: {heard}")
     assert errors <= MAX_ERRORS.get(protocol, 0), f"{protocol} heard {heard!r}"
-    assert lines[0].startswith("[person-1] session_started") and lines[-1].startswith(
-        "[person-1] session_ended"
-    )
+    assert lines[0].startswith(f"[{call_id}] session_started") and lines[-1].startswith(
+        f"[{call_id}] session_ended"
+    ), f"{protocol}: {out.decode()}"

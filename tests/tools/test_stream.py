@@ -1,7 +1,8 @@
 """`asr-worker stream`: every route played as a live call against a real worker over real
 sockets (the mock provider: the words are its own, from the bytes each route carried), each
 with the key and signature its platform sends, every event one line; what a refusal says.
-SIPREC's session is SIP and RTP over UDP into the worker's recording server."""
+SIPREC's session is SIP and RTP over UDP into the worker's recording server, AudioSocket's a
+TCP connection to the worker's AudioSocket port."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from asr_worker.tools.protocols.base import Keys, SipOptions
 from asr_worker.tools.protocols.ingest import call_url
 from asr_worker.tools.protocols.twilio import signature_headers
 from asr_worker.tools.stream import CallResult, stream_calls, summary
+from asr_worker.transports.forks.vonage import SignatureSecrets
 from asr_worker.transports.siprec.options import networks, tenant_networks
 from asr_worker.transports.twilio import AuthTokens
 from asr_worker.worker import Worker
@@ -37,6 +39,7 @@ HOOK_KEY = "hook-key-5e1c"
 HOOK_SECRET = base64.b64encode(b"a client secret of 32 bytes.....").decode()
 STREAM_KEY, WATCH_KEY = "acme-streams-7f2a", "acme-watches-3b9d"
 TWILIO_TOKEN = "twilio-auth-token-c41e"
+VONAGE_SECRET = "vonage-signature-secret-of-acme-5d0c9e"
 
 AUDIO = AudioFile(Path("call.wav"), PCM8K, speechlike(0.8) + silence(0.4) + speechlike(0.6, seed=5))
 
@@ -44,15 +47,19 @@ AUDIO = AudioFile(Path("call.wav"), PCM8K, speechlike(0.8) + silence(0.4) + spee
 @asynccontextmanager
 async def worker_with_keys(provider: MockProvider | None = None) -> AsyncIterator[Worker]:
     """A worker that asks for keys: acme's (one to stream, one to watch), an AudioHook key with
-    a client secret, and a Twilio account's auth token for acme; its recording server takes
-    SIPREC from loopback as acme's."""
+    a client secret, a Twilio account's auth token and a Vonage account's signature secret for
+    acme; its recording server takes SIPREC from loopback as acme's, and its AudioSocket port
+    takes calls as acme's."""
     async with running_worker(
         provider or MockProvider(),
         api_keys=ApiKeys.parse(f"{STREAM_KEY}:acme:stream,{WATCH_KEY}:acme:watch"),
         audiohook_api_keys=AudioHookKeys.parse(f"{HOOK_KEY}:{HOOK_SECRET}"),
         twilio_auth_tokens=AuthTokens.parse(f"{TWILIO_TOKEN}:acme"),
+        vonage_signature_secrets=SignatureSecrets.parse(f"{VONAGE_SECRET}:acme"),
         siprec_port=0,
         siprec_tenants=tenant_networks("127.0.0.1/32=acme"),
+        audiosocket_port=0,
+        audiosocket_tenant="acme",
     ) as worker:
         yield worker
 
@@ -60,6 +67,11 @@ async def worker_with_keys(provider: MockProvider | None = None) -> AsyncIterato
 def sip_of(worker: Worker) -> SipOptions:
     assert worker.siprec.sip_port is not None
     return SipOptions(worker.siprec.sip_port)
+
+
+def audiosocket_port(worker: Worker) -> int:
+    assert worker.audiosocket.port is not None
+    return worker.audiosocket.port
 
 
 KEYS = {
@@ -70,7 +82,18 @@ KEYS = {
     "realtime": Keys(STREAM_KEY),
     "deepgram": Keys("dg-key-90a1"),
     "siprec": Keys(None, WATCH_KEY),  # SIP takes no key: loopback is allowed, and acme's
+    "freeswitch": Keys(STREAM_KEY, WATCH_KEY),
+    "jambonz": Keys(STREAM_KEY, WATCH_KEY),
+    "jambonz_stt": Keys(STREAM_KEY),
+    "vonage": Keys(None, WATCH_KEY, vonage_signature_secret=VONAGE_SECRET),  # admitted by its signature
+    "telnyx": Keys(STREAM_KEY, WATCH_KEY),
+    "plivo": Keys(STREAM_KEY, WATCH_KEY),
+    "signalwire": Keys(STREAM_KEY, WATCH_KEY),
+    "asterisk": Keys(STREAM_KEY, WATCH_KEY),
+    "audiosocket": Keys(None, WATCH_KEY),  # AudioSocket takes no key: loopback is allowed, and acme's
 }
+# AudioSocket names a call by a UUID.
+CALL_ID = {"audiosocket": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}
 
 
 @pytest.mark.parametrize("protocol", protocols.NAMES)
@@ -79,28 +102,35 @@ async def test_every_route_takes_the_whole_call_with_its_platforms_keys_and_prin
 ) -> None:
     out, err = io.StringIO(), io.StringIO()
     mock = MockProvider()
+    call = CALL_ID.get(protocol, "try-1")
     async with worker_with_keys(mock) as worker, running_dg_server(api_key="dg-key-90a1") as dg:
         port = dg.port if protocol == "deepgram" else worker.port
         (result,) = await stream_calls(
             AUDIO,
             f"ws://127.0.0.1:{port}",
             protocol=protocol,
-            interaction_id="try-1",
+            interaction_id=call,
             speed=0,
             keys=KEYS[protocol],
             sip=sip_of(worker),
+            audiosocket_port=audiosocket_port(worker),
             out=out,
             err=err,
         )
     played = convert(AUDIO, protocols.load(protocol).call_format(AUDIO.fmt))
     if protocol == "siprec":  # its two streams are placed by the worker's clock: the words are
-        (stream,) = mock.streams_for("try-1")  # the call's, whose audio the next test checks
+        (stream,) = mock.streams_for(call)  # the call's, whose audio the next test checks
         played = AudioFile(played.path, stream.request.fmt, bytes(stream.received))
-    assert err.getvalue() == "" and not result.errors
-    assert " ".join(result.finals).split() == expected_words(played.data, played.fmt)
+    assert err.getvalue() == "" and not result.errors, f"{protocol}: {err.getvalue()} {result.errors}"
+    assert " ".join(result.finals).split() == expected_words(played.data, played.fmt), protocol
+    if protocol != "deepgram":  # (dg-server runs a provider of its own)
+        (stream,) = mock.streams_for(call)
+        assert stream.request.fmt == played.fmt  # the format the platform carries, its legs as channels
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("[try-1] session_started") and lines[-1].startswith("[try-1] session_ended")
-    assert all(line.startswith("[try-1] ") for line in lines)
+    assert lines[0].startswith(f"[{call}] session_started") and lines[-1].startswith(
+        f"[{call}] session_ended"
+    )
+    assert all(line.startswith(f"[{call}] ") for line in lines)
     assert result.ended is not None
 
 

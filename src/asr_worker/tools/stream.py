@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import statistics
 import sys
 from collections.abc import AsyncIterator
@@ -40,10 +39,13 @@ class CallResult:
     ended: dict[str, object] | None = None
     errors: list[str] = field(default_factory=list)
     transcripts: int = 0
+    began: bool = False  # the call's session_started came
 
     def count(self, event: dict[str, object]) -> None:
         kind = event.get("type")
-        if kind == "transcript":
+        if kind == "session_started":
+            self.began = True
+        elif kind == "transcript":
             self.transcripts += 1
             latency = event.get("latency_ms")
             if isinstance(latency, int):
@@ -56,14 +58,12 @@ class CallResult:
             self.errors.append(f"{event.get('code')}: {event.get('message')}")
 
 
-def call_ids(url: str, calls: int, interaction_id: str | None) -> list[str]:
-    """Each call's id: the one given (or the ingest URL's), suffixed -1..-N for several calls,
-    or a fresh one."""
+def call_ids(route: RouteProtocol, url: str, calls: int, interaction_id: str | None) -> list[str]:
+    """Each call's id: the one given (or the ingest URL's), as the route names calls."""
     named = id_in_url(url)
     if named and interaction_id and named != interaction_id:
         raise ValueError(f"--url names the call {named!r} and --id {interaction_id!r}: give one")
-    base = interaction_id or named or f"stream-{secrets.token_hex(4)}"
-    return [base] if calls == 1 else [f"{base}-{i + 1}" for i in range(calls)]
+    return route.call_ids(interaction_id or named, calls)
 
 
 async def stream_calls(
@@ -79,6 +79,7 @@ async def stream_calls(
     keys: Keys | None = None,
     tenant_id: str | None = None,
     sip: SipOptions | None = None,
+    audiosocket_port: int = 9092,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> list[CallResult]:
@@ -88,7 +89,10 @@ async def stream_calls(
     played = convert(audio, route.call_format(audio.fmt))
     keys = keys or Keys()
     sip = sip or SipOptions()
-    specs = [CallSpec(i, url, played.fmt, keys, tenant_id, sip) for i in call_ids(url, calls, interaction_id)]
+    specs = [
+        CallSpec(i, url, played.fmt, keys, tenant_id, sip, audiosocket_port)
+        for i in call_ids(route, url, calls, interaction_id)
+    ]
     for spec in specs:
         spec.route_url(route.path)  # a bad URL is refused before any call starts
     player = Player(played, chunk_ms or route.chunk_ms, speed)
@@ -171,7 +175,7 @@ async def _one_call(
                 if events is None:
                     events = leg.received()
                 else:  # the route's own socket is read too: its close, or its refusal of the call
-                    tg.create_task(_drain(leg))
+                    tg.create_task(_drain(leg, result))
                 async for received in events:
                     show(received)
                 playing.cancel()  # the call is over, whether or not all of it was played
@@ -198,9 +202,15 @@ def _first(group: BaseExceptionGroup[E]) -> E:
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-async def _drain(leg: Leg) -> None:
-    async for _ in leg.received():
-        pass
+async def _drain(leg: Leg, result: CallResult) -> None:
+    """Read the route's own socket to its end. A route that hangs up on a call it had begun
+    (the worker ended it) refused nothing: the call's end comes over SSE."""
+    try:
+        async for _ in leg.received():
+            pass
+    except CallRefused:
+        if not result.began:
+            raise
 
 
 def _problem(exc: aiohttp.ClientError, route: RouteProtocol) -> str:

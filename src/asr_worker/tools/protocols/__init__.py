@@ -18,6 +18,15 @@ NAMES: Final = (
     "realtime",
     "deepgram",
     "siprec",
+    "freeswitch",
+    "jambonz",
+    "jambonz_stt",
+    "vonage",
+    "telnyx",
+    "plivo",
+    "signalwire",
+    "asterisk",
+    "audiosocket",
 )
 
 

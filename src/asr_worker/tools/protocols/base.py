@@ -13,6 +13,8 @@ worker's event vocabulary, so every route's calls read the same.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ class Keys:
     watch_key: str | None = field(default=None, repr=False)  # reads the call's events over SSE
     client_secret: bytes | None = field(default=None, repr=False)  # AudioHook's signature key
     twilio_auth_token: str | None = field(default=None, repr=False)  # signs Twilio's upgrade
+    vonage_signature_secret: str | None = field(default=None, repr=False)  # signs Vonage's upgrade
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class CallSpec:
     keys: Keys = Keys()
     tenant_id: str | None = None
     sip: SipOptions = SipOptions()
+    audiosocket_port: int = 9092  # `--protocol audiosocket`: the worker's ASR_AUDIOSOCKET_PORT
 
     def route_url(self, default_path: str, query: Mapping[str, str] | Sequence[tuple[str, str]] = ()) -> str:
         """`url`'s scheme and host, its path if it names one (else `default_path`), and `query`."""
@@ -72,6 +76,24 @@ class CallSpec:
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
+
+
+def basic_authorization(user: str, key: str | None) -> dict[str, str]:
+    """HTTP Basic with the key as the password, as the platforms that send a user and a
+    password send a worker's key (none without a key)."""
+    if not key:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode("ascii")}
+
+
+def bearer_authorization(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def highest_rate(rate: int, rates: Sequence[int]) -> int:
+    """The highest of a platform's sample `rates` (ascending) that is not above the file's
+    `rate`, or its lowest: the file is carried as well as the platform can, never upsampled."""
+    return max((r for r in rates if r <= rate), default=rates[0])
 
 
 class CallRefused(Exception):
@@ -150,6 +172,9 @@ class SocketLeg(Leg):
                 if code in self.REFUSALS:
                     reason = msg.extra if isinstance(msg.extra, str) and msg.extra else "no reason given"
                     raise CallRefused(f"the worker closed the socket {code}: {reason}")
+                last = self._closed_by_route(code)
+                if last is not None:
+                    yield last
                 return
             elif msg.type is aiohttp.WSMsgType.ERROR:
                 return
@@ -162,6 +187,11 @@ class SocketLeg(Leg):
         """The call has ended on this route: stop reading (the caller closes the socket)."""
         return False
 
+    def _closed_by_route(self, code: int | None) -> Received | None:
+        """What the route's own close (not a refusal) says, for a route whose close is its
+        word that the call is over."""
+        return None
+
 
 class RouteProtocol(ABC):
     name: ClassVar[str]  # what --protocol says
@@ -170,6 +200,12 @@ class RouteProtocol(ABC):
     chunk_ms: ClassVar[int]  # audio per message, as the platform sends it
     key_env: ClassVar[str]  # the environment variable the key comes from without --api-key
     key_hint: ClassVar[str]  # what a refused key needs, for the 401 and 403 hint
+
+    def call_ids(self, named: str | None, calls: int) -> list[str]:
+        """Each call's id: the one named (--id, or the ingest URL's), suffixed -1..-N for
+        several calls, or a fresh one. ValueError for one the route cannot carry."""
+        base = named or f"stream-{secrets.token_hex(4)}"
+        return [base] if calls == 1 else [f"{base}-{i + 1}" for i in range(calls)]
 
     @abstractmethod
     def call_format(self, fmt: AudioFormat) -> AudioFormat:

@@ -8,7 +8,6 @@ events are read over SSE."""
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import ClassVar, Final
 
@@ -16,46 +15,37 @@ import aiohttp
 
 from ...core.audio import AudioFormat, Encoding
 from ...transports import exotel_messages as messages
-from .base import CallSpec, Leg, RouteProtocol, SocketLeg
+from .base import CallSpec, Leg, RouteProtocol, basic_authorization, highest_rate
+from .media_stream import StreamMessages, TrackLeg, custom_parameters
 
 _USER: Final = "asr-worker-stream"  # Exotel's API key; the worker reads the password, its own key
 
 
-class ExotelLeg(SocketLeg):
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, fmt: AudioFormat) -> None:
-        super().__init__(ws)
-        self.fmt = fmt
+class ExotelMessages(StreamMessages):
+    def __init__(self, sample_rate: int, parameters: dict[str, str]) -> None:
+        self.sample_rate = sample_rate
+        self.parameters = parameters
         self.stream_sid, self.call_sid = secrets.token_hex(16), secrets.token_hex(16)
         self.account_sid = "asr-worker-stream"
-        self.sequence = 1  # `start` was 1
-        self.chunk = 0
-        self.sent_bytes = 0
+        self.sequence = 0
 
-    async def start(self, interaction_id: str, tenant_id: str | None) -> None:
-        parameters = {"interaction_id": interaction_id}
-        if tenant_id:
-            parameters["tenant_id"] = tenant_id
-        await self.ws.send_str(messages.connected_message())
-        await self.ws.send_str(
-            messages.start_message(
-                self.stream_sid, self.call_sid, self.account_sid, self.fmt.sample_rate, parameters
-            )
-        )
-
-    async def send_audio(self, chunk: bytes) -> None:
+    def _next(self) -> int:
         self.sequence += 1
-        timestamp_ms = round(self.fmt.seconds(self.sent_bytes) * 1000)
-        await self.ws.send_str(
-            messages.media_message(self.stream_sid, self.sequence, self.chunk, timestamp_ms, chunk)
-        )
-        self.chunk += 1
-        self.sent_bytes += len(chunk)
+        return self.sequence
 
-    async def end(self) -> None:
-        self.sequence += 1
-        await self.ws.send_str(
-            messages.stop_message(self.stream_sid, self.call_sid, self.account_sid, self.sequence)
+    def opening(self) -> list[str]:
+        start = messages.start_message(
+            self.stream_sid, self.call_sid, self.account_sid, self.sample_rate, self.parameters
         )
+        self._next()  # `start` is 1
+        return [messages.connected_message(), start]
+
+    def media(self, track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+        """Exotel numbers its chunks from 0."""
+        return messages.media_message(self.stream_sid, self._next(), chunk - 1, timestamp_ms, payload)
+
+    def stop(self) -> str:
+        return messages.stop_message(self.stream_sid, self.call_sid, self.account_sid, self._next())
 
 
 class Exotel(RouteProtocol):
@@ -67,18 +57,14 @@ class Exotel(RouteProtocol):
     key_hint: ClassVar[str] = "a key with stream scope (--api-key, or ASR_WORKER_TOKEN)"
 
     def call_format(self, fmt: AudioFormat) -> AudioFormat:
-        rate = max(r for r in messages.SAMPLE_RATES if r <= max(fmt.sample_rate, messages.SAMPLE_RATES[0]))
-        return AudioFormat(Encoding.LINEAR16, rate, 1)
+        return AudioFormat(Encoding.LINEAR16, highest_rate(fmt.sample_rate, messages.SAMPLE_RATES), 1)
 
     async def open(self, http: aiohttp.ClientSession, call: CallSpec) -> Leg:
         query = {} if call.fmt.sample_rate == 8000 else {"sample-rate": str(call.fmt.sample_rate)}
-        headers = {}
-        if call.keys.api_key:
-            credentials = base64.b64encode(f"{_USER}:{call.keys.api_key}".encode()).decode("ascii")
-            headers["Authorization"] = f"Basic {credentials}"
+        headers = basic_authorization(_USER, call.keys.api_key)
         ws = await http.ws_connect(call.route_url(self.path, query), headers=headers)
-        leg = ExotelLeg(ws, call.fmt)
-        await leg.start(call.interaction_id, call.tenant_id)
+        leg = TrackLeg(ws, ExotelMessages(call.fmt.sample_rate, custom_parameters(call)), call.fmt)
+        await leg.start()
         return leg
 
 

@@ -9,6 +9,7 @@ this socket: the call's events are read over SSE."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import ClassVar, Final
 
 import aiohttp
@@ -16,10 +17,8 @@ import aiohttp
 from ...core.audio import AudioFormat, Encoding
 from ...transports import twilio_messages as messages
 from ...transports.twilio import SIGNATURE_HEADER, expected_signature
-from .base import CallSpec, Leg, RouteProtocol, SocketLeg
-
-FORMAT_CHANNEL: Final = AudioFormat(Encoding.MULAW, 8000, 1)
-TRACKS: Final = ("inbound", "outbound")  # channel 0, channel 1
+from .base import CallSpec, Leg, RouteProtocol
+from .media_stream import TRACKS, StreamMessages, TrackLeg, custom_parameters
 
 
 def signature_headers(url: str, auth_token: str) -> dict[str, str]:
@@ -32,52 +31,28 @@ def _sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-class TwilioLeg(SocketLeg):
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, tracks: tuple[str, ...]) -> None:
-        super().__init__(ws)
+class TwilioMessages(StreamMessages):
+    def __init__(self, tracks: Sequence[str], parameters: dict[str, str]) -> None:
         self.tracks = tracks
+        self.parameters = parameters
         self.stream_sid, self.call_sid, self.account_sid = _sid("MZ"), _sid("CA"), _sid("AC")
         self.sequence = 0
-        self.chunk = 0
-        self.sent_ms = 0
 
-    def next_sequence(self) -> int:
+    def _next(self) -> int:
         self.sequence += 1
         return self.sequence
 
-    async def start(self, interaction_id: str, tenant_id: str | None) -> None:
-        parameters = {"interaction_id": interaction_id}
-        if tenant_id:
-            parameters["tenant_id"] = tenant_id
-        await self.ws.send_str(messages.connected_message())
-        await self.ws.send_str(
-            messages.start_message(
-                self.stream_sid,
-                self.call_sid,
-                self.account_sid,
-                self.tracks,
-                parameters,
-                self.next_sequence(),
-            )
+    def opening(self) -> list[str]:
+        start = messages.start_message(
+            self.stream_sid, self.call_sid, self.account_sid, self.tracks, self.parameters, self._next()
         )
+        return [messages.connected_message(), start]
 
-    async def send_audio(self, chunk: bytes) -> None:
-        """One message per track; a two-channel chunk is split into its tracks."""
-        self.chunk += 1
-        width = len(self.tracks)
-        for channel, track in enumerate(self.tracks):
-            payload = chunk[channel::width] if width > 1 else chunk
-            await self.ws.send_str(
-                messages.media_message(
-                    self.stream_sid, self.next_sequence(), track, self.chunk, self.sent_ms, payload
-                )
-            )
-        self.sent_ms += len(chunk) // width // 8  # 8 mu-law bytes a millisecond per track
+    def media(self, track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
+        return messages.media_message(self.stream_sid, self._next(), track, chunk, timestamp_ms, payload)
 
-    async def end(self) -> None:
-        await self.ws.send_str(
-            messages.stop_message(self.stream_sid, self.call_sid, self.account_sid, self.next_sequence())
-        )
+    def stop(self) -> str:
+        return messages.stop_message(self.stream_sid, self.call_sid, self.account_sid, self._next())
 
 
 class Twilio(RouteProtocol):
@@ -99,8 +74,8 @@ class Twilio(RouteProtocol):
         url = call.route_url(self.path, query)
         token = call.keys.twilio_auth_token
         ws = await http.ws_connect(url, headers=signature_headers(url, token) if token else {})
-        leg = TwilioLeg(ws, TRACKS[: call.fmt.channels])
-        await leg.start(call.interaction_id, call.tenant_id)
+        leg = TrackLeg(ws, TwilioMessages(TRACKS[: call.fmt.channels], custom_parameters(call)), call.fmt)
+        await leg.start()
         return leg
 
 

@@ -126,7 +126,8 @@ def media_start(
     channel_id: str, fmt: str = "slin16", *, as_json: bool = False, variables: dict[str, str] | None = None
 ) -> str:
     """MEDIA_START as Asterisk writes it (for clients that play Asterisk)."""
-    frame = {"slin16": 640, "slin": 320, "ulaw": 160, "alaw": 160}.get(fmt, 640)
+    known = FORMATS.get(fmt)
+    frame = known.bytes_for(0.02) if known is not None else 640  # 20 ms, Asterisk's ptime
     fields: dict[str, object] = {
         "connection_id": "media_connection1",
         "channel": "PJSIP/1000-00000001",

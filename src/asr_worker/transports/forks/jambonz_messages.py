@@ -13,6 +13,7 @@ hung up) closes the socket.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Final
 
@@ -70,4 +71,28 @@ def parse_control(text: str) -> ForkControl:
         return keypress(fields, "dtmf", "dtmf", "digit")
     raise ProtocolError(
         "unknown_message", f"unknown message {kind[:40]!r}; after its metadata jambonz sends only dtmf"
+    )
+
+
+# --- what jambonz sends (for clients that play it) ---------------------------------------------
+
+
+def listen_metadata(
+    call_sid: str, sample_rate: int, mix_type: str, metadata: Mapping[str, object] | None = None
+) -> str:
+    """`listen`'s first frame: the call's attributes (those of jambonz's webhooks), the verb's
+    `sampleRate` and `mixType`, and its own `metadata` merged in."""
+    return json.dumps(
+        {
+            "sampleRate": sample_rate,
+            "mixType": mix_type,
+            "callSid": call_sid,
+            "direction": "inbound",
+            "from": "15083084809",
+            "to": "15083728299",
+            "callStatus": "in-progress",
+            "accountSid": "9351f46a-678c-43f5-b8a6-d4eb58d131af",
+            "applicationSid": "0b3a4c8e-97b5-41c5-8d0e-46b1ec7b6e42",
+            **(metadata or {}),
+        }
     )

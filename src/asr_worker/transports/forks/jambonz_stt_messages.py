@@ -99,6 +99,83 @@ def parse_control(text: str) -> str:
     )
 
 
+# --- what jambonz sends (for clients that play it) ---------------------------------------------
+
+
+def start_message(
+    sample_rate: int,
+    *,
+    call_sid: str,
+    language: str = "en-US",
+    interim: bool = True,
+    hints: list[str] | None = None,
+) -> str:
+    """`start`, field for field as jambonz's transcription module writes it, with the `options`
+    its feature server adds."""
+    options: dict[str, object] = {"hints": hints or [], "hintsBoost": 20, "callSid": call_sid}
+    return json.dumps(
+        {
+            "type": "start",
+            "language": language,
+            "format": "raw",
+            "encoding": "LINEAR16",
+            "interimResults": interim,
+            "sampleRateHz": sample_rate,
+            "options": options,
+        }
+    )
+
+
+def stop_message() -> str:
+    return json.dumps({"type": "stop"})
+
+
+@dataclass(frozen=True, slots=True)
+class SttResult:
+    """A `transcription` the vendor sent back (`channel` from 0 here; jambonz counts from 1)."""
+
+    text: str
+    is_final: bool
+    confidence: float | None
+    channel: int
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SttError:
+    message: str
+
+
+def parse_reply(text: str) -> SttResult | SttError:
+    """What the vendor sent back, read as jambonz reads it: a `transcription`'s first
+    alternative, or an `error`. Raises ProtocolError for anything else."""
+    fields = json_object(text, "a reply")
+    kind = first_text(fields, "type") or ""
+    if kind == "error":
+        return SttError(first_text(fields, "error", max_chars=1024) or "an error")
+    if kind != "transcription":
+        raise ProtocolError(
+            "unknown_message", f"unknown reply type {kind[:40]!r}; jambonz takes transcription, error"
+        )
+    alternatives = fields.get("alternatives")
+    first = alternatives[0] if isinstance(alternatives, list) and alternatives else None
+    if not isinstance(first, dict):
+        raise ProtocolError("bad_message", "transcription: `alternatives` must hold at least one object")
+    confidence = first.get("confidence")
+    channel = fields.get("channel", 1)
+    return SttResult(
+        text=first_text(first, "transcript", max_chars=100_000) or "",
+        is_final=fields.get("is_final") is True,
+        confidence=float(confidence)
+        if isinstance(confidence, int | float) and not isinstance(confidence, bool)
+        else None,
+        channel=channel - 1
+        if isinstance(channel, int) and not isinstance(channel, bool) and channel >= 1
+        else 0,
+        language=first_text(fields, "language", max_chars=32),
+    )
+
+
 # --- what the vendor sends back ---------------------------------------------------------------
 
 

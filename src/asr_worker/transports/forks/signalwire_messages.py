@@ -126,6 +126,10 @@ def _start(start: dict[str, object]) -> Start:
 # --- what the platform sends (for clients that play it) --------------------------------------
 
 
+def connected() -> str:
+    return json.dumps({"event": "connected", "protocol": "Call", "version": "0.2.0"})
+
+
 def start(
     call_sid: str = "76ac3c36-56da-4a3e-a0d6-b5f8df6da9ad",
     tracks: tuple[str, ...] = ("inbound", "outbound"),
@@ -163,3 +167,8 @@ def media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
             },
         }
     )
+
+
+def stop(sequence_number: int = 2) -> str:
+    """`stop`, as SignalWire ends a stream (`<Stop><Stream>`, the call's hangup)."""
+    return json.dumps({"event": "stop", "sequenceNumber": str(sequence_number)})

@@ -145,6 +145,12 @@ def _custom_parameters(start: dict[str, object]) -> dict[str, str]:
 
 # --- what the platform sends (for clients that play it) --------------------------------------
 
+STREAM_ID: Final = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC"
+
+
+def connected() -> str:
+    return json.dumps({"event": "connected", "version": "1.0.0"})
+
 
 def start(
     call_control_id: str = "v3:call-control-1",
@@ -162,7 +168,7 @@ def start(
                 "media_format": {"encoding": encoding, "sample_rate": sample_rate, "channels": 1},
                 **({"custom_parameters": params} if params else {}),
             },
-            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
+            "stream_id": STREAM_ID,
         }
     )
 
@@ -178,6 +184,18 @@ def media(track: str, chunk: int, timestamp_ms: int, payload: bytes) -> str:
                 "timestamp": str(timestamp_ms),
                 "payload": base64.b64encode(payload).decode(),
             },
-            "stream_id": "32DE0DEA-53CB-4B21-89A4-9E1819C043BC",
+            "stream_id": STREAM_ID,
+        }
+    )
+
+
+def stop(call_control_id: str = "v3:call-control-1", sequence_number: int = 2) -> str:
+    """`stop`, as Telnyx ends a stream (`streaming_stop`, the call's hangup)."""
+    return json.dumps(
+        {
+            "event": "stop",
+            "sequence_number": str(sequence_number),
+            "stop": {"user_id": "3e6f995f-85f7-4705-9741-53b116d28237", "call_control_id": call_control_id},
+            "stream_id": STREAM_ID,
         }
     )
