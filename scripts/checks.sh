@@ -20,6 +20,6 @@ if [ $# -eq 0 ]; then
   echo "the compiled modules' tests, interpreted (ASR_INTERPRETED=1):"
   ASR_INTERPRETED=1 "$bin/pytest" -q tests/core tests/test_wsframes.py tests/runtime \
     tests/providers/test_deepgram.py tests/providers/test_deepgram_protocol.py \
-    tests/providers/test_deepgram_push.py tests/fuzz/test_session_machine.py \
+    tests/providers/test_ws_push.py tests/deepgram tests/fuzz/test_session_machine.py \
     tests/fuzz/test_deepgram_fuzz.py tests/test_compiled.py
 fi

@@ -149,3 +149,12 @@ def test_the_core_modules_a_compiled_module_imports_are_compiled_too() -> None:
         internal, _ = _imports(name)
         core = {m for m in internal if m.startswith("asr_worker.core.") and _source(m) is not None}
         assert core <= names, f"{name} imports {sorted(core - names)}, which setup.py does not compile"
+
+
+def test_the_interpreted_run_names_tests_that_exist() -> None:
+    """scripts/checks.sh runs the compiled modules' tests again from their sources, by path: a
+    renamed test file must not make that run (the last step of CI) stop with "not found"."""
+    script = (ROOT / "scripts" / "checks.sh").read_text()
+    paths = [word for word in script.split() if word.startswith("tests/")]
+    assert paths, "scripts/checks.sh names no tests to run interpreted"
+    assert [p for p in paths if not (ROOT / p).exists()] == []
