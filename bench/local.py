@@ -51,8 +51,8 @@ from asr_worker.config import Settings, load_settings
 from asr_worker.core.audio import Encoding
 from asr_worker.engine.capacity import CapacityModel
 from asr_worker.engine.decoding import DecoderSettings
-from asr_worker.engine.engines import engine_for
-from asr_worker.engine.model import ModelChoice
+from asr_worker.engine.engines import EngineSet
+from asr_worker.engine.languages import call_language
 from asr_worker.engine.resample import SAMPLE_RATE
 from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
@@ -85,10 +85,13 @@ def percentile(values: list[float], q: float) -> float:
 def decode_speed(speech: Speech, settings: Settings) -> str:
     options = settings.of(local.SETTINGS)
     num_workers = options.num_workers or max(1, os.cpu_count() or 1)
-    engine = engine_for(options.engine, options.language, options.model != ModelChoice())
-    loading = DecoderSettings(
-        options.model, options.compute_type, options.cpu_threads, num_workers, options.language
+    engines, language = (
+        EngineSet.configured(options.engine, options.model),
+        call_language(None, options.language),
     )
+    engine = engines.for_code(language.code) if language.code is not None else engines.detector
+    assert engine is not None, f"no engine transcribes {options.language}"
+    loading = DecoderSettings(options.model, options.compute_type, options.cpu_threads, num_workers)
     decoder = engine.load(loading)
     clips = []
     for text in SENTENCES[:8]:
