@@ -169,6 +169,26 @@ class CapacityGauge(Protocol):
 
 
 @runtime_checkable
+class ChannelWeigher(Protocol):
+    def channel_weight(self, options: CallOptions) -> float:
+        """How many of `capacity_channels` one channel of a call with these options takes (the
+        local engine: a call on Whisper costs several of Moonshine's)."""
+        ...
+
+
+@runtime_checkable
+class LanguageAware(Protocol):
+    def languages(self) -> tuple[str, ...]:
+        """The language codes it transcribes (`multi` among them when it detects)."""
+        ...
+
+    def language_refusal(self, language: str | None) -> str | None:
+        """Why a call asking for this language (None: none named) cannot be transcribed here,
+        for people; None when it can. Routes refuse such a call before it starts."""
+        ...
+
+
+@runtime_checkable
 class InstrumentedProvider(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Put the provider's own Prometheus collectors on the worker's registry."""
