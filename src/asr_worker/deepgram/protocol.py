@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .. import jsonwire
-from ..core.call_options import CallOptions
+from ..core.call_options import CallOptions, check_language
 from ..core.provider_events import (
     ProviderEvent,
     SpeechStarted,
@@ -160,7 +160,7 @@ class ListenParams:
             sample_rate=sample_rate,
             channels=channels,
             model=query.get("model", "base")[:100],
-            language=query.get("language", "en")[:40],
+            language=check_language(query.get("language"), "language") or "en",
             interim_results=parse_bool(query.get("interim_results", "false"), "interim_results"),
             punctuate=parse_bool(query.get("punctuate", "false"), "punctuate"),
             smart_format=parse_bool(query.get("smart_format", "false"), "smart_format"),
@@ -237,6 +237,13 @@ class Refusal:
 
     def body(self, request_id: str) -> dict[str, object]:
         return {"err_code": self.err_code, "err_msg": self.err_msg, "request_id": request_id}
+
+
+def unsupported_language(reason: str) -> Refusal:
+    """Deepgram's 400 for a language its model cannot transcribe (its words, and why)."""
+    return Refusal(
+        400, "Bad Request", f"No such model/language/tier combination found. {reason[:300]}".strip()
+    )
 
 
 STANDARD_REFUSALS: Final[dict[int, Refusal]] = {
@@ -493,7 +500,17 @@ def results_message(
     result: TranscriptResult, *, channels: int, request_id: str, model: ModelInfo
 ) -> dict[str, object]:
     """A `Results` message with every field a strict client reads (LiveKit's plugin indexes
-    keys directly and drops a message lacking one)."""
+    keys directly and drops a message lacking one). Where the result's language is known,
+    the alternative's `languages` and each word's `language` say it, as Deepgram's `multi`
+    results do (its JavaScript SDK's types require both)."""
+    language = result.language
+    alternative: dict[str, object] = {
+        "transcript": result.text,
+        "confidence": round(result.confidence, 6),
+        "words": [_word_message(w, language) for w in result.words],
+    }
+    if language is not None:
+        alternative["languages"] = [language]
     return {
         "type": "Results",
         "channel_index": [result.channel, channels],
@@ -502,15 +519,7 @@ def results_message(
         "is_final": result.is_final,
         "speech_final": result.speech_final,
         "from_finalize": result.from_finalize,
-        "channel": {
-            "alternatives": [
-                {
-                    "transcript": result.text,
-                    "confidence": round(result.confidence, 6),
-                    "words": [_word_message(w) for w in result.words],
-                }
-            ]
-        },
+        "channel": {"alternatives": [alternative]},
         "metadata": {
             "request_id": request_id,
             "model_info": model.describe(),
@@ -519,7 +528,7 @@ def results_message(
     }
 
 
-def _word_message(w: Word) -> dict[str, object]:
+def _word_message(w: Word, language: str | None = None) -> dict[str, object]:
     out: dict[str, object] = {
         "word": w.word,
         "start": _t(w.start),
@@ -527,6 +536,8 @@ def _word_message(w: Word) -> dict[str, object]:
         "confidence": round(w.confidence, 6),
         "punctuated_word": w.punctuated_word or w.word,
     }
+    if language is not None:
+        out["language"] = language
     if w.speaker is not None:
         out["speaker"] = w.speaker
     return out

@@ -5,8 +5,11 @@ Token`/`Bearer` or `Sec-WebSocket-Protocol: token, KEY`, `dg-request-id` on ever
 refusal as `dg-error` plus a JSON body), binary audio, the JSON text messages KeepAlive,
 Finalize and CloseStream, `Results` with every field present, `SpeechStarted` and
 `UtteranceEnd` when asked for, `Metadata` then close 1000 after CloseStream, and the 10-second
-idle close 1011 with Deepgram's NET-0001 reason. Only JSON text frames are ever sent (unless
-a garbage fault is on): strict clients end their listen loop on anything else.
+idle close 1011 with Deepgram's NET-0001 reason. A stream's `language` is the call's (its
+results name it, `multi` the one detected), one the engine cannot transcribe is refused with
+Deepgram's 400; its `callback` gets every response POSTed as well (`callback.py`). Only JSON
+text frames are ever sent (unless a garbage fault is on): strict clients end their listen loop
+on anything else.
 
 Every connection is recorded (bounded) for tests: query, headers, audio, the text messages in
 order, the close. `Faults` make it misbehave on demand.
@@ -37,7 +40,9 @@ from ..deepgram import protocol
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
 from ..errors import ParamError, ProtocolViolation, ProviderError
 from ..http.options import MAX_REQUEST_LINE_BYTES
-from ..providers.base import Provider, ProviderStream, StreamRequest
+from ..providers.base import LanguageAware, Provider, ProviderStream, StreamRequest
+from ..transcripts.webhooks import WebhookSender
+from .callback import StreamCallback
 from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
 
 log = logging.getLogger("asr_worker.dgserver")
@@ -63,6 +68,7 @@ class ConnectionRecord:
     query: list[tuple[str, str]]
     headers: dict[str, str]
     params: ListenParams
+    options: CallOptions = field(default_factory=CallOptions)  # the call's: keyterms, language, callback
     record_audio: bool = True
     audio: bytearray = field(default_factory=bytearray)
     bytes_received: int = 0
@@ -113,8 +119,11 @@ class DeepgramServer:
         record_audio: bool = True,
         max_records: int = 1000,
         audio_hook: AudioHook | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
+        """`webhooks`: what sends a stream's `callback` (None: a stream that names one is refused)."""
         self.provider = provider
+        self.webhooks = webhooks
         self.api_key = api_key
         self.idle_timeout_s = idle_timeout_s
         self.faults = faults or Faults()
@@ -207,8 +216,20 @@ class DeepgramServer:
             return self._refuse(record, protocol.refusal_for(401))
         try:
             params = ListenParams.from_query(request.query)
+            options = CallOptions.from_query(request.query)
         except ParamError as exc:
             return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
+        if isinstance(self.provider, LanguageAware):
+            unspoken = self.provider.language_refusal(options.language)
+            if unspoken is not None:
+                return self._refuse(record, protocol.unsupported_language(unspoken))
+        if options.callback is not None and (self.webhooks is None or self.webhooks.options.secret is None):
+            return self._refuse(
+                record,
+                Refusal(
+                    400, "Bad Request", "Bad Request: callback needs ASR_WEBHOOK_SECRET set on this server"
+                ),
+            )
         ws = web.WebSocketResponse(
             protocols=("token", "bearer") if via_subprotocol else (),
             compress=False,  # audio does not deflate; Deepgram clients send it as it is
@@ -228,6 +249,7 @@ class DeepgramServer:
             query=record.query,
             headers=record.headers,
             params=params,
+            options=options,
             record_audio=self.record_audio,
         )
         self.accepted += 1
@@ -290,11 +312,28 @@ class _Connection:
         self._planned: ConnectionFault | None = server.faults.draw()
         self._stalled = False
         self._slow_s = 0.0
+        callback, webhooks = record.options.callback, server.webhooks
+        self._callback = (
+            None
+            if callback is None or webhooks is None
+            else StreamCallback(webhooks, callback, record.request_id)
+        )
 
     async def run(self) -> None:
-        request = StreamRequest(
-            f"dg-{self.record.request_id}", None, self.fmt, options=CallOptions(keyterms=self.params.keyterms)
-        )
+        """Serve the stream; with a `callback`, post its responses alongside, and return once
+        the last is sent."""
+        if self._callback is None:
+            await self._serve()
+            return
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._callback.run(), name="dg-callback")
+            try:
+                await self._serve()
+            finally:
+                self._callback.close()
+
+    async def _serve(self) -> None:
+        request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, options=self.record.options)
         try:
             self._stream = await self.server.provider.open(request)
         except ProviderError as exc:
@@ -545,6 +584,8 @@ class _Connection:
                 else:
                     await self.ws.send_str(garbage)
         await self._send_json(message)
+        if self._callback is not None:
+            self._callback.post(message)
 
     async def _send_json(self, message: dict[str, object]) -> None:
         if self.ws.closed or self._stalled:
