@@ -290,6 +290,13 @@ class Channel:
         parts = [self.said, f"{self.keyterms}." if self.keyterms else ""]
         return " ".join(p for p in parts if p)
 
+    def switch_language(self, language: CallLanguage) -> None:
+        """The call's language from now on: the next decodes (interims and finals not yet
+        dispatched among them) are in it; what is decoded stays."""
+        self.language = language
+        self.spoken = language.code
+        self.heard = language.named
+
     def route(self) -> Route:
         """Which engine decodes this channel's next utterance, in which language (None: detect)."""
         language = None if self.language.mode is Mode.PER_UTTERANCE else self.spoken

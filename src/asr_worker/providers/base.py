@@ -189,6 +189,14 @@ class LanguageAware(Protocol):
 
 
 @runtime_checkable
+class LanguageSwitch(Protocol):
+    def switch_language(self, language: str | None) -> None:
+        """From now on transcribe in this language (a code, `multi`; None: the provider's
+        default), one `language_refusal` allowed; what is already decoded stays as it was.
+        Without it, a call's new language applies to the next stream it opens."""
+
+
+@runtime_checkable
 class InstrumentedProvider(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Put the provider's own Prometheus collectors on the worker's registry."""

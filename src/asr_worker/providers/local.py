@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -389,7 +389,37 @@ class LocalProvider:
             self._vad,
             lambda: capacity.closed(channels, self.clock()),
             language,
+            self,
         )
+
+    def switch(self, stream: LocalStream, language: str | None) -> None:
+        """A call's new language (`LanguageSwitcher`): at once when its engine is loaded, else
+        once it is (loading in the provider's task group). One it cannot transcribe changes
+        nothing (the route refused it before)."""
+        try:
+            asked = call_language(language, self.options.language)
+        except ValueError:
+            return
+        engine = self._engine_of(asked)
+        if engine is None:
+            return
+        if engine.name in self.pool.decoders:
+            stream.apply_language(asked)
+        elif self._tg is not None:
+            self._tg.create_task(self._switch_when_loaded(stream, engine, asked), name="switch-language")
+
+    async def _switch_when_loaded(self, stream: LocalStream, engine: Engine, language: CallLanguage) -> None:
+        try:
+            await self._loaded(engine)
+        except ProviderError as exc:
+            log.warning("language switch failed", extra={"engine": engine.name, "detail": exc.message})
+            return
+        stream.apply_language(language)
+
+
+class LanguageSwitcher(Protocol):
+    def switch(self, stream: LocalStream, language: str | None) -> None:
+        """Give the stream this language (`LocalStream.apply_language`), its engine loaded first."""
 
 
 class LocalStream:
@@ -403,9 +433,12 @@ class LocalStream:
         vad: SileroVad,
         on_closed: Callable[[], None] = lambda: None,
         language: CallLanguage | None = None,
+        languages: LanguageSwitcher | None = None,
     ) -> None:
         """`on_closed`: told once, when the stream ends however it ends (the engine counts the
-        channels its streams hold open); `language`: what the call's is (None: English)."""
+        channels its streams hold open); `language`: what the call's is (None: English);
+        `languages`: what a new language for the call is (the provider), for `switch_language`."""
+        self._languages = languages
         self._clock = engine.clock
         self._on_closed = on_closed
         self.request = request
@@ -452,6 +485,17 @@ class LocalStream:
 
     async def keepalive(self) -> None:
         self._check_open()
+
+    def switch_language(self, language: str | None) -> None:
+        """The call's language from now on (`LanguageSwitch`); once its engine is loaded, if it
+        must load first (until then the channels go on in the language they had)."""
+        if self._languages is not None and not self.closed:
+            self._languages.switch(self, language)
+
+    def apply_language(self, language: CallLanguage) -> None:
+        if not self.closed:
+            for channel in self.channels:
+                channel.switch_language(language)
 
     async def finalize(self) -> None:
         self._check_open()
