@@ -106,8 +106,10 @@ class LocalProvider:
         decoder: Decoder | None = None,
         vad: SileroVad | None = None,
         clock: Callable[[], float] = time.monotonic,
+        others: dict[str, Decoder] | None = None,
     ) -> None:
-        """`decoder`/`vad` given (tests) skip loading; otherwise `run` loads them."""
+        """`decoder`/`vad` given (tests) skip loading; otherwise `run` loads them. `others`
+        (tests): other engines' decoders by name, as if loaded."""
         self.options = options or LocalOptions()
         opts = self.options
         self.num_workers = opts.num_workers or max(1, os.cpu_count() or 1)
@@ -151,6 +153,8 @@ class LocalProvider:
         self._loads: dict[str, asyncio.Event] = {}
         self._load_errors: dict[str, str] = {}
         self._tg: asyncio.TaskGroup | None = None
+        for name, other in (others or {}).items():
+            self.pool.add(name, other)
 
     # --- lifetime ---------------------------------------------------------------------------
 
