@@ -86,7 +86,7 @@ class LanguageCall:
 
 # Two sentences of each language that its voice says well enough for Whisper to hear in it.
 CALLS: dict[str, LanguageCall] = {
-    "es": LanguageCall("es", (SENTENCES["es"][0], SENTENCES["es"][7])),
+    "es": LanguageCall("es", (SENTENCES["es"][2], SENTENCES["es"][7])),
     "fr": LanguageCall("fr", (SENTENCES["fr"][0], SENTENCES["fr"][2])),
     "de": LanguageCall("de", (SENTENCES["de"][1], SENTENCES["de"][5])),
 }
