@@ -1,9 +1,9 @@
 """The official deepgram-sdk against a real `asr-worker dg-server` on the embedded engine, with a
 stream's `language` and `callback`: Spanish audio asked for in Spanish comes back in Spanish
 words, every result naming its language (`languages`, each word's `language`) and the model
-that heard it; every response is also POSTed to the callback, in order, signed (Standard
-Webhooks' own verifier checks each), and a language the engine does not know is refused
-with Deepgram's 400."""
+that heard it; every response is also POSTed to the callback, in order, then the stream's
+transcript document, each signed (Standard Webhooks' own verifier checks each), and a language
+the engine does not know is refused with Deepgram's 400."""
 
 from __future__ import annotations
 
@@ -67,26 +67,36 @@ async def test_spanish_with_a_callback_comes_back_in_spanish_on_the_socket_and_s
             port, spanish.fmt, spanish.data, language="es", callback=target.url("/deepgram?call=1")
         )
         names = [type(m).__name__ for m in received]
-        await target.wait_for(len(received), timeout_s=30)  # every response, also at the callback
+        await target.wait_for(len(received) + 1, timeout_s=30)  # every response, then the document
     assert names[-1] == "ListenV1Metadata"
-    finals = [m for m in received if type(m).__name__ == "ListenV1Results" and getattr(m, "is_final", False)]
-    said = [m for m in finals if m.channel.alternatives[0].words]  # type: ignore[attr-defined]
-    heard = " ".join(m.channel.alternatives[0].transcript for m in said)  # type: ignore[attr-defined]
+    from deepgram.listen.v1.types import ListenV1Results
+
+    finals = [m for m in received if isinstance(m, ListenV1Results) and m.is_final]
+    said = [m for m in finals if m.channel.alternatives[0].words]
+    heard = " ".join(m.channel.alternatives[0].transcript for m in said)
     assert word_error_rate(spanish.text, heard) <= 0.3, heard
     for result in said:
-        alternative = result.channel.alternatives[0]  # type: ignore[attr-defined]
+        alternative = result.channel.alternatives[0]
         assert alternative.languages == ["es"]
         assert {w.language for w in alternative.words} == {"es"}
-        assert result.metadata.model_info.name == "nova-3"  # type: ignore[attr-defined]
+        assert result.metadata.model_info.name == "nova-3"
 
     webhook = Webhook(SECRET)
-    posted = [webhook.verify(r.body, r.headers) for r in target.received]  # raises on a bad signature
-    assert [r.path for r in target.received] == ["/deepgram?call=1"] * len(received)
+    *posted, document = [webhook.verify(r.body, r.headers) for r in target.received]  # raises if unsigned
+    assert [r.path for r in target.received] == ["/deepgram?call=1"] * (len(received) + 1)
     assert [p["type"] for p in posted] == [n.removeprefix("ListenV1") for n in names]
     request_id = posted[-1]["request_id"]
     assert [r.headers["webhook-id"] for r in target.received] == [
-        f"{request_id}.{n}" for n in range(1, len(posted) + 1)
+        *(f"{request_id}.{n}" for n in range(1, len(posted) + 1)),
+        f"{request_id}.transcript",
     ]
+    assert document["type"] == "transcript" and document["status"] == "ended"
+    assert document["interaction_id"] == f"dg-{request_id}" and document["languages"] == ["es"]
+    assert document["end_reason"] == "close_stream" and document["providers"] == ["local"]
+    assert " ".join(u["text"] for u in document["utterances"]) == heard
+    assert {w["word"] for u in document["utterances"] for w in u["words"]} == {
+        w.word for m in said for w in m.channel.alternatives[0].words
+    }
     posted_finals = [
         p
         for p in posted

@@ -7,7 +7,8 @@ Finalize and CloseStream, `Results` with every field present, `SpeechStarted` an
 `UtteranceEnd` when asked for, `Metadata` then close 1000 after CloseStream, and the 10-second
 idle close 1011 with Deepgram's NET-0001 reason. A stream's `language` is the call's (its
 results name it, `multi` the one detected), one the engine cannot transcribe is refused with
-Deepgram's 400; its `callback` gets every response POSTed as well (`callback.py`). Only JSON
+Deepgram's 400; its `callback` gets every response POSTed as well, then the stream's transcript
+document (`callback.py`). Only JSON
 text frames are ever sent (unless a garbage fault is on): strict clients end their listen loop
 on anything else.
 
@@ -316,7 +317,7 @@ class _Connection:
         self._callback = (
             None
             if callback is None or webhooks is None
-            else StreamCallback(webhooks, callback, record.request_id)
+            else StreamCallback(webhooks, callback, record.request_id, self.fmt, server.provider.name)
         )
 
     async def run(self) -> None:
@@ -330,7 +331,8 @@ class _Connection:
             try:
                 await self._serve()
             finally:
-                self._callback.close()
+                end_reason = "close_stream" if self._close_requested else "disconnected"
+                self._callback.close(end_reason, self.fmt.seconds(self.record.bytes_received))
 
     async def _serve(self) -> None:
         request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, options=self.record.options)
@@ -494,6 +496,8 @@ class _Connection:
     async def _write(self, stream: ProviderStream) -> None:
         try:
             async for event in stream.events():
+                if self._callback is not None and isinstance(event, TranscriptResult):
+                    self._callback.keep(event)
                 for message in self._messages_for(event):
                     await self._reply(message)
         except ProviderError as exc:
