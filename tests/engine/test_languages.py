@@ -63,6 +63,21 @@ def test_auto_decodes_english_on_moonshine_and_the_rest_on_whisper_which_alone_d
     )  # naming a model asks for Whisper
     assert [e.name for e in english_whisper.engines] == ["whisper"]
     assert english_whisper.for_code("en") is not None and english_whisper.for_code("fr") is None
+    assert english_whisper.detector is None, "an English-only model has no language to choose"
+
+
+def test_detection_on_an_english_only_model_is_refused_at_start_and_per_call() -> None:
+    from asr_worker.config import load_settings
+    from asr_worker.errors import ConfigError
+    from asr_worker.providers.local import LocalOptions, LocalProvider
+
+    env = {"ASR_PROVIDER": "local", "ASR_LOCAL_MODEL": "base.en", "ASR_LOCAL_LANGUAGE": "multi"}
+    with pytest.raises(ConfigError, match=r"^ASR_LOCAL_ENGINE=whisper \(or auto\) is required"):
+        load_settings(env)
+    provider = LocalProvider(LocalOptions(model=ModelChoice(size="base.en")))
+    assert provider.languages() == ("en",)
+    assert provider.language_refusal("en-US") is None
+    assert "detects no language" in (provider.language_refusal("multi") or "")
 
 
 def test_a_detection_chooses_among_the_languages_allowed_and_says_how_sure_among_them() -> None:

@@ -107,8 +107,9 @@ class EngineSet:
 
     @property
     def detector(self) -> Engine | None:
-        """The engine that detects languages, if one runs."""
-        return next((e for e in self.engines if e.detects), None)
+        """The engine that detects languages, if one runs (an English-only Whisper model, such
+        as `base.en`, has only English to choose: it detects none)."""
+        return next((e for e in self.engines if e.detects and len(e.languages(self.model)) > 1), None)
 
     @property
     def languages(self) -> tuple[str, ...]:
