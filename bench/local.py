@@ -23,6 +23,12 @@
    deepgram-sdk, each path's WER and finals latency; and where the VAD ends each utterance,
    from the end of its voice, with the engine's thresholds and with Silero's usual ones.
 
+4. Languages (`bench/local_languages.py`, `--parts languages`): a call in each of English,
+   Spanish, French and German (espeak-ng's voices, 8 kHz mu-law) into a real `serve` at 1x,
+   with its language named and with `language=multi`: the engine, the WER, how many finals
+   were detected in the call's language, and the decode cost per audio second (about 6
+   minutes; alone: `python -m bench.local_languages`).
+
 Prints tables. By default accuracy (about 7 minutes on 2 cores, of which the real-time calls
 take some 80 s a path) and speed; `--parts capacity` runs the ramp (about a minute a step).
 `ASR_LOCAL_ENGINE=whisper` measures Whisper. Needs espeak-ng (Debian) for speed, the test
@@ -51,8 +57,8 @@ from asr_worker.config import Settings, load_settings
 from asr_worker.core.audio import Encoding
 from asr_worker.engine.capacity import CapacityModel
 from asr_worker.engine.decoding import DecoderSettings
-from asr_worker.engine.engines import engine_for
-from asr_worker.engine.model import ModelChoice
+from asr_worker.engine.engines import EngineSet
+from asr_worker.engine.languages import call_language
 from asr_worker.engine.resample import SAMPLE_RATE
 from asr_worker.providers import local
 from asr_worker.tools.audio_files import AudioFile
@@ -85,10 +91,13 @@ def percentile(values: list[float], q: float) -> float:
 def decode_speed(speech: Speech, settings: Settings) -> str:
     options = settings.of(local.SETTINGS)
     num_workers = options.num_workers or max(1, os.cpu_count() or 1)
-    engine = engine_for(options.engine, options.language, options.model != ModelChoice())
-    loading = DecoderSettings(
-        options.model, options.compute_type, options.cpu_threads, num_workers, options.language
+    engines, language = (
+        EngineSet.configured(options.engine, options.model),
+        call_language(None, options.language),
     )
+    engine = engines.for_code(language.code) if language.code is not None else engines.detector
+    assert engine is not None, f"no engine transcribes {options.language}"
+    loading = DecoderSettings(options.model, options.compute_type, options.cpu_threads, num_workers)
     decoder = engine.load(loading)
     clips = []
     for text in SENTENCES[:8]:
@@ -384,8 +393,9 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         default="accuracy,speed",
-        help="what to measure, of accuracy,speed,capacity,burst (the capacity ramp takes about 6 "
-        "minutes; burst: calls past the engine's own measure at once, admission on)",
+        help="what to measure, of accuracy,speed,capacity,burst,languages (the capacity ramp takes "
+        "about 6 minutes; burst: calls past the engine's own measure at once, admission on; "
+        "languages: calls in en, es, fr, de, named and multi)",
     )
     parser.add_argument(
         "--burst-calls", type=int, default=0, help="burst: calls offered (0: twice the measure)"
@@ -406,6 +416,11 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}\n")
     if "accuracy" in parts:
         print(accuracy(settings, table, paths) + "\n", flush=True)
+    if "languages" in parts:
+        from .local_languages import languages
+
+        print("Languages (espeak-ng voices, 8 kHz mu-law, 1x over the ingest socket)", flush=True)
+        print(asyncio.run(languages(table)) + "\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         speech = Speech(Path(tmp))
         if "speed" in parts:

@@ -37,6 +37,7 @@ from tests.support.human_speech import Recording, recordings, word_errors
 from asr_worker.config import Settings
 from asr_worker.core.audio import Encoding
 from asr_worker.core.codecs import decode_g711
+from asr_worker.engine.languages import engine_code
 from asr_worker.engine.model import resolve_model
 from asr_worker.engine.vad import Segmenter, SileroVad, VadConfig
 from asr_worker.providers import local
@@ -97,7 +98,7 @@ def whole_file(recs: list[Recording], settings: Settings) -> dict[str, list[str]
         texts = []
         for rec in recs:
             audio = np.asarray(soxr.resample(rec.at(8000), 8000, 16000), dtype=np.float32)
-            segments, _info = model.transcribe(audio, language=engine.language, **options)
+            segments, _info = model.transcribe(audio, language=engine_code(engine.language), **options)
             texts.append(" ".join(s.text.strip() for s in segments))
         out[label] = texts
     return out

@@ -73,12 +73,9 @@ async def test_the_real_engine_ends_utterances_at_the_streams_endpointing_and_fo
         off = await stream(server.port, apart, endpointing="false")
         formatted = await stream(server.port, numbers, numerals="true", search="delivery")
         plain = await stream(server.port, numbers)
-        # The engine is loaded for English (ASR_LOCAL_LANGUAGE): Spanish would be a wrong answer.
-        assert await refusal(server.port, {"language": "es-419"}) == (
-            400,
-            "Bad Request: language=es-419 is not offered here: the engine behind this server "
-            "transcribes en alone (ASR_LOCAL_LANGUAGE)",
-        )
+        # A language no engine here transcribes: Deepgram's refusal, not English words.
+        status, reason = await refusal(server.port, {"language": "tlh"})
+        assert status == 400 and "No such model/language/tier combination found" in reason, reason
 
     def endpointed(messages: list[dict[str, Any]]) -> list[str]:
         return [

@@ -110,7 +110,12 @@ class FakeDecoder:
         self.gate.set()
         self.threads: set[str] = set()
 
-    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+    def decode_batch(
+        self,
+        audios: Sequence[Float32Array],
+        prompts: Sequence[str] = (),
+        languages: Sequence[str | None] = (),
+    ) -> list[Decoded]:
         self.gate.wait(10)
         self.threads.add(threading.current_thread().name)
         seconds = [a.size / SAMPLE_RATE for a in audios]
@@ -167,7 +172,12 @@ async def test_while_a_decode_runs_finals_still_overtake_waiting_interims() -> N
 
 async def test_a_failing_decode_is_reported_to_its_jobs() -> None:
     class Broken:
-        def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+        def decode_batch(
+            self,
+            audios: Sequence[Float32Array],
+            prompts: Sequence[str] = (),
+            languages: Sequence[str | None] = (),
+        ) -> list[Decoded]:
             raise RuntimeError("boom")
 
     scheduler = Scheduler()

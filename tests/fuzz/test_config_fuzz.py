@@ -328,6 +328,7 @@ _KEYTERMS = st.lists(
     st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 .'-]{0,20}[A-Za-z0-9]", fullmatch=True), max_size=5, unique=True
 )
 _LANGUAGES = st.lists(st.sampled_from(["en-US", "es-ES", "de-DE", "fr-CA", "yue-HK"]), min_size=1, max_size=4)
+_LOCAL_LANGUAGES = st.lists(st.sampled_from(["en", "es", "fr", "de", "pt-BR"]), max_size=4, unique=True)
 
 
 _API_KEYS = st.lists(
@@ -442,7 +443,11 @@ VALID: dict[str, Valid] = {
     "local_compute_type": _choice(*COMPUTE_TYPES),
     "local_cpu_threads": _whole(0, 256),
     "local_num_workers": _whole(0, 256),
-    "local_language": _choice("en", "de", "es", "haw", "yue", "zh"),
+    "local_language": _choice("en", "de", "es", "haw", "yue", "zh", "multi", "detect")
+    | _same(st.sampled_from(["es-419", "en-US", "pt-BR"])),
+    "local_detect_languages": _LOCAL_LANGUAGES.flatmap(
+        lambda codes: _padded(",".join(codes)).map(lambda written: (written, tuple(codes)))
+    ),
     "local_endpointing_ms": _whole(32, 10_000),
     "local_keyterms": _KEYTERMS.flatmap(
         lambda terms: _padded(" , ".join(terms)).map(lambda written: (written, tuple(terms)))
@@ -554,8 +559,8 @@ def test_valid_values_parse_to_what_they_say(chosen: dict[str, tuple[str, object
 @given(st.fixed_dictionaries(VALID))
 def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tuple[str, object]]) -> None:
     """Every variable set at once, a token and a key among them, so only the one combination
-    of numbers, a fallback that is the provider itself, and the English-only engine asked for
-    another language, can be refused."""
+    of numbers, a fallback that is the provider itself, and an English-only engine (Moonshine,
+    or a Whisper `.en` model) asked for another language, can be refused."""
     values = {field: value for field, (_, value) in chosen.items()}
     env = {row.env: chosen[name][0] for name, (_, row) in ROWS.items()}
     send_chunk_ms, max_buffer_ms = values["send_chunk_ms"], values["max_buffer_ms"]
@@ -564,7 +569,11 @@ def test_a_whole_valid_environment_is_the_settings_it_says(chosen: dict[str, tup
         with pytest.raises(ConfigError, match=r"^ASR_FALLBACK_PROVIDER"):
             load_settings(env)
         return
-    english_only = values["local_engine"] == "moonshine" and values["local_language"] != "en"
+    model = values["local_model"]
+    english_only = (
+        values["local_engine"] == "moonshine"
+        or (isinstance(model, ModelChoice) and (model.size or "").endswith(".en"))
+    ) and values["local_language"] not in ("en", "en-US")
     if english_only and "local" in (values["provider"], values["fallback_provider"]):
         with pytest.raises(ConfigError, match=r"^ASR_LOCAL_ENGINE=whisper \(or auto\) is required"):
             load_settings(env)

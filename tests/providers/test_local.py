@@ -45,7 +45,12 @@ class FakeWhisper:
         self.calls: list[list[float]] = []
         self.prompts: list[str] = []
 
-    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+    def decode_batch(
+        self,
+        audios: Sequence[Float32Array],
+        prompts: Sequence[str] = (),
+        languages: Sequence[str | None] = (),
+    ) -> list[Decoded]:
         seconds = [a.size / SAMPLE_RATE for a in audios]
         self.calls.append(seconds)
         self.prompts += prompts

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from asr_worker.core.call_options import CallOptions
 from asr_worker.providers.mock import MockProvider
 from asr_worker.runtime.manager import DEFAULT_FALLBACK_CALLS, FallbackSlots
 from tests.conftest import base_url, running_worker
@@ -77,3 +78,42 @@ def test_fallback_slots_follow_the_fallbacks_measure_unless_a_limit_is_set() -> 
     assert limited.claim(2) and not limited.claim(1)
     remote = FallbackSlots(0, None)  # a fallback that measures nothing: the old default
     assert remote.capacity == (DEFAULT_FALLBACK_CALLS, "calls")
+
+
+@dataclass
+class LanguageMeasuringProvider(MeasuringProvider):
+    """Moonshine's channels, a call in another language costing four of them, and no Klingon."""
+
+    def channel_weight(self, options: CallOptions) -> float:
+        return 1.0 if options.language in (None, "en") else 4.0
+
+    def languages(self) -> tuple[str, ...]:
+        return ("en", "es")
+
+    def language_refusal(self, language: str | None) -> str | None:
+        return None if language in (None, "en", "es") else f"no engine here transcribes {language}"
+
+
+async def test_a_call_weighs_its_engines_cost_and_one_in_a_language_not_transcribed_is_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with running_worker(LanguageMeasuringProvider(channels=6)) as worker:
+        spanish = await connect(http, worker, "en-espanol", "encoding=linear16&sample_rate=8000&language=es")
+        await spanish.next_event("session_started")
+        again = await connect(http, worker, "otra", "encoding=linear16&sample_rate=8000&language=es")
+        refused = await again.next_event("error")
+        assert refused["code"] == "engine_full" and "4 of the 6 channels" in str(refused["message"])
+        english = await connect(http, worker, "in-english", "encoding=linear16&sample_rate=8000")
+        await english.next_event("session_started")  # 5 of 6: an English call still fits
+        klingon = await connect(http, worker, "tlhIngan", "encoding=linear16&sample_rate=8000&language=tlh")
+        unsupported = await klingon.next_event("error")
+        assert unsupported["code"] == "language_unsupported"
+        assert unsupported["message"] == "no engine here transcribes tlh"
+        await klingon.ws.receive()
+        assert klingon.ws.close_code == 1008
+        for call in (spanish, english):
+            await call.end()
+            await call.collect()
+        async with http.get(f"{base_url(worker)}/metrics") as response:
+            metrics = await response.text()
+        assert 'asr_sessions_refused_total{reason="language_unsupported"} 1.0' in metrics

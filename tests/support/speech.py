@@ -59,10 +59,12 @@ class CallAudio:
 
 
 class Speech:
-    def __init__(self, cache: Path, *, natural: bool = False) -> None:
-        """`natural`: Piper's voice (`piper_speech.py`) rather than espeak-ng's."""
+    def __init__(self, cache: Path, *, natural: bool = False, voice: tuple[str, ...] = VOICE) -> None:
+        """`natural`: Piper's voice (`piper_speech.py`) rather than espeak-ng's; `voice`:
+        espeak-ng's arguments (another language's voice, `languages.py`)."""
         self.cache = cache
         self.natural = natural
+        self.voice = voice
         self._clips: dict[str, tuple[int, np.ndarray]] = {}
 
     def clip(self, text: str) -> tuple[int, np.ndarray]:
@@ -72,9 +74,11 @@ class Speech:
 
             self._clips[text] = sentence(text)
         if text not in self._clips:
-            path = self.cache / (re.sub(r"[^a-z]+", "-", text.lower()).strip("-")[:60] + ".wav")
+            slug = re.sub(r"[^a-z]+", "-", text.lower()).strip("-")[:60]
+            voice = "" if self.voice == VOICE else re.sub(r"[^a-z0-9]+", "-", "-".join(self.voice)) + "-"
+            path = self.cache / f"{voice}{slug}.wav"
             if not path.exists():
-                subprocess.run(["espeak-ng", *VOICE, "-w", str(path), text], check=True, timeout=30)
+                subprocess.run(["espeak-ng", *self.voice, "-w", str(path), text], check=True, timeout=30)
             audio = read_audio(path)
             samples = np.frombuffer(audio.data, dtype="<i2").astype(np.float32) / 32768
             self._clips[text] = (audio.fmt.sample_rate, samples)

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from .. import jsonwire
-from ..core.call_options import ENDPOINTING_OFF, FORMAT_FLAGS, NO_FORMAT, CallOptions, FormatOptions
+from ..core.call_options import (
+    ENDPOINTING_OFF,
+    FORMAT_FLAGS,
+    NO_FORMAT,
+    CallOptions,
+    FormatOptions,
+    check_language,
+)
 from ..core.keyterms import check_keyterms
 from ..core.provider_events import (
     Entity,
@@ -179,11 +186,16 @@ class ListenParams:
                 "detect_entities is not offered here: finding names, places and organisations needs an "
                 "entity model this server does not have"
             )
-        if options.callback is not None or query.get("callback_method"):
-            raise ParamError(
-                "callback is not offered here: results go on this socket only (the worker's own routes "
-                "take callback and POST the call's transcript there)"
-            )
+        language = check_language(query.get("language"), "language") or "en"
+        for hint in (value for key, value in query.items() if key == "language_hint"):
+            if hint.strip().split("-")[0].lower() != language.split("-")[0].lower():
+                raise ParamError(
+                    f"language_hint={hint.strip()[:40]} is not offered here: a stream is heard in its "
+                    f"language ({language}; multi detects each utterance's without hints)"
+                )
+        method = query.get("callback_method", "post").strip().lower()
+        if method != "post":
+            raise ParamError(f"callback_method={method[:10]} is not offered here: callbacks are POSTed")
         if parse_bool(query.get("detect_language", "false"), "detect_language"):
             raise ParamError("detect_language is for recorded audio, not streams (as Deepgram's)")
         formatting = options.format.with_defaults(False)
@@ -192,7 +204,7 @@ class ListenParams:
             sample_rate=sample_rate,
             channels=channels,
             model=query.get("model", "base")[:100],
-            language=query.get("language", "en")[:40],
+            language=language,
             interim_results=parse_bool(query.get("interim_results", "false"), "interim_results"),
             punctuate=formatting.punctuate is True,
             smart_format=formatting.smart_format is True,
@@ -373,6 +385,13 @@ class Refusal:
 
     def body(self, request_id: str) -> dict[str, object]:
         return {"err_code": self.err_code, "err_msg": self.err_msg, "request_id": request_id}
+
+
+def unsupported_language(reason: str) -> Refusal:
+    """Deepgram's 400 for a language its model cannot transcribe (its words, and why)."""
+    return Refusal(
+        400, "Bad Request", f"No such model/language/tier combination found. {reason[:300]}".strip()
+    )
 
 
 STANDARD_REFUSALS: Final[dict[int, Refusal]] = {
@@ -702,7 +721,17 @@ def results_message(
 ) -> dict[str, object]:
     """A `Results` message with every field a strict client reads (LiveKit's plugin indexes
     keys directly and drops a message lacking one); `channel.search` where the stream
-    searches, `metadata.extra` where it asked for extra key-values."""
+    searches, `metadata.extra` where it asked for extra key-values. Where the result's
+    language is known, the alternative's `languages` and each word's `language` say it, as
+    Deepgram's `multi` results do (its JavaScript SDK's types require both)."""
+    language = result.language
+    alternative: dict[str, object] = {
+        "transcript": result.text,
+        "confidence": round(result.confidence, 6),
+        "words": [_word_message(w, language) for w in result.words],
+    }
+    if result.languages or language is not None:
+        alternative["languages"] = list(result.languages) or [language]
     message: dict[str, object] = {
         "type": "Results",
         "channel_index": [result.channel, channels],
@@ -711,15 +740,7 @@ def results_message(
         "is_final": result.is_final,
         "speech_final": result.speech_final,
         "from_finalize": result.from_finalize,
-        "channel": {
-            "alternatives": [
-                {
-                    "transcript": result.text,
-                    "confidence": round(result.confidence, 6),
-                    "words": [_word_message(w) for w in result.words],
-                }
-            ]
-        },
+        "channel": {"alternatives": [alternative]},
         "metadata": {
             "request_id": request_id,
             "model_info": model.describe(),
@@ -737,7 +758,7 @@ def results_message(
     return message
 
 
-def _word_message(w: Word) -> dict[str, object]:
+def _word_message(w: Word, language: str | None = None) -> dict[str, object]:
     out: dict[str, object] = {
         "word": w.word,
         "start": _t(w.start),
@@ -745,6 +766,8 @@ def _word_message(w: Word) -> dict[str, object]:
         "confidence": round(w.confidence, 6),
         "punctuated_word": w.punctuated_word or w.word,
     }
+    if language is not None:
+        out["language"] = language
     if w.speaker is not None:
         out["speaker"] = w.speaker
     return out

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import CollectorRegistry
+
 from ..config import Settings, make_provider
 from ..providers import BackgroundProvider
 from ..settings import is_loopback
+from ..transcripts import webhooks
 from .faults import Faults
 from .server import DeepgramServer
 from .settings import DgServerSettings
@@ -18,6 +21,9 @@ log = logging.getLogger("asr_worker.dgserver")
 
 async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -> None:
     provider = make_provider(settings)
+    sender = webhooks.WebhookSender(
+        settings.of(webhooks.SETTINGS), webhooks.WebhookMetrics(CollectorRegistry())
+    )
     server = DeepgramServer(
         provider,
         api_key=None if dg.api_key is None else dg.api_key.reveal(),
@@ -25,9 +31,10 @@ async def serve(settings: Settings, dg: DgServerSettings, stop: asyncio.Event) -
         faults=Faults.parse(dg.faults),
         record_audio=False,  # a long-running server keeps no audio
         max_records=100,
+        webhooks=sender,  # streams' `callback`s
     )
     try:
-        async with asyncio.TaskGroup() as tg, server.running(dg.host, dg.port):
+        async with sender, asyncio.TaskGroup() as tg, server.running(dg.host, dg.port):
             # The provider's shared work (the local engine loads its model and runs its decoders
             # here) lives exactly as long as the server, as it does in `serve`.
             background = (

@@ -10,8 +10,11 @@ Finalize, CloseStream and Configure (answered with ConfigureSuccess or Configure
 Deepgram's NET-0001 reason. Every `/v1/listen` option is honoured or refused with a 400 that
 says why (docs/deepgram.md has the table): the engine ends utterances at the stream's
 `endpointing`; results are written as the stream's formatting options ask
-(`core/formatting.py`), then redacted, then searched. Only JSON text frames are ever sent (unless
-a garbage fault is on): strict clients end their listen loop on anything else.
+(`core/formatting.py`), then redacted, then searched. A stream's `language` is the call's (its
+results name it, `multi` the one detected), one the engine cannot transcribe is refused with
+Deepgram's 400; its `callback` gets every response POSTed as well, then the stream's transcript
+document (`callback.py`). Only JSON text frames are ever sent (unless a garbage fault is on):
+strict clients end their listen loop on anything else.
 
 Both routes share the handshake (the key, the refusals, the handshake faults) and what a
 connection has in common (`connection.py`). Every connection is recorded (bounded) for tests:
@@ -28,15 +31,15 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
 from .. import __version__
 from ..core.audio import AudioFormat
-from ..core.call_options import ENDPOINTING_OFF, MULTI, CallOptions
+from ..core.call_options import CallOptions
 from ..core.formatting import Formatter
 from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResult, UtteranceEnd, Word
 from ..core.redact import Redactor
@@ -47,7 +50,9 @@ from ..deepgram.flux import LISTEN_V2_PATH, FluxParams
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
 from ..errors import ParamError, ProtocolError, ProtocolViolation, ProviderError
 from ..http.options import MAX_REQUEST_LINE_BYTES
-from ..providers.base import KeytermUpdates, OneLanguage, Provider, ProviderStream, StreamRequest
+from ..providers.base import KeytermUpdates, LanguageAware, Provider, ProviderStream, StreamRequest
+from ..transcripts.webhooks import WebhookSender
+from .callback import StreamCallback
 from .connection import ServedConnection, StreamRecord
 from .faults import Faults
 from .flux import FluxConnection, FluxRecord
@@ -71,26 +76,7 @@ class ConnectionRecord(StreamRecord):
     """What one accepted `/v1/listen` connection received and how it ended."""
 
     params: ListenParams
-
-
-def unheard(query: Iterable[tuple[str, str]], heard: str) -> None:
-    """Raises ParamError when a stream asks for a language (`language`, `language_hint`) its
-    engine, loaded for `heard` alone, does not transcribe: English results for `language=es`
-    would be a silent wrong answer. A regional code of that language (`en-US` for `en`) is it."""
-    for name, value in query:
-        if name not in ("language", "language_hint"):
-            continue
-        code = value.strip()
-        if code.lower() == MULTI:
-            raise ParamError(
-                f"language=multi is not offered here: the engine behind this server transcribes {heard} "
-                "alone and detects no language"
-            )
-        if code and code.split("-")[0].lower() != heard.lower():
-            raise ParamError(
-                f"{name}={code[:40]} is not offered here: the engine behind this server transcribes "
-                f"{heard} alone (ASR_LOCAL_LANGUAGE)"
-            )
+    options: CallOptions = field(default_factory=CallOptions)  # the call's: keyterms, language, callback
 
 
 AudioHook = Callable[[ConnectionRecord, bytes], None]
@@ -107,8 +93,11 @@ class DeepgramServer:
         record_audio: bool = True,
         max_records: int = 1000,
         audio_hook: AudioHook | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
+        """`webhooks`: what sends a stream's `callback` (None: a stream that names one is refused)."""
         self.provider = provider
+        self.webhooks = webhooks
         self.api_key = api_key
         self.idle_timeout_s = idle_timeout_s
         self.faults = faults or Faults()
@@ -200,10 +189,20 @@ class DeepgramServer:
             return answer
         try:
             params = ListenParams.from_query(request.query)
-            if isinstance(self.provider, OneLanguage):
-                unheard(request.query.items(), self.provider.transcribes())
+            options = CallOptions.from_query(request.query)
         except ParamError as exc:
             return self._refuse(record, Refusal(400, "Bad Request", f"Bad Request: {exc}"))
+        if isinstance(self.provider, LanguageAware):
+            unspoken = self.provider.language_refusal(options.language)
+            if unspoken is not None:
+                return self._refuse(record, protocol.unsupported_language(unspoken))
+        if options.callback is not None and (self.webhooks is None or self.webhooks.options.secret is None):
+            return self._refuse(
+                record,
+                Refusal(
+                    400, "Bad Request", "Bad Request: callback needs ASR_WEBHOOK_SECRET set on this server"
+                ),
+            )
         ws = await self._upgrade(request, record, via_subprotocol)
         if not isinstance(ws, web.WebSocketResponse):
             return ws
@@ -213,6 +212,7 @@ class DeepgramServer:
             query=record.query,
             headers=record.headers,
             params=params,
+            options=options,
             record_audio=self.record_audio,
         )
         self.connections.append(conn_record)
@@ -350,13 +350,36 @@ class _Connection(ServedConnection):
         # Configure may change mid-stream.
         self._format = self.params.format
         self._formatter = Formatter.of(self._format)
+        callback, webhooks = record.options.callback, server.webhooks
+        self._callback = (
+            None
+            if callback is None or webhooks is None
+            else StreamCallback(webhooks, callback, record.request_id, self.fmt, server.provider.name)
+        )
 
     async def run(self) -> None:
+        """Serve the stream; with a `callback`, post its responses alongside, and return once
+        the last is sent."""
+        if self._callback is None:
+            await self._serve_stream()
+            return
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._callback.run(), name="dg-callback")
+            try:
+                await self._serve_stream()
+            finally:
+                end_reason = "close_stream" if self._close_requested else "disconnected"
+                self._callback.close(end_reason, self.fmt.seconds(self.record.bytes_received))
+
+    async def _serve_stream(self) -> None:
         params = self.params
         options = CallOptions(  # formatting is the server's own (Configure changes it), never the engine's
             keyterms=params.keyterms,
+            language=self.record.options.language,
             redact=frozenset(params.redact),
-            endpointing_ms=ENDPOINTING_OFF if params.endpointing_ms is None else params.endpointing_ms,
+            # Named: as asked (`false`: off). Not named: the engine's own, not Deepgram's 10 ms,
+            # which is its model's and cuts this engine's utterances at the gaps between words.
+            endpointing_ms=self.record.options.endpointing_ms,
             utterance_end_ms=params.utterance_end_ms,
         )
         request = StreamRequest(f"dg-{self.record.request_id}", None, self.fmt, options=options)
@@ -516,6 +539,8 @@ class _Connection(ServedConnection):
         params, channels = self.params, self.fmt.channels
         if isinstance(event, TranscriptResult):
             event = self._written(event)
+            if self._callback is not None:  # the document says what the socket said: redacted too
+                self._callback.keep(event)
             out: list[dict[str, object]] = []
             ch = event.channel
             if event.words and not self._speaking.get(ch) and params.vad_events:
@@ -598,6 +623,11 @@ class _Connection(ServedConnection):
                 result.entities,
             )
         return result
+
+    async def _reply(self, message: dict[str, object]) -> None:
+        await super()._reply(message)
+        if self._callback is not None and not self._stalled:
+            self._callback.post(message)
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

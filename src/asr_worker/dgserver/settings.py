@@ -10,6 +10,7 @@ from .. import logs
 from ..config import PROVIDER, PROVIDERS, provider_sections
 from ..credentials import Secret
 from ..settings import Section, Setting, host, int_range, seconds, secret
+from ..transcripts import webhooks
 from .faults import Faults
 
 if TYPE_CHECKING:
@@ -63,11 +64,13 @@ SETTINGS: Final = Section(
     flag_prefix="DG_SERVER_",
 )
 
-# What `asr-worker dg-server` takes: its own settings and a speech engine's (it serves Deepgram's
-# protocol, so any provider but Deepgram itself).
+# What `asr-worker dg-server` takes: its own settings, a speech engine's (it serves Deepgram's
+# protocol, so any provider but Deepgram itself), and the webhooks' (a stream's `callback` is
+# signed and retried as the worker's webhooks are).
 SECTIONS: Final[tuple[Section[Options], ...]] = (
     SETTINGS,
     PROVIDER,
     *provider_sections(name for name in PROVIDERS if name != "deepgram"),
+    webhooks.SETTINGS,
     logs.SETTINGS,
 )

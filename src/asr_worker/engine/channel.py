@@ -13,9 +13,14 @@ Each decode is conditioned on the channel's context (`prompt`): the end of its r
 (when `context_chars` asks for them, as whisper_streaming and WhisperLive carry a stream's
 committed text into the next window's prompt), then the call's expected words (keyterms).
 
+Each decode goes to the engine that speaks the channel's language, in it (`languages.py`): the
+call's, or, when the call detects it, the one Whisper hears in each utterance (`multi`) or in
+the channel's first (kept from then on). Every result says its language: the code the call
+named, or the one detected.
+
 A channel knows nothing of the provider or the stream it belongs to: the engine's shared
-parts (`ChannelEngine`: scheduler, pool wake-up, clock, metrics, options) and where its
-results go (`ChannelOutput`, the stream) are handed to it.
+parts (`ChannelEngine`: scheduler, pool wake-up, clock, metrics, options, which engine speaks
+a language) and where its results go (`ChannelOutput`, the stream) are handed to it.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResul
 from ..errors import ProviderError
 from .agreement import Agreement, normalize
 from .decoding import Decoded, DecodedWord
+from .languages import SURE_PROBABILITY, CallLanguage, Mode
 from .resample import SAMPLE_RATE, Float32Array, StreamResampler
-from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Scheduler
+from .scheduler import EngineMetrics, Job, JobKind, Overloaded, Route, Scheduler
 from .timing import Span, spread, voiced_spans
 from .vad import MIN_ENDPOINTING_MS, WINDOW, Segmenter, Utterance, VadConfig, VadStream
 
@@ -51,6 +57,10 @@ class ChannelOptions:
     keyterms: tuple[str, ...] = ()  # words every call is expected to use (ASR_LOCAL_KEYTERMS)
 
 
+def _one_engine(_code: str | None) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelEngine:
     """What every channel of every call shares: one per provider."""
@@ -60,6 +70,9 @@ class ChannelEngine:
     clock: Callable[[], float]  # monotonic seconds
     metrics: EngineMetrics
     options: ChannelOptions
+    # The engine that decodes a language (an engine code; None: the one that detects), by name;
+    # None: the pool's own.
+    engine_for: Callable[[str | None], str | None] = _one_engine
 
 
 class ChannelOutput(Protocol):
@@ -93,6 +106,7 @@ class Slot:
     end_s: float | None = None  # exact end in seconds (at Finalize), else end / 16 kHz
     voiced: list[Span] = field(default_factory=list)  # where the VAD heard voice, from audio_start
     result: Decoded | None = None
+    language: str | None = None  # what its result reports
     done: bool = False
 
 
@@ -109,13 +123,15 @@ class Channel:
         keyterms: tuple[str, ...] = (),
         endpointing_ms: int | None = None,
         utterance_end_ms: int | None = None,
+        language: CallLanguage | None = None,
     ) -> None:
         """`index` of `channels` in the call; `sample_rate`: of the audio given to `take`;
         `keyterms`: this call's expected words, besides the engine's; `endpointing_ms`: the
         silence that ends an utterance with a speech_final (at least MIN_ENDPOINTING_MS; None:
         the engine's; ENDPOINTING_OFF: utterances end at the engine's silence, never
         speech_final); `utterance_end_ms`: how long after an utterance's last word, with no
-        speech since, its UtteranceEnd comes (None: with its final)."""
+        speech since, its UtteranceEnd comes (None: with its final); `language`: what the call
+        asks (None: English, fixed)."""
         self._engine = engine
         self._scheduler = engine.scheduler
         self._output = output
@@ -143,6 +159,11 @@ class Channel:
         self.keyterms = ""
         self.set_keyterms(keyterms)
         self.said = ""  # the end of this channel's finals so far, for the prompt
+        self.language = language or CallLanguage(Mode.FIXED, "en", None)
+        # The language the channel speaks: the call's, or once detected (DETECT_ONCE) the one
+        # heard in its first sure utterance; None while it is to be detected.
+        self.spoken: str | None = self.language.code
+        self.heard: str | None = self.language.named  # what its results last said they were in
 
     def set_keyterms(self, keyterms: tuple[str, ...]) -> None:
         """This call's expected words from now on (besides the engine's): the next decodes'."""
@@ -257,7 +278,15 @@ class Channel:
         self.interim_wanted = False
         self.agreement.reset()
         audio = self.audio(utterance.start, utterance.end)
-        job = Job(JobKind.FINAL, self, audio, now, lambda result: self._final_done(slot, result), self.prompt)
+        job = Job(
+            JobKind.FINAL,
+            self,
+            audio,
+            now,
+            lambda result: self._final_done(slot, result),
+            self.prompt,
+            self.route,
+        )
         try:
             self._scheduler.add_final(job)
         except Overloaded as exc:
@@ -284,6 +313,32 @@ class Channel:
         parts = [self.said, f"{self.keyterms}." if self.keyterms else ""]
         return " ".join(p for p in parts if p)
 
+    def switch_language(self, language: CallLanguage) -> None:
+        """The call's language from now on: the next decodes (interims and finals not yet
+        dispatched among them) are in it; what is decoded stays."""
+        self.language = language
+        self.spoken = language.code
+        self.heard = language.named
+
+    def route(self) -> Route:
+        """Which engine decodes this channel's next utterance, in which language (None: detect)."""
+        language = None if self.language.mode is Mode.PER_UTTERANCE else self.spoken
+        return self._engine.engine_for(language), language
+
+    def _heard(self, result: Decoded) -> str | None:
+        """The language a result reports: the one the call named, else the one detected."""
+        if self.language.mode is Mode.FIXED:
+            return self.language.named
+        if result.words and result.language is not None:
+            self.heard = result.language
+            if (
+                self.language.mode is Mode.DETECT_ONCE
+                and self.spoken is None
+                and result.language_probability >= SURE_PROBABILITY
+            ):
+                self.spoken = result.language  # kept: the next utterances are decoded in it
+        return self.heard
+
     def _remember(self, text: str) -> None:
         limit = self._engine.options.context_chars
         if limit <= 0 or not text:
@@ -301,6 +356,7 @@ class Channel:
             self._output.fail(ProviderError("engine_error", f"decoding failed: {result}", retryable=True))
             return
         slot.result = spread(result, slot.voiced)
+        slot.language = self._heard(slot.result)
         slot.done = True
         self.emit_ready()
 
@@ -326,6 +382,7 @@ class Channel:
                     words=words,
                     from_finalize=slot.from_finalize,
                     channels=self._channels,
+                    language=slot.language if slot.result is not None else self.heard,
                 )
             )
             if words and slot.speech_end is not None:
@@ -405,6 +462,7 @@ class Channel:
                 utterance, start, end, result if isinstance(result, Exception) else spread(result, voiced)
             ),
             self.prompt,
+            self.route,
         )
 
     def _interim_done(self, utterance: int, start: int, end: int, result: Decoded | Exception) -> None:
@@ -426,6 +484,7 @@ class Channel:
                     duration=max(0.0, end / SAMPLE_RATE - covered_s),
                     words=words,
                     channels=self._channels,
+                    language=self.language.named if self.language.mode is Mode.FIXED else result.language,
                 )
             )
         self._maybe_want_interim(self._engine.clock())

@@ -7,6 +7,9 @@ and `engines.py` names them, so an engine is one module and one line there.
 A decoder that cannot say when each word was spoken (Moonshine has no timestamps) returns its
 words with `Decoded.timed` False; the channel then gives them times from where the VAD heard
 voice in the utterance (`timing.py`).
+
+Each utterance is decoded in the language asked for it (an engine code, `languages.py`), or, where
+None is asked, in the language the decoder detects in it (Whisper); `Decoded.language` says which.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Decoded:
     words: tuple[DecodedWord, ...]
     audio_s: float
     timed: bool = True  # False: the words' times are placeholders, to be spread over the voice
+    language: str | None = None  # the engine code it was decoded in (asked for, or detected)
+    language_probability: float = 1.0  # how sure the detection was (1.0: asked for, not detected)
 
     @property
     def text(self) -> str:
@@ -47,10 +52,17 @@ class Decoded:
 class Decoder(Protocol):
     """What the scheduler needs of a loaded model; tests use fakes."""
 
-    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+    def decode_batch(
+        self,
+        audios: Sequence[Float32Array],
+        prompts: Sequence[str] = (),
+        languages: Sequence[str | None] = (),
+    ) -> list[Decoded]:
         """Decode each utterance (16 kHz mono float). Blocking and thread-safe. `prompts[i]` (if
         given): text said before `audios[i]`, to condition its decode on, for a decoder that can
-        be prompted (Whisper); others ignore it."""
+        be prompted (Whisper); others ignore it. `languages[i]` (if given): the engine code to
+        decode `audios[i]` in, None to detect it (a decoder that cannot detect decodes in the
+        one language it knows)."""
         ...
 
 
@@ -63,4 +75,4 @@ class DecoderSettings:
     compute_type: str = "int8"  # Whisper's CTranslate2 compute type
     cpu_threads: int = 1  # threads per decode
     workers: int = 2  # decodes at once
-    language: str = "en"
+    detect_among: frozenset[str] = frozenset()  # the languages a detection may choose (empty: any)

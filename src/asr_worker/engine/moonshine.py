@@ -132,7 +132,13 @@ class MoonshineDecoder:
     def load(cls, options: MoonshineOptions) -> MoonshineDecoder:
         return _load(options)
 
-    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+    def decode_batch(
+        self,
+        audios: Sequence[Float32Array],
+        prompts: Sequence[str] = (),
+        languages: Sequence[str | None] = (),
+    ) -> list[Decoded]:
+        """English whatever is asked: the engines' table sends it English only."""
         return [self.decode(audio) for audio in audios]
 
     def decode(self, audio: Float32Array) -> Decoded:
@@ -149,7 +155,7 @@ class MoonshineDecoder:
         pieces = [self._tokens[t] for t in ids]
         heard = [] if not ids or self._invented(pieces, logprobs) else words_of(pieces, logprobs)
         words = tuple(DecodedWord(text, 0.0, 0.0, probability) for text, probability in heard)
-        return Decoded(words, audio_s, timed=False)
+        return Decoded(words, audio_s, timed=False, language="en")
 
     def _generate(self, samples: Float32Array) -> tuple[list[int], list[float]]:
         """Greedy decoding: the token ids (the start and end left out) and each one's log-probability."""

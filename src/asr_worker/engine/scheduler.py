@@ -16,7 +16,12 @@
   while finals keep their latency. The interim's audio is taken when it is dispatched, so
   it is the newest audio, never a stale copy;
 * bounded: the audio of waiting finals may not exceed `max_backlog_s`; beyond it a final is
-  refused (`Overloaded`), and `busy` tells the provider to refuse new calls before that.
+  refused (`Overloaded`), and `busy` tells the provider to refuse new calls before that;
+* one engine per batch: each job says, when it is dispatched, which engine decodes it and in
+  which language (`Job.route`: a channel that detected its language routes its next utterances
+  to the engine that speaks it), and a batch takes the oldest job's engine, at most as many
+  as that engine batches (`batch_limits`); the decoders are one pool whatever the engine, so
+  finals of every engine go first and share it fairly.
 
 `DecodePool` runs `workers` asyncio tasks that take batches and decode them in a thread pool of
 the same size (CTranslate2 releases the GIL); batches are split among idle workers so two
@@ -48,6 +53,15 @@ class JobKind(StrEnum):
     INTERIM = "interim"
 
 
+# Which engine decodes a job (None: the pool's own) and in which language (an engine code, or
+# None: the engine detects it).
+Route = tuple[str | None, str | None]
+
+
+def _default_route() -> Route:
+    return None, None
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     kind: JobKind
@@ -58,6 +72,11 @@ class Job:
     # What the channel said before this audio (the decoder's context), asked for at dispatch
     # so that it holds every final decoded by then.
     prompt: Callable[[], str] = lambda: ""
+    # Its engine and language, asked for at dispatch (a channel's language may be detected by
+    # then); `engine` and `language` hold the answer once it is dispatched.
+    route: Callable[[], Route] = _default_route
+    engine: str | None = None
+    language: str | None = None
 
     @property
     def audio_s(self) -> float:
@@ -78,6 +97,7 @@ class Scheduler:
     interim_slots: int = 1
     interim_share: float = 0.5
     max_backlog_s: float = 120.0
+    batch_limits: dict[str, int] = field(default_factory=dict)  # per engine, within max_batch
     _finals: dict[Hashable, deque[Job]] = field(default_factory=dict)
     _interims: dict[Hashable, tuple[float, InterimMaker]] = field(default_factory=dict)
     backlog_s: float = 0.0
@@ -121,9 +141,18 @@ class Scheduler:
         if self._finals:
             share = math.ceil(len(self._finals) / max(1, idle_workers))
             heads = sorted(self._finals.items(), key=lambda item: item[1][0].queued_at)
-            batch = []
-            for key, queue in heads[: min(self.max_batch, share)]:
-                job = queue.popleft()
+            batch: list[Job] = []
+            limit = min(self.max_batch, share)
+            for key, queue in heads:
+                if len(batch) >= limit:
+                    break
+                job = queue[0]
+                _dispatch(job)
+                if batch and job.engine != batch[0].engine:
+                    continue  # another engine's: a batch of its own
+                if not batch:
+                    limit = min(limit, self._limit(job.engine))
+                queue.popleft()
                 self.backlog_s -= job.audio_s
                 if not queue:
                     del self._finals[key]
@@ -142,13 +171,23 @@ class Scheduler:
             len(self._interims) / max(1, min(idle_workers, self.interim_slots - interims_running))
         )
         oldest = sorted(self._interims.items(), key=lambda item: item[1][0])[: min(self.max_batch, share)]
-        interims = []
-        for key, (_wanted_at, make) in oldest:
+        interims: list[Job] = []
+        for key, (wanted_at, make) in oldest:
             del self._interims[key]
             interim = make()
-            if interim is not None:
-                interims.append(interim)
+            if interim is None:
+                continue
+            _dispatch(interim)
+            if interims and (
+                interim.engine != interims[0].engine or len(interims) >= self._limit(interims[0].engine)
+            ):
+                self._interims[key] = (wanted_at, make)  # made again, with newer audio, next time
+                continue
+            interims.append(interim)
         return interims
+
+    def _limit(self, engine: str | None) -> int:
+        return self.batch_limits.get(engine, self.max_batch) if engine is not None else self.max_batch
 
     # --- state for metrics and admission ------------------------------------------------------
 
@@ -164,6 +203,11 @@ class Scheduler:
     def busy(self) -> bool:
         """Too far behind to take a new call."""
         return self.backlog_s > self.max_backlog_s / 2
+
+
+def _dispatch(job: Job) -> None:
+    """Settle a job's engine and language as its channel says now."""
+    job.engine, job.language = job.route()
 
 
 class EngineMetrics:
@@ -262,15 +306,36 @@ class _QueueCollector(Collector):
             "Audio channels the engine can carry at once, from its decode cost (a two-leg call is two).",
             value=model.channels or 0,
         )
+        by_engine = GaugeMetricFamily(
+            "asr_local_engine_decode_cost",
+            "Wall seconds of decoding per second of audio, by engine loaded (a call on Whisper "
+            "takes what this says more of the capacity than one on Moonshine).",
+            labels=["engine"],
+        )
+        for engine, capacity in sorted(self._pool.capacities.items()):
+            if engine in self._pool.decoders:
+                by_engine.add_metric([engine], capacity.cost_s)
+        yield by_engine
 
 
 class DecodePool:
     def __init__(
-        self, scheduler: Scheduler, workers: int, clock: Callable[[], float] = time.monotonic
+        self,
+        scheduler: Scheduler,
+        workers: int,
+        clock: Callable[[], float] = time.monotonic,
+        engine: str = "",
     ) -> None:
+        """`engine`: the name of the decoder `run` is given, which decodes jobs that name none;
+        others join with `add`."""
         self.scheduler = scheduler
         self.workers = workers
-        self.capacity = CapacityModel(workers)  # what the decoders carry, from what they cost
+        self.engine = engine
+        self.decoders: dict[str, Decoder] = {}
+        # What the decoders carry, from what each engine costs: `capacity` is the pool's own
+        # engine's; the others' are in `capacities` by name.
+        self.capacity = CapacityModel(workers)
+        self.capacities: dict[str, CapacityModel] = {engine: self.capacity}
         self.metrics = EngineMetrics(scheduler, self)
         self._clock = clock
         self._work = asyncio.Event()
@@ -279,25 +344,43 @@ class DecodePool:
         self._finals_running = 0
         self.busy = 0
 
+    def capacity_of(self, engine: str) -> CapacityModel:
+        """The capacity model of an engine's decodes (made the first time it is asked for)."""
+        model = self.capacities.get(engine)
+        if model is None:
+            model = self.capacities[engine] = CapacityModel(self.workers)
+        return model
+
+    def add(self, engine: str, decoder: Decoder) -> None:
+        """Another engine's decoder, for the jobs that name it."""
+        self.decoders[engine] = decoder
+
     def wake(self) -> None:
         """New work was submitted."""
         self._work.set()
 
     async def run(self, decoder: Decoder) -> None:
-        """Decode until cancelled."""
+        """Decode until cancelled; `decoder` is the pool's own engine's."""
+        self.decoders[self.engine] = decoder
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="asr-decode")
         try:
             async with asyncio.TaskGroup() as tg:
                 for i in range(self.workers):
-                    tg.create_task(self._worker(decoder, executor), name=f"decoder-{i}")
+                    tg.create_task(self._worker(executor), name=f"decoder-{i}")
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _worker(self, decoder: Decoder, executor: ThreadPoolExecutor) -> None:
+    async def _worker(self, executor: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
             kind = batch[0].kind
+            engine = batch[0].engine if batch[0].engine is not None else self.engine
+            decoder = self.decoders.get(engine)
+            if decoder is None:  # never: a stream that needs an engine waits for it to load
+                for job in batch:
+                    job.deliver(LookupError(f"the {engine} engine is not loaded"))
+                continue
             if kind is JobKind.INTERIM:
                 self._interims_running += 1
             else:
@@ -306,7 +389,12 @@ class DecodePool:
             started = self._clock()
             try:
                 results, cpu_s, wall_s = await loop.run_in_executor(
-                    executor, _decode, decoder, [j.audio for j in batch], [j.prompt() for j in batch]
+                    executor,
+                    _decode,
+                    decoder,
+                    [j.audio for j in batch],
+                    [j.prompt() for j in batch],
+                    [j.language for j in batch],
                 )
             except Exception as exc:
                 for job in batch:
@@ -330,7 +418,7 @@ class DecodePool:
             self.metrics.decoded_audio.labels(kind).inc(audio_s)
             self.metrics.decode_cpu.labels(kind).inc(cpu_s)
             if kind is JobKind.FINAL:
-                self.capacity.observe(audio_s, wall_s, self._clock())
+                self.capacity_of(engine).observe(audio_s, wall_s, self._clock())
             if audio_s > 0:
                 self.metrics.decode_rtf.observe(elapsed / audio_s)
             for job, result in zip(batch, results, strict=True):
@@ -352,9 +440,9 @@ class DecodePool:
 
 
 def _decode(
-    decoder: Decoder, audios: list[Float32Array], prompts: list[str]
+    decoder: Decoder, audios: list[Float32Array], prompts: list[str], languages: list[str | None]
 ) -> tuple[list[Decoded], float, float]:
     """In a decoding thread: the results, and the CPU and wall time this thread spent on them."""
     cpu, wall = time.thread_time(), time.perf_counter()
-    results = decoder.decode_batch(audios, prompts)
+    results = decoder.decode_batch(audios, prompts, languages)
     return results, time.thread_time() - cpu, time.perf_counter() - wall

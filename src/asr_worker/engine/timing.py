@@ -17,6 +17,7 @@ and the replay boundary need; it is not a phonetic alignment (docs/local-engine.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Final
 
 from .decoding import Decoded, DecodedWord
@@ -71,7 +72,7 @@ def spread(decoded: Decoded, spans: Sequence[Span]) -> Decoded:
             start = max(start, words[-1].end)
             end = max(end, start)
         words.append(DecodedWord(word.text, round(start, 3), round(end, 3), word.probability))
-    return Decoded(tuple(words), decoded.audio_s, timed=True)
+    return replace(decoded, words=tuple(words), timed=True)
 
 
 def _place(lo: float, hi: float, spans: Sequence[Span]) -> Span:

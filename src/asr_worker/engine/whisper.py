@@ -12,6 +12,9 @@ ourselves:
   (one thread); the encoder does not gain, so a batch of four is about a quarter cheaper;
 * greedy decoding (beam 1, temperature 0) without timestamp tokens, the text then aligned to
   the audio by cross-attention (Whisper's own word-timestamp method) for word times;
+* each utterance in the language asked for it, or, where none is, in the one Whisper detects
+  from the same encoder output (its language token's probability after the start token, as
+  `WhisperModel.detect_language` does on a 30 s window; one decoder step);
 * each utterance may come with a prompt, as faster-whisper's `hotwords` and previous text go:
   `<|startofprev|>` + the call's expected words + its recent finals, then the task tokens. An
   utterance of a second decoded alone is hard for any model; with what was said before it,
@@ -103,6 +106,8 @@ class _Ctranslate2Whisper(Protocol):
 
     def encode(self, features: object) -> object: ...
 
+    def detect_language(self, features: object) -> list[list[tuple[str, float]]]: ...
+
     def generate(
         self,
         features: object,
@@ -118,6 +123,17 @@ class _Ctranslate2Whisper(Protocol):
     ) -> list[_GenerationResult]: ...
 
 
+class _Tokenizer(Protocol):
+    sot_sequence: list[int]
+    no_timestamps: int
+    sot_prev: int
+    eot: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, tokens: list[int]) -> str: ...
+
+
 class _FeatureExtractor(Protocol):
     def __call__(self, waveform: Float32Array) -> Float32Array: ...
 
@@ -128,7 +144,11 @@ class _FasterWhisperModel(Protocol):
     hf_tokenizer: object
 
     def find_alignment(
-        self, tokenizer: object, text_tokens: list[list[int]], encoder_output: object, num_frames: list[int]
+        self,
+        tokenizer: _Tokenizer,
+        text_tokens: list[list[int]],
+        encoder_output: object,
+        num_frames: list[int],
     ) -> list[list[dict[str, float | str]]]: ...
 
 
@@ -138,7 +158,6 @@ class WhisperOptions:
     compute_type: str = "int8"
     cpu_threads: int = 1
     num_workers: int = 2
-    language: str = "en"
 
 
 def max_tokens(audio_s: float) -> int:
@@ -156,23 +175,47 @@ def window_frames(audio_s: float) -> int:
 class WhisperDecoder:
     """A loaded model: build with `load` (blocking, seconds), then `decode_batch` from threads."""
 
-    def __init__(self, model: _FasterWhisperModel, options: WhisperOptions) -> None:
-        from faster_whisper.tokenizer import Tokenizer
+    def __init__(
+        self, model: _FasterWhisperModel, options: WhisperOptions, detect_among: frozenset[str] = frozenset()
+    ) -> None:
+        """`detect_among`: the languages a detection may choose (empty: any Whisper knows)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self._model = model
         self.options = options
-        multilingual = bool(model.model.is_multilingual)
-        language = options.language if multilingual else None
-        self._tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self.detect_among = detect_among
+        self.multilingual = bool(model.model.is_multilingual)
+        self._tokenizers: dict[str, _Tokenizer] = {}
+        self._tokenizer = self.tokenizer("en")  # what does not depend on the language
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)) or ())
 
-    @classmethod
-    def load(cls, options: WhisperOptions) -> WhisperDecoder:
-        return cls(_load_model(options), options)
+    def tokenizer(self, language: str) -> _Tokenizer:
+        """The tokenizer that starts a decode in this language (an English-only model: English)."""
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
 
-    def decode_batch(self, audios: Sequence[Float32Array], prompts: Sequence[str] = ()) -> list[Decoded]:
+            code = language if self.multilingual else None
+            tokenizer = Tokenizer(
+                self._model.hf_tokenizer, self.multilingual, task="transcribe", language=code
+            )
+            self._tokenizers[language] = tokenizer  # a race makes two equal ones: harmless
+        return tokenizer
+
+    def _task(self, language: str) -> list[int]:
+        tokenizer = self.tokenizer(language)
+        return [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+    @classmethod
+    def load(cls, options: WhisperOptions, detect_among: frozenset[str] = frozenset()) -> WhisperDecoder:
+        return cls(_load_model(options), options, detect_among)
+
+    def decode_batch(
+        self,
+        audios: Sequence[Float32Array],
+        prompts: Sequence[str] = (),
+        languages: Sequence[str | None] = (),
+    ) -> list[Decoded]:
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
@@ -183,10 +226,12 @@ class WhisperDecoder:
         frames = max(window_frames(a.size / SAMPLE_RATE) for a in audios)
         batch = np.ascontiguousarray(np.stack([pad_or_trim(f, frames) for f in features]), dtype=np.float32)
         encoded = self._model.model.encode(ctranslate2.StorageView.from_array(batch))
+        asked = [languages[i] if i < len(languages) else None for i in range(len(audios))]
+        codes, sureness = self._languages(encoded, asked)
         texts = [prompts[i] if i < len(prompts) else "" for i in range(len(audios))]
         limit = max_tokens(max(a.size for a in audios) / SAMPLE_RATE)
         previous = {i: self.previous_tokens(t) for i, t in enumerate(texts)}
-        results = self._generate(encoded, len(audios), previous, limit)
+        results = self._generate(encoded, len(audios), previous, codes, limit)
         tokens: list[list[int]] = [[] for _ in audios]
         retry: dict[int, list[int]] = {}
         for i, result in results.items():
@@ -201,12 +246,35 @@ class WhisperDecoder:
         # faster-whisper retries a failed decode at a higher temperature, but deterministic.
         # What is invented from silence or noise stays so, and is dropped again.
         for i, result in self._generate(
-            encoded, len(audios), retry, limit, _RETRY_REPETITION_PENALTY
+            encoded, len(audios), retry, codes, limit, _RETRY_REPETITION_PENALTY
         ).items():
             ids, heard = self._judge(result, "")
             tokens[i] = ids if heard else []
-        words = self._align(encoded, tokens, [f.shape[-1] for f in features])
-        return [Decoded(tuple(w), a.size / SAMPLE_RATE) for w, a in zip(words, audios, strict=True)]
+        words = self._align(encoded, tokens, [f.shape[-1] for f in features], codes)
+        return [
+            Decoded(tuple(w), a.size / SAMPLE_RATE, language=code, language_probability=sure)
+            for w, a, code, sure in zip(words, audios, codes, sureness, strict=True)
+        ]
+
+    def _languages(self, encoded: object, asked: list[str | None]) -> tuple[list[str], list[float]]:
+        """Each utterance's language and how sure of it: as asked, or detected where None is
+        asked (an English-only model: English). A detection chooses among `detect_among`, its
+        sureness the chosen one's share of theirs: a contact centre's calls are in the languages
+        it serves, and a short utterance over a telephone line can sound like any of a hundred
+        (synthetic French at 8 kHz comes out Thai or Japanese when Whisper may choose them)."""
+        import ctranslate2
+
+        codes = [code or "en" for code in asked]
+        sureness = [1.0] * len(asked)
+        unknown = [i for i, code in enumerate(asked) if code is None]
+        if not unknown or not self.multilingual:
+            return codes, sureness
+        view = encoded
+        if len(unknown) != len(asked):
+            view = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[unknown]))
+        for i, ranked in zip(unknown, self._model.model.detect_language(view), strict=True):
+            codes[i], sureness[i] = choose_language(ranked, self.detect_among)
+        return codes, sureness
 
     def _judge(self, result: _GenerationResult, prompt: str) -> tuple[list[int], bool]:
         """The text tokens of a result, and whether they are heard rather than invented."""
@@ -228,6 +296,7 @@ class WhisperDecoder:
         encoded: object,
         size: int,
         previous: dict[int, list[int]],
+        codes: list[str],
         limit: int,
         repetition_penalty: float = 1.0,
     ) -> dict[int, _GenerationResult]:
@@ -235,18 +304,22 @@ class WhisperDecoder:
         (faster-whisper's prompt layout: `<|startofprev|>`, the text, then the task tokens).
         CTranslate2 wants the task tokens at the same position across a batch, so decodes go in
         up to three batches (no prompt, a short one, a long one), and in each the prompted keep
-        their last n tokens (n: the group's shortest). `limit`: text tokens at most, besides the
-        prompt."""
+        their last n tokens (n: the group's shortest). Every task sequence (start, language,
+        transcribe, no timestamps) is as long as another, so languages mix in a batch. `limit`:
+        text tokens at most, besides the prompt."""
         import ctranslate2
 
         groups: list[tuple[list[int], list[list[int]]]] = []
         plain = [i for i, p in previous.items() if not p]
-        groups.append((plain, [self._prompt] * len(plain)))
+        groups.append((plain, [self._task(codes[i]) for i in plain]))
         for short in (True, False):
             members = [i for i, p in previous.items() if p and (len(p) < _SHORT_PROMPT) == short]
             n = min((len(previous[i]) for i in members), default=0)
             groups.append(
-                (members, [[self._tokenizer.sot_prev, *previous[i][-n:], *self._prompt] for i in members])
+                (
+                    members,
+                    [[self._tokenizer.sot_prev, *previous[i][-n:], *self._task(codes[i])] for i in members],
+                )
             )
         out: dict[int, _GenerationResult] = {}
         for members, prompts in groups:
@@ -270,32 +343,46 @@ class WhisperDecoder:
         return out
 
     def _align(
-        self, encoded: object, tokens: list[list[int]], num_frames: list[int]
+        self, encoded: object, tokens: list[list[int]], num_frames: list[int], codes: list[str]
     ) -> list[list[DecodedWord]]:
+        """Word times by cross-attention, in groups of one language (the aligner starts from the
+        language's task tokens)."""
         import ctranslate2
 
-        keep = [i for i, t in enumerate(tokens) if t]
         out: list[list[DecodedWord]] = [[] for _ in tokens]
-        if not keep:
-            return out
-        if len(keep) != len(tokens):
-            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[keep]))
-        aligned = self._model.find_alignment(
-            self._tokenizer, [tokens[i] for i in keep], encoded, [num_frames[i] for i in keep]
-        )
-        for i, words in zip(keep, aligned, strict=True):
-            out[i] = _merge_punctuation(
-                [
-                    DecodedWord(
-                        str(w["word"]),
-                        float(w["start"]),
-                        float(w["end"]),
-                        float(w["probability"]),
-                    )
-                    for w in words
-                ]
+        for code in dict.fromkeys(codes):
+            keep = [i for i, t in enumerate(tokens) if t and codes[i] == code]
+            if not keep:
+                continue
+            view = encoded
+            if len(keep) != len(tokens):
+                view = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[keep]))
+            aligned = self._model.find_alignment(
+                self.tokenizer(code), [tokens[i] for i in keep], view, [num_frames[i] for i in keep]
             )
+            for i, words in zip(keep, aligned, strict=True):
+                out[i] = _merge_punctuation(
+                    [
+                        DecodedWord(
+                            str(w["word"]),
+                            float(w["start"]),
+                            float(w["end"]),
+                            float(w["probability"]),
+                        )
+                        for w in words
+                    ]
+                )
         return out
+
+
+def choose_language(ranked: list[tuple[str, float]], among: frozenset[str]) -> tuple[str, float]:
+    """The most probable language of Whisper's ranking (`[("<|es|>", 0.9), ...]`, best first)
+    that is one of `among` (empty: any), and its share of their probability."""
+    named = [(token[2:-2], probability) for token, probability in ranked]  # "<|es|>" is es
+    allowed = [(code, p) for code, p in named if not among or code in among] or named
+    total = sum(p for _code, p in allowed)
+    code, probability = allowed[0]
+    return code, float(probability / total) if total > 0 else 0.0
 
 
 def compression_ratio(text: str) -> float:

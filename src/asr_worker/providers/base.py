@@ -160,14 +160,6 @@ class KeytermUpdates(Protocol):
 
 
 @runtime_checkable
-class OneLanguage(Protocol):
-    def transcribes(self) -> str:
-        """The one language (a code such as `en`) every stream of this provider is heard in,
-        whatever a call asks: a server in front of it refuses a call that asks for another."""
-        ...
-
-
-@runtime_checkable
 class AdmissionGate(Protocol):
     def taking_new_calls(self) -> bool:
         """False while the provider refuses every new call at once (its circuit breaker is
@@ -182,6 +174,34 @@ class CapacityGauge(Protocol):
         is two), as it measures them; None while it does not know (loading). The session
         registry refuses new calls and failovers beyond it."""
         ...
+
+
+@runtime_checkable
+class ChannelWeigher(Protocol):
+    def channel_weight(self, options: CallOptions) -> float:
+        """How many of `capacity_channels` one channel of a call with these options takes (the
+        local engine: a call on Whisper costs several of Moonshine's)."""
+        ...
+
+
+@runtime_checkable
+class LanguageAware(Protocol):
+    def languages(self) -> tuple[str, ...]:
+        """The language codes it transcribes (`multi` among them when it detects)."""
+        ...
+
+    def language_refusal(self, language: str | None) -> str | None:
+        """Why a call asking for this language (None: none named) cannot be transcribed here,
+        for people; None when it can. Routes refuse such a call before it starts."""
+        ...
+
+
+@runtime_checkable
+class LanguageSwitch(Protocol):
+    def switch_language(self, language: str | None) -> None:
+        """From now on transcribe in this language (a code, `multi`; None: the provider's
+        default), one `language_refusal` allowed; what is already decoded stays as it was.
+        Without it, a call's new language applies to the next stream it opens."""
 
 
 @runtime_checkable

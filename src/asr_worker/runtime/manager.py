@@ -27,7 +27,7 @@ from ..core.session import FINALIZE_WAITS_MAX, Link, Phase, SessionCore
 from ..core.session_types import Resume, SessionConfig, SessionStats
 from ..errors import SessionRefused
 from ..metrics import SESSION_COUNTERS, LiveTotals, WorkerMetrics
-from ..providers.base import AdmissionGate, CapacityGauge, Provider
+from ..providers.base import AdmissionGate, CapacityGauge, ChannelWeigher, LanguageAware, Provider
 from ..settings import Section, Setting, int_range, seconds
 from .primary import PrimaryWatch
 from .runner import SessionRunner
@@ -86,7 +86,7 @@ class FallbackSlots:
         self.gauge = gauge if not limit else None
         self.limit = limit or (0 if gauge is not None else DEFAULT_FALLBACK_CALLS)
         self.in_use = 0  # calls
-        self.channels = 0
+        self.channels = 0.0  # weighted: a call on a costlier engine takes more (`ChannelWeigher`)
 
     @property
     def capacity(self) -> tuple[int, str] | None:
@@ -96,23 +96,23 @@ class FallbackSlots:
         measured = self.gauge.capacity_channels() if self.gauge is not None else None
         return None if measured is None else (measured, "channels")
 
-    def room(self, channels: int = 1) -> bool:
+    def room(self, channels: float = 1) -> bool:
         bound = self.capacity
         if bound is None:
             return True  # not measured yet (a loading engine): calls wait for it to load
         limit, unit = bound
         return (self.in_use + 1 if unit == "calls" else self.channels + channels) <= limit
 
-    def claim(self, channels: int = 1) -> bool:
+    def claim(self, channels: float = 1) -> bool:
         if not self.room(channels):
             return False
         self.in_use += 1
         self.channels += channels
         return True
 
-    def release(self, channels: int = 1) -> None:
+    def release(self, channels: float = 1) -> None:
         self.in_use = max(0, self.in_use - 1)
-        self.channels = max(0, self.channels - channels)
+        self.channels = max(0.0, self.channels - channels) if self.in_use else 0.0  # no float drift
 
     @property
     def full(self) -> bool:
@@ -123,8 +123,8 @@ class FallbackSlots:
         if bound is None:
             return f"{self.in_use} calls"
         limit, unit = bound
-        used = self.in_use if unit == "calls" else self.channels
-        return f"{used} of the {limit} {unit}"
+        used = self.in_use if unit == "calls" else round(self.channels, 1)
+        return f"{used:g} of the {limit} {unit}"
 
 
 class SessionManager:
@@ -157,7 +157,8 @@ class SessionManager:
         self.engine_slots = (
             FallbackSlots(0, provider) if realtime and isinstance(provider, CapacityGauge) else None
         )
-        self._engine_claims: dict[SessionRunner, int] = {}
+        self._engine_claims: dict[SessionRunner, float] = {}
+        self._fallback_claims: dict[SessionRunner, float] = {}
         self.primary_watch = None if fallback is None else PrimaryWatch(provider)
         self.config = config
         limits = limits or CallLimits()
@@ -245,11 +246,18 @@ class SessionManager:
                 f"the worker holds more than {self.max_buffered_audio_s:g} s of audio its providers have "
                 "not taken; send the call to another worker",
             )
+        if isinstance(self.provider, LanguageAware):
+            refusal = self.provider.language_refusal(options.language)
+            if refusal is not None:
+                self._metrics.sessions_refused.labels("language_unsupported").inc()
+                raise SessionRefused("language_unsupported", refusal)
         now = self._clock.monotonic()
-        failover, provider_name = self._failover_for_new_call(now, fmt.channels)
+        on_fallback = fmt.channels * _weight(self.fallback, options)
+        failover, provider_name = self._failover_for_new_call(now, on_fallback)
         engine = self.engine_slots
         on_primary = provider_name == self.provider.name
-        if on_primary and engine is not None and not engine.claim(fmt.channels):
+        weighted = fmt.channels * _weight(self.provider, options)
+        if on_primary and engine is not None and not engine.claim(weighted):
             self._metrics.sessions_refused.labels("engine_full").inc()
             raise SessionRefused(
                 "engine_full",
@@ -283,12 +291,14 @@ class SessionManager:
         )
         self._sessions[key] = runner
         if on_primary and engine is not None:
-            self._engine_claims[runner] = fmt.channels
+            self._engine_claims[runner] = weighted
+        if failover is not None:
+            self._fallback_claims[runner] = on_fallback
         self._empty.clear()
         self._tasks[runner] = self._tg.create_task(self._run(runner), name=f"session:{key.interaction_id}")
         return runner
 
-    def _failover_for_new_call(self, now: float, channels: int) -> tuple[Failover | None, str]:
+    def _failover_for_new_call(self, now: float, channels: float) -> tuple[Failover | None, str]:
         """A new call's failover state and the provider it starts on: the fallback while the
         primary takes no new calls (its circuit breaker is open) and the fallback has room."""
         config, watch = self.failover_config, self.primary_watch
@@ -362,8 +372,9 @@ class SessionManager:
 
     def _retire(self, runner: SessionRunner) -> None:
         self._tasks.pop(runner, None)
+        on_fallback = self._fallback_claims.pop(runner, runner.core.fmt.channels)
         if runner.core.failover is not None and runner.core.failover.moved:
-            self.fallback_slots.release(runner.core.fmt.channels)
+            self.fallback_slots.release(on_fallback)
         claimed = self._engine_claims.pop(runner, 0)
         if claimed and self.engine_slots is not None:
             self.engine_slots.release(claimed)
@@ -440,6 +451,11 @@ def _counter_values(core: SessionCore) -> dict[str, float]:
         "asr_audio_paused_seconds": sec(s.bytes_paused),
         "asr_redactions": s.spans_redacted,
     }
+
+
+def _weight(provider: Provider | None, options: CallOptions) -> float:
+    """What one channel of this call takes of the provider's measured channels."""
+    return provider.channel_weight(options) if isinstance(provider, ChannelWeigher) else 1.0
 
 
 def _describe(fmt: AudioFormat) -> str:

@@ -15,6 +15,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from ..core.actions import (
     AbortStream,
@@ -35,7 +36,14 @@ from ..core.provider_events import ProviderEvent
 from ..core.session import Link, Phase, SessionCore
 from ..errors import ProviderError
 from ..metrics import WorkerMetrics
-from ..providers.base import EventPusher, ImmediateSender, Provider, ProviderStream, StreamRequest
+from ..providers.base import (
+    EventPusher,
+    ImmediateSender,
+    LanguageSwitch,
+    Provider,
+    ProviderStream,
+    StreamRequest,
+)
 from .primary import PrimaryWatch
 from .wakeup import TimerWheel, Waker
 
@@ -234,6 +242,14 @@ class SessionRunner:
         resumed = self.core.resume_audio(self._clock.monotonic())
         self._waker.wake()
         return resumed
+
+    def switch_language(self, language: str | None) -> None:
+        """The call's language from now on: every stream it opens asks for it, and the open
+        ones that can (`LanguageSwitch`) take it at once."""
+        self.options = replace(self.options, language=language)
+        for stream in self._streams.values():
+            if isinstance(stream, LanguageSwitch):
+                stream.switch_language(language)
 
     def abandon(self, code: str, message: str) -> None:
         """End the call at once, without the provider (a fault, or shutdown ran out of time)."""

@@ -66,6 +66,11 @@ class CallSource:
         of a turn); the call goes on."""
         self.runner.finalize()
 
+    def switch_language(self, language: str | None) -> None:
+        """The call is in this language from now on (AudioHook's `update`); check it with the
+        provider's `language_refusal` first."""
+        self.runner.switch_language(language)
+
     def end(self, reason: str) -> None:
         """The source says the call is over: the session finalizes (whatever other sources
         are still attached) and ends with `reason`."""

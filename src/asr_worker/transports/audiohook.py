@@ -15,11 +15,17 @@ reference server does. Then the dialogue (`audiohook.protocol` has the messages)
   null conversation id is Genesys's connection probe: answered, but no call is started.
 - Audio feeds the call; the call's transcripts come back as `event` messages with `transcript`
   entities whose times are the client's stream `position`s (see `_Timeline`).
-- `ping` -> `pong`, `update` -> `updated`, `paused`/`resumed`: the call's own pause (the session
-  core's input, as `POST /v1/calls/{id}/pause` is: `paused` and `resumed` events, no audio to
-  the provider in between), `discarded`, `error` (logged, and an `error` event for the call's
-  watchers). A call paused another way (the operator endpoint, another source) sends the
-  client `pause`, and its resume `resume`, so Genesys stops sending the audio too.
+- `ping` -> `pong`, `paused`/`resumed`: the call's own pause (the session core's input, as
+  `POST /v1/calls/{id}/pause` is: `paused` and `resumed` events, no audio to the provider in
+  between), `discarded`, `error` (logged, and an `error` event for the call's watchers). A call
+  paused another way (the operator endpoint, another source) sends the client `pause`, and its
+  resume `resume`, so Genesys stops sending the audio too.
+- Languages: `opened` lists the provider's languages in `supportedLanguages` when `open` asks
+  (the engine's own, unless ASR_AUDIOHOOK_LANGUAGES names some); `open`'s `language` is the
+  call's (unless `customConfig.language` says otherwise), refused like any call's language the
+  provider cannot transcribe; `update` with a new `language` makes it the call's from then on
+  and is answered `updated`, or, for a language the provider cannot transcribe, leaves the
+  call's as it was with an `error` event for its watchers and no `updated`.
 - `close` ends the call: the session flushes, its last finals go out as events, then `closed`.
   A `close` for `reconnect`, or a socket that drops, only leaves the call: a new session that
   continues it (`continuedSessions`, the same conversation) joins the same call within
@@ -40,7 +46,7 @@ import logging
 import re
 import time
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from aiohttp import WSMsgType, web
@@ -61,6 +67,7 @@ from ..core.events import Paused, Resumed, SessionEnded, Transcript
 from ..core.ids import CallKey, check_id
 from ..errors import AccessDenied, BadRequest, ProtocolError, SessionRefused
 from ..http.auth import SELF_CHECKED, Route, principal_of
+from ..providers.base import LanguageAware
 from ..runtime.hub import Subscription
 from ..runtime.source import CallSource
 from ..settings import Section, Setting
@@ -79,16 +86,19 @@ _NORMAL_ENDS: Final = frozenset({"end", "stop", "close", "grace"})
 @dataclass(frozen=True)
 class AudioHookOptions:
     api_keys: ApiKeys | None = None  # None: the endpoint is closed
-    languages: tuple[str, ...] = ("en-US",)  # what `opened` lists in supportedLanguages
+    # What `opened` lists in supportedLanguages, of those the provider transcribes; empty: the
+    # provider's own languages (the local engine's), or en-US for one that does not say.
+    languages: tuple[str, ...] = ()
 
 
-_LANGUAGE_CODE: Final = re.compile(r"^[a-z]{2,3}-[A-Za-z]{2,3}$")
+_LANGUAGE_CODE: Final = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,3})?$")
+DEFAULT_LANGUAGES: Final = ("en-US",)  # a provider that does not say which it transcribes
 
 
 def _language_codes(text: str) -> tuple[str, ...]:
     codes = tuple(code.strip() for code in text.split(",") if code.strip())
-    if not codes or any(_LANGUAGE_CODE.match(code) is None for code in codes):
-        raise ValueError("must be comma-separated language codes such as en-US,es-ES")
+    if any(_LANGUAGE_CODE.match(code) is None for code in codes):
+        raise ValueError("must be comma-separated language codes such as en-US,es-ES (empty: the engine's)")
     return codes
 
 
@@ -108,7 +118,8 @@ SETTINGS: Final = Section(
         Setting(
             "languages",
             "ASR_AUDIOHOOK_LANGUAGES",
-            "languages /v1/audiohook reports to Genesys (supportedLanguages), comma-separated",
+            "languages /v1/audiohook reports to Genesys (supportedLanguages), comma-separated; those the "
+            "provider cannot transcribe are left out. Empty: the provider's own (the local engine's)",
             _language_codes,
         ),
     ),
@@ -140,6 +151,20 @@ class _Endpoint:
         self.options = options
         self.nonces = NonceCache()
         self.live: dict[CallKey, set[_Session]] = {}
+
+    def supported_languages(self) -> tuple[str, ...]:
+        """What `opened` lists: the configured languages the provider transcribes, else the
+        provider's own (the local engine's codes, `multi` among them)."""
+        provider = self.host.manager.provider
+        if not isinstance(provider, LanguageAware):
+            return self.options.languages or DEFAULT_LANGUAGES
+        if self.options.languages:
+            return tuple(c for c in self.options.languages if provider.language_refusal(c) is None)
+        return provider.languages()
+
+    def language_refusal(self, language: str) -> str | None:
+        provider = self.host.manager.provider
+        return provider.language_refusal(language) if isinstance(provider, LanguageAware) else None
 
     async def socket(self, request: web.Request) -> web.StreamResponse:
         host = self.host
@@ -447,8 +472,7 @@ class _Session:
                     },
                 )
         elif isinstance(message, ah.Update):
-            self.language = message.language
-            await self.send("updated", {})
+            await self.update(message.language)
         elif isinstance(message, ah.Discarded):
             log.info(
                 "audiohook audio discarded by the client",
@@ -495,9 +519,9 @@ class _Session:
                 ),
             )
             return
-        languages = self.endpoint.options.languages
+        languages = self.endpoint.supported_languages()
         supported = languages if message.supported_languages else None
-        self.language = message.language or languages[0]
+        self.language = message.language
         media = ah.choose_media(message.media)
         if self.probe or message.conversation_id == ah.NULL_UUID:  # the probe: answer, start no call
             self.state, self.media = "ACTIVE", media
@@ -518,6 +542,8 @@ class _Session:
                 custom_id if isinstance(custom_id, str) else message.conversation_id, "interaction_id"
             )
             options = CallOptions.from_fields(message.custom_config, "customConfig")
+            if options.language is None and message.language is not None:
+                options = replace(options, language=message.language)  # `open`'s is the call's
             # The tenant is the key's where ASR_API_KEYS names it, else the Genesys organization.
             key = CallKey(
                 self.binding.tenant or check_id(message.organization_id, "organizationId"), interaction_id
@@ -557,6 +583,27 @@ class _Session:
                 "resumed": source.runner.status.resumed,
             },
         )
+
+    async def update(self, language: str) -> None:
+        """`update`: the call's language from now on, answered `updated`; one the provider
+        cannot transcribe changes nothing but an `error` event (and is not answered)."""
+        refusal = self.endpoint.language_refusal(language)
+        if refusal is not None:
+            log.warning(
+                "audiohook update refused",
+                extra={"session": self.id, "interaction_id": self.interaction_id, "language": language},
+            )
+            if self.source is not None:
+                self.source.error("language_unsupported", f"AudioHook update to {language}: {refusal}")
+            return
+        self.language = language
+        if self.source is not None and self.source.attached:
+            self.source.switch_language(language)
+        log.info(
+            "audiohook language updated",
+            extra={"session": self.id, "interaction_id": self.interaction_id, "language": language},
+        )
+        await self.send("updated", {})
 
     async def refuse(self, code: str, info: str) -> None:
         log.info("audiohook refused", extra={"session": self.id, "reason": code, "detail": info})
@@ -665,7 +712,7 @@ class _Session:
             text=event.text,
             confidence=event.confidence,
             tokens=tokens,
-            language=self.language,
+            language=event.language or self.language,
         )
         with contextlib.suppress(ConnectionError):
             await self.send("event", {"entities": [entity]})
