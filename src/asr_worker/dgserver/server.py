@@ -45,6 +45,7 @@ from ..core.provider_events import ProviderEvent, SpeechStarted, TranscriptResul
 from ..core.redact import Redactor
 from ..core.search import searched
 from ..credentials import Secret, token_matches
+from ..deepgram import configure as configure_message
 from ..deepgram import protocol
 from ..deepgram.flux import LISTEN_V2_PATH, FluxParams
 from ..deepgram.protocol import ListenParams, ModelInfo, Refusal
@@ -481,20 +482,22 @@ class _Connection(ServedConnection):
             return
         request_id = self.record.request_id
         try:
-            configure = protocol.parse_configure(text)
+            configure = configure_message.parse_configure(text)
         except ProtocolError as exc:
             await self._send_json(protocol.error_message("SchemaError", exc.message, text[:200]))
             return
         except ParamError as exc:
             await self._send_json(
-                protocol.configure_failure(request_id, "CONFIGURE_KEYTERM_LIMIT_EXCEEDED", exc.message)
+                configure_message.configure_failure(
+                    request_id, "CONFIGURE_KEYTERM_LIMIT_EXCEEDED", exc.message
+                )
             )
             return
         if configure.keyterms is not None and not (
             isinstance(stream, KeytermUpdates) and stream.update_keyterms(configure.keyterms)
         ):
             await self._send_json(
-                protocol.configure_failure(
+                configure_message.configure_failure(
                     request_id,
                     "CONFIGURE_KEYTERMS_NOT_SUPPORTED",
                     f"the {self.server.provider.name} engine behind this server takes no keyterms "
@@ -505,7 +508,7 @@ class _Connection(ServedConnection):
         if configure.features:
             self._format = self._format.with_flags(dict(configure.features))
             self._formatter = Formatter.of(self._format)
-        await self._send_json(protocol.configure_success(request_id, configure.keyterms))
+        await self._send_json(configure_message.configure_success(request_id, configure.keyterms))
 
     # --- output ---------------------------------------------------------------------------
 
