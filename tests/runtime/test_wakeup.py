@@ -135,11 +135,13 @@ async def test_many_loops_share_one_wheel_and_none_wakes_early() -> None:
     loop = asyncio.get_running_loop()
     deadlines = [Deadline() for _ in range(200)]
     wakers = [Waker(d.until_due, wheel) for d in deadlines]
+    # Every loop parks first with no timed work, then each gets its deadline, with no await
+    # between: parking 200 loops on a busy machine can take longer than the deadlines are away.
+    tasks = [await parked(waker, None) for waker in wakers]
     start = loop.time()
-    tasks = []
     for i, (deadline, waker) in enumerate(zip(deadlines, wakers, strict=True)):
         deadline.at = start + 0.05 + 0.001 * (i % 40)  # 40 distinct deadlines over 40 ms
-        tasks.append(await parked(waker, deadline.at - loop.time()))
+        waker.wake_by(deadline.at - loop.time())
     assert wheel.pending <= len(wakers)
     woke = await asyncio.wait_for(asyncio.gather(*tasks), 5)
     for deadline, woke_at in zip(deadlines, woke, strict=True):
