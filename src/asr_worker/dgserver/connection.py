@@ -18,6 +18,7 @@ from ..deepgram import protocol
 from .faults import GARBAGE_MESSAGES, ConnectionFault, Faults
 
 if TYPE_CHECKING:
+    from ..providers.base import ProviderStream
     from .server import DeepgramServer
 
 
@@ -95,6 +96,37 @@ class ServedConnection:
     async def run(self) -> None:
         """Serve the connection until it ends, however it ends."""
         raise NotImplementedError
+
+    async def _read(self, stream: ProviderStream) -> None:
+        """The client's messages into the engine's stream, until the client stops or fails."""
+        raise NotImplementedError
+
+    async def _write(self, stream: ProviderStream) -> None:
+        """The engine's events out to the client, then the close that fits how they ended."""
+        raise NotImplementedError
+
+    async def _pump(self, stream: ProviderStream) -> None:
+        """Both directions of an open stream at once, with Deepgram's idle close, until the
+        connection ends; then the engine's stream is let go and the record says who closed."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._write(stream))
+                idle = tg.create_task(self._idle_watch())
+                await self._read(stream)
+                idle.cancel()
+                if not writer.done() and not (self._closed or self.ws.closed):
+                    # The socket is open but the reader stopped (CloseStream, or the engine
+                    # failed): the writer sends what is left, then closes with the right code.
+                    await asyncio.wait({writer}, timeout=2.0)
+                writer.cancel()
+            if not (self._closed or self.ws.closed):
+                await self.close(protocol.CLOSE_INTERNAL, "the speech engine stopped")
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.abort()
+            if self.record.close_code is None:
+                self.record.close_code = self.ws.close_code
+                self.record.closed_by = self.record.closed_by or "client"
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:

@@ -88,24 +88,10 @@ class FluxConnection(ServedConnection):
         self._queue(flux.connected_message(self.record.request_id, self._next_sequence()))
         try:
             await self._flush()
-            async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._write(stream))
-                idle = tg.create_task(self._idle_watch())
-                await self._read(stream)
-                idle.cancel()
-                if not writer.done() and not (self._closed or self.ws.closed):
-                    # The reader stopped with the socket open (CloseStream, or the engine failed):
-                    # the writer sends what is left, then closes with the right code.
-                    await asyncio.wait({writer}, timeout=2.0)
-                writer.cancel()
-            if not (self._closed or self.ws.closed):
-                await self.close(protocol.CLOSE_INTERNAL, "the speech engine stopped")
+            await self._pump(stream)
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # let go of it even when the first send failed
                 await stream.abort()
-            if self.record.close_code is None:
-                self.record.close_code = self.ws.close_code
-                self.record.closed_by = self.record.closed_by or "client"
             log.info(
                 "flux stream ended",
                 extra={

@@ -25,7 +25,6 @@ demand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -390,26 +389,7 @@ class _Connection(ServedConnection):
             await self._send_json(protocol.error_message("ProviderError", exc.message))
             await self.close(protocol.CLOSE_INTERNAL, exc.message)
             return
-        stream = self._stream
-        try:
-            async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._write(stream))
-                idle = tg.create_task(self._idle_watch())
-                await self._read(stream)
-                idle.cancel()
-                if not writer.done() and not (self._closed or self.ws.closed):
-                    # The socket is open but the reader stopped (CloseStream, or the engine
-                    # failed): the writer sends what is left, then closes with the right code.
-                    await asyncio.wait({writer}, timeout=2.0)
-                writer.cancel()
-            if not (self._closed or self.ws.closed):
-                await self.close(protocol.CLOSE_INTERNAL, "the speech engine stopped")
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.abort()
-            if self.record.close_code is None:
-                self.record.close_code = self.ws.close_code
-                self.record.closed_by = self.record.closed_by or "client"
+        await self._pump(self._stream)
 
     # --- input ----------------------------------------------------------------------------
 
