@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -171,3 +171,34 @@ def audio_payload(media: Mapping[str, object], where: str, max_bytes: int) -> by
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("bad_audio", f"{where}: payload is not valid base64; dropped") from None
+
+
+TRACKS: Final = ("inbound", "outbound")  # the legs of a Twilio-shaped media stream
+
+
+def _counted_ms(media: Mapping[str, object]) -> int | None:
+    return count(media, "timestamp", "media")
+
+
+def track_media(
+    body: Mapping[str, object],
+    platform: str,
+    max_payload_bytes: int,
+    timestamp_ms: Callable[[Mapping[str, object]], int | None] = _counted_ms,
+) -> Media:
+    """A Twilio-shaped `media` event (Twilio's own, Telnyx's, SignalWire's, Plivo's): its leg
+    (`inbound` unless it says), its audio, its chunk number and its time, read by
+    `timestamp_ms` where the platform writes it otherwise (milliseconds from the stream's start
+    by default)."""
+    media = obj(body, "media", "media")
+    track = optional_text(media, "track", max_chars=32) or "inbound"
+    if track not in TRACKS:
+        raise ProtocolError(
+            "bad_message", f"media: unknown track {track[:20]!r}; {platform}'s are inbound, outbound"
+        )
+    return Media(
+        payload=audio_payload(media, "media", max_payload_bytes),
+        track=track,
+        chunk=count(media, "chunk", "media"),
+        timestamp_ms=timestamp_ms(media),
+    )

@@ -19,15 +19,14 @@ from typing import Final
 from ..core.audio import AudioFormat, Encoding
 from ..errors import AudioFormatError, ProtocolError
 from .telephony_messages import (
+    TRACKS,
     Clear,
     Connected,
     Dtmf,
     Mark,
-    Media,
     Message,
     Start,
     Stop,
-    audio_payload,
     count,
     dtmf_digit,
     load_object,
@@ -35,13 +34,13 @@ from .telephony_messages import (
     optional_text,
     parameters,
     text,
+    track_media,
 )
 
 # A 20 ms message is about 400 characters; a `start` with custom parameters a few KB.
 MAX_MESSAGE_CHARS: Final = 64 * 1024
 # 2 s of 8 kHz mu-law in one message is already far from Twilio's 20 ms; more is refused.
 MAX_PAYLOAD_BYTES: Final = 16_000
-TRACKS: Final = ("inbound", "outbound")
 _ENCODINGS: Final = {"audio/x-mulaw": Encoding.MULAW, "audio/x-alaw": Encoding.ALAW}
 
 
@@ -49,18 +48,7 @@ def parse(raw: str) -> Message:
     """One Twilio text message; raises ProtocolError with a reason."""
     event, body = load_object(raw, MAX_MESSAGE_CHARS)
     if event == "media":
-        media = obj(body, "media", "media")
-        track = optional_text(media, "track", max_chars=32) or "inbound"
-        if track not in TRACKS:
-            raise ProtocolError(
-                "bad_message", f"media: unknown track {track[:20]!r}; Twilio's are inbound, outbound"
-            )
-        return Media(
-            payload=audio_payload(media, "media", MAX_PAYLOAD_BYTES),
-            track=track,
-            chunk=count(media, "chunk", "media"),
-            timestamp_ms=count(media, "timestamp", "media"),
-        )
+        return track_media(body, "Twilio", MAX_PAYLOAD_BYTES)
     if event == "start":
         return _start(obj(body, "start", "start"))
     if event == "connected":

@@ -20,25 +20,24 @@ from typing import Final
 from ...core.audio import AudioFormat, Encoding
 from ...errors import AudioFormatError, ProtocolError
 from ..telephony_messages import (
+    TRACKS,
     Clear,
     Dtmf,
     Mark,
-    Media,
     Message,
     Start,
     Stop,
-    audio_payload,
     count,
     dtmf_digit,
     load_object,
     obj,
     optional_text,
     text,
+    track_media,
 )
 
 MAX_MESSAGE_CHARS: Final = 128 * 1024
 MAX_PAYLOAD_BYTES: Final = 64_000  # 2 s of 16 kHz L16
-TRACKS: Final = ("inbound", "outbound")
 _ENCODINGS: Final = {"audio/x-mulaw": Encoding.MULAW, "audio/x-l16": Encoding.LINEAR16}
 _SAMPLE_RATES: Final = {Encoding.MULAW: (8000,), Encoding.LINEAR16: (8000, 16000)}
 # extraHeaders' names (letters and digits only) for the parameters a call reads.
@@ -50,17 +49,8 @@ def parse(raw: str) -> Message:
     """One Plivo text message; raises ProtocolError with a reason."""
     event, body = load_object(raw, MAX_MESSAGE_CHARS)
     if event == "media":
-        media = obj(body, "media", "media")
-        track = optional_text(media, "track", max_chars=32) or "inbound"
-        if track not in TRACKS:
-            raise ProtocolError(
-                "bad_message", f"media: unknown track {track[:20]!r}; Plivo's are inbound, outbound"
-            )
-        return Media(
-            payload=audio_payload(media, "media", MAX_PAYLOAD_BYTES),
-            track=track,
-            chunk=count(media, "chunk", "media"),
-            timestamp_ms=_wall_clock_ms(media.get("timestamp")),
+        return track_media(
+            body, "Plivo", MAX_PAYLOAD_BYTES, lambda media: _wall_clock_ms(media.get("timestamp"))
         )
     if event == "start":
         return _start(obj(body, "start", "start"), body)

@@ -19,27 +19,26 @@ from typing import Final
 from ...core.audio import AudioFormat, Encoding
 from ...errors import AudioFormatError, ProtocolError
 from ..telephony_messages import (
+    TRACKS,
     Clear,
     Connected,
     Dtmf,
     Mark,
-    Media,
     Message,
     Start,
     Stop,
-    audio_payload,
     count,
     dtmf_digit,
     obj,
     optional_text,
     parameters,
     text,
+    track_media,
 )
 from .messages import json_object
 
 MAX_MESSAGE_CHARS: Final = 128 * 1024
 MAX_PAYLOAD_BYTES: Final = 96_000  # 2 s of 24 kHz L16
-TRACKS: Final = ("inbound", "outbound")
 _ENCODINGS: Final = {
     "audio/x-mulaw": Encoding.MULAW,
     "audio/x-alaw": Encoding.ALAW,
@@ -57,18 +56,7 @@ def parse(raw: str) -> Message:
     if not isinstance(event, str) or not event:
         raise ProtocolError("bad_message", "a message must have a string `event`")
     if event == "media":
-        media = obj(body, "media", "media")
-        track = optional_text(media, "track", max_chars=32) or "inbound"
-        if track not in TRACKS:
-            raise ProtocolError(
-                "bad_message", f"media: unknown track {track[:20]!r}; SignalWire's are inbound, outbound"
-            )
-        return Media(
-            payload=audio_payload(media, "media", MAX_PAYLOAD_BYTES),
-            track=track,
-            chunk=count(media, "chunk", "media"),
-            timestamp_ms=count(media, "timestamp", "media"),
-        )
+        return track_media(body, "SignalWire", MAX_PAYLOAD_BYTES)
     if event == "start":
         return _start(obj(body, "start", "start"))
     if event == "connected":

@@ -20,15 +20,14 @@ from typing import Final
 from ...core.audio import AudioFormat, Encoding
 from ...errors import AudioFormatError, ProtocolError
 from ..telephony_messages import (
+    TRACKS,
     Clear,
     Connected,
     Dtmf,
     Mark,
-    Media,
     Message,
     Start,
     Stop,
-    audio_payload,
     count,
     dtmf_digit,
     load_object,
@@ -36,12 +35,12 @@ from ..telephony_messages import (
     optional_text,
     parameters,
     text,
+    track_media,
 )
 
 # A 20 ms message of 16 kHz L16 is under 1 KB of base64; a `start` with custom parameters a few KB.
 MAX_MESSAGE_CHARS: Final = 128 * 1024
 MAX_PAYLOAD_BYTES: Final = 64_000  # 2 s of 16 kHz L16
-TRACKS: Final = ("inbound", "outbound")
 # `?track=` on the stream URL, as Telnyx's `stream_track` names them.
 URL_TRACKS: Final = {
     "inbound_track": ("inbound",),
@@ -62,18 +61,7 @@ def parse(raw: str) -> Message:
     """One Telnyx text message; raises ProtocolError with a reason."""
     event, body = load_object(raw, MAX_MESSAGE_CHARS)
     if event == "media":
-        media = obj(body, "media", "media")
-        track = optional_text(media, "track", max_chars=32) or "inbound"
-        if track not in TRACKS:
-            raise ProtocolError(
-                "bad_message", f"media: unknown track {track[:20]!r}; Telnyx's are inbound, outbound"
-            )
-        return Media(
-            payload=audio_payload(media, "media", MAX_PAYLOAD_BYTES),
-            track=track,
-            chunk=count(media, "chunk", "media"),
-            timestamp_ms=count(media, "timestamp", "media"),
-        )
+        return track_media(body, "Telnyx", MAX_PAYLOAD_BYTES)
     if event == "start":
         return _start(obj(body, "start", "start"), body)
     if event == "connected":
